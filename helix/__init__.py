@@ -1,0 +1,3 @@
+"""Helix: an event-sourced control plane for AI development work."""
+
+__version__ = "0.1.0"

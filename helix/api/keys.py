@@ -1,0 +1,13 @@
+"""Typed application keys shared by the route modules."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+
+from helix.config import Settings
+from helix.eventstore import EventStore
+
+STORE = web.AppKey("store", EventStore)
+POOL = web.AppKey("pool", asyncpg.Pool)
+SETTINGS = web.AppKey("settings", Settings)

@@ -1,0 +1,53 @@
+"""Who is calling: set on every authenticated request by the auth middleware."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+
+import attrs
+from aiohttp import web
+
+from helix.errors import Forbidden, Unauthorized
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    USER = "user"
+    WORKER = "worker"
+    AUDITOR = "auditor"
+
+
+@attrs.frozen(kw_only=True)
+class Principal:
+    user_id: uuid.UUID
+    username: str
+    role: Role
+    key_id: uuid.UUID | None = None  # set when the caller used an API key
+
+    @property
+    def actor(self) -> str:
+        """How events' metadata names this caller: `user:<id>` or `key:<id>`."""
+        return f"key:{self.key_id}" if self.key_id else f"user:{self.user_id}"
+
+    @property
+    def sees_everything(self) -> bool:
+        return self.role in (Role.ADMIN, Role.AUDITOR)
+
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
+def principal_of(request: web.Request) -> Principal:
+    """The authenticated caller; 401 if the request carried no valid credentials."""
+    found = request.get(PRINCIPAL)
+    if not isinstance(found, Principal):
+        raise Unauthorized("authentication required")
+    return found
+
+
+def require_role(request: web.Request, *roles: Role) -> Principal:
+    principal = principal_of(request)
+    if principal.role not in roles:
+        raise Forbidden(f"this needs one of the roles: {', '.join(roles)}")
+    return principal

@@ -1,0 +1,1 @@
+"""`helix bench`: Helix measured beside raw PostgreSQL on the same server in the same run."""

@@ -1,0 +1,43 @@
+"""`helix bench`: measured throughput and latency beside a raw-PostgreSQL baseline."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from helix.bench import append
+from helix.bench.common import scratch_database
+from helix.cli.context import database_url
+from helix.config import Settings
+
+
+def register(commands: Any) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="benchmarks against a raw PostgreSQL baseline in the same run",
+        description="Each benchmark runs in a scratch database created beside Helix's own on "
+        "the same server (and dropped afterwards) and prints Helix's figures beside raw "
+        "PostgreSQL's, with their ratio.",
+    )
+    sub = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
+    p = sub.add_parser("append", help="appends per second and append-to-notification latency")
+    p.add_argument("--seconds", type=float, default=5.0, help="per measurement (default 5)")
+    p.add_argument(
+        "--concurrency", default="1,16", help="comma-separated writer counts (default 1,16)"
+    )
+    p.add_argument(
+        "--latency-samples",
+        type=int,
+        default=300,
+        help="appends timed for notification latency (default 300)",
+    )
+    p.set_defaults(handler=run_append)
+
+
+async def run_append(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
+    async with database_url(settings) as server, scratch_database(server) as url:
+        return await append.run(
+            url, settings, seconds=args.seconds, levels=levels, latency_samples=args.latency_samples
+        )

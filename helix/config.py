@@ -1,0 +1,94 @@
+"""Settings, read once from `HELIX_*` environment variables, with defaults that work on a laptop."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    return default if raw in (None, "") else float(raw)
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    database_url: str | None = None
+    data_dir: Path = Path(".helix")
+    host: str = "127.0.0.1"
+    port: int = 8100
+    pool_size: int = 20
+    # A Helix session never sits idle inside a transaction: an open transaction holds back the
+    # xmin horizon, which stalls the sequencer for every writer.
+    idle_in_transaction_timeout_ms: int = 10_000
+    sequencer_batch_size: int = 1000
+    sequencer_poll_interval: float = 1.0
+    wakeup_interval: float = 0.002
+    # --- API: auth, limits, shutdown ---
+    # Helix's own JWT signing secret; when unset, one is generated once and kept in the database
+    # so every node signs and verifies with the same one.
+    jwt_secret: str | None = None
+    jwt_issuer: str = "helix"
+    jwt_audience: str = "helix"
+    jwt_ttl_seconds: int = 3600
+    # An external issuer (e.g. a chat front end) whose tokens Helix trusts: a shared secret
+    # (HS*) or a public key (PEM text or a file path; RS*/ES*/EdDSA), checked with iss and aud.
+    external_jwt_secret: str | None = None
+    external_jwt_public_key: str | None = None
+    external_jwt_issuer: str | None = None
+    external_jwt_audience: str | None = None
+    rate_limit_per_minute: int = 600  # 0 disables rate limiting
+    rate_limit_burst: int | None = None  # bucket size; None: rate_limit_per_minute
+    max_body_bytes: int = 1024 * 1024
+    idempotency_ttl_seconds: int = 24 * 3600
+    shutdown_timeout: float = 30.0
+    # --- projects and jobs: quotas (archived projects do not count; jobs beyond the running
+    # limit stay queued until a claim is allowed), output tail size, the projection runner ---
+    max_projects_per_user: int = 100
+    max_concurrent_jobs: int = 3
+    output_tail_lines: int = 20
+    projection_batch_size: int = 500
+    projection_poll_interval: float = 1.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            database_url=env.get("HELIX_DATABASE_URL") or None,
+            data_dir=Path(env.get("HELIX_DATA_DIR") or ".helix"),
+            host=env.get("HELIX_HOST") or "127.0.0.1",
+            port=_int(env, "HELIX_PORT", 8100),
+            pool_size=_int(env, "HELIX_POOL_SIZE", 20),
+            idle_in_transaction_timeout_ms=_int(
+                env, "HELIX_IDLE_IN_TRANSACTION_TIMEOUT_MS", 10_000
+            ),
+            sequencer_batch_size=_int(env, "HELIX_SEQUENCER_BATCH_SIZE", 1000),
+            sequencer_poll_interval=_float(env, "HELIX_SEQUENCER_POLL_INTERVAL", 1.0),
+            wakeup_interval=_float(env, "HELIX_WAKEUP_INTERVAL", 0.002),
+            max_projects_per_user=_int(env, "HELIX_MAX_PROJECTS_PER_USER", 100),
+            max_concurrent_jobs=_int(env, "HELIX_MAX_CONCURRENT_JOBS", 3),
+            output_tail_lines=_int(env, "HELIX_OUTPUT_TAIL_LINES", 20),
+            projection_batch_size=_int(env, "HELIX_PROJECTION_BATCH_SIZE", 500),
+            projection_poll_interval=_float(env, "HELIX_PROJECTION_POLL_INTERVAL", 1.0),
+            jwt_secret=env.get("HELIX_JWT_SECRET") or None,
+            jwt_issuer=env.get("HELIX_JWT_ISSUER") or "helix",
+            jwt_audience=env.get("HELIX_JWT_AUDIENCE") or "helix",
+            jwt_ttl_seconds=_int(env, "HELIX_JWT_TTL_SECONDS", 3600),
+            external_jwt_secret=env.get("HELIX_EXTERNAL_JWT_SECRET") or None,
+            external_jwt_public_key=env.get("HELIX_EXTERNAL_JWT_PUBLIC_KEY") or None,
+            external_jwt_issuer=env.get("HELIX_EXTERNAL_JWT_ISSUER") or None,
+            external_jwt_audience=env.get("HELIX_EXTERNAL_JWT_AUDIENCE") or None,
+            rate_limit_per_minute=_int(env, "HELIX_RATE_LIMIT_PER_MINUTE", 600),
+            rate_limit_burst=_int(env, "HELIX_RATE_LIMIT_BURST", 0) or None,
+            max_body_bytes=_int(env, "HELIX_MAX_BODY_BYTES", 1024 * 1024),
+            idempotency_ttl_seconds=_int(env, "HELIX_IDEMPOTENCY_TTL_SECONDS", 24 * 3600),
+            shutdown_timeout=_float(env, "HELIX_SHUTDOWN_TIMEOUT", 30.0),
+        )

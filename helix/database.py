@@ -1,0 +1,96 @@
+"""Finding the database and opening connections to it.
+
+Every command finds the database the same way: `HELIX_DATABASE_URL` if set, else the embedded
+server in `HELIX_DATA_DIR` (started, or joined if it already runs).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+from typing import Any
+
+import asyncpg
+
+from helix.config import Settings
+from helix.embedded import EmbeddedPostgres
+
+Connection = asyncpg.Connection
+Pool = asyncpg.Pool
+
+
+def server_settings(settings: Settings, application_name: str) -> dict[str, str]:
+    return {
+        "application_name": application_name,
+        "idle_in_transaction_session_timeout": str(settings.idle_in_transaction_timeout_ms),
+        "timezone": "UTC",
+    }
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name, encoder=_dumps, decoder=json.loads, schema="pg_catalog", format="text"
+        )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+async def _no_session_reset(conn: asyncpg.Connection) -> None:
+    """Pool connections never LISTEN, hold advisory locks, keep cursors or SET session state
+    (those live on dedicated connections), so the default reset query, a round trip on every
+    release, is skipped. An open transaction is still rolled back by asyncpg itself."""
+
+
+async def create_pool(
+    url: str, settings: Settings, *, application_name: str = "helix", max_size: int | None = None
+) -> asyncpg.Pool:
+    size = max_size or settings.pool_size
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=min(2, size),
+        max_size=size,
+        init=init_connection,
+        reset=_no_session_reset,
+        # Idle connections are not closed on a timer: the timer costs a call_later per release.
+        max_inactive_connection_lifetime=0,
+        server_settings=server_settings(settings, application_name),
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(url: str, settings: Settings, *, application_name: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(url, server_settings=server_settings(settings, application_name))
+    await init_connection(conn)
+    return conn
+
+
+class Database:
+    """The database a process uses: the configured URL, or the embedded server it joins."""
+
+    def __init__(self, settings: Settings, *, durable: bool = True) -> None:
+        self.settings = settings
+        self.embedded: EmbeddedPostgres | None = None
+        self._durable = durable
+
+    def start(self) -> str:
+        if self.settings.database_url:
+            return self.settings.database_url
+        self.embedded = EmbeddedPostgres(self.settings.data_dir, durable=self._durable)
+        return self.embedded.start()
+
+    def stop(self) -> None:
+        if self.embedded is not None:
+            self.embedded.stop()
+            self.embedded = None
+
+
+def resolve_url_for_cli() -> str:
+    """For tools that only need a URL (alembic's own command line): join or start the server."""
+    db = Database(Settings.from_env())
+    url = db.start()
+    atexit.register(db.stop)
+    return url

@@ -1,0 +1,28 @@
+"""The pure domain: the project and job aggregates as deciders, with no I/O.
+
+Each aggregate package holds `events.py` (frozen, past-tense events and their `EVENTS`
+registry of dotted type names), `commands.py` (imperative commands, each carrying the time it
+happens) and `decider.py` (`decide`, `evolve`, `fold` over a frozen state). Nothing here
+imports a database, HTTP or JSON library.
+"""
+
+from __future__ import annotations
+
+from helix.domain.job.events import EVENTS as JOB_EVENTS
+from helix.domain.project.events import EVENTS as PROJECT_EVENTS
+
+# Every domain event class by its dotted type name; the two registries never share a name.
+EVENTS: dict[str, type] = {**PROJECT_EVENTS, **JOB_EVENTS}
+# The dotted type name of every domain event class.
+EVENT_TYPES: dict[type, str] = {cls: name for name, cls in EVENTS.items()}
+
+
+def event_type(event: object) -> str:
+    """The dotted type name (e.g. "job.phase_started") of a domain event."""
+    try:
+        return EVENT_TYPES[type(event)]
+    except KeyError:
+        raise TypeError(f"{type(event).__name__} is not a registered domain event") from None
+
+
+__all__ = ["EVENTS", "EVENT_TYPES", "JOB_EVENTS", "PROJECT_EVENTS", "event_type"]

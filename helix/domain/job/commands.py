@@ -1,0 +1,192 @@
+"""What may be asked of a job: the commands of the job aggregate.
+
+Commands from a worker carry the `fencing_token` of the lease it was given when it claimed the
+job; a report under any other token is refused, so a worker whose lease was taken away can
+never change the job again. Every command carries `at`, the time it happens.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TypeAlias
+from uuid import UUID
+
+import attrs
+
+from helix.domain.job.events import OutputStream
+from helix.domain.project.events import PhaseSpec
+
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_LEASE_S = 60.0
+
+
+@attrs.frozen(kw_only=True)
+class QueueJob:
+    job_id: UUID
+    project_id: UUID
+    owner: str
+    phases: tuple[PhaseSpec, ...]
+    requested_by: str
+    start_phase: str | None = None
+    model: str | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class ClaimJob:
+    """A worker takes the job; `capabilities`, when given, must cover the phases still to run."""
+
+    worker_id: str
+    lease_s: float = DEFAULT_LEASE_S
+    capabilities: tuple[str, ...] | None = None
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class RenewLease:
+    fencing_token: int
+    lease_s: float = DEFAULT_LEASE_S
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class StartPhase:
+    fencing_token: int
+    phase: str
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class RecordOutput:
+    fencing_token: int
+    phase: str
+    stream: OutputStream
+    lines: tuple[str, ...]
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class RecordFile:
+    fencing_token: int
+    phase: str
+    path: str
+    size: int
+    sha256: str
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class RecordCost:
+    fencing_token: int
+    phase: str
+    tokens: int = 0
+    usd: float = 0.0
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class ReportProgress:
+    fencing_token: int
+    percent: int
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class CompletePhase:
+    fencing_token: int
+    phase: str
+    exit_code: int | None = 0
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class FailPhase:
+    fencing_token: int
+    phase: str
+    error: str
+    exit_code: int | None = None
+    stderr_tail: tuple[str, ...] = ()
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class SkipPhase:
+    fencing_token: int
+    phase: str
+    reason: str
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class CompleteJob:
+    fencing_token: int
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class FailJob:
+    fencing_token: int
+    error: str
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class RequestCancel:
+    by: str
+    reason: str = "cancelled by request"
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class AcknowledgeCancel:
+    fencing_token: int
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class ExpireLease:
+    """Issued by a reaper once the lease has run out.
+
+    `fencing_token`, when given, must still be the job's token: a reaper acting on an old read
+    then cannot expire a lease that was granted again in the meantime.
+    """
+
+    reason: str = "lease expired"
+    fencing_token: int | None = None
+    at: datetime
+
+
+Command: TypeAlias = (
+    QueueJob
+    | ClaimJob
+    | RenewLease
+    | StartPhase
+    | RecordOutput
+    | RecordFile
+    | RecordCost
+    | ReportProgress
+    | CompletePhase
+    | FailPhase
+    | SkipPhase
+    | CompleteJob
+    | FailJob
+    | RequestCancel
+    | AcknowledgeCancel
+    | ExpireLease
+)
+
+WorkerReport: TypeAlias = (
+    RenewLease
+    | StartPhase
+    | RecordOutput
+    | RecordFile
+    | RecordCost
+    | ReportProgress
+    | CompletePhase
+    | FailPhase
+    | SkipPhase
+    | CompleteJob
+    | FailJob
+    | AcknowledgeCancel
+)

@@ -1,0 +1,823 @@
+"""The job aggregate as a decider: `decide(state, command) -> events`, `evolve(state, event)`.
+
+    queued ──ClaimJob──▶ running ──CompleteJob──▶ completed
+       ▲                    │ ────FailJob─────▶ failed
+       └─ExpireLease (retry)┤ ─ExpireLease (attempts used up)─▶ failed, dead-lettered
+                            └─RequestCancel … AcknowledgeCancel─▶ cancelled
+
+Rules worth knowing:
+
+- `start_phase`: the phases before it are skipped at queue time with explicit
+  `job.phase_skipped` events, so readers never need to know the rule.
+- Phases run strictly in plan order, one at a time; output, files and cost are accepted only
+  for the running phase. Completing the last phase does not complete the job: the worker
+  reports that, and it is refused while any phase is pending, running or failed.
+- Leases and fencing: every claim increments the fencing token; a worker report under any
+  other token, on a job that holds no lease, or at/after the lease's expiry is refused, so a
+  worker that lost its lease can never change the job again.
+- A job that ends other than by completing closes its open phases with explicit events (the
+  running phase fails, pending ones are skipped), so a terminal job has no open phase.
+- Terminal states are final. RequestCancel is idempotent: on a terminal job, or once already
+  requested, it returns no events. A queued job is cancelled at once; a running one when its
+  worker acknowledges, reports an end, or loses its lease.
+- A lost lease (ExpireLease) marks the job stuck and queues it again after a backoff, with the
+  running phase back to pending, until `max_attempts` claims were made; then the job fails
+  dead-lettered. A job whose phase already failed is failed instead of retried.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any, NoReturn, assert_never
+from uuid import UUID
+
+import attrs
+
+from helix.domain.job.commands import (
+    AcknowledgeCancel,
+    ClaimJob,
+    Command,
+    CompleteJob,
+    CompletePhase,
+    ExpireLease,
+    FailJob,
+    FailPhase,
+    QueueJob,
+    RecordCost,
+    RecordFile,
+    RecordOutput,
+    RenewLease,
+    ReportProgress,
+    RequestCancel,
+    SkipPhase,
+    StartPhase,
+    WorkerReport,
+)
+from helix.domain.job.events import (
+    Event,
+    JobCancelled,
+    JobCancelRequested,
+    JobClaimed,
+    JobCompleted,
+    JobFailed,
+    JobLeaseRenewed,
+    JobPhaseCompleted,
+    JobPhaseCost,
+    JobPhaseFailed,
+    JobPhaseFile,
+    JobPhaseOutput,
+    JobPhaseSkipped,
+    JobPhaseStarted,
+    JobProgressReported,
+    JobQueued,
+    JobRetryScheduled,
+    JobStarted,
+    JobStatus,
+    JobStuck,
+    OutputStream,
+    PhaseStatus,
+)
+from helix.domain.project.decider import (
+    MAX_AUTHOR_CHARS,
+    MAX_REASON_CHARS,
+    SHELL_CAPABILITY,
+    as_utc,
+    check_text,
+    normalise_phases,
+)
+from helix.domain.project.events import PhaseSpec
+from helix.errors import InvalidTransition, ValidationError
+
+RETRY_BASE_S = 5.0
+RETRY_CAP_S = 300.0
+MAX_ATTEMPTS_LIMIT = 100
+MAX_LEASE_S = 3600.0
+MAX_LINES_PER_BATCH = 1_000
+MAX_LINE_CHARS = 16_384
+MAX_STDERR_TAIL_LINES = 200
+MAX_ERROR_CHARS = 10_000
+MAX_PATH_CHARS = 4_096
+MAX_MODEL_CHARS = 200
+
+TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+_DONE = frozenset({PhaseStatus.COMPLETED, PhaseStatus.SKIPPED})
+_TO_RUN = frozenset({PhaseStatus.PENDING, PhaseStatus.RUNNING})
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+
+
+@attrs.frozen(kw_only=True)
+class FileRecord:
+    path: str
+    size: int
+    sha256: str
+
+
+@attrs.frozen(kw_only=True)
+class PhaseState:
+    name: str
+    command: tuple[str, ...] | None = None
+    timeout_s: float | None = None
+    capabilities: tuple[str, ...] = ()
+    env: dict[str, str] = attrs.field(factory=dict)
+    status: PhaseStatus = PhaseStatus.PENDING
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    output_lines: int = 0
+    files: tuple[FileRecord, ...] = ()
+    cost_tokens: int = 0
+    cost_usd: float = 0.0
+    exit_code: int | None = None
+    error: str | None = None
+    skip_reason: str | None = None
+
+    @classmethod
+    def planned(cls, spec: PhaseSpec) -> PhaseState:
+        return cls(
+            name=spec.name,
+            command=spec.command,
+            timeout_s=spec.timeout_s,
+            capabilities=spec.capabilities,
+            env=dict(spec.env),
+        )
+
+    @property
+    def spec(self) -> PhaseSpec:
+        return PhaseSpec(
+            name=self.name,
+            command=self.command,
+            timeout_s=self.timeout_s,
+            capabilities=self.capabilities,
+            env=dict(self.env),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class JobState:
+    """A job folded from its events; `status is None` means it does not exist yet."""
+
+    id: UUID | None = None
+    project_id: UUID | None = None
+    owner: str = ""
+    status: JobStatus | None = None
+    phases: tuple[PhaseState, ...] = ()
+    start_phase: str | None = None
+    model: str | None = None
+    requested_by: str = ""
+    worker_id: str | None = None
+    # The fencing token of the latest lease; 0 before the first claim.
+    fencing_token: int = 0
+    lease_expires_at: datetime | None = None
+    attempt: int = 0
+    max_attempts: int = 0
+    not_before: datetime | None = None
+    progress: int = 0
+    cost_tokens: int = 0
+    cost_usd: float = 0.0
+    error: str | None = None
+    cancel_requested: bool = False
+    cancel_reason: str | None = None
+    dead_lettered: bool = False
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.status is not None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def running_phase(self) -> PhaseState | None:
+        return next((p for p in self.phases if p.status is PhaseStatus.RUNNING), None)
+
+    @property
+    def next_phase(self) -> PhaseState | None:
+        """The phase that may start next (the first pending one), if any."""
+        return next((p for p in self.phases if p.status is PhaseStatus.PENDING), None)
+
+    def phase(self, name: str) -> PhaseState | None:
+        return next((p for p in self.phases if p.name == name), None)
+
+
+INITIAL = JobState()
+
+
+def initial_state() -> JobState:
+    return INITIAL
+
+
+def fold(events: Iterable[Event], state: JobState = INITIAL) -> JobState:
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+def backoff(attempt: int, *, base: float = RETRY_BASE_S, cap: float = RETRY_CAP_S) -> float:
+    """Seconds to wait before the next claim after attempt number `attempt` (1-based) was lost."""
+    return min(base * 2.0 ** min(max(attempt - 1, 0), 64), cap)
+
+
+def missing_capabilities(
+    worker_caps: Iterable[str], phases: Iterable[PhaseState | PhaseSpec]
+) -> frozenset[str]:
+    """The capabilities still-to-run phases need that the worker does not offer.
+
+    A PhaseSpec always still has to run; a PhaseState only while pending or running.
+    """
+    offered = frozenset(worker_caps)
+    needed: set[str] = set()
+    for phase in phases:
+        if isinstance(phase, PhaseState) and phase.status not in _TO_RUN:
+            continue
+        caps = phase.capabilities
+        if not caps and phase.command is not None:
+            caps = (SHELL_CAPABILITY,)
+        needed.update(caps)
+    return frozenset(needed - offered)
+
+
+def phase_capabilities_cover(
+    worker_caps: Iterable[str], phases: Iterable[PhaseState | PhaseSpec]
+) -> bool:
+    """Whether a worker offering `worker_caps` may claim a job with these phases."""
+    return not missing_capabilities(worker_caps, phases)
+
+
+# --- decide ---------------------------------------------------------------------------------
+
+
+def _refuse(state: JobState, message: str, reason: str, **details: Any) -> NoReturn:
+    current = state.status.value if state.status is not None else None
+    raise InvalidTransition(message, current=current, reason=reason, **details)
+
+
+def decide(state: JobState, command: Command) -> list[Event]:
+    """The events that `command` causes, or InvalidTransition / ValidationError."""
+    if isinstance(command, QueueJob):
+        return _queue(state, command)
+    status = state.status
+    if status is None:
+        _refuse(state, "job does not exist", "not_found")
+    at = as_utc(command.at)
+    if isinstance(command, RequestCancel):
+        return _request_cancel(state, status, command, at)
+    if status in TERMINAL:
+        _refuse(state, f"job is {status.value}", "terminal")
+    match command:
+        case ClaimJob():
+            return _claim(state, status, command, at)
+        case ExpireLease():
+            return _expire(state, status, command, at)
+        case _:
+            _check_lease(state, status, command.fencing_token, at)
+            return _report(state, command, at)
+
+
+def _id(state: JobState) -> UUID:
+    assert state.id is not None
+    return state.id
+
+
+def _queue(state: JobState, command: QueueJob) -> list[Event]:
+    if state.exists:
+        _refuse(state, "job already exists", "already_exists")
+    at = as_utc(command.at)
+    check_text(command.owner, "owner", max_chars=MAX_AUTHOR_CHARS)
+    check_text(command.requested_by, "requested_by", max_chars=MAX_AUTHOR_CHARS)
+    if command.model is not None:
+        check_text(command.model, "model", max_chars=MAX_MODEL_CHARS)
+    if not 1 <= command.max_attempts <= MAX_ATTEMPTS_LIMIT:
+        raise ValidationError(
+            f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}", field="max_attempts"
+        )
+    phases = normalise_phases(command.phases)
+    if not phases:
+        raise ValidationError("a job needs at least one phase", field="phases")
+    names = [phase.name for phase in phases]
+    if command.start_phase is not None and command.start_phase not in names:
+        raise ValidationError(
+            f"start phase {command.start_phase!r} is not in the plan", field="start_phase"
+        )
+    events: list[Event] = [
+        JobQueued(
+            job_id=command.job_id,
+            project_id=command.project_id,
+            owner=command.owner,
+            phases=phases,
+            start_phase=command.start_phase,
+            model=command.model,
+            requested_by=command.requested_by,
+            max_attempts=command.max_attempts,
+            at=at,
+        )
+    ]
+    if command.start_phase is not None:
+        reason = f"before start phase {command.start_phase!r}"
+        for name in names[: names.index(command.start_phase)]:
+            events.append(JobPhaseSkipped(job_id=command.job_id, phase=name, reason=reason, at=at))
+    return events
+
+
+def _check_lease_s(lease_s: float) -> None:
+    if not (math.isfinite(lease_s) and 0 < lease_s <= MAX_LEASE_S):
+        raise ValidationError(
+            f"lease_s must be between 0 and {MAX_LEASE_S} seconds", field="lease_s"
+        )
+
+
+def _claim(state: JobState, status: JobStatus, command: ClaimJob, at: datetime) -> list[Event]:
+    if status is not JobStatus.QUEUED:
+        _refuse(state, f"a {status.value} job cannot be claimed", "not_queued")
+    check_text(command.worker_id, "worker_id", max_chars=MAX_AUTHOR_CHARS)
+    _check_lease_s(command.lease_s)
+    if state.not_before is not None and at < state.not_before:
+        _refuse(
+            state,
+            "the job's retry is not due yet",
+            "retry_not_due",
+            not_before=state.not_before.isoformat(),
+        )
+    if command.capabilities is not None:
+        missing = missing_capabilities(command.capabilities, state.phases)
+        if missing:
+            _refuse(
+                state,
+                "the worker lacks capabilities the job needs",
+                "capabilities_not_covered",
+                missing=sorted(missing),
+            )
+    attempt = state.attempt + 1
+    return [
+        JobClaimed(
+            job_id=_id(state),
+            worker_id=command.worker_id,
+            fencing_token=state.fencing_token + 1,
+            lease_expires_at=at + timedelta(seconds=command.lease_s),
+            attempt=attempt,
+            at=at,
+        ),
+        JobStarted(job_id=_id(state), worker_id=command.worker_id, attempt=attempt, at=at),
+    ]
+
+
+def _check_lease(state: JobState, status: JobStatus, fencing_token: int, at: datetime) -> None:
+    # Fencing: only the holder of the live lease may report. A queued job holds no lease, so
+    # any token presented to it belongs to a lease that was taken away.
+    if status is JobStatus.QUEUED or fencing_token != state.fencing_token:
+        _refuse(state, "the fencing token is not the job's current lease", "stale_fencing_token")
+    if state.lease_expires_at is not None and at >= state.lease_expires_at:
+        _refuse(
+            state,
+            "the lease has expired",
+            "lease_expired",
+            lease_expires_at=state.lease_expires_at.isoformat(),
+        )
+
+
+def _expire(state: JobState, status: JobStatus, command: ExpireLease, at: datetime) -> list[Event]:
+    if status is JobStatus.QUEUED:
+        _refuse(state, "a queued job holds no lease", "no_lease")
+    if command.fencing_token is not None and command.fencing_token != state.fencing_token:
+        _refuse(state, "the fencing token is not the job's current lease", "stale_fencing_token")
+    expires = state.lease_expires_at
+    if expires is None or at < expires:
+        _refuse(
+            state,
+            "the lease has not expired",
+            "lease_not_expired",
+            lease_expires_at=expires.isoformat() if expires else None,
+        )
+    reason = check_text(command.reason, "reason", max_chars=MAX_REASON_CHARS)
+    job_id = _id(state)
+    events: list[Event] = [
+        JobStuck(
+            job_id=job_id,
+            worker_id=state.worker_id,
+            fencing_token=state.fencing_token,
+            reason=reason,
+            at=at,
+        )
+    ]
+    failed = next((p for p in state.phases if p.status is PhaseStatus.FAILED), None)
+    if state.cancel_requested:
+        events += _cancel_now(state, at)
+    elif failed is not None:
+        error = f"phase {failed.name!r} failed: {failed.error}"
+        events += [*_close_phases(state, error, at), JobFailed(job_id=job_id, error=error, at=at)]
+    elif state.attempt < state.max_attempts:
+        not_before = at + timedelta(seconds=backoff(state.attempt))
+        events.append(
+            JobRetryScheduled(
+                job_id=job_id, attempt=state.attempt + 1, not_before=not_before, at=at
+            )
+        )
+    else:
+        error = f"{reason}; gave up after {state.attempt} of {state.max_attempts} attempts"
+        events += [
+            *_close_phases(state, error, at),
+            JobFailed(job_id=job_id, error=error, dead_lettered=True, at=at),
+        ]
+    return events
+
+
+def _request_cancel(
+    state: JobState, status: JobStatus, command: RequestCancel, at: datetime
+) -> list[Event]:
+    check_text(command.by, "by", max_chars=MAX_AUTHOR_CHARS)
+    reason = check_text(command.reason, "reason", max_chars=MAX_REASON_CHARS, required=False)
+    if status in TERMINAL or state.cancel_requested:
+        return []
+    requested = JobCancelRequested(
+        job_id=_id(state), by=command.by, reason=reason or "cancelled by request", at=at
+    )
+    if status is JobStatus.RUNNING:
+        return [requested]
+    # Nobody holds a queued job, so there is nobody to wait for.
+    return [requested, *_cancel_now(attrs.evolve(state, cancel_reason=requested.reason), at)]
+
+
+def _cancel_now(state: JobState, at: datetime) -> list[Event]:
+    reason = state.cancel_reason or "cancelled by request"
+    return [
+        *_close_phases(state, "job cancelled", at),
+        JobCancelled(job_id=_id(state), reason=reason, at=at),
+    ]
+
+
+def _close_phases(state: JobState, reason: str, at: datetime) -> list[Event]:
+    """Events that leave no phase open when the job ends without completing."""
+    events: list[Event] = []
+    for phase in state.phases:
+        if phase.status is PhaseStatus.RUNNING:
+            events.append(
+                JobPhaseFailed(
+                    job_id=_id(state), phase=phase.name, exit_code=None, error=reason, at=at
+                )
+            )
+        elif phase.status is PhaseStatus.PENDING:
+            events.append(
+                JobPhaseSkipped(job_id=_id(state), phase=phase.name, reason=reason, at=at)
+            )
+    return events
+
+
+def _known_phase(state: JobState, name: str) -> PhaseState:
+    phase = state.phase(name)
+    if phase is None:
+        raise ValidationError(f"phase {name!r} is not in the job's plan", field="phase")
+    return phase
+
+
+def _check_next_phase(state: JobState, name: str) -> None:
+    _known_phase(state, name)
+    if state.cancel_requested:
+        _refuse(state, "cancellation was requested; acknowledge it", "cancel_requested")
+    for phase in state.phases:
+        if phase.status is PhaseStatus.RUNNING:
+            _refuse(state, f"phase {phase.name!r} is still running", "phase_running", phase=name)
+        if phase.status is PhaseStatus.FAILED:
+            _refuse(state, f"phase {phase.name!r} failed", "phase_failed", phase=name)
+    upcoming = state.next_phase
+    if upcoming is None or upcoming.name != name:
+        _refuse(
+            state,
+            f"phase {name!r} is not the next phase of the plan",
+            "phase_out_of_order",
+            phase=name,
+            expected=upcoming.name if upcoming else None,
+        )
+
+
+def _check_running_phase(state: JobState, name: str) -> None:
+    phase = _known_phase(state, name)
+    if phase.status is not PhaseStatus.RUNNING:
+        _refuse(
+            state,
+            f"phase {name!r} is {phase.status.value}, not running",
+            "phase_not_running",
+            phase=name,
+            phase_status=phase.status.value,
+        )
+
+
+def _check_lines(lines: tuple[str, ...], field: str, max_lines: int) -> None:
+    if len(lines) > max_lines:
+        raise ValidationError(f"{field} has more than {max_lines} lines", field=field)
+    if any(len(line) > MAX_LINE_CHARS for line in lines):
+        raise ValidationError(
+            f"{field} has a line longer than {MAX_LINE_CHARS} characters", field=field
+        )
+
+
+def _report(state: JobState, command: WorkerReport, at: datetime) -> list[Event]:
+    job_id = _id(state)
+    match command:
+        case RenewLease():
+            _check_lease_s(command.lease_s)
+            expires = at + timedelta(seconds=command.lease_s)
+            return [
+                JobLeaseRenewed(
+                    job_id=job_id,
+                    fencing_token=state.fencing_token,
+                    lease_expires_at=expires,
+                    at=at,
+                )
+            ]
+        case StartPhase():
+            _check_next_phase(state, command.phase)
+            return [JobPhaseStarted(job_id=job_id, phase=command.phase, at=at)]
+        case SkipPhase():
+            reason = check_text(command.reason, "reason", max_chars=MAX_REASON_CHARS)
+            _check_next_phase(state, command.phase)
+            return [JobPhaseSkipped(job_id=job_id, phase=command.phase, reason=reason, at=at)]
+        case RecordOutput():
+            _check_running_phase(state, command.phase)
+            stream = _output_stream(command.stream)
+            if not command.lines:
+                raise ValidationError("an output batch needs at least one line", field="lines")
+            _check_lines(command.lines, "lines", MAX_LINES_PER_BATCH)
+            phase = _known_phase(state, command.phase)
+            return [
+                JobPhaseOutput(
+                    job_id=job_id,
+                    phase=command.phase,
+                    stream=stream,
+                    lines=command.lines,
+                    first_line_no=phase.output_lines + 1,
+                    at=at,
+                )
+            ]
+        case RecordFile():
+            _check_running_phase(state, command.phase)
+            check_text(command.path, "path", max_chars=MAX_PATH_CHARS)
+            if "\x00" in command.path:
+                raise ValidationError("path must not contain NUL", field="path")
+            if command.size < 0:
+                raise ValidationError("size must not be negative", field="size")
+            sha256 = command.sha256.lower()
+            if not _SHA256.match(sha256):
+                raise ValidationError("sha256 must be 64 hexadecimal digits", field="sha256")
+            return [
+                JobPhaseFile(
+                    job_id=job_id,
+                    phase=command.phase,
+                    path=command.path,
+                    size=command.size,
+                    sha256=sha256,
+                    at=at,
+                )
+            ]
+        case RecordCost():
+            _check_running_phase(state, command.phase)
+            if command.tokens < 0:
+                raise ValidationError("tokens must not be negative", field="tokens")
+            if not (math.isfinite(command.usd) and command.usd >= 0):
+                raise ValidationError("usd must be a non-negative number", field="usd")
+            return [
+                JobPhaseCost(
+                    job_id=job_id,
+                    phase=command.phase,
+                    tokens=command.tokens,
+                    usd=float(command.usd),
+                    at=at,
+                )
+            ]
+        case ReportProgress():
+            if not 0 <= command.percent <= 100:
+                raise ValidationError("percent must be between 0 and 100", field="percent")
+            return [JobProgressReported(job_id=job_id, percent=command.percent, at=at)]
+        case CompletePhase():
+            _check_running_phase(state, command.phase)
+            if command.exit_code not in (0, None):
+                raise ValidationError(
+                    "a phase that exited non-zero failed; report FailPhase", field="exit_code"
+                )
+            return [
+                JobPhaseCompleted(
+                    job_id=job_id, phase=command.phase, exit_code=command.exit_code, at=at
+                )
+            ]
+        case FailPhase():
+            _check_running_phase(state, command.phase)
+            error = check_text(command.error, "error", max_chars=MAX_ERROR_CHARS)
+            _check_lines(command.stderr_tail, "stderr_tail", MAX_STDERR_TAIL_LINES)
+            return [
+                JobPhaseFailed(
+                    job_id=job_id,
+                    phase=command.phase,
+                    exit_code=command.exit_code,
+                    error=error,
+                    stderr_tail=command.stderr_tail,
+                    at=at,
+                )
+            ]
+        case CompleteJob():
+            if state.cancel_requested:
+                return _cancel_now(state, at)
+            unfinished = [p.name for p in state.phases if p.status not in _DONE]
+            if unfinished:
+                _refuse(
+                    state,
+                    "the job has phases that did not complete",
+                    "phases_unfinished",
+                    phases=unfinished,
+                )
+            return [JobCompleted(job_id=job_id, at=at)]
+        case FailJob():
+            error = check_text(command.error, "error", max_chars=MAX_ERROR_CHARS)
+            if state.cancel_requested:
+                return _cancel_now(state, at)
+            return [*_close_phases(state, error, at), JobFailed(job_id=job_id, error=error, at=at)]
+        case AcknowledgeCancel():
+            if not state.cancel_requested:
+                _refuse(state, "no cancellation was requested", "cancel_not_requested")
+            return _cancel_now(state, at)
+        case _:
+            assert_never(command)
+
+
+def _output_stream(value: OutputStream) -> OutputStream:
+    try:
+        return OutputStream(value)
+    except ValueError:
+        raise ValidationError("stream must be stdout or stderr", field="stream") from None
+
+
+# --- evolve ---------------------------------------------------------------------------------
+
+
+def _map_phase(
+    state: JobState, name: str, change: Callable[[PhaseState], PhaseState]
+) -> tuple[PhaseState, ...]:
+    return tuple(change(p) if p.name == name else p for p in state.phases)
+
+
+def _with_file(phase: PhaseState, record: FileRecord) -> PhaseState:
+    # A file written again replaces its earlier record, keeping its place in the list.
+    if any(f.path == record.path for f in phase.files):
+        files = tuple(record if f.path == record.path else f for f in phase.files)
+    else:
+        files = (*phase.files, record)
+    return attrs.evolve(phase, files=files)
+
+
+def _reset_running(phase: PhaseState) -> PhaseState:
+    # Output line numbers, files and cost of the lost attempt are kept: they happened.
+    if phase.status is not PhaseStatus.RUNNING:
+        return phase
+    return attrs.evolve(phase, status=PhaseStatus.PENDING, started_at=None)
+
+
+def evolve(state: JobState, event: Event) -> JobState:
+    at = event.at
+    match event:
+        case JobQueued():
+            return JobState(
+                id=event.job_id,
+                project_id=event.project_id,
+                owner=event.owner,
+                status=JobStatus.QUEUED,
+                phases=tuple(PhaseState.planned(spec) for spec in event.phases),
+                start_phase=event.start_phase,
+                model=event.model,
+                requested_by=event.requested_by,
+                max_attempts=event.max_attempts,
+                created_at=at,
+                updated_at=at,
+            )
+        case JobClaimed():
+            return attrs.evolve(
+                state,
+                worker_id=event.worker_id,
+                fencing_token=event.fencing_token,
+                lease_expires_at=event.lease_expires_at,
+                attempt=event.attempt,
+                not_before=None,
+                updated_at=at,
+            )
+        case JobLeaseRenewed():
+            return attrs.evolve(state, lease_expires_at=event.lease_expires_at, updated_at=at)
+        case JobStarted():
+            return attrs.evolve(
+                state,
+                status=JobStatus.RUNNING,
+                started_at=state.started_at or at,
+                updated_at=at,
+            )
+        case JobPhaseStarted():
+            phases = _map_phase(
+                state,
+                event.phase,
+                lambda p: attrs.evolve(
+                    p, status=PhaseStatus.RUNNING, started_at=at, finished_at=None
+                ),
+            )
+            return attrs.evolve(state, phases=phases, updated_at=at)
+        case JobPhaseOutput():
+            count = len(event.lines)
+            phases = _map_phase(
+                state, event.phase, lambda p: attrs.evolve(p, output_lines=p.output_lines + count)
+            )
+            return attrs.evolve(state, phases=phases, updated_at=at)
+        case JobPhaseFile():
+            record = FileRecord(path=event.path, size=event.size, sha256=event.sha256)
+            phases = _map_phase(state, event.phase, lambda p: _with_file(p, record))
+            return attrs.evolve(state, phases=phases, updated_at=at)
+        case JobPhaseCost():
+            tokens, usd = event.tokens, event.usd
+            phases = _map_phase(
+                state,
+                event.phase,
+                lambda p: attrs.evolve(
+                    p, cost_tokens=p.cost_tokens + tokens, cost_usd=p.cost_usd + usd
+                ),
+            )
+            return attrs.evolve(
+                state,
+                phases=phases,
+                cost_tokens=state.cost_tokens + tokens,
+                cost_usd=state.cost_usd + usd,
+                updated_at=at,
+            )
+        case JobPhaseCompleted():
+            exit_code = event.exit_code
+            phases = _map_phase(
+                state,
+                event.phase,
+                lambda p: attrs.evolve(
+                    p, status=PhaseStatus.COMPLETED, finished_at=at, exit_code=exit_code
+                ),
+            )
+            return attrs.evolve(state, phases=phases, updated_at=at)
+        case JobPhaseFailed():
+            exit_code, error = event.exit_code, event.error
+            phases = _map_phase(
+                state,
+                event.phase,
+                lambda p: attrs.evolve(
+                    p, status=PhaseStatus.FAILED, finished_at=at, exit_code=exit_code, error=error
+                ),
+            )
+            return attrs.evolve(state, phases=phases, updated_at=at)
+        case JobPhaseSkipped():
+            reason = event.reason
+            phases = _map_phase(
+                state,
+                event.phase,
+                lambda p: attrs.evolve(
+                    p, status=PhaseStatus.SKIPPED, finished_at=at, skip_reason=reason
+                ),
+            )
+            return attrs.evolve(state, phases=phases, updated_at=at)
+        case JobProgressReported():
+            return attrs.evolve(state, progress=event.percent, updated_at=at)
+        case JobCancelRequested():
+            return attrs.evolve(
+                state, cancel_requested=True, cancel_reason=event.reason, updated_at=at
+            )
+        case JobCancelled():
+            return attrs.evolve(
+                state,
+                status=JobStatus.CANCELLED,
+                lease_expires_at=None,
+                finished_at=at,
+                updated_at=at,
+            )
+        case JobStuck():
+            return attrs.evolve(state, worker_id=None, lease_expires_at=None, updated_at=at)
+        case JobRetryScheduled():
+            return attrs.evolve(
+                state,
+                status=JobStatus.QUEUED,
+                not_before=event.not_before,
+                phases=tuple(_reset_running(p) for p in state.phases),
+                updated_at=at,
+            )
+        case JobCompleted():
+            return attrs.evolve(
+                state,
+                status=JobStatus.COMPLETED,
+                progress=100,
+                lease_expires_at=None,
+                finished_at=at,
+                updated_at=at,
+            )
+        case JobFailed():
+            return attrs.evolve(
+                state,
+                status=JobStatus.FAILED,
+                error=event.error,
+                dead_lettered=event.dead_lettered,
+                lease_expires_at=None,
+                finished_at=at,
+                updated_at=at,
+            )
+        case _:
+            assert_never(event)

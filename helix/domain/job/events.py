@@ -1,0 +1,239 @@
+"""What happened to a job: the events of the job aggregate (stream `job-<uuid>`)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import TypeAlias
+from uuid import UUID
+
+import attrs
+
+from helix.domain.project.events import PhaseSpec
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class PhaseStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class OutputStream(enum.StrEnum):
+    STDOUT = "stdout"
+    STDERR = "stderr"
+
+
+@attrs.frozen(kw_only=True)
+class JobQueued:
+    """A job was created; `phases` is the project's plan as it was at that moment."""
+
+    job_id: UUID
+    project_id: UUID
+    owner: str
+    phases: tuple[PhaseSpec, ...]
+    start_phase: str | None
+    model: str | None
+    requested_by: str
+    max_attempts: int
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobClaimed:
+    job_id: UUID
+    worker_id: str
+    fencing_token: int
+    lease_expires_at: datetime
+    attempt: int
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobLeaseRenewed:
+    job_id: UUID
+    fencing_token: int
+    lease_expires_at: datetime
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobStarted:
+    job_id: UUID
+    worker_id: str
+    attempt: int
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobPhaseStarted:
+    job_id: UUID
+    phase: str
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobPhaseOutput:
+    """A batch of output lines; line numbers are 1-based and dense per phase, across streams
+    and attempts, so a reader can order and de-duplicate them."""
+
+    job_id: UUID
+    phase: str
+    stream: OutputStream
+    lines: tuple[str, ...]
+    first_line_no: int
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobPhaseFile:
+    job_id: UUID
+    phase: str
+    path: str
+    size: int
+    sha256: str
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobPhaseCost:
+    job_id: UUID
+    phase: str
+    tokens: int
+    usd: float
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobPhaseCompleted:
+    job_id: UUID
+    phase: str
+    exit_code: int | None
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobPhaseFailed:
+    job_id: UUID
+    phase: str
+    exit_code: int | None
+    error: str
+    stderr_tail: tuple[str, ...] = ()
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobPhaseSkipped:
+    job_id: UUID
+    phase: str
+    reason: str
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobProgressReported:
+    job_id: UUID
+    percent: int
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobCancelRequested:
+    job_id: UUID
+    by: str
+    reason: str
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobCancelled:
+    job_id: UUID
+    reason: str
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobStuck:
+    """The worker holding the lease stopped renewing it; its fencing token is now stale."""
+
+    job_id: UUID
+    worker_id: str | None
+    fencing_token: int
+    reason: str
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobRetryScheduled:
+    """The job is queued again; `attempt` is the number the next claim will get."""
+
+    job_id: UUID
+    attempt: int
+    not_before: datetime
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobCompleted:
+    job_id: UUID
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobFailed:
+    job_id: UUID
+    error: str
+    dead_lettered: bool = False
+    at: datetime
+
+
+Event: TypeAlias = (
+    JobQueued
+    | JobClaimed
+    | JobLeaseRenewed
+    | JobStarted
+    | JobPhaseStarted
+    | JobPhaseOutput
+    | JobPhaseFile
+    | JobPhaseCost
+    | JobPhaseCompleted
+    | JobPhaseFailed
+    | JobPhaseSkipped
+    | JobProgressReported
+    | JobCancelRequested
+    | JobCancelled
+    | JobStuck
+    | JobRetryScheduled
+    | JobCompleted
+    | JobFailed
+)
+
+EVENTS: dict[str, type] = {
+    "job.queued": JobQueued,
+    "job.claimed": JobClaimed,
+    "job.lease_renewed": JobLeaseRenewed,
+    "job.started": JobStarted,
+    "job.phase_started": JobPhaseStarted,
+    "job.phase_output": JobPhaseOutput,
+    "job.phase_file": JobPhaseFile,
+    "job.phase_cost": JobPhaseCost,
+    "job.phase_completed": JobPhaseCompleted,
+    "job.phase_failed": JobPhaseFailed,
+    "job.phase_skipped": JobPhaseSkipped,
+    "job.progress": JobProgressReported,
+    "job.cancel_requested": JobCancelRequested,
+    "job.cancelled": JobCancelled,
+    "job.stuck": JobStuck,
+    "job.retry_scheduled": JobRetryScheduled,
+    "job.completed": JobCompleted,
+    "job.failed": JobFailed,
+}

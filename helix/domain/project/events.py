@@ -1,0 +1,116 @@
+"""What happened to a project: the events of the project aggregate (stream `project-<uuid>`)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import TypeAlias
+from uuid import UUID
+
+import attrs
+
+
+class ProjectStatus(enum.StrEnum):
+    DRAFT = "draft"
+    DISCUSSING = "discussing"
+    READY = "ready"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class MessageRole(enum.StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    AGENT = "agent"
+    SYSTEM = "system"
+
+
+@attrs.frozen(kw_only=True)
+class PhaseSpec:
+    """One step of a project's plan; a job snapshots the plan when it is queued.
+
+    `command` is an argv (no shell parsing); a phase without one is carried out by an agent
+    worker. `capabilities` are what a worker must offer to run the phase.
+    """
+
+    name: str
+    command: tuple[str, ...] | None = None
+    timeout_s: float | None = None
+    capabilities: tuple[str, ...] = ()
+    env: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class ProjectCreated:
+    project_id: UUID
+    name: str
+    description: str
+    project_type: str
+    owner: str
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class ProjectUpdated:
+    """Only the fields that changed are set; None means unchanged."""
+
+    project_id: UUID
+    name: str | None = None
+    description: str | None = None
+    project_type: str | None = None
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class ProjectPhasesPlanned:
+    project_id: UUID
+    phases: tuple[PhaseSpec, ...]
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class ProjectStatusChanged:
+    project_id: UUID
+    from_status: ProjectStatus
+    to_status: ProjectStatus
+    reason: str
+    # The job a run-related change is about (start, finish, cancel); None otherwise.
+    job_id: UUID | None = None
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class ProjectMessagePosted:
+    project_id: UUID
+    message_id: UUID
+    role: MessageRole
+    author: str
+    content: str
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class ProjectArchived:
+    project_id: UUID
+    at: datetime
+
+
+Event: TypeAlias = (
+    ProjectCreated
+    | ProjectUpdated
+    | ProjectPhasesPlanned
+    | ProjectStatusChanged
+    | ProjectMessagePosted
+    | ProjectArchived
+)
+
+EVENTS: dict[str, type] = {
+    "project.created": ProjectCreated,
+    "project.updated": ProjectUpdated,
+    "project.phases_planned": ProjectPhasesPlanned,
+    "project.status_changed": ProjectStatusChanged,
+    "project.message_posted": ProjectMessagePosted,
+    "project.archived": ProjectArchived,
+}

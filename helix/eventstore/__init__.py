@@ -1,0 +1,21 @@
+"""The event log: append, read, sequence, wake up, verify."""
+
+from helix.eventstore.records import ANY_VERSION, Appended, EncodedEvent, RecordedEvent
+from helix.eventstore.sequencer import Sequencer, sequencer_lag
+from helix.eventstore.store import EventStore
+from helix.eventstore.verify import ChainReport, verify_chain
+from helix.eventstore.wakeups import HeadWatcher, WakeUps
+
+__all__ = [
+    "ANY_VERSION",
+    "Appended",
+    "ChainReport",
+    "EncodedEvent",
+    "EventStore",
+    "HeadWatcher",
+    "RecordedEvent",
+    "Sequencer",
+    "WakeUps",
+    "sequencer_lag",
+    "verify_chain",
+]

@@ -1,0 +1,206 @@
+"""Appending to and reading from the event log."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from helix.errors import ConcurrencyError, ValidationError
+from helix.eventstore.records import ANY_VERSION, Appended, RecordedEvent, stream_type_of
+from helix.eventstore.sql import QUERIES
+from helix.eventstore.wakeups import HeadWatcher, WakeUps
+
+if TYPE_CHECKING:
+    from helix.serialization import EventRegistry
+
+
+def glob_to_like(pattern: str) -> str:
+    """`job.*` → `job.%` (LIKE's own wildcards in the pattern are matched literally)."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def _recorded(row: Mapping[str, Any]) -> RecordedEvent:
+    return RecordedEvent(
+        event_id=row["event_id"],
+        stream_id=row["stream_id"],
+        stream_type=row["stream_type"],
+        version=row["version"],
+        position=row["position"],
+        project_id=row["project_id"],
+        type=row["type"],
+        schema_version=row["schema_version"],
+        data=row["data"],
+        metadata=row["metadata"],
+        recorded_at=row["recorded_at"],
+    )
+
+
+class EventStore:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        registry: EventRegistry,
+        wakeups: WakeUps | None = None,
+        head: HeadWatcher | None = None,
+    ) -> None:
+        self.pool = pool
+        self.registry = registry
+        self.wakeups = wakeups
+        self.head_watcher = head
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A unit of work: appends and read-model writes commit together, then wake the log."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield conn
+        self.committed()
+
+    def committed(self) -> None:
+        """Call after a transaction that appended commits (appends never NOTIFY themselves)."""
+        if self.wakeups is not None:
+            self.wakeups.signal()
+
+    async def append(
+        self,
+        stream_id: str,
+        expected_version: int,
+        events: Sequence[object],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        project_id: uuid.UUID | None = None,
+        conn: asyncpg.Connection | None = None,
+    ) -> Appended:
+        """Append `events` atomically if the stream is at `expected_version` (0: a new stream;
+        ANY_VERSION: wherever it is). With `conn`, the caller's transaction owns the commit and
+        the caller calls `committed()` afterwards (a ConcurrencyError there has aborted that
+        transaction: retry the whole unit of work); without it the append commits on its own.
+        """
+        if not events:
+            raise ValidationError("an append needs at least one event")
+        if expected_version < ANY_VERSION:
+            raise ValidationError("expected_version must be 0, positive, or ANY_VERSION")
+        encoded = [self.registry.encode(e) for e in events]
+        if len(encoded) == 1:
+            [one] = encoded
+            query = QUERIES["append_one"]
+            args: tuple[Any, ...] = (
+                stream_id,
+                stream_type_of(stream_id),
+                project_id,
+                one.event_id,
+                one.type,
+                one.schema_version,
+                one.data,
+                dict(metadata or {}),
+                expected_version,
+            )
+        else:
+            query = QUERIES["append"]
+            args = (
+                stream_id,
+                stream_type_of(stream_id),
+                project_id,
+                [e.event_id for e in encoded],
+                [e.type for e in encoded],
+                [e.schema_version for e in encoded],
+                [e.data for e in encoded],
+                dict(metadata or {}),
+                expected_version,
+            )
+        if conn is not None:
+            if expected_version == ANY_VERSION:
+                # A lost race must not abort the caller's transaction: retry in a savepoint.
+                for _ in range(10):
+                    try:
+                        async with conn.transaction():
+                            return await self._insert(conn, query, args)
+                    except ConcurrencyError:
+                        continue
+            return await self._insert(conn, query, args)
+        async with self.pool.acquire() as own:
+            for _ in range(10 if expected_version == ANY_VERSION else 1):
+                try:
+                    appended = await self._insert(own, query, args)
+                except ConcurrencyError:
+                    if expected_version != ANY_VERSION:
+                        raise
+                    continue
+                self.committed()
+                return appended
+        raise ConcurrencyError(stream_id, expected_version, await self.stream_version(stream_id))
+
+    async def _insert(
+        self, conn: asyncpg.Connection, query: str, args: tuple[Any, ...]
+    ) -> Appended:
+        stream_id, expected = args[0], args[-1]
+        try:
+            rows = await conn.fetch(query, *args)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "events_stream_version_key":
+                raise  # a duplicate event id is an error, never ignored
+            raise ConcurrencyError(
+                stream_id, expected, await self.stream_version(stream_id)
+            ) from None
+        if not rows:
+            raise ConcurrencyError(stream_id, expected, await self.stream_version(stream_id, conn))
+        return Appended(
+            stream_id=stream_id,
+            event_ids=tuple(r["event_id"] for r in rows),
+            first_version=rows[0]["version"],
+            last_version=rows[-1]["version"],
+            recorded_at=rows[0]["recorded_at"],
+        )
+
+    async def stream_version(self, stream_id: str, conn: asyncpg.Connection | None = None) -> int:
+        """The stream's current version (committed events), 0 if it has none."""
+        if conn is not None:
+            return int(await conn.fetchval(QUERIES["stream_version"], stream_id))
+        return int(await self.pool.fetchval(QUERIES["stream_version"], stream_id))
+
+    async def read_stream(
+        self, stream_id: str, after_version: int = 0, *, conn: asyncpg.Connection | None = None
+    ) -> list[RecordedEvent]:
+        """Every committed event of one stream, sequenced or not, in version order."""
+        if conn is not None:
+            rows = await conn.fetch(QUERIES["read_stream"], stream_id, after_version)
+        else:
+            rows = await self.pool.fetch(QUERIES["read_stream"], stream_id, after_version)
+        return [_recorded(r) for r in rows]
+
+    async def read_all(
+        self,
+        after_position: int = 0,
+        limit: int = 1000,
+        *,
+        stream_id: str | None = None,
+        project_id: uuid.UUID | None = None,
+        types: Sequence[str] | None = None,
+    ) -> list[RecordedEvent]:
+        """Sequenced events after a position, in position order, optionally filtered."""
+        patterns = [glob_to_like(t) for t in types] if types else None
+        rows = await self.pool.fetch(
+            QUERIES["read_all"], after_position, limit, stream_id, project_id, patterns
+        )
+        return [_recorded(r) for r in rows]
+
+    async def head(self) -> int:
+        value = await self.pool.fetchval(QUERIES["head"])
+        return int(value)
+
+    async def positions_of(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int | None]:
+        rows = await self.pool.fetch(QUERIES["positions_of"], list(event_ids))
+        return {r["event_id"]: r["position"] for r in rows}
+
+    async def wait_for_position(self, position: int, timeout: float | None = None) -> bool:
+        """Wait until the log's head is at or past `position`; False if the timeout ran out."""
+        if self.head_watcher is None:
+            raise RuntimeError("this store has no head watcher")
+        return await self.head_watcher.wait_for(position, timeout)
+
+    def decode(self, recorded: RecordedEvent) -> Any:
+        return self.registry.decode(recorded)

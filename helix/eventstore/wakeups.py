@@ -1,0 +1,161 @@
+"""Wake-ups between appenders, the sequencer and everyone who follows the log.
+
+A transaction that NOTIFYs takes a database-wide lock at commit, which would serialize every
+appender. So appends never NOTIFY: after a commit the process calls `WakeUps.signal()`, which
+sends at most one `helix_appended` notification per interval however many appends committed.
+The sequencer NOTIFYs `helix_head` with the new head position once per batch. Notifications are
+hints: every waiting loop also polls on a slow timer, so a lost one only delays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from helix.eventstore.sql import QUERIES
+
+log = logging.getLogger(__name__)
+
+APPENDED = "helix_appended"
+HEAD = "helix_head"
+
+
+class WakeUps:
+    """Coalesced post-commit wake-ups for the sequencer."""
+
+    def __init__(self, pool: asyncpg.Pool, interval: float) -> None:
+        self._pool = pool
+        self._interval = interval
+        self._pending = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # Sequencers in this process are woken directly as well, skipping the round trip.
+        self.local: list[Callable[[], None]] = []
+
+    def signal(self) -> None:
+        for wake in self.local:
+            wake()
+        self._pending.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="helix-wakeups")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._pending.wait()
+            self._pending.clear()
+            started = loop.time()
+            try:
+                await self._pool.execute(QUERIES["wake_sequencer"])
+            except (asyncpg.PostgresError, OSError) as exc:
+                # The sequencer's poll covers a lost wake-up; do not spin on a down database.
+                log.warning("wake-up notification failed: %s", exc)
+                await asyncio.sleep(1.0)
+            remaining = self._interval - (loop.time() - started)
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+
+
+class HeadWatcher:
+    """Follows the log's head through `helix_head` notifications, with a polling fallback.
+
+    Holds one LISTEN connection for the process and reconnects with backoff when it is lost.
+    """
+
+    def __init__(
+        self, connect: Callable[[], Any], pool: asyncpg.Pool, poll_interval: float = 1.0
+    ) -> None:
+        self._connect = connect
+        self._pool = pool
+        self._poll_interval = poll_interval
+        self.head = 0
+        self._changed = asyncio.Condition()
+        self._conn: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lost = asyncio.Event()
+        self.listeners: list[Callable[[int], None]] = []
+
+    async def start(self) -> None:
+        await self._refresh()
+        self._task = asyncio.create_task(self._run(), name="helix-head-watcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._close()
+
+    async def wait_for(self, position: int, timeout: float | None = None) -> bool:
+        async def reached() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: self.head >= position)
+
+        try:
+            await asyncio.wait_for(reached(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _advance(self, head: int) -> None:
+        if head <= self.head:
+            return
+        self.head = head
+        async with self._changed:
+            self._changed.notify_all()
+        for listener in self.listeners:
+            listener(head)
+
+    async def _refresh(self) -> None:
+        value = await self._pool.fetchval(QUERIES["head"])
+        await self._advance(int(value))
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        with contextlib.suppress(ValueError):
+            asyncio.get_running_loop().create_task(self._advance(int(payload)))
+
+    def _on_lost(self, _conn: Any) -> None:
+        self._lost.set()
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            if self._conn is None or self._conn.is_closed():
+                try:
+                    self._lost.clear()
+                    conn = await self._connect()
+                    conn.add_termination_listener(self._on_lost)
+                    await conn.add_listener(HEAD, self._on_notify)
+                    self._conn = conn
+                    backoff = 0.1
+                except (asyncpg.PostgresError, OSError) as exc:
+                    log.warning("head watcher cannot listen (%s); retrying in %.1fs", exc, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+            # A notification sent while we were not listening is covered by this read.
+            with contextlib.suppress(asyncpg.PostgresError, OSError):
+                await self._refresh()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), self._poll_interval)
+            if self._lost.is_set():
+                await self._close()

@@ -1,0 +1,1 @@
+"""Read-model builders: one module per read model, plus the runner."""
