@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -10,6 +12,8 @@ from helix.config import Settings
 from helix.database import connect, create_pool
 from helix.eventstore import EventStore, HeadWatcher, Sequencer, WakeUps
 from helix.serialization import EventRegistry, default_registry
+
+log = logging.getLogger(__name__)
 
 
 class LogNode:
@@ -77,5 +81,11 @@ class LogNode:
         if self._wakeups is not None:
             await self._wakeups.stop()
         if self.pool is not None:
-            await self.pool.close()
+            try:
+                # Graceful close waits for every borrowed connection; a borrower that never
+                # gives one back must not hang shutdown.
+                await asyncio.wait_for(self.pool.close(), timeout=10)
+            except TimeoutError:
+                log.warning("connections still borrowed after 10 s; terminating the pool")
+                self.pool.terminate()
             self.pool = None

@@ -19,6 +19,14 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return default if raw in (None, "") else int(raw)
 
 
+def _strings(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in (env.get(name) or "").split(",") if x.strip())
+
+
+def _floats(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(float(x) for x in _strings(env, name)) or default
+
+
 @attrs.frozen(kw_only=True)
 class Settings:
     database_url: str | None = None
@@ -57,6 +65,30 @@ class Settings:
     output_tail_lines: int = 20
     projection_batch_size: int = 500
     projection_poll_interval: float = 1.0
+    # --- webhooks: retry delays in seconds (the first is the first attempt's; one attempt per
+    # entry, then the delivery is dead-lettered), when a failing endpoint is disabled, how long
+    # a rotated secret still signs, networks exempt from the SSRF guard, timeouts, the claim
+    # lease (longer than the timeout), polling and concurrency of a delivery worker ---
+    webhook_retry_schedule: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+    webhook_disable_after: float = 5 * 86400
+    webhook_secret_overlap: float = 86400
+    webhook_allowed_networks: tuple[str, ...] = ()
+    webhook_connect_timeout: float = 5.0
+    webhook_timeout: float = 15.0
+    webhook_lease: float = 60.0
+    webhook_poll_interval: float = 0.5
+    webhook_concurrency: int = 16
+    webhook_batch_size: int = 500
+    # --- live streams (SSE, WebSocket): one tailer per process fans the log out in memory ---
+    stream_heartbeat_interval: float = 15.0  # seconds between SSE comment heartbeats / WS pings
+    stream_buffer_size: int = 1000  # events held per subscriber before it is switched to catch-up
+    stream_recent_events: int = 4096  # events the tailer keeps so a lagging subscriber rejoins
+    stream_batch_size: int = 1000  # events per read of the tailer and of a catch-up
+    stream_poll_interval: float = 5.0  # the tailer reads even without a head change this often
+    stream_retry_ms: int = 2000  # the SSE `retry:` hint
+    stream_token_ttl_seconds: int = 300
+    stream_max_subscriptions: int = 100  # per WebSocket
+    stream_auth_timeout: float = 10.0  # a WebSocket without credentials must send `auth` by then
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -91,4 +123,25 @@ class Settings:
             max_body_bytes=_int(env, "HELIX_MAX_BODY_BYTES", 1024 * 1024),
             idempotency_ttl_seconds=_int(env, "HELIX_IDEMPOTENCY_TTL_SECONDS", 24 * 3600),
             shutdown_timeout=_float(env, "HELIX_SHUTDOWN_TIMEOUT", 30.0),
+            webhook_retry_schedule=_floats(
+                env, "HELIX_WEBHOOK_RETRY_SCHEDULE", (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+            ),
+            webhook_disable_after=_float(env, "HELIX_WEBHOOK_DISABLE_AFTER", 5 * 86400),
+            webhook_secret_overlap=_float(env, "HELIX_WEBHOOK_SECRET_OVERLAP", 86400),
+            webhook_allowed_networks=_strings(env, "HELIX_WEBHOOK_ALLOWED_NETWORKS"),
+            webhook_connect_timeout=_float(env, "HELIX_WEBHOOK_CONNECT_TIMEOUT", 5.0),
+            webhook_timeout=_float(env, "HELIX_WEBHOOK_TIMEOUT", 15.0),
+            webhook_lease=_float(env, "HELIX_WEBHOOK_LEASE", 60.0),
+            webhook_poll_interval=_float(env, "HELIX_WEBHOOK_POLL_INTERVAL", 0.5),
+            webhook_concurrency=_int(env, "HELIX_WEBHOOK_CONCURRENCY", 16),
+            webhook_batch_size=_int(env, "HELIX_WEBHOOK_BATCH_SIZE", 500),
+            stream_heartbeat_interval=_float(env, "HELIX_STREAM_HEARTBEAT_INTERVAL", 15.0),
+            stream_buffer_size=_int(env, "HELIX_STREAM_BUFFER_SIZE", 1000),
+            stream_recent_events=_int(env, "HELIX_STREAM_RECENT_EVENTS", 4096),
+            stream_batch_size=_int(env, "HELIX_STREAM_BATCH_SIZE", 1000),
+            stream_poll_interval=_float(env, "HELIX_STREAM_POLL_INTERVAL", 5.0),
+            stream_retry_ms=_int(env, "HELIX_STREAM_RETRY_MS", 2000),
+            stream_token_ttl_seconds=_int(env, "HELIX_STREAM_TOKEN_TTL_SECONDS", 300),
+            stream_max_subscriptions=_int(env, "HELIX_STREAM_MAX_SUBSCRIPTIONS", 100),
+            stream_auth_timeout=_float(env, "HELIX_STREAM_AUTH_TIMEOUT", 10.0),
         )

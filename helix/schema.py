@@ -102,3 +102,335 @@ sequencer_state = sa.Table(
     ),
     sa.CheckConstraint("id = 1", name="sequencer_state_single_row"),
 )
+
+# --- auth ---
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("user_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("username", sa.Text, nullable=False, unique=True),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("external_subject", sa.Text, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_login_at", sa.DateTime(timezone=True)),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.CheckConstraint("role IN ('admin', 'user', 'worker', 'auditor')", name="users_role_known"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("user_id", pg.UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("prefix", sa.Text, nullable=False, unique=True),
+    sa.Column("key_sha256", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
+user_passwords = sa.Table(
+    "user_passwords",
+    metadata,
+    sa.Column("user_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")
+    ),
+)
+
+api_key_usage = sa.Table(
+    "api_key_usage",
+    metadata,
+    sa.Column("key_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+helix_secrets = sa.Table(
+    "helix_secrets",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")
+    ),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("scope", sa.Text, primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("fingerprint", sa.Text, nullable=False),
+    sa.Column("status", sa.Integer),
+    sa.Column("headers", pg.JSONB),
+    sa.Column("body", sa.LargeBinary),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")
+    ),
+    sa.Column("completed_at", sa.DateTime(timezone=True)),
+)
+sa.Index("idempotency_keys_created_idx", idempotency_keys.c.created_at)
+
+# --- read models (projections/) ----------------------------------------------------------------
+# Each projection owns its tables and a `<table>_seen` table holding, per stream, the last
+# version it applied; that is what makes applying an event twice (inline, then by the runner) a
+# no-op. Read-model tables have no sequences, so `projections rebuild` can clone them with LIKE.
+
+
+def _seen(name: str) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("stream_id", sa.Text, primary_key=True),
+        sa.Column("version", sa.Integer, nullable=False),
+    )
+
+
+projection_checkpoints = sa.Table(
+    "projection_checkpoints",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("position", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")
+    ),
+)
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("project_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("project_type", sa.Text, nullable=False),
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("archived", sa.Boolean, nullable=False),
+    sa.Column("phases", pg.JSONB, nullable=False),
+    sa.Column("latest_job_id", pg.UUID(as_uuid=True)),
+    sa.Column("message_count", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+sa.Index("projects_owner_created_idx", projects.c.owner, projects.c.created_at)
+sa.Index("projects_status_idx", projects.c.status)
+sa.Index("projects_type_idx", projects.c.project_type)
+projects_seen = _seen("projects_seen")
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("job_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("project_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("start_phase", sa.Text),
+    sa.Column("model", sa.Text),
+    sa.Column("requested_by", sa.Text, nullable=False),
+    sa.Column("worker_id", sa.Text),
+    sa.Column("fencing_token", sa.Integer, nullable=False),
+    sa.Column("lease_expires_at", sa.DateTime(timezone=True)),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("not_before", sa.DateTime(timezone=True)),
+    sa.Column("progress", sa.Integer, nullable=False),
+    sa.Column("cost_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False),
+    sa.Column("cancel_reason", sa.Text),
+    sa.Column("dead_lettered", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+sa.Index("jobs_owner_created_idx", jobs.c.owner, jobs.c.created_at)
+sa.Index("jobs_project_created_idx", jobs.c.project_id, jobs.c.created_at)
+sa.Index("jobs_status_idx", jobs.c.status, jobs.c.owner)
+jobs_seen = _seen("jobs_seen")
+
+job_phases = sa.Table(
+    "job_phases",
+    metadata,
+    sa.Column("job_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("ordinal", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("command", pg.JSONB),
+    sa.Column("timeout_s", sa.Float),
+    sa.Column("capabilities", pg.JSONB, nullable=False),
+    sa.Column("env", pg.JSONB, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("output_lines", sa.Integer, nullable=False),
+    sa.Column("files", pg.JSONB, nullable=False),
+    sa.Column("cost_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("skip_reason", sa.Text),
+    sa.UniqueConstraint("job_id", "name", name="job_phases_job_name_key"),
+)
+job_phases_seen = _seen("job_phases_seen")
+
+job_output_lines = sa.Table(
+    "job_output_lines",
+    metadata,
+    sa.Column("job_id", pg.UUID(as_uuid=True), primary_key=True),
+    # Dense per job (1, 2, 3 …) in the order the lines were written, across phases.
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("phase", sa.Text, nullable=False),
+    sa.Column("line_no", sa.Integer, nullable=False),
+    sa.Column("stream", sa.Text, nullable=False),
+    sa.Column("line", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index(
+    "job_output_lines_phase_idx",
+    job_output_lines.c.job_id,
+    job_output_lines.c.phase,
+    job_output_lines.c.line_no,
+    unique=True,
+)
+job_output_seen = _seen("job_output_seen")
+
+project_messages = sa.Table(
+    "project_messages",
+    metadata,
+    sa.Column("message_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("project_id", pg.UUID(as_uuid=True), nullable=False),
+    # Dense per project (1, 2, 3 …) in posting order.
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("author", sa.Text, nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index(
+    "project_messages_project_seq_idx",
+    project_messages.c.project_id,
+    project_messages.c.seq,
+    unique=True,
+)
+project_messages_seen = _seen("project_messages_seen")
+
+# --- webhooks ---
+# Endpoints hold their signing secrets (never in an event); deliveries are written by the
+# dispatcher in the transaction that advances its checkpoint; every HTTP attempt is kept.
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("endpoint_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("owner", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("event_types", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("type_patterns", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("disabled_reason", sa.Text),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("previous_secret", sa.Text),
+    sa.Column("previous_secret_until", sa.DateTime(timezone=True)),
+    sa.Column("after_position", sa.BigInteger, nullable=False),
+    sa.Column("failing_since", sa.DateTime(timezone=True)),
+    sa.Column("last_failure_at", sa.DateTime(timezone=True)),
+    sa.Column("last_success_at", sa.DateTime(timezone=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("deleted_at", sa.DateTime(timezone=True)),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+sa.Index("webhook_endpoints_owner_idx", webhook_endpoints.c.owner, webhook_endpoints.c.created_at)
+
+webhook_dispatcher = sa.Table(
+    "webhook_dispatcher",
+    metadata,
+    sa.Column("id", sa.SmallInteger, primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")
+    ),
+    sa.CheckConstraint("id = 1", name="webhook_dispatcher_single_row"),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("delivery_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("endpoint_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("event_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("position", sa.BigInteger),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("replay_of", pg.UUID(as_uuid=True)),
+    sa.Column("payload", pg.JSONB),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
+    sa.Column("locked_until", sa.DateTime(timezone=True)),
+    sa.Column("locked_by", pg.UUID(as_uuid=True)),
+    sa.Column("last_status_code", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("delivered_at", sa.DateTime(timezone=True)),
+    sa.Column("dead_at", sa.DateTime(timezone=True)),
+    sa.CheckConstraint(
+        "kind IN ('log', 'replay', 'retry', 'recover', 'ping')", name="webhook_deliveries_kind"
+    ),
+    sa.CheckConstraint(
+        "status IN ('pending', 'succeeded', 'dead')", name="webhook_deliveries_status"
+    ),
+)
+# The dispatcher's exactly-once: one delivery from the log per (endpoint, event).
+sa.Index(
+    "webhook_deliveries_log_key",
+    webhook_deliveries.c.endpoint_id,
+    webhook_deliveries.c.event_id,
+    unique=True,
+    postgresql_where=webhook_deliveries.c.kind == "log",
+)
+sa.Index(
+    "webhook_deliveries_due_idx",
+    webhook_deliveries.c.next_attempt_at,
+    postgresql_where=webhook_deliveries.c.status == "pending",
+)
+sa.Index(
+    "webhook_deliveries_endpoint_idx",
+    webhook_deliveries.c.endpoint_id,
+    webhook_deliveries.c.created_at,
+)
+# Recovery asks whether any delivery of an (endpoint, event) succeeded.
+sa.Index(
+    "webhook_deliveries_event_idx",
+    webhook_deliveries.c.event_id,
+    webhook_deliveries.c.endpoint_id,
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("delivery_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("endpoint_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("error_class", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("response_body", sa.Text),
+    sa.Column("response_truncated", sa.Boolean, nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
+    sa.Column(
+        "recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")
+    ),
+)

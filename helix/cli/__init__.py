@@ -9,9 +9,9 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from helix.cli import audit, bench, database
+from helix.cli import audit, bench, database, events, projections, serve, users, webhooks
 
-GROUPS = [database, audit, bench]
+GROUPS = [serve, database, users, projections, events, webhooks, audit, bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

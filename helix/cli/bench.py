@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from helix.bench import append
+from helix.bench import append, stream, webhooks
 from helix.bench.common import scratch_database
 from helix.cli.context import database_url
 from helix.config import Settings
@@ -32,6 +32,18 @@ def register(commands: Any) -> None:
         help="appends timed for notification latency (default 300)",
     )
     p.set_defaults(handler=run_append)
+    s = sub.add_parser("stream", help="append-to-SSE-client latency, queries per event, catch-up")
+    s.add_argument("--clients", default="1,100,1000", help="client counts (default 1,100,1000)")
+    s.add_argument("--events", type=int, default=200, help="appends per level (default 200)")
+    s.add_argument("--catch-up", type=int, default=100_000, help="events replayed (100000)")
+    s.add_argument(
+        "--settle", type=float, default=11.0, help="seconds of quiet before reading statistics"
+    )
+    s.set_defaults(handler=run_stream)
+    w = sub.add_parser("webhooks", help="deliveries per second and event-to-delivery latency")
+    w.add_argument("--events", type=int, default=2000, help="events per measurement")
+    w.add_argument("--latency-samples", type=int, default=200, help="events timed one by one")
+    w.set_defaults(handler=run_webhooks)
 
 
 async def run_append(args: argparse.Namespace) -> int:
@@ -40,4 +52,26 @@ async def run_append(args: argparse.Namespace) -> int:
     async with database_url(settings) as server, scratch_database(server) as url:
         return await append.run(
             url, settings, seconds=args.seconds, levels=levels, latency_samples=args.latency_samples
+        )
+
+
+async def run_webhooks(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    async with database_url(settings) as server, scratch_database(server) as url:
+        return await webhooks.run(
+            url, settings, events=args.events, latency_samples=args.latency_samples
+        )
+
+
+async def run_stream(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    levels = [int(x) for x in args.clients.split(",") if x.strip()]
+    async with database_url(settings) as server, scratch_database(server) as url:
+        return await stream.run(
+            url,
+            settings,
+            levels=levels,
+            events=args.events,
+            catch_up_events=args.catch_up,
+            settle=args.settle,
         )

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from helix.domain.job.events import EVENTS as JOB_EVENTS
 from helix.domain.project.events import EVENTS as PROJECT_EVENTS
+from helix.domain.user.events import EVENTS as USER_EVENTS
+from helix.domain.webhook.events import EVENTS as WEBHOOK_EVENTS
 
 # Every domain event class by its dotted type name; the two registries never share a name.
-EVENTS: dict[str, type] = {**PROJECT_EVENTS, **JOB_EVENTS}
+EVENTS: dict[str, type] = {**PROJECT_EVENTS, **JOB_EVENTS, **USER_EVENTS, **WEBHOOK_EVENTS}
 # The dotted type name of every domain event class.
 EVENT_TYPES: dict[type, str] = {cls: name for name, cls in EVENTS.items()}
 

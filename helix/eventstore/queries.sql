@@ -27,6 +27,9 @@ FROM (SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = 
 WHERE $9 = -1 OR stream.version = $9
 RETURNING event_id, version, recorded_at
 
+-- name: lock_stream
+SELECT pg_advisory_xact_lock(hashtextextended('helix.stream:' || $1, 0))
+
 -- name: stream_version
 SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1
 
@@ -127,3 +130,85 @@ SELECT head_position, head_hash FROM sequencer_state WHERE id = 1
 
 -- name: has_unsequenced
 SELECT EXISTS (SELECT 1 FROM events WHERE position IS NULL)
+
+-- Audit and replay (helix.audit): the audit log's filtered reads, time travel, export, import.
+
+-- name: audit_events
+-- Sequenced events after $1, filtered; NULL parameters filter nothing. $3 caps the position
+-- (an export's head at its start), $7 is the metadata actor, [$8, $9) the recorded_at range.
+-- $10, when set, is the viewing user: only events of projects they own or of their own user
+-- stream. `hash` is for exports.
+SELECT position, event_id, stream_id, stream_type, version, project_id, type, schema_version,
+       data, metadata, recorded_at, hash
+FROM events
+WHERE position > $1
+  AND ($3::bigint IS NULL OR position <= $3)
+  AND ($4::text IS NULL OR stream_id = $4)
+  AND ($5::uuid IS NULL OR project_id = $5)
+  AND ($6::text[] IS NULL OR type LIKE ANY ($6))
+  AND ($7::text IS NULL OR metadata ->> 'actor' = $7)
+  AND ($8::timestamptz IS NULL OR recorded_at >= $8)
+  AND ($9::timestamptz IS NULL OR recorded_at < $9)
+  AND ($10::text IS NULL OR stream_id = 'user-' || $10
+       OR project_id IN (SELECT project_id FROM projects WHERE owner = $10))
+ORDER BY position
+LIMIT $2
+
+-- name: audit_event_at
+-- One sequenced event, if the viewer ($2, NULL: anyone) may see it.
+SELECT position, event_id, stream_id, stream_type, version, project_id, type, schema_version,
+       data, metadata, recorded_at, hash
+FROM events
+WHERE position = $1
+  AND ($2::text IS NULL OR stream_id = 'user-' || $2
+       OR project_id IN (SELECT project_id FROM projects WHERE owner = $2))
+
+-- name: stream_up_to_position
+-- Time travel: a stream's sequenced events up to a log position, in version order.
+SELECT event_id, stream_id, stream_type, version, position, project_id, type, schema_version,
+       data, metadata, recorded_at
+FROM events
+WHERE stream_id = $1 AND position IS NOT NULL AND position <= $2
+ORDER BY version
+
+-- name: stream_up_to_time
+-- Time travel: a stream's sequenced events recorded at or before an instant, in version order.
+SELECT event_id, stream_id, stream_type, version, position, project_id, type, schema_version,
+       data, metadata, recorded_at
+FROM events
+WHERE stream_id = $1 AND position IS NOT NULL AND recorded_at <= $2
+ORDER BY version
+
+-- name: import_lock
+-- An import holds off every writer (readers go on) until it commits.
+LOCK TABLE events, streams, sequencer_state IN EXCLUSIVE MODE
+
+-- name: import_store_is_empty
+SELECT NOT EXISTS (SELECT 1 FROM events)
+
+-- name: import_events
+-- Rows that arrive already positioned and hashed: the sequencer never touches them.
+INSERT INTO events (event_id, stream_id, stream_type, version, project_id, type, schema_version,
+                    data, metadata, recorded_at, position, hash)
+SELECT *
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::uuid[], $6::text[], $7::int[],
+            $8::jsonb[], $9::jsonb[], $10::timestamptz[], $11::bigint[], $12::bytea[])
+
+-- name: import_streams
+-- Every stream at its highest version, as the sequencer would have recorded it.
+INSERT INTO streams AS s (stream_id, stream_type, project_id, version)
+SELECT DISTINCT ON (stream_id) stream_id, stream_type, project_id, version
+FROM events
+ORDER BY stream_id, version DESC
+ON CONFLICT (stream_id) DO UPDATE
+    SET stream_type = excluded.stream_type, project_id = excluded.project_id,
+        version = excluded.version, updated_at = now()
+
+-- name: import_head
+WITH advanced AS (
+    UPDATE sequencer_state
+    SET head_position = $1, head_hash = $2, updated_at = now()
+    WHERE id = 1
+    RETURNING 1
+)
+SELECT pg_notify('helix_head', $1::text), (SELECT count(*) FROM advanced) AS updated

@@ -122,8 +122,11 @@ class Sequencer:
                 idle_delay = min(idle_delay * 2, 0.05)
                 continue
             idle_delay = 0.001
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the event is set, and stop() would then wait for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
 
     async def sequence_batch(self, conn: asyncpg.Connection) -> int:
         """Position one batch of committed events; returns how many."""

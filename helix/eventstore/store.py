@@ -112,27 +112,23 @@ class EventStore:
                 dict(metadata or {}),
                 expected_version,
             )
+        if expected_version == ANY_VERSION:
+            # Writers that do not check versions queue on a per-stream lock held to their
+            # commit, so they never race each other for the next version.
+            if conn is not None:
+                await conn.execute(QUERIES["lock_stream"], stream_id)
+                return await self._insert(conn, query, args)
+            async with self.pool.acquire() as own, own.transaction():
+                await own.execute(QUERIES["lock_stream"], stream_id)
+                appended = await self._insert(own, query, args)
+            self.committed()
+            return appended
         if conn is not None:
-            if expected_version == ANY_VERSION:
-                # A lost race must not abort the caller's transaction: retry in a savepoint.
-                for _ in range(10):
-                    try:
-                        async with conn.transaction():
-                            return await self._insert(conn, query, args)
-                    except ConcurrencyError:
-                        continue
             return await self._insert(conn, query, args)
         async with self.pool.acquire() as own:
-            for _ in range(10 if expected_version == ANY_VERSION else 1):
-                try:
-                    appended = await self._insert(own, query, args)
-                except ConcurrencyError:
-                    if expected_version != ANY_VERSION:
-                        raise
-                    continue
-                self.committed()
-                return appended
-        raise ConcurrencyError(stream_id, expected_version, await self.stream_version(stream_id))
+            appended = await self._insert(own, query, args)
+        self.committed()
+        return appended
 
     async def _insert(
         self, conn: asyncpg.Connection, query: str, args: tuple[Any, ...]

@@ -105,7 +105,8 @@ class HeadWatcher:
                 await self._changed.wait_for(lambda: self.head >= position)
 
         try:
-            await asyncio.wait_for(reached(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: see Sequencer._lead
+                await reached()
         except TimeoutError:
             return False
         return True
@@ -156,6 +157,7 @@ class HeadWatcher:
             with contextlib.suppress(asyncpg.PostgresError, OSError):
                 await self._refresh()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), self._poll_interval)
+                async with asyncio.timeout(self._poll_interval):
+                    await self._lost.wait()
             if self._lost.is_set():
                 await self._close()

@@ -1,0 +1,92 @@
+"""The aiohttp application: keys, middlewares and every resource's route table."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from helix.api import (
+    audit,
+    auth,
+    discussion,
+    events,
+    health,
+    jobs,
+    metrics,
+    openapi,
+    projects,
+    streams,
+    users,
+    webhooks,
+)
+from helix.api.auth import ACCOUNTS, VERIFIER
+from helix.api.errors import errors_middleware
+from helix.api.idempotency import idempotency_middleware, purge_expired
+from helix.api.keys import POOL, SETTINGS, STORE
+from helix.api.metrics import METRICS, Metrics, metrics_middleware
+from helix.api.middleware import add_common_headers, body_limit_middleware, request_id_middleware
+from helix.api.ratelimit import LIMITER, TokenBuckets
+from helix.auth.accounts import Accounts
+from helix.auth.tokens import TokenVerifier
+from helix.bootstrap import LogNode
+from helix.config import Settings
+
+log = logging.getLogger(__name__)
+
+JWT_SECRET_NAME = "jwt_signing_secret"
+
+
+def create_app(node: LogNode, settings: Settings) -> web.Application:
+    """The API over a started LogNode. Middlewares, outermost first: request id, metrics,
+    error envelope, authentication and rate limit, body size limit, idempotency."""
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[
+            request_id_middleware,
+            metrics_middleware,
+            errors_middleware,
+            auth.auth_middleware,
+            body_limit_middleware,
+            idempotency_middleware,
+        ],
+    )
+    assert node.pool is not None, "start the LogNode before creating the app"
+    app[STORE] = node.store
+    app[POOL] = node.pool
+    app[SETTINGS] = settings
+    app[ACCOUNTS] = Accounts(node.store)
+    app[LIMITER] = TokenBuckets(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    app[METRICS] = Metrics()
+    app[openapi.DOCUMENT] = {}
+    app.on_response_prepare.append(add_common_headers)
+    app.cleanup_ctx.append(_token_verifier)
+    app.cleanup_ctx.append(purge_expired)
+    # streams before events: /events/stream is not /events/{position}
+    resources = (
+        health,
+        metrics,
+        openapi,
+        auth,
+        users,
+        projects,
+        discussion,
+        jobs,
+        streams,
+        events,
+        audit,
+        webhooks,
+    )
+    for module in resources:
+        app.add_routes(module.routes)
+    streams.install(app)
+    return app
+
+
+async def _token_verifier(app: web.Application) -> AsyncIterator[None]:
+    """The JWT secret: HELIX_JWT_SECRET, else the one kept in the database for every node."""
+    settings = app[SETTINGS]
+    secret = settings.jwt_secret or await app[ACCOUNTS].get_or_create_secret(JWT_SECRET_NAME)
+    app[VERIFIER] = TokenVerifier(secret, settings)
+    yield

@@ -1,0 +1,216 @@
+"""Authentication: who is calling (JWT or API key), their rate limit, and the auth routes.
+
+Every route needs credentials unless its handler is marked `@public`. Credentials that are
+present but fail validation are a 401 even on a public route: a bad token is never anonymous.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from helix.api.openapi import describe
+from helix.api.principal import PRINCIPAL, Principal, Role, principal_of, require_role
+from helix.api.ratelimit import LIMITER, VERDICT
+from helix.api.requests import (
+    client_address,
+    event_metadata,
+    field,
+    is_public,
+    public,
+    read_json,
+)
+from helix.auth import keys
+from helix.auth.accounts import Accounts
+from helix.auth.records import UserRecord
+from helix.auth.tokens import TokenVerifier, issue_token
+from helix.errors import NotFound, RateLimited, Unauthorized, ValidationError
+
+ACCOUNTS = web.AppKey("accounts", Accounts)
+VERIFIER = web.AppKey("token_verifier", TokenVerifier)
+
+routes = web.RouteTableDef()
+
+
+def _principal(user: UserRecord, key_id: uuid.UUID | None = None) -> Principal:
+    return Principal(
+        user_id=user.user_id, username=user.username, role=Role(user.role.value), key_id=key_id
+    )
+
+
+def _credentials(request: web.Request) -> tuple[str, str] | None:
+    """("key" | "bearer", token) from the headers, or None when there are none."""
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("use 'Authorization: Bearer <token or API key>'")
+        return ("key" if token.startswith(keys.KEY_PREFIX) else "bearer"), token
+    api_key = request.headers.get("X-API-Key")
+    if api_key is not None:
+        return "key", api_key.strip()
+    return None
+
+
+async def identify(request: web.Request) -> Principal | None:
+    found = _credentials(request)
+    if found is None:
+        return None
+    kind, token = found
+    accounts = request.app[ACCOUNTS]
+    if kind == "key":
+        if not keys.looks_like_key(token):
+            raise Unauthorized("the API key is not valid")
+        user, key_id = await accounts.authenticate_key(token)
+        return _principal(user, key_id)
+    claims = request.app[VERIFIER].verify(token)
+    if claims.external:
+        metadata = event_metadata(request, actor=f"external:{claims.issuer}|{claims.subject}")
+        user = await accounts.external_user(claims.issuer, claims.subject, metadata=metadata)
+    else:
+        try:
+            user = await accounts.get(uuid.UUID(claims.subject))
+        except (ValueError, NotFound):
+            raise Unauthorized("the token names no Helix user") from None
+    if user.disabled:
+        raise Unauthorized("the user is disabled")
+    return _principal(user)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    failure: Unauthorized | None = None
+    principal: Principal | None = None
+    try:
+        principal = await identify(request)
+    except Unauthorized as exc:
+        failure = exc
+    if principal is not None:
+        request[PRINCIPAL] = principal
+    # Charged before rejecting bad credentials, so guessing is rate limited too.
+    bucket = f"user:{principal.user_id}" if principal else f"ip:{client_address(request)}"
+    verdict = request.app[LIMITER].take(bucket)
+    request[VERDICT] = verdict
+    if not verdict.allowed:
+        raise RateLimited(
+            "too many requests; slow down",
+            limit=verdict.limit,
+            retry_after_seconds=verdict.retry_after,
+        )
+    if failure is not None:
+        raise failure
+    unmatched = request.match_info.http_exception is not None
+    if principal is None and not unmatched and not is_public(request.match_info.handler):
+        raise Unauthorized("authentication required")
+    return await handler(request)
+
+
+def _token_response(request: web.Request, user: UserRecord) -> web.Response:
+    verifier = request.app[VERIFIER]
+    token, expires = issue_token(
+        verifier.own_secret,
+        verifier.settings,
+        user_id=user.user_id,
+        username=user.username,
+        role=user.role.value,
+    )
+    return web.json_response(
+        {
+            "token": token,
+            "token_type": "Bearer",
+            "expires_at": expires.isoformat(),
+            "expires_in": verifier.settings.jwt_ttl_seconds,
+            "user": user.to_json(),
+        }
+    )
+
+
+LOGIN_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["username", "password"],
+    "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+}
+
+
+@routes.post("/api/v1/auth/login")
+@public
+@describe(request=LOGIN_BODY)
+async def login(request: web.Request) -> web.Response:
+    """Exchange a username and password for a JWT."""
+    body = await read_json(request)
+    username = field(body, "username", str)
+    password = field(body, "password", str)
+    user = await request.app[ACCOUNTS].login(username, password, metadata=event_metadata(request))
+    return _token_response(request, user)
+
+
+@routes.post("/api/v1/auth/token")
+async def refresh_token(request: web.Request) -> web.Response:
+    """A fresh JWT for the caller (with a key or a still-valid token)."""
+    principal = principal_of(request)
+    return _token_response(request, await request.app[ACCOUNTS].get(principal.user_id))
+
+
+def _target_user(request: web.Request, principal: Principal, raw: object) -> uuid.UUID:
+    """The user a key request is about: oneself, or (admins only) anyone."""
+    if raw is None:
+        return principal.user_id
+    try:
+        user_id = uuid.UUID(str(raw))
+    except ValueError:
+        raise ValidationError("'user_id' must be a UUID", field="user_id") from None
+    if user_id != principal.user_id:
+        require_role(request, Role.ADMIN)
+    return user_id
+
+
+CREATE_API_KEY_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 200},
+        "user_id": {"type": "string", "format": "uuid", "description": "admins only"},
+    },
+}
+
+
+@routes.post("/api/v1/auth/api-keys")
+@describe(request=CREATE_API_KEY_BODY, body_required=False)
+async def create_api_key(request: web.Request) -> web.Response:
+    """Create an API key; the key itself is in this response only."""
+    principal = principal_of(request)
+    body = await read_json(request) if request.can_read_body else {}
+    name = field(body, "name", str, required=False) or "api key"
+    user_id = _target_user(request, principal, body.get("user_id"))
+    record, key = await request.app[ACCOUNTS].create_key(
+        user_id, name, metadata=event_metadata(request)
+    )
+    return web.json_response({**record.to_json(), "key": key}, status=201)
+
+
+@routes.get("/api/v1/auth/api-keys")
+async def list_api_keys(request: web.Request) -> web.Response:
+    """List the caller's API keys by prefix, with their last use."""
+    principal = principal_of(request)
+    user_id = _target_user(request, principal, request.query.get("user_id"))
+    include_revoked = request.query.get("include_revoked", "false").lower() in ("1", "true")
+    found = await request.app[ACCOUNTS].list_keys(user_id, include_revoked=include_revoked)
+    return web.json_response({"keys": [k.to_json() for k in found]})
+
+
+@routes.delete("/api/v1/auth/api-keys/{key_id}")
+async def revoke_api_key(request: web.Request) -> web.Response:
+    """Revoke an API key (admins may revoke anyone's)."""
+    principal = principal_of(request)
+    try:
+        key_id = uuid.UUID(request.match_info["key_id"])
+    except ValueError:
+        raise ValidationError("the key id must be a UUID", field="key_id") from None
+    owner = None if principal.role is Role.ADMIN else principal.user_id
+    record = await request.app[ACCOUNTS].revoke_key(
+        key_id, owner=owner, metadata=event_metadata(request)
+    )
+    return web.json_response(record.to_json())

@@ -1,0 +1,132 @@
+"""Discussion: talk a project into shape before it runs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from helix.api.schema import (
+    caller,
+    choice,
+    documented,
+    paging,
+    path_id,
+    position,
+    query_choice,
+    reply,
+    services,
+    strings,
+    validated_body,
+)
+from helix.domain.project import MessageRole
+from helix.domain.project.decider import MAX_MESSAGE_CHARS
+from helix.services.views import rfc3339
+
+routes = web.RouteTableDef()
+THREAD_PAGE = 200
+
+MESSAGE_FIELDS: dict[str, Any] = {
+    "content": strings(min_length=1, max_length=MAX_MESSAGE_CHARS),
+    "role": choice(MessageRole),
+    "author": strings(min_length=1, max_length=200),
+}
+MESSAGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["content"],
+    "additionalProperties": False,
+    "properties": MESSAGE_FIELDS,
+}
+DISCUSS: dict[str, Any] = {
+    "type": "object",
+    "required": ["content"],
+    "additionalProperties": False,
+    "properties": {
+        **MESSAGE_FIELDS,
+        "project_id": {"type": ["string", "null"], "format": "uuid"},
+        "name": strings(min_length=1, max_length=200),
+        "project_type": strings(min_length=1, max_length=64),
+    },
+}
+
+
+@routes.post("/api/v1/discuss")
+@documented(
+    DISCUSS,
+    _200="the project id, the project and its thread",
+    _201="a new draft project (now discussing) with its thread",
+)
+async def discuss(request: web.Request) -> web.Response:
+    """Post to a project's discussion; without project_id, start a new project from it."""
+    who = caller(request, write=True)
+    body = await validated_body(request, DISCUSS)
+    raw_id = body.get("project_id")
+    project_id = uuid.UUID(raw_id) if raw_id else None
+    service = services(request)
+    state = await service.projects.discuss(
+        who,
+        content=body["content"],
+        project_id=project_id,
+        role=MessageRole(body.get("role", MessageRole.USER.value)),
+        author=body.get("author"),
+        name=body.get("name"),
+        project_type=body.get("project_type"),
+    )
+    assert state.id is not None
+    at = position(request)
+    thread = await service.queries.messages(
+        who, state.id, limit=THREAD_PAGE, offset=max(len(state.messages) - THREAD_PAGE, 0)
+    )
+    result = {
+        "project_id": str(state.id),
+        "project": await service.queries.project(who, state.id),
+        "messages": thread["items"],
+        "total": thread["total"],
+    }
+    created = project_id is None
+    location = f"/api/v1/projects/{state.id}" if created else None
+    return reply(result, status=201 if created else 200, at=at, location=location)
+
+
+@routes.get("/api/v1/projects/{project_id}/messages")
+@documented(_200="a page of the thread in posting order: items, total, limit, offset")
+async def list_messages(request: web.Request) -> web.Response:
+    """A project's discussion in posting order, optionally of one role."""
+    who = caller(request)
+    project_id = path_id(request, "project_id", "project")
+    role = query_choice(request, "role", MessageRole)
+    limit, offset = paging(request)
+    at = position(request)
+    thread = await services(request).queries.messages(
+        who, project_id, role=role, limit=limit, offset=offset
+    )
+    return reply(thread, at=at)
+
+
+@routes.post("/api/v1/projects/{project_id}/messages")
+@documented(MESSAGE, _201="the posted message")
+async def post_message(request: web.Request) -> web.Response:
+    """Post a message (role user, assistant, agent or system) to a project's discussion."""
+    who = caller(request, write=True)
+    project_id = path_id(request, "project_id", "project")
+    body = await validated_body(request, MESSAGE)
+    state = await services(request).projects.post_message(
+        who,
+        project_id,
+        content=body["content"],
+        role=MessageRole(body.get("role", MessageRole.USER.value)),
+        author=body.get("author"),
+    )
+    message = state.messages[-1]
+    result = {
+        "id": str(message.message_id),
+        "project_id": str(project_id),
+        "seq": len(state.messages),
+        "role": message.role.value,
+        "author": message.author,
+        "content": message.content,
+        "at": rfc3339(message.at),
+        "project_status": state.status.value if state.status else None,
+    }
+    return reply(result, status=201)

@@ -1,0 +1,108 @@
+"""Every error leaves as `{"error": {"code", "message", "details"}, "request_id"}`.
+
+Helix's own exceptions carry their code and status; aiohttp's HTTP exceptions (the router's 404
+and 405, the 413 of an oversized body) are mapped by status; anything else is a logged 500 that
+shows no stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from helix.api.keys import SETTINGS
+from helix.api.requests import request_id
+from helix.errors import HelixError
+
+log = logging.getLogger(__name__)
+
+CODES_BY_STATUS = {
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    409: "CONFLICT",
+    429: "RATE_LIMIT_EXCEEDED",
+    503: "SERVICE_UNAVAILABLE",
+}
+MESSAGES_BY_STATUS = {
+    404: "no such resource",
+    405: "this resource does not allow that method",
+    413: "the request body is too large",
+}
+# Headers of an aiohttp exception that still matter once it becomes an envelope.
+KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+
+
+def code_for_status(status: int) -> str:
+    if status in CODES_BY_STATUS:
+        return CODES_BY_STATUS[status]
+    return "INTERNAL_ERROR" if status >= 500 else "VALIDATION_ERROR"
+
+
+def error_response(
+    request: web.Request,
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body = {
+        "error": {"code": code, "message": message, "details": details or {}},
+        "request_id": request_id(request),
+    }
+    return web.json_response(body, status=status, headers=headers, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+def from_helix_error(request: web.Request, exc: HelixError) -> web.Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="helix"'} if exc.status == 401 else None
+    return error_response(request, exc.status, exc.code, exc.message, exc.details, headers)
+
+
+def from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
+    status = exc.status
+    details: dict[str, Any] = {}
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        details = {"method": exc.method, "allowed_methods": sorted(exc.allowed_methods)}
+    elif isinstance(exc, web.HTTPRequestEntityTooLarge):
+        details = {"max_bytes": request.app[SETTINGS].max_body_bytes}
+    message = MESSAGES_BY_STATUS.get(status) or exc.reason
+    if exc.text and not exc.text.startswith(f"{status}:"):
+        message = exc.text
+    headers = {k: exc.headers[k] for k in KEPT_HEADERS if k in exc.headers}
+    return error_response(request, status, code_for_status(status), message, details, headers)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except HelixError as exc:
+        if exc.status >= 500:
+            log.error("request %s failed: %s", request_id(request), exc.message)
+        return from_helix_error(request, exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and the like are answers, not errors
+        return from_http_exception(request, exc)
+    except json.JSONDecodeError as exc:
+        # A handler that called request.json() on a malformed body.
+        return error_response(
+            request, 400, "VALIDATION_ERROR", f"the body is not valid JSON: {exc}"
+        )
+    except Exception:
+        log.exception(
+            "unexpected error in %s %s (request %s)",
+            request.method,
+            request.path,
+            request_id(request),
+        )
+        return error_response(request, 500, "INTERNAL_ERROR", "an internal error occurred")

@@ -1,0 +1,65 @@
+"""The audit log over HTTP: filtered pages of events and single events by position."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from helix.api.keys import POOL
+from helix.api.requests import int_query
+from helix.api.schema import caller, documented, reply
+from helix.audit import log
+from helix.audit.filters import EventFilter, check_range, parse_time, parse_types, parse_uuid
+from helix.errors import NotFound
+from helix.services import Caller
+
+routes = web.RouteTableDef()
+MAX_POSITION = 2**62
+
+
+def _viewer(who: Caller) -> str | None:
+    return None if who.sees_everything else who.user_id
+
+
+def _selection(request: web.Request, who: Caller) -> EventFilter:
+    query = request.query
+    since = parse_time(query["since"], "since") if query.get("since") else None
+    until = parse_time(query["until"], "until") if query.get("until") else None
+    check_range(since, until)
+    project = query.get("project_id")
+    return EventFilter(
+        after=int_query(request, "after", 0, low=0, high=MAX_POSITION),
+        stream_id=query.get("stream_id") or None,
+        project_id=parse_uuid(project, "project_id") if project else None,
+        types=parse_types(query.getall("type", [])),
+        actor=query.get("actor") or None,
+        since=since,
+        until=until,
+        viewer=_viewer(who),
+    )
+
+
+@routes.get("/api/v1/events")
+@documented(_200="a page of events in log order: items, after, limit, next_after, has_more")
+async def list_events(request: web.Request) -> web.Response:
+    """The audit log: events after a position, filtered by stream_id, project_id, type globs
+    (comma-separated or repeated), actor, and recorded_at (since inclusive, until exclusive,
+    RFC 3339). Users see their projects' events and their own user stream's."""
+    who = caller(request)
+    selection = _selection(request, who)
+    limit = int_query(request, "limit", log.DEFAULT_LIMIT, low=1, high=log.MAX_LIMIT)
+    result = await log.page(request.app[POOL], selection, limit)
+    return reply(result, at=result["next_after"])
+
+
+@routes.get(r"/api/v1/events/{position:\d+}")
+@documented(_200="the event at that log position")
+async def get_event(request: web.Request) -> web.Response:
+    """One event by its log position (404 if there is none the caller may see)."""
+    who = caller(request)
+    raw = request.match_info["position"]
+    if not raw.isdigit() or int(raw) > MAX_POSITION:
+        raise NotFound("event not found", position=raw)
+    event = await log.event_at(request.app[POOL], int(raw), _viewer(who))
+    if event is None:
+        raise NotFound("event not found", position=int(raw))
+    return reply(event, at=event["position"])

@@ -1,0 +1,94 @@
+"""Jobs: list, show with phases and output tail, page through output, cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from helix.api.keys import SETTINGS, STORE
+from helix.api.requests import int_query
+from helix.api.schema import (
+    caller,
+    documented,
+    optional_body,
+    paging,
+    path_id,
+    position,
+    query_choice,
+    query_id,
+    reply,
+    services,
+    strings,
+)
+from helix.audit import time_travel
+from helix.domain.job import JobStatus
+
+routes = web.RouteTableDef()
+MAX_OUTPUT_PAGE = 5_000
+
+CANCEL: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"reason": strings(max_length=2_000)},
+}
+
+
+@routes.get("/api/v1/jobs")
+@documented(_200="a page of jobs: items, total, limit, offset")
+async def list_jobs(request: web.Request) -> web.Response:
+    """List jobs, newest first, filtered by project_id and status."""
+    who = caller(request)
+    project_id = query_id(request, "project_id")
+    status = query_choice(request, "status", JobStatus)
+    limit, offset = paging(request)
+    at = position(request)
+    result = await services(request).queries.jobs(
+        who, project_id=project_id, status=status, limit=limit, offset=offset
+    )
+    return reply(result, at=at)
+
+
+@routes.get("/api/v1/jobs/{job_id}")
+@documented(_200="the job with its phases (status, timings, cost) and output tail")
+async def get_job(request: web.Request) -> web.Response:
+    """Show a job with its phases, timings, cost totals and the tail of its output; with
+    `as_of` (a log position or an RFC 3339 time), as it stood then, folded from its events."""
+    who = caller(request)
+    job_id = path_id(request, "job_id", "job")
+    if "as_of" in request.query:
+        as_of = time_travel.parse_as_of(request.query["as_of"])
+        tail = request.app[SETTINGS].output_tail_lines
+        view = await time_travel.job_at(request.app[STORE], who, job_id, as_of, tail_lines=tail)
+        return reply(view, at=as_of.position)
+    at = position(request)
+    return reply(await services(request).queries.job(who, job_id), at=at)
+
+
+@routes.get("/api/v1/jobs/{job_id}/output")
+@documented(_200="output lines after the job-wide line number `after`: lines, next_after")
+async def job_output(request: web.Request) -> web.Response:
+    """A job's output lines, optionally of one phase, after a line number (each line's n)."""
+    who = caller(request)
+    job_id = path_id(request, "job_id", "job")
+    after = int_query(request, "after", 0, low=0, high=2**31 - 1)
+    limit = int_query(request, "limit", 500, low=1, high=MAX_OUTPUT_PAGE)
+    phase = request.query.get("phase") or None
+    at = position(request)
+    result = await services(request).queries.output(
+        who, job_id, phase=phase, after=after, limit=limit
+    )
+    return reply(result, at=at)
+
+
+@routes.post("/api/v1/jobs/{job_id}/cancel")
+@documented(CANCEL, _200="the job, cancelled or cancelling (repeating changes nothing)")
+async def cancel_job(request: web.Request) -> web.Response:
+    """Cancel a job; idempotent. A queued job is cancelled at once, a running one when its
+    worker acknowledges."""
+    who = caller(request, write=True)
+    job_id = path_id(request, "job_id", "job")
+    body = await optional_body(request, CANCEL)
+    service = services(request)
+    await service.jobs.cancel(who, job_id, body.get("reason", ""))
+    return reply(await service.queries.job(who, job_id), at=position(request))

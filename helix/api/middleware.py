@@ -1,0 +1,58 @@
+"""Request ids, the body size limit, and the headers every response carries."""
+
+from __future__ import annotations
+
+import re
+import uuid
+import warnings
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from helix.api.keys import SETTINGS
+from helix.api.ratelimit import VERDICT
+from helix.api.requests import REQUEST_ID
+from helix.errors import HelixError
+
+SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+
+
+class PayloadTooLarge(HelixError):
+    code = "VALIDATION_ERROR"
+    status = 413
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    incoming = request.headers.get("X-Request-ID", "")
+    rid = incoming if SANE_REQUEST_ID.match(incoming) else f"req_{uuid.uuid4().hex}"
+    # The plain string key "request_id" is the contract every route module reads; aiohttp would
+    # warn about a non-RequestKey key on every request.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", web.NotAppKeyWarning)
+        request[REQUEST_ID] = rid
+    return await handler(request)
+
+
+@web.middleware
+async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuses a declared oversized body before reading it; a chunked one is stopped while it
+    is read (the application's client_max_size)."""
+    limit = request.app[SETTINGS].max_body_bytes
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(
+            f"the request body is {length} bytes, more than the limit of {limit}",
+            max_bytes=limit,
+        )
+    return await handler(request)
+
+
+async def add_common_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every response, error or not, names its request and rate limit."""
+    rid = request.get(REQUEST_ID)
+    if rid:
+        response.headers["X-Request-ID"] = str(rid)
+    verdict = request.get(VERDICT)
+    if verdict is not None and verdict.limit:
+        response.headers.update(verdict.headers())

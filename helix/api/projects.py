@@ -1,0 +1,285 @@
+"""Projects: create, list, show, update, archive, and drive their runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from helix.api.keys import STORE
+from helix.api.requests import int_query
+from helix.api.schema import (
+    caller,
+    documented,
+    optional_body,
+    paging,
+    path_id,
+    position,
+    query_choice,
+    reply,
+    services,
+    strings,
+    validated_body,
+)
+from helix.audit import time_travel
+from helix.domain.project import PhaseSpec, ProjectStatus
+from helix.errors import ValidationError
+from helix.services.views import stream_url
+
+routes = web.RouteTableDef()
+
+PHASE: dict[str, Any] = {
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": {
+        "name": strings(min_length=1, max_length=100),
+        "command": {
+            "type": ["array", "null"],
+            "items": {"type": "string"},
+            "minItems": 1,
+            "maxItems": 1000,
+        },
+        "timeout_s": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        "capabilities": {
+            "type": "array",
+            "items": strings(min_length=1, max_length=100),
+            "maxItems": 50,
+        },
+        "env": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+PROJECT_FIELDS: dict[str, Any] = {
+    "name": strings(min_length=1, max_length=200),
+    "description": strings(max_length=20_000),
+    "project_type": strings(min_length=1, max_length=64),
+    "phases": {"type": "array", "items": PHASE, "maxItems": 100},
+}
+CREATE: dict[str, Any] = {
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": PROJECT_FIELDS,
+}
+UPDATE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": PROJECT_FIELDS,
+}
+EXECUTE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "start_phase": {"type": ["string", "null"], "minLength": 1, "maxLength": 100},
+        "model": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
+    },
+}
+REASON: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"reason": strings(max_length=2_000)},
+}
+ARCHIVED = ("true", "false", "all")
+
+
+def phase_specs(raw: list[dict[str, Any]] | None) -> tuple[PhaseSpec, ...] | None:
+    if raw is None:
+        return None
+    return tuple(
+        PhaseSpec(
+            name=p["name"],
+            command=tuple(p["command"]) if p.get("command") is not None else None,
+            timeout_s=float(p["timeout_s"]) if p.get("timeout_s") is not None else None,
+            capabilities=tuple(p.get("capabilities", ())),
+            env=dict(p.get("env", {})),
+        )
+        for p in raw
+    )
+
+
+async def _show(request: web.Request, project_id: Any, status: int = 200) -> web.Response:
+    at = position(request)
+    view = await services(request).queries.project(caller(request), project_id)
+    return reply(view, status=status, at=at)
+
+
+@routes.post("/api/v1/projects")
+@documented(CREATE, _201="the new project, in status draft", _429="the project limit is reached")
+async def create_project(request: web.Request) -> web.Response:
+    """Create a project (status draft), optionally with its phase plan."""
+    who = caller(request, write=True)
+    body = await validated_body(request, CREATE)
+    state = await services(request).projects.create(
+        who,
+        name=body["name"],
+        description=body.get("description", ""),
+        project_type=body.get("project_type"),
+        phases=phase_specs(body.get("phases")) or (),
+    )
+    assert state.id is not None
+    view = await services(request).queries.project(who, state.id)
+    return reply(view, status=201, location=f"/api/v1/projects/{state.id}")
+
+
+@routes.get("/api/v1/projects")
+@documented(_200="a page of projects: items, total, limit, offset")
+async def list_projects(request: web.Request) -> web.Response:
+    """List projects, newest first, filtered by status, project_type and archived."""
+    who = caller(request)
+    status = query_choice(request, "status", ProjectStatus)
+    archived_raw = request.query.get("archived", "false")
+    if archived_raw not in ARCHIVED:
+        raise ValidationError("'archived' must be one of: true, false, all", field="archived")
+    archived = None if archived_raw == "all" else archived_raw == "true"
+    limit, offset = paging(request)
+    at = position(request)
+    result = await services(request).queries.projects(
+        who,
+        status=status,
+        project_type=request.query.get("project_type") or None,
+        archived=archived,
+        limit=limit,
+        offset=offset,
+    )
+    return reply(result, at=at)
+
+
+@routes.get("/api/v1/projects/{project_id}")
+@documented(_200="the project with its phases, current phase and latest job")
+async def get_project(request: web.Request) -> web.Response:
+    """Show a project with its phase plan, current phase and latest job; with `as_of` (a log
+    position or an RFC 3339 time), as it stood then, folded from its events."""
+    if "as_of" in request.query:
+        as_of = time_travel.parse_as_of(request.query["as_of"])
+        project_id = path_id(request, "project_id", "project")
+        view = await time_travel.project_at(request.app[STORE], caller(request), project_id, as_of)
+        return reply(view, at=as_of.position)
+    return await _show(request, path_id(request, "project_id", "project"))
+
+
+@routes.patch("/api/v1/projects/{project_id}")
+@documented(UPDATE, _200="the updated project")
+async def update_project(request: web.Request) -> web.Response:
+    """Change a project's name, description, type or phase plan."""
+    who = caller(request, write=True)
+    project_id = path_id(request, "project_id", "project")
+    body = await validated_body(request, UPDATE)
+    await services(request).projects.update(
+        who,
+        project_id,
+        name=body.get("name"),
+        description=body.get("description"),
+        project_type=body.get("project_type"),
+        phases=phase_specs(body.get("phases")),
+    )
+    return await _show(request, project_id)
+
+
+@routes.delete("/api/v1/projects/{project_id}")
+@documented(_200="the archived project (nothing is deleted)")
+async def archive_project(request: web.Request) -> web.Response:
+    """Archive a project: it leaves the default listing, and nothing is lost."""
+    who = caller(request, write=True)
+    project_id = path_id(request, "project_id", "project")
+    await services(request).projects.archive(who, project_id)
+    return await _show(request, project_id)
+
+
+@routes.post("/api/v1/projects/{project_id}/ready")
+@documented(_200="the project, now ready")
+async def mark_ready(request: web.Request) -> web.Response:
+    """Mark a project ready to run (it needs a phase plan)."""
+    who = caller(request, write=True)
+    project_id = path_id(request, "project_id", "project")
+    await services(request).projects.mark_ready(who, project_id)
+    return await _show(request, project_id)
+
+
+@routes.post("/api/v1/projects/{project_id}/execute")
+@documented(EXECUTE, _202="the queued job: project_id, job_id, status, stream_url")
+async def execute_project(request: web.Request) -> web.Response:
+    """Run a project: queue a job for its phase plan and move the project to running."""
+    who = caller(request, write=True)
+    project_id = path_id(request, "project_id", "project")
+    body = await optional_body(request, EXECUTE)
+    run = await services(request).projects.execute(
+        who, project_id, start_phase=body.get("start_phase"), model=body.get("model")
+    )
+    assert run.job.id is not None and run.job.status is not None
+    result = {
+        "project_id": str(project_id),
+        "job_id": str(run.job.id),
+        "status": run.job.status.value,
+        "project_status": run.project.status.value if run.project.status else None,
+        "stream_url": stream_url(run.job.id),
+    }
+    return reply(result, status=202, location=f"/api/v1/jobs/{run.job.id}")
+
+
+async def _transition(request: web.Request, name: str) -> web.Response:
+    who = caller(request, write=True)
+    project_id = path_id(request, "project_id", "project")
+    body = await optional_body(request, REASON)
+    service = services(request).projects
+    if name == "pause":
+        await service.pause(who, project_id, body.get("reason", ""))
+    else:
+        await service.resume(who, project_id, body.get("reason", ""))
+    return await _show(request, project_id)
+
+
+@routes.post("/api/v1/projects/{project_id}/pause")
+@documented(REASON, _200="the project, now paused")
+async def pause_project(request: web.Request) -> web.Response:
+    """Pause a running project (workers take no new job of it until resumed)."""
+    return await _transition(request, "pause")
+
+
+@routes.post("/api/v1/projects/{project_id}/resume")
+@documented(REASON, _200="the project, running again")
+async def resume_project(request: web.Request) -> web.Response:
+    """Resume a paused project."""
+    return await _transition(request, "resume")
+
+
+@routes.post("/api/v1/projects/{project_id}/cancel")
+@documented(REASON, _200="the cancelled (or cancelling) run")
+async def cancel_project(request: web.Request) -> web.Response:
+    """Cancel the project's current run; a queued job stops at once, a running one when its
+    worker acknowledges."""
+    who = caller(request, write=True)
+    project_id = path_id(request, "project_id", "project")
+    body = await optional_body(request, REASON)
+    run = await services(request).projects.cancel(who, project_id, body.get("reason", ""))
+    assert run.job.id is not None and run.job.status is not None
+    result = {
+        "project_id": str(project_id),
+        "job_id": str(run.job.id),
+        "status": run.job.status.value,
+        "cancel_requested": run.job.cancel_requested,
+        "project_status": run.project.status.value if run.project.status else None,
+        "stream_url": stream_url(run.job.id),
+    }
+    return reply(result)
+
+
+@routes.get("/api/v1/projects/{project_id}/status")
+@documented(_200="status, current phase and latest job")
+async def project_status(request: web.Request) -> web.Response:
+    """A project's status with its current phase and latest job's progress."""
+    who = caller(request)
+    project_id = path_id(request, "project_id", "project")
+    at = position(request)
+    return reply(await services(request).queries.project_status(who, project_id), at=at)
+
+
+@routes.get("/api/v1/projects/{project_id}/history")
+@documented(_200="the project's events in log order: items, next_after, has_more")
+async def project_history(request: web.Request) -> web.Response:
+    """The events of a project and of its jobs, in log order, after a position."""
+    who = caller(request)
+    project_id = path_id(request, "project_id", "project")
+    after = int_query(request, "after", 0, low=0, high=2**62)
+    limit = int_query(request, "limit", 100, low=1, high=1000)
+    history = await services(request).queries.history(who, project_id, after=after, limit=limit)
+    return reply(history, at=history["next_after"])

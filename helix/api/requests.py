@@ -1,0 +1,83 @@
+"""Small helpers every route module uses: the JSON body, event metadata, public routes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from helix.api.principal import PRINCIPAL
+from helix.errors import BadRequest, ValidationError
+
+REQUEST_ID = "request_id"  # request[REQUEST_ID]: this request's X-Request-ID
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def public(handler: F) -> F:
+    """Marks a handler that anonymous callers may use (every other route needs credentials)."""
+    handler.__helix_public__ = True  # type: ignore[attr-defined]
+    return handler
+
+
+def is_public(handler: object) -> bool:
+    return bool(getattr(handler, "__helix_public__", False))
+
+
+def request_id(request: web.Request) -> str:
+    return str(request.get(REQUEST_ID, ""))
+
+
+def client_address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object: 400 if it is not JSON, 422 if it is not an object."""
+    raw = await request.read()
+    if not raw.strip():
+        raise BadRequest("the request needs a JSON body")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValidationError("the body must be a JSON object")
+    return body
+
+
+def event_metadata(request: web.Request, **extra: Any) -> dict[str, Any]:
+    """What every event a request appends records about it: who, from where, which request."""
+    principal = request.get(PRINCIPAL)
+    return {
+        "actor": principal.actor if principal is not None else "anonymous",
+        "source": client_address(request),
+        "request_id": request_id(request),
+        **extra,
+    }
+
+
+def field(body: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
+    """One field of a JSON body, checked for its type (422 naming the field if wrong)."""
+    if name not in body or body[name] is None:
+        if required:
+            raise ValidationError(f"'{name}' is required", field=name)
+        return None
+    value = body[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValidationError(f"'{name}' must be of type {kind.__name__}", field=name)
+    return value
+
+
+def int_query(request: web.Request, name: str, default: int, *, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationError(f"'{name}' must be an integer", field=name) from None
+    if not low <= value <= high:
+        raise ValidationError(f"'{name}' must be between {low} and {high}", field=name)
+    return value

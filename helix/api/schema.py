@@ -1,0 +1,203 @@
+"""Request schemas of the project, discussion and job routes, and the checks that use them.
+
+Each body is described once, as a JSON schema that the OpenAPI document publishes (through
+`documented`) and that `validated_body` checks, so the document and the server cannot disagree.
+The checker covers the subset of JSON Schema these schemas use and names the offending field.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from helix.api.keys import SETTINGS, STORE
+from helix.api.openapi import describe
+from helix.api.principal import Role, require_role
+from helix.api.requests import client_address, int_query, read_json, request_id
+from helix.errors import NotFound, ValidationError
+from helix.services import Caller, Services
+
+F = TypeVar("F", bound=Callable[..., Any])
+READERS = (Role.ADMIN, Role.USER, Role.AUDITOR)
+WRITERS = (Role.ADMIN, Role.USER)
+MAX_PAGE = 200
+
+_TYPES: dict[str, Callable[[Any], bool]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def check(value: Any, schema: dict[str, Any], where: str = "") -> None:
+    """Raise ValidationError (field = the JSON path) unless `value` matches `schema`."""
+    label = where or "body"
+    types = schema.get("type")
+    if types is not None:
+        allowed = [types] if isinstance(types, str) else list(types)
+        if not any(_TYPES[t](value) for t in allowed):
+            raise ValidationError(f"{label} must be of type {' or '.join(allowed)}", field=label)
+    if "enum" in schema and value not in schema["enum"]:
+        choices = ", ".join(str(c) for c in schema["enum"])
+        raise ValidationError(f"{label} must be one of: {choices}", field=label)
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0):
+            raise ValidationError(f"{label} must not be empty", field=label)
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            raise ValidationError(
+                f"{label} must be at most {schema['maxLength']} characters", field=label
+            )
+        if schema.get("format") == "uuid":
+            try:
+                uuid.UUID(value)
+            except ValueError:
+                raise ValidationError(f"{label} must be a UUID", field=label) from None
+    if _TYPES["number"](value):
+        if "minimum" in schema and value < schema["minimum"]:
+            raise ValidationError(f"{label} must be at least {schema['minimum']}", field=label)
+        if "maximum" in schema and value > schema["maximum"]:
+            raise ValidationError(f"{label} must be at most {schema['maximum']}", field=label)
+        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+            raise ValidationError(
+                f"{label} must be greater than {schema['exclusiveMinimum']}", field=label
+            )
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0):
+            raise ValidationError(f"{label} needs at least {schema['minItems']} items", field=label)
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            raise ValidationError(f"{label} has more than {schema['maxItems']} items", field=label)
+        for index, item in enumerate(value):
+            check(item, schema.get("items", {}), f"{label}[{index}]")
+    if isinstance(value, dict):
+        _check_object(value, schema, where)
+
+
+def _check_object(value: dict[str, Any], schema: dict[str, Any], where: str) -> None:
+    prefix = f"{where}." if where else ""
+    for name in schema.get("required", ()):
+        if name not in value:
+            raise ValidationError(f"{prefix}{name} is required", field=f"{prefix}{name}")
+    properties: dict[str, Any] = schema.get("properties", {})
+    extra = schema.get("additionalProperties", True)
+    for name, item in value.items():
+        if name in properties:
+            check(item, properties[name], f"{prefix}{name}")
+        elif extra is False:
+            known = ", ".join(sorted(properties))
+            raise ValidationError(
+                f"unknown field {prefix}{name} (known: {known})", field=f"{prefix}{name}"
+            )
+        elif isinstance(extra, dict):
+            check(item, extra, f"{prefix}{name}")
+
+
+def documented(request: dict[str, Any] | None = None, **responses: str) -> Callable[[F], F]:
+    """OpenAPI for a handler: its body schema and its responses by status (`_201="created"`)."""
+    described: dict[str, Any] = {
+        status.lstrip("_"): {"description": text, "content": {"application/json": {}}}
+        for status, text in responses.items()
+    }
+    described["default"] = {"$ref": "#/components/responses/Error"}
+    return describe(request=request, responses=described)
+
+
+def strings(*, max_length: int, min_length: int = 0) -> dict[str, Any]:
+    return {"type": "string", "minLength": min_length, "maxLength": max_length}
+
+
+def choice(values: Iterable[enum.Enum]) -> dict[str, Any]:
+    return {"type": "string", "enum": [v.value for v in values]}
+
+
+# --- request helpers ------------------------------------------------------------------------
+
+
+async def validated_body(request: web.Request, schema: dict[str, Any]) -> dict[str, Any]:
+    body = await read_json(request)
+    check(body, schema)
+    return body
+
+
+async def optional_body(request: web.Request, schema: dict[str, Any]) -> dict[str, Any]:
+    """Like `validated_body`, but an empty body is an empty object."""
+    if not (await request.read()).strip():
+        return {}
+    return await validated_body(request, schema)
+
+
+def caller(request: web.Request, *, write: bool = False) -> Caller:
+    """The service layer's caller for this request (403 for a role that may not do this)."""
+    principal = require_role(request, *(WRITERS if write else READERS))
+    return Caller(
+        user_id=str(principal.user_id),
+        name=principal.username,
+        actor=principal.actor,
+        sees_everything=principal.sees_everything,
+        request_id=request_id(request) or str(uuid.uuid4()),
+        source=client_address(request),
+    )
+
+
+def services(request: web.Request) -> Services:
+    return Services.build(request.app[STORE], request.app[SETTINGS])
+
+
+def path_id(request: web.Request, name: str, what: str) -> uuid.UUID:
+    """A UUID from the path; anything else names no resource (404)."""
+    raw = request.match_info[name]
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound(f"{what} not found", **{name: raw}) from None
+
+
+def query_id(request: web.Request, name: str) -> uuid.UUID | None:
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise ValidationError(f"'{name}' must be a UUID", field=name) from None
+
+
+def query_choice(request: web.Request, name: str, values: Iterable[enum.Enum]) -> str | None:
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    allowed = [v.value for v in values]
+    if raw not in allowed:
+        raise ValidationError(f"'{name}' must be one of: {', '.join(allowed)}", field=name)
+    return raw
+
+
+def paging(request: web.Request, default: int = 50) -> tuple[int, int]:
+    limit = int_query(request, "limit", default, low=1, high=MAX_PAGE)
+    offset = int_query(request, "offset", 0, low=0, high=2**31 - 1)
+    return limit, offset
+
+
+def position(request: web.Request) -> int:
+    """The log position a read reflects, taken before the read: the read models hold at least
+    every event up to it, so a client that subscribes from it misses nothing."""
+    watcher = request.app[STORE].head_watcher
+    return watcher.head if watcher is not None else 0
+
+
+def reply(
+    body: Any, *, status: int = 200, at: int | None = None, location: str | None = None
+) -> web.Response:
+    headers: dict[str, str] = {}
+    if at is not None:
+        headers["X-Helix-Position"] = str(at)
+    if location is not None:
+        headers["Location"] = location
+    return web.json_response(body, status=status, headers=headers)

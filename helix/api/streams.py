@@ -1,0 +1,198 @@
+"""Live streams over HTTP: SSE for one job, one project or everything the caller may see; the
+WebSocket endpoint; and stream tokens for clients that cannot send headers.
+
+The stream routes are marked public because a stream token may come in the query instead of a
+header; each handler authenticates itself (`stream_principal`) before anything else. `install`
+adds the process's tailer and heartbeat to the app's lifecycle.
+
+SSE query parameters: `types` (comma-separated globs such as `job.*`), `after` (a position;
+the `Last-Event-ID` header wins over it), `access_token` (a stream token), `follow` (job
+streams: keep streaming after the job ended).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from helix.api.auth import VERIFIER
+from helix.api.keys import SETTINGS, STORE
+from helix.api.openapi import describe
+from helix.api.principal import PRINCIPAL, Principal, principal_of
+from helix.api.requests import public
+from helix.errors import NotFound, Unavailable, ValidationError
+from helix.streams import sse, tokens, websocket
+from helix.streams.credentials import check_scope, stream_principal, viewer_of
+from helix.streams.endings import JobEnd
+from helix.streams.filters import Filter, Scope, ScopeKind, compile_types, parse_types
+from helix.streams.frames import Frame
+from helix.streams.tailer import Heartbeat, Tailer
+
+TAILER = web.AppKey("stream_tailer", Tailer)
+HEARTBEAT = web.AppKey("stream_heartbeat", Heartbeat)
+MAX_POSITION = 2**63 - 1
+
+routes = web.RouteTableDef()
+
+
+def install(app: web.Application) -> None:
+    """Run the tailer and the heartbeat with the app, and end every stream at shutdown (before
+    aiohttp waits for handlers to finish). Installing twice changes nothing."""
+    if _streams in app.cleanup_ctx:
+        return
+    app.cleanup_ctx.append(_streams)
+    app.on_shutdown.append(_end_streams)
+
+
+async def _streams(app: web.Application) -> AsyncIterator[None]:
+    settings, store = app[SETTINGS], app[STORE]
+    tailer = Tailer(
+        store,
+        store.head_watcher,
+        batch_size=settings.stream_batch_size,
+        buffer_size=settings.stream_buffer_size,
+        recent=settings.stream_recent_events,
+        poll_interval=settings.stream_poll_interval,
+    )
+    heartbeat = Heartbeat(settings.stream_heartbeat_interval)
+    await tailer.start()
+    await heartbeat.start()
+    app[TAILER], app[HEARTBEAT] = tailer, heartbeat
+    try:
+        yield
+    finally:
+        await heartbeat.stop()
+        await tailer.stop()
+
+
+async def _end_streams(app: web.Application) -> None:
+    if TAILER in app:
+        app[TAILER].close_all()
+
+
+def _tailer(request: web.Request) -> Tailer:
+    if TAILER not in request.app:
+        # helix.api.streams.install(app) was not called when the app was built.
+        raise Unavailable("live streams are not running on this node")
+    return request.app[TAILER]
+
+
+def _after(request: web.Request) -> int | None:
+    """`Last-Event-ID` (an EventSource reconnecting) wins over `?after=`."""
+    raw = request.headers.get("Last-Event-ID") or request.query.get("after")
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationError("'after' / Last-Event-ID must be a position", field="after") from None
+    if not 0 <= value <= MAX_POSITION:
+        raise ValidationError("'after' / Last-Event-ID must be a position", field="after")
+    return value
+
+
+def _scope_id(request: web.Request, name: str, what: str) -> Any:
+    try:
+        return Scope.parse(f"{what}:{request.match_info[name]}").id
+    except ValidationError:
+        raise NotFound(f"{what} not found", **{name: request.match_info[name]}) from None
+
+
+async def _serve_sse(request: web.Request, scope: Scope) -> web.StreamResponse:
+    principal = await stream_principal(request)
+    viewer = viewer_of(principal)
+    tailer = _tailer(request)
+    await check_scope(tailer.store.pool, scope, viewer)
+    types = parse_types(request.query.get("types"))
+    after = _after(request)
+    settings = request.app[SETTINGS]
+    end: JobEnd | None = None
+    show: Callable[[Frame], bool] | None = None
+    if scope.kind is ScopeKind.JOB:
+        assert scope.id is not None
+        if after is None:
+            after = 0  # a job stream replays the job from its start unless told otherwise
+        if request.query.get("follow", "false").lower() not in ("1", "true", "yes"):
+            end = JobEnd(tailer.store.pool, scope.id)
+            # The subscription watches every event of the job for its end; `types` only
+            # chooses what is shown.
+            show, types = _shown(types), ()
+    sub = tailer.subscribe(Filter(scope, viewer, types), after)
+    return await sse.stream(
+        request,
+        sub,
+        heartbeat=request.app[HEARTBEAT],
+        retry_ms=settings.stream_retry_ms,
+        show=show,
+        end=end,
+    )
+
+
+def _shown(types: tuple[str, ...]) -> Callable[[Frame], bool] | None:
+    pattern = compile_types(types)
+    if pattern is None:
+        return None
+    return lambda frame: pattern.fullmatch(frame.event.type) is not None
+
+
+@routes.get("/api/v1/stream/{job_id}")
+@public
+async def stream_job(request: web.Request) -> web.StreamResponse:
+    """Server-sent events of one job; ends with `event: done` after the job's terminal event
+    unless `follow=true`. Without `after` it replays the job from its first event."""
+    return await _serve_sse(request, Scope.job(_scope_id(request, "job_id", "job")))
+
+
+@routes.get("/api/v1/projects/{project_id}/stream")
+@public
+async def stream_project(request: web.Request) -> web.StreamResponse:
+    """Server-sent events of one project and its jobs, live from now or after a position."""
+    return await _serve_sse(request, Scope.project(_scope_id(request, "project_id", "project")))
+
+
+@routes.get("/api/v1/events/stream")
+@public
+async def stream_events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events of everything the caller may see, live from now or after a
+    position."""
+    return await _serve_sse(request, Scope.everything())
+
+
+@routes.get("/api/v1/ws")
+@public
+async def stream_websocket(request: web.Request) -> web.StreamResponse:
+    """WebSocket subscriptions (graphql-ws message shape) to `job:<id>`, `project:<id>` or
+    `all`, each with its own resume position."""
+    found = request.get(PRINCIPAL)
+    principal: Principal | None = found if isinstance(found, Principal) else None
+    if principal is None and request.query.get("access_token"):
+        principal = await stream_principal(request)
+    return await websocket.serve(request, _tailer(request), request.app[SETTINGS], principal)
+
+
+@routes.post("/api/v1/stream-tokens")
+@describe(
+    responses={
+        "201": {"description": "a stream token: token, expires_at, expires_in"},
+        "default": {"$ref": "#/components/responses/Error"},
+    }
+)
+async def create_stream_token(request: web.Request) -> web.Response:
+    """A short-lived token for the caller, accepted only by the stream endpoints (in
+    `?access_token=` or a WebSocket `auth` message)."""
+    principal = principal_of(request)
+    settings = request.app[SETTINGS]
+    token, expires = tokens.mint(
+        request.app[VERIFIER].own_secret, settings, user_id=principal.user_id
+    )
+    return web.json_response(
+        {
+            "token": token,
+            "token_type": "stream",
+            "expires_at": expires.isoformat(),
+            "expires_in": settings.stream_token_ttl_seconds,
+        },
+        status=201,
+    )

@@ -1,0 +1,127 @@
+"""Users: the caller's own account, and (admins) the list, creation and changes."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from helix.api.auth import ACCOUNTS
+from helix.api.openapi import describe
+from helix.api.principal import Role, principal_of, require_role
+from helix.api.requests import event_metadata, field, int_query, read_json
+from helix.domain.user import UserRole
+from helix.errors import ValidationError
+
+routes = web.RouteTableDef()
+ROLES = [r.value for r in UserRole]
+
+
+def _role(raw: str | None, name: str = "role") -> UserRole | None:
+    if raw is None:
+        return None
+    try:
+        return UserRole(raw)
+    except ValueError:
+        raise ValidationError(
+            f"'{name}' must be one of {', '.join(ROLES)}", field=name, allowed_values=ROLES
+        ) from None
+
+
+def _user_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["user_id"])
+    except ValueError:
+        raise ValidationError("the user id must be a UUID", field="user_id") from None
+
+
+@routes.get("/api/v1/users/me")
+async def me(request: web.Request) -> web.Response:
+    """The calling user."""
+    principal = principal_of(request)
+    user = await request.app[ACCOUNTS].get(principal.user_id)
+    body = user.to_json()
+    body["authenticated_with"] = "api_key" if principal.key_id else "token"
+    return web.json_response(body)
+
+
+@routes.get("/api/v1/users")
+async def list_users(request: web.Request) -> web.Response:
+    """List users (admins only), optionally by role."""
+    require_role(request, Role.ADMIN)
+    limit = int_query(request, "limit", 50, low=1, high=500)
+    offset = int_query(request, "offset", 0, low=0, high=10**9)
+    role = _role(request.query.get("role"))
+    found, total = await request.app[ACCOUNTS].list_users(role=role, limit=limit, offset=offset)
+    return web.json_response(
+        {
+            "users": [u.to_json() for u in found],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+        }
+    )
+
+
+CREATE_USER_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["username"],
+    "properties": {
+        "username": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"},
+        "password": {"type": "string", "minLength": 8},
+        "role": {"type": "string", "enum": ROLES, "default": "user"},
+    },
+}
+
+
+@routes.post("/api/v1/users")
+@describe(request=CREATE_USER_BODY)
+async def create_user(request: web.Request) -> web.Response:
+    """Create a user (admins only)."""
+    require_role(request, Role.ADMIN)
+    body = await read_json(request)
+    username = field(body, "username", str)
+    password = field(body, "password", str, required=False)
+    role = _role(field(body, "role", str, required=False)) or UserRole.USER
+    user = await request.app[ACCOUNTS].create_user(
+        username, role, password, metadata=event_metadata(request)
+    )
+    return web.json_response(
+        user.to_json(), status=201, headers={"Location": f"/api/v1/users/{user.user_id}"}
+    )
+
+
+@routes.get("/api/v1/users/{user_id}")
+async def get_user(request: web.Request) -> web.Response:
+    """One user (admins only)."""
+    require_role(request, Role.ADMIN)
+    user = await request.app[ACCOUNTS].get(_user_id(request))
+    return web.json_response(user.to_json())
+
+
+UPDATE_USER_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "role": {"type": "string", "enum": ROLES},
+        "disabled": {"type": "boolean"},
+    },
+}
+
+
+@routes.patch("/api/v1/users/{user_id}")
+@describe(request=UPDATE_USER_BODY)
+async def update_user(request: web.Request) -> web.Response:
+    """Change a user's role, or disable or re-enable them (admins only)."""
+    require_role(request, Role.ADMIN)
+    user_id = _user_id(request)
+    body = await read_json(request)
+    unknown = set(body) - {"role", "disabled"}
+    if unknown:
+        raise ValidationError("only 'role' and 'disabled' can be changed", fields=sorted(unknown))
+    role = _role(field(body, "role", str, required=False))
+    disabled = field(body, "disabled", bool, required=False)
+    user = await request.app[ACCOUNTS].update_user(
+        user_id, role=role, disabled=disabled, metadata=event_metadata(request)
+    )
+    return web.json_response(user.to_json())

@@ -1,0 +1,302 @@
+"""Webhook endpoints and their deliveries: register, change, rotate, test, replay, recover.
+
+A user manages their own endpoints (another user's is 404); admins manage everyone's. The
+secret is shown once, in the answer to the create (or rotate) that made it.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from helix.api.keys import POOL, SETTINGS, STORE
+from helix.api.principal import Principal, require_role
+from helix.api.requests import event_metadata
+from helix.api.schema import (
+    READERS,
+    WRITERS,
+    documented,
+    optional_body,
+    paging,
+    path_id,
+    query_choice,
+    reply,
+    strings,
+    validated_body,
+)
+from helix.errors import ValidationError
+from helix.webhooks.endpoints import Endpoints, endpoint_view
+from helix.webhooks.replay import (
+    attempt_view,
+    delivery_view,
+    ping,
+    recover,
+    replay,
+    retry,
+)
+from helix.webhooks.sql import QUERIES
+
+routes = web.RouteTableDef()
+
+BASE = "/api/v1/webhooks"
+ONE = BASE + "/{endpoint_id}"
+GLOBS: dict[str, Any] = {
+    "type": "array",
+    "items": strings(min_length=1, max_length=200),
+    "minItems": 1,
+    "maxItems": 100,
+}
+URL = strings(min_length=1, max_length=2048)
+CREATE: dict[str, Any] = {
+    "type": "object",
+    "required": ["url"],
+    "additionalProperties": False,
+    "properties": {
+        "url": URL,
+        "event_types": GLOBS,
+        "description": strings(max_length=2000),
+        "enabled": {"type": "boolean"},
+        "secret": strings(min_length=1, max_length=200),
+    },
+}
+UPDATE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "url": URL,
+        "event_types": GLOBS,
+        "description": strings(max_length=2000),
+        "enabled": {"type": "boolean"},
+    },
+}
+REPLAY: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "since_position": {"type": "integer", "minimum": 1},
+        "until_position": {"type": "integer", "minimum": 1},
+        "since_time": strings(min_length=1, max_length=64),
+        "types": GLOBS,
+    },
+}
+RECOVER: dict[str, Any] = {
+    "type": "object",
+    "required": ["since"],
+    "additionalProperties": False,
+    "properties": {
+        "since": strings(min_length=1, max_length=64),
+        "until": strings(min_length=1, max_length=64),
+    },
+}
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+
+
+def _owner_scope(principal: Principal) -> uuid.UUID | None:
+    """None for callers who manage everyone's endpoints; else the caller's own id."""
+    return None if principal.sees_everything else principal.user_id
+
+
+def _registry(request: web.Request) -> Endpoints:
+    return Endpoints(request.app[STORE], request.app[SETTINGS])
+
+
+def parse_time(raw: str, name: str) -> datetime:
+    """An RFC 3339 time (a time without an offset is taken as UTC)."""
+    try:
+        at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError(f"'{name}' must be an RFC 3339 time", field=name) from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+async def _endpoint(request: web.Request, *, write: bool) -> tuple[uuid.UUID, uuid.UUID | None]:
+    principal = require_role(request, *(WRITERS if write else READERS))
+    endpoint_id = path_id(request, "endpoint_id", "webhook endpoint")
+    owner = _owner_scope(principal)
+    await _registry(request).get(endpoint_id, owner)
+    return endpoint_id, owner
+
+
+@routes.post(BASE)
+@documented(CREATE, _201="the endpoint, with its secret (shown only this once)")
+async def create_endpoint(request: web.Request) -> web.Response:
+    """Register an endpoint for event types (globs such as `job.*`; default every type)."""
+    principal = require_role(request, *WRITERS)
+    body = await validated_body(request, CREATE)
+    row, secret = await _registry(request).create(
+        principal.user_id,
+        url=body["url"],
+        event_types=body.get("event_types", ["*"]),
+        description=body.get("description", ""),
+        enabled=body.get("enabled", True),
+        secret=body.get("secret"),
+        metadata=event_metadata(request),
+    )
+    view = endpoint_view(row, secret=secret)
+    return reply(view, status=201, location=f"{BASE}/{row['endpoint_id']}")
+
+
+@routes.get(BASE)
+@documented(_200="a page of endpoints: items, total, limit, offset")
+async def list_endpoints(request: web.Request) -> web.Response:
+    """List the caller's endpoints (an admin's: everyone's), newest first."""
+    principal = require_role(request, *READERS)
+    limit, offset = paging(request)
+    rows, total = await _registry(request).page(_owner_scope(principal), limit=limit, offset=offset)
+    items = [endpoint_view(r) for r in rows]
+    return reply({"items": items, "total": total, "limit": limit, "offset": offset})
+
+
+@routes.get(ONE)
+@documented(_200="the endpoint (without its secret)")
+async def get_endpoint(request: web.Request) -> web.Response:
+    """Show an endpoint."""
+    principal = require_role(request, *READERS)
+    endpoint_id = path_id(request, "endpoint_id", "webhook endpoint")
+    row = await _registry(request).get(endpoint_id, _owner_scope(principal))
+    return reply(endpoint_view(row))
+
+
+@routes.patch(ONE)
+@documented(UPDATE, _200="the updated endpoint")
+async def update_endpoint(request: web.Request) -> web.Response:
+    """Change an endpoint's URL, event types or description, or enable or disable it."""
+    principal = require_role(request, *WRITERS)
+    endpoint_id = path_id(request, "endpoint_id", "webhook endpoint")
+    body = await validated_body(request, UPDATE)
+    registry, owner, metadata = _registry(request), _owner_scope(principal), event_metadata(request)
+    row = await registry.get(endpoint_id, owner)
+    if body.keys() & {"url", "event_types", "description"}:
+        row = await registry.update(
+            endpoint_id,
+            owner,
+            url=body.get("url"),
+            event_types=body.get("event_types"),
+            description=body.get("description"),
+            metadata=metadata,
+        )
+    if "enabled" in body:
+        row = await registry.set_enabled(endpoint_id, owner, body["enabled"], metadata=metadata)
+    return reply(endpoint_view(row))
+
+
+@routes.delete(ONE)
+@documented(_204="deleted: no more deliveries")
+async def delete_endpoint(request: web.Request) -> web.Response:
+    """Delete an endpoint; its pending deliveries are never sent."""
+    principal = require_role(request, *WRITERS)
+    endpoint_id = path_id(request, "endpoint_id", "webhook endpoint")
+    await _registry(request).delete(
+        endpoint_id, _owner_scope(principal), metadata=event_metadata(request)
+    )
+    return web.Response(status=204)
+
+
+@routes.post(ONE + "/rotate-secret")
+@documented(_200="the endpoint with its new secret (shown only this once)")
+async def rotate_secret(request: web.Request) -> web.Response:
+    """Replace the signing secret; the old one keeps signing beside it for the overlap."""
+    principal = require_role(request, *WRITERS)
+    endpoint_id = path_id(request, "endpoint_id", "webhook endpoint")
+    row, secret = await _registry(request).rotate_secret(
+        endpoint_id, _owner_scope(principal), metadata=event_metadata(request)
+    )
+    return reply(endpoint_view(row, secret=secret))
+
+
+@routes.post(ONE + "/test")
+@documented(_202="the queued `webhook.ping` delivery")
+async def test_endpoint(request: web.Request) -> web.Response:
+    """Send a `webhook.ping` to the endpoint."""
+    endpoint_id, _ = await _endpoint(request, write=True)
+    row = await ping(request.app[POOL], endpoint_id)
+    return reply(delivery_view(row), status=202)
+
+
+@routes.post(ONE + "/replay")
+@documented(REPLAY, _202="how many deliveries were queued, and the positions they cover")
+async def replay_history(request: web.Request) -> web.Response:
+    """Deliver again the matching events from `since_position` (inclusive) or `since_time`,
+    optionally only `types`, as new deliveries marked replay."""
+    endpoint_id, _ = await _endpoint(request, write=True)
+    body = await validated_body(request, REPLAY)
+    since_time = body.get("since_time")
+    result = await replay(
+        request.app[POOL],
+        endpoint_id,
+        since_position=body.get("since_position"),
+        since_time=parse_time(since_time, "since_time") if since_time else None,
+        until_position=body.get("until_position"),
+        types=body.get("types"),
+    )
+    return reply(
+        {
+            "deliveries": result.deliveries,
+            "first_position": result.first_position,
+            "last_position": result.last_position,
+            "next_position": result.next_position,
+        },
+        status=202,
+    )
+
+
+@routes.post(ONE + "/recover")
+@documented(RECOVER, _202="how many failed deliveries were queued again")
+async def recover_failed(request: web.Request) -> web.Response:
+    """Queue again every delivery created since `since` (until `until`) that failed and never
+    succeeded."""
+    endpoint_id, _ = await _endpoint(request, write=True)
+    body = await validated_body(request, RECOVER)
+    until = parse_time(body["until"], "until") if body.get("until") else None
+    count = await recover(request.app[POOL], endpoint_id, parse_time(body["since"], "since"), until)
+    return reply({"deliveries": count}, status=202)
+
+
+@routes.get(ONE + "/deliveries")
+@documented(_200="a page of deliveries, newest first: items, total, limit, offset")
+async def list_deliveries(request: web.Request) -> web.Response:
+    """List an endpoint's deliveries, optionally by status (pending, succeeded, dead)."""
+    endpoint_id, _ = await _endpoint(request, write=False)
+    status = query_choice(request, "status", DeliveryStatus)
+    limit, offset = paging(request)
+    pool = request.app[POOL]
+    rows = await pool.fetch(QUERIES["delivery_list"], endpoint_id, status, limit, offset)
+    total = await pool.fetchval(QUERIES["delivery_count"], endpoint_id, status)
+    items = [delivery_view(r) for r in rows]
+    return reply({"items": items, "total": total, "limit": limit, "offset": offset})
+
+
+@routes.get(ONE + "/deliveries/{delivery_id}")
+@documented(_200="the delivery with every attempt")
+async def get_delivery(request: web.Request) -> web.Response:
+    """Show a delivery and its attempts (status, latency, error, response)."""
+    endpoint_id, _ = await _endpoint(request, write=False)
+    delivery_id = path_id(request, "delivery_id", "delivery")
+    pool = request.app[POOL]
+    row = await pool.fetchrow(QUERIES["delivery_get"], delivery_id, endpoint_id)
+    if row is None:
+        raise web.HTTPNotFound(text="delivery not found")
+    attempts = await pool.fetch(QUERIES["attempt_list"], delivery_id)
+    view = delivery_view(row)
+    view["attempts"] = [attempt_view(a) for a in attempts]
+    return reply(view)
+
+
+@routes.post(ONE + "/deliveries/{delivery_id}/retry")
+@documented(_202="the new delivery that resends it")
+async def retry_delivery(request: web.Request) -> web.Response:
+    """Send a delivery again (a new delivery, same `webhook-id`)."""
+    endpoint_id, _ = await _endpoint(request, write=True)
+    delivery_id = path_id(request, "delivery_id", "delivery")
+    await optional_body(request, {"type": "object", "additionalProperties": False})
+    row = await retry(request.app[POOL], endpoint_id, delivery_id)
+    return reply(delivery_view(row), status=202)

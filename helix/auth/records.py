@@ -1,0 +1,89 @@
+"""Users and API keys as the API shows them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from helix.domain.user import UserRole
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+@attrs.frozen(kw_only=True)
+class UserRecord:
+    user_id: uuid.UUID
+    username: str
+    role: UserRole
+    disabled: bool
+    external: bool
+    created_at: datetime
+    updated_at: datetime
+    last_login_at: datetime | None
+    version: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> UserRecord:
+        return cls(
+            user_id=row["user_id"],
+            username=row["username"],
+            role=UserRole(row["role"]),
+            disabled=row["disabled"],
+            external=row["external_subject"] is not None,
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            last_login_at=row["last_login_at"],
+            version=row["version"],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.user_id),
+            "username": self.username,
+            "role": self.role.value,
+            "disabled": self.disabled,
+            "external": self.external,
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+            "last_login_at": _iso(self.last_login_at),
+        }
+
+
+@attrs.frozen(kw_only=True)
+class ApiKeyRecord:
+    key_id: uuid.UUID
+    user_id: uuid.UUID
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ApiKeyRecord:
+        return cls(
+            key_id=row["key_id"],
+            user_id=row["user_id"],
+            name=row["name"],
+            prefix=row["prefix"],
+            created_at=row["created_at"],
+            revoked_at=row["revoked_at"],
+            last_used_at=row["last_used_at"],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.key_id),
+            "user_id": str(self.user_id),
+            "name": self.name,
+            "prefix": self.prefix,
+            "created_at": _iso(self.created_at),
+            "last_used_at": _iso(self.last_used_at),
+            "revoked_at": _iso(self.revoked_at),
+        }

@@ -1,0 +1,148 @@
+"""JWTs: the ones Helix issues at login, and an external issuer's that Helix may trust.
+
+Which verifier applies is chosen by the token's (unverified) `iss`; the chosen verifier then
+checks the signature, `exp`, `iss` and `aud` itself, so a forged `iss` gains nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+import jwt
+
+from helix.config import Settings
+from helix.errors import Unauthorized
+
+OWN_ALGORITHM = "HS256"
+HMAC_ALGORITHMS = ["HS256", "HS384", "HS512"]
+PUBLIC_KEY_ALGORITHMS = [
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+]
+LEEWAY_SECONDS = 30
+
+
+@attrs.frozen(kw_only=True)
+class Claims:
+    subject: str
+    issuer: str
+    external: bool
+    role: str | None = None
+    expires_at: datetime | None = None
+
+
+def issue_token(
+    secret: str,
+    settings: Settings,
+    *,
+    user_id: uuid.UUID,
+    username: str,
+    role: str,
+    now: datetime | None = None,
+) -> tuple[str, datetime]:
+    """A signed token for one user, and when it expires."""
+    now = now or datetime.now(UTC)
+    expires = now + timedelta(seconds=settings.jwt_ttl_seconds)
+    claims = {
+        "sub": str(user_id),
+        "name": username,
+        "role": role,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "iat": int(now.timestamp()),
+        "exp": int(expires.timestamp()),
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, secret, algorithm=OWN_ALGORITHM), expires.replace(microsecond=0)
+
+
+def _public_key(configured: str) -> str:
+    if configured.lstrip().startswith("-----BEGIN"):
+        return configured
+    return Path(configured).read_text()
+
+
+class TokenVerifier:
+    def __init__(self, own_secret: str, settings: Settings) -> None:
+        self.own_secret = own_secret
+        self.settings = settings
+        self.external_key: str | None = None
+        self.external_algorithms: list[str] = []
+        if settings.external_jwt_issuer:
+            if not settings.external_jwt_audience:
+                raise ValueError("HELIX_EXTERNAL_JWT_ISSUER needs HELIX_EXTERNAL_JWT_AUDIENCE too")
+            if not (settings.external_jwt_public_key or settings.external_jwt_secret):
+                raise ValueError(
+                    "HELIX_EXTERNAL_JWT_ISSUER needs HELIX_EXTERNAL_JWT_SECRET or "
+                    "HELIX_EXTERNAL_JWT_PUBLIC_KEY"
+                )
+            if settings.external_jwt_public_key:
+                self.external_key = _public_key(settings.external_jwt_public_key)
+                self.external_algorithms = PUBLIC_KEY_ALGORITHMS
+            elif settings.external_jwt_secret:
+                self.external_key = settings.external_jwt_secret
+                self.external_algorithms = HMAC_ALGORITHMS
+
+    def verify(self, token: str) -> Claims:
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise Unauthorized("the bearer token is not a valid JWT") from None
+        issuer = self.settings.external_jwt_issuer
+        if self.external_key is not None and issuer and unverified.get("iss") == issuer:
+            claims = self._decode(
+                token,
+                self.external_key,
+                self.external_algorithms,
+                issuer,
+                self.settings.external_jwt_audience,
+            )
+            return Claims(subject=str(claims["sub"]), issuer=issuer, external=True)
+        claims = self._decode(
+            token,
+            self.own_secret,
+            [OWN_ALGORITHM],
+            self.settings.jwt_issuer,
+            self.settings.jwt_audience,
+        )
+        return Claims(
+            subject=str(claims["sub"]),
+            issuer=self.settings.jwt_issuer,
+            external=False,
+            role=claims.get("role"),
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        )
+
+    @staticmethod
+    def _decode(
+        token: str, key: str, algorithms: list[str], issuer: str, audience: str | None
+    ) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=algorithms,
+                issuer=issuer,
+                audience=audience,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("the token has expired") from None
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"the token is not valid: {exc}") from None
+        if not str(claims.get("sub") or ""):
+            raise Unauthorized("the token names no subject")
+        return claims

@@ -1,0 +1,265 @@
+"""`helix bench stream`: live streams measured end to end over real HTTP.
+
+- append → SSE client latency (p50, p99) with 1, 100 and 1,000 concurrent clients, beside raw
+  PostgreSQL's NOTIFY → LISTEN latency on the same server;
+- database work per appended event with few and many clients: the tailer's own log reads
+  (counted by the tailer) and the database's committed transactions (`pg_stat_database.
+  xact_commit` deltas, which also count the appends and the sequencer's batches);
+- catch-up: one SSE client replaying N events from position 0, beside raw PostgreSQL paging
+  through the same rows with asyncpg.
+
+The API and every client share this process (the sequencer runs in a process of its own), so
+the latencies include the clients' own parsing: they are an upper bound for one machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Sequence
+
+import aiohttp
+import asyncpg
+import attrs
+from aiohttp import web
+
+from helix.api import streams as stream_routes
+from helix.api.app import create_app
+from helix.api.streams import TAILER
+from helix.auth.accounts import Accounts
+from helix.bench.append import start_sequencer_process
+from helix.bench.common import percentile
+from helix.bootstrap import LogNode
+from helix.config import Settings
+from helix.domain.user import UserRole
+from helix.eventstore import EncodedEvent
+
+METADATA = {"actor": "bench", "source": "helix bench stream"}
+RAW_PAGE = "SELECT * FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+
+
+@attrs.frozen
+class Level:
+    clients: int
+    events: int
+    latencies_ms: list[float]
+    tailer_reads: int
+    transactions: int
+
+    def summary(self) -> str:
+        ms = self.latencies_ms
+        return (
+            f"{self.clients:>7}  {percentile(ms, 50):>8.1f}  {percentile(ms, 99):>8.1f}  "
+            f"{self.tailer_reads / self.events:>12.3f}  {self.transactions / self.events:>9.2f}"
+        )
+
+
+class Client:
+    """One SSE client that records, for each `bench.tick`, the delay since its append."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> None:
+        self.session, self.url, self.headers = session, url, headers
+        self.latencies: list[float] = []
+        self.caught_up = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        async with self.session.get(self.url, headers=self.headers) as resp:
+            resp.raise_for_status()
+            async for raw in resp.content:
+                if raw.startswith(b"data: "):
+                    body = json.loads(raw[6:])
+                    if "data" in body:
+                        self.latencies.append(time.perf_counter() - body["data"]["t"])
+                elif raw.startswith(b"event: caught_up"):
+                    self.caught_up.set()
+
+
+async def _transactions(pool: asyncpg.Pool, settle: float) -> int:
+    """Committed transactions so far. Backends flush their statistics lazily (an idle one up
+    to 10 s later), so the count is read after `settle` seconds of quiet."""
+    await asyncio.sleep(settle)
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        value = await conn.fetchval(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        )
+    return int(value)
+
+
+async def measure_level(
+    node: LogNode,
+    app: web.Application,
+    base: str,
+    key: str,
+    clients: int,
+    events: int,
+    settle: float,
+) -> Level:
+    assert node.pool is not None
+    headers = {"Authorization": f"Bearer {key}"}
+    url = f"{base}/api/v1/events/stream?types=bench.tick"
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        followers = [Client(session, url, headers) for _ in range(clients)]
+        for follower in followers:
+            follower.task = asyncio.create_task(follower.run())
+        await asyncio.wait_for(asyncio.gather(*(f.caught_up.wait() for f in followers)), 120)
+        tailer = app[TAILER]
+        transactions = await _transactions(node.pool, settle)
+        reads = tailer.queries()
+        stream = f"bench-{uuid.uuid4().hex}"
+        for n in range(events):
+            event = EncodedEvent(
+                type="bench.tick", schema_version=1, data={"t": time.perf_counter()}
+            )
+            await node.store.append(stream, n, [event], metadata=METADATA)
+            await asyncio.sleep(0.005)
+        for _ in range(6000):
+            if all(len(f.latencies) >= events for f in followers):
+                break
+            await asyncio.sleep(0.01)
+        level = Level(
+            clients=clients,
+            events=events,
+            latencies_ms=[x * 1000 for f in followers for x in f.latencies],
+            tailer_reads=tailer.queries() - reads,
+            transactions=await _transactions(node.pool, settle) - transactions,
+        )
+        for follower in followers:
+            assert follower.task is not None
+            follower.task.cancel()
+        await asyncio.gather(*(f.task for f in followers if f.task), return_exceptions=True)
+    return level
+
+
+async def notify_latency(url: str, samples: int) -> list[float]:
+    """Raw PostgreSQL: NOTIFY with a timestamp, received by a LISTEN connection."""
+    listener, sender = await asyncpg.connect(url), await asyncpg.connect(url)
+    got: asyncio.Queue[float] = asyncio.Queue()
+
+    def on_notify(_c: object, _p: int, _ch: str, payload: str) -> None:
+        got.put_nowait(time.perf_counter() - float(payload))
+
+    try:
+        await listener.add_listener("bench_raw", on_notify)
+        latencies = []
+        for _ in range(samples):
+            await sender.execute(f"NOTIFY bench_raw, '{time.perf_counter()!r}'")
+            latencies.append(await asyncio.wait_for(got.get(), 5) * 1000)
+            await asyncio.sleep(0.005)
+        return latencies
+    finally:
+        await listener.close()
+        await sender.close()
+
+
+async def catch_up(node: LogNode, base: str, key: str, total: int) -> tuple[float, float]:
+    """(SSE events/s, raw rows/s) replaying `total` events from position 0."""
+    assert node.pool is not None
+    stream = f"bench-{uuid.uuid4().hex}"
+    payload = {"note": "x" * 96}
+    for start in range(0, total, 1000):
+        batch = [
+            EncodedEvent(type="bench.replayed", schema_version=1, data=payload)
+            for _ in range(min(1000, total - start))
+        ]
+        await node.store.append(stream, start, batch, metadata=METADATA)
+    count = int(await node.pool.fetchval("SELECT count(*) FROM events"))
+    if not await node.store.wait_for_position(count, timeout=300):
+        raise RuntimeError("the sequencer did not position the catch-up events in time")
+    headers = {"Authorization": f"Bearer {key}"}
+    url = f"{base}/api/v1/events/stream?after=0&types=bench.replayed"
+    received = 0
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
+    started = time.perf_counter()
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(url, headers=headers) as resp,
+    ):
+        async for raw in resp.content:
+            if raw.startswith(b"id: "):
+                received += 1
+            elif raw.startswith(b"event: caught_up"):
+                break
+    sse_rate = received / (time.perf_counter() - started)
+    started, position, rows = time.perf_counter(), 0, 0
+    async with node.pool.acquire() as conn:
+        while page := await conn.fetch(RAW_PAGE, position, 1000):
+            rows += len(page)
+            position = page[-1]["position"]
+    raw_rate = rows / (time.perf_counter() - started)
+    if received != total:
+        raise RuntimeError(f"catch-up received {received} of {total} events")
+    return sse_rate, raw_rate
+
+
+def streaming_app(node: LogNode, settings: Settings) -> web.Application:
+    app = create_app(node, settings)
+    if TAILER not in app and not any(
+        r.resource is not None and r.resource.canonical == "/api/v1/ws" for r in app.router.routes()
+    ):
+        app.add_routes(stream_routes.routes)
+    if not any(getattr(c, "__name__", "") == "_streams" for c in app.cleanup_ctx):
+        stream_routes.install(app)
+    return app
+
+
+async def run(
+    url: str,
+    settings: Settings,
+    *,
+    levels: Sequence[int] = (1, 100, 1000),
+    events: int = 200,
+    catch_up_events: int = 100_000,
+    settle: float = 11.0,
+) -> int:
+    settings = attrs.evolve(settings, rate_limit_per_minute=0, stream_buffer_size=10_000)
+    node = LogNode(url, settings, sequencer=False)
+    await node.start()
+    sequencer = await start_sequencer_process(url)
+    runner: web.AppRunner | None = None
+    try:
+        accounts = Accounts(node.store)
+        user = await accounts.create_user("bench", UserRole.ADMIN, None, metadata=METADATA)
+        _, key = await accounts.create_key(user.user_id, "bench", metadata=METADATA)
+        app = create_app(node, settings)
+        stream_routes.install(app)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        base = f"http://127.0.0.1:{port}"
+        raw = await notify_latency(url, 200)
+        results = [await measure_level(node, app, base, key, n, events, settle) for n in levels]
+        sse_rate, raw_rate = await catch_up(node, base, key, catch_up_events)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await node.stop()
+        sequencer.terminate()
+        await sequencer.wait()
+
+    print(
+        f"raw PostgreSQL NOTIFY -> LISTEN: p50 {percentile(raw, 50):.2f} ms, "
+        f"p99 {percentile(raw, 99):.2f} ms"
+    )
+    print(f"append -> SSE client, {events} appends per level (one every 5 ms):")
+    print(f"{'clients':>7}  {'p50 ms':>8}  {'p99 ms':>8}  {'queries/event':>12}  {'xact/event':>9}")
+    for level in results:
+        print(level.summary())
+    print(
+        "queries/event: the streams' own queries (the tailer's log reads, owner look-ups and "
+        "catch-up reads, counted by the tailer); xact/event: pg_stat_database.xact_commit "
+        f"delta per event, read after {settle:g} s of quiet each time (it includes the appends, "
+        "the sequencer's batches and the head watcher's polls)"
+    )
+    print(
+        f"catch-up of {catch_up_events} events to one SSE client: {sse_rate:.0f} events/s; "
+        f"raw asyncpg paging: {raw_rate:.0f} rows/s; ratio {sse_rate / raw_rate:.2f}"
+    )
+    return 0

@@ -1,0 +1,89 @@
+"""`helix events tail`: follow the log live through the API, one JSON line per event."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+import aiohttp
+
+from helix.cli import events_io
+from helix.streams.client import StreamGone, messages
+
+DEFAULT_SERVER = "http://127.0.0.1:8100"
+
+
+def register(commands: Any) -> None:
+    events = commands.add_parser("events", help="the event log, through the API")
+    sub = events.add_subparsers(dest="events_command", metavar="ACTION", required=True)
+    events_io.add_subcommands(sub)
+    tail = sub.add_parser(
+        "tail",
+        help="follow the log live, one JSON line per event",
+        description="Streams every event the caller may see (or one project's) from a running "
+        "Helix server over SSE and prints each as one JSON line. After a dropped connection it "
+        "resumes from the last position it printed, so nothing is missed or repeated.",
+    )
+    tail.add_argument("--types", help="comma-separated type globs, e.g. 'job.*,project.created'")
+    tail.add_argument("--project", help="only this project's events (its jobs' included)")
+    tail.add_argument("--after", type=int, help="replay from after this position first")
+    tail.add_argument("--server", default=DEFAULT_SERVER, help=f"default {DEFAULT_SERVER}")
+    tail.add_argument("--key", help="API key or token (default: HELIX_API_KEY)")
+    tail.add_argument("--count", type=int, help="stop after printing this many events")
+    tail.set_defaults(handler=run_tail)
+
+
+async def run_tail(args: argparse.Namespace) -> int:
+    key = args.key or os.environ.get("HELIX_API_KEY")
+    if not key:
+        print("an API key is needed: --key or HELIX_API_KEY", file=sys.stderr)
+        return 2
+    return await tail(
+        args.server,
+        key,
+        types=args.types,
+        project=args.project,
+        after=args.after,
+        count=args.count,
+    )
+
+
+async def tail(
+    server: str,
+    key: str,
+    *,
+    types: str | None = None,
+    project: str | None = None,
+    after: int | None = None,
+    count: int | None = None,
+    out: TextIO | None = None,
+) -> int:
+    out = out or sys.stdout
+    path = f"/api/v1/projects/{project}/stream" if project else "/api/v1/events/stream"
+    params = {"types": types} if types else None
+    printed = 0
+    # No read timeout: heartbeats keep the connection busy, and a dead one is found by TCP.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        try:
+            async for message in messages(
+                session,
+                server.rstrip("/") + path,
+                headers={"Authorization": f"Bearer {key}"},
+                params=params,
+                last_id=str(after) if after is not None else None,
+            ):
+                if message.event in ("caught_up", "done"):
+                    continue
+                out.write(json.dumps(json.loads(message.data), separators=(",", ":")) + "\n")
+                out.flush()
+                printed += 1
+                if count is not None and printed >= count:
+                    return 0
+        except StreamGone as gone:
+            print(f"the server refused the stream: {gone}", file=sys.stderr)
+            return 1
+    return 0

@@ -1,0 +1,153 @@
+"""`helix serve`: the database (embedded unless configured), migrations, the log node, the API
+and the background roles, in one process, until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import Any, Protocol
+
+import attrs
+from aiohttp import web
+
+from helix import migrate
+from helix.api.app import create_app
+from helix.auth.accounts import Accounts
+from helix.bootstrap import LogNode
+from helix.cli.context import database_url
+from helix.config import Settings
+from helix.webhooks import WebhookRoles
+from projections.runner import ProjectionRunner
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundRole(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+ROLES = ("api", "sequencer", "projections", "webhooks")
+
+
+def parse_roles(text: str) -> frozenset[str]:
+    roles = frozenset(r.strip() for r in text.split(",") if r.strip())
+    unknown = roles - set(ROLES)
+    if unknown or not roles:
+        raise argparse.ArgumentTypeError(
+            f"roles are a comma-separated choice of {', '.join(ROLES)}"
+        )
+    return roles
+
+
+def background_roles(
+    node: LogNode, settings: Settings, roles: frozenset[str] = frozenset(ROLES)
+) -> list[BackgroundRole]:
+    """The roles that run beside the API, started in order after the node and stopped in
+    reverse order before it. The sequencer runs inside the LogNode itself."""
+    found: list[BackgroundRole] = []
+    if "projections" in roles:
+        found.append(
+            ProjectionRunner(
+                node.store,
+                batch_size=settings.projection_batch_size,
+                poll_interval=settings.projection_poll_interval,
+            )
+        )
+    if "webhooks" in roles:
+        found.append(WebhookRoles(node.store, settings))
+    return found
+
+
+def register(commands: Any) -> None:
+    p = commands.add_parser(
+        "serve",
+        help="run Helix: database, migrations, API, sequencer and background roles",
+        description="Start every role in one process. Without HELIX_DATABASE_URL an embedded "
+        "PostgreSQL runs in HELIX_DATA_DIR (default ./.helix). On a database with no users it "
+        "creates the user 'admin' and prints a one-time admin API key. Ctrl-C or SIGTERM stops "
+        "accepting requests, finishes those in flight, then stops the background roles, the "
+        "sequencer and the database.",
+    )
+    p.add_argument("--host", help="address to listen on (env HELIX_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (env HELIX_PORT, default 8100)")
+    p.add_argument(
+        "--role",
+        type=parse_roles,
+        default=frozenset(ROLES),
+        help="comma-separated roles to run in this process: api (stateless HTTP), sequencer "
+        "(leadership fails over between nodes), projections, webhooks (delivery workers scale "
+        "out); default: all",
+    )
+    p.set_defaults(handler=run_serve)
+
+
+async def run_serve(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    changes: dict[str, Any] = {}
+    if args.host:
+        changes["host"] = args.host
+    if args.port is not None:
+        changes["port"] = args.port
+    settings = attrs.evolve(settings, **changes)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with database_url(settings) as url:
+        await migrate.upgrade(url)
+        await serve(url, settings, stop, args.role)
+    return 0
+
+
+async def serve(
+    url: str, settings: Settings, stop: asyncio.Event, roles: frozenset[str] = frozenset(ROLES)
+) -> None:
+    node = LogNode(url, settings, sequencer="sequencer" in roles)
+    await node.start()
+    started: list[BackgroundRole] = []
+    runner: web.AppRunner | None = None
+    try:
+        await _first_admin(node)
+        for role in background_roles(node, settings, roles):
+            await role.start()
+            started.append(role)
+        if "api" in roles:
+            app = create_app(node, settings)
+            runner = web.AppRunner(
+                app,
+                shutdown_timeout=settings.shutdown_timeout,
+                access_log=None,
+                handle_signals=False,
+            )
+            await runner.setup()
+            site = web.TCPSite(runner, settings.host, settings.port)
+            await site.start()
+            print(f"Helix is serving on http://{settings.host}:{settings.port}", flush=True)
+        else:
+            print(f"Helix is running the roles: {', '.join(sorted(roles))}", flush=True)
+        await stop.wait()
+        print("shutting down", file=sys.stderr, flush=True)
+    finally:
+        # Order matters: no new requests and in-flight ones finished (their appends committed)
+        # before the roles, then the sequencer positions what was committed, then the pool.
+        if runner is not None:
+            await runner.cleanup()
+        for role in reversed(started):
+            with contextlib.suppress(Exception):
+                await role.stop()
+        await node.stop()
+
+
+async def _first_admin(node: LogNode) -> None:
+    created = await Accounts(node.store).ensure_first_admin(
+        metadata={"actor": "system:serve", "source": "helix serve"}
+    )
+    if created is not None:
+        _, key = created
+        print("Created the user 'admin'. Its API key, shown only this once:", flush=True)
+        print(f"admin API key: {key}", flush=True)

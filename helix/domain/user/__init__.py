@@ -1,0 +1,51 @@
+"""The user aggregate: accounts, their roles, API keys and login history."""
+
+from __future__ import annotations
+
+from datetime import date
+from uuid import UUID
+
+from helix.domain.user.events import (
+    EVENTS,
+    ApiKeyCreated,
+    ApiKeyRevoked,
+    Event,
+    LoginFailed,
+    LoginSucceeded,
+    UserCreated,
+    UserDisabled,
+    UserEnabled,
+    UserPasswordChanged,
+    UserRole,
+    UserRoleChanged,
+)
+
+STREAM_TYPE = "user"
+
+
+def stream_id(user_id: UUID) -> str:
+    return f"{STREAM_TYPE}-{user_id}"
+
+
+def failures_stream_id(day: date) -> str:
+    """Where failed logins for unknown usernames go: one stream per UTC day."""
+    return f"auth-failures-{day.isoformat()}"
+
+
+__all__ = [
+    "EVENTS",
+    "STREAM_TYPE",
+    "ApiKeyCreated",
+    "ApiKeyRevoked",
+    "Event",
+    "LoginFailed",
+    "LoginSucceeded",
+    "UserCreated",
+    "UserDisabled",
+    "UserEnabled",
+    "UserPasswordChanged",
+    "UserRole",
+    "UserRoleChanged",
+    "failures_stream_id",
+    "stream_id",
+]

@@ -1,0 +1,124 @@
+"""What happened to a user: the events of the user aggregate (stream `user-<uuid>`).
+
+API keys and logins are recorded on their user's stream, so one stream is a user's whole security
+history. A failed login for a username that does not exist has no user stream; it goes to the
+day's `auth-failures-<yyyy-mm-dd>` stream instead.
+
+Secrets stay out of the log: an API key event carries the sha256 of a high-entropy key (which
+reveals nothing), and password hashes live in a credentials table, never in an event, because
+events are shown to auditors and replayed to subscribers for ever.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import TypeAlias
+from uuid import UUID
+
+import attrs
+
+
+class UserRole(enum.StrEnum):
+    ADMIN = "admin"
+    USER = "user"
+    WORKER = "worker"
+    AUDITOR = "auditor"
+
+
+@attrs.frozen(kw_only=True)
+class UserCreated:
+    user_id: UUID
+    username: str
+    role: UserRole
+    # Set for a user provisioned from an external issuer's token: "<issuer>|<sub>".
+    external_subject: str | None = None
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class UserRoleChanged:
+    user_id: UUID
+    from_role: UserRole
+    to_role: UserRole
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class UserDisabled:
+    user_id: UUID
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class UserEnabled:
+    user_id: UUID
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class UserPasswordChanged:
+    """The hash itself is kept out of the log (see the module docstring)."""
+
+    user_id: UUID
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class ApiKeyCreated:
+    user_id: UUID
+    key_id: UUID
+    name: str
+    prefix: str
+    key_sha256: str
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class ApiKeyRevoked:
+    user_id: UUID
+    key_id: UUID
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class LoginSucceeded:
+    user_id: UUID
+    username: str
+    method: str
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class LoginFailed:
+    """`user_id` is None when no user has that username."""
+
+    username: str
+    user_id: UUID | None = None
+    reason: str
+    at: datetime
+
+
+Event: TypeAlias = (
+    UserCreated
+    | UserRoleChanged
+    | UserDisabled
+    | UserEnabled
+    | UserPasswordChanged
+    | ApiKeyCreated
+    | ApiKeyRevoked
+    | LoginSucceeded
+    | LoginFailed
+)
+
+EVENTS: dict[str, type] = {
+    "user.created": UserCreated,
+    "user.role_changed": UserRoleChanged,
+    "user.disabled": UserDisabled,
+    "user.enabled": UserEnabled,
+    "user.password_changed": UserPasswordChanged,
+    "api_key.created": ApiKeyCreated,
+    "api_key.revoked": ApiKeyRevoked,
+    "auth.login_succeeded": LoginSucceeded,
+    "auth.login_failed": LoginFailed,
+}

@@ -1,0 +1,47 @@
+"""The service layer: command handlers over the deciders, and the queries behind the API.
+
+Commands load their streams, decide, append and apply the inline projections in one
+transaction (`helix.services.unit`); queries read the read models and render JSON-ready dicts.
+Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from helix.config import Settings
+from helix.eventstore import EventStore
+from helix.services.caller import Caller, system_caller
+from helix.services.jobs import JobService
+from helix.services.projects import Execution, ProjectService
+from helix.services.queries import Queries
+from helix.services.unit import Tx, Writer
+
+
+@attrs.frozen
+class Services:
+    projects: ProjectService
+    jobs: JobService
+    queries: Queries
+
+    @classmethod
+    def build(cls, store: EventStore, settings: Settings) -> Services:
+        writer = Writer(store)
+        return cls(
+            projects=ProjectService(writer, settings),
+            jobs=JobService(writer, settings),
+            queries=Queries(store, settings),
+        )
+
+
+__all__ = [
+    "Caller",
+    "Execution",
+    "JobService",
+    "ProjectService",
+    "Queries",
+    "Services",
+    "Tx",
+    "Writer",
+    "system_caller",
+]

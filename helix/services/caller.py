@@ -1,0 +1,44 @@
+"""Who asks for a command or a query, and what goes into the metadata of the events it causes."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import attrs
+
+
+def _new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+@attrs.frozen(kw_only=True)
+class Caller:
+    """The service layer's view of a principal: no HTTP in sight.
+
+    `user_id` is what projects and jobs record as their owner; `actor` is how event metadata
+    names the caller (`user:<id>`, `key:<id>`, `worker:<id>`).
+    """
+
+    user_id: str
+    name: str
+    actor: str
+    sees_everything: bool = False
+    request_id: str = attrs.field(factory=_new_request_id)
+    source: str | None = None
+
+    def may_see(self, owner: str) -> bool:
+        return self.sees_everything or owner == self.user_id
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor,
+            "request_id": self.request_id,
+            "correlation_id": self.request_id,
+            "source": self.source,
+        }
+
+
+def system_caller(name: str = "helix") -> Caller:
+    """For work Helix does on its own (reapers, process managers)."""
+    return Caller(user_id=f"system:{name}", name=name, actor=f"system:{name}", sees_everything=True)

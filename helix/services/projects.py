@@ -1,0 +1,255 @@
+"""Commands on projects: create, update, discuss, ready, execute, pause, resume, cancel, archive."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from uuid import UUID
+
+import attrs
+
+from helix.config import Settings
+from helix.domain import job, project
+from helix.domain.job import JobState
+from helix.domain.project import MessageRole, PhaseSpec, ProjectState, ProjectStatus
+from helix.domain.project.commands import DEFAULT_PROJECT_TYPE
+from helix.domain.project.commands import Command as ProjectCommand
+from helix.errors import RateLimited
+from helix.services.caller import Caller
+from helix.services.unit import Tx, Writer
+from projections import projects as projects_model
+
+DISCUSSION_NAME_CHARS = 60
+
+
+@attrs.frozen(kw_only=True)
+class Execution:
+    project: ProjectState
+    job: JobState
+
+
+def _draft_name(content: str) -> str:
+    first = " ".join(content.split())
+    if len(first) <= DISCUSSION_NAME_CHARS:
+        return first or "Untitled discussion"
+    return first[: DISCUSSION_NAME_CHARS - 1].rstrip() + "…"
+
+
+class ProjectService:
+    def __init__(self, writer: Writer, settings: Settings) -> None:
+        self.writer = writer
+        self.settings = settings
+
+    async def _create(
+        self,
+        tx: Tx,
+        *,
+        name: str,
+        description: str,
+        project_type: str | None,
+        phases: Sequence[PhaseSpec],
+    ) -> ProjectState:
+        owner = tx.caller.user_id
+        await projects_model.lock_owner(tx.conn, owner)
+        active = await projects_model.count_active(tx.conn, owner)
+        limit = self.settings.max_projects_per_user
+        if active >= limit:
+            raise RateLimited(
+                f"project limit reached: a user may have at most {limit} projects "
+                "(archive one to make room)",
+                limit=limit,
+                current=active,
+            )
+        project_id = uuid.uuid4()
+        command = project.CreateProject(
+            project_id=project_id,
+            name=name,
+            owner=owner,
+            description=description,
+            project_type=project_type or DEFAULT_PROJECT_TYPE,
+            phases=tuple(phases),
+            at=tx.at,
+        )
+        return await tx.decide_project(project_id, command)
+
+    async def create(
+        self,
+        caller: Caller,
+        *,
+        name: str,
+        description: str = "",
+        project_type: str | None = None,
+        phases: Sequence[PhaseSpec] = (),
+    ) -> ProjectState:
+        async def work(tx: Tx) -> ProjectState:
+            return await self._create(
+                tx, name=name, description=description, project_type=project_type, phases=phases
+            )
+
+        return await self.writer.run(caller, work)
+
+    async def update(
+        self,
+        caller: Caller,
+        project_id: UUID,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        project_type: str | None = None,
+        phases: Sequence[PhaseSpec] | None = None,
+    ) -> ProjectState:
+        async def work(tx: Tx) -> ProjectState:
+            await tx.visible_project(project_id)
+            state = await tx.decide_project(
+                project_id,
+                project.UpdateProject(
+                    name=name, description=description, project_type=project_type, at=tx.at
+                ),
+            )
+            if phases is not None:
+                state = await tx.decide_project(
+                    project_id, project.PlanPhases(phases=tuple(phases), at=tx.at)
+                )
+            return state
+
+        return await self.writer.run(caller, work)
+
+    async def _simple(
+        self, caller: Caller, project_id: UUID, command: ProjectCommand
+    ) -> ProjectState:
+        async def work(tx: Tx) -> ProjectState:
+            await tx.visible_project(project_id)
+            return await tx.decide_project(project_id, command)
+
+        return await self.writer.run(caller, work)
+
+    async def archive(self, caller: Caller, project_id: UUID) -> ProjectState:
+        return await self._simple(caller, project_id, project.ArchiveProject(at=self.writer.now()))
+
+    async def mark_ready(self, caller: Caller, project_id: UUID) -> ProjectState:
+        return await self._simple(caller, project_id, project.MarkReady(at=self.writer.now()))
+
+    async def pause(self, caller: Caller, project_id: UUID, reason: str = "") -> ProjectState:
+        command = project.PauseProject(reason=reason or "paused", at=self.writer.now())
+        return await self._simple(caller, project_id, command)
+
+    async def resume(self, caller: Caller, project_id: UUID, reason: str = "") -> ProjectState:
+        command = project.ResumeProject(reason=reason or "resumed", at=self.writer.now())
+        return await self._simple(caller, project_id, command)
+
+    async def post_message(
+        self,
+        caller: Caller,
+        project_id: UUID,
+        *,
+        content: str,
+        role: MessageRole = MessageRole.USER,
+        author: str | None = None,
+    ) -> ProjectState:
+        async def work(tx: Tx) -> ProjectState:
+            await tx.visible_project(project_id)
+            return await self._post(tx, project_id, content, role, author)
+
+        return await self.writer.run(caller, work)
+
+    async def _post(
+        self, tx: Tx, project_id: UUID, content: str, role: MessageRole, author: str | None
+    ) -> ProjectState:
+        command = project.PostMessage(
+            message_id=uuid.uuid4(),
+            role=role,
+            author=author or tx.caller.name,
+            content=content,
+            at=tx.at,
+        )
+        return await tx.decide_project(project_id, command)
+
+    async def discuss(
+        self,
+        caller: Caller,
+        *,
+        content: str,
+        project_id: UUID | None = None,
+        role: MessageRole = MessageRole.USER,
+        author: str | None = None,
+        name: str | None = None,
+        project_type: str | None = None,
+    ) -> ProjectState:
+        """Post to a project's discussion; without a project, start one as a draft (which the
+        first message moves to `discussing`)."""
+
+        async def work(tx: Tx) -> ProjectState:
+            if project_id is None:
+                # One transaction: a message the decider refuses leaves no project behind.
+                state = await self._create(
+                    tx,
+                    name=name or _draft_name(content),
+                    description="",
+                    project_type=project_type,
+                    phases=(),
+                )
+                assert state.id is not None
+                target = state.id
+            else:
+                await tx.visible_project(project_id)
+                target = project_id
+            return await self._post(tx, target, content, role, author)
+
+        return await self.writer.run(caller, work)
+
+    async def execute(
+        self,
+        caller: Caller,
+        project_id: UUID,
+        *,
+        start_phase: str | None = None,
+        model: str | None = None,
+    ) -> Execution:
+        """Start a run: the project moves to `running` and its job is queued in one transaction.
+        Jobs beyond the owner's running limit wait in the queue (the limit applies at claim)."""
+
+        async def work(tx: Tx) -> Execution:
+            state = await tx.visible_project(project_id)
+            job_id = uuid.uuid4()
+            state = await tx.decide_project(project_id, project.StartRun(job_id=job_id, at=tx.at))
+            queued = await tx.decide_job(
+                job_id,
+                job.QueueJob(
+                    job_id=job_id,
+                    project_id=project_id,
+                    owner=state.owner,
+                    phases=state.phases,
+                    requested_by=tx.caller.actor,
+                    start_phase=start_phase,
+                    model=model,
+                    at=tx.at,
+                ),
+                project_id=project_id,
+            )
+            return Execution(project=state, job=queued)
+
+        return await self.writer.run(caller, work)
+
+    async def cancel(self, caller: Caller, project_id: UUID, reason: str = "") -> Execution:
+        """Cancel the current run. A queued job is cancelled at once (and the project is ready
+        again); a running one once its worker acknowledges."""
+
+        async def work(tx: Tx) -> Execution:
+            state = await tx.visible_project(project_id)
+            current = state.latest_job_id
+            if current is not None and state.status is ProjectStatus.READY:
+                # Cancelled already: the project is ready again with that job as its last run.
+                return Execution(project=state, job=await tx.job(current))
+            if current is None or state.status not in (ProjectStatus.RUNNING, ProjectStatus.PAUSED):
+                # Let the decider refuse with the project's current state.
+                await tx.decide_project(
+                    project_id, project.CancelRun(job_id=current or uuid.UUID(int=0), at=tx.at)
+                )
+                raise AssertionError("unreachable: a project without a run cannot cancel it")
+            command = job.RequestCancel(
+                by=tx.caller.actor, reason=reason or "cancelled by request", at=tx.at
+            )
+            cancelled = await tx.decide_job(current, command)
+            return Execution(project=await tx.project(project_id), job=cancelled)
+
+        return await self.writer.run(caller, work)

@@ -1,0 +1,210 @@
+"""The read side behind the API: read models in, JSON-ready dicts out, visibility enforced.
+
+Another user's project or job is reported as not found; admins and auditors see everything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from helix.config import Settings
+from helix.errors import NotFound
+from helix.eventstore import EventStore
+from helix.services.caller import Caller
+from helix.services.views import (
+    current_phase,
+    event_view,
+    job_view,
+    line_view,
+    message_view,
+    phase_view,
+    project_view,
+)
+from projections import jobs as jobs_model
+from projections import messages as messages_model
+from projections import output as output_model
+from projections import phases as phases_model
+from projections import projects as projects_model
+
+
+def page(items: list[dict[str, Any]], total: int, limit: int, offset: int) -> dict[str, Any]:
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+class Queries:
+    def __init__(self, store: EventStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.store.pool
+
+    # --- projects -----------------------------------------------------------------------------
+
+    async def _project_row(
+        self, conn: asyncpg.Connection, caller: Caller, project_id: UUID
+    ) -> asyncpg.Record:
+        row = await projects_model.get(conn, project_id)
+        if row is None or not caller.may_see(row["owner"]):
+            raise NotFound("project not found", project_id=str(project_id))
+        return row
+
+    async def projects(
+        self,
+        caller: Caller,
+        *,
+        status: str | None = None,
+        project_type: str | None = None,
+        archived: bool | None = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        owner = None if caller.sees_everything else caller.user_id
+        async with self.pool.acquire() as conn:
+            rows, total = await projects_model.page(
+                conn,
+                owner=owner,
+                status=status,
+                project_type=project_type,
+                archived=archived,
+                limit=limit,
+                offset=offset,
+            )
+        return page([project_view(r) for r in rows], total, limit, offset)
+
+    async def project(self, caller: Caller, project_id: UUID) -> dict[str, Any]:
+        """The project with its phase plan, current phase and latest job."""
+        async with self.pool.acquire() as conn:
+            row = await self._project_row(conn, caller, project_id)
+            latest = phases = None
+            if row["latest_job_id"] is not None:
+                latest = await jobs_model.get(conn, row["latest_job_id"])
+                phases = await phases_model.of_job(conn, row["latest_job_id"])
+        view = project_view(row)
+        view["current_phase"] = current_phase(latest, phases or [])
+        view["latest_job"] = job_view(latest) if latest is not None else None
+        return view
+
+    async def project_status(self, caller: Caller, project_id: UUID) -> dict[str, Any]:
+        async with self.pool.acquire() as conn:
+            row = await self._project_row(conn, caller, project_id)
+            latest = phases = None
+            if row["latest_job_id"] is not None:
+                latest = await jobs_model.get(conn, row["latest_job_id"])
+                phases = await phases_model.of_job(conn, row["latest_job_id"])
+        job: dict[str, Any] | None = None
+        if latest is not None:
+            job = {
+                "id": str(latest["job_id"]),
+                "status": latest["status"],
+                "progress": latest["progress"],
+                "cancel_requested": latest["cancel_requested"],
+                "error": latest["error"],
+                "stream_url": job_view(latest)["stream_url"],
+            }
+        return {
+            "project_id": str(row["project_id"]),
+            "status": row["status"],
+            "archived": row["archived"],
+            "current_phase": current_phase(latest, phases or []),
+            "latest_job": job,
+            "updated_at": project_view(row)["updated_at"],
+        }
+
+    async def history(
+        self, caller: Caller, project_id: UUID, *, after: int = 0, limit: int = 100
+    ) -> dict[str, Any]:
+        """The project's events and its jobs' events, in log order, after a position."""
+        async with self.pool.acquire() as conn:
+            await self._project_row(conn, caller, project_id)
+        events = await self.store.read_all(after, limit, project_id=project_id)
+        last = events[-1].position if events else after
+        return {
+            "items": [event_view(e) for e in events],
+            "after": after,
+            "limit": limit,
+            "next_after": last,
+            "has_more": len(events) == limit,
+        }
+
+    async def messages(
+        self,
+        caller: Caller,
+        project_id: UUID,
+        *,
+        role: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        async with self.pool.acquire() as conn:
+            await self._project_row(conn, caller, project_id)
+            rows, total = await messages_model.page(
+                conn, project_id, role=role, limit=limit, offset=offset
+            )
+        return page([message_view(r) for r in rows], total, limit, offset)
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    async def _job_row(
+        self, conn: asyncpg.Connection, caller: Caller, job_id: UUID
+    ) -> asyncpg.Record:
+        row = await jobs_model.get(conn, job_id)
+        if row is None or not caller.may_see(row["owner"]):
+            raise NotFound("job not found", job_id=str(job_id))
+        return row
+
+    async def jobs(
+        self,
+        caller: Caller,
+        *,
+        project_id: UUID | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        owner = None if caller.sees_everything else caller.user_id
+        async with self.pool.acquire() as conn:
+            rows, total = await jobs_model.page(
+                conn, owner=owner, project_id=project_id, status=status, limit=limit, offset=offset
+            )
+        return page([job_view(r) for r in rows], total, limit, offset)
+
+    async def job(self, caller: Caller, job_id: UUID) -> dict[str, Any]:
+        """The job with its phases (status, timings, cost) and the tail of its output."""
+        async with self.pool.acquire() as conn:
+            row = await self._job_row(conn, caller, job_id)
+            phases = await phases_model.of_job(conn, job_id)
+            tail = await output_model.tail(conn, job_id, self.settings.output_tail_lines)
+        view = job_view(row)
+        view["phases"] = [phase_view(p) for p in phases]
+        view["current_phase"] = current_phase(row, phases)
+        view["output_tail"] = [line_view(line) for line in tail]
+        return view
+
+    async def output(
+        self,
+        caller: Caller,
+        job_id: UUID,
+        *,
+        phase: str | None = None,
+        after: int = 0,
+        limit: int = 500,
+    ) -> dict[str, Any]:
+        """Output lines after the job-wide line number `after` (each line's `n`)."""
+        async with self.pool.acquire() as conn:
+            await self._job_row(conn, caller, job_id)
+            lines = await output_model.page(conn, job_id, phase=phase, after=after, limit=limit)
+            total = await output_model.count(conn, job_id, phase)
+        return {
+            "job_id": str(job_id),
+            "phase": phase,
+            "lines": [line_view(line) for line in lines],
+            "after": after,
+            "next_after": lines[-1]["seq"] if lines else after,
+            "has_more": len(lines) == limit,
+            "total": total,
+        }

@@ -1,0 +1,183 @@
+"""The unit of work of every command: load, decide, append, project inline, commit.
+
+A `Tx` loads streams in the caller's transaction, folds them, asks the decider, appends the
+events with the expected version and applies the inline projections, all in that one
+transaction, so a client reads its own writes as soon as the command returns. A conflicting
+append (another writer moved the stream) rolls everything back and the work runs again on a
+fresh read. When a job reaches a terminal state the project's run follows in the same
+transaction ("project status follows its jobs").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+import asyncpg
+
+from helix.domain import job, project
+from helix.domain.job import JobCancelled, JobCompleted, JobFailed, JobState
+from helix.domain.job.commands import Command as JobCommand
+from helix.domain.project import ProjectState
+from helix.domain.project.commands import Command as ProjectCommand
+from helix.domain.project.decider import MAX_REASON_CHARS
+from helix.errors import ConcurrencyError, InvalidTransition, NotFound
+from helix.eventstore import EventStore, RecordedEvent
+from helix.eventstore.records import stream_type_of
+from helix.services.caller import Caller
+from projections.registry import apply_inline
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+RETRIES = 10
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Tx:
+    """One transaction's view of the aggregates it touches; each stream is read once."""
+
+    def __init__(
+        self, store: EventStore, conn: asyncpg.Connection, caller: Caller, at: datetime
+    ) -> None:
+        self.store = store
+        self.conn = conn
+        self.caller = caller
+        self.at = at
+        self._projects: dict[UUID, tuple[ProjectState, int]] = {}
+        self._jobs: dict[UUID, tuple[JobState, int]] = {}
+
+    async def _load(self, stream_id: str) -> tuple[list[Any], int]:
+        recorded = await self.store.read_stream(stream_id, conn=self.conn)
+        version = recorded[-1].version if recorded else 0
+        return [self.store.decode(r) for r in recorded], version
+
+    async def project(self, project_id: UUID) -> ProjectState:
+        if project_id not in self._projects:
+            events, version = await self._load(project.stream_id(project_id))
+            self._projects[project_id] = (project.fold(events), version)
+        return self._projects[project_id][0]
+
+    async def job(self, job_id: UUID) -> JobState:
+        if job_id not in self._jobs:
+            events, version = await self._load(job.stream_id(job_id))
+            self._jobs[job_id] = (job.fold(events), version)
+        return self._jobs[job_id][0]
+
+    async def visible_project(self, project_id: UUID) -> ProjectState:
+        """The project if it exists and the caller may see it; 404 otherwise (also for another
+        user's project, so its existence is not revealed)."""
+        state = await self.project(project_id)
+        if not state.exists or not self.caller.may_see(state.owner):
+            raise NotFound("project not found", project_id=str(project_id))
+        return state
+
+    async def visible_job(self, job_id: UUID) -> JobState:
+        state = await self.job(job_id)
+        if not state.exists or not self.caller.may_see(state.owner):
+            raise NotFound("job not found", job_id=str(job_id))
+        return state
+
+    async def decide_project(self, project_id: UUID, command: ProjectCommand) -> ProjectState:
+        state = await self.project(project_id)
+        version = self._projects[project_id][1]
+        events = project.decide(state, command)
+        if not events:
+            return state
+        appended = await self._append(project.stream_id(project_id), version, events, project_id)
+        state = project.fold(events, state)
+        self._projects[project_id] = (state, appended)
+        return state
+
+    async def decide_job(
+        self, job_id: UUID, command: JobCommand, *, project_id: UUID | None = None
+    ) -> JobState:
+        before = await self.job(job_id)
+        version = self._jobs[job_id][1]
+        events = job.decide(before, command)
+        if not events:
+            return before
+        owner_project = before.project_id or project_id
+        appended = await self._append(job.stream_id(job_id), version, events, owner_project)
+        after = job.fold(events, before)
+        self._jobs[job_id] = (after, appended)
+        if after.is_terminal and not before.is_terminal:
+            await self._run_follows_job(after, events[-1])
+        return after
+
+    async def _run_follows_job(self, state: JobState, final: object) -> None:
+        assert state.id is not None and state.project_id is not None
+        command: ProjectCommand
+        match final:
+            case JobCompleted():
+                command = project.FinishRun(job_id=state.id, succeeded=True, at=self.at)
+            case JobFailed():
+                reason = (state.error or "run failed")[:MAX_REASON_CHARS]
+                command = project.FinishRun(
+                    job_id=state.id, succeeded=False, reason=reason, at=self.at
+                )
+            case JobCancelled():
+                command = project.CancelRun(job_id=state.id, at=self.at)
+            case _:
+                return
+        try:
+            await self.decide_project(state.project_id, command)
+        except InvalidTransition as refused:
+            # The project moved on (another run, archived): the job's end stands on its own.
+            log.info("project %s does not follow job %s: %s", state.project_id, state.id, refused)
+
+    async def _append(
+        self, stream_id: str, expected: int, events: Sequence[object], project_id: UUID | None
+    ) -> int:
+        encoded = [self.store.registry.encode(e) for e in events]
+        metadata = self.caller.metadata()
+        appended = await self.store.append(
+            stream_id, expected, encoded, metadata=metadata, project_id=project_id, conn=self.conn
+        )
+        recorded = [
+            RecordedEvent(
+                event_id=e.event_id,
+                stream_id=stream_id,
+                stream_type=stream_type_of(stream_id),
+                version=appended.first_version + i,
+                position=None,
+                project_id=project_id,
+                type=e.type,
+                schema_version=e.schema_version,
+                data=e.data,
+                metadata=metadata,
+                recorded_at=appended.recorded_at,
+            )
+            for i, e in enumerate(encoded)
+        ]
+        await apply_inline(self.conn, recorded)
+        return appended.last_version
+
+
+class Writer:
+    """Runs units of work, retrying on a conflicting append or a deadlock."""
+
+    def __init__(
+        self, store: EventStore, *, now: Callable[[], datetime] = utcnow, retries: int = RETRIES
+    ) -> None:
+        self.store = store
+        self.now = now
+        self.retries = retries
+
+    async def run(self, caller: Caller, work: Callable[[Tx], Awaitable[T]]) -> T:
+        for attempt in range(1, self.retries + 1):
+            try:
+                async with self.store.transaction() as conn:
+                    return await work(Tx(self.store, conn, caller, self.now()))
+            except (ConcurrencyError, asyncpg.DeadlockDetectedError):
+                if attempt == self.retries:
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.002 * attempt))
+        raise AssertionError("unreachable")

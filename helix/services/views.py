@@ -1,0 +1,143 @@
+"""The JSON forms of read-model rows and events: ids as strings, times in RFC 3339 (UTC)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from helix.eventstore import RecordedEvent
+
+Row = Mapping[str, Any]
+TERMINAL_JOB = frozenset({"completed", "failed", "cancelled"})
+
+
+def rfc3339(at: datetime | None) -> str | None:
+    if at is None:
+        return None
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def ident(value: UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def stream_url(job_id: UUID) -> str:
+    return f"/api/v1/stream/{job_id}"
+
+
+def project_view(row: Row) -> dict[str, Any]:
+    return {
+        "id": str(row["project_id"]),
+        "name": row["name"],
+        "description": row["description"],
+        "project_type": row["project_type"],
+        "owner": row["owner"],
+        "status": row["status"],
+        "archived": row["archived"],
+        "phases": row["phases"],
+        "latest_job_id": ident(row["latest_job_id"]),
+        "message_count": row["message_count"],
+        "created_at": rfc3339(row["created_at"]),
+        "updated_at": rfc3339(row["updated_at"]),
+        "version": row["version"],
+    }
+
+
+def job_view(row: Row) -> dict[str, Any]:
+    return {
+        "id": str(row["job_id"]),
+        "project_id": str(row["project_id"]),
+        "owner": row["owner"],
+        "status": row["status"],
+        "start_phase": row["start_phase"],
+        "model": row["model"],
+        "requested_by": row["requested_by"],
+        "worker_id": row["worker_id"],
+        "attempt": row["attempt"],
+        "max_attempts": row["max_attempts"],
+        "progress": row["progress"],
+        "cost": {"tokens": row["cost_tokens"], "usd": row["cost_usd"]},
+        "error": row["error"],
+        "cancel_requested": row["cancel_requested"],
+        "cancel_reason": row["cancel_reason"],
+        "dead_lettered": row["dead_lettered"],
+        "lease_expires_at": rfc3339(row["lease_expires_at"]),
+        "not_before": rfc3339(row["not_before"]),
+        "created_at": rfc3339(row["created_at"]),
+        "started_at": rfc3339(row["started_at"]),
+        "finished_at": rfc3339(row["finished_at"]),
+        "updated_at": rfc3339(row["updated_at"]),
+        "version": row["version"],
+        "stream_url": stream_url(row["job_id"]),
+    }
+
+
+def phase_view(row: Row) -> dict[str, Any]:
+    started, finished = row["started_at"], row["finished_at"]
+    duration = (finished - started).total_seconds() if started and finished else None
+    return {
+        "name": row["name"],
+        "ordinal": row["ordinal"],
+        "status": row["status"],
+        "command": row["command"],
+        "timeout_s": row["timeout_s"],
+        "capabilities": row["capabilities"],
+        "started_at": rfc3339(started),
+        "finished_at": rfc3339(finished),
+        "duration_s": duration,
+        "output_lines": row["output_lines"],
+        "files": row["files"],
+        "cost": {"tokens": row["cost_tokens"], "usd": row["cost_usd"]},
+        "exit_code": row["exit_code"],
+        "error": row["error"],
+        "skip_reason": row["skip_reason"],
+    }
+
+
+def current_phase(job: Row | None, phases: list[Row]) -> str | None:
+    """The phase running now; for a job still to run, the next one; else None."""
+    if job is None:
+        return None
+    running = next((p["name"] for p in phases if p["status"] == "running"), None)
+    if running is not None or job["status"] in TERMINAL_JOB:
+        return running
+    return next((p["name"] for p in phases if p["status"] == "pending"), None)
+
+
+def line_view(row: Row) -> dict[str, Any]:
+    return {
+        "n": row["seq"],
+        "phase": row["phase"],
+        "line_no": row["line_no"],
+        "stream": row["stream"],
+        "line": row["line"],
+        "at": rfc3339(row["at"]),
+    }
+
+
+def message_view(row: Row) -> dict[str, Any]:
+    return {
+        "id": str(row["message_id"]),
+        "project_id": str(row["project_id"]),
+        "seq": row["seq"],
+        "role": row["role"],
+        "author": row["author"],
+        "content": row["content"],
+        "at": rfc3339(row["at"]),
+    }
+
+
+def event_view(event: RecordedEvent) -> dict[str, Any]:
+    return {
+        "position": event.position,
+        "event_id": str(event.event_id),
+        "stream_id": event.stream_id,
+        "version": event.version,
+        "type": event.type,
+        "schema_version": event.schema_version,
+        "data": event.data,
+        "metadata": event.metadata,
+        "recorded_at": rfc3339(event.recorded_at),
+    }

@@ -1,0 +1,86 @@
+"""Who is streaming (the request's principal, or one from a token that is not in a header),
+and whether they may open a scope.
+
+EventSource cannot send headers, so stream endpoints also accept `?access_token=<stream
+token>`; only short-lived stream tokens are taken from the URL (URLs end up in logs). A
+WebSocket may authenticate with a first `auth` message carrying any credential Helix accepts
+in a header: an API key, a JWT (own or external), or a stream token.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+from aiohttp import web
+
+from helix.api.auth import ACCOUNTS, VERIFIER, identify
+from helix.api.keys import SETTINGS
+from helix.api.principal import PRINCIPAL, Principal, Role
+from helix.errors import NotFound, Unauthorized
+from helix.streams import tokens
+from helix.streams.filters import Scope, ScopeKind
+from helix.streams.sql import JOB_OWNER, PROJECT_OWNERS
+from helix.streams.visibility import Viewer
+
+
+def viewer_of(principal: Principal) -> Viewer:
+    return Viewer(user_id=str(principal.user_id), sees_everything=principal.sees_everything)
+
+
+async def stream_principal(request: web.Request) -> Principal:
+    """The caller of a stream endpoint: from the headers (the auth middleware), else from a
+    stream token in `access_token`; 401 if neither."""
+    found = request.get(PRINCIPAL)
+    if isinstance(found, Principal):
+        return found
+    token = request.query.get("access_token")
+    if token:
+        return await from_stream_token(request.app, token)
+    raise Unauthorized("authentication required (a header, or ?access_token=<stream token>)")
+
+
+async def from_stream_token(app: web.Application, token: str) -> Principal:
+    user_id = tokens.verify(app[VERIFIER].own_secret, app[SETTINGS], token)
+    return await _principal_of(app, user_id)
+
+
+async def from_any_token(request: web.Request, token: str) -> Principal:
+    """A principal from a credential sent in a message rather than a header."""
+    token = token.strip()
+    if token.lower().startswith("bearer "):
+        token = token[7:].strip()
+    if not token:
+        raise Unauthorized("the token is empty")
+    if tokens.is_stream_token(token, request.app[SETTINGS]):
+        return await from_stream_token(request.app, token)
+    # The same checks as a header (API key, own or external JWT), through the same code.
+    found = await identify(request.clone(headers={"Authorization": f"Bearer {token}"}))
+    if found is None:
+        raise Unauthorized("authentication required")
+    return found
+
+
+async def _principal_of(app: web.Application, user_id: uuid.UUID) -> Principal:
+    try:
+        user = await app[ACCOUNTS].get(user_id)
+    except NotFound:
+        raise Unauthorized("the token names no Helix user") from None
+    if user.disabled:
+        raise Unauthorized("the user is disabled")
+    return Principal(user_id=user.user_id, username=user.username, role=Role(user.role.value))
+
+
+async def check_scope(pool: asyncpg.Pool, scope: Scope, viewer: Viewer) -> None:
+    """404 unless the job or project exists and the viewer may see it (another user's is
+    reported as missing, so its existence is not revealed)."""
+    if scope.kind is ScopeKind.ALL:
+        return
+    if scope.kind is ScopeKind.JOB:
+        row = await pool.fetchrow(JOB_OWNER, scope.id)
+        owner = row["owner"] if row is not None else None
+    else:
+        rows = await pool.fetch(PROJECT_OWNERS, [scope.id])
+        owner = rows[0]["owner"] if rows else None
+    if owner is None or not (viewer.sees_everything or owner == viewer.user_id):
+        raise NotFound(f"{scope.kind} not found", **{f"{scope.kind}_id": str(scope.id)})

@@ -1,0 +1,59 @@
+"""What travels to subscribers: a sequenced event with its project's owner, rendered once."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+
+from helix.eventstore import RecordedEvent
+
+
+def envelope(event: RecordedEvent) -> dict[str, Any]:
+    """The JSON form of an event on every stream (SSE `data:`, WebSocket `payload`)."""
+    return {
+        "position": event.position,
+        "event_id": str(event.event_id),
+        "stream_id": event.stream_id,
+        "version": event.version,
+        "type": event.type,
+        "schema_version": event.schema_version,
+        "project_id": str(event.project_id) if event.project_id else None,
+        "data": event.data,
+        "metadata": event.metadata,
+        "recorded_at": event.recorded_at.isoformat(),
+    }
+
+
+class Frame:
+    """One event as the tailer fans it out. Shared by every subscriber that receives it, so the
+    JSON is rendered at most once however many clients there are."""
+
+    __slots__ = ("_json", "event", "owner", "position")
+
+    def __init__(self, event: RecordedEvent, owner: str | None) -> None:
+        assert event.position is not None, "only sequenced events are streamed"
+        self.event = event
+        self.owner = owner
+        self.position: int = event.position
+        self._json: str | None = None
+
+    @property
+    def json(self) -> str:
+        if self._json is None:
+            self._json = json.dumps(envelope(self.event), separators=(",", ":"), default=str)
+        return self._json
+
+    def __repr__(self) -> str:
+        return f"Frame({self.position}, {self.event.type!r}, {self.event.stream_id!r})"
+
+
+@attrs.frozen
+class CaughtUp:
+    """The marker between replayed and live events: everything up to `position` was sent."""
+
+    position: int
+
+
+Item = Frame | CaughtUp

@@ -1,0 +1,36 @@
+"""`X-Helix-Position`: the log position a REST read reflects, so that a client can read, then
+subscribe from that position with nothing missed.
+
+The rule: take the position BEFORE the read-model query, and only for read models that are
+applied inline (in the append's own transaction). Every event at or below the head was
+committed before the head was read, and with it its inline read-model rows, so the query that
+follows sees at least those: the position is a safe lower bound. The read may also reflect
+events committed but not yet sequenced; they get positions above the stamp and a subscriber
+from it receives them once more, which the client recognizes by the resource's `version`
+(events of that stream with a version at or below it are already reflected).
+
+A read model kept by the asynchronous projection runner must be stamped with that projection's
+checkpoint read in the same transaction as the query, never with the head.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from helix.eventstore import EventStore
+
+HEADER = "X-Helix-Position"
+
+
+async def read_position(store: EventStore, *, fresh: bool = True) -> int:
+    """The head, for a stamp: call it before the read-model query (see the module's rule).
+    `fresh=False` takes the process's head watcher's head without a query; it is never ahead
+    of the log's head, so it is a lower bound too, only possibly an older one."""
+    if not fresh and store.head_watcher is not None:
+        return store.head_watcher.head
+    return await store.head()
+
+
+def stamp(response: web.StreamResponse, position: int) -> web.StreamResponse:
+    response.headers[HEADER] = str(position)
+    return response

@@ -1,0 +1,88 @@
+"""Server-sent events: one subscription written to one response until the client leaves, the
+job ends, or the server shuts down.
+
+Each event is `id: <position>`, `event: <type>`, `data: <envelope JSON>`; `event: caught_up`
+marks the switch from replay to live, `event: done` ends a job stream, and a comment line is
+the heartbeat. Writing awaits the socket, so a slow client slows only its own subscription,
+which the tailer switches to catch-up once its buffer is full.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from aiohttp import web
+
+from helix.streams.endings import JobEnd
+from helix.streams.frames import CaughtUp, Frame
+from helix.streams.subscriptions import Subscription
+from helix.streams.tailer import Heartbeat
+
+log = logging.getLogger(__name__)
+
+HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+KEEPALIVE = ": keep-alive\n\n"
+
+
+def event_message(frame: Frame) -> str:
+    return f"id: {frame.position}\nevent: {frame.event.type}\ndata: {frame.json}\n\n"
+
+
+def named_message(name: str, data: object) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def stream(
+    request: web.Request,
+    sub: Subscription,
+    *,
+    heartbeat: Heartbeat,
+    retry_ms: int,
+    show: Callable[[Frame], bool] | None = None,
+    end: JobEnd | None = None,
+) -> web.StreamResponse:
+    """Write `sub` as an event stream. `show` hides frames the subscription needs but the
+    client did not ask for (a job stream watches every event of its job for the end)."""
+    response = web.StreamResponse(status=200, headers=HEADERS)
+    heartbeat.add(sub.poke)
+    try:
+        await response.prepare(request)
+        await response.write(f"retry: {retry_ms}\n\n".encode())
+        while True:
+            batch = await sub.next()
+            if batch.closed:
+                break
+            out: list[str] = []
+            done: int | None = None
+            for item in batch.items:
+                if isinstance(item, CaughtUp):
+                    out.append(named_message("caught_up", {"position": item.position}))
+                    if end is not None:
+                        done = await end.ended_by(item.position)
+                else:
+                    if show is None or show(item):
+                        out.append(event_message(item))
+                    if end is not None and end.is_end(item):
+                        done = item.position
+                if done is not None and end is not None:
+                    out.append(named_message("done", end.done(done)))
+                    break
+            if batch.heartbeat and not out:
+                out.append(KEEPALIVE)
+            if out:
+                await response.write("".join(out).encode())
+            if done is not None:
+                await response.write_eof()
+                break
+    except ConnectionError:
+        log.debug("an event-stream client went away")
+    finally:
+        heartbeat.discard(sub.poke)
+        sub.close()
+    return response

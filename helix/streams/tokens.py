@@ -1,0 +1,76 @@
+"""Short-lived stream tokens, for clients that cannot send headers (EventSource).
+
+A stream token is a JWT signed with Helix's own secret whose audience is `<audience>:stream`
+and whose scope is `stream`. The audience keeps it out of everything else: the ordinary bearer
+verifier requires the plain audience and so refuses it, and stream endpoints accept it only in
+the `access_token` query parameter or a WebSocket `auth` message.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import jwt
+
+from helix.auth.tokens import LEEWAY_SECONDS, OWN_ALGORITHM
+from helix.config import Settings
+from helix.errors import Unauthorized
+
+SCOPE = "stream"
+
+
+def audience(settings: Settings) -> str:
+    return f"{settings.jwt_audience}:{SCOPE}"
+
+
+def mint(
+    secret: str, settings: Settings, *, user_id: uuid.UUID, now: datetime | None = None
+) -> tuple[str, datetime]:
+    """A stream token for one user, and when it expires."""
+    now = now or datetime.now(UTC)
+    expires = now + timedelta(seconds=settings.stream_token_ttl_seconds)
+    claims = {
+        "sub": str(user_id),
+        "scope": SCOPE,
+        "iss": settings.jwt_issuer,
+        "aud": audience(settings),
+        "iat": int(now.timestamp()),
+        "exp": int(expires.timestamp()),
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, secret, algorithm=OWN_ALGORITHM), expires.replace(microsecond=0)
+
+
+def is_stream_token(token: str, settings: Settings) -> bool:
+    """Whether a token claims to be a stream token (unverified: only to choose the verifier)."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return False
+    aud = claims.get("aud")
+    return aud == audience(settings) or (isinstance(aud, list) and audience(settings) in aud)
+
+
+def verify(secret: str, settings: Settings, token: str) -> uuid.UUID:
+    """The user a stream token was minted for; 401 if it is not a valid, unexpired one."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[OWN_ALGORITHM],
+            issuer=settings.jwt_issuer,
+            audience=audience(settings),
+            leeway=LEEWAY_SECONDS,
+            options={"require": ["exp", "iss", "aud", "sub"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("the stream token has expired") from None
+    except jwt.PyJWTError as exc:
+        raise Unauthorized(f"the stream token is not valid: {exc}") from None
+    if claims.get("scope") != SCOPE:
+        raise Unauthorized("the token is not a stream token")
+    try:
+        return uuid.UUID(str(claims["sub"]))
+    except ValueError:
+        raise Unauthorized("the stream token names no user") from None

@@ -1,0 +1,116 @@
+"""The `jobs` read model: one row per job with its status, lease, attempts, progress and cost."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+from uuid import UUID
+
+import asyncpg
+
+from helix.domain.job import (
+    EVENTS,
+    JobCancelled,
+    JobCancelRequested,
+    JobClaimed,
+    JobCompleted,
+    JobFailed,
+    JobLeaseRenewed,
+    JobPhaseCost,
+    JobProgressReported,
+    JobQueued,
+    JobRetryScheduled,
+    JobStarted,
+    JobStuck,
+)
+from helix.eventstore import RecordedEvent
+from helix.eventstore.sql import load
+from projections.base import Tables
+from projections.stream import StreamProjection, live_tables, sql
+
+SQL = load("projections", "jobs.sql")
+TABLES: tuple[str, ...] = ("jobs_seen", "jobs")
+LIVE = live_tables(TABLES)
+
+
+class JobsProjection(StreamProjection):
+    name = "jobs"
+    version = 1
+    event_types: ClassVar[frozenset[str]] = frozenset(EVENTS)
+    tables = TABLES
+    seen = "jobs_seen"
+
+    async def handle(
+        self, conn: asyncpg.Connection, event: RecordedEvent, decoded: Any, t: Tables
+    ) -> None:
+        key = (decoded.job_id, decoded.at, event.version)
+        match decoded:
+            case JobQueued():
+                await conn.execute(
+                    sql(SQL, "queued", t), *key, decoded.project_id, decoded.owner,
+                    decoded.start_phase, decoded.model, decoded.requested_by,
+                    decoded.max_attempts,
+                )  # fmt: skip
+            case JobClaimed():
+                await conn.execute(
+                    sql(SQL, "claimed", t), *key, decoded.worker_id, decoded.fencing_token,
+                    decoded.lease_expires_at, decoded.attempt,
+                )  # fmt: skip
+            case JobLeaseRenewed():
+                await conn.execute(sql(SQL, "lease_renewed", t), *key, decoded.lease_expires_at)
+            case JobStarted():
+                await conn.execute(sql(SQL, "started", t), *key)
+            case JobPhaseCost():
+                await conn.execute(sql(SQL, "cost", t), *key, decoded.tokens, decoded.usd)
+            case JobProgressReported():
+                await conn.execute(sql(SQL, "progress", t), *key, decoded.percent)
+            case JobCancelRequested():
+                await conn.execute(sql(SQL, "cancel_requested", t), *key, decoded.reason)
+            case JobCancelled():
+                await conn.execute(sql(SQL, "cancelled", t), *key)
+            case JobStuck():
+                await conn.execute(sql(SQL, "stuck", t), *key)
+            case JobRetryScheduled():
+                await conn.execute(sql(SQL, "retry_scheduled", t), *key, decoded.not_before)
+            case JobCompleted():
+                await conn.execute(sql(SQL, "completed", t), *key)
+            case JobFailed():
+                await conn.execute(
+                    sql(SQL, "failed", t), *key, decoded.error, decoded.dead_lettered
+                )
+            case _:  # the phase events: only the job's clock and version move
+                await conn.execute(sql(SQL, "touched", t), *key)
+
+
+PROJECTION = JobsProjection()
+
+
+# --- queries behind the API and the claim limit (always the live table) ----------------------
+
+
+async def get(conn: asyncpg.Connection, job_id: UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(sql(SQL, "get", LIVE), job_id)
+    return row
+
+
+async def page(
+    conn: asyncpg.Connection,
+    *,
+    owner: str | None,
+    project_id: UUID | None,
+    status: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[asyncpg.Record], int]:
+    filters = (owner, project_id, status)
+    rows = await conn.fetch(sql(SQL, "list", LIVE), *filters, limit, offset)
+    total: int = await conn.fetchval(sql(SQL, "count", LIVE), *filters)
+    return list(rows), total
+
+
+async def lock_owner(conn: asyncpg.Connection, owner: str) -> None:
+    await conn.execute(SQL["lock_owner"], owner)
+
+
+async def count_running(conn: asyncpg.Connection, owner: str) -> int:
+    count: int = await conn.fetchval(sql(SQL, "count_running", LIVE), owner)
+    return count

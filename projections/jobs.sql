@@ -1,0 +1,94 @@
+-- Named blocks of the `jobs` projection. `{jobs}` is the physical table (live, or fresh during
+-- a rebuild); the read queries at the end always name the live one. Every block that changes a
+-- job sets `updated_at` ($2) and `version` ($3) with the job id in $1.
+
+-- name: queued
+INSERT INTO {jobs} (job_id, project_id, owner, status, start_phase, model, requested_by,
+                    worker_id, fencing_token, lease_expires_at, attempt, max_attempts, not_before,
+                    progress, cost_tokens, cost_usd, error, cancel_requested, cancel_reason,
+                    dead_lettered, created_at, started_at, finished_at, updated_at, version)
+VALUES ($1, $4, $5, 'queued', $6, $7, $8, NULL, 0, NULL, 0, $9, NULL, 0, 0, 0, NULL, false, NULL,
+        false, $2, NULL, NULL, $2, $3)
+ON CONFLICT (job_id) DO NOTHING
+
+-- name: claimed
+UPDATE {jobs}
+SET worker_id = $4, fencing_token = $5, lease_expires_at = $6, attempt = $7, not_before = NULL,
+    updated_at = $2, version = $3
+WHERE job_id = $1
+
+-- name: lease_renewed
+UPDATE {jobs} SET lease_expires_at = $4, updated_at = $2, version = $3 WHERE job_id = $1
+
+-- name: started
+UPDATE {jobs}
+SET status = 'running', started_at = coalesce(started_at, $2), updated_at = $2, version = $3
+WHERE job_id = $1
+
+-- name: touched
+UPDATE {jobs} SET updated_at = $2, version = $3 WHERE job_id = $1
+
+-- name: cost
+UPDATE {jobs}
+SET cost_tokens = cost_tokens + $4, cost_usd = cost_usd + $5, updated_at = $2, version = $3
+WHERE job_id = $1
+
+-- name: progress
+UPDATE {jobs} SET progress = $4, updated_at = $2, version = $3 WHERE job_id = $1
+
+-- name: cancel_requested
+UPDATE {jobs}
+SET cancel_requested = true, cancel_reason = $4, updated_at = $2, version = $3
+WHERE job_id = $1
+
+-- name: cancelled
+UPDATE {jobs}
+SET status = 'cancelled', lease_expires_at = NULL, finished_at = $2, updated_at = $2,
+    version = $3
+WHERE job_id = $1
+
+-- name: stuck
+UPDATE {jobs}
+SET worker_id = NULL, lease_expires_at = NULL, updated_at = $2, version = $3
+WHERE job_id = $1
+
+-- name: retry_scheduled
+UPDATE {jobs} SET status = 'queued', not_before = $4, updated_at = $2, version = $3
+WHERE job_id = $1
+
+-- name: completed
+UPDATE {jobs}
+SET status = 'completed', progress = 100, lease_expires_at = NULL, finished_at = $2,
+    updated_at = $2, version = $3
+WHERE job_id = $1
+
+-- name: failed
+UPDATE {jobs}
+SET status = 'failed', error = $4, dead_lettered = $5, lease_expires_at = NULL, finished_at = $2,
+    updated_at = $2, version = $3
+WHERE job_id = $1
+
+-- name: get
+SELECT * FROM {jobs} WHERE job_id = $1
+
+-- name: list
+-- $1 owner (NULL: everyone's), $2 project_id, $3 status.
+SELECT * FROM {jobs}
+WHERE ($1::text IS NULL OR owner = $1)
+  AND ($2::uuid IS NULL OR project_id = $2)
+  AND ($3::text IS NULL OR status = $3)
+ORDER BY created_at DESC, job_id
+LIMIT $4 OFFSET $5
+
+-- name: count
+SELECT count(*) FROM {jobs}
+WHERE ($1::text IS NULL OR owner = $1)
+  AND ($2::uuid IS NULL OR project_id = $2)
+  AND ($3::text IS NULL OR status = $3)
+
+-- name: lock_owner
+-- Serializes the concurrency-limit checks of one owner's claims.
+SELECT pg_advisory_xact_lock(hashtextextended('helix.jobs.owner:' || $1, 0))
+
+-- name: count_running
+SELECT count(*) FROM {jobs} WHERE owner = $1 AND status = 'running'

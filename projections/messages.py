@@ -1,0 +1,46 @@
+"""The `messages` read model: each project's discussion thread in posting order."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+from uuid import UUID
+
+import asyncpg
+
+from helix.domain.project import ProjectMessagePosted
+from helix.eventstore import RecordedEvent
+from helix.eventstore.sql import load
+from projections.base import Tables
+from projections.stream import StreamProjection, live_tables, sql
+
+SQL = load("projections", "messages.sql")
+TABLES: tuple[str, ...] = ("project_messages_seen", "project_messages")
+LIVE = live_tables(TABLES)
+
+
+class MessagesProjection(StreamProjection):
+    name = "messages"
+    version = 1
+    event_types: ClassVar[frozenset[str]] = frozenset({"project.message_posted"})
+    tables = TABLES
+    seen = "project_messages_seen"
+
+    async def handle(
+        self, conn: asyncpg.Connection, event: RecordedEvent, decoded: Any, t: Tables
+    ) -> None:
+        if isinstance(decoded, ProjectMessagePosted):
+            await conn.execute(
+                sql(SQL, "posted", t), decoded.message_id, decoded.project_id,
+                decoded.role.value, decoded.author, decoded.content, decoded.at,
+            )  # fmt: skip
+
+
+PROJECTION = MessagesProjection()
+
+
+async def page(
+    conn: asyncpg.Connection, project_id: UUID, *, role: str | None, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    rows = await conn.fetch(sql(SQL, "page", LIVE), project_id, role, limit, offset)
+    total: int = await conn.fetchval(sql(SQL, "count", LIVE), project_id, role)
+    return list(rows), total

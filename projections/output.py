@@ -1,0 +1,53 @@
+"""The `output` read model: every output line of every job, pageable and tail-able."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+from uuid import UUID
+
+import asyncpg
+
+from helix.domain.job import JobPhaseOutput
+from helix.eventstore import RecordedEvent
+from helix.eventstore.sql import load
+from projections.base import Tables
+from projections.stream import StreamProjection, live_tables, sql
+
+SQL = load("projections", "output.sql")
+TABLES: tuple[str, ...] = ("job_output_seen", "job_output_lines")
+LIVE = live_tables(TABLES)
+
+
+class OutputProjection(StreamProjection):
+    name = "output"
+    version = 1
+    event_types: ClassVar[frozenset[str]] = frozenset({"job.phase_output"})
+    tables = TABLES
+    seen = "job_output_seen"
+
+    async def handle(
+        self, conn: asyncpg.Connection, event: RecordedEvent, decoded: Any, t: Tables
+    ) -> None:
+        if isinstance(decoded, JobPhaseOutput):
+            await conn.execute(
+                sql(SQL, "lines", t), decoded.job_id, decoded.phase, decoded.first_line_no,
+                decoded.stream.value, list(decoded.lines), decoded.at,
+            )  # fmt: skip
+
+
+PROJECTION = OutputProjection()
+
+
+async def page(
+    conn: asyncpg.Connection, job_id: UUID, *, phase: str | None, after: int, limit: int
+) -> list[asyncpg.Record]:
+    return list(await conn.fetch(sql(SQL, "page", LIVE), job_id, phase, after, limit))
+
+
+async def tail(conn: asyncpg.Connection, job_id: UUID, lines: int) -> list[asyncpg.Record]:
+    return list(await conn.fetch(sql(SQL, "tail", LIVE), job_id, lines))
+
+
+async def count(conn: asyncpg.Connection, job_id: UUID, phase: str | None) -> int:
+    total: int = await conn.fetchval(sql(SQL, "count", LIVE), job_id, phase)
+    return total

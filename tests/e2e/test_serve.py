@@ -1,0 +1,134 @@
+"""`helix serve` as a user runs it: a real process, its printed admin key, a clean SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+HELIX = [sys.executable, "-m", "helix.cli"]
+STARTUP_TIMEOUT = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELIX_")}
+    env.update(HELIX_DATABASE_URL=database_url, HELIX_DATA_DIR=str(tmp_path / "data"))
+    return env
+
+
+async def _helix(env: dict[str, str], *args: str, stdin: bytes | None = None) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *HELIX, *args, env=env, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(stdin), STARTUP_TIMEOUT)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode() + err.decode()
+
+
+class Server:
+    def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
+        self.proc = proc
+        self.url = url
+        self.lines: list[str] = []
+
+    async def read_until(self, marker: str) -> str:
+        assert self.proc.stdout is not None
+        while True:
+            raw = await asyncio.wait_for(self.proc.stdout.readline(), STARTUP_TIMEOUT)
+            if not raw:
+                raise AssertionError(f"helix serve ended before printing {marker!r}: {self.lines}")
+            line = raw.decode().strip()
+            self.lines.append(line)
+            if marker in line:
+                return line
+
+
+@pytest.fixture
+async def server(database_url: str, tmp_path: Path) -> AsyncIterator[Server]:
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *HELIX, "serve", "--port", str(port), env=_env(database_url, tmp_path),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    running = Server(proc, f"http://127.0.0.1:{port}")
+    try:
+        yield running
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def _wait_ready(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    for _ in range(600):
+        try:
+            async with session.get(f"{url}/readyz") as resp:
+                if resp.status == 200:
+                    body: dict[str, Any] = await resp.json()
+                    return body
+        except aiohttp.ClientConnectionError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError("helix serve never became ready")
+
+
+async def test_serve_prints_a_one_time_admin_key_serves_the_api_and_stops_cleanly_on_sigterm(
+    server: Server, database_url: str, tmp_path: Path
+) -> None:
+    key = (await server.read_until("admin API key:")).split(":", 1)[1].strip()
+    await server.read_until(f"serving on {server.url}")
+    admin = {"Authorization": f"Bearer {key}"}
+
+    async with aiohttp.ClientSession() as session:
+        ready = await _wait_ready(session, server.url)
+        assert ready["sequencer"]["leader"] is True
+        async with session.get(f"{server.url}/api/v1/users/me", headers=admin) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["role"] == "admin"
+
+        # Another command on the same database while the server runs.
+        env = _env(database_url, tmp_path)
+        code, out = await _helix(env, "users", "create", "bob", "--role", "worker",
+                                 "--password-stdin", stdin=b"a long password\n")  # fmt: skip
+        assert code == 0, out
+        code, bob_key = await _helix(env, "keys", "create", "--user", "bob", "--name", "ci")
+        assert code == 0, bob_key
+        assert bob_key.strip().startswith("hx_") and len(bob_key.strip().splitlines()) == 1
+        bob = {"X-API-Key": bob_key.strip()}
+        async with session.get(f"{server.url}/api/v1/users/me", headers=bob) as resp:
+            assert (await resp.json())["username"] == "bob"
+        login = {"username": "bob", "password": "a long password"}
+        async with session.post(f"{server.url}/api/v1/auth/login", json=login) as resp:
+            assert resp.status == 200
+
+    server.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(server.proc.wait(), STARTUP_TIMEOUT) == 0
+
+    # The admin key is printed only on the first start.
+    code, out = await _helix(_env(database_url, tmp_path), "users", "list")
+    assert code == 0 and "admin" in out and "bob" in out
+
+
+async def test_every_command_describes_its_options_in_help(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELIX_")}
+    code, out = await _helix(env, "serve", "--help")
+    assert code == 0 and "--host" in out and "--port" in out and "HELIX_PORT" in out
+    code, out = await _helix(env, "users", "create", "--help")
+    assert code == 0 and "--role" in out and "--password-stdin" in out
+    code, out = await _helix(env, "keys", "create", "--help")
+    assert code == 0 and "--user" in out and "--name" in out

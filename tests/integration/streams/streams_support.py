@@ -1,0 +1,135 @@
+"""Helpers of the live-stream tests: services that create projects and jobs, and reading
+server-sent events from a test client's response."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from aiohttp import ClientResponse
+
+from helix.domain import job
+from helix.domain.project import PhaseSpec
+from helix.services import Caller as ServiceCaller
+from helix.services import Services, system_caller
+from helix.streams import Tailer
+from helix.streams.client import Message, Parser
+
+PLAN = (PhaseSpec(name="plan"), PhaseSpec(name="build"))
+WORKER = system_caller("worker-1")
+
+
+async def settled_head(pool: asyncpg.Pool) -> int:
+    """The head once every committed event has a position."""
+    for _ in range(2000):
+        if not await pool.fetchval("SELECT count(*) FROM events WHERE position IS NULL"):
+            return int(await pool.fetchval("SELECT head_position FROM sequencer_state"))
+        await asyncio.sleep(0.01)
+    raise AssertionError("the sequencer did not position every event")
+
+
+async def tailer_at(tailer: Tailer, position: int) -> None:
+    for _ in range(2000):
+        if tailer.position >= position:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the tailer did not reach {position}")
+
+
+def as_service_caller(caller: Any) -> ServiceCaller:
+    return ServiceCaller(
+        user_id=caller.user_id,
+        name=caller.user.username,
+        actor=f"user:{caller.user_id}",
+        sees_everything=caller.user.role.value in ("admin", "auditor"),
+    )
+
+
+async def new_project(services: Services, owner: Any, name: str = "demo") -> uuid.UUID:
+    state = await services.projects.create(as_service_caller(owner), name=name, phases=PLAN)
+    assert state.id is not None
+    return state.id
+
+
+async def queued_job(services: Services, owner: Any, project_id: uuid.UUID) -> uuid.UUID:
+    who = as_service_caller(owner)
+    await services.projects.mark_ready(who, project_id)
+    execution = await services.projects.execute(who, project_id)
+    assert execution.job.id is not None
+    return execution.job.id
+
+
+async def run_job(services: Services, job_id: uuid.UUID, *, finish: bool = True) -> None:
+    claimed = await services.jobs.claim(WORKER, job_id, worker_id="w1")
+    token = claimed.fencing_token
+    now = services.jobs.writer.now()
+    steps: list[job.Command] = []
+    for phase in ("plan", "build"):
+        steps += [
+            job.StartPhase(fencing_token=token, phase=phase, at=now),
+            job.RecordOutput(
+                fencing_token=token,
+                phase=phase,
+                stream=job.OutputStream.STDOUT,
+                lines=(f"{phase} ok",),
+                at=now,
+            ),
+            job.CompletePhase(fencing_token=token, phase=phase, at=now),
+        ]
+    if finish:
+        steps.append(job.CompleteJob(fencing_token=token, at=now))
+    for step in steps:
+        await services.jobs.report(WORKER, job_id, step)
+
+
+class EventStream:
+    def __init__(self, resp: ClientResponse) -> None:
+        self.resp = resp
+        self.parser = Parser()
+        self.comments = 0
+
+    async def next(self, timeout: float = 20, *, comment: bool = False) -> Message | None:
+        """The next message (or with `comment`, the next comment too: then None); None when
+        the server ended the stream."""
+        async with asyncio.timeout(timeout):
+            while True:
+                raw = await self.resp.content.readline()
+                if not raw:
+                    return None
+                line = raw.decode().rstrip("\r\n")
+                if line.startswith(":"):
+                    self.comments += 1
+                    if comment:
+                        return None
+                message = self.parser.feed_line(line)
+                if message is not None:
+                    return message
+
+    async def until(self, stop: Callable[[list[Message]], bool]) -> list[Message]:
+        got: list[Message] = []
+        while not stop(got):
+            message = await self.next()
+            if message is None:
+                break
+            got.append(message)
+        return got
+
+    async def events(self, count: int) -> list[Message]:
+        got = await self.until(lambda m: len(events_of(m)) >= count)
+        return got
+
+
+def events_of(messages: list[Message]) -> list[Message]:
+    return [m for m in messages if m.event not in ("caught_up", "done")]
+
+
+def positions(messages: list[Message]) -> list[int]:
+    return [int(m.id) for m in events_of(messages) if m.id is not None]
+
+
+def data(message: Message) -> Any:
+    return json.loads(message.data)

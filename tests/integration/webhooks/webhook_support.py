@@ -1,0 +1,144 @@
+"""Helpers of the webhook tests: callers, a verifying receiver, waiting and reading rows."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import attrs
+from aiohttp import web
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from helix.auth.records import UserRecord
+from helix.domain.user import UserRole
+from helix.services import Caller as ServiceCaller
+
+WAIT = 20.0  # an upper bound on waiting for deliveries, never a pass/fail timing
+
+
+@attrs.frozen(kw_only=True)
+class Caller:
+    user: UserRecord
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    @property
+    def service(self) -> ServiceCaller:
+        return ServiceCaller(
+            user_id=str(self.user.user_id),
+            name=self.user.username,
+            actor=f"user:{self.user.user_id}",
+            sees_everything=self.user.role == UserRole.ADMIN,
+        )
+
+
+@attrs.define
+class Received:
+    webhook_id: str
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    verified: bool
+
+
+@attrs.define
+class Receiver:
+    """An aiohttp server that answers `status` (a callable may vary it per request) and
+    verifies every request's signature against `secrets` with the standardwebhooks library."""
+
+    port: int
+    secrets: list[str] = attrs.field(factory=list)
+    status: Callable[[Received], int] = lambda _r: 200
+    headers: dict[str, str] = attrs.field(factory=dict)
+    received: list[Received] = attrs.field(factory=list)
+    runner: web.AppRunner | None = None
+    arrived: asyncio.Condition = attrs.field(factory=asyncio.Condition)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def _verified(self, raw: bytes, headers: dict[str, str]) -> bool:
+        for secret in self.secrets:
+            try:
+                Webhook(secret).verify(raw, headers)
+                return True
+            except WebhookVerificationError:
+                continue
+        return False
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        got = Received(
+            webhook_id=headers.get("webhook-id", ""),
+            path=request.path,
+            body=json.loads(raw),
+            headers=headers,
+            verified=self._verified(raw, headers),
+        )
+        self.received.append(got)
+        async with self.arrived:
+            self.arrived.notify_all()
+        return web.Response(status=self.status(got), text="ok", headers=self.headers)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hook{tail:.*}", self.handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    async def wait_for(self, predicate: Callable[[list[Received]], bool]) -> None:
+        async def reached() -> None:
+            async with self.arrived:
+                await self.arrived.wait_for(lambda: predicate(self.received))
+
+        await asyncio.wait_for(reached(), WAIT)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]]) -> None:
+    """Poll `check` until it holds (bounded by WAIT)."""
+
+    async def loop() -> None:
+        while not await check():  # noqa: ASYNC110 (the database has no event to wait on)
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(loop(), WAIT)
+
+
+async def delivery_rows(pool: asyncpg.Pool, endpoint_id: str) -> list[asyncpg.Record]:
+    return list(
+        await pool.fetch(
+            "SELECT * FROM webhook_deliveries WHERE endpoint_id = $1 ORDER BY position",
+            uuid.UUID(endpoint_id),
+        )
+    )
+
+
+async def attempt_rows(pool: asyncpg.Pool, delivery_id: uuid.UUID) -> list[asyncpg.Record]:
+    return list(
+        await pool.fetch(
+            "SELECT * FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt", delivery_id
+        )
+    )

@@ -1,0 +1,405 @@
+"""Random command sequences through the services: the read models always equal a fold of the
+stored events, and rebuilt projections equal the inline ones row for row."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from helix.bootstrap import LogNode
+from helix.config import Settings
+from helix.domain import job, project
+from helix.domain.job import JobState, OutputStream, PhaseStatus
+from helix.domain.project import MessageRole, PhaseSpec, ProjectState
+from helix.errors import HelixError
+from helix.services import Caller, JobService, ProjectService, Writer, system_caller
+from projections import registry
+from projections.rebuild import rebuild
+from projections.stream import to_json
+
+USERS = (
+    Caller(user_id="u1", name="ann", actor="user:u1"),
+    Caller(user_id="u2", name="ben", actor="user:u2"),
+)
+WORKER = system_caller("worker")
+PLANS = (
+    (PhaseSpec(name="plan"),),
+    (PhaseSpec(name="plan"), PhaseSpec(name="build", command=("make",)), PhaseSpec(name="test")),
+)
+READ_TABLES = [t for p in registry.DOMAIN for t in p.tables]
+
+slot = st.integers(0, 1)
+job_commands = st.tuples(
+    st.just("job"),
+    slot,
+    st.sampled_from(
+        ["advance"] * 14
+        + [
+            "claim",
+            "start",
+            "output",
+            "cost",
+            "file",
+            "complete_phase",
+            "complete_phase",
+            "fail_phase",
+            "complete",
+            "fail",
+            "cancel",
+            "ack",
+            "expire",
+            "skip",
+        ]
+    ),
+)
+BY_KIND: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
+    "create": st.tuples(st.just("create"), slot, st.integers(0, 1), st.booleans()),
+    # Create (if needed), make ready and execute: most programs get a job to drive.
+    "run": st.tuples(st.just("run"), slot, st.integers(0, 1)),
+    "message": st.tuples(
+        st.just("message"), slot, st.sampled_from(list(MessageRole)), st.sampled_from(["hi", " "])
+    ),
+    "update": st.tuples(
+        st.just("update"), slot, st.sampled_from(["renamed", "", None]), st.booleans()
+    ),
+    "plan": st.tuples(st.just("plan"), slot, st.integers(0, 1)),
+    "project": st.tuples(st.just("project"), slot, st.sampled_from(
+        ["ready", "execute", "execute_from", "pause", "resume", "cancel", "archive"])),
+    "job": job_commands,
+    "tick": st.tuples(st.just("tick"), st.integers(1, 60)),
+}  # fmt: skip
+# Job commands are most of a program: a run has many steps.
+KINDS = ["create", "run", "run", "message", "update", "plan", "project", "tick", *["job"] * 10]
+operations = st.sampled_from(KINDS).flatmap(lambda kind: BY_KIND[kind])
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+class Model:
+    """Drives the services; remembers project ids and their jobs' fencing tokens."""
+
+    def __init__(self, node: LogNode) -> None:
+        self.clock = Clock()
+        writer = Writer(node.store, now=self.clock)
+        config = Settings(max_projects_per_user=3, max_concurrent_jobs=2)
+        self.projects = ProjectService(writer, config)
+        self.jobs = JobService(writer, config)
+        self.slots: dict[int, uuid.UUID] = {}
+        self.owner: dict[int, Caller] = {}
+
+    async def run(self, op: tuple[Any, ...]) -> None:
+        # Refused commands must change nothing, which the comparison checks.
+        with contextlib.suppress(HelixError):
+            await self._run(op)
+
+    async def _latest(self, slot: int) -> JobState | None:
+        pid = self.slots.get(slot)
+        if pid is None:
+            return None
+        state = await self._project(pid)
+        if state.latest_job_id is None:
+            return None
+        return await self._job(state.latest_job_id)
+
+    async def _project(self, pid: uuid.UUID) -> ProjectState:
+        events = await self.projects.writer.store.read_stream(project.stream_id(pid))
+        return project.fold(self.projects.writer.store.decode(e) for e in events)
+
+    async def _job(self, jid: uuid.UUID) -> JobState:
+        events = await self.jobs.writer.store.read_stream(job.stream_id(jid))
+        return job.fold(self.jobs.writer.store.decode(e) for e in events)
+
+    async def _run(self, op: tuple[Any, ...]) -> None:
+        kind = op[0]
+        if kind == "tick":
+            self.clock.at += timedelta(seconds=op[1])
+            return
+        slot = op[1]
+        if kind == "run":
+            if slot not in self.slots:
+                who = USERS[op[2]]
+                plan = PLANS[op[2]]  # ann's runs have one phase, ben's three
+                state = await self.projects.create(who, name=f"p{slot}", phases=plan)
+                assert state.id is not None
+                self.slots[slot], self.owner[slot] = state.id, who
+            pid, who = self.slots[slot], self.owner[slot]
+            for step in ("ready", "execute"):
+                with contextlib.suppress(HelixError):
+                    await self._project_command(who, pid, step)
+            return
+        if kind == "create":
+            who = USERS[op[2]]
+            state = await self.projects.create(
+                who, name=f"p{slot}", phases=PLANS[1] if op[3] else ()
+            )
+            assert state.id is not None
+            self.slots[slot], self.owner[slot] = state.id, who
+            return
+        pid = self.slots.get(slot)
+        if pid is None:
+            return
+        who = self.owner[slot]
+        if kind == "message":
+            await self.projects.post_message(who, pid, content=op[3], role=op[2])
+        elif kind == "update":
+            await self.projects.update(who, pid, name=op[2], description="d" if op[3] else None)
+        elif kind == "plan":
+            await self.projects.update(who, pid, phases=PLANS[op[2]])
+        elif kind == "project":
+            await self._project_command(who, pid, op[2])
+        elif kind == "job":
+            await self._job_command(who, slot, op[2])
+
+    async def _project_command(self, who: Caller, pid: uuid.UUID, name: str) -> None:
+        service = self.projects
+        match name:
+            case "ready":
+                await service.mark_ready(who, pid)
+            case "execute":
+                await service.execute(who, pid, model="m")
+            case "execute_from":
+                await service.execute(who, pid, start_phase="build")
+            case "pause":
+                await service.pause(who, pid)
+            case "resume":
+                await service.resume(who, pid)
+            case "cancel":
+                await service.cancel(who, pid)
+            case "archive":
+                await service.archive(who, pid)
+
+    async def _job_command(self, who: Caller, slot: int, name: str) -> None:
+        state = await self._latest(slot)
+        if state is None or state.id is None:
+            return
+        jid, token, at = state.id, state.fencing_token, self.clock()
+        phase = state.running_phase or state.next_phase
+        phase_name = phase.name if phase else "plan"
+        command: job.Command
+        if name == "advance":
+            name = self._next_step(state)
+        match name:
+            case "claim":
+                await self.jobs.claim(WORKER, jid, worker_id="w", lease_s=90)
+                return
+            case "cancel":
+                await self.jobs.cancel(who, jid)
+                return
+            case "expire":
+                await self.jobs.expire_lease(WORKER, jid, token)
+                return
+            case "start":
+                command = job.StartPhase(fencing_token=token, phase=phase_name, at=at)
+            case "skip":
+                command = job.SkipPhase(fencing_token=token, phase=phase_name, reason="n/a", at=at)
+            case "output":
+                command = job.RecordOutput(
+                    fencing_token=token, phase=phase_name, stream=OutputStream.STDOUT,
+                    lines=("a", "b"), at=at,
+                )  # fmt: skip
+            case "cost":
+                command = job.RecordCost(
+                    fencing_token=token, phase=phase_name, tokens=7, usd=0.1, at=at
+                )
+            case "file":
+                command = job.RecordFile(
+                    fencing_token=token, phase=phase_name, path="f.txt", size=1, sha256="a" * 64,
+                    at=at,
+                )  # fmt: skip
+            case "complete_phase":
+                command = job.CompletePhase(fencing_token=token, phase=phase_name, at=at)
+            case "fail_phase":
+                command = job.FailPhase(fencing_token=token, phase=phase_name, error="x", at=at)
+            case "complete":
+                command = job.CompleteJob(fencing_token=token, at=at)
+            case "fail":
+                command = job.FailJob(fencing_token=token, error="gave up", at=at)
+            case _:
+                command = job.AcknowledgeCancel(fencing_token=token, at=at)
+        await self.jobs.report(WORKER, jid, command)
+
+    @staticmethod
+    def _next_step(state: JobState) -> str:
+        """What a well-behaved worker would do next."""
+        if state.status is job.JobStatus.QUEUED:
+            return "claim"
+        if state.cancel_requested:
+            return "ack"
+        running = state.running_phase
+        if running is not None:
+            return "output" if running.output_lines == 0 else "complete_phase"
+        return "start" if state.next_phase is not None else "complete"
+
+
+# --- the fold and the comparison --------------------------------------------------------------
+
+
+def project_row(state: ProjectState, version: int) -> dict[str, Any]:
+    return {
+        "project_id": state.id,
+        "name": state.name,
+        "description": state.description,
+        "project_type": state.project_type,
+        "owner": state.owner,
+        "status": state.status.value if state.status else None,
+        "archived": state.archived,
+        "phases": to_json(list(state.phases)),
+        "latest_job_id": state.latest_job_id,
+        "message_count": len(state.messages),
+        "created_at": state.created_at,
+        "updated_at": state.updated_at,
+        "version": version,
+    }
+
+
+def job_row(state: JobState, version: int) -> dict[str, Any]:
+    names = [
+        "project_id", "owner", "start_phase", "model", "requested_by", "worker_id",
+        "fencing_token", "lease_expires_at", "attempt", "max_attempts", "not_before", "progress",
+        "cost_tokens", "cost_usd", "error", "cancel_requested", "cancel_reason", "dead_lettered",
+        "created_at", "started_at", "finished_at", "updated_at",
+    ]  # fmt: skip
+    row = {name: getattr(state, name) for name in names}
+    row.update(job_id=state.id, status=state.status.value if state.status else None)
+    row["version"] = version
+    return row
+
+
+def phase_rows(state: JobState) -> list[dict[str, Any]]:
+    return [
+        {
+            "job_id": state.id,
+            "ordinal": n,
+            "name": p.name,
+            "command": to_json(p.command),
+            "timeout_s": p.timeout_s,
+            "capabilities": to_json(p.capabilities),
+            "env": p.env,
+            "status": p.status.value,
+            "started_at": p.started_at,
+            "finished_at": p.finished_at,
+            "output_lines": p.output_lines,
+            "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in p.files],
+            "cost_tokens": p.cost_tokens,
+            "cost_usd": p.cost_usd,
+            "exit_code": p.exit_code,
+            "error": p.error,
+            "skip_reason": p.skip_reason,
+        }
+        for n, p in enumerate(state.phases, start=1)
+    ]
+
+
+def normal(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """JSON lists for tuples, so that folded and stored values compare equal."""
+    return [{k: list(v) if isinstance(v, tuple) else v for k, v in r.items()} for r in rows]
+
+
+async def rows(pool: asyncpg.Pool, query: str, *args: Any) -> list[dict[str, Any]]:
+    return [dict(r) for r in await pool.fetch(query, *args)]
+
+
+async def assert_read_models_equal_the_fold(node: LogNode) -> None:
+    store, pool = node.store, node.store.pool
+    for (stream_id,) in await pool.fetch("SELECT stream_id FROM streams ORDER BY stream_id"):
+        recorded = await store.read_stream(stream_id)
+        events = [store.decode(e) for e in recorded]
+        version = recorded[-1].version
+        if stream_id.startswith("project-"):
+            state = project.fold(events)
+            stored = await rows(pool, "SELECT * FROM projects WHERE project_id = $1", state.id)
+            assert normal(stored) == normal([project_row(state, version)])
+            messages = await rows(
+                pool,
+                "SELECT message_id, seq, role, author, content, at FROM project_messages "
+                "WHERE project_id = $1 ORDER BY seq",
+                state.id,
+            )
+            assert messages == [
+                {"message_id": m.message_id, "seq": n, "role": m.role.value, "author": m.author,
+                 "content": m.content, "at": m.at}
+                for n, m in enumerate(state.messages, start=1)
+            ]  # fmt: skip
+        else:
+            jstate = job.fold(events)
+            stored = await rows(pool, "SELECT * FROM jobs WHERE job_id = $1", jstate.id)
+            assert stored == [job_row(jstate, version)]
+            phases = await rows(
+                pool, "SELECT * FROM job_phases WHERE job_id = $1 ORDER BY ordinal", jstate.id
+            )
+            assert normal(phases) == normal(phase_rows(jstate))
+            lines = await rows(
+                pool,
+                "SELECT phase, line_no, line FROM job_output_lines WHERE job_id = $1 ORDER BY seq",
+                jstate.id,
+            )
+            expected = [
+                {"phase": e.phase, "line_no": e.first_line_no + i, "line": line}
+                for e in events if isinstance(e, job.JobPhaseOutput)
+                for i, line in enumerate(e.lines)
+            ]  # fmt: skip
+            assert lines == expected
+            assert not (jstate.is_terminal and any(
+                p.status in (PhaseStatus.PENDING, PhaseStatus.RUNNING) for p in jstate.phases
+            ))  # fmt: skip
+
+
+async def dump(pool: asyncpg.Pool) -> dict[str, list[dict[str, Any]]]:
+    return {t: await rows(pool, f"SELECT * FROM {t} ORDER BY 1, 2") for t in READ_TABLES}
+
+
+async def settle(pool: asyncpg.Pool, node: LogNode) -> None:
+    for _ in range(500):
+        if not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM events WHERE position IS NULL)"):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the sequencer did not position every event")
+
+
+async def reset(pool: asyncpg.Pool) -> None:
+    # The sequencer's head stays: new events simply continue the log's positions.
+    tables = ", ".join(["events", "streams", "projection_checkpoints", *READ_TABLES])
+    await pool.execute(f"TRUNCATE {tables}")
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+# Every program starts with a run on slot 0, so that every example drives at least one job.
+@given(
+    program=st.lists(operations, min_size=15, max_size=40).map(lambda ops: [("run", 0, 0), *ops])
+)
+async def test_read_models_equal_the_fold_and_rebuilds_equal_the_inline_ones(
+    node: LogNode, program: list[tuple[Any, ...]]
+) -> None:
+    pool = node.store.pool
+    await reset(pool)
+    model = Model(node)
+    for op in program:
+        await model.run(op)
+
+    await assert_read_models_equal_the_fold(node)
+    statuses = await pool.fetch("SELECT DISTINCT status FROM jobs")
+    for row in statuses:
+        event(f"a job ended {row['status']}")
+
+    await settle(pool, node)
+    inline = await dump(pool)
+    for projection in registry.DOMAIN:
+        await rebuild(node.store, projection, batch_size=7)
+    assert await dump(pool) == inline

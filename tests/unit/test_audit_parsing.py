@@ -1,0 +1,79 @@
+"""Parsing the audit filters and `as_of`: positions, RFC 3339 times, type globs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from helix.audit.filters import EventFilter, check_range, parse_time, parse_types, parse_uuid
+from helix.audit.time_travel import MAX_POSITION, AsOf, parse_as_of
+from helix.errors import ValidationError
+
+
+def test_an_as_of_of_digits_is_a_log_position() -> None:
+    assert parse_as_of("0") == AsOf(position=0)
+    assert parse_as_of(" 42 ") == AsOf(position=42)
+
+
+def test_an_as_of_with_an_offset_is_an_instant() -> None:
+    assert parse_as_of("2026-01-31T12:00:00Z") == AsOf(time=datetime(2026, 1, 31, 12, tzinfo=UTC))
+    found = parse_as_of("2026-01-31T14:00:00.123456+02:00").time
+    assert found == datetime(2026, 1, 31, 12, 0, 0, 123456, tzinfo=UTC)
+    assert found is not None and found.utcoffset() == timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    "raw", ["", "-1", "+3", "1.5", "yesterday", "2026-01-31T12:00:00", "2026-01-31", "12:00Z"]
+)
+def test_anything_else_as_as_of_is_refused_naming_the_field(raw: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        parse_as_of(raw)
+    assert refused.value.details["field"] == "as_of"
+
+
+def test_a_position_past_the_largest_one_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        parse_as_of(str(MAX_POSITION + 1))
+
+
+def test_times_need_an_offset_and_accept_a_lowercase_z() -> None:
+    assert parse_time("2026-01-31t12:00:00z", "since") == datetime(2026, 1, 31, 12, tzinfo=UTC)
+    assert parse_time("2026-01-31T12:00:00-05:00", "until").tzinfo == timezone(timedelta(hours=-5))
+    with pytest.raises(ValidationError) as refused:
+        parse_time("2026-01-31T12:00:00", "until")
+    assert refused.value.details["field"] == "until"
+
+
+def test_type_globs_may_be_repeated_or_comma_separated_and_are_deduplicated() -> None:
+    assert parse_types(["job.*, project.created", "job.*", ",", "auth.login_*"]) == (
+        "job.*",
+        "project.created",
+        "auth.login_*",
+    )
+    assert parse_types([]) == ()
+
+
+def test_a_range_that_ends_before_it_starts_is_refused() -> None:
+    start = datetime(2026, 1, 2, tzinfo=UTC)
+    check_range(start, start)
+    check_range(None, start)
+    with pytest.raises(ValidationError):
+        check_range(start, start - timedelta(microseconds=1))
+
+
+def test_a_project_id_must_be_a_uuid() -> None:
+    value = uuid.uuid4()
+    assert parse_uuid(str(value), "project_id") == value
+    with pytest.raises(ValidationError):
+        parse_uuid("nope", "project_id")
+
+
+def test_a_filter_becomes_the_query_parameters_with_globs_as_like_patterns() -> None:
+    selection = EventFilter(after=3, types=("job.*", "a_b?"), actor="user:1", viewer="u")
+    args = selection.query_args(10)
+    assert args[:3] == (3, 10, None)
+    assert args[5] == ["job.%", "a\\_b_"]
+    assert args[6] == "user:1" and args[-1] == "u"
+    assert EventFilter().query_args(1)[5] is None

@@ -1,0 +1,100 @@
+"""Password hashes, API keys, JWTs and the token bucket, without a database."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+
+from helix.api.ratelimit import TokenBuckets
+from helix.auth import keys, passwords
+from helix.auth.tokens import TokenVerifier, issue_token
+from helix.config import Settings
+from helix.errors import Unauthorized
+
+SECRET = "a-test-secret-that-is-long-enough-for-hs256"
+
+
+def test_a_password_verifies_against_its_hash_and_nothing_else() -> None:
+    stored = passwords.hash_password("correct horse")
+
+    assert stored.startswith("scrypt$") and "correct horse" not in stored
+    assert passwords.verify_password("correct horse", stored)
+    assert not passwords.verify_password("correct horsf", stored)
+    assert not passwords.verify_password("correct horse", "garbage")
+    assert passwords.hash_password("correct horse") != stored  # salted
+
+
+def test_short_and_huge_passwords_are_refused() -> None:
+    assert passwords.password_problem("short")
+    assert passwords.password_problem("x" * 2000)
+    assert passwords.password_problem("long enough") is None
+
+
+def test_api_keys_are_random_prefixed_and_matched_by_their_hash() -> None:
+    key = keys.generate_key()
+
+    assert key.startswith("hx_") and keys.looks_like_key(key)
+    assert keys.prefix_of(key) == key[:12]
+    assert keys.key_matches(key, keys.key_sha256(key))
+    assert not keys.key_matches(keys.generate_key(), keys.key_sha256(key))
+    assert not keys.looks_like_key("hx_short")
+
+
+def test_an_issued_token_verifies_and_carries_the_claims() -> None:
+    settings = Settings()
+    user_id = uuid.uuid4()
+    token, expires = issue_token(SECRET, settings, user_id=user_id, username="a", role="user")
+
+    claims = TokenVerifier(SECRET, settings).verify(token)
+
+    assert claims.subject == str(user_id) and claims.role == "user" and not claims.external
+    assert expires > datetime.now(UTC)
+    raw = jwt.decode(token, options={"verify_signature": False})
+    assert {"exp", "iss", "aud", "sub", "role"} <= set(raw)
+
+
+def test_a_token_from_another_secret_or_expired_is_refused() -> None:
+    settings = Settings()
+    verifier = TokenVerifier(SECRET, settings)
+    old = datetime.now(UTC) - timedelta(hours=3)
+    expired, _ = issue_token(SECRET, settings, user_id=uuid.uuid4(), username="a", role="user",
+                             now=old)  # fmt: skip
+    forged, _ = issue_token("x" * 40, settings, user_id=uuid.uuid4(), username="a", role="admin")
+
+    for token in (expired, forged, "junk"):
+        with pytest.raises(Unauthorized):
+            verifier.verify(token)
+
+
+def test_an_external_issuer_needs_an_audience_and_a_key() -> None:
+    with pytest.raises(ValueError):
+        TokenVerifier(SECRET, Settings(external_jwt_issuer="chat", external_jwt_secret="s" * 32))
+    with pytest.raises(ValueError):
+        TokenVerifier(SECRET, Settings(external_jwt_issuer="chat", external_jwt_audience="h"))
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_bucket_allows_a_burst_then_refills_at_the_rate() -> None:
+    clock = FakeClock()
+    buckets = TokenBuckets(60, 3, clock=clock, wall=clock)
+
+    verdicts = [buckets.take("a") for _ in range(4)]
+
+    assert [v.allowed for v in verdicts] == [True, True, True, False]
+    assert [v.remaining for v in verdicts] == [2, 1, 0, 0]
+    assert verdicts[-1].retry_after == 1
+    assert buckets.take("b").allowed  # buckets are per key
+    clock.now += 1.0  # one token a second
+    assert buckets.take("a").allowed
+    assert not buckets.take("a").allowed
+    assert buckets.take("a").reset_at == int(clock.now) + 3

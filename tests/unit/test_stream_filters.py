@@ -1,0 +1,105 @@
+"""Stream filters and the visibility rule, without a database."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from helix.errors import ValidationError
+from helix.eventstore import RecordedEvent
+from helix.streams import Filter, Frame, Scope, Viewer, may_see, parse_types
+from helix.streams.filters import compile_types
+
+ALICE = Viewer(user_id="alice")
+ADMIN = Viewer(user_id="root", sees_everything=True)
+PROJECT = uuid.uuid4()
+
+
+def event(
+    type: str = "job.queued",
+    stream_id: str = "job-1",
+    project_id: uuid.UUID | None = PROJECT,
+    position: int = 1,
+) -> RecordedEvent:
+    return RecordedEvent(
+        event_id=uuid.uuid4(),
+        stream_id=stream_id,
+        stream_type=stream_id.split("-")[0],
+        version=1,
+        position=position,
+        project_id=project_id,
+        type=type,
+        schema_version=1,
+        data={},
+        metadata={},
+        recorded_at=datetime.now(UTC),
+    )
+
+
+def test_type_globs_match_whole_names_like_the_sql_filter_does() -> None:
+    pattern = compile_types(("job.*", "project.?reated"))
+    assert pattern is not None
+
+    assert pattern.fullmatch("job.phase_started")
+    assert pattern.fullmatch("project.created")
+    assert not pattern.fullmatch("myjob.queued")
+    assert not pattern.fullmatch("job")
+    assert compile_types(()) is None
+
+
+def test_types_are_parsed_from_a_comma_list_or_a_list_and_bad_ones_refused() -> None:
+    assert parse_types("job.*, project.created,,") == ("job.*", "project.created")
+    assert parse_types(["job.*", "job.*"]) == ("job.*",)
+    assert parse_types(None) == ()
+    for bad in ("job.%", "a b", ["x", 3], ",".join(["t"] * 40 + [f"t{i}" for i in range(40)])):
+        with pytest.raises(ValidationError):
+            parse_types(bad)  # type: ignore[arg-type]
+
+
+def test_stream_names_are_job_project_or_all() -> None:
+    job_id = uuid.uuid4()
+
+    assert Scope.parse(f"job:{job_id}") == Scope.job(job_id)
+    assert Scope.parse(f"job:{job_id}").stream_id == f"job-{job_id}"
+    assert str(Scope.parse(f"project:{job_id}")) == f"project:{job_id}"
+    assert Scope.parse("all") == Scope.everything()
+    for bad in ("jobs:all", "job:nope", "", "project:"):
+        with pytest.raises(ValidationError):
+            Scope.parse(bad)
+
+
+def test_a_user_sees_their_projects_and_their_own_user_stream_and_nothing_else() -> None:
+    assert may_see(ALICE, event(), owner="alice")
+    assert not may_see(ALICE, event(), owner="bob")
+    assert not may_see(ALICE, event(), owner=None)
+    assert may_see(ALICE, event(stream_id="user-alice", project_id=None), owner=None)
+    assert not may_see(ALICE, event(stream_id="user-bob", project_id=None), owner=None)
+    assert not may_see(ALICE, event(stream_id="auth-failures-x", project_id=None), owner=None)
+    assert may_see(ADMIN, event(stream_id="user-bob", project_id=None), owner=None)
+
+
+def test_a_filter_combines_scope_types_and_visibility() -> None:
+    job = Filter(Scope.job(uuid.UUID(int=1)), ALICE, ("job.*",))
+    project = Filter(Scope.project(PROJECT), ALICE)
+    mine = Frame(event(stream_id=f"job-{uuid.UUID(int=1)}"), "alice")
+    theirs = Frame(event(stream_id=f"job-{uuid.UUID(int=1)}"), "bob")
+    other_type = Frame(event(type="project.updated", stream_id=f"job-{uuid.UUID(int=1)}"), "alice")
+
+    assert job.matches(mine) and project.matches(mine)
+    assert not job.matches(theirs) and not project.matches(theirs)
+    assert not job.matches(other_type) and project.matches(other_type)
+    assert job.read_args() == {
+        "stream_id": f"job-{uuid.UUID(int=1)}",
+        "project_id": None,
+        "types": ["job.*"],
+    }
+    assert project.read_args()["project_id"] == PROJECT
+
+
+def test_a_frame_renders_the_envelope_once() -> None:
+    frame = Frame(event(position=7), "alice")
+
+    assert frame.json is frame.json
+    assert '"position":7' in frame.json and '"project_id":"' in frame.json
