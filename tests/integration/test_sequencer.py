@@ -14,11 +14,12 @@ def ev(n: int) -> EncodedEvent:
 
 
 async def _leader(sequencers: list[Sequencer], timeout: float = 10.0) -> Sequencer:
+    """The one sequencer that believes it leads. Right after a kill the old leader may still
+    believe it for a moment (until its next query fails); wait until exactly one does."""
     async with asyncio.timeout(timeout):
         while True:
             leaders = [s for s in sequencers if s.is_leader]
-            if leaders:
-                assert len(leaders) == 1
+            if len(leaders) == 1:
                 return leaders[0]
             await asyncio.sleep(0.02)
 
