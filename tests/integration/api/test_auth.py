@@ -372,3 +372,37 @@ async def test_the_jwt_secret_is_generated_once_and_shared_through_the_database(
     resp = await other_node_client.get("/api/v1/users/me", headers=token_for(user))
 
     assert resp.status == 200
+
+
+async def test_external_issuer_tokens_signed_with_a_private_key_verify_with_its_public_key(
+    make_client: Any,
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    client = await make_client(
+        external_jwt_public_key=public_pem,
+        external_jwt_issuer="https://chat.example",
+        external_jwt_audience="helix-api",
+    )
+    claims = {
+        "sub": "chat|42",
+        "iss": "https://chat.example",
+        "aud": "helix-api",
+        "exp": datetime.now(UTC) + timedelta(minutes=5),
+    }
+    token = jwt.encode(claims, private, algorithm="RS256")
+    me = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status == 200
+    assert (await me.json())["external"] is True
+
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = jwt.encode(claims, other, algorithm="RS256")
+    resp = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {forged}"})
+    assert resp.status == 401
