@@ -279,6 +279,8 @@ class Accounts:
                 username=user.username, user_id=user.user_id, reason=reason, at=now
             )
         )
+        if reason is None:  # the caller has proven who they are: the event names them
+            metadata = {**metadata, "actor": f"user:{user.user_id}"}
         async with self.store.transaction() as conn:
             locked = await self._locked(conn, user.user_id)
             await self._append(

@@ -261,3 +261,4 @@ async def test_logins_keys_and_role_changes_are_events_with_actor_and_source(
     by_type = {e["type"]: e for e in events}
     assert by_type["user.role_changed"]["metadata"]["actor"].startswith("key:")
     assert by_type["api_key.created"]["metadata"]["actor"].startswith("key:")
+    assert by_type["auth.login_succeeded"]["metadata"]["actor"] == f"user:{carol.user_id}"
