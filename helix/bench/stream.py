@@ -25,7 +25,6 @@ import asyncpg
 import attrs
 from aiohttp import web
 
-from helix.api import streams as stream_routes
 from helix.api.app import create_app
 from helix.api.streams import TAILER
 from helix.auth.accounts import Accounts
@@ -197,17 +196,6 @@ async def catch_up(node: LogNode, base: str, key: str, total: int) -> tuple[floa
     return sse_rate, raw_rate
 
 
-def streaming_app(node: LogNode, settings: Settings) -> web.Application:
-    app = create_app(node, settings)
-    if TAILER not in app and not any(
-        r.resource is not None and r.resource.canonical == "/api/v1/ws" for r in app.router.routes()
-    ):
-        app.add_routes(stream_routes.routes)
-    if not any(getattr(c, "__name__", "") == "_streams" for c in app.cleanup_ctx):
-        stream_routes.install(app)
-    return app
-
-
 async def run(
     url: str,
     settings: Settings,
@@ -227,7 +215,6 @@ async def run(
         user = await accounts.create_user("bench", UserRole.ADMIN, None, metadata=METADATA)
         _, key = await accounts.create_key(user.user_id, "bench", metadata=METADATA)
         app = create_app(node, settings)
-        stream_routes.install(app)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

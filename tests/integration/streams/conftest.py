@@ -10,13 +10,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from helix.api import streams as stream_routes
-from helix.api.app import create_app
 from helix.bootstrap import LogNode
 from helix.config import Settings
 from helix.services import Services
@@ -45,6 +42,9 @@ other_user = _api.other_user
 worker = _api.worker
 auditor = _api.auditor
 token_for = _api.token_for
+app = _api.app
+client = _api.client
+make_client = _api.make_client
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
@@ -58,34 +58,6 @@ def settings() -> Settings:
         stream_heartbeat_interval=5.0,
         stream_poll_interval=1.0,
     )
-
-
-def streaming_app(node: LogNode, settings: Settings) -> web.Application:
-    app = create_app(node, settings)
-    if not any(r.resource and r.resource.canonical == "/api/v1/ws" for r in app.router.routes()):
-        app.add_routes(stream_routes.routes)  # until app.py lists helix.api.streams
-    stream_routes.install(app)
-    return app
-
-
-@pytest.fixture
-def app(node: LogNode, settings: Settings) -> web.Application:
-    return streaming_app(node, settings)
-
-
-@pytest.fixture
-async def client(aiohttp_client: AiohttpClient, app: web.Application) -> TestClient[Any, Any]:
-    return await aiohttp_client(app)
-
-
-@pytest.fixture
-def make_client(
-    aiohttp_client: AiohttpClient, node: LogNode, settings: Settings
-) -> Callable[..., Awaitable[TestClient[Any, Any]]]:
-    async def make(**changes: Any) -> TestClient[Any, Any]:
-        return await aiohttp_client(streaming_app(node, attrs.evolve(settings, **changes)))
-
-    return make
 
 
 @pytest.fixture
