@@ -63,6 +63,21 @@ class Settings:
     max_projects_per_user: int = 100
     max_concurrent_jobs: int = 3
     output_tail_lines: int = 20
+    # --- workers: the lease a claim grants (every report and heartbeat renews it), how often
+    # workers heartbeat and when a silent one is offline, retries of a job whose lease ran out
+    # (backoff base and cap in seconds), the reaper's interval, the longest claim long-poll,
+    # the phase templates file (JSON: {"templates": {name: [phase, ...]}}) and the template a
+    # project created without phases gets ---
+    worker_lease_s: float = 60.0
+    worker_heartbeat_interval: float = 5.0
+    worker_offline_after: float = 30.0
+    job_max_attempts: int = 3
+    job_retry_base_s: float = 5.0
+    job_retry_cap_s: float = 300.0
+    reaper_interval: float = 1.0
+    claim_max_wait: float = 60.0
+    phase_templates_file: Path | None = None
+    default_template: str = "ai-development"
     projection_batch_size: int = 500
     projection_poll_interval: float = 1.0
     # --- webhooks: retry delays in seconds (the first is the first attempt's; one attempt per
@@ -108,6 +123,18 @@ class Settings:
             max_projects_per_user=_int(env, "HELIX_MAX_PROJECTS_PER_USER", 100),
             max_concurrent_jobs=_int(env, "HELIX_MAX_CONCURRENT_JOBS", 3),
             output_tail_lines=_int(env, "HELIX_OUTPUT_TAIL_LINES", 20),
+            worker_lease_s=_float(env, "HELIX_WORKER_LEASE_S", 60.0),
+            worker_heartbeat_interval=_float(env, "HELIX_WORKER_HEARTBEAT_INTERVAL", 5.0),
+            worker_offline_after=_float(env, "HELIX_WORKER_OFFLINE_AFTER", 30.0),
+            job_max_attempts=_int(env, "HELIX_JOB_MAX_ATTEMPTS", 3),
+            job_retry_base_s=_float(env, "HELIX_JOB_RETRY_BASE_S", 5.0),
+            job_retry_cap_s=_float(env, "HELIX_JOB_RETRY_CAP_S", 300.0),
+            reaper_interval=_float(env, "HELIX_REAPER_INTERVAL", 1.0),
+            claim_max_wait=_float(env, "HELIX_CLAIM_MAX_WAIT", 60.0),
+            phase_templates_file=Path(env["HELIX_PHASE_TEMPLATES"])
+            if env.get("HELIX_PHASE_TEMPLATES")
+            else None,
+            default_template=env.get("HELIX_DEFAULT_TEMPLATE") or "ai-development",
             projection_batch_size=_int(env, "HELIX_PROJECTION_BATCH_SIZE", 500),
             projection_poll_interval=_float(env, "HELIX_PROJECTION_POLL_INTERVAL", 1.0),
             jwt_secret=env.get("HELIX_JWT_SECRET") or None,

@@ -434,3 +434,24 @@ webhook_attempts = sa.Table(
         "recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")
     ),
 )
+
+# The worker registry: one row per registered worker, written in the same transaction as the
+# worker's events; heartbeats update it in place (they are not events).
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("worker_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("user_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("hostname", sa.Text, nullable=False),
+    sa.Column("capabilities", pg.JSONB, nullable=False),
+    sa.Column("resources", pg.JSONB, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("online", sa.Boolean, nullable=False),
+    sa.Column("current_job_id", pg.UUID(as_uuid=True)),
+    sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("offline_since", sa.DateTime(timezone=True)),
+)
+sa.Index("workers_user_idx", workers.c.user_id, workers.c.registered_at)
+sa.Index("workers_online_heartbeat_idx", workers.c.online, workers.c.last_heartbeat_at)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -114,3 +116,38 @@ async def lock_owner(conn: asyncpg.Connection, owner: str) -> None:
 async def count_running(conn: asyncpg.Connection, owner: str) -> int:
     count: int = await conn.fetchval(sql(SQL, "count_running", LIVE), owner)
     return count
+
+
+async def claimable(
+    conn: asyncpg.Connection,
+    *,
+    capabilities: Sequence[str],
+    at: datetime,
+    limit: int,
+    passed: Sequence[UUID],
+) -> asyncpg.Record | None:
+    """Lock and return the next job this worker may claim (see the `claimable` block)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        SQL["claimable"], list(capabilities), at, limit, list(passed)
+    )
+    return row
+
+
+async def try_lock_owner(conn: asyncpg.Connection, owner: str) -> bool:
+    locked: bool = await conn.fetchval(SQL["try_lock_owner"], owner)
+    return locked
+
+
+async def expired_leases(
+    conn: asyncpg.Connection | asyncpg.Pool, at: datetime, limit: int = 100
+) -> list[asyncpg.Record]:
+    return list(await conn.fetch(SQL["expired_leases"], at, limit))
+
+
+async def next_due(conn: asyncpg.Connection | asyncpg.Pool, at: datetime) -> datetime | None:
+    due: datetime | None = await conn.fetchval(SQL["next_due"], at)
+    return due
+
+
+async def signal_claimable(conn: asyncpg.Connection) -> None:
+    await conn.execute(SQL["signal_claimable"])

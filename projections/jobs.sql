@@ -92,3 +92,46 @@ SELECT pg_advisory_xact_lock(hashtextextended('helix.jobs.owner:' || $1, 0))
 
 -- name: count_running
 SELECT count(*) FROM {jobs} WHERE owner = $1 AND status = 'running'
+
+-- name: claimable
+-- The oldest queued job a worker offering capabilities $1 (a jsonb array) may take at time $2:
+-- due, not cancelling, its project not paused, every phase still to run covered, its owner
+-- under the running limit $3. Rows another claimer holds are skipped, not waited for; $4 lists
+-- jobs this claimer already turned down in this transaction.
+SELECT j.job_id, j.owner
+FROM jobs j
+JOIN projects p ON p.project_id = j.project_id
+WHERE j.status = 'queued'
+  AND NOT j.cancel_requested
+  AND (j.not_before IS NULL OR j.not_before <= $2)
+  AND p.status <> 'paused'
+  AND NOT EXISTS (
+      SELECT 1 FROM job_phases ph
+      WHERE ph.job_id = j.job_id
+        AND ph.status IN ('pending', 'running')
+        AND NOT ph.capabilities <@ $1::jsonb)
+  AND (SELECT count(*) FROM jobs r WHERE r.owner = j.owner AND r.status = 'running') < $3
+  AND j.job_id <> ALL($4::uuid[])
+ORDER BY j.created_at, j.job_id
+LIMIT 1
+FOR UPDATE OF j SKIP LOCKED
+
+-- name: try_lock_owner
+-- Like lock_owner, but a claimer that cannot have it at once moves on to another job.
+SELECT pg_try_advisory_xact_lock(hashtextextended('helix.jobs.owner:' || $1, 0))
+
+-- name: expired_leases
+-- Running jobs whose lease ran out before $1, with the token the reaper expires.
+SELECT job_id, fencing_token FROM jobs
+WHERE status = 'running' AND lease_expires_at <= $1
+ORDER BY lease_expires_at
+LIMIT $2
+
+-- name: next_due
+-- When the next retry becomes claimable (NULL: none waits), so claimers can sleep until then.
+SELECT min(not_before) FROM jobs WHERE status = 'queued' AND not_before > $1
+
+-- name: signal_claimable
+-- Wakes claimers (LISTEN helix_jobs): a job was queued, came back for a retry, or a job ended
+-- and freed a running slot. Sent inside the transaction, so it is delivered at commit.
+SELECT pg_notify('helix_jobs', '')

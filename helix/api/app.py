@@ -20,6 +20,7 @@ from helix.api import (
     streams,
     users,
     webhooks,
+    workers,
 )
 from helix.api.auth import ACCOUNTS, VERIFIER
 from helix.api.errors import errors_middleware
@@ -77,10 +78,12 @@ def create_app(node: LogNode, settings: Settings) -> web.Application:
         events,
         audit,
         webhooks,
+        workers,
     )
     for module in resources:
         app.add_routes(module.routes)
     streams.install(app)
+    workers.install(app, node)
     return app
 
 

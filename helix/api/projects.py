@@ -59,7 +59,7 @@ CREATE: dict[str, Any] = {
     "type": "object",
     "required": ["name"],
     "additionalProperties": False,
-    "properties": PROJECT_FIELDS,
+    "properties": {**PROJECT_FIELDS, "template": strings(min_length=1, max_length=100)},
 }
 UPDATE: dict[str, Any] = {
     "type": "object",
@@ -106,7 +106,8 @@ async def _show(request: web.Request, project_id: Any, status: int = 200) -> web
 @routes.post("/api/v1/projects")
 @documented(CREATE, _201="the new project, in status draft", _429="the project limit is reached")
 async def create_project(request: web.Request) -> web.Response:
-    """Create a project (status draft), optionally with its phase plan."""
+    """Create a project (status draft) with its phase plan: `phases`, or the phases of a
+    configured `template`, or (given neither) the default template's."""
     who = caller(request, write=True)
     body = await validated_body(request, CREATE)
     state = await services(request).projects.create(
@@ -114,7 +115,8 @@ async def create_project(request: web.Request) -> web.Response:
         name=body["name"],
         description=body.get("description", ""),
         project_type=body.get("project_type"),
-        phases=phase_specs(body.get("phases")) or (),
+        phases=phase_specs(body.get("phases")),
+        template=body.get("template"),
     )
     assert state.id is not None
     view = await services(request).queries.project(who, state.id)

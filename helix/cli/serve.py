@@ -20,6 +20,7 @@ from helix.auth.accounts import Accounts
 from helix.bootstrap import LogNode
 from helix.cli.context import database_url
 from helix.config import Settings
+from helix.services.reaper import LeaseReaper
 from helix.webhooks import WebhookRoles
 from projections.runner import ProjectionRunner
 
@@ -31,7 +32,7 @@ class BackgroundRole(Protocol):
     async def stop(self) -> None: ...
 
 
-ROLES = ("api", "sequencer", "projections", "webhooks")
+ROLES = ("api", "sequencer", "projections", "webhooks", "reaper")
 
 
 def parse_roles(text: str) -> frozenset[str]:
@@ -60,6 +61,8 @@ def background_roles(
         )
     if "webhooks" in roles:
         found.append(WebhookRoles(node.store, settings))
+    if "reaper" in roles:
+        found.append(LeaseReaper(node.store, settings))
     return found
 
 
@@ -81,7 +84,7 @@ def register(commands: Any) -> None:
         default=frozenset(ROLES),
         help="comma-separated roles to run in this process: api (stateless HTTP), sequencer "
         "(leadership fails over between nodes), projections, webhooks (delivery workers scale "
-        "out); default: all",
+        "out), reaper (expires lost job leases, marks silent workers offline); default: all",
     )
     p.set_defaults(handler=run_serve)
 

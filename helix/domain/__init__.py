@@ -1,4 +1,4 @@
-"""The pure domain: the project and job aggregates as deciders, with no I/O.
+"""The pure domain: the project, job, user, webhook and worker aggregates as deciders, with no I/O.
 
 Each aggregate package holds `events.py` (frozen, past-tense events and their `EVENTS`
 registry of dotted type names), `commands.py` (imperative commands, each carrying the time it
@@ -12,9 +12,16 @@ from helix.domain.job.events import EVENTS as JOB_EVENTS
 from helix.domain.project.events import EVENTS as PROJECT_EVENTS
 from helix.domain.user.events import EVENTS as USER_EVENTS
 from helix.domain.webhook.events import EVENTS as WEBHOOK_EVENTS
+from helix.domain.worker.events import EVENTS as WORKER_EVENTS
 
 # Every domain event class by its dotted type name; the two registries never share a name.
-EVENTS: dict[str, type] = {**PROJECT_EVENTS, **JOB_EVENTS, **USER_EVENTS, **WEBHOOK_EVENTS}
+EVENTS: dict[str, type] = {
+    **PROJECT_EVENTS,
+    **JOB_EVENTS,
+    **USER_EVENTS,
+    **WEBHOOK_EVENTS,
+    **WORKER_EVENTS,
+}
 # The dotted type name of every domain event class.
 EVENT_TYPES: dict[type, str] = {cls: name for name, cls in EVENTS.items()}
 

@@ -4,12 +4,13 @@ from helix.eventstore.records import ANY_VERSION, Appended, EncodedEvent, Record
 from helix.eventstore.sequencer import Sequencer, sequencer_lag
 from helix.eventstore.store import EventStore
 from helix.eventstore.verify import ChainReport, verify_chain
-from helix.eventstore.wakeups import HeadWatcher, WakeUps
+from helix.eventstore.wakeups import ChannelWatcher, HeadWatcher, WakeUps
 
 __all__ = [
     "ANY_VERSION",
     "Appended",
     "ChainReport",
+    "ChannelWatcher",
     "EncodedEvent",
     "EventStore",
     "HeadWatcher",

@@ -161,3 +161,72 @@ class HeadWatcher:
                     await self._lost.wait()
             if self._lost.is_set():
                 await self._close()
+
+
+class ChannelWatcher:
+    """Counts the notifications of one channel (one LISTEN connection per process) so any
+    number of waiters can sleep until the next one. Reconnects with backoff; after a reconnect
+    it bumps the count once, since a notification may have been missed meanwhile."""
+
+    def __init__(self, connect: Callable[[], Any], channel: str) -> None:
+        self._connect = connect
+        self._channel = channel
+        self.count = 0
+        self._changed = asyncio.Condition()
+        self._conn: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lost = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"helix-listen-{self._channel}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
+
+    async def wait(self, seen: int, timeout: float) -> int:
+        """Wait until the count passes `seen` or `timeout` seconds pass; the count then."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: self.count > seen)
+        return self.count
+
+    async def _bump(self) -> None:
+        self.count += 1
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, _payload: str) -> None:
+        asyncio.get_running_loop().create_task(self._bump())
+
+    def _on_lost(self, _conn: Any) -> None:
+        self._lost.set()
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                self._lost.clear()
+                conn = await self._connect()
+                conn.add_termination_listener(self._on_lost)
+                await conn.add_listener(self._channel, self._on_notify)
+                self._conn = conn
+                backoff = 0.1
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning("cannot listen on %s (%s); retrying", self._channel, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            await self._bump()
+            await self._lost.wait()
+            conn, self._conn = self._conn, None
+            if conn is not None and not conn.is_closed():
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=2)

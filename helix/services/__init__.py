@@ -10,12 +10,13 @@ from __future__ import annotations
 import attrs
 
 from helix.config import Settings
-from helix.eventstore import EventStore
+from helix.eventstore import ChannelWatcher, EventStore
 from helix.services.caller import Caller, system_caller
 from helix.services.jobs import JobService
 from helix.services.projects import Execution, ProjectService
 from helix.services.queries import Queries
 from helix.services.unit import Tx, Writer
+from helix.services.workers import WorkerService
 
 
 @attrs.frozen
@@ -23,14 +24,18 @@ class Services:
     projects: ProjectService
     jobs: JobService
     queries: Queries
+    workers: WorkerService
 
     @classmethod
-    def build(cls, store: EventStore, settings: Settings) -> Services:
+    def build(
+        cls, store: EventStore, settings: Settings, signal: ChannelWatcher | None = None
+    ) -> Services:
         writer = Writer(store)
         return cls(
             projects=ProjectService(writer, settings),
             jobs=JobService(writer, settings),
             queries=Queries(store, settings),
+            workers=WorkerService(writer, settings, signal),
         )
 
 
@@ -42,6 +47,7 @@ __all__ = [
     "Queries",
     "Services",
     "Tx",
+    "WorkerService",
     "Writer",
     "system_caller",
 ]

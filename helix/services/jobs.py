@@ -90,7 +90,12 @@ class JobService:
     ) -> JobState:
         async def work(tx: Tx) -> JobState:
             await tx.visible_job(job_id)
-            command = job.ExpireLease(fencing_token=fencing_token, at=tx.at)
+            command = job.ExpireLease(
+                fencing_token=fencing_token,
+                retry_base_s=self.settings.job_retry_base_s,
+                retry_cap_s=self.settings.job_retry_cap_s,
+                at=tx.at,
+            )
             return await tx.decide_job(job_id, command)
 
         return await self.writer.run(caller, work)

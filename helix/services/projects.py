@@ -14,7 +14,8 @@ from helix.domain.job import JobState
 from helix.domain.project import MessageRole, PhaseSpec, ProjectState, ProjectStatus
 from helix.domain.project.commands import DEFAULT_PROJECT_TYPE
 from helix.domain.project.commands import Command as ProjectCommand
-from helix.errors import RateLimited
+from helix.errors import RateLimited, ValidationError
+from helix.services import templates
 from helix.services.caller import Caller
 from helix.services.unit import Tx, Writer
 from projections import projects as projects_model
@@ -79,11 +80,18 @@ class ProjectService:
         name: str,
         description: str = "",
         project_type: str | None = None,
-        phases: Sequence[PhaseSpec] = (),
+        phases: Sequence[PhaseSpec] | None = None,
+        template: str | None = None,
     ) -> ProjectState:
+        """Create a project with the given phases (an empty plan is a plan), or a named
+        template's, or (given neither) the configured default template's."""
+        if phases is not None and template is not None:
+            raise ValidationError("give either phases or a template, not both", field="template")
+        plan = tuple(phases) if phases is not None else templates.resolve(self.settings, template)
+
         async def work(tx: Tx) -> ProjectState:
             return await self._create(
-                tx, name=name, description=description, project_type=project_type, phases=phases
+                tx, name=name, description=description, project_type=project_type, phases=plan
             )
 
         return await self.writer.run(caller, work)
@@ -186,7 +194,7 @@ class ProjectService:
                     name=name or _draft_name(content),
                     description="",
                     project_type=project_type,
-                    phases=(),
+                    phases=templates.resolve(self.settings, None),
                 )
                 assert state.id is not None
                 target = state.id
@@ -222,6 +230,7 @@ class ProjectService:
                     requested_by=tx.caller.actor,
                     start_phase=start_phase,
                     model=model,
+                    max_attempts=self.settings.job_max_attempts,
                     at=tx.at,
                 ),
                 project_id=project_id,

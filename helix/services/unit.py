@@ -30,6 +30,7 @@ from helix.errors import ConcurrencyError, InvalidTransition, NotFound
 from helix.eventstore import EventStore, RecordedEvent
 from helix.eventstore.records import stream_type_of
 from helix.services.caller import Caller
+from projections import jobs as jobs_model
 from projections.registry import apply_inline
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,19 @@ RETRIES = 10
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# Events after which a waiting worker may find a job to claim: one was queued or is due for a
+# retry, a job ended (its owner has a running slot free), a paused project resumed.
+_CLAIM_EVENTS = frozenset(
+    {"job.queued", "job.retry_scheduled", "job.completed", "job.failed", "job.cancelled"}
+)
+
+
+def _may_free_a_claim(event_type: str, data: dict[str, Any]) -> bool:
+    if event_type in _CLAIM_EVENTS:
+        return True
+    return event_type == "project.status_changed" and data.get("from_status") == "paused"
 
 
 class Tx:
@@ -99,9 +113,21 @@ class Tx:
     async def decide_job(
         self, job_id: UUID, command: JobCommand, *, project_id: UUID | None = None
     ) -> JobState:
+        return await self.decide_job_all(job_id, (command,), project_id=project_id)
+
+    async def decide_job_all(
+        self, job_id: UUID, commands: Sequence[JobCommand], *, project_id: UUID | None = None
+    ) -> JobState:
+        """Decide the commands in order, each on the state the previous ones left, and append
+        all their events at once: all of them are accepted, or none."""
         before = await self.job(job_id)
         version = self._jobs[job_id][1]
-        events = job.decide(before, command)
+        events: list[job.Event] = []
+        state = before
+        for command in commands:
+            caused = job.decide(state, command)
+            state = job.fold(caused, state)
+            events += caused
         if not events:
             return before
         owner_project = before.project_id or project_id
@@ -133,6 +159,10 @@ class Tx:
             # The project moved on (another run, archived): the job's end stands on its own.
             log.info("project %s does not follow job %s: %s", state.project_id, state.id, refused)
 
+    async def append_events(self, stream_id: str, expected: int, events: Sequence[object]) -> int:
+        """Append events of an aggregate that has no decider here (workers), with no project."""
+        return await self._append(stream_id, expected, events, None)
+
     async def _append(
         self, stream_id: str, expected: int, events: Sequence[object], project_id: UUID | None
     ) -> int:
@@ -158,6 +188,8 @@ class Tx:
             for i, e in enumerate(encoded)
         ]
         await apply_inline(self.conn, recorded)
+        if any(_may_free_a_claim(e.type, e.data) for e in encoded):
+            await jobs_model.signal_claimable(self.conn)
         return appended.last_version
 
 

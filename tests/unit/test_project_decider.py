@@ -143,10 +143,11 @@ def test_creating_a_project_with_phases_also_plans_them() -> None:
     assert [p.name for p in fold(events).phases] == ["plan", "build"]
 
 
-def test_a_phase_with_a_command_and_no_capabilities_needs_the_shell() -> None:
+def test_a_phase_with_no_capabilities_needs_the_shell_or_the_capability_named_after_it() -> None:
     state = given(create(phases=PLAN))
 
-    assert state.phases[0].capabilities == ()
+    # `plan` has no command: it waits for a worker offering `plan` (an agent), never a shell.
+    assert state.phases[0].capabilities == ("plan",)
     assert state.phases[1].capabilities == ("shell",)
 
 

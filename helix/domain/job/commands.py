@@ -154,6 +154,9 @@ class ExpireLease:
 
     reason: str = "lease expired"
     fencing_token: int | None = None
+    # The retry backoff's base and cap in seconds (None: the decider's defaults).
+    retry_base_s: float | None = None
+    retry_cap_s: float | None = None
     at: datetime
 
 

@@ -170,6 +170,8 @@ class JobState:
     # The fencing token of the latest lease; 0 before the first claim.
     fencing_token: int = 0
     lease_expires_at: datetime | None = None
+    # The length of the current lease as granted at claim: what a renewal extends it by.
+    lease_s: float = 0.0
     attempt: int = 0
     max_attempts: int = 0
     not_before: datetime | None = None
@@ -412,7 +414,12 @@ def _expire(state: JobState, status: JobStatus, command: ExpireLease, at: dateti
         error = f"phase {failed.name!r} failed: {failed.error}"
         events += [*_close_phases(state, error, at), JobFailed(job_id=job_id, error=error, at=at)]
     elif state.attempt < state.max_attempts:
-        not_before = at + timedelta(seconds=backoff(state.attempt))
+        delay = backoff(
+            state.attempt,
+            base=RETRY_BASE_S if command.retry_base_s is None else command.retry_base_s,
+            cap=RETRY_CAP_S if command.retry_cap_s is None else command.retry_cap_s,
+        )
+        not_before = at + timedelta(seconds=delay)
         events.append(
             JobRetryScheduled(
                 job_id=job_id, attempt=state.attempt + 1, not_before=not_before, at=at
@@ -698,6 +705,7 @@ def evolve(state: JobState, event: Event) -> JobState:
                 worker_id=event.worker_id,
                 fencing_token=event.fencing_token,
                 lease_expires_at=event.lease_expires_at,
+                lease_s=(event.lease_expires_at - event.at).total_seconds(),
                 attempt=event.attempt,
                 not_before=None,
                 updated_at=at,

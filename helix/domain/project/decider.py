@@ -148,8 +148,9 @@ def check_text(value: str, field: str, *, max_chars: int, required: bool = True)
 def normalise_phases(phases: Iterable[PhaseSpec]) -> tuple[PhaseSpec, ...]:
     """Validate a phase plan and return it normalised.
 
-    A phase with a command and no capabilities needs the `shell` capability: the plan says so
-    explicitly, so a worker's capability match never has to know the rule.
+    A phase with no capabilities needs `shell` if it has a command, else the capability named
+    after the phase: the plan says so explicitly, so a worker's capability match never has to
+    know the rule.
     """
     plan = tuple(phases)
     if len(plan) > MAX_PHASES:
@@ -188,8 +189,10 @@ def normalise_phases(phases: Iterable[PhaseSpec]) -> tuple[PhaseSpec, ...]:
                     f"invalid environment variable {key!r}", field=f"{where}.env", phase=phase.name
                 )
         capabilities = tuple(dict.fromkeys(phase.capabilities))
-        if phase.command is not None and not capabilities:
-            capabilities = (SHELL_CAPABILITY,)
+        if not capabilities:
+            # A command runs in a shell worker; a phase without one waits for a worker that
+            # offers the capability named after it (an agent that knows how to `review`).
+            capabilities = (SHELL_CAPABILITY,) if phase.command is not None else (phase.name,)
         normalised.append(attrs.evolve(phase, capabilities=capabilities, env=dict(phase.env)))
     return tuple(normalised)
 

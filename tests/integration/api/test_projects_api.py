@@ -269,11 +269,34 @@ async def test_a_running_project_cannot_be_archived(client: Client, user: Any) -
     assert (await error_of(resp, 409))["details"]["current_state"] == "running"
 
 
+async def test_a_project_gets_the_default_template_or_a_named_one(
+    client: Client, user: Any
+) -> None:
+    default = await create(client, user)
+    named = await create(client, user, template="ai-development")
+    names = ["plan", "implement", "test", "review", "document"]
+    assert [p["name"] for p in default["phases"]] == names
+    assert named["phases"] == default["phases"]
+    # Phases without a command wait for a worker offering the capability named after them.
+    assert [p["capabilities"] for p in default["phases"]] == [[n] for n in names]
+
+    resp = await client.post(
+        "/api/v1/projects", json={"name": "x", "template": "nope"}, headers=user.headers
+    )
+    assert (await error_of(resp, 422))["details"]["field"] == "template"
+    resp = await client.post(
+        "/api/v1/projects",
+        json={"name": "x", "template": "ai-development", "phases": PLAN},
+        headers=user.headers,
+    )
+    assert (await error_of(resp, 422))["details"]["field"] == "template"
+
+
 # --- run control ------------------------------------------------------------------------------
 
 
 async def test_a_project_without_phases_cannot_be_ready(client: Client, user: Any) -> None:
-    project = await create(client, user)
+    project = await create(client, user, phases=[])
     resp = await client.post(f"/api/v1/projects/{project['id']}/ready", headers=user.headers)
     error = await error_of(resp, 409)
     assert error["code"] == "CONFLICT"

@@ -1,0 +1,434 @@
+"""The worker protocol: register, heartbeat, claim (long-poll), report; and the worker list.
+
+Workers authenticate as a user whose role is `worker` (admins may act for any worker). A
+worker may only heartbeat, claim and report as a worker its own user registered.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from helix.api.auth import VERIFIER
+from helix.api.keys import SETTINGS, STORE
+from helix.api.principal import Principal, Role, require_role
+from helix.api.requests import client_address, request_id
+from helix.api.schema import (
+    check,
+    documented,
+    paging,
+    path_id,
+    position,
+    reply,
+    strings,
+    validated_body,
+)
+from helix.auth.tokens import issue_token
+from helix.bootstrap import LogNode
+from helix.domain import job
+from helix.domain.job import OutputStream
+from helix.domain.job.commands import WorkerReport
+from helix.errors import ValidationError
+from helix.eventstore import ChannelWatcher
+from helix.services import Caller, WorkerService, Writer
+from helix.services.views import rfc3339
+from helix.services.workers import CLAIM_CHANNEL, WORKER_STATUSES, Claim
+
+routes = web.RouteTableDef()
+JOB_SIGNAL = web.AppKey("job_signal", ChannelWatcher)
+WORKER_ROLES = (Role.WORKER, Role.ADMIN)
+LIST_ROLES = (Role.WORKER, Role.ADMIN, Role.AUDITOR)
+MAX_REPORTS = 1_000
+
+CAPABILITIES: dict[str, Any] = {
+    "type": "array",
+    "items": strings(min_length=1, max_length=100),
+    "minItems": 1,
+    "maxItems": 50,
+}
+REGISTER: dict[str, Any] = {
+    "type": "object",
+    "required": ["capabilities"],
+    "additionalProperties": False,
+    "properties": {
+        "name": strings(min_length=1, max_length=200),
+        "hostname": strings(min_length=1, max_length=255),
+        "capabilities": CAPABILITIES,
+        "resources": {"type": "object"},
+    },
+}
+HEARTBEAT: dict[str, Any] = {
+    "type": "object",
+    "required": ["worker_id"],
+    "additionalProperties": False,
+    "properties": {
+        "worker_id": {"type": "string", "format": "uuid"},
+        "status": {"type": "string", "enum": list(WORKER_STATUSES)},
+        "current_job": {
+            "type": ["object", "null"],
+            "required": ["job_id", "fencing_token"],
+            "additionalProperties": False,
+            "properties": {
+                "job_id": {"type": "string", "format": "uuid"},
+                "fencing_token": {"type": "integer", "minimum": 0},
+            },
+        },
+        "resources": {"type": "object"},
+    },
+}
+CLAIM: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"lease_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600}},
+}
+LINES: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
+PHASE = strings(min_length=1, max_length=100)
+TEXT = strings(min_length=1, max_length=10_000)
+# Each report type with the fields it takes (besides `type`).
+REPORTS: dict[str, dict[str, Any]] = {
+    "phase_started": {"phase": PHASE},
+    "output": {
+        "phase": PHASE,
+        "stream": {"type": "string", "enum": [s.value for s in OutputStream]},
+        "lines": {**LINES, "minItems": 1},
+    },
+    "file": {
+        "phase": PHASE,
+        "path": strings(min_length=1, max_length=4096),
+        "size": {"type": "integer", "minimum": 0},
+        "sha256": strings(min_length=64, max_length=64),
+    },
+    "cost": {
+        "phase": PHASE,
+        "tokens": {"type": "integer", "minimum": 0},
+        "usd": {"type": "number", "minimum": 0},
+    },
+    "progress": {"percent": {"type": "integer", "minimum": 0, "maximum": 100}},
+    "phase_completed": {"phase": PHASE, "exit_code": {"type": ["integer", "null"]}},
+    "phase_failed": {
+        "phase": PHASE,
+        "exit_code": {"type": ["integer", "null"]},
+        "error": TEXT,
+        "stderr_tail": LINES,
+    },
+    "phase_skipped": {"phase": PHASE, "reason": TEXT},
+    "job_completed": {},
+    "job_failed": {"error": TEXT},
+    "cancel_acknowledged": {},
+}
+OPTIONAL = frozenset({"exit_code", "stderr_tail", "tokens", "usd"})
+REPORT_BATCH: dict[str, Any] = {
+    "type": "object",
+    "required": ["fencing_token", "reports"],
+    "additionalProperties": False,
+    "properties": {
+        "fencing_token": {"type": "integer", "minimum": 0},
+        "reports": {"type": "array", "items": {"type": "object"}, "maxItems": MAX_REPORTS},
+    },
+}
+
+
+def _worker_caller(request: web.Request, *roles: Role) -> Caller:
+    principal: Principal = require_role(request, *roles)
+    return Caller(
+        user_id=str(principal.user_id),
+        name=principal.username,
+        actor=principal.actor,
+        sees_everything=principal.sees_everything,
+        request_id=request_id(request) or str(uuid.uuid4()),
+        source=client_address(request),
+    )
+
+
+def _service(request: web.Request) -> WorkerService:
+    return WorkerService(
+        Writer(request.app[STORE]), request.app[SETTINGS], request.app.get(JOB_SIGNAL)
+    )
+
+
+def worker_view(row: Any) -> dict[str, Any]:
+    return {
+        "id": str(row["worker_id"]),
+        "user_id": str(row["user_id"]),
+        "name": row["name"],
+        "hostname": row["hostname"],
+        "capabilities": row["capabilities"],
+        "resources": row["resources"],
+        "status": row["status"],
+        "online": row["online"],
+        "current_job_id": str(row["current_job_id"]) if row["current_job_id"] else None,
+        "registered_at": rfc3339(row["registered_at"]),
+        "last_heartbeat_at": rfc3339(row["last_heartbeat_at"]),
+        "offline_since": rfc3339(row["offline_since"]),
+    }
+
+
+def _lease_view(state: job.JobState) -> dict[str, Any]:
+    return {
+        "fencing_token": state.fencing_token,
+        "expires_at": rfc3339(state.lease_expires_at),
+    }
+
+
+@routes.post("/api/v1/workers/register")
+@documented(REGISTER, _201="the worker's id and credentials, heartbeat interval and lease")
+async def register_worker(request: web.Request) -> web.Response:
+    """Register a worker (its hostname, capabilities and resources) for the calling user."""
+    who = _worker_caller(request, *WORKER_ROLES)
+    body = await validated_body(request, REGISTER)
+    hostname = body.get("hostname") or "unknown"
+    row = await _service(request).register(
+        who,
+        name=body.get("name") or hostname,
+        hostname=hostname,
+        capabilities=body["capabilities"],
+        resources=body.get("resources", {}),
+    )
+    principal = require_role(request, *WORKER_ROLES)
+    verifier = request.app[VERIFIER]
+    token, expires = issue_token(
+        verifier.own_secret,
+        verifier.settings,
+        user_id=principal.user_id,
+        username=principal.username,
+        role=principal.role.value,
+    )
+    settings = request.app[SETTINGS]
+    body = {
+        "worker_id": str(row["worker_id"]),
+        "worker": worker_view(row),
+        "credentials": {"token": token, "expires_at": rfc3339(expires)},
+        "heartbeat_interval_s": settings.worker_heartbeat_interval,
+        "lease_s": settings.worker_lease_s,
+    }
+    return reply(body, status=201, location=f"/api/v1/workers/{row['worker_id']}")
+
+
+@routes.post("/api/v1/workers/heartbeat")
+@documented(HEARTBEAT, _200="acknowledged, with the state of the job the worker runs")
+async def heartbeat(request: web.Request) -> web.Response:
+    """A worker is alive; with `current_job` it renews that job's lease while it holds it, and
+    learns whether cancellation was requested (`job.cancel_requested`) or the lease was lost
+    (`job.lease_valid` false: stop, report nothing more)."""
+    who = _worker_caller(request, *WORKER_ROLES)
+    body = await validated_body(request, HEARTBEAT)
+    current = body.get("current_job")
+    worker_id = uuid.UUID(body["worker_id"])
+    seen = await _service(request).heartbeat(
+        who,
+        worker_id,
+        status=body.get("status", "busy" if current else "idle"),
+        current_job=uuid.UUID(current["job_id"]) if current else None,
+        fencing_token=current["fencing_token"] if current else None,
+        resources=body.get("resources"),
+    )
+    job_view = None
+    if seen is not None:
+        job_view = {
+            "job_id": str(seen.job_id),
+            "status": seen.status,
+            "cancel_requested": seen.cancel_requested,
+            "lease_valid": seen.lease_valid,
+            "lease_expires_at": rfc3339(seen.lease_expires_at),
+        }
+    return reply({"acknowledged": True, "worker_id": str(worker_id), "job": job_view})
+
+
+def _wait(request: web.Request) -> float:
+    raw = request.query.get("wait", "0")
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise ValidationError("wait must be a number of seconds", field="wait") from None
+    return wait
+
+
+@routes.post("/api/v1/workers/{worker_id}/claim")
+@documented(CLAIM, _200="the job, its phase plan and the lease", _204="no job within `wait`")
+async def claim(request: web.Request) -> web.Response:
+    """Claim the oldest queued job whose phases this worker's capabilities cover, waiting up
+    to `?wait=` seconds for one (woken as soon as one is queued)."""
+    who = _worker_caller(request, *WORKER_ROLES)
+    worker_id = path_id(request, "worker_id", "worker")
+    wait = _wait(request)
+    body = await _optional(request, CLAIM)
+    service = _service(request)
+    claimed = await service.claim(who, worker_id, wait=wait, lease_s=body.get("lease_s"))
+    if claimed is None:
+        return web.Response(status=204)
+    return reply(_claim_view(claimed))
+
+
+def _claim_view(claimed: Claim) -> dict[str, Any]:
+    state = claimed.job
+    return {
+        "job": {
+            "id": str(state.id),
+            "project_id": str(state.project_id),
+            "owner": state.owner,
+            "status": state.status.value if state.status else None,
+            "model": state.model,
+            "attempt": state.attempt,
+            "max_attempts": state.max_attempts,
+            "stream_url": f"/api/v1/stream/{state.id}",
+        },
+        "phases": [
+            {
+                "name": p.name,
+                "ordinal": index,
+                "status": p.status.value,
+                "command": list(p.command) if p.command is not None else None,
+                "timeout_s": p.timeout_s,
+                "capabilities": list(p.capabilities),
+                "env": dict(p.env),
+            }
+            for index, p in enumerate(state.phases)
+        ],
+        "lease": {**_lease_view(state), "lease_s": claimed.lease_s},
+    }
+
+
+async def _optional(request: web.Request, schema: dict[str, Any]) -> dict[str, Any]:
+    if not (await request.read()).strip():
+        return {}
+    return await validated_body(request, schema)
+
+
+@routes.get("/api/v1/workers")
+@documented(_200="a page of workers: items, total, limit, offset")
+async def list_workers(request: web.Request) -> web.Response:
+    """Workers with their status, capabilities and last heartbeat (`?online=true|false`);
+    a worker's user sees its own workers, admins and auditors all."""
+    who = _worker_caller(request, *LIST_ROLES)
+    raw = request.query.get("online")
+    if raw not in (None, "true", "false"):
+        raise ValidationError("'online' must be true or false", field="online")
+    online = None if raw is None else raw == "true"
+    limit, offset = paging(request)
+    at = position(request)
+    rows, total = await _service(request).page(who, online=online, limit=limit, offset=offset)
+    items = [worker_view(r) for r in rows]
+    return reply({"items": items, "total": total, "limit": limit, "offset": offset}, at=at)
+
+
+@routes.get("/api/v1/workers/{worker_id}")
+@documented(_200="the worker")
+async def get_worker(request: web.Request) -> web.Response:
+    """One worker with its status, capabilities, resources and last heartbeat."""
+    who = _worker_caller(request, *LIST_ROLES)
+    worker_id = path_id(request, "worker_id", "worker")
+    at = position(request)
+    return reply(worker_view(await _service(request).get(who, worker_id)), at=at)
+
+
+# --- reports --------------------------------------------------------------------------------
+
+
+def _report_command(raw: dict[str, Any], token: int, at: datetime, where: str) -> WorkerReport:
+    kind = raw.get("type")
+    if kind not in REPORTS:
+        known = ", ".join(REPORTS)
+        raise ValidationError(f"{where}.type must be one of: {known}", field=f"{where}.type")
+    fields = REPORTS[kind]
+    schema = {
+        "type": "object",
+        "required": [name for name in fields if name not in OPTIONAL],
+        "additionalProperties": False,
+        "properties": {"type": {"type": "string"}, **fields},
+    }
+    check(raw, schema, where)
+    builders: dict[str, Callable[[], WorkerReport]] = {
+        "phase_started": lambda: job.StartPhase(fencing_token=token, phase=raw["phase"], at=at),
+        "output": lambda: job.RecordOutput(
+            fencing_token=token,
+            phase=raw["phase"],
+            stream=OutputStream(raw["stream"]),
+            lines=tuple(raw["lines"]),
+            at=at,
+        ),
+        "file": lambda: job.RecordFile(
+            fencing_token=token,
+            phase=raw["phase"],
+            path=raw["path"],
+            size=raw["size"],
+            sha256=raw["sha256"],
+            at=at,
+        ),
+        "cost": lambda: job.RecordCost(
+            fencing_token=token,
+            phase=raw["phase"],
+            tokens=raw.get("tokens", 0),
+            usd=float(raw.get("usd", 0.0)),
+            at=at,
+        ),
+        "progress": lambda: job.ReportProgress(fencing_token=token, percent=raw["percent"], at=at),
+        "phase_completed": lambda: job.CompletePhase(
+            fencing_token=token, phase=raw["phase"], exit_code=raw.get("exit_code", 0), at=at
+        ),
+        "phase_failed": lambda: job.FailPhase(
+            fencing_token=token,
+            phase=raw["phase"],
+            error=raw["error"],
+            exit_code=raw.get("exit_code"),
+            stderr_tail=tuple(raw.get("stderr_tail", ())),
+            at=at,
+        ),
+        "phase_skipped": lambda: job.SkipPhase(
+            fencing_token=token, phase=raw["phase"], reason=raw["reason"], at=at
+        ),
+        "job_completed": lambda: job.CompleteJob(fencing_token=token, at=at),
+        "job_failed": lambda: job.FailJob(fencing_token=token, error=raw["error"], at=at),
+        "cancel_acknowledged": lambda: job.AcknowledgeCancel(fencing_token=token, at=at),
+    }
+    return builders[kind]()
+
+
+@routes.post("/api/v1/jobs/{job_id}/reports")
+@documented(REPORT_BATCH, _200="the job, its lease and whether cancellation was requested")
+async def report(request: web.Request) -> web.Response:
+    """A worker's reports on the job it holds, applied atomically in order under its fencing
+    token: phase started, output lines, file written, cost, progress, phase completed / failed
+    / skipped, job completed / failed, cancel acknowledged. Each renews the lease. A stale
+    token or an expired lease is a 409 and changes nothing."""
+    who = _worker_caller(request, *WORKER_ROLES)
+    job_id = path_id(request, "job_id", "job")
+    body = await validated_body(request, REPORT_BATCH)
+    token: int = body["fencing_token"]
+    # A placeholder time: the service stamps each command with its transaction's clock.
+    now = datetime.now(UTC)
+    commands = [
+        _report_command(raw, token, now, f"reports[{i}]") for i, raw in enumerate(body["reports"])
+    ]
+    state = await _service(request).report(who, job_id, token, commands)
+    return reply(
+        {
+            "job": {
+                "id": str(state.id),
+                "status": state.status.value if state.status else None,
+                "cancel_requested": state.cancel_requested,
+                "progress": state.progress,
+            },
+            "lease": _lease_view(state),
+            "cancel_requested": state.cancel_requested,
+        }
+    )
+
+
+def install(app: web.Application, node: LogNode) -> None:
+    """One LISTEN connection per process wakes every long-polling claim."""
+
+    async def job_signal(app: web.Application) -> AsyncIterator[None]:
+        watcher = ChannelWatcher(node.connector("claims"), CLAIM_CHANNEL)
+        await watcher.start()
+        app[JOB_SIGNAL] = watcher
+        yield
+        await watcher.stop()
+
+    app.cleanup_ctx.append(job_signal)
+
+
+__all__ = ["JOB_SIGNAL", "install", "routes", "worker_view"]

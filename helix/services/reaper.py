@@ -1,0 +1,73 @@
+"""The reaper: expires the leases workers stopped renewing, and marks silent workers offline.
+
+Every node may run one; they do not need to agree. An expiry goes through the job's decider
+with the fencing token the reaper read, so a lease renewed or re-granted meanwhile is left
+alone, and two reapers expiring the same lease conflict on the job's stream: one wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from helix.config import Settings
+from helix.errors import Conflict, NotFound
+from helix.eventstore import EventStore
+from helix.services.caller import system_caller
+from helix.services.jobs import JobService
+from helix.services.unit import Writer
+from helix.services.workers import WorkerService
+from projections import jobs as jobs_model
+
+log = logging.getLogger(__name__)
+
+
+class LeaseReaper:
+    def __init__(self, store: EventStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        writer = Writer(store)
+        self._writer = writer
+        self._jobs = JobService(writer, settings)
+        self._workers = WorkerService(writer, settings)
+        self._caller = system_caller("reaper")
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="helix-reaper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run_once(self) -> tuple[int, int]:
+        """Expire every lease that ran out and mark silent workers offline: how many of each."""
+        expired = 0
+        for row in await jobs_model.expired_leases(self.store.pool, self._writer.now()):
+            try:
+                state = await self._jobs.expire_lease(
+                    self._caller, row["job_id"], row["fencing_token"]
+                )
+            except (Conflict, NotFound) as lost:
+                # Renewed, re-granted, ended or expired by another reaper meanwhile.
+                log.debug("lease of job %s not expired: %s", row["job_id"], lost)
+                continue
+            expired += 1
+            log.info("job %s lost its lease; now %s", row["job_id"], state.status)
+        offline = await self._workers.mark_offline(self._caller)
+        return expired, offline
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("reaper round failed; trying again")
+            await asyncio.sleep(self.settings.reaper_interval)
+
+
+__all__ = ["LeaseReaper"]

@@ -1,0 +1,99 @@
+"""Phase templates: named phase plans a project can be created from.
+
+The built-in `ai-development` template is the usual flow of AI development work: plan,
+implement, test, review, document. Its phases carry no command, so each waits for a worker
+offering the capability named after it (an agent that knows how to plan, review …). A
+deployment gives the phases commands — a coding agent's command line, a test runner — in a
+JSON file named by HELIX_PHASE_TEMPLATES, which may also add templates or replace this one:
+
+    {"templates": {"ai-development": [{"name": "plan", "command": ["agent", "plan"],
+                                       "timeout_s": 1800, "capabilities": ["shell"],
+                                       "env": {"MODE": "plan"}}, ...]}}
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from helix.config import Settings
+from helix.domain.project import PhaseSpec
+from helix.domain.project.decider import normalise_phases
+from helix.errors import ValidationError
+
+BUILTIN: dict[str, tuple[PhaseSpec, ...]] = {
+    "ai-development": tuple(
+        PhaseSpec(name=name) for name in ("plan", "implement", "test", "review", "document")
+    ),
+}
+_PHASE_FIELDS = frozenset({"name", "command", "timeout_s", "capabilities", "env"})
+
+
+class TemplateError(ValueError):
+    """The templates file cannot be used; raised at startup, naming the file and the problem."""
+
+
+def phase_from_json(raw: Any, where: str) -> PhaseSpec:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise TemplateError(f"{where}: a phase is an object with a string `name`")
+    unknown = set(raw) - _PHASE_FIELDS
+    if unknown:
+        raise TemplateError(f"{where}: unknown fields {sorted(unknown)}")
+    command, timeout = raw.get("command"), raw.get("timeout_s")
+    caps, env = raw.get("capabilities", []), raw.get("env", {})
+    if command is not None and not (
+        isinstance(command, list) and all(isinstance(a, str) for a in command)
+    ):
+        raise TemplateError(f"{where}.command: an argv, a list of strings")
+    if timeout is not None and not isinstance(timeout, int | float):
+        raise TemplateError(f"{where}.timeout_s: a number of seconds")
+    if not (isinstance(caps, list) and all(isinstance(c, str) for c in caps)):
+        raise TemplateError(f"{where}.capabilities: a list of strings")
+    if not (isinstance(env, dict) and all(isinstance(v, str) for v in env.values())):
+        raise TemplateError(f"{where}.env: an object of strings")
+    return PhaseSpec(
+        name=raw["name"],
+        command=tuple(command) if command is not None else None,
+        timeout_s=float(timeout) if timeout is not None else None,
+        capabilities=tuple(caps),
+        env=dict(env),
+    )
+
+
+@functools.cache
+def load(path: Path | None) -> dict[str, tuple[PhaseSpec, ...]]:
+    """The built-in templates, then the file's (which win by name), each validated."""
+    templates = dict(BUILTIN)
+    if path is None:
+        return templates
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TemplateError(f"phase templates file {path}: {exc}") from exc
+    found = document.get("templates") if isinstance(document, dict) else None
+    if not isinstance(found, dict):
+        raise TemplateError(f'phase templates file {path}: expected {{"templates": {{...}}}}')
+    for name, phases in found.items():
+        if not isinstance(phases, list) or not phases:
+            raise TemplateError(f"{path}: template {name!r} must be a non-empty list of phases")
+        plan = tuple(phase_from_json(p, f"{path}: {name}[{i}]") for i, p in enumerate(phases))
+        try:
+            templates[name] = normalise_phases(plan)
+        except ValidationError as exc:
+            raise TemplateError(f"{path}: template {name!r}: {exc.message}") from exc
+    return templates
+
+
+def resolve(settings: Settings, name: str | None) -> tuple[PhaseSpec, ...]:
+    """The phases of template `name` (None: the configured default); 422 if unknown."""
+    templates = load(settings.phase_templates_file)
+    chosen = settings.default_template if name is None else name
+    try:
+        return templates[chosen]
+    except KeyError:
+        known = ", ".join(sorted(templates))
+        raise ValidationError(
+            f"no phase template named {chosen!r} (known: {known})", field="template"
+        ) from None

@@ -1,0 +1,307 @@
+"""The worker protocol: register, heartbeat, claim (long-poll), report.
+
+A claim locks the oldest claimable job with `FOR UPDATE SKIP LOCKED`, so concurrent claimers
+never wait for each other and never get the same job; the job's own stream (optimistic
+concurrency on its version) is the second guard. A claimer with nothing to take sleeps until a
+`helix_jobs` notification (a job was queued, came back for a retry, or freed a running slot),
+the next retry falls due, or a slow poll.
+
+Leases: a claim grants one; every accepted report and every heartbeat naming the job renews
+it. A renewal is an event, so it is recorded only once less than three quarters of the lease is
+left: a chatty worker does not double the job's history, and its lease never drops below three
+quarters of its length while it reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import attrs
+
+from helix.config import Settings
+from helix.domain import job, worker
+from helix.domain.job import JobState, JobStatus
+from helix.domain.job.commands import WorkerReport
+from helix.errors import Conflict, Forbidden, NotFound, ValidationError
+from helix.eventstore import ChannelWatcher
+from helix.eventstore.records import ANY_VERSION
+from helix.services.caller import Caller
+from helix.services.unit import Tx, Writer
+from projections import jobs as jobs_model
+from projections import workers as workers_model
+
+CLAIM_CHANNEL = "helix_jobs"
+CLAIM_POLL_S = 5.0  # a claimer re-reads the queue this often even without a notification
+CLAIM_CANDIDATES = 20  # jobs one claim may pass over (owner at its limit) before giving up
+RENEW_BELOW = 0.75  # renew a lease once less than this share of it is left
+WORKER_STATUSES = ("idle", "busy", "draining")
+
+
+@attrs.frozen(kw_only=True)
+class Claim:
+    job: JobState
+    lease_s: float
+
+
+@attrs.frozen(kw_only=True)
+class HeartbeatJob:
+    """What a heartbeat tells a worker about the job it says it runs."""
+
+    job_id: UUID
+    status: str | None
+    cancel_requested: bool
+    lease_valid: bool
+    lease_expires_at: datetime | None
+
+
+class WorkerService:
+    def __init__(
+        self, writer: Writer, settings: Settings, signal: ChannelWatcher | None = None
+    ) -> None:
+        self.writer = writer
+        self.settings = settings
+        self.signal = signal
+
+    # --- registry ---------------------------------------------------------------------------
+
+    async def register(
+        self,
+        caller: Caller,
+        *,
+        name: str,
+        hostname: str,
+        capabilities: Sequence[str],
+        resources: dict[str, Any],
+    ) -> asyncpg.Record:
+        caps = tuple(dict.fromkeys(c.strip() for c in capabilities if c.strip()))
+        if not caps:
+            raise ValidationError("a worker needs at least one capability", field="capabilities")
+        worker_id = uuid.uuid4()
+
+        async def work(tx: Tx) -> asyncpg.Record:
+            event = worker.WorkerRegistered(
+                worker_id=worker_id,
+                user_id=UUID(caller.user_id),
+                name=name,
+                hostname=hostname,
+                capabilities=caps,
+                resources=resources,
+                at=tx.at,
+            )
+            await tx.append_events(worker.stream_id(worker_id), 0, [event])
+            await workers_model.insert(
+                tx.conn,
+                worker_id=worker_id,
+                user_id=UUID(caller.user_id),
+                name=name,
+                hostname=hostname,
+                capabilities=caps,
+                resources=resources,
+                at=tx.at,
+            )
+            row: asyncpg.Record = await workers_model.get(tx.conn, worker_id)
+            return row
+
+        return await self.writer.run(caller, work)
+
+    async def _own_worker(self, tx: Tx, worker_id: UUID, *, lock: bool = False) -> Any:
+        """The worker's row; 404 if there is none, 403 if another user registered it."""
+        row = await workers_model.get(tx.conn, worker_id, lock=lock)
+        if row is None:
+            raise NotFound("worker not found", worker_id=str(worker_id))
+        if str(row["user_id"]) != tx.caller.user_id and not tx.caller.sees_everything:
+            raise Forbidden("this worker was registered by another user")
+        return row
+
+    async def page(
+        self, caller: Caller, *, online: bool | None, limit: int, offset: int
+    ) -> tuple[list[asyncpg.Record], int]:
+        user_id = None if caller.sees_everything else UUID(caller.user_id)
+        async with self.writer.store.pool.acquire() as conn:
+            return await workers_model.page(
+                conn, user_id=user_id, online=online, limit=limit, offset=offset
+            )
+
+    async def get(self, caller: Caller, worker_id: UUID) -> asyncpg.Record:
+        async def work(tx: Tx) -> asyncpg.Record:
+            row = await workers_model.get(tx.conn, worker_id)
+            if row is None or not caller.may_see(str(row["user_id"])):
+                raise NotFound("worker not found", worker_id=str(worker_id))
+            found: asyncpg.Record = row
+            return found
+
+        return await self.writer.run(caller, work)
+
+    # --- heartbeat --------------------------------------------------------------------------
+
+    async def heartbeat(
+        self,
+        caller: Caller,
+        worker_id: UUID,
+        *,
+        status: str,
+        current_job: UUID | None,
+        fencing_token: int | None,
+        resources: dict[str, Any] | None,
+    ) -> HeartbeatJob | None:
+        """Record a heartbeat (a worker that was offline comes back online, as an event) and
+        renew the lease of the job it runs while it still holds it."""
+
+        async def work(tx: Tx) -> HeartbeatJob | None:
+            row = await self._own_worker(tx, worker_id, lock=True)
+            if not row["online"]:
+                back = worker.WorkerCameOnline(worker_id=worker_id, at=tx.at)
+                await tx.append_events(worker.stream_id(worker_id), ANY_VERSION, [back])
+            await workers_model.heartbeat(
+                tx.conn,
+                worker_id,
+                status=status,
+                current_job=current_job,
+                resources=resources,
+                at=tx.at,
+            )
+            if current_job is None:
+                return None
+            state = await tx.job(current_job)
+            holds = (
+                state.status is JobStatus.RUNNING
+                and state.worker_id == str(worker_id)
+                and fencing_token == state.fencing_token
+                and state.lease_expires_at is not None
+                and tx.at < state.lease_expires_at
+            )
+            if holds:
+                state = await self._renew(tx, current_job, state)
+            return HeartbeatJob(
+                job_id=current_job,
+                status=state.status.value if state.status else None,
+                cancel_requested=state.cancel_requested,
+                lease_valid=holds,
+                lease_expires_at=state.lease_expires_at if holds else None,
+            )
+
+        return await self.writer.run(caller, work)
+
+    async def _renew(self, tx: Tx, job_id: UUID, state: JobState) -> JobState:
+        lease_s = state.lease_s or self.settings.worker_lease_s
+        left = (state.lease_expires_at - tx.at).total_seconds() if state.lease_expires_at else 0
+        if state.status is not JobStatus.RUNNING or left >= lease_s * RENEW_BELOW:
+            return state
+        renew = job.RenewLease(fencing_token=state.fencing_token, lease_s=lease_s, at=tx.at)
+        return await tx.decide_job(job_id, renew)
+
+    # --- claim ------------------------------------------------------------------------------
+
+    async def claim(
+        self, caller: Caller, worker_id: UUID, *, wait: float, lease_s: float | None = None
+    ) -> Claim | None:
+        """Claim the oldest job this worker may take, waiting up to `wait` seconds for one."""
+        lease = self.settings.worker_lease_s if lease_s is None else lease_s
+        if not (math.isfinite(wait) and 0 <= wait <= self.settings.claim_max_wait):
+            raise ValidationError(
+                f"wait must be between 0 and {self.settings.claim_max_wait:g} seconds",
+                field="wait",
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            seen = self.signal.count if self.signal is not None else 0
+            state = await self.writer.run(caller, lambda tx: self._claim_once(tx, worker_id, lease))
+            if state is not None:
+                return Claim(job=state, lease_s=lease)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            nap = min(remaining, CLAIM_POLL_S)
+            due = await jobs_model.next_due(self.writer.store.pool, self.writer.now())
+            if due is not None:
+                nap = min(nap, max((due - self.writer.now()).total_seconds(), 0.0) + 0.01)
+            if self.signal is not None:
+                await self.signal.wait(seen, nap)
+            else:
+                await asyncio.sleep(nap)
+
+    async def _claim_once(self, tx: Tx, worker_id: UUID, lease_s: float) -> JobState | None:
+        row = await self._own_worker(tx, worker_id)
+        capabilities = tuple(row["capabilities"])
+        limit = self.settings.max_concurrent_jobs
+        passed: list[UUID] = []
+        for _ in range(CLAIM_CANDIDATES):
+            found = await jobs_model.claimable(
+                tx.conn, capabilities=capabilities, at=tx.at, limit=limit, passed=passed
+            )
+            if found is None:
+                return None
+            job_id, owner = found["job_id"], found["owner"]
+            # The running limit holds across concurrent claimers: count under the owner's lock.
+            if not await jobs_model.try_lock_owner(tx.conn, owner) or (
+                await jobs_model.count_running(tx.conn, owner) >= limit
+            ):
+                passed.append(job_id)
+                continue
+            command = job.ClaimJob(
+                worker_id=str(worker_id), lease_s=lease_s, capabilities=capabilities, at=tx.at
+            )
+            state = await tx.decide_job(job_id, command)
+            await workers_model.heartbeat(
+                tx.conn, worker_id, status="busy", current_job=job_id, resources=None, at=tx.at
+            )
+            return state
+        return None
+
+    # --- reports ----------------------------------------------------------------------------
+
+    async def report(
+        self,
+        caller: Caller,
+        job_id: UUID,
+        fencing_token: int,
+        reports: Sequence[WorkerReport],
+    ) -> JobState:
+        """Apply a worker's reports atomically, in order, under its fencing token; renew the
+        lease. A stale token or an expired lease is a Conflict and nothing is appended."""
+
+        async def work(tx: Tx) -> JobState:
+            state = await tx.job(job_id)
+            if not state.exists:
+                raise NotFound("job not found", job_id=str(job_id))
+            if fencing_token != state.fencing_token or state.worker_id is None:
+                raise Conflict(
+                    "the fencing token is not the job's current lease",
+                    reason="stale_fencing_token",
+                    current_state=state.status.value if state.status else None,
+                )
+            await self._own_worker(tx, UUID(state.worker_id))
+            if reports:
+                stamped = [attrs.evolve(report, at=tx.at) for report in reports]
+                state = await tx.decide_job_all(job_id, stamped)
+            return await self._renew(tx, job_id, state)
+
+        return await self.writer.run(caller, work)
+
+    # --- the reaper's side ------------------------------------------------------------------
+
+    async def mark_offline(self, caller: Caller) -> int:
+        """Mark workers silent for longer than `worker_offline_after` offline; how many."""
+
+        async def work(tx: Tx) -> int:
+            silent_since = tx.at - timedelta(seconds=self.settings.worker_offline_after)
+            gone = await workers_model.go_offline(tx.conn, silent_since=silent_since, at=tx.at)
+            for row in gone:
+                event = worker.WorkerWentOffline(
+                    worker_id=row["worker_id"], last_heartbeat_at=row["last_heartbeat_at"], at=tx.at
+                )
+                await tx.append_events(worker.stream_id(row["worker_id"]), ANY_VERSION, [event])
+            return len(gone)
+
+        return await self.writer.run(caller, work)
+
+
+__all__ = ["CLAIM_CHANNEL", "WORKER_STATUSES", "Claim", "HeartbeatJob", "WorkerService"]

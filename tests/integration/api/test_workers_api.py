@@ -1,0 +1,420 @@
+"""The worker protocol over HTTP: register, heartbeat, claim, reports, leases, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import attrs
+import pytest
+from aiohttp.test_utils import TestClient
+
+from helix.bootstrap import LogNode
+from helix.config import Settings
+from helix.services.reaper import LeaseReaper
+
+Client = TestClient[Any, Any]
+SHELL_PLAN = [{"name": "build", "command": ["make"]}, {"name": "test", "command": ["make", "t"]}]
+FAST = {
+    "worker_lease_s": 30.0,
+    "job_retry_base_s": 0.05,
+    "job_retry_cap_s": 0.05,
+    "worker_offline_after": 0.5,
+}
+
+
+@pytest.fixture
+async def wclient(make_client: Callable[..., Awaitable[Client]]) -> Client:
+    return await make_client(**FAST)
+
+
+@pytest.fixture
+async def reaper(node: LogNode, settings: Settings) -> AsyncIterator[LeaseReaper]:
+    """Not started: tests call `run_once` when they want a round."""
+    yield LeaseReaper(node.store, attrs.evolve(settings, **FAST))
+
+
+async def ok(resp: Any, status: int = 200) -> Any:
+    assert resp.status == status, await resp.text()
+    return await resp.json() if status != 204 else None
+
+
+async def error_of(resp: Any, status: int) -> dict[str, Any]:
+    assert resp.status == status, await resp.text()
+    return dict((await resp.json())["error"])
+
+
+async def register(client: Client, who: Any, capabilities: list[str] | None = None) -> str:
+    body = {"hostname": "box", "capabilities": capabilities or ["shell"], "resources": {"cpus": 2}}
+    resp = await client.post("/api/v1/workers/register", json=body, headers=who.headers)
+    return str((await ok(resp, 201))["worker_id"])
+
+
+async def execute(client: Client, who: Any, plan: list[dict[str, Any]] | None = None) -> str:
+    body = {"name": "p", "phases": SHELL_PLAN if plan is None else plan}
+    project = await ok(await client.post("/api/v1/projects", json=body, headers=who.headers), 201)
+    await ok(await client.post(f"/api/v1/projects/{project['id']}/ready", headers=who.headers))
+    run = await ok(
+        await client.post(f"/api/v1/projects/{project['id']}/execute", headers=who.headers), 202
+    )
+    return str(run["job_id"])
+
+
+async def claim(client: Client, who: Any, worker_id: str, wait: float = 0, **body: Any) -> Any:
+    resp = await client.post(
+        f"/api/v1/workers/{worker_id}/claim?wait={wait}", json=body, headers=who.headers
+    )
+    if resp.status == 204:
+        return None
+    return await ok(resp)
+
+
+async def report(client: Client, who: Any, job_id: str, token: int, *reports: Any) -> Any:
+    body = {"fencing_token": token, "reports": list(reports)}
+    return await client.post(f"/api/v1/jobs/{job_id}/reports", json=body, headers=who.headers)
+
+
+async def event_count(client: Client, admin: Any, job_id: str) -> int:
+    resp = await client.get(
+        f"/api/v1/events?stream_id=job-{job_id}&limit=1000", headers=admin.headers
+    )
+    body = await ok(resp)
+    return len(body["items"])
+
+
+async def job_of(client: Client, who: Any, job_id: str) -> Any:
+    return await ok(await client.get(f"/api/v1/jobs/{job_id}", headers=who.headers))
+
+
+async def test_a_worker_registers_and_is_listed_to_its_user_admins_and_auditors(
+    wclient: Client, worker: Any, admin: Any, auditor: Any, user: Any, make_caller: Any
+) -> None:
+    body = {
+        "name": "w",
+        "hostname": "h1",
+        "capabilities": ["shell", "gpu"],
+        "resources": {"cpus": 8},
+    }
+    resp = await wclient.post("/api/v1/workers/register", json=body, headers=worker.headers)
+    registered = await ok(resp, 201)
+    worker_id = registered["worker_id"]
+    assert registered["credentials"]["token"]
+    assert registered["lease_s"] == FAST["worker_lease_s"]
+    other = await make_caller("worker", username="worker2")
+    await register(wclient, other)
+
+    mine = await ok(await wclient.get("/api/v1/workers", headers=worker.headers))
+    assert [w["id"] for w in mine["items"]] == [worker_id]
+    seen = mine["items"][0]
+    assert (seen["hostname"], seen["capabilities"], seen["online"]) == (
+        "h1",
+        ["shell", "gpu"],
+        True,
+    )
+    assert seen["last_heartbeat_at"] is not None
+    for who in (admin, auditor):
+        assert (await ok(await wclient.get("/api/v1/workers", headers=who.headers)))["total"] == 2
+    await error_of(await wclient.get("/api/v1/workers", headers=user.headers), 403)
+    # A user cannot register a worker; another worker user cannot claim for this one.
+    resp = await wclient.post("/api/v1/workers/register", json=body, headers=user.headers)
+    await error_of(resp, 403)
+    resp = await wclient.post(f"/api/v1/workers/{worker_id}/claim", headers=other.headers)
+    await error_of(resp, 403)
+    events = await ok(
+        await wclient.get(f"/api/v1/events?stream_id=worker-{worker_id}", headers=admin.headers)
+    )
+    assert [e["type"] for e in events["items"]] == ["worker.registered"]
+
+
+async def test_bad_registrations_and_reports_are_refused_and_change_nothing(
+    wclient: Client, worker: Any, user: Any, admin: Any
+) -> None:
+    for body, field in (
+        ({"capabilities": []}, "capabilities"),
+        ({"capabilities": ["shell"], "extra": 1}, "extra"),
+        ({}, "capabilities"),
+    ):
+        resp = await wclient.post("/api/v1/workers/register", json=body, headers=worker.headers)
+        assert field in (await error_of(resp, 422))["details"]["field"]
+    worker_id = await register(wclient, worker)
+    job_id = await execute(wclient, user)
+    claimed = await claim(wclient, worker, worker_id)
+    token = claimed["lease"]["fencing_token"]
+    before = await event_count(wclient, admin, job_id)
+    for bad in (
+        {"type": "nope"},
+        {"type": "output", "phase": "build", "stream": "stdout"},
+        {"type": "file", "phase": "build", "path": "a", "size": -1, "sha256": "0" * 64},
+    ):
+        good = {"type": "phase_started", "phase": "build"}
+        await error_of(await report(wclient, worker, job_id, token, good, bad), 422)
+    # Out of order: the whole batch is refused, the first (valid) report included.
+    resp = await report(
+        wclient, worker, job_id, token,
+        {"type": "phase_started", "phase": "build"},
+        {"type": "phase_started", "phase": "test"},
+    )  # fmt: skip
+    await error_of(resp, 409)
+    assert await event_count(wclient, admin, job_id) == before
+    resp = await wclient.post(f"/api/v1/workers/{worker_id}/claim?wait=x", headers=worker.headers)
+    await error_of(resp, 422)
+    resp = await wclient.post(f"/api/v1/workers/{worker_id}/claim?wait=999", headers=worker.headers)
+    await error_of(resp, 422)
+
+
+async def test_a_job_runs_through_reports_and_the_read_models_show_it(
+    wclient: Client, worker: Any, user: Any, admin: Any
+) -> None:
+    worker_id = await register(wclient, worker)
+    assert await claim(wclient, worker, worker_id) is None  # nothing queued yet
+    job_id = await execute(wclient, user)
+    claimed = await claim(wclient, worker, worker_id)
+    assert claimed["job"]["id"] == job_id
+    assert [(p["name"], p["status"], p["command"]) for p in claimed["phases"]] == [
+        ("build", "pending", ["make"]),
+        ("test", "pending", ["make", "t"]),
+    ]
+    token = claimed["lease"]["fencing_token"]
+    digest = hashlib.sha256(b"x").hexdigest()
+    for phase in ("build", "test"):
+        body = await ok(
+            await report(
+                wclient, worker, job_id, token,
+                {"type": "phase_started", "phase": phase},
+                {"type": "output", "phase": phase, "stream": "stdout", "lines": ["a", "b"]},
+                {"type": "output", "phase": phase, "stream": "stderr", "lines": ["c"]},
+                {"type": "file", "phase": phase, "path": f"{phase}.txt", "size": 1,
+                 "sha256": digest},
+                {"type": "cost", "phase": phase, "tokens": 10, "usd": 0.25},
+                {"type": "progress", "percent": 50},
+                {"type": "phase_completed", "phase": phase, "exit_code": 0},
+            )
+        )  # fmt: skip
+        assert body["lease"]["fencing_token"] == token
+    done = await ok(await report(wclient, worker, job_id, token, {"type": "job_completed"}))
+    assert done["job"]["status"] == "completed"
+
+    shown = await job_of(wclient, user, job_id)
+    assert (shown["status"], shown["worker_id"], shown["cost"]) == (
+        "completed", worker_id, {"tokens": 20, "usd": 0.5},
+    )  # fmt: skip
+    assert [(p["name"], p["status"], p["output_lines"]) for p in shown["phases"]] == [
+        ("build", "completed", 3),
+        ("test", "completed", 3),
+    ]
+    assert [f["path"] for p in shown["phases"] for f in p["files"]] == ["build.txt", "test.txt"]
+    output = await ok(await wclient.get(f"/api/v1/jobs/{job_id}/output", headers=user.headers))
+    assert [line["line"] for line in output["lines"]] == ["a", "b", "c", "a", "b", "c"]
+    project = await ok(
+        await wclient.get(f"/api/v1/projects/{shown['project_id']}", headers=user.headers)
+    )
+    assert project["status"] == "completed"
+    # Late or repeated reports of a finished job change nothing.
+    before = await event_count(wclient, admin, job_id)
+    await error_of(await report(wclient, worker, job_id, token, {"type": "job_completed"}), 409)
+    assert await event_count(wclient, admin, job_id) == before
+
+
+async def test_a_long_poll_is_woken_when_a_job_is_queued(
+    wclient: Client, worker: Any, user: Any
+) -> None:
+    worker_id = await register(wclient, worker)
+    waiting = asyncio.create_task(claim(wclient, worker, worker_id, wait=20))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    job_id = await execute(wclient, user)
+    async with asyncio.timeout(15):  # far below the 20 s wait: woken, not timed out
+        claimed = await waiting
+    assert claimed["job"]["id"] == job_id
+
+
+async def test_capabilities_decide_who_may_claim(
+    wclient: Client, worker: Any, user: Any, make_caller: Any
+) -> None:
+    agent_user = await make_caller("worker", username="agent1")
+    agent = await register(wclient, agent_user, ["plan"])
+    shell = await register(wclient, worker, ["shell"])
+    both = await register(wclient, worker, ["shell", "plan"])
+    shell_job = await execute(wclient, user)
+    mixed_job = await execute(wclient, user, [{"name": "plan"}, {"name": "b", "command": ["x"]}])
+
+    assert await claim(wclient, agent_user, agent) is None
+    assert (await claim(wclient, worker, shell))["job"]["id"] == shell_job
+    assert await claim(wclient, worker, shell) is None  # the mixed job needs `plan` too
+    assert (await claim(wclient, worker, both))["job"]["id"] == mixed_job
+
+
+async def test_workers_racing_for_one_job_exactly_one_gets_it(
+    wclient: Client, worker: Any, user: Any, admin: Any
+) -> None:
+    workers = [await register(wclient, worker) for _ in range(6)]
+    waiting = [asyncio.create_task(claim(wclient, worker, w, wait=2)) for w in workers]
+    await asyncio.sleep(0.2)
+    job_id = await execute(wclient, user)
+    results = await asyncio.gather(*waiting)
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert winners[0]["job"]["id"] == job_id
+    events = await ok(
+        await wclient.get(f"/api/v1/events?stream_id=job-{job_id}", headers=admin.headers)
+    )
+    assert [e["type"] for e in events["items"]].count("job.claimed") == 1
+
+
+async def test_the_owners_running_limit_keeps_further_jobs_queued(
+    make_client: Callable[..., Awaitable[Client]], worker: Any, user: Any
+) -> None:
+    client = await make_client(max_concurrent_jobs=1, **FAST)
+    worker_id = await register(client, worker)
+    first = await execute(client, user)
+    second = await execute(client, user)
+    claimed = await claim(client, worker, worker_id)
+    assert claimed["job"]["id"] == first
+    assert await claim(client, worker, worker_id) is None
+    assert (await job_of(client, user, second))["status"] == "queued"
+    waiting = asyncio.create_task(claim(client, worker, worker_id, wait=20))
+    await asyncio.sleep(0.2)
+    token = claimed["lease"]["fencing_token"]
+    await ok(await report(client, worker, first, token, {"type": "job_failed", "error": "boom"}))
+    async with asyncio.timeout(15):
+        assert (await waiting)["job"]["id"] == second
+
+
+async def test_an_expired_lease_is_retried_elsewhere_and_the_old_token_is_refused(
+    wclient: Client, worker: Any, user: Any, admin: Any, reaper: LeaseReaper
+) -> None:
+    first = await register(wclient, worker)
+    second = await register(wclient, worker)
+    job_id = await execute(wclient, user)
+    lost = await claim(wclient, worker, first, lease_s=0.2)
+    old = lost["lease"]["fencing_token"]
+    await ok(
+        await report(wclient, worker, job_id, old, {"type": "phase_started", "phase": "build"})
+    )
+    await asyncio.sleep(0.3)
+    assert await reaper.run_once() == (1, 0)
+
+    types = [
+        e["type"]
+        for e in (
+            await ok(
+                await wclient.get(f"/api/v1/events?stream_id=job-{job_id}", headers=admin.headers)
+            )
+        )["items"]
+    ]
+    assert types[-2:] == ["job.stuck", "job.retry_scheduled"]
+    await asyncio.sleep(0.1)  # the retry backoff
+    retried = await claim(wclient, worker, second)
+    assert (retried["job"]["id"], retried["job"]["attempt"]) == (job_id, 2)
+    assert retried["lease"]["fencing_token"] == old + 1
+    # The phase the lost attempt started runs again.
+    assert retried["phases"][0]["status"] == "pending"
+
+    before = await event_count(wclient, admin, job_id)
+    late = {"type": "output", "phase": "build", "stream": "stdout", "lines": ["late"]}
+    error = await error_of(await report(wclient, worker, job_id, old, late), 409)
+    assert error["details"]["reason"] == "stale_fencing_token"
+    assert await event_count(wclient, admin, job_id) == before
+
+
+async def test_a_job_that_keeps_losing_its_lease_is_dead_lettered(
+    make_client: Callable[..., Awaitable[Client]],
+    worker: Any,
+    user: Any,
+    node: LogNode,
+    settings: Settings,
+) -> None:
+    changes = {**FAST, "job_max_attempts": 2}
+    client = await make_client(**changes)
+    reaper = LeaseReaper(node.store, attrs.evolve(settings, **changes))
+    worker_id = await register(client, worker)
+    job_id = await execute(client, user)
+    for _ in range(2):
+        async with asyncio.timeout(10):
+            while await claim(client, worker, worker_id, wait=1, lease_s=0.1) is None:
+                pass
+        await asyncio.sleep(0.15)
+        await reaper.run_once()
+    shown = await job_of(client, user, job_id)
+    assert (shown["status"], shown["dead_lettered"], shown["attempt"]) == ("failed", True, 2)
+    assert "gave up after 2 of 2 attempts" in shown["error"]
+
+
+async def test_heartbeats_renew_the_lease_and_carry_cancellation(
+    make_client: Callable[..., Awaitable[Client]], worker: Any, user: Any
+) -> None:
+    client = await make_client(**{**FAST, "worker_lease_s": 4.0})
+    worker_id = await register(client, worker)
+    job_id = await execute(client, user)
+    claimed = await claim(client, worker, worker_id, lease_s=1.0)
+    token = claimed["lease"]["fencing_token"]
+    await ok(
+        await report(client, worker, job_id, token, {"type": "phase_started", "phase": "build"})
+    )
+    await asyncio.sleep(0.4)  # under three quarters of the lease left: the next beat renews
+    beat = {
+        "worker_id": worker_id,
+        "status": "busy",
+        "current_job": {"job_id": job_id, "fencing_token": token},
+    }
+    seen = (
+        await ok(await client.post("/api/v1/workers/heartbeat", json=beat, headers=worker.headers))
+    )["job"]
+    assert (seen["lease_valid"], seen["cancel_requested"]) == (True, False)
+    # The 1 s lease was renewed by another second from now.
+    assert seen["lease_expires_at"] > claimed["lease"]["expires_at"]
+
+    await ok(await client.post(f"/api/v1/jobs/{job_id}/cancel", headers=user.headers))
+    await ok(await client.post(f"/api/v1/jobs/{job_id}/cancel", headers=user.headers))  # idempotent
+    seen = (
+        await ok(await client.post("/api/v1/workers/heartbeat", json=beat, headers=worker.headers))
+    )["job"]
+    assert seen["cancel_requested"] is True
+    refused = await report(
+        client, worker, job_id, token, {"type": "phase_started", "phase": "test"}
+    )
+    assert (await error_of(refused, 409))["details"]["reason"] == "cancel_requested"
+    body = await ok(await report(client, worker, job_id, token, {"type": "cancel_acknowledged"}))
+    assert body["job"]["status"] == "cancelled"
+    shown = await job_of(client, user, job_id)
+    assert [p["status"] for p in shown["phases"]] == ["failed", "skipped"]
+    seen = (
+        await ok(await client.post("/api/v1/workers/heartbeat", json=beat, headers=worker.headers))
+    )["job"]
+    assert (seen["lease_valid"], seen["status"]) == (False, "cancelled")
+
+
+async def test_a_silent_worker_goes_offline_and_comes_back(
+    wclient: Client, worker: Any, admin: Any, reaper: LeaseReaper
+) -> None:
+    worker_id = await register(wclient, worker)
+    await asyncio.sleep(0.6)
+    assert await reaper.run_once() == (0, 1)
+    shown = await ok(await wclient.get(f"/api/v1/workers/{worker_id}", headers=worker.headers))
+    assert (shown["online"], shown["status"]) == (False, "offline")
+    await asyncio.sleep(0.4)  # under three quarters of the lease left: the next beat renews
+    beat = {"worker_id": worker_id, "status": "idle", "resources": {"load": 0.5}}
+    resp = await wclient.post("/api/v1/workers/heartbeat", json=beat, headers=worker.headers)
+    assert (await ok(resp))["job"] is None
+    shown = await ok(await wclient.get(f"/api/v1/workers/{worker_id}", headers=worker.headers))
+    assert (shown["online"], shown["status"], shown["resources"]) == (True, "idle", {"load": 0.5})
+    events = await ok(
+        await wclient.get(f"/api/v1/events?stream_id=worker-{worker_id}", headers=admin.headers)
+    )
+    assert [e["type"] for e in events["items"]] == [
+        "worker.registered",
+        "worker.offline",
+        "worker.online",
+    ]
+
+
+async def test_a_queued_job_is_cancelled_at_once_and_never_claimed(
+    wclient: Client, worker: Any, user: Any
+) -> None:
+    worker_id = await register(wclient, worker)
+    job_id = await execute(wclient, user)
+    cancelled = await ok(await wclient.post(f"/api/v1/jobs/{job_id}/cancel", headers=user.headers))
+    assert cancelled["status"] == "cancelled"
+    assert await claim(wclient, worker, worker_id) is None
