@@ -20,6 +20,7 @@ from helix.auth.accounts import Accounts
 from helix.bootstrap import LogNode
 from helix.cli.context import database_url
 from helix.config import Settings
+from helix.services import templates
 from helix.services.reaper import LeaseReaper
 from helix.webhooks import WebhookRoles
 from projections.runner import ProjectionRunner
@@ -97,6 +98,11 @@ async def run_serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         changes["port"] = args.port
     settings = attrs.evolve(settings, **changes)
+    try:
+        templates.load(settings.phase_templates_file)
+    except templates.TemplateError as exc:
+        print(f"helix serve: {exc}", file=sys.stderr)
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -34,7 +34,7 @@ def tick(kind: str, n: int) -> EncodedEvent:
 
 
 async def project_for(services: Services, owner: ServiceCaller) -> uuid.UUID:
-    state = await services.projects.create(owner, name="p")
+    state = await services.projects.create(owner, name="p", phases=())
     assert state.id is not None
     return state.id
 

@@ -98,7 +98,7 @@ def make_projects(node: LogNode, settings: Settings) -> Callable[..., Awaitable[
     async def make(caller: Caller, count: int = 1) -> list[uuid.UUID]:
         made = []
         for n in range(count):
-            state = await services.projects.create(caller.service, name=f"p{n}")
+            state = await services.projects.create(caller.service, name=f"p{n}", phases=())
             assert state.id is not None
             made.append(state.id)
         return made

@@ -1,0 +1,77 @@
+"""Phase templates: the built-in default, a deployment's file, and its errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import attrs
+import pytest
+
+from helix.config import Settings
+from helix.errors import ValidationError
+from helix.services import templates
+
+
+def write(tmp_path: Path, document: object) -> Path:
+    path = tmp_path / "templates.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def test_the_default_template_is_the_ai_development_flow_waiting_for_agents() -> None:
+    plan = templates.resolve(Settings(), None)
+    assert [p.name for p in plan] == ["plan", "implement", "test", "review", "document"]
+    assert all(p.command is None for p in plan)
+
+
+def test_a_deployment_gives_the_default_template_commands_and_adds_its_own(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        {
+            "templates": {
+                "ai-development": [
+                    {"name": "plan", "command": ["agent", "--plan"], "timeout_s": 600},
+                    {"name": "review", "capabilities": ["reviewer"], "env": {"MODE": "strict"}},
+                ],
+                "ci": [{"name": "test", "command": ["make", "test"]}],
+            }
+        },
+    )
+    settings = attrs.evolve(Settings(), phase_templates_file=path, default_template="ci")
+    default = templates.resolve(settings, None)
+    assert [(p.name, p.command, p.capabilities) for p in default] == [
+        ("test", ("make", "test"), ("shell",))
+    ]
+    flow = templates.resolve(settings, "ai-development")
+    assert [(p.name, p.command, p.timeout_s, p.capabilities) for p in flow] == [
+        ("plan", ("agent", "--plan"), 600.0, ("shell",)),
+        ("review", None, None, ("reviewer",)),
+    ]
+    assert flow[1].env == {"MODE": "strict"}
+    with pytest.raises(ValidationError) as unknown:
+        templates.resolve(settings, "nope")
+    assert "ai-development, ci" in unknown.value.message
+
+
+@pytest.mark.parametrize(
+    ("document", "complaint"),
+    [
+        ({"nothing": 1}, "expected"),
+        ({"templates": {"x": []}}, "non-empty"),
+        ({"templates": {"x": [{"command": ["a"]}]}}, "string `name`"),
+        ({"templates": {"x": [{"name": "a", "shell": "ls"}]}}, "unknown fields"),
+        ({"templates": {"x": [{"name": "a", "command": "ls -l"}]}}, "argv"),
+        ({"templates": {"x": [{"name": "a"}, {"name": "a"}]}}, "used twice"),
+    ],
+)
+def test_a_broken_templates_file_is_refused_with_the_reason(
+    tmp_path: Path, document: object, complaint: str
+) -> None:
+    path = write(tmp_path, document)
+    with pytest.raises(templates.TemplateError) as refused:
+        templates.load(path)
+    assert complaint in str(refused.value)
+    assert str(path) in str(refused.value)
