@@ -8,14 +8,16 @@
 - catch-up: one SSE client replaying N events from position 0, beside raw PostgreSQL paging
   through the same rows with asyncpg.
 
-The API and every client share this process (the sequencer runs in a process of its own), so
-the latencies include the clients' own parsing: they are an upper bound for one machine.
+The API runs in this process, the SSE clients in one process of their own and the sequencer in
+another, as a deployment would separate them; on one machine they still share its cores, so the
+latencies include the clients' own parsing and are an upper bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -55,27 +57,6 @@ class Level:
         )
 
 
-class Client:
-    """One SSE client that records, for each `bench.tick`, the delay since its append."""
-
-    def __init__(self, session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> None:
-        self.session, self.url, self.headers = session, url, headers
-        self.latencies: list[float] = []
-        self.caught_up = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    async def run(self) -> None:
-        async with self.session.get(self.url, headers=self.headers) as resp:
-            resp.raise_for_status()
-            async for raw in resp.content:
-                if raw.startswith(b"data: "):
-                    body = json.loads(raw[6:])
-                    if "data" in body:
-                        self.latencies.append(time.perf_counter() - body["data"]["t"])
-                elif raw.startswith(b"event: caught_up"):
-                    self.caught_up.set()
-
-
 async def _transactions(pool: asyncpg.Pool, settle: float) -> int:
     """Committed transactions so far. Backends flush their statistics lazily (an idle one up
     to 10 s later), so the count is read after `settle` seconds of quiet."""
@@ -96,43 +77,45 @@ async def measure_level(
     clients: int,
     events: int,
     settle: float,
+    interval: float,
 ) -> Level:
     assert node.pool is not None
-    headers = {"Authorization": f"Bearer {key}"}
     url = f"{base}/api/v1/events/stream?types=bench.tick"
-    connector = aiohttp.TCPConnector(limit=0)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        followers = [Client(session, url, headers) for _ in range(clients)]
-        for follower in followers:
-            follower.task = asyncio.create_task(follower.run())
-        await asyncio.wait_for(asyncio.gather(*(f.caught_up.wait() for f in followers)), 120)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "helix.bench.stream_clients", url, key, str(clients), str(events),
+        str(events * interval + 60), stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 180)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"the SSE clients did not start: {line!r}")
         tailer = app[TAILER]
         transactions = await _transactions(node.pool, settle)
         reads = tailer.queries()
         stream = f"bench-{uuid.uuid4().hex}"
         for n in range(events):
-            event = EncodedEvent(
-                type="bench.tick", schema_version=1, data={"t": time.perf_counter()}
-            )
+            data = {"t": time.clock_gettime(time.CLOCK_MONOTONIC)}
+            event = EncodedEvent(type="bench.tick", schema_version=1, data=data)
             await node.store.append(stream, n, [event], metadata=METADATA)
-            await asyncio.sleep(0.005)
-        for _ in range(6000):
-            if all(len(f.latencies) >= events for f in followers):
-                break
-            await asyncio.sleep(0.01)
-        level = Level(
-            clients=clients,
-            events=events,
-            latencies_ms=[x * 1000 for f in followers for x in f.latencies],
-            tailer_reads=tailer.queries() - reads,
-            transactions=await _transactions(node.pool, settle) - transactions,
+            await asyncio.sleep(interval)
+        result = json.loads(await asyncio.wait_for(proc.stdout.readline(), events * interval + 90))
+        await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    if result["unfinished"] or len(result["latencies_ms"]) != clients * events:
+        raise RuntimeError(
+            f"{result['unfinished']} of {clients} clients did not receive all {events} events"
         )
-        for follower in followers:
-            assert follower.task is not None
-            follower.task.cancel()
-        await asyncio.gather(*(f.task for f in followers if f.task), return_exceptions=True)
-    return level
+    return Level(
+        clients=clients,
+        events=events,
+        latencies_ms=result["latencies_ms"],
+        tailer_reads=tailer.queries() - reads,
+        transactions=await _transactions(node.pool, settle) - transactions,
+    )
 
 
 async def notify_latency(url: str, samples: int) -> list[float]:
@@ -202,6 +185,7 @@ async def run(
     *,
     levels: Sequence[int] = (1, 100, 1000),
     events: int = 200,
+    interval: float = 0.05,
     catch_up_events: int = 100_000,
     settle: float = 11.0,
 ) -> int:
@@ -222,7 +206,9 @@ async def run(
         port = runner.addresses[0][1]
         base = f"http://127.0.0.1:{port}"
         raw = await notify_latency(url, 200)
-        results = [await measure_level(node, app, base, key, n, events, settle) for n in levels]
+        results = [
+            await measure_level(node, app, base, key, n, events, settle, interval) for n in levels
+        ]
         sse_rate, raw_rate = await catch_up(node, base, key, catch_up_events)
     finally:
         if runner is not None:
@@ -235,7 +221,10 @@ async def run(
         f"raw PostgreSQL NOTIFY -> LISTEN: p50 {percentile(raw, 50):.2f} ms, "
         f"p99 {percentile(raw, 99):.2f} ms"
     )
-    print(f"append -> SSE client, {events} appends per level (one every 5 ms):")
+    print(
+        f"append -> SSE client, {events} appends per level (one every {interval * 1000:g} ms, "
+        "clients in a separate process):"
+    )
     print(f"{'clients':>7}  {'p50 ms':>8}  {'p99 ms':>8}  {'queries/event':>12}  {'xact/event':>9}")
     for level in results:
         print(level.summary())

@@ -35,6 +35,9 @@ def register(commands: Any) -> None:
     s = sub.add_parser("stream", help="append-to-SSE-client latency, queries per event, catch-up")
     s.add_argument("--clients", default="1,100,1000", help="client counts (default 1,100,1000)")
     s.add_argument("--events", type=int, default=200, help="appends per level (default 200)")
+    s.add_argument(
+        "--interval", type=float, default=0.05, help="seconds between appends (default 0.05)"
+    )
     s.add_argument("--catch-up", type=int, default=100_000, help="events replayed (100000)")
     s.add_argument(
         "--settle", type=float, default=11.0, help="seconds of quiet before reading statistics"
@@ -72,6 +75,7 @@ async def run_stream(args: argparse.Namespace) -> int:
             settings,
             levels=levels,
             events=args.events,
+            interval=args.interval,
             catch_up_events=args.catch_up,
             settle=args.settle,
         )
