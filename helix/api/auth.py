@@ -23,6 +23,7 @@ from helix.api.requests import (
     public,
     read_json,
 )
+from helix.api.schema import position, reply
 from helix.auth import keys
 from helix.auth.accounts import Accounts
 from helix.auth.records import UserRecord
@@ -197,8 +198,9 @@ async def list_api_keys(request: web.Request) -> web.Response:
     principal = principal_of(request)
     user_id = _target_user(request, principal, request.query.get("user_id"))
     include_revoked = request.query.get("include_revoked", "false").lower() in ("1", "true")
+    at = position(request)  # the api_keys read model is inline: the head before the read
     found = await request.app[ACCOUNTS].list_keys(user_id, include_revoked=include_revoked)
-    return web.json_response({"keys": [k.to_json() for k in found]})
+    return reply({"keys": [k.to_json() for k in found]}, at=at)
 
 
 @routes.delete("/api/v1/auth/api-keys/{key_id}")
@@ -210,7 +212,8 @@ async def revoke_api_key(request: web.Request) -> web.Response:
     except ValueError:
         raise ValidationError("the key id must be a UUID", field="key_id") from None
     owner = None if principal.role is Role.ADMIN else principal.user_id
+    at = position(request)
     record = await request.app[ACCOUNTS].revoke_key(
         key_id, owner=owner, metadata=event_metadata(request)
     )
-    return web.json_response(record.to_json())
+    return reply(record.to_json(), at=at)

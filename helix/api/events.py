@@ -1,4 +1,9 @@
-"""The audit log over HTTP: filtered pages of events and single events by position."""
+"""The audit log over HTTP: filtered pages of events and single events by position.
+
+`X-Helix-Position` is where a subscriber with the same filters goes on from, missing nothing and
+getting nothing twice: for a page, the position up to which the log was read (for a short page
+the head, not just its last event); for one event, that event's position.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from aiohttp import web
 
 from helix.api.keys import POOL
 from helix.api.requests import int_query
-from helix.api.schema import caller, documented, reply
+from helix.api.schema import caller, documented, position, reply
 from helix.audit import log
 from helix.audit.filters import EventFilter, check_range, parse_time, parse_types, parse_uuid
 from helix.errors import NotFound
@@ -47,8 +52,13 @@ async def list_events(request: web.Request) -> web.Response:
     who = caller(request)
     selection = _selection(request, who)
     limit = int_query(request, "limit", log.DEFAULT_LIMIT, low=1, high=log.MAX_LIMIT)
+    # Taken before the read, so every event up to it is sequenced and visible to the read.
+    head = position(request)
     result = await log.page(request.app[POOL], selection, limit)
-    return reply(result, at=result["next_after"])
+    # A full page stops at its last event (events after it were not read). A short one read
+    # every match up to the head too, so a subscriber need not scan that stretch again.
+    last = result["next_after"]
+    return reply(result, at=last if result["has_more"] else max(last, head))
 
 
 @routes.get(r"/api/v1/events/{position:\d+}")
@@ -62,4 +72,5 @@ async def get_event(request: web.Request) -> web.Response:
     event = await log.event_at(request.app[POOL], int(raw), _viewer(who))
     if event is None:
         raise NotFound("event not found", position=int(raw))
+    # Not the head: the events between this one and the head were not read.
     return reply(event, at=event["position"])

@@ -1,4 +1,8 @@
-"""Users: the caller's own account, and (admins) the list, creation and changes."""
+"""Users: the caller's own account, and (admins) the list, creation and changes.
+
+The users read model is applied inline, so every answer carries `X-Helix-Position`: the head
+taken before the read (see `helix.api.schema.position`).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from helix.api.auth import ACCOUNTS
 from helix.api.openapi import describe
 from helix.api.principal import Role, principal_of, require_role
 from helix.api.requests import event_metadata, field, int_query, read_json
+from helix.api.schema import position, reply
 from helix.domain.user import UserRole
 from helix.errors import ValidationError
 
@@ -40,10 +45,11 @@ def _user_id(request: web.Request) -> uuid.UUID:
 async def me(request: web.Request) -> web.Response:
     """The calling user."""
     principal = principal_of(request)
+    at = position(request)
     user = await request.app[ACCOUNTS].get(principal.user_id)
     body = user.to_json()
     body["authenticated_with"] = "api_key" if principal.key_id else "token"
-    return web.json_response(body)
+    return reply(body, at=at)
 
 
 @routes.get("/api/v1/users")
@@ -53,14 +59,16 @@ async def list_users(request: web.Request) -> web.Response:
     limit = int_query(request, "limit", 50, low=1, high=500)
     offset = int_query(request, "offset", 0, low=0, high=10**9)
     role = _role(request.query.get("role"))
+    at = position(request)
     found, total = await request.app[ACCOUNTS].list_users(role=role, limit=limit, offset=offset)
-    return web.json_response(
+    return reply(
         {
             "users": [u.to_json() for u in found],
             "total": total,
             "limit": limit,
             "offset": offset,
-        }
+        },
+        at=at,
     )
 
 
@@ -84,20 +92,20 @@ async def create_user(request: web.Request) -> web.Response:
     username = field(body, "username", str)
     password = field(body, "password", str, required=False)
     role = _role(field(body, "role", str, required=False)) or UserRole.USER
+    at = position(request)
     user = await request.app[ACCOUNTS].create_user(
         username, role, password, metadata=event_metadata(request)
     )
-    return web.json_response(
-        user.to_json(), status=201, headers={"Location": f"/api/v1/users/{user.user_id}"}
-    )
+    return reply(user.to_json(), status=201, at=at, location=f"/api/v1/users/{user.user_id}")
 
 
 @routes.get("/api/v1/users/{user_id}")
 async def get_user(request: web.Request) -> web.Response:
     """One user (admins only)."""
     require_role(request, Role.ADMIN)
-    user = await request.app[ACCOUNTS].get(_user_id(request))
-    return web.json_response(user.to_json())
+    user_id = _user_id(request)
+    at = position(request)
+    return reply((await request.app[ACCOUNTS].get(user_id)).to_json(), at=at)
 
 
 UPDATE_USER_BODY: dict[str, Any] = {
@@ -121,7 +129,8 @@ async def update_user(request: web.Request) -> web.Response:
         raise ValidationError("only 'role' and 'disabled' can be changed", fields=sorted(unknown))
     role = _role(field(body, "role", str, required=False))
     disabled = field(body, "disabled", bool, required=False)
+    at = position(request)
     user = await request.app[ACCOUNTS].update_user(
         user_id, role=role, disabled=disabled, metadata=event_metadata(request)
     )
-    return web.json_response(user.to_json())
+    return reply(user.to_json(), at=at)

@@ -2,6 +2,11 @@
 
 A user manages their own endpoints (another user's is 404); admins manage everyone's. The
 secret is shown once, in the answer to the create (or rotate) that made it.
+
+`X-Helix-Position`: endpoints are kept inline with their events, so an endpoint's answer carries
+the head taken before the read. Deliveries are made by the dispatcher behind the log, so theirs
+carries the dispatcher's checkpoint, also taken before the read: deliveries exist for every
+matching event up to it (see `helix.streams.position`).
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from helix.api.schema import (
     optional_body,
     paging,
     path_id,
+    position,
     query_choice,
     reply,
     strings,
     validated_body,
 )
 from helix.errors import ValidationError
+from helix.streams.position import dispatched_position
 from helix.webhooks.endpoints import Endpoints, endpoint_view
 from helix.webhooks.replay import (
     attempt_view,
@@ -132,6 +139,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
     """Register an endpoint for event types (globs such as `job.*`; default every type)."""
     principal = require_role(request, *WRITERS)
     body = await validated_body(request, CREATE)
+    at = position(request)
     row, secret = await _registry(request).create(
         principal.user_id,
         url=body["url"],
@@ -142,7 +150,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
         metadata=event_metadata(request),
     )
     view = endpoint_view(row, secret=secret)
-    return reply(view, status=201, location=f"{BASE}/{row['endpoint_id']}")
+    return reply(view, status=201, at=at, location=f"{BASE}/{row['endpoint_id']}")
 
 
 @routes.get(BASE)
@@ -151,9 +159,10 @@ async def list_endpoints(request: web.Request) -> web.Response:
     """List the caller's endpoints (an admin's: everyone's), newest first."""
     principal = require_role(request, *READERS)
     limit, offset = paging(request)
+    at = position(request)
     rows, total = await _registry(request).page(_owner_scope(principal), limit=limit, offset=offset)
     items = [endpoint_view(r) for r in rows]
-    return reply({"items": items, "total": total, "limit": limit, "offset": offset})
+    return reply({"items": items, "total": total, "limit": limit, "offset": offset}, at=at)
 
 
 @routes.get(ONE)
@@ -162,8 +171,9 @@ async def get_endpoint(request: web.Request) -> web.Response:
     """Show an endpoint."""
     principal = require_role(request, *READERS)
     endpoint_id = path_id(request, "endpoint_id", "webhook endpoint")
+    at = position(request)
     row = await _registry(request).get(endpoint_id, _owner_scope(principal))
-    return reply(endpoint_view(row))
+    return reply(endpoint_view(row), at=at)
 
 
 @routes.patch(ONE)
@@ -174,6 +184,7 @@ async def update_endpoint(request: web.Request) -> web.Response:
     endpoint_id = path_id(request, "endpoint_id", "webhook endpoint")
     body = await validated_body(request, UPDATE)
     registry, owner, metadata = _registry(request), _owner_scope(principal), event_metadata(request)
+    at = position(request)
     row = await registry.get(endpoint_id, owner)
     if body.keys() & {"url", "event_types", "description"}:
         row = await registry.update(
@@ -186,7 +197,7 @@ async def update_endpoint(request: web.Request) -> web.Response:
         )
     if "enabled" in body:
         row = await registry.set_enabled(endpoint_id, owner, body["enabled"], metadata=metadata)
-    return reply(endpoint_view(row))
+    return reply(endpoint_view(row), at=at)
 
 
 @routes.delete(ONE)
@@ -207,10 +218,11 @@ async def rotate_secret(request: web.Request) -> web.Response:
     """Replace the signing secret; the old one keeps signing beside it for the overlap."""
     principal = require_role(request, *WRITERS)
     endpoint_id = path_id(request, "endpoint_id", "webhook endpoint")
+    at = position(request)
     row, secret = await _registry(request).rotate_secret(
         endpoint_id, _owner_scope(principal), metadata=event_metadata(request)
     )
-    return reply(endpoint_view(row, secret=secret))
+    return reply(endpoint_view(row, secret=secret), at=at)
 
 
 @routes.post(ONE + "/test")
@@ -269,10 +281,11 @@ async def list_deliveries(request: web.Request) -> web.Response:
     status = query_choice(request, "status", DeliveryStatus)
     limit, offset = paging(request)
     pool = request.app[POOL]
+    at = await dispatched_position(pool)
     rows = await pool.fetch(QUERIES["delivery_list"], endpoint_id, status, limit, offset)
     total = await pool.fetchval(QUERIES["delivery_count"], endpoint_id, status)
     items = [delivery_view(r) for r in rows]
-    return reply({"items": items, "total": total, "limit": limit, "offset": offset})
+    return reply({"items": items, "total": total, "limit": limit, "offset": offset}, at=at)
 
 
 @routes.get(ONE + "/deliveries/{delivery_id}")
@@ -282,13 +295,14 @@ async def get_delivery(request: web.Request) -> web.Response:
     endpoint_id, _ = await _endpoint(request, write=False)
     delivery_id = path_id(request, "delivery_id", "delivery")
     pool = request.app[POOL]
+    at = await dispatched_position(pool)
     row = await pool.fetchrow(QUERIES["delivery_get"], delivery_id, endpoint_id)
     if row is None:
         raise web.HTTPNotFound(text="delivery not found")
     attempts = await pool.fetch(QUERIES["attempt_list"], delivery_id)
     view = delivery_view(row)
     view["attempts"] = [attempt_view(a) for a in attempts]
-    return reply(view)
+    return reply(view, at=at)
 
 
 @routes.post(ONE + "/deliveries/{delivery_id}/retry")

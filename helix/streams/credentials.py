@@ -5,11 +5,16 @@ EventSource cannot send headers, so stream endpoints also accept `?access_token=
 token>`; only short-lived stream tokens are taken from the URL (URLs end up in logs). A
 WebSocket may authenticate with a first `auth` message carrying any credential Helix accepts
 in a header: an API key, a JWT (own or external), or a stream token.
+
+A stream stays authorized only while its credentials hold: `watch_credentials` registers it with
+the tailer's revocations, which close it when its key is revoked or its user disabled or given
+another role.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 from aiohttp import web
@@ -17,10 +22,12 @@ from aiohttp import web
 from helix.api.auth import ACCOUNTS, VERIFIER, identify
 from helix.api.keys import SETTINGS
 from helix.api.principal import PRINCIPAL, Principal, Role
-from helix.errors import NotFound, Unauthorized
-from helix.streams import tokens
+from helix.errors import Forbidden, NotFound, Unauthorized
+from helix.streams import revocation, tokens
 from helix.streams.filters import Scope, ScopeKind
+from helix.streams.revocation import Revoked, Watch
 from helix.streams.sql import JOB_OWNER, PROJECT_OWNERS
+from helix.streams.tailer import Tailer
 from helix.streams.visibility import Viewer
 
 
@@ -36,7 +43,9 @@ async def stream_principal(request: web.Request) -> Principal:
         return found
     token = request.query.get("access_token")
     if token:
-        return await from_stream_token(request.app, token)
+        principal = await from_stream_token(request.app, token)
+        request[PRINCIPAL] = principal  # for the stream's credential watch, as from a header
+        return principal
     raise Unauthorized("authentication required (a header, or ?access_token=<stream token>)")
 
 
@@ -84,3 +93,20 @@ async def check_scope(pool: asyncpg.Pool, scope: Scope, viewer: Viewer) -> None:
         owner = rows[0]["owner"] if rows else None
     if owner is None or not (viewer.sees_everything or owner == viewer.user_id):
         raise NotFound(f"{scope.kind} not found", **{f"{scope.kind}_id": str(scope.id)})
+
+
+async def watch_credentials(
+    tailer: Tailer, principal: Principal, on_revoked: Callable[[Revoked], None]
+) -> Watch:
+    """Have `on_revoked` called when the principal's credentials stop holding; 401 (403 for a
+    changed role) if they already have since the caller authenticated."""
+    found = tailer.revocations.watch(principal, on_revoked)
+    try:
+        revoked = await revocation.check(tailer.store.pool, principal)
+    except BaseException:
+        found.cancel()
+        raise
+    if revoked is not None:
+        found.cancel()
+        raise (Forbidden if revoked.forbidden else Unauthorized)(revoked.reason)
+    return found

@@ -10,14 +10,18 @@ from it receives them once more, which the client recognizes by the resource's `
 (events of that stream with a version at or below it are already reflected).
 
 A read model kept by the asynchronous projection runner must be stamped with that projection's
-checkpoint read in the same transaction as the query, never with the head.
+checkpoint read in the same transaction as the query, never with the head. Webhook deliveries
+are such a read model: the dispatcher commits them with its checkpoint, so the checkpoint read
+before the query is a lower bound in the same way (`dispatched_position`).
 """
 
 from __future__ import annotations
 
+import asyncpg
 from aiohttp import web
 
 from helix.eventstore import EventStore
+from helix.streams.sql import DISPATCHED_POSITION
 
 HEADER = "X-Helix-Position"
 
@@ -34,3 +38,10 @@ async def read_position(store: EventStore, *, fresh: bool = True) -> int:
 def stamp(response: web.StreamResponse, position: int) -> web.StreamResponse:
     response.headers[HEADER] = str(position)
     return response
+
+
+async def dispatched_position(pool: asyncpg.Pool) -> int:
+    """The webhook dispatcher's checkpoint, for a stamp: call it before the deliveries query.
+    Every event up to it has its deliveries, which committed with it."""
+    value = await pool.fetchval(DISPATCHED_POSITION)
+    return int(value or 0)

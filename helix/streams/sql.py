@@ -15,3 +15,15 @@ WHERE stream_id = $1 AND type = ANY ($2::text[]) AND position IS NOT NULL
 ORDER BY position
 LIMIT 1
 """
+
+# $1 user id, $2 API key id (NULL: none): whether a stream's credentials still hold. `key_found`
+# is false for a key that is not the user's.
+CREDENTIALS = """
+SELECT u.disabled, u.role, k.key_id IS NOT NULL AS key_found,
+       k.revoked_at IS NOT NULL AS key_revoked
+FROM users u LEFT JOIN api_keys k ON k.key_id = $2 AND k.user_id = u.user_id
+WHERE u.user_id = $1
+"""
+
+# The log position up to which the webhook dispatcher has made deliveries.
+DISPATCHED_POSITION = "SELECT position FROM webhook_dispatcher WHERE id = 1"

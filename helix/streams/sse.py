@@ -1,10 +1,13 @@
 """Server-sent events: one subscription written to one response until the client leaves, the
-job ends, or the server shuts down.
+job ends, the caller's credentials are revoked, or the server shuts down.
 
 Each event is `id: <position>`, `event: <type>`, `data: <envelope JSON>`; `event: caught_up`
 marks the switch from replay to live, `event: done` ends a job stream, and a comment line is
 the heartbeat. Writing awaits the socket, so a slow client slows only its own subscription,
 which the tailer switches to catch-up once its buffer is full.
+
+The format has no error event: a stream whose API key is revoked, or whose user is disabled or
+given another role, just ends, and the client's reconnect is refused.
 """
 
 from __future__ import annotations
@@ -15,8 +18,12 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from helix.api.principal import PRINCIPAL, Principal
+from helix.errors import Unauthorized
+from helix.streams.credentials import watch_credentials
 from helix.streams.endings import JobEnd
 from helix.streams.frames import CaughtUp, Frame
+from helix.streams.revocation import Watch
 from helix.streams.subscriptions import Subscription
 from helix.streams.tailer import Heartbeat
 
@@ -47,11 +54,17 @@ async def stream(
     show: Callable[[Frame], bool] | None = None,
     end: JobEnd | None = None,
 ) -> web.StreamResponse:
-    """Write `sub` as an event stream. `show` hides frames the subscription needs but the
-    client did not ask for (a job stream watches every event of its job for the end)."""
+    """Write `sub` as an event stream for the request's principal (401 or 403 before the
+    first byte if their credentials no longer hold). `show` hides frames the subscription needs
+    but the client did not ask for (a job stream watches every event of its job for the end)."""
     response = web.StreamResponse(status=200, headers=HEADERS)
     heartbeat.add(sub.poke)
+    watch: Watch | None = None
     try:
+        principal = request.get(PRINCIPAL)
+        if not isinstance(principal, Principal):
+            raise Unauthorized("authentication required")
+        watch = await watch_credentials(sub.tailer, principal, lambda _: sub.close())
         await response.prepare(request)
         await response.write(f"retry: {retry_ms}\n\n".encode())
         while True:
@@ -85,4 +98,6 @@ async def stream(
     finally:
         heartbeat.discard(sub.poke)
         sub.close()
+        if watch is not None:
+            watch.cancel()
     return response

@@ -8,7 +8,8 @@ connection, PostgreSQL restarting) is retried with backoff from the last positio
 
 Subscribers are indexed by scope (a job's stream, a project, everything) so an event is only
 matched against the subscribers that could want it. The last `recent` events are kept so that
-a subscriber that fell a little behind rejoins without touching the database.
+a subscriber that fell a little behind rejoins without touching the database. Every batch also
+goes to `revocations`, which closes the streams whose credentials it revokes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from helix.eventstore import EventStore, HeadWatcher, RecordedEvent
 from helix.streams.filters import Filter, ScopeKind
 from helix.streams.frames import Frame
+from helix.streams.revocation import Revocations
 from helix.streams.subscriptions import Subscription
 from helix.streams.visibility import Ownership
 
@@ -48,6 +50,7 @@ class Tailer:
         self.buffer_size = buffer_size
         self.poll_interval = poll_interval
         self.ownership = ownership or Ownership(store.pool)
+        self.revocations = Revocations(store.registry.decode)
         self.position = 0  # every event up to here has been fanned out
         self.reads = 0  # the tailer's own log reads (the per-event database work)
         self.catch_up_reads = 0  # reads made for subscribers that fell behind the recent events
@@ -190,6 +193,8 @@ class Tailer:
         for sub in self.subscriptions():
             if sub.live and sub.position < self.position:
                 sub.position = self.position
+        # After the fan-out: closing a stream unsubscribes it, which the loops above must not see.
+        self.revocations.observe(frames)
 
     # --- catching up --------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ Server → client: `connection_ack`, `subscribed {id, payload: {stream, position
 payload: <event>}`, `caught_up {id, payload: {position}}`, `complete {id}` (a job stream after
 the job's end), `error {id, payload: {code, message}}`, `pong`.
 Close codes: 4400 a malformed message, 4401 no valid credentials (or none within the auth
-timeout), 4403 an `auth` naming another user than the socket's, 4429 too many subscriptions.
+timeout, or the socket's API key revoked or its user disabled since), 4403 an `auth` naming
+another user than the socket's (or the user's role changed since), 4429 too many subscriptions.
 
 Each subscription has its own resume position and its own pump task writing to the socket
 (aiohttp allows several writers beside the one reader); WebSocket ping frames every heartbeat
@@ -25,11 +26,12 @@ from aiohttp import WSMsgType, web
 
 from helix.api.principal import Principal
 from helix.config import Settings
-from helix.errors import HelixError, Unauthorized, ValidationError
-from helix.streams.credentials import check_scope, from_any_token, viewer_of
+from helix.errors import Forbidden, HelixError, Unauthorized, ValidationError
+from helix.streams.credentials import check_scope, from_any_token, viewer_of, watch_credentials
 from helix.streams.endings import JobEnd
 from helix.streams.filters import Filter, Scope, ScopeKind, parse_types
 from helix.streams.frames import CaughtUp
+from helix.streams.revocation import Revoked, Watch
 from helix.streams.subscriptions import Subscription
 from helix.streams.tailer import Tailer
 
@@ -65,11 +67,15 @@ class Session:
         self.settings = settings
         self.principal = principal
         self.pumps: dict[str, asyncio.Task[None]] = {}
+        self.watch: Watch | None = None
+        self.closing: asyncio.Task[bool] | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.stream_auth_timeout
         try:
+            if self.principal is not None:
+                await self.guard(self.principal)
             while not self.ws.closed:
                 timeout = None if self.principal else max(0.0, deadline - loop.time())
                 try:
@@ -86,12 +92,37 @@ class Session:
         except Closing as closing:
             await self.ws.close(code=closing.code, message=closing.reason.encode()[:120])
         finally:
+            if self.watch is not None:
+                self.watch.cancel()
             for task in self.pumps.values():
                 task.cancel()
             for task in list(self.pumps.values()):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             self.pumps.clear()
+            if self.closing is not None:
+                with contextlib.suppress(Exception):  # the client may be gone already
+                    await self.closing
+
+    async def guard(self, principal: Principal) -> None:
+        """Watch the principal's credentials from now on (instead of the previous ones')."""
+        try:
+            watch = await watch_credentials(self.tailer, principal, self.revoke)
+        except Forbidden as exc:
+            raise Closing(FORBIDDEN, exc.message) from None
+        except Unauthorized as exc:
+            raise Closing(UNAUTHORIZED, exc.message) from None
+        if self.watch is not None:
+            self.watch.cancel()
+        self.watch = watch
+
+    def revoke(self, revoked: Revoked) -> None:
+        """Close the socket; called from the tailer's fan-out, so the close runs as a task of
+        its own (its `receive` in `run` then returns and ends the session)."""
+        if self.closing is None and not self.ws.closed:
+            code = FORBIDDEN if revoked.forbidden else UNAUTHORIZED
+            message = revoked.reason.encode()[:120]
+            self.closing = asyncio.create_task(self.ws.close(code=code, message=message))
 
     @staticmethod
     def parse(text: str) -> dict[str, Any]:
@@ -137,6 +168,7 @@ class Session:
             if self.principal is not None and found.user_id != self.principal.user_id:
                 # One socket, one caller: its subscriptions were authorized for the first.
                 raise Closing(FORBIDDEN, "this socket is authenticated as another user")
+            await self.guard(found)
             self.principal = found
         elif self.principal is None:
             raise Closing(UNAUTHORIZED, "auth needs a payload with a token")
