@@ -9,9 +9,19 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from helix.cli import audit, bench, database, events, projections, serve, users, webhooks
+from helix.cli import (
+    audit,
+    bench,
+    database,
+    events,
+    projections,
+    serve,
+    users,
+    webhooks,
+    worker,
+)
 
-GROUPS = [serve, database, users, projections, events, webhooks, audit, bench]
+GROUPS = [serve, database, users, projections, events, webhooks, audit, bench, worker]
 
 
 def build_parser() -> argparse.ArgumentParser:

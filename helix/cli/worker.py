@@ -1,0 +1,135 @@
+"""`helix worker`: the reference worker, claiming jobs from a server and running their phases."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from helix.worker import ProtocolError, Worker, WorkerConfig
+
+DEFAULT_SERVER = "http://127.0.0.1:8100"
+
+
+def register(commands: Any) -> None:
+    p = commands.add_parser(
+        "worker",
+        help="run a worker that claims jobs and runs their phases' commands",
+        description="Registers with a Helix server under a worker's API key, then claims jobs "
+        "one at a time and runs each phase's command (as argv, no shell) in the project's "
+        "workspace, streaming its output and reporting the files it changed. SIGTERM or "
+        "Ctrl-C stops the running phase and exits; the job's lease then expires and it is "
+        "retried elsewhere. The worker logs its activity at INFO.",
+    )
+    p.add_argument(
+        "--server",
+        default=os.environ.get("HELIX_SERVER_URL") or DEFAULT_SERVER,
+        help=f"the server's URL (env HELIX_SERVER_URL, default {DEFAULT_SERVER})",
+    )
+    p.add_argument("--key", help="a worker's API key (default: HELIX_WORKER_KEY)")
+    p.add_argument(
+        "--capabilities",
+        default="shell",
+        help="comma-separated capabilities this worker offers (default shell)",
+    )
+    p.add_argument("--name", default=socket.gethostname(), help="default: the hostname")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(".helix/workspaces"),
+        help="each project's workspace is WORKDIR/PROJECT_ID (default ./.helix/workspaces)",
+    )
+    p.add_argument("--lines-per-event", type=int, default=100, help="output lines per report")
+    p.add_argument(
+        "--flush-interval",
+        type=float,
+        default=0.5,
+        help="seconds after a batch's first line that it is sent even if not full (default 0.5)",
+    )
+    p.add_argument(
+        "--heartbeat-interval", type=float, help="seconds (default: what the server asks for)"
+    )
+    p.add_argument("--claim-wait", type=int, default=20, help="long-poll seconds, 0..60")
+    p.add_argument(
+        "--stderr-tail", type=int, default=20, help="stderr lines kept with a failed phase"
+    )
+    p.add_argument(
+        "--kill-grace",
+        type=float,
+        default=5.0,
+        help="seconds between SIGTERM and SIGKILL when stopping a phase (default 5)",
+    )
+    p.add_argument("--once", action="store_true", help="exit after one job")
+    p.add_argument("--max-jobs", type=int, help="exit after this many jobs")
+    p.add_argument("--quiet", action="store_true", help="log only warnings and errors")
+    p.set_defaults(handler=run_worker)
+
+
+async def run_worker(args: argparse.Namespace) -> int:
+    key = args.key or os.environ.get("HELIX_WORKER_KEY")
+    if not key:
+        print("a worker's API key is needed: --key or HELIX_WORKER_KEY", file=sys.stderr)
+        return 2
+    try:
+        config = WorkerConfig(
+            server=args.server,
+            key=key,
+            capabilities=args.capabilities,
+            name=args.name,
+            workdir=args.workdir,
+            lines_per_event=args.lines_per_event,
+            flush_interval=args.flush_interval,
+            heartbeat_interval=args.heartbeat_interval,
+            claim_wait=args.claim_wait,
+            stderr_tail=args.stderr_tail,
+            kill_grace=args.kill_grace,
+            once=args.once,
+            max_jobs=args.max_jobs,
+        )
+    except ValueError as exc:
+        print(f"invalid option: {exc}", file=sys.stderr)
+        return 2
+    worker_log = logging.getLogger("helix.worker")
+    worker_log.setLevel(
+        logging.WARNING if args.quiet else min(logging.INFO, logging.getLogger().level)
+    )
+    return await run(config)
+
+
+async def run(config: WorkerConfig) -> int:
+    """Run a worker until it ends by itself or SIGTERM/SIGINT stops it; the exit status."""
+    worker = Worker(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await worker.start()
+        ended = asyncio.ensure_future(worker.wait())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({ended, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        await worker.stop()
+        try:
+            await ended
+        except ProtocolError as exc:
+            if exc.status in (401, 403):
+                print(
+                    f"the server refused the worker's key (HTTP {exc.status}: {exc.message}); "
+                    "it must be a valid API key of a user with the role worker",
+                    file=sys.stderr,
+                )
+            else:
+                print(f"the server refused the worker: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,349 @@
+"""Running one claimed job: its phases in order, each reported as it happens, under the lease.
+
+Every report carries the fencing token of the claim. Reports go out one request at a time, in
+the order they were made, so the server sees phase_started, then output and files, then the
+phase's outcome. When the lease is lost (a 409 for a stale token or an expired lease, or a
+heartbeat saying so) the job is no longer this worker's: its process group is killed at once
+and nothing more is reported. When the worker shuts down it reports nothing either; the lease
+expires and the job is retried elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import functools
+import logging
+import os
+import re
+import shlex
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Collection
+from pathlib import Path
+
+from helix.worker import reports
+from helix.worker.backoff import Backoff
+from helix.worker.config import WorkerConfig
+from helix.worker.process import (
+    Command,
+    Finished,
+    OutputOptions,
+    PhaseProcess,
+    Stop,
+    child_environment,
+)
+from helix.worker.protocol import (
+    AccessDenied,
+    Claim,
+    Client,
+    JobStatus,
+    Phase,
+    ProtocolError,
+    Report,
+    Unavailable,
+)
+from helix.worker.workspace import changed_files, snapshot
+
+log = logging.getLogger(__name__)
+
+DONE_PHASES = frozenset({"completed", "skipped"})
+# A project id names a directory under the workdir: one plain path component, never '..'.
+_SAFE_DIRECTORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class Outcome(enum.Enum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"  # the lease was taken away; nothing more was reported
+    ABANDONED = "abandoned"  # the worker stopped; the lease will expire and the job be retried
+
+
+class _Lost(Exception):
+    pass
+
+
+class _Abandoned(Exception):
+    pass
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _Rejected(Exception):
+    """The server refused a report as invalid: a bug in the worker, or a disagreement."""
+
+
+class JobRun:
+    def __init__(
+        self,
+        client: Client,
+        claim: Claim,
+        config: WorkerConfig,
+        *,
+        secrets: Collection[str] = (),
+    ) -> None:
+        self.claim = claim
+        self.fencing_token = claim.lease.fencing_token
+        self._client = client
+        self._config = config
+        self._secrets = secrets
+        self._options = OutputOptions(
+            lines_per_event=config.lines_per_event,
+            flush_interval=config.flush_interval,
+            stderr_tail=config.stderr_tail,
+            kill_grace=config.kill_grace,
+        )
+        self._lease_deadline = time.monotonic() + claim.lease.lease_s
+        self._cancel = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._shutdown = asyncio.Event()
+        self._halted = asyncio.Event()  # lost or shut down: report nothing more
+        self._send_lock = asyncio.Lock()
+        self._process: PhaseProcess | None = None
+
+    @property
+    def job_id(self) -> str:
+        return self.claim.job_id
+
+    @property
+    def holds_lease(self) -> bool:
+        """Whether the worker still works for this job (and so renews its lease)."""
+        return not self._halted.is_set()
+
+    def request_cancel(self) -> None:
+        if self._cancel.is_set():
+            return
+        log.info("job %s: cancellation requested", self.job_id)
+        self._cancel.set()
+        if self._process is not None:
+            self._process.stop(Stop.TERMINATE)
+
+    def lose(self) -> None:
+        if self._lost.is_set():
+            return
+        log.warning("job %s: the lease is lost; abandoning the job", self.job_id)
+        self._lost.set()
+        self._halted.set()
+        if self._process is not None:
+            self._process.stop(Stop.KILL)
+
+    def shut_down(self) -> None:
+        self._shutdown.set()
+        self._halted.set()
+        if self._process is not None:
+            self._process.stop(Stop.TERMINATE)
+
+    def heartbeat_answered(self, status: JobStatus) -> None:
+        if status.job_id != self.job_id:
+            return
+        if not status.lease_valid:
+            self.lose()
+            return
+        self._lease_deadline = time.monotonic() + self.claim.lease.lease_s
+        if status.cancel_requested:
+            self.request_cancel()
+
+    async def run(self) -> Outcome:
+        step: Callable[[], Awaitable[Outcome]] = self._run_phases
+        # At most: the phases, then acknowledging a cancel or failing the job, then failing it.
+        for _ in range(3):
+            try:
+                return await step()
+            except _Lost:
+                return Outcome.LOST
+            except _Abandoned:
+                return Outcome.ABANDONED
+            except _Cancelled:
+                step = self._acknowledge_cancel
+            except _Rejected as exc:
+                log.error("job %s: the server rejected a report: %s", self.job_id, exc)
+                step = functools.partial(self._fail, f"the worker's report was rejected: {exc}")
+        log.error("job %s: giving up; its lease will expire", self.job_id)
+        return Outcome.ABANDONED
+
+    async def _run_phases(self) -> Outcome:
+        workspace = self._workspace()
+        if workspace is None:
+            return await self._fail(f"project id {self.claim.project_id!r} is not a safe name")
+        total = len(self.claim.phases)
+        for index, phase in enumerate(self.claim.phases):
+            if phase.status in DONE_PHASES:
+                continue
+            self._check_halted()
+            if self._cancel.is_set():
+                raise _Cancelled
+            if phase.status == "failed":
+                return await self._fail(f"phase {phase.name!r} had already failed")
+            if phase.command is None:
+                error = f"phase {phase.name!r} has no command, and this worker only runs commands"
+                await self._send(
+                    [
+                        reports.phase_started(phase.name),
+                        reports.phase_failed(phase.name, exit_code=None, error=error),
+                        reports.job_failed(error),
+                    ]
+                )
+                return Outcome.FAILED
+            await self._send([reports.phase_started(phase.name)])
+            if self._cancel.is_set():
+                raise _Cancelled
+            percent = 100 * (index + 1) // total
+            if not await self._run_phase(phase, phase.command, workspace, percent):
+                return Outcome.FAILED
+        if self._cancel.is_set():
+            raise _Cancelled
+        await self._send([reports.job_completed()])
+        return Outcome.COMPLETED
+
+    async def _run_phase(
+        self, phase: Phase, argv: tuple[str, ...], workspace: Path, percent: int
+    ) -> bool:
+        """Run the phase and report how it ended (and, when it completed, the job's progress
+        through its plan); True when it completed."""
+        log.info("job %s: phase %r started: %s", self.job_id, phase.name, shlex.join(argv))
+        before = await asyncio.to_thread(snapshot, workspace)
+        env = child_environment(
+            os.environ,
+            secrets=self._secrets,
+            extra={
+                **phase.env,
+                "HELIX_JOB_ID": self.job_id,
+                "HELIX_PROJECT_ID": self.claim.project_id,
+                "HELIX_PHASE": phase.name,
+                "HELIX_WORKSPACE": str(workspace),
+            },
+        )
+        command = Command(argv=argv, cwd=workspace, env=env, timeout_s=phase.timeout_s)
+        process = PhaseProcess(command, functools.partial(self._output, phase.name), self._options)
+        self._process = process
+        try:
+            finished = await process.run()
+        finally:
+            self._process = None
+        self._check_halted()
+        files = await asyncio.to_thread(changed_files, workspace, before)
+        found = [reports.file(phase.name, record) for record in files]
+        if finished.stopped is not None and self._cancel.is_set():
+            await self._send(found)
+            raise _Cancelled
+        error = _failure(finished, phase.timeout_s)
+        log.info(
+            "job %s: phase %r %s after %.2fs",
+            self.job_id,
+            phase.name,
+            "completed (exit code 0)" if error is None else f"failed: {error}",
+            finished.duration_s,
+        )
+        if error is None:
+            await self._send(
+                [*found, reports.phase_completed(phase.name), reports.progress(percent)]
+            )
+            return True
+        failed = reports.phase_failed(
+            phase.name,
+            exit_code=finished.exit_code,
+            error=error,
+            stderr_tail=finished.stderr_tail,
+        )
+        await self._send(
+            [*found, failed, reports.job_failed(f"phase {phase.name!r} failed: {error}")]
+        )
+        return False
+
+    async def _output(self, phase: str, stream: str, lines: list[str]) -> None:
+        if not self.holds_lease:
+            return  # lost or shutting down: the output has nowhere to go
+        with contextlib.suppress(_Abandoned):
+            await self._send([reports.output(phase, stream, lines)])
+
+    async def _acknowledge_cancel(self) -> Outcome:
+        await self._send([reports.cancel_acknowledged()])
+        return Outcome.CANCELLED
+
+    async def _fail(self, error: str) -> Outcome:
+        await self._send([reports.job_failed(error)])
+        return Outcome.FAILED
+
+    def _workspace(self) -> Path | None:
+        if not _SAFE_DIRECTORY.fullmatch(self.claim.project_id):
+            return None
+        path = self._config.workdir / self.claim.project_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path.resolve()
+
+    def _check_halted(self) -> None:
+        if self._lost.is_set():
+            raise _Lost
+        if self._shutdown.is_set():
+            raise _Abandoned
+
+    async def _send(self, batch: list[Report]) -> None:
+        async with self._send_lock:
+            for request in reports.batches(batch):
+                await self._post(request)
+
+    async def _post(self, request: list[Report]) -> None:
+        # One idempotency key for every try of this request: a retry after a lost answer is
+        # not applied twice.
+        key = uuid.uuid4().hex
+        backoff = Backoff(first=0.2, cap=5.0)
+        first_try = time.monotonic()
+        while True:
+            self._check_halted()
+            try:
+                answer = await self._client.report(
+                    self.job_id, self.fencing_token, request, idempotency_key=key
+                )
+            except AccessDenied:
+                raise
+            except ProtocolError as exc:
+                if exc.lease_lost:
+                    self.lose()
+                    raise _Lost from exc
+                if exc.status == 409 and exc.reason == "cancel_requested":
+                    self.request_cancel()
+                    raise _Cancelled from exc
+                if exc.status == 409 and "idempotency_key" in exc.details:
+                    # The previous try is still being applied; its answer decides.
+                    await self._pause(backoff.next())
+                    continue
+                raise _Rejected(str(exc)) from exc
+            except Unavailable as exc:
+                now = time.monotonic()
+                if now >= self._lease_deadline:
+                    log.warning("job %s: no report got through for a whole lease", self.job_id)
+                    self.lose()
+                    raise _Lost from exc
+                # Heartbeats may keep the lease alive while this one request keeps failing.
+                if now - first_try >= self.claim.lease.lease_s:
+                    raise _Rejected(f"the server kept failing a report: {exc}") from exc
+                delay = backoff.next()
+                log.warning(
+                    "job %s: report failed (%s); retrying in %.1fs", self.job_id, exc, delay
+                )
+                await self._pause(delay)
+                continue
+            self._lease_deadline = time.monotonic() + self.claim.lease.lease_s
+            if answer.fencing_token is not None:
+                self.fencing_token = answer.fencing_token
+            if answer.cancel_requested:
+                self.request_cancel()
+            return
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._halted.wait(), seconds)
+
+
+def _failure(finished: Finished, timeout_s: float | None) -> str | None:
+    """Why the phase failed, or None when it completed."""
+    if finished.start_error is not None:
+        return finished.start_error
+    if finished.timed_out:
+        return f"timed out after {timeout_s:g} s"
+    assert finished.exit_code is not None
+    return None if finished.exit_code == 0 else reports.exit_error(finished.exit_code)

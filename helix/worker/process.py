@@ -1,0 +1,378 @@
+"""Running one phase's command: a process group of its own, output streamed in batches, a
+timeout, and stopping the whole group on request.
+
+The command runs as argv (no shell) in a new session, so its process group holds it and every
+process it starts; signals go to the group, never only to the leader, and whatever is left of
+the group when the leader exits is stopped too, so nothing outlives the phase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import enum
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from helix.worker.reports import MAX_LINE_CHARS
+
+log = logging.getLogger(__name__)
+
+# Output sink: called with ("stdout" | "stderr", lines), one batch at a time per stream.
+OutputSink = Callable[[str, list[str]], Awaitable[None]]
+
+# Variables never passed on to a phase: the worker's credentials, and the server's secrets
+# for a worker that runs inside `helix serve`.
+CREDENTIAL_VARIABLES = frozenset(
+    {
+        "HELIX_WORKER_KEY",
+        "HELIX_API_KEY",
+        "HELIX_DATABASE_URL",
+        "HELIX_JWT_SECRET",
+        "HELIX_EXTERNAL_JWT_SECRET",
+    }
+)
+
+_POLL_S = 0.05
+_READ_LIMIT = 2**16
+# How long a pipe may stay open and quiet once the process group is gone, and at most.
+_DRAIN_IDLE_S = 0.5
+_DRAIN_MAX_S = 30.0
+
+
+class Stop(enum.Enum):
+    TERMINATE = "terminate"  # SIGTERM to the group, SIGKILL after the grace
+    KILL = "kill"  # SIGKILL to the group at once
+
+
+@attrs.frozen(kw_only=True)
+class Command:
+    argv: tuple[str, ...]
+    cwd: Path
+    env: Mapping[str, str]
+    timeout_s: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class OutputOptions:
+    lines_per_event: int = 100
+    flush_interval: float = 0.5
+    stderr_tail: int = 20
+    kill_grace: float = 5.0
+
+
+@attrs.frozen(kw_only=True)
+class Finished:
+    """How a phase's process ended."""
+
+    exit_code: int | None  # negative: killed by that signal; None: never started
+    duration_s: float
+    stderr_tail: tuple[str, ...] = ()
+    timed_out: bool = False
+    stopped: Stop | None = None  # stopped on request (cancel, lost lease, shutdown)
+    start_error: str | None = None
+
+
+def child_environment(
+    base: Mapping[str, str],
+    *,
+    secrets: Collection[str] = (),
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """`base` without the worker's credentials (by name, or by value wherever they appear),
+    then `extra` on top."""
+    held = {s for s in secrets if s}
+    env = {k: v for k, v in base.items() if k not in CREDENTIAL_VARIABLES and v not in held}
+    env.update(extra or {})
+    return env
+
+
+class _Child(asyncio.SubprocessProtocol):
+    """The child's two output pipes as stream readers, and when it exits. (Not
+    asyncio.subprocess.Process: before Python 3.12 its wait() also waits for the pipes to
+    close, which a process that left the group can hold open for ever.)"""
+
+    def __init__(self) -> None:
+        self.stdout = asyncio.StreamReader(limit=_READ_LIMIT)
+        self.stderr = asyncio.StreamReader(limit=_READ_LIMIT)
+        self.exited = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.SubprocessTransport)
+        for fd, reader in ((1, self.stdout), (2, self.stderr)):
+            pipe = transport.get_pipe_transport(fd)
+            if pipe is not None:
+                reader.set_transport(pipe)  # lets the reader pause the pipe when it is full
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        assert isinstance(data, bytes)
+        (self.stdout if fd == 1 else self.stderr).feed_data(data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        reader = self.stdout if fd == 1 else self.stderr
+        if exc is None:
+            reader.feed_eof()
+        else:
+            reader.set_exception(exc)
+
+    def process_exited(self) -> None:
+        self.exited.set()
+
+
+class PhaseProcess:
+    """One run of one command. `stop()` may be called at any time, also before `run()`."""
+
+    def __init__(self, command: Command, sink: OutputSink, options: OutputOptions) -> None:
+        self.command = command
+        self.options = options
+        self._sink = sink
+        self._stop_requested = asyncio.Event()
+        self._how = Stop.TERMINATE
+        self._group_gone = asyncio.Event()
+        self._gone_at = 0.0
+        self._tail: collections.deque[str] = collections.deque(maxlen=options.stderr_tail)
+
+    def stop(self, how: Stop = Stop.TERMINATE) -> None:
+        if how is Stop.KILL or not self._stop_requested.is_set():
+            self._how = how
+        self._stop_requested.set()
+
+    async def run(self) -> Finished:
+        started = time.monotonic()
+        if self._stop_requested.is_set():
+            return Finished(exit_code=None, duration_s=0.0, stopped=self._how)
+        loop = asyncio.get_running_loop()
+        try:
+            transport, child = await loop.subprocess_exec(
+                _Child,
+                *self.command.argv,
+                cwd=self.command.cwd,
+                env=dict(self.command.env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except (OSError, ValueError) as exc:
+            return Finished(
+                exit_code=None,
+                duration_s=time.monotonic() - started,
+                start_error=f"could not start {self.command.argv[0]!r}: {exc}",
+            )
+        pid = transport.get_pid()
+        pumps = [
+            asyncio.create_task(self._pump(child.stdout, "stdout")),
+            asyncio.create_task(self._pump(child.stderr, "stderr")),
+        ]
+        try:
+            timed_out = await self._supervise(pid, child, pumps)
+            self._gone_at = loop.time()
+            self._group_gone.set()
+            await asyncio.gather(*pumps)
+        except BaseException:
+            # A failed sink or a cancelled run: nothing of the phase may go on running.
+            _signal_group(pid, signal.SIGKILL)
+            raise
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+            await asyncio.shield(child.exited.wait())
+            transport.close()
+        exit_code = transport.get_returncode()
+        assert exit_code is not None
+        stopped = self._how if self._stop_requested.is_set() and not timed_out else None
+        return Finished(
+            exit_code=exit_code,
+            duration_s=time.monotonic() - started,
+            stderr_tail=tuple(self._tail),
+            timed_out=timed_out,
+            stopped=stopped,
+        )
+
+    async def _supervise(
+        self, pid: int, child: _Child, pumps: Sequence[asyncio.Task[None]]
+    ) -> bool:
+        """Wait for the leader to exit, the timeout or a stop; then make sure the whole group
+        is gone. True when the timeout ended it."""
+        loop = asyncio.get_running_loop()
+        timeout = self.command.timeout_s
+        deadline = None if timeout is None else loop.time() + timeout
+        exited = asyncio.ensure_future(child.exited.wait())
+        stop = asyncio.ensure_future(self._stop_requested.wait())
+        watched: set[asyncio.Future[Any]] = {exited, stop, *pumps}
+        timed_out = False
+        try:
+            while True:
+                remaining = None if deadline is None else max(0.0, deadline - loop.time())
+                done, _ = await asyncio.wait(
+                    watched, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                if exited in done or stop in done:
+                    break
+                if not done:
+                    timed_out = True
+                    log.info("%s timed out after %gs", self.command.argv[0], timeout)
+                    break
+                if any(p.exception() is not None for p in done if p in pumps):
+                    # The sink failed (e.g. the lease was lost): nothing more may run.
+                    self.stop(Stop.KILL)
+                    break
+                watched -= done
+        finally:
+            stop.cancel()
+            exited.cancel()
+        await self._terminate(pid, child)
+        return timed_out
+
+    async def _terminate(self, pid: int, child: _Child) -> None:
+        """Stop what is left of the group: SIGTERM, then SIGKILL once the grace has passed
+        (at once for Stop.KILL)."""
+
+        def alive() -> bool:
+            return not child.exited.is_set() or group_alive(pid)
+
+        if not alive():
+            return
+        if self._stop_requested.is_set() and self._how is Stop.KILL:
+            _signal_group(pid, signal.SIGKILL)
+        else:
+            _signal_group(pid, signal.SIGTERM)
+            deadline = time.monotonic() + self.options.kill_grace
+            while time.monotonic() < deadline and alive():
+                if self._stop_requested.is_set() and self._how is Stop.KILL:
+                    break
+                await asyncio.sleep(_POLL_S)
+            _signal_group(pid, signal.SIGKILL)
+        await child.exited.wait()
+
+    async def _pump(self, reader: asyncio.StreamReader, stream: str) -> None:
+        """Read `stream` line by line; hand lines to the sink in batches of at most
+        `lines_per_event`, or sooner once `flush_interval` has passed since a batch's first
+        line. A batch is sent before the next one is started, so they arrive in order."""
+        loop = asyncio.get_running_loop()
+        batch: list[str] = []
+        flush_at = 0.0
+        last_read = loop.time()
+        # One read stays pending across flushes: cancelling it could lose part of a line.
+        read: asyncio.Task[str | None] | None = None
+        gone = asyncio.ensure_future(self._group_gone.wait())
+        try:
+            while True:
+                if read is None:
+                    read = asyncio.create_task(read_line(reader))
+                give_up_at = self._give_up_reading_at(last_read)
+                deadlines = [t for t in (flush_at if batch else None, give_up_at) if t is not None]
+                timeout = max(0.0, min(deadlines) - loop.time()) if deadlines else None
+                waiting: set[asyncio.Future[Any]] = {read} if gone.done() else {read, gone}
+                done, _ = await asyncio.wait(
+                    waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                now = loop.time()
+                if read in done:
+                    line = read.result()
+                    read, last_read = None, now
+                    if line is None:
+                        break
+                    if stream == "stderr":
+                        self._tail.append(line)
+                    if not batch:
+                        flush_at = now + self.options.flush_interval
+                    batch.append(line)
+                    if len(batch) >= self.options.lines_per_event:
+                        await self._sink(stream, batch)
+                        batch = []
+                    continue
+                if batch and now >= flush_at:
+                    await self._sink(stream, batch)
+                    batch = []
+                give_up_at = self._give_up_reading_at(last_read)
+                if give_up_at is not None and now >= give_up_at:
+                    log.warning(
+                        "%s of %s is held open by a process outside its group; not read further",
+                        stream,
+                        self.command.argv[0],
+                    )
+                    break
+        finally:
+            gone.cancel()
+            if read is not None:
+                read.cancel()
+        if batch:
+            await self._sink(stream, batch)
+
+    def _give_up_reading_at(self, last_read: float) -> float | None:
+        # Once the group is gone its output is already in the pipe: a pipe that stays open
+        # and quiet is held by a process that left the group (e.g. through setsid).
+        if not self._group_gone.is_set():
+            return None
+        return min(max(last_read, self._gone_at) + _DRAIN_IDLE_S, self._gone_at + _DRAIN_MAX_S)
+
+
+async def read_line(reader: asyncio.StreamReader, max_chars: int = MAX_LINE_CHARS) -> str | None:
+    """The next line without its line ending, at most `max_chars` characters (the rest of a
+    longer line is read and dropped); the last line may lack a newline. None at the end."""
+    kept = bytearray()
+    keep = max_chars * 4  # UTF-8 takes at most 4 bytes a character
+    while True:
+        ended = True
+        try:
+            chunk = await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            chunk = exc.partial
+            if not chunk and not kept:
+                return None
+        except asyncio.LimitOverrunError as exc:
+            # A line longer than the reader's buffer: take what is there and read on.
+            chunk = await reader.readexactly(exc.consumed)
+            ended = False
+        if len(kept) < keep:
+            kept += chunk[: keep - len(kept)]
+        if ended:
+            break
+    if kept.endswith(b"\n"):
+        del kept[-1:]
+        if kept.endswith(b"\r"):
+            del kept[-1:]
+    # NUL cannot be stored in PostgreSQL's jsonb, where the server keeps output.
+    return kept.decode("utf-8", errors="replace")[:max_chars].replace("\x00", "\ufffd")
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs. Zombies do not count: where init does not
+    reap orphans (as in many containers), an orphan that has exited stays a zombie forever."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not os.path.isdir("/proc"):
+        return True
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # After the command name in parentheses: state, ppid, pgrp, ...
+        fields = stat.rpartition(b")")[2].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)

@@ -1,0 +1,257 @@
+"""The worker: registers, heartbeats for its whole life, and claims and runs jobs one at a time.
+
+`Worker(config)` has the `start()`/`stop()` of a background role, so `helix serve` can run one
+in-process; `helix worker` runs one until SIGTERM or SIGINT. `start()` returns at once: a server
+that is not answering yet is retried with backoff, never in a hot loop. `stop()` stops claiming
+and terminates a running phase without reporting the job failed (its lease expires and it is
+retried elsewhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import aiohttp
+
+from helix.worker.backoff import Backoff
+from helix.worker.config import WorkerConfig
+from helix.worker.host import resources
+from helix.worker.job import JobRun
+from helix.worker.protocol import (
+    AccessDenied,
+    Claim,
+    Client,
+    ProtocolError,
+    Registration,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# An empty claim answered faster than this (a server that does not long-poll, or --claim-wait
+# 0) waits out the rest before the next one.
+MIN_CLAIM_CYCLE_S = 1.0
+
+
+class Worker:
+    """One worker: at most one job at a time, run by `JobRun`."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self.worker_id: str | None = None
+        self.jobs_run = 0
+        self._secrets = {config.key}
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._job: JobRun | None = None
+        self._fatal: ProtocolError | None = None
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        self._fatal = None
+        self._task = asyncio.create_task(self._live(), name=f"helix-worker-{self.config.name}")
+
+    async def stop(self) -> None:
+        """Stop claiming, terminate a running phase (reporting nothing), and wait until the
+        worker has ended. Errors are left for `wait()` to raise."""
+        self._request_stop()
+        if self._task is not None:
+            await asyncio.wait({self._task})
+            if not self._task.cancelled():
+                self._task.exception()  # logged by _live; wait() still raises it
+
+    async def wait(self) -> None:
+        """Until the worker ends: after `stop()`, `--once` or `--max-jobs`, or an error it
+        cannot recover from (raised here, e.g. AccessDenied for a key the server refuses)."""
+        if self._task is None:
+            raise RuntimeError("the worker was not started")
+        await asyncio.shield(self._task)
+
+    async def _live(self) -> None:
+        try:
+            await self._serve()
+        except ProtocolError as exc:
+            log.error("the worker stopped: the server refused it: %s", exc)
+            raise
+        except Exception:
+            log.exception("the worker stopped on an error")
+            raise
+
+    async def _serve(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            client = Client(self.config.server, self.config.key, session)
+            registration = await self._register(client)
+            if registration is None:
+                return
+            interval = self.config.heartbeat_interval or registration.heartbeat_interval_s
+            if interval >= registration.lease_s:
+                log.warning(
+                    "heartbeats every %gs cannot keep a %gs lease alive between reports",
+                    interval,
+                    registration.lease_s,
+                )
+            beats = asyncio.create_task(self._heartbeats(client, interval))
+            try:
+                await self._claim_loop(client)
+            finally:
+                beats.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beats
+        if self._fatal is not None:
+            raise self._fatal
+
+    async def _register(self, client: Client) -> Registration | None:
+        backoff = Backoff()
+        while not self._stopping.is_set():
+            try:
+                registration = await self._until_stopped(
+                    client.register(
+                        name=self.config.name,
+                        hostname=socket.gethostname(),
+                        capabilities=self.config.capabilities,
+                        resources=resources(),
+                    )
+                )
+            except Unavailable as exc:
+                delay = backoff.next()
+                log.warning("cannot register (%s); retrying in %.1fs", exc, delay)
+                await self._pause(delay)
+                continue
+            if registration is None:
+                return None
+            self.worker_id = registration.worker_id
+            if registration.token:
+                self._secrets.add(registration.token)
+            log.info(
+                "registered with %s as worker %s (%s), capabilities %s",
+                self.config.server,
+                registration.worker_id,
+                self.config.name,
+                ",".join(self.config.capabilities),
+            )
+            return registration
+        return None
+
+    async def _claim_loop(self, client: Client) -> None:
+        backoff = Backoff()
+        while not self._stopping.is_set():
+            if self.config.max_jobs is not None and self.jobs_run >= self.config.max_jobs:
+                return
+            assert self.worker_id is not None
+            asked = time.monotonic()
+            try:
+                claim = await self._until_stopped(
+                    client.claim(self.worker_id, wait=self.config.claim_wait)
+                )
+            except AccessDenied:
+                raise
+            except Unavailable as exc:
+                delay = backoff.next()
+                log.warning("claim failed (%s); retrying in %.1fs", exc, delay)
+                await self._pause(delay)
+                continue
+            except ProtocolError as exc:
+                if exc.status == 404:
+                    log.warning("the server does not know this worker; registering again")
+                    if await self._register(client) is None:
+                        return
+                    continue
+                delay = backoff.next()
+                log.error("claim refused (%s); retrying in %.1fs", exc, delay)
+                await self._pause(delay)
+                continue
+            backoff.reset()
+            if claim is None:
+                await self._pause(MIN_CLAIM_CYCLE_S - (time.monotonic() - asked))
+                continue
+            await self._run(client, claim)
+            if self.config.once:
+                return
+
+    async def _run(self, client: Client, claim: Claim) -> None:
+        job = JobRun(client, claim, self.config, secrets=self._secrets)
+        self._job = job
+        self.jobs_run += 1
+        if self._stopping.is_set():
+            job.shut_down()
+        log.info(
+            "claimed job %s of project %s (attempt %d of %d, %d phases, fencing token %d)",
+            claim.job_id,
+            claim.project_id,
+            claim.attempt,
+            claim.max_attempts,
+            len(claim.phases),
+            claim.lease.fencing_token,
+        )
+        try:
+            outcome = await job.run()
+        except AccessDenied:
+            raise
+        except Exception:
+            # A bug here must not stop the worker: the job's lease expires and it is retried.
+            log.exception("job %s: the worker failed while running it", claim.job_id)
+            return
+        finally:
+            self._job = None
+        log.info("job %s: %s", claim.job_id, outcome.value)
+
+    async def _heartbeats(self, client: Client, interval: float) -> None:
+        while True:
+            try:
+                await self._beat(client)
+            except AccessDenied as exc:
+                log.error("the server refused the worker's heartbeat: %s", exc)
+                self._fatal = exc
+                self._request_stop()
+                return
+            except (Unavailable, ProtocolError) as exc:
+                log.warning("heartbeat failed: %s", exc)
+            except Exception:
+                log.exception("heartbeat failed")
+            await asyncio.sleep(interval)
+
+    def _request_stop(self) -> None:
+        self._stopping.set()
+        if self._job is not None:
+            self._job.shut_down()
+
+    async def _beat(self, client: Client) -> None:
+        assert self.worker_id is not None
+        job = self._job
+        current = (job.job_id, job.fencing_token) if job is not None and job.holds_lease else None
+        status = "busy" if job is not None else "idle"
+        if self._stopping.is_set():
+            status = "draining"
+        answer = await client.heartbeat(
+            self.worker_id, status=status, current_job=current, resources=resources()
+        )
+        # The job may have ended (and another begun) while the heartbeat was on its way.
+        if answer is not None and job is not None and current is not None and self._job is job:
+            job.heartbeat_answered(answer)
+
+    async def _until_stopped(self, call: Coroutine[Any, Any, T]) -> T | None:
+        """The call's result, or None if the worker is stopped first (the call is cancelled)."""
+        task = asyncio.ensure_future(call)
+        stopped = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        return None if task.cancelled() else task.result()
+
+    async def _pause(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)

@@ -1,0 +1,87 @@
+"""Which files a phase created or changed: hashes, sizes, and what is never looked at."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from helix.worker.workspace import FileRecord, changed_files, sha256_of, snapshot
+
+
+def write(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+
+
+def record(path: str, content: bytes) -> FileRecord:
+    return FileRecord(path=path, size=len(content), sha256=hashlib.sha256(content).hexdigest())
+
+
+def test_created_and_modified_files_are_reported_with_their_hash_and_size(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path / "kept.txt", b"unchanged")
+    write(tmp_path / "src" / "main.py", b"print('v1')\n")
+    before = snapshot(tmp_path)
+
+    write(tmp_path / "src" / "main.py", b"print('version 2')\n")
+    write(tmp_path / "build" / "out" / "report.json", b'{"ok": true}')
+
+    assert changed_files(tmp_path, before) == [
+        record("build/out/report.json", b'{"ok": true}'),
+        record("src/main.py", b"print('version 2')\n"),
+    ]
+
+
+def test_a_rewrite_of_the_same_size_is_seen_by_its_mtime(tmp_path: Path) -> None:
+    target = tmp_path / "same.txt"
+    write(target, b"aaaa")
+    os.utime(target, ns=(1_000_000_000, 1_000_000_000))
+    before = snapshot(tmp_path)
+
+    write(target, b"bbbb")
+
+    assert changed_files(tmp_path, before) == [record("same.txt", b"bbbb")]
+
+
+def test_an_untouched_workspace_reports_nothing(tmp_path: Path) -> None:
+    write(tmp_path / "a" / "b.txt", b"x")
+    before = snapshot(tmp_path)
+
+    assert changed_files(tmp_path, before) == []
+
+
+def test_git_directories_are_skipped_at_any_depth(tmp_path: Path) -> None:
+    before = snapshot(tmp_path)
+
+    write(tmp_path / ".git" / "index", b"git's own")
+    write(tmp_path / "vendor" / "lib" / ".git" / "HEAD", b"ref: main")
+    write(tmp_path / "vendor" / "lib" / "code.c", b"int x;")
+    write(tmp_path / ".gitignore", b"*.o")
+
+    paths = [r.path for r in changed_files(tmp_path, before)]
+    assert paths == [".gitignore", "vendor/lib/code.c"]
+
+
+def test_symlinks_are_never_followed(tmp_path: Path) -> None:
+    workspace, outside = tmp_path / "ws", tmp_path / "outside"
+    write(outside / "secret.txt", b"not the workspace's")
+    workspace.mkdir()
+    before = snapshot(workspace)
+
+    (workspace / "link-to-file").symlink_to(outside / "secret.txt")
+    (workspace / "link-to-dir").symlink_to(outside, target_is_directory=True)
+    write(workspace / "real.txt", b"mine")
+
+    assert changed_files(workspace, before) == [record("real.txt", b"mine")]
+
+
+def test_the_hash_is_streamed_over_files_larger_than_one_chunk(tmp_path: Path) -> None:
+    content = os.urandom(3 * 1024 * 1024 + 17)
+    write(tmp_path / "big.bin", content)
+
+    assert sha256_of(tmp_path / "big.bin") == (
+        len(content),
+        hashlib.sha256(content).hexdigest(),
+    )
