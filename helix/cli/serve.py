@@ -19,6 +19,7 @@ from helix.api.app import create_app
 from helix.auth.accounts import Accounts
 from helix.bootstrap import LogNode
 from helix.cli.context import database_url
+from helix.cli.local_worker import LocalWorker
 from helix.config import Settings
 from helix.services import templates
 from helix.services.reaper import LeaseReaper
@@ -87,6 +88,13 @@ def register(commands: Any) -> None:
         "(leadership fails over between nodes), projections, webhooks (delivery workers scale "
         "out), reaper (expires lost job leases, marks silent workers offline); default: all",
     )
+    p.add_argument(
+        "--no-worker",
+        dest="worker",
+        action="store_false",
+        help="do not run the in-process worker (by default one with the `shell` capability "
+        "runs beside the API, so that executing a project works out of the box)",
+    )
     p.set_defaults(handler=run_serve)
 
 
@@ -109,17 +117,32 @@ async def run_serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signum, stop.set)
     async with database_url(settings) as url:
         await migrate.upgrade(url)
-        await serve(url, settings, stop, args.role)
+        await serve(url, settings, stop, args.role, worker=args.worker and "api" in args.role)
     return 0
 
 
+def _loopback_url(settings: Settings) -> str:
+    host = settings.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
 async def serve(
-    url: str, settings: Settings, stop: asyncio.Event, roles: frozenset[str] = frozenset(ROLES)
+    url: str,
+    settings: Settings,
+    stop: asyncio.Event,
+    roles: frozenset[str] = frozenset(ROLES),
+    *,
+    worker: bool = False,
 ) -> None:
     node = LogNode(url, settings, sequencer="sequencer" in roles)
     await node.start()
     started: list[BackgroundRole] = []
     runner: web.AppRunner | None = None
+    local: LocalWorker | None = None
     try:
         await _first_admin(node)
         for role in background_roles(node, settings, roles):
@@ -137,13 +160,21 @@ async def serve(
             site = web.TCPSite(runner, settings.host, settings.port)
             await site.start()
             print(f"Helix is serving on http://{settings.host}:{settings.port}", flush=True)
+            if worker:
+                local = LocalWorker(node.store, settings, _loopback_url(settings))
+                await local.start()
+                print("An in-process worker runs phases with the `shell` capability.", flush=True)
         else:
             print(f"Helix is running the roles: {', '.join(sorted(roles))}", flush=True)
         await stop.wait()
         print("shutting down", file=sys.stderr, flush=True)
     finally:
-        # Order matters: no new requests and in-flight ones finished (their appends committed)
-        # before the roles, then the sequencer positions what was committed, then the pool.
+        # Order matters: the in-process worker stops while the API still answers it; then no
+        # new requests and in-flight ones finished (their appends committed) before the roles,
+        # then the sequencer positions what was committed, then the pool.
+        if local is not None:
+            with contextlib.suppress(Exception):
+                await local.stop()
         if runner is not None:
             await runner.cleanup()
         for role in reversed(started):

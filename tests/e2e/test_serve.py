@@ -116,6 +116,11 @@ async def test_serve_prints_a_one_time_admin_key_serves_the_api_and_stops_cleanl
         async with session.post(f"{server.url}/api/v1/auth/login", json=login) as resp:
             assert resp.status == 200
 
+        # The in-process worker runs a shell phase out of the box.
+        job = await _run_shell_project(session, server.url, admin)
+        assert job["status"] == "completed", job
+        assert job["worker_id"] is not None
+
     server.proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(server.proc.wait(), STARTUP_TIMEOUT) == 0
 
@@ -124,10 +129,35 @@ async def test_serve_prints_a_one_time_admin_key_serves_the_api_and_stops_cleanl
     assert code == 0 and "admin" in out and "bob" in out
 
 
+async def _run_shell_project(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str]
+) -> dict[str, Any]:
+    phase = {"name": "hello", "command": [sys.executable, "-c", "print('hello')"]}
+    body = {"name": "out of the box", "phases": [phase]}
+    async with session.post(f"{url}/api/v1/projects", json=body, headers=headers) as resp:
+        assert resp.status == 201, await resp.text()
+        project_id = (await resp.json())["id"]
+    async with session.post(f"{url}/api/v1/projects/{project_id}/ready", headers=headers):
+        pass
+    async with session.post(f"{url}/api/v1/projects/{project_id}/execute", headers=headers) as r:
+        assert r.status == 202, await r.text()
+        job_id = (await r.json())["job_id"]
+    for _ in range(600):
+        async with session.get(f"{url}/api/v1/jobs/{job_id}", headers=headers) as resp:
+            job: dict[str, Any] = await resp.json()
+        if job["status"] in ("completed", "failed", "cancelled"):
+            return job
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the job did not finish: {job}")
+
+
 async def test_every_command_describes_its_options_in_help(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HELIX_")}
     code, out = await _helix(env, "serve", "--help")
     assert code == 0 and "--host" in out and "--port" in out and "HELIX_PORT" in out
+    assert "--no-worker" in out
+    code, out = await _helix(env, "worker", "--help")
+    assert code == 0 and "--server" in out and "--capabilities" in out and "--workdir" in out
     code, out = await _helix(env, "users", "create", "--help")
     assert code == 0 and "--role" in out and "--password-stdin" in out
     code, out = await _helix(env, "keys", "create", "--help")

@@ -1,0 +1,68 @@
+"""The worker `helix serve` runs beside the API by default, so that executing a project with
+shell phases works out of the box.
+
+It is the reference worker (`helix.worker`), talking to this process's own API over loopback
+like any other worker. It acts as the user `helix-worker` (role worker, created when missing)
+with an API key made for this run and revoked when the run stops; keys a crashed run left
+behind are revoked at the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from helix.auth.accounts import Accounts
+from helix.config import Settings
+from helix.domain.user import UserRole
+from helix.errors import NotFound
+from helix.eventstore import EventStore
+from helix.worker import Worker, WorkerConfig
+
+log = logging.getLogger(__name__)
+
+USERNAME = "helix-worker"
+KEY_NAME = "helix serve in-process worker"
+METADATA = {"actor": "system:serve", "source": "helix serve"}
+
+
+class LocalWorker:
+    def __init__(self, store: EventStore, settings: Settings, server: str) -> None:
+        self._accounts = Accounts(store)
+        self._settings = settings
+        self._server = server
+        self._worker: Worker | None = None
+        self._key_id: Any = None
+
+    async def start(self) -> None:
+        try:
+            user = await self._accounts.by_username(USERNAME)
+        except NotFound:
+            user = await self._accounts.create_user(
+                USERNAME, UserRole.WORKER, None, metadata=METADATA
+            )
+        for old in await self._accounts.list_keys(user.user_id, include_revoked=False):
+            if old.name == KEY_NAME:
+                await self._accounts.revoke_key(old.key_id, owner=None, metadata=METADATA)
+        record, key = await self._accounts.create_key(user.user_id, KEY_NAME, metadata=METADATA)
+        self._key_id = record.key_id
+        config = WorkerConfig(
+            server=self._server,
+            key=key,
+            capabilities=("shell",),
+            name="helix serve",
+            workdir=self._settings.data_dir / "workspaces",
+        )
+        self._worker = Worker(config)
+        await self._worker.start()
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            await self._worker.stop()
+            self._worker = None
+        if self._key_id is not None:
+            try:
+                await self._accounts.revoke_key(self._key_id, owner=None, metadata=METADATA)
+            except Exception:  # the database may already be going away; the next start cleans up
+                log.warning("could not revoke the in-process worker's key", exc_info=True)
+            self._key_id = None

@@ -1,0 +1,310 @@
+"""`helix worker` as a separate process against a real server: phases run as subprocesses,
+their output, files and exit status reach the read models and the log; timeouts, a killed
+worker and cancellation behave."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from aiohttp.test_utils import TestClient
+
+from helix.bootstrap import LogNode
+from helix.config import Settings
+from helix.services.reaper import LeaseReaper
+
+Client = TestClient[Any, Any]
+PY = sys.executable
+FAST = {
+    "worker_lease_s": 2.0,
+    "worker_heartbeat_interval": 0.3,
+    "job_retry_base_s": 0.05,
+    "job_retry_cap_s": 0.05,
+    "reaper_interval": 0.2,
+}
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+@pytest.fixture
+async def client(make_client: Callable[..., Awaitable[Client]]) -> Client:
+    return await make_client(**FAST)
+
+
+@pytest.fixture
+async def reaper(node: LogNode, settings: Settings) -> AsyncIterator[LeaseReaper]:
+    running = LeaseReaper(node.store, attrs.evolve(settings, **FAST))
+    await running.start()
+    yield running
+    await running.stop()
+
+
+class Workers:
+    """Starts `helix worker` processes; kills whatever is left at the end."""
+
+    def __init__(self, client: Client, key: str, workdir: Path, logs: Path) -> None:
+        self.url = str(client.make_url("/"))
+        self.key = key
+        self.workdir = workdir
+        self.logs = logs
+        self.procs: list[asyncio.subprocess.Process] = []
+
+    async def start(self) -> asyncio.subprocess.Process:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HELIX_")}
+        env["HELIX_WORKER_KEY"] = self.key
+        log = (self.logs / f"worker{len(self.procs)}.log").open("wb")
+        proc = await asyncio.create_subprocess_exec(
+            PY, "-m", "helix.cli", "worker", "--server", self.url, "--capabilities", "shell",
+            "--workdir", str(self.workdir), "--flush-interval", "0.1", "--lines-per-event", "2",
+            "--claim-wait", "2", "--kill-grace", "1",
+            env=env, stdout=log, stderr=log,
+        )  # fmt: skip
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    async def close(self) -> None:
+        for proc in self.procs:
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                async with asyncio.timeout(15):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+@pytest.fixture
+async def workers(
+    client: Client, worker: Any, reaper: LeaseReaper, tmp_path: Path
+) -> AsyncIterator[Workers]:
+    started = Workers(client, worker.key, tmp_path / "workspaces", tmp_path)
+    yield started
+    await started.close()
+
+
+async def ok(resp: Any, status: int = 200) -> Any:
+    assert resp.status == status, await resp.text()
+    return await resp.json()
+
+
+async def execute(client: Client, who: Any, phases: list[dict[str, Any]]) -> tuple[str, str]:
+    body = {"name": "e2e", "phases": phases}
+    project = await ok(await client.post("/api/v1/projects", json=body, headers=who.headers), 201)
+    await ok(await client.post(f"/api/v1/projects/{project['id']}/ready", headers=who.headers))
+    run = await ok(
+        await client.post(f"/api/v1/projects/{project['id']}/execute", headers=who.headers), 202
+    )
+    return str(project["id"]), str(run["job_id"])
+
+
+async def job_of(client: Client, who: Any, job_id: str) -> Any:
+    return await ok(await client.get(f"/api/v1/jobs/{job_id}", headers=who.headers))
+
+
+async def until(check: Callable[[], Awaitable[Any]], timeout: float = 60) -> Any:
+    async with asyncio.timeout(timeout):
+        while True:
+            found = await check()
+            if found:
+                return found
+            await asyncio.sleep(0.1)
+
+
+async def finished(client: Client, who: Any, job_id: str, timeout: float = 60) -> Any:
+    async def done() -> Any:
+        shown = await job_of(client, who, job_id)
+        return shown if shown["status"] in TERMINAL else None
+
+    return await until(done, timeout)
+
+
+async def lines_of(client: Client, who: Any, job_id: str) -> list[str]:
+    body = await ok(await client.get(f"/api/v1/jobs/{job_id}/output", headers=who.headers))
+    return [line["line"] for line in body["lines"]]
+
+
+async def events_of(client: Client, admin: Any, job_id: str) -> list[dict[str, Any]]:
+    url = f"/api/v1/events?stream_id=job-{job_id}&limit=1000"
+    return list((await ok(await client.get(url, headers=admin.headers)))["items"])
+
+
+def alive(pid: int) -> bool:
+    """Whether the process still runs (a zombie waiting to be reaped does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_a_project_runs_end_to_end_with_its_output_files_and_history(
+    client: Client, workers: Workers, user: Any, admin: Any
+) -> None:
+    greet = "import sys; print('hello'); print('world'); print('oops', file=sys.stderr)"
+    write = "open('result.txt', 'w').write('42\\n'); print('wrote')"
+    project_id, job_id = await execute(
+        client, user,
+        [{"name": "greet", "command": [PY, "-c", greet]},
+         {"name": "write", "command": [PY, "-c", write], "timeout_s": 60}],
+    )  # fmt: skip
+    await workers.start()
+    shown = await finished(client, user, job_id)
+
+    assert shown["status"] == "completed", shown
+    assert [(p["name"], p["status"], p["exit_code"]) for p in shown["phases"]] == [
+        ("greet", "completed", 0),
+        ("write", "completed", 0),
+    ]
+    assert sorted(await lines_of(client, user, job_id)) == ["hello", "oops", "world", "wrote"]
+    [written] = shown["phases"][1]["files"]
+    assert written == {
+        "path": "result.txt",
+        "size": 3,
+        "sha256": hashlib.sha256(b"42\n").hexdigest(),
+    }
+    assert shown["phases"][0]["files"] == []
+    types = [e["type"] for e in await events_of(client, admin, job_id)]
+    for expected in ("job.claimed", "job.phase_started", "job.phase_output", "job.phase_file",
+                     "job.phase_completed", "job.completed"):  # fmt: skip
+        assert expected in types, types
+    assert types.count("job.phase_started") == 2 and types[-1] == "job.completed"
+    project = await ok(await client.get(f"/api/v1/projects/{project_id}", headers=user.headers))
+    assert project["status"] == "completed"
+    listed = await ok(await client.get("/api/v1/workers", headers=admin.headers))
+    assert [w["capabilities"] for w in listed["items"]] == [["shell"]]
+    assert shown["worker_id"] == listed["items"][0]["id"]
+
+
+async def test_a_failing_phase_fails_the_job_and_a_phase_past_its_timeout_is_killed(
+    client: Client, workers: Workers, user: Any, admin: Any
+) -> None:
+    fail = (
+        "import sys; print('about to fail'); "
+        "print('bad thing happened', file=sys.stderr); sys.exit(1)"
+    )
+    _, failing = await execute(
+        client, user,
+        [{"name": "check", "command": [PY, "-c", fail]}, {"name": "never", "command": ["true"]}],
+    )  # fmt: skip
+    _, slow = await execute(
+        client, user, [{"name": "sleep", "command": [PY, "-c", "import time; time.sleep(60)"],
+                        "timeout_s": 1}],
+    )  # fmt: skip
+    await workers.start()
+
+    shown = await finished(client, user, failing)
+    assert shown["status"] == "failed"
+    assert [(p["status"], p["exit_code"]) for p in shown["phases"]] == [
+        ("failed", 1),
+        ("skipped", None),
+    ]
+    assert "check" in shown["error"]
+    [failed] = [
+        e for e in await events_of(client, admin, failing) if e["type"] == "job.phase_failed"
+    ]
+    assert failed["data"]["exit_code"] == 1
+    assert "bad thing happened" in failed["data"]["stderr_tail"]
+
+    timed_out = await finished(client, user, slow)
+    assert timed_out["status"] == "failed"
+    [phase] = timed_out["phases"]
+    assert phase["status"] == "failed"
+    assert "timed out" in phase["error"]
+    assert phase["duration_s"] < 30
+
+
+KILLABLE = """
+import os, pathlib, sys, time
+marker = pathlib.Path('first-attempt.pid')
+if marker.exists():
+    print('second attempt', flush=True)
+    sys.exit(0)
+marker.write_text(str(os.getpid()))
+print('first attempt', flush=True)
+time.sleep(60)
+"""
+
+
+async def test_a_killed_workers_job_is_retried_on_another_and_its_late_reports_are_refused(
+    client: Client, workers: Workers, user: Any, admin: Any, worker: Any, tmp_path: Path
+) -> None:
+    project_id, job_id = await execute(
+        client, user, [{"name": "work", "command": [PY, "-c", KILLABLE]}]
+    )
+    first = await workers.start()
+    await until(lambda: _has_line(client, user, job_id, "first attempt"))
+    first.send_signal(signal.SIGKILL)
+    await first.wait()
+    # The phase's process outlives its killed worker; it is not the server's to stop.
+    orphan = int((tmp_path / "workspaces" / project_id / "first-attempt.pid").read_text())
+    os.kill(orphan, signal.SIGKILL)
+
+    await workers.start()
+    shown = await finished(client, user, job_id)
+    assert (shown["status"], shown["attempt"]) == ("completed", 2)
+    assert "second attempt" in await lines_of(client, user, job_id)
+    history = await events_of(client, admin, job_id)
+    types = [e["type"] for e in history]
+    assert "job.stuck" in types and "job.retry_scheduled" in types
+    claims = [e["data"] for e in history if e["type"] == "job.claimed"]
+    assert len(claims) == 2 and claims[0]["worker_id"] != claims[1]["worker_id"]
+
+    late = {
+        "fencing_token": claims[0]["fencing_token"],
+        "reports": [{"type": "output", "phase": "work", "stream": "stdout", "lines": ["late"]}],
+    }
+    resp = await client.post(f"/api/v1/jobs/{job_id}/reports", json=late, headers=worker.headers)
+    assert resp.status == 409, await resp.text()
+    assert len(await events_of(client, admin, job_id)) == len(history)
+
+
+async def _has_line(client: Client, who: Any, job_id: str, line: str) -> bool:
+    return line in await lines_of(client, who, job_id)
+
+
+SPAWNING = """
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+open('pids', 'w').write(f'{os.getpid()} {child.pid}')
+print('running', flush=True)
+time.sleep(60)
+"""
+
+
+async def test_cancelling_a_running_phase_stops_its_process_group_within_seconds(
+    client: Client, workers: Workers, user: Any
+) -> None:
+    project_id, job_id = await execute(
+        client, user, [{"name": "long", "command": [PY, "-c", SPAWNING]}]
+    )
+    await workers.start()
+    await until(lambda: _has_line(client, user, job_id, "running"))
+    pids = [int(p) for p in (workers.workdir / project_id / "pids").read_text().split()]
+    assert all(alive(pid) for pid in pids)
+
+    loop = asyncio.get_running_loop()
+    asked = loop.time()
+    resp = await client.post(f"/api/v1/jobs/{job_id}/cancel", headers=user.headers)
+    assert (await ok(resp))["cancel_requested"] is True
+    await until(lambda: _all_gone(pids), timeout=10)
+    stopped_after = loop.time() - asked
+    shown = await finished(client, user, job_id, timeout=10)
+    assert shown["status"] == "cancelled"
+    assert shown["phases"][0]["status"] == "failed"
+    assert stopped_after < 10
+    project = await ok(await client.get(f"/api/v1/projects/{project_id}", headers=user.headers))
+    assert project["status"] != "running"
+
+
+async def _all_gone(pids: list[int]) -> bool:
+    return not any(alive(pid) for pid in pids)
