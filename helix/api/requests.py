@@ -44,7 +44,34 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object")
+    if b"\\u0000" in raw:
+        # PostgreSQL text and jsonb cannot hold NUL: refuse it here rather than fail later.
+        where = _nul_in(body, "")
+        if where is not None:
+            raise ValidationError(
+                f"{where or 'body'} contains a NUL character", field=where or "body"
+            )
     return body
+
+
+def _nul_in(value: Any, where: str) -> str | None:
+    """The JSON path of the first string (or key) holding NUL, if any."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_in(item, f"{where}[{index}]")
+            if found is not None:
+                return found
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{where}.{key}" if where else str(key)
+            if "\x00" in key:
+                return path
+            found = _nul_in(item, path)
+            if found is not None:
+                return found
+    return None
 
 
 def event_metadata(request: web.Request, **extra: Any) -> dict[str, Any]:

@@ -147,6 +147,7 @@ async def test_bad_registrations_and_reports_are_refused_and_change_nothing(
         {"type": "nope"},
         {"type": "output", "phase": "build", "stream": "stdout"},
         {"type": "file", "phase": "build", "path": "a", "size": -1, "sha256": "0" * 64},
+        {"type": "output", "phase": "build", "stream": "stdout", "lines": ["a\x00b"]},
     ):
         good = {"type": "phase_started", "phase": "build"}
         await error_of(await report(wclient, worker, job_id, token, good, bad), 422)
