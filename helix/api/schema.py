@@ -133,9 +133,13 @@ async def optional_body(request: web.Request, schema: dict[str, Any]) -> dict[st
     return await validated_body(request, schema)
 
 
-def caller(request: web.Request, *, write: bool = False) -> Caller:
-    """The service layer's caller for this request (403 for a role that may not do this)."""
-    principal = require_role(request, *(WRITERS if write else READERS))
+def caller(
+    request: web.Request, *, write: bool = False, roles: Iterable[Role] | None = None
+) -> Caller:
+    """The service layer's caller for this request (403 for a role that may not do this):
+    readers, writers, or the given `roles`."""
+    allowed = tuple(roles) if roles is not None else WRITERS if write else READERS
+    principal = require_role(request, *allowed)
     return Caller(
         user_id=str(principal.user_id),
         name=principal.username,

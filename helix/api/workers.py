@@ -15,9 +15,9 @@ from aiohttp import web
 
 from helix.api.auth import VERIFIER
 from helix.api.keys import SETTINGS, STORE
-from helix.api.principal import Principal, Role, require_role
-from helix.api.requests import client_address, request_id
+from helix.api.principal import Role, principal_of
 from helix.api.schema import (
+    caller,
     check,
     documented,
     paging,
@@ -34,7 +34,7 @@ from helix.domain.job import OutputStream
 from helix.domain.job.commands import WorkerReport
 from helix.errors import ValidationError
 from helix.eventstore import ChannelWatcher
-from helix.services import Caller, WorkerService, Writer
+from helix.services import WorkerService, Writer
 from helix.services.views import rfc3339
 from helix.services.workers import CLAIM_CHANNEL, WORKER_STATUSES, Claim
 
@@ -132,18 +132,6 @@ REPORT_BATCH: dict[str, Any] = {
 }
 
 
-def _worker_caller(request: web.Request, *roles: Role) -> Caller:
-    principal: Principal = require_role(request, *roles)
-    return Caller(
-        user_id=str(principal.user_id),
-        name=principal.username,
-        actor=principal.actor,
-        sees_everything=principal.sees_everything,
-        request_id=request_id(request) or str(uuid.uuid4()),
-        source=client_address(request),
-    )
-
-
 def _service(request: web.Request) -> WorkerService:
     return WorkerService(
         Writer(request.app[STORE]), request.app[SETTINGS], request.app.get(JOB_SIGNAL)
@@ -178,7 +166,7 @@ def _lease_view(state: job.JobState) -> dict[str, Any]:
 @documented(REGISTER, _201="the worker's id and credentials, heartbeat interval and lease")
 async def register_worker(request: web.Request) -> web.Response:
     """Register a worker (its hostname, capabilities and resources) for the calling user."""
-    who = _worker_caller(request, *WORKER_ROLES)
+    who = caller(request, roles=WORKER_ROLES)
     body = await validated_body(request, REGISTER)
     hostname = body.get("hostname") or "unknown"
     row = await _service(request).register(
@@ -188,7 +176,7 @@ async def register_worker(request: web.Request) -> web.Response:
         capabilities=body["capabilities"],
         resources=body.get("resources", {}),
     )
-    principal = require_role(request, *WORKER_ROLES)
+    principal = principal_of(request)
     verifier = request.app[VERIFIER]
     token, expires = issue_token(
         verifier.own_secret,
@@ -214,7 +202,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     """A worker is alive; with `current_job` it renews that job's lease while it holds it, and
     learns whether cancellation was requested (`job.cancel_requested`) or the lease was lost
     (`job.lease_valid` false: stop, report nothing more)."""
-    who = _worker_caller(request, *WORKER_ROLES)
+    who = caller(request, roles=WORKER_ROLES)
     body = await validated_body(request, HEARTBEAT)
     current = body.get("current_job")
     worker_id = uuid.UUID(body["worker_id"])
@@ -252,7 +240,7 @@ def _wait(request: web.Request) -> float:
 async def claim(request: web.Request) -> web.Response:
     """Claim the oldest queued job whose phases this worker's capabilities cover, waiting up
     to `?wait=` seconds for one (woken as soon as one is queued)."""
-    who = _worker_caller(request, *WORKER_ROLES)
+    who = caller(request, roles=WORKER_ROLES)
     worker_id = path_id(request, "worker_id", "worker")
     wait = _wait(request)
     body = await _optional(request, CLAIM)
@@ -303,7 +291,7 @@ async def _optional(request: web.Request, schema: dict[str, Any]) -> dict[str, A
 async def list_workers(request: web.Request) -> web.Response:
     """Workers with their status, capabilities and last heartbeat (`?online=true|false`);
     a worker's user sees its own workers, admins and auditors all."""
-    who = _worker_caller(request, *LIST_ROLES)
+    who = caller(request, roles=LIST_ROLES)
     raw = request.query.get("online")
     if raw not in (None, "true", "false"):
         raise ValidationError("'online' must be true or false", field="online")
@@ -319,7 +307,7 @@ async def list_workers(request: web.Request) -> web.Response:
 @documented(_200="the worker")
 async def get_worker(request: web.Request) -> web.Response:
     """One worker with its status, capabilities, resources and last heartbeat."""
-    who = _worker_caller(request, *LIST_ROLES)
+    who = caller(request, roles=LIST_ROLES)
     worker_id = path_id(request, "worker_id", "worker")
     at = position(request)
     return reply(worker_view(await _service(request).get(who, worker_id)), at=at)
@@ -394,7 +382,7 @@ async def report(request: web.Request) -> web.Response:
     token: phase started, output lines, file written, cost, progress, phase completed / failed
     / skipped, job completed / failed, cancel acknowledged. Each renews the lease. A stale
     token or an expired lease is a 409 and changes nothing."""
-    who = _worker_caller(request, *WORKER_ROLES)
+    who = caller(request, roles=WORKER_ROLES)
     job_id = path_id(request, "job_id", "job")
     body = await validated_body(request, REPORT_BATCH)
     token: int = body["fencing_token"]
