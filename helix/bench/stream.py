@@ -83,7 +83,7 @@ async def measure_level(
     url = f"{base}/api/v1/events/stream?types=bench.tick"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "helix.bench.stream_clients", url, key, str(clients), str(events),
-        str(events * interval + 60), stdout=asyncio.subprocess.PIPE,
+        str(events * interval + 60), stdout=asyncio.subprocess.PIPE, limit=2**28,
     )  # fmt: skip
     assert proc.stdout is not None
     try:

@@ -30,7 +30,7 @@ class Frame:
     """One event as the tailer fans it out. Shared by every subscriber that receives it, so the
     JSON is rendered at most once however many clients there are."""
 
-    __slots__ = ("_json", "event", "owner", "position")
+    __slots__ = ("_chunk", "_json", "_sse", "event", "owner", "position")
 
     def __init__(self, event: RecordedEvent, owner: str | None) -> None:
         assert event.position is not None, "only sequenced events are streamed"
@@ -38,12 +38,30 @@ class Frame:
         self.owner = owner
         self.position: int = event.position
         self._json: str | None = None
+        self._sse: bytes | None = None
+        self._chunk: bytes | None = None
 
     @property
     def json(self) -> str:
         if self._json is None:
             self._json = json.dumps(envelope(self.event), separators=(",", ":"), default=str)
         return self._json
+
+    @property
+    def sse(self) -> bytes:
+        """The event as one server-sent-events message."""
+        if self._sse is None:
+            text = f"id: {self.position}\nevent: {self.event.type}\ndata: {self.json}\n\n"
+            self._sse = text.encode()
+        return self._sse
+
+    @property
+    def sse_chunk(self) -> bytes:
+        """The SSE message as one HTTP/1.1 chunk (`Transfer-Encoding: chunked` framing)."""
+        if self._chunk is None:
+            message = self.sse
+            self._chunk = b"%x\r\n%b\r\n" % (len(message), message)
+        return self._chunk
 
     def __repr__(self) -> str:
         return f"Frame({self.position}, {self.event.type!r}, {self.event.stream_id!r})"

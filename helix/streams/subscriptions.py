@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -52,6 +53,12 @@ class Subscription:
         self._heartbeat = False
         self._announced = False
         self.closed = False
+        # A consumer that can hand a frame to its client at once, without waking its task
+        # (returns False when it cannot, e.g. the socket is backed up: the frame is buffered).
+        self.direct: Callable[[Frame], bool] | None = None
+        # The consumer waits with nothing buffered: all it took is written, so a direct write
+        # keeps the order.
+        self._parked = False
 
     @property
     def buffered(self) -> int:
@@ -60,7 +67,11 @@ class Subscription:
     # --- the tailer's side --------------------------------------------------------------------
 
     def offer(self, frame: Frame) -> bool:
-        """Buffer a frame unless the buffer is full."""
+        """Hand a frame straight to a parked consumer that writes directly, else buffer it
+        unless the buffer is full."""
+        if self._parked and self.direct is not None and not self._buffer and self.direct(frame):
+            self.position = frame.position
+            return True
         if len(self._buffer) >= self.capacity:
             return False
         self._buffer.append(frame)
@@ -108,7 +119,11 @@ class Subscription:
                 return Batch(items, heartbeat=heartbeat)
             if self.live:
                 self._wake.clear()
-                await self._wake.wait()
+                self._parked = True
+                try:
+                    await self._wake.wait()
+                finally:
+                    self._parked = False
                 continue
             try:
                 await self.tailer.catch_up(self)

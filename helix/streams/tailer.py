@@ -9,7 +9,7 @@ connection, PostgreSQL restarting) is retried with backoff from the last positio
 Subscribers are indexed by scope (a job's stream, a project, everything) so an event is only
 matched against the subscribers that could want it. The last `recent` events are kept so that
 a subscriber that fell a little behind rejoins without touching the database. Every batch also
-goes to `revocations`, which closes the streams whose credentials it revokes.
+goes first to `revocations`, which closes the streams whose credentials it revokes.
 """
 
 from __future__ import annotations
@@ -183,6 +183,10 @@ class Tailer:
         if not frames:
             return
         self._recent.extend(frames)
+        # Streams whose credentials this batch revokes are closed (and unsubscribed) first, so
+        # not even the revoking event reaches them; a client resuming under new credentials
+        # from its last id misses nothing.
+        self.revocations.observe(frames)
         for frame in frames:
             for sub in self._candidates(frame):
                 if not (sub.live and frame.position > sub.position):
@@ -193,8 +197,6 @@ class Tailer:
         for sub in self.subscriptions():
             if sub.live and sub.position < self.position:
                 sub.position = self.position
-        # After the fan-out: closing a stream unsubscribes it, which the loops above must not see.
-        self.revocations.observe(frames)
 
     # --- catching up --------------------------------------------------------------------------
 
