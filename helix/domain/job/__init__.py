@@ -27,18 +27,10 @@ from helix.domain.job.commands import (
     WorkerReport,
 )
 from helix.domain.job.decider import (
-    INITIAL,
     RETRY_BASE_S,
     RETRY_CAP_S,
-    TERMINAL,
-    FileRecord,
-    JobState,
-    PhaseState,
     backoff,
     decide,
-    evolve,
-    fold,
-    initial_state,
     missing_capabilities,
     phase_capabilities_cover,
 )
@@ -66,6 +58,16 @@ from helix.domain.job.events import (
     JobStuck,
     OutputStream,
     PhaseStatus,
+)
+from helix.domain.job.state import (
+    INITIAL,
+    TERMINAL,
+    FileRecord,
+    JobState,
+    PhaseState,
+    evolve,
+    fold,
+    initial_state,
 )
 
 STREAM_TYPE = "job"

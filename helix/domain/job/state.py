@@ -1,0 +1,321 @@
+"""The job aggregate's state, and how each event changes it (`evolve`, `fold`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import assert_never
+from uuid import UUID
+
+import attrs
+
+from helix.domain.job.events import (
+    Event,
+    JobCancelled,
+    JobCancelRequested,
+    JobClaimed,
+    JobCompleted,
+    JobFailed,
+    JobLeaseRenewed,
+    JobPhaseCompleted,
+    JobPhaseCost,
+    JobPhaseFailed,
+    JobPhaseFile,
+    JobPhaseOutput,
+    JobPhaseSkipped,
+    JobPhaseStarted,
+    JobProgressReported,
+    JobQueued,
+    JobRetryScheduled,
+    JobStarted,
+    JobStatus,
+    JobStuck,
+    PhaseStatus,
+)
+from helix.domain.project.events import PhaseSpec
+
+TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+@attrs.frozen(kw_only=True)
+class FileRecord:
+    path: str
+    size: int
+    sha256: str
+
+
+@attrs.frozen(kw_only=True)
+class PhaseState:
+    name: str
+    command: tuple[str, ...] | None = None
+    timeout_s: float | None = None
+    capabilities: tuple[str, ...] = ()
+    env: dict[str, str] = attrs.field(factory=dict)
+    status: PhaseStatus = PhaseStatus.PENDING
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    output_lines: int = 0
+    files: tuple[FileRecord, ...] = ()
+    cost_tokens: int = 0
+    cost_usd: float = 0.0
+    exit_code: int | None = None
+    error: str | None = None
+    skip_reason: str | None = None
+
+    @classmethod
+    def planned(cls, spec: PhaseSpec) -> PhaseState:
+        return cls(
+            name=spec.name,
+            command=spec.command,
+            timeout_s=spec.timeout_s,
+            capabilities=spec.capabilities,
+            env=dict(spec.env),
+        )
+
+    @property
+    def spec(self) -> PhaseSpec:
+        return PhaseSpec(
+            name=self.name,
+            command=self.command,
+            timeout_s=self.timeout_s,
+            capabilities=self.capabilities,
+            env=dict(self.env),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class JobState:
+    """A job folded from its events; `status is None` means it does not exist yet."""
+
+    id: UUID | None = None
+    project_id: UUID | None = None
+    owner: str = ""
+    status: JobStatus | None = None
+    phases: tuple[PhaseState, ...] = ()
+    start_phase: str | None = None
+    model: str | None = None
+    requested_by: str = ""
+    worker_id: str | None = None
+    # The fencing token of the latest lease; 0 before the first claim.
+    fencing_token: int = 0
+    lease_expires_at: datetime | None = None
+    # The length of the current lease as granted at claim: what a renewal extends it by.
+    lease_s: float = 0.0
+    attempt: int = 0
+    max_attempts: int = 0
+    not_before: datetime | None = None
+    progress: int = 0
+    cost_tokens: int = 0
+    cost_usd: float = 0.0
+    error: str | None = None
+    cancel_requested: bool = False
+    cancel_reason: str | None = None
+    dead_lettered: bool = False
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.status is not None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def running_phase(self) -> PhaseState | None:
+        return next((p for p in self.phases if p.status is PhaseStatus.RUNNING), None)
+
+    @property
+    def next_phase(self) -> PhaseState | None:
+        """The phase that may start next (the first pending one), if any."""
+        return next((p for p in self.phases if p.status is PhaseStatus.PENDING), None)
+
+    def phase(self, name: str) -> PhaseState | None:
+        return next((p for p in self.phases if p.name == name), None)
+
+
+INITIAL = JobState()
+
+
+def initial_state() -> JobState:
+    return INITIAL
+
+
+def fold(events: Iterable[Event], state: JobState = INITIAL) -> JobState:
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+def _map_phase(
+    state: JobState, name: str, change: Callable[[PhaseState], PhaseState]
+) -> tuple[PhaseState, ...]:
+    return tuple(change(p) if p.name == name else p for p in state.phases)
+
+
+def _with_file(phase: PhaseState, record: FileRecord) -> PhaseState:
+    # A file written again replaces its earlier record, keeping its place in the list.
+    if any(f.path == record.path for f in phase.files):
+        files = tuple(record if f.path == record.path else f for f in phase.files)
+    else:
+        files = (*phase.files, record)
+    return attrs.evolve(phase, files=files)
+
+
+def _reset_running(phase: PhaseState) -> PhaseState:
+    # Output line numbers, files and cost of the lost attempt are kept: they happened.
+    if phase.status is not PhaseStatus.RUNNING:
+        return phase
+    return attrs.evolve(phase, status=PhaseStatus.PENDING, started_at=None)
+
+
+def evolve(state: JobState, event: Event) -> JobState:
+    at = event.at
+    match event:
+        case JobQueued():
+            return JobState(
+                id=event.job_id,
+                project_id=event.project_id,
+                owner=event.owner,
+                status=JobStatus.QUEUED,
+                phases=tuple(PhaseState.planned(spec) for spec in event.phases),
+                start_phase=event.start_phase,
+                model=event.model,
+                requested_by=event.requested_by,
+                max_attempts=event.max_attempts,
+                created_at=at,
+                updated_at=at,
+            )
+        case JobClaimed():
+            return attrs.evolve(
+                state,
+                worker_id=event.worker_id,
+                fencing_token=event.fencing_token,
+                lease_expires_at=event.lease_expires_at,
+                lease_s=(event.lease_expires_at - event.at).total_seconds(),
+                attempt=event.attempt,
+                not_before=None,
+                updated_at=at,
+            )
+        case JobLeaseRenewed():
+            return attrs.evolve(state, lease_expires_at=event.lease_expires_at, updated_at=at)
+        case JobStarted():
+            return attrs.evolve(
+                state,
+                status=JobStatus.RUNNING,
+                started_at=state.started_at or at,
+                updated_at=at,
+            )
+        case JobPhaseStarted():
+            phases = _map_phase(
+                state,
+                event.phase,
+                lambda p: attrs.evolve(
+                    p, status=PhaseStatus.RUNNING, started_at=at, finished_at=None
+                ),
+            )
+            return attrs.evolve(state, phases=phases, updated_at=at)
+        case JobPhaseOutput():
+            count = len(event.lines)
+            phases = _map_phase(
+                state, event.phase, lambda p: attrs.evolve(p, output_lines=p.output_lines + count)
+            )
+            return attrs.evolve(state, phases=phases, updated_at=at)
+        case JobPhaseFile():
+            record = FileRecord(path=event.path, size=event.size, sha256=event.sha256)
+            phases = _map_phase(state, event.phase, lambda p: _with_file(p, record))
+            return attrs.evolve(state, phases=phases, updated_at=at)
+        case JobPhaseCost():
+            tokens, usd = event.tokens, event.usd
+            phases = _map_phase(
+                state,
+                event.phase,
+                lambda p: attrs.evolve(
+                    p, cost_tokens=p.cost_tokens + tokens, cost_usd=p.cost_usd + usd
+                ),
+            )
+            return attrs.evolve(
+                state,
+                phases=phases,
+                cost_tokens=state.cost_tokens + tokens,
+                cost_usd=state.cost_usd + usd,
+                updated_at=at,
+            )
+        case JobPhaseCompleted():
+            exit_code = event.exit_code
+            phases = _map_phase(
+                state,
+                event.phase,
+                lambda p: attrs.evolve(
+                    p, status=PhaseStatus.COMPLETED, finished_at=at, exit_code=exit_code
+                ),
+            )
+            return attrs.evolve(state, phases=phases, updated_at=at)
+        case JobPhaseFailed():
+            exit_code, error = event.exit_code, event.error
+            phases = _map_phase(
+                state,
+                event.phase,
+                lambda p: attrs.evolve(
+                    p, status=PhaseStatus.FAILED, finished_at=at, exit_code=exit_code, error=error
+                ),
+            )
+            return attrs.evolve(state, phases=phases, updated_at=at)
+        case JobPhaseSkipped():
+            reason = event.reason
+            phases = _map_phase(
+                state,
+                event.phase,
+                lambda p: attrs.evolve(
+                    p, status=PhaseStatus.SKIPPED, finished_at=at, skip_reason=reason
+                ),
+            )
+            return attrs.evolve(state, phases=phases, updated_at=at)
+        case JobProgressReported():
+            return attrs.evolve(state, progress=event.percent, updated_at=at)
+        case JobCancelRequested():
+            return attrs.evolve(
+                state, cancel_requested=True, cancel_reason=event.reason, updated_at=at
+            )
+        case JobCancelled():
+            return attrs.evolve(
+                state,
+                status=JobStatus.CANCELLED,
+                lease_expires_at=None,
+                finished_at=at,
+                updated_at=at,
+            )
+        case JobStuck():
+            return attrs.evolve(state, worker_id=None, lease_expires_at=None, updated_at=at)
+        case JobRetryScheduled():
+            return attrs.evolve(
+                state,
+                status=JobStatus.QUEUED,
+                not_before=event.not_before,
+                phases=tuple(_reset_running(p) for p in state.phases),
+                updated_at=at,
+            )
+        case JobCompleted():
+            return attrs.evolve(
+                state,
+                status=JobStatus.COMPLETED,
+                progress=100,
+                lease_expires_at=None,
+                finished_at=at,
+                updated_at=at,
+            )
+        case JobFailed():
+            return attrs.evolve(
+                state,
+                status=JobStatus.FAILED,
+                error=event.error,
+                dead_lettered=event.dead_lettered,
+                lease_expires_at=None,
+                finished_at=at,
+                updated_at=at,
+            )
+        case _:
+            assert_never(event)
