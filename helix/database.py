@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import atexit
 import json
-from typing import Any
 
 import asyncpg
 
@@ -27,15 +26,17 @@ def server_settings(settings: Settings, application_name: str) -> dict[str, str]
     }
 
 
+# One encoder and one decoder for every value: json.dumps with options builds a new encoder
+# per call, and json.loads checks its arguments before calling the same decoder.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_loads = json.JSONDecoder().decode
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
     for name in ("json", "jsonb"):
         await conn.set_type_codec(
-            name, encoder=_dumps, decoder=json.loads, schema="pg_catalog", format="text"
+            name, encoder=_dumps, decoder=_loads, schema="pg_catalog", format="text"
         )
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 async def _no_session_reset(conn: asyncpg.Connection) -> None:

@@ -1,10 +1,32 @@
 -- Named SQL for the event store. Blocks start with `-- name: <name>`; sql.py loads them once.
 
 -- name: append
--- One statement: the stream's current version, checked against the expected one ($9; -1 for
--- any), and the new rows numbered on from it. Two writers of one stream both compute the same
--- next version; the unique (stream_id, version) index makes the second wait for the first and
--- then fail, which the store reports as a ConcurrencyError.
+-- One statement. With an expected version ($9) the new rows are numbered on from it and go in
+-- only if the stream is there: version $9 exists (or $9 is 0, a new stream). If the stream is
+-- past $9, the row numbered $9 + 1 is already there and the unique (stream_id, version) index
+-- refuses the insert; if it is still short of $9 nothing is inserted. Two writers of one stream
+-- both write $9 + 1; the index makes the second wait for the first and then fail. The store
+-- reports each case as a ConcurrencyError.
+INSERT INTO events (event_id, stream_id, stream_type, version, project_id, type, schema_version,
+                    data, metadata)
+SELECT e.event_id, $1, $2, $9 + e.n, $3, e.type, e.schema_version, e.data, $8
+FROM unnest($4::uuid[], $5::text[], $6::int[], $7::jsonb[])
+         WITH ORDINALITY AS e(event_id, type, schema_version, data, n)
+WHERE $9 = 0 OR EXISTS (SELECT FROM events WHERE stream_id = $1 AND version = $9)
+ORDER BY e.n
+RETURNING version, recorded_at
+
+-- name: append_one
+-- The same for the common case of one event, without arrays.
+INSERT INTO events (event_id, stream_id, stream_type, version, project_id, type, schema_version,
+                    data, metadata)
+SELECT $4, $1, $2, $9 + 1, $3, $5, $6, $7, $8
+WHERE $9 = 0 OR EXISTS (SELECT FROM events WHERE stream_id = $1 AND version = $9)
+RETURNING version, recorded_at
+
+-- name: append_any
+-- Without an expected version: numbered on from the stream's current version, under the
+-- stream's lock (lock_stream) so that such writers do not race each other.
 WITH stream AS (
     SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1
 )
@@ -14,18 +36,8 @@ SELECT e.event_id, $1, $2, stream.version + e.n, $3, e.type, e.schema_version, e
 FROM stream,
      unnest($4::uuid[], $5::text[], $6::int[], $7::jsonb[])
          WITH ORDINALITY AS e(event_id, type, schema_version, data, n)
-WHERE $9 = -1 OR stream.version = $9
 ORDER BY e.n
-RETURNING event_id, version, recorded_at
-
--- name: append_one
--- The same for the common case of one event, without arrays.
-INSERT INTO events (event_id, stream_id, stream_type, version, project_id, type, schema_version,
-                    data, metadata)
-SELECT $4, $1, $2, stream.version + 1, $3, $5, $6, $7, $8
-FROM (SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1) AS stream
-WHERE $9 = -1 OR stream.version = $9
-RETURNING event_id, version, recorded_at
+RETURNING version, recorded_at
 
 -- name: lock_stream
 SELECT pg_advisory_xact_lock(hashtextextended('helix.stream:' || $1, 0))
@@ -63,53 +75,82 @@ SELECT pg_notify('helix_appended', '')
 -- name: try_lead
 SELECT pg_try_advisory_lock($1)
 
--- name: lock_head
-SELECT head_position, head_hash FROM sequencer_state WHERE id = 1 FOR UPDATE
+-- name: sequencer_session
+-- Every statement of the sequencer reaches a batch of rows through an index, however large the
+-- log. Its prepared statements keep the plan made when they were first run, and a plan made
+-- while `events` looked empty (a fresh database, not analyzed yet) joins the batch to the log
+-- by scanning the whole table, every batch, until the statistics catch up. So that plan is
+-- never an option on this connection.
+SET enable_seqscan = off;
+SET enable_hashjoin = off;
+SET enable_mergejoin = off
+
+-- name: load_head
+SELECT head_position, head_hash FROM sequencer_state WHERE id = 1
 
 -- name: next_committed
 -- The ordering argument is in sequencer.py. The rows and the snapshot's xmin come from one
--- statement, so both come from the same snapshot. after_positioned: the row's predecessor in
--- its stream already has a position (or there is none).
+-- statement, so both come from the same snapshot. $2 is the sequencer's lower bound: no
+-- committed row below it is still without a position, so the scan starts there instead of
+-- stepping over the index entries that positioned rows leave behind until VACUUM.
+-- after_positioned: the row's predecessor in its stream has a position (or there is none);
+-- `streams` holds each stream's highest positioned version. With no eligible rows the one row
+-- returned carries only xmin and `waiting` (committed rows held back by a running transaction).
 WITH eligible AS (
     SELECT id, event_id, stream_id, stream_type, version, project_id, type, schema_version,
            data, metadata, recorded_at, transaction_id
     FROM events
     WHERE position IS NULL
+      AND transaction_id >= $2::xid8
       AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
     ORDER BY transaction_id, id
     LIMIT $1
 )
 SELECT e.*,
-       e.version = 1 OR EXISTS (
-           SELECT 1 FROM events p
-           WHERE p.stream_id = e.stream_id AND p.version = e.version - 1
-             AND p.position IS NOT NULL
-       ) AS after_positioned
-FROM eligible e
+       e.version <= 1 + coalesce(
+           (SELECT s.version FROM streams s WHERE s.stream_id = e.stream_id), 0
+       ) AS after_positioned,
+       pg_snapshot_xmin(pg_current_snapshot()) AS xmin,
+       e.event_id IS NULL AND EXISTS (
+           SELECT 1 FROM events w
+           WHERE w.position IS NULL
+             AND w.transaction_id >= pg_snapshot_xmin(pg_current_snapshot())
+           ORDER BY w.transaction_id
+           LIMIT 1
+       ) AS waiting
+FROM (SELECT) AS one
+LEFT JOIN eligible e ON true
 ORDER BY e.transaction_id, e.id
 
 -- name: write_batch
--- One round trip for the batch's writes. `streams` lists every stream with its highest
--- positioned version; the sequencer keeps it, so appends write nothing but their events.
-WITH positioned AS (
+-- One statement, so one implicit transaction, for the whole batch. It moves the head from $8
+-- to $9 only if the head is still at $8 (compare-and-set: a second leader, or an import, that
+-- moved it makes this one write nothing), and positions the rows only if the head moved.
+-- `streams` lists every stream with its highest positioned version; the sequencer keeps it,
+-- so appends write nothing but their events. No row back: the head had moved.
+WITH advanced AS (
+    UPDATE sequencer_state
+    SET head_position = $9, head_hash = $10, leader = $11, updated_at = now()
+    WHERE id = 1 AND head_position = $8
+    RETURNING 1
+), positioned AS (
     UPDATE events AS e
     SET position = u.position, hash = u.hash
     FROM unnest($1::uuid[], $2::bigint[], $3::bytea[]) AS u(event_id, position, hash)
-    WHERE e.event_id = u.event_id
+    WHERE e.event_id = u.event_id AND EXISTS (SELECT FROM advanced)
     RETURNING 1
 ), recorded AS (
     INSERT INTO streams AS s (stream_id, stream_type, project_id, version)
     SELECT * FROM unnest($4::text[], $5::text[], $6::uuid[], $7::int[])
+    WHERE EXISTS (SELECT FROM advanced)
     ON CONFLICT (stream_id)
         DO UPDATE SET version = greatest(s.version, excluded.version), updated_at = now()
     RETURNING 1
-), advanced AS (
-    UPDATE sequencer_state
-    SET head_position = $8, head_hash = $9, leader = $10, updated_at = now()
-    WHERE id = 1
-    RETURNING 1
 )
-SELECT pg_notify('helix_head', $8::text), (SELECT count(*) FROM positioned) AS positioned
+SELECT (SELECT count(*) FROM positioned) AS positioned,
+       (SELECT count(*) FROM recorded) AS recorded,
+       pg_notify('helix_head', $9::text)
+FROM advanced
 
 -- name: sequencer_lag
 SELECT coalesce(extract(epoch FROM clock_timestamp() - min(recorded_at)), 0)::float8 AS lag,
@@ -127,9 +168,6 @@ LIMIT $2
 
 -- name: chain_head
 SELECT head_position, head_hash FROM sequencer_state WHERE id = 1
-
--- name: has_unsequenced
-SELECT EXISTS (SELECT 1 FROM events WHERE position IS NULL)
 
 -- Audit and replay (helix.audit): the audit log's filtered reads, time travel, export, import.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -10,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from helix.errors import ConcurrencyError, ValidationError
-from helix.eventstore.records import ANY_VERSION, Appended, RecordedEvent, stream_type_of
+from helix.eventstore.records import (
+    ANY_VERSION,
+    Appended,
+    EncodedEvent,
+    RecordedEvent,
+    stream_type_of,
+)
 from helix.eventstore.sql import QUERIES
 from helix.eventstore.wakeups import HeadWatcher, WakeUps
 
@@ -22,6 +30,26 @@ def glob_to_like(pattern: str) -> str:
     """`job.*` → `job.%` (LIKE's own wildcards in the pattern are matched literally)."""
     escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped.replace("*", "%").replace("?", "_")
+
+
+def _arrays(
+    stream_id: str,
+    stream_type: str,
+    project_id: uuid.UUID | None,
+    encoded: Sequence[EncodedEvent],
+    metadata: dict[str, Any],
+) -> tuple[Any, ...]:
+    """The parameters of the many-event appends, up to the expected version."""
+    return (
+        stream_id,
+        stream_type,
+        project_id,
+        [e.event_id for e in encoded],
+        [e.type for e in encoded],
+        [e.schema_version for e in encoded],
+        [e.data for e in encoded],
+        metadata,
+    )
 
 
 def _recorded(row: Mapping[str, Any]) -> RecordedEvent:
@@ -40,6 +68,53 @@ def _recorded(row: Mapping[str, Any]) -> RecordedEvent:
     )
 
 
+class Lane:
+    """Pool connections that back-to-back standalone appends hand to each other directly.
+
+    The pool's own acquire and release cost about as much client CPU as the append itself
+    (a task and several event-loop callbacks each time). A connection given back here is taken
+    by the next append that comes along in the same turn of the event loop; one still unused
+    when the loop comes round again goes back to the pool, so the lane never keeps a connection
+    from other work and holds none once appends stop.
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._idle: list[asyncpg.Connection] = []
+        self._trimming = False
+        self._releasing: set[asyncio.Task[None]] = set()
+
+    async def take(self) -> asyncpg.Connection:
+        if self._idle:
+            return self._idle.pop()
+        conn: asyncpg.Connection = await self._pool.acquire()
+        return conn
+
+    def give(self, conn: asyncpg.Connection) -> None:
+        """Give back a connection that is idle (no transaction open, no query running)."""
+        self._idle.append(conn)
+        if not self._trimming:
+            self._trimming = True
+            asyncio.get_running_loop().call_soon(self._trim)
+
+    async def drop(self, conn: asyncpg.Connection) -> None:
+        """Give back a connection in an unknown state: the pool resets or replaces it."""
+        await self._pool.release(conn)
+
+    def _trim(self) -> None:
+        self._trimming = False
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            task = asyncio.create_task(self._put_back(conn))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+
+    async def _put_back(self, conn: asyncpg.Connection) -> None:
+        # A pool terminated meanwhile has closed the connection already.
+        with contextlib.suppress(asyncpg.InterfaceError):
+            await self._pool.release(conn)
+
+
 class EventStore:
     def __init__(
         self,
@@ -52,6 +127,9 @@ class EventStore:
         self.registry = registry
         self.wakeups = wakeups
         self.head_watcher = head
+        if wakeups is not None and wakeups.head is None:
+            wakeups.head = head
+        self._lane = Lane(pool)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
@@ -85,71 +163,85 @@ class EventStore:
         if expected_version < ANY_VERSION:
             raise ValidationError("expected_version must be 0, positive, or ANY_VERSION")
         encoded = [self.registry.encode(e) for e in events]
+        ids = tuple(e.event_id for e in encoded)
+        stream_type = stream_type_of(stream_id)
+        meta = dict(metadata) if metadata else {}
+        if expected_version == ANY_VERSION:
+            args = _arrays(stream_id, stream_type, project_id, encoded, meta)
+            # Writers that do not check versions queue on a per-stream lock held to their
+            # commit, so they never race each other for the next version.
+            if conn is not None:
+                await conn.execute(QUERIES["lock_stream"], stream_id)
+                return await self._insert(conn, QUERIES["append_any"], args, ids, expected_version)
+            async with self.pool.acquire() as own, own.transaction():
+                await own.execute(QUERIES["lock_stream"], stream_id)
+                appended = await self._insert(
+                    own, QUERIES["append_any"], args, ids, expected_version
+                )
+            self.committed()
+            return appended
         if len(encoded) == 1:
             [one] = encoded
             query = QUERIES["append_one"]
-            args: tuple[Any, ...] = (
+            args = (
                 stream_id,
-                stream_type_of(stream_id),
+                stream_type,
                 project_id,
                 one.event_id,
                 one.type,
                 one.schema_version,
                 one.data,
-                dict(metadata or {}),
+                meta,
                 expected_version,
             )
         else:
             query = QUERIES["append"]
-            args = (
-                stream_id,
-                stream_type_of(stream_id),
-                project_id,
-                [e.event_id for e in encoded],
-                [e.type for e in encoded],
-                [e.schema_version for e in encoded],
-                [e.data for e in encoded],
-                dict(metadata or {}),
-                expected_version,
-            )
-        if expected_version == ANY_VERSION:
-            # Writers that do not check versions queue on a per-stream lock held to their
-            # commit, so they never race each other for the next version.
-            if conn is not None:
-                await conn.execute(QUERIES["lock_stream"], stream_id)
-                return await self._insert(conn, query, args)
-            async with self.pool.acquire() as own, own.transaction():
-                await own.execute(QUERIES["lock_stream"], stream_id)
-                appended = await self._insert(own, query, args)
-            self.committed()
-            return appended
+            args = (*_arrays(stream_id, stream_type, project_id, encoded, meta), expected_version)
         if conn is not None:
-            return await self._insert(conn, query, args)
-        async with self.pool.acquire() as own:
-            appended = await self._insert(own, query, args)
+            return await self._insert(conn, query, args, ids, expected_version)
+        # One statement in its own implicit transaction, on a connection from the lane.
+        own = await self._lane.take()
+        try:
+            appended = await self._insert(own, query, args, ids, expected_version)
+        except BaseException:
+            await self._lane.drop(own)
+            raise
+        self._lane.give(own)
         self.committed()
         return appended
 
     async def _insert(
-        self, conn: asyncpg.Connection, query: str, args: tuple[Any, ...]
+        self,
+        conn: asyncpg.Connection,
+        query: str,
+        args: tuple[Any, ...],
+        ids: tuple[uuid.UUID, ...],
+        expected: int,
     ) -> Appended:
-        stream_id, expected = args[0], args[-1]
+        stream_id = args[0]
         try:
-            rows = await conn.fetch(query, *args)
+            if len(ids) == 1:
+                row = await conn.fetchrow(query, *args)
+            else:
+                rows = await conn.fetch(query, *args)
+                row = rows[0] if rows else None
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "events_stream_version_key":
                 raise  # a duplicate event id is an error, never ignored
+            # In a caller's transaction the error has aborted it: read on another connection.
+            reader = None if conn.is_in_transaction() else conn
             raise ConcurrencyError(
-                stream_id, expected, await self.stream_version(stream_id)
+                stream_id, expected, await self.stream_version(stream_id, reader)
             ) from None
-        if not rows:
+        if row is None:
             raise ConcurrencyError(stream_id, expected, await self.stream_version(stream_id, conn))
+        first = row["version"]
         return Appended(
             stream_id=stream_id,
-            event_ids=tuple(r["event_id"] for r in rows),
-            first_version=rows[0]["version"],
-            last_version=rows[-1]["version"],
-            recorded_at=rows[0]["recorded_at"],
+            event_ids=ids,
+            first_version=first,
+            last_version=first + len(ids) - 1,
+            recorded_at=row["recorded_at"],
         )
 
     async def stream_version(self, stream_id: str, conn: asyncpg.Connection | None = None) -> int:

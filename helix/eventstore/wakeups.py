@@ -5,6 +5,14 @@ appender. So appends never NOTIFY: after a commit the process calls `WakeUps.sig
 sends at most one `helix_appended` notification per interval however many appends committed.
 The sequencer NOTIFYs `helix_head` with the new head position once per batch. Notifications are
 hints: every waiting loop also polls on a slow timer, so a lost one only delays.
+
+Under heavy load even the coalesced wake-ups are waste: each is a transaction with a commit to
+flush, and the leader then spaces its batches anyway. So after a busy batch (BUSY_BATCH events
+or more) the leader looks again on its own every batch interval until SEQUENCER_LINGER has
+passed; and a process whose head watcher heard, within RECENT_HEAD, the head advance by such a
+batch sends no wake-up. At lighter load nothing is skipped, so a lone append is positioned at once.
+A skipped wake-up that turns out to have been needed costs at most a batch interval while the
+leader lingers, and its slow poll beyond.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +32,15 @@ log = logging.getLogger(__name__)
 
 APPENDED = "helix_appended"
 HEAD = "helix_head"
+# Seconds a leader keeps looking by itself after a busy batch.
+SEQUENCER_LINGER = 0.2
+# A batch of at least this many events means writers keep the leader busy: it spaces its
+# batches and looks by itself.
+BUSY_BATCH = 8
+# A busy head notification younger than this means the leader is looking by itself. Longer
+# than the sequencer's batch interval (so it holds under load), far shorter than the linger (so
+# a late notification still falls inside it).
+RECENT_HEAD = 0.02
 
 
 class WakeUps:
@@ -35,10 +53,14 @@ class WakeUps:
         self._task: asyncio.Task[None] | None = None
         # Sequencers in this process are woken directly as well, skipping the round trip.
         self.local: list[Callable[[], None]] = []
+        # The process's head watcher, if it has one (see the module docstring).
+        self.head: HeadWatcher | None = None
 
     def signal(self) -> None:
         for wake in self.local:
             wake()
+        if self.head is not None and self.head.busy_within(RECENT_HEAD):
+            return  # the leader is busy and looking by itself
         self._pending.set()
 
     async def start(self) -> None:
@@ -86,6 +108,8 @@ class HeadWatcher:
         self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
         self.listeners: list[Callable[[int], None]] = []
+        self._busy_at = -math.inf
+        self._advancing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self._refresh()
@@ -124,9 +148,20 @@ class HeadWatcher:
         value = await self._pool.fetchval(QUERIES["head"])
         await self._advance(int(value))
 
+    def busy_within(self, seconds: float) -> bool:
+        """Whether a notification within the last `seconds` advanced the head by a busy batch
+        (polls do not count: they may find an advance long after it happened)."""
+        return asyncio.get_running_loop().time() - self._busy_at < seconds
+
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         with contextlib.suppress(ValueError):
-            asyncio.get_running_loop().create_task(self._advance(int(payload)))
+            head = int(payload)
+            loop = asyncio.get_running_loop()
+            if head - self.head >= BUSY_BATCH:
+                self._busy_at = loop.time()
+            task = loop.create_task(self._advance(head))
+            self._advancing.add(task)
+            task.add_done_callback(self._advancing.discard)
 
     def _on_lost(self, _conn: Any) -> None:
         self._lost.set()
