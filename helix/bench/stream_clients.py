@@ -2,22 +2,24 @@
 does only the server's work. Prints `ready` once every client has caught up, then (after
 `events` ticks each, or the deadline) one JSON line: the append-to-receipt latencies in ms.
 
-Each client is a bare asyncio protocol that finds each tick's timestamp in the bytes as they
-arrive (no HTTP library, no JSON parse, no task per client), so that one process can follow a
-thousand streams without becoming the bottleneck it is meant to measure. Latency is measured on
-CLOCK_MONOTONIC, which every process of the machine shares.
+The clients are plain non-blocking sockets on one epoll loop, with no event loop library, no
+HTTP library and no JSON parse: each read is stamped, scanned for tick timestamps and dropped,
+so that one process can follow a thousand streams without becoming the bottleneck it is meant
+to measure. Latency is measured on CLOCK_MONOTONIC, which every process of the machine shares.
 
     python -m helix.bench.stream_clients URL KEY CLIENTS EVENTS DEADLINE_S
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import select
+import socket
 import sys
 import time
 from urllib.parse import urlsplit
 
+OK = b"HTTP/1.1 200"
 TICK = b'"data":{"t":'
 CAUGHT_UP = b"event: caught_up"
 NUMBER = frozenset(b"0123456789.e+-")
@@ -28,30 +30,32 @@ def now() -> float:
     return time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
-class Follower(asyncio.Protocol):
-    def __init__(self, request: bytes, events: int, latencies: list[float]) -> None:
-        self.request = request
-        self.events = events
+class Follower:
+    """One stream's bytes as they arrive: finds the caught-up marker and each tick's timestamp,
+    keeping only enough of the tail for a marker split across reads."""
+
+    __slots__ = ("accepted", "buffer", "caught_up", "latencies", "received", "sock")
+
+    def __init__(self, sock: socket.socket | None, latencies: list[float]) -> None:
+        self.sock = sock
         self.latencies = latencies
         self.received = 0
+        self.accepted = False  # the response's status line said 200
+        self.caught_up = False
         self.buffer = b""
-        self.caught_up = asyncio.Event()
-        self.finished = asyncio.Event()
-        self.transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        arrived = now()
-        buffer = self.buffer + data
-        if not self.caught_up.is_set():
-            if buffer.startswith(b"HTTP/1.1 ") and not buffer.startswith(b"HTTP/1.1 200"):
+    def feed(self, data: bytes, arrived: float) -> None:
+        buffer = self.buffer + data if self.buffer else data
+        if not self.accepted:
+            if len(buffer) < len(OK):  # the status line goes on in the next read
+                self.buffer = buffer
+                return
+            if not buffer.startswith(OK):
                 raise RuntimeError(f"the stream was refused: {buffer[:100]!r}")
+            self.accepted = True
+        if not self.caught_up:
             if CAUGHT_UP in buffer:
-                self.caught_up.set()
+                self.caught_up = True
         start = 0
         while (found := buffer.find(TICK, start)) >= 0:
             end = found + len(TICK)
@@ -63,19 +67,48 @@ class Follower(asyncio.Protocol):
             self.latencies.append((arrived - float(buffer[found + len(TICK) : end])) * 1000)
             self.received += 1
             start = end
-        else:  # keep enough of the tail for a marker split across reads
+        else:
             start = max(start, len(buffer) - TAIL)
         self.buffer = buffer[start:]
-        if self.received >= self.events:
-            self.finished.set()
-            if self.transport is not None:
-                self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.finished.set()
 
 
-async def main(url: str, key: str, clients: int, events: int, deadline: float) -> None:
+def pump(
+    poller: select.epoll,
+    followers: dict[int, Follower],
+    deadline: float,
+    ready: bool,
+    events: int,
+) -> None:
+    """Read until every open follower has caught up (`ready`) or, past that, received `events`
+    ticks; a follower that is done, or that the server closed, leaves the loop."""
+
+    def waiting() -> bool:
+        if ready:
+            return any(not f.caught_up for f in followers.values())
+        return bool(followers)
+
+    while waiting():
+        remaining = deadline - now()
+        if remaining <= 0:
+            return
+        for fd, _ in poller.poll(min(remaining, 1.0)):
+            follower = followers.get(fd)
+            if follower is None or follower.sock is None:
+                continue
+            try:
+                data = follower.sock.recv(1 << 16)
+            except BlockingIOError:
+                continue
+            if data:
+                follower.feed(data, now())
+            if not data or (not ready and follower.received >= events):
+                poller.unregister(fd)
+                follower.sock.close()
+                follower.sock = None
+                del followers[fd]
+
+
+def main(url: str, key: str, clients: int, events: int, deadline: float) -> None:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     path = f"{parts.path}?{parts.query}" if parts.query else parts.path
@@ -83,27 +116,31 @@ async def main(url: str, key: str, clients: int, events: int, deadline: float) -
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {key}\r\n"
         "Accept: text/event-stream\r\n\r\n"
     ).encode()
-    loop = asyncio.get_running_loop()
     latencies: list[float] = []
-    followers: list[Follower] = []
-    for _ in range(clients):
-        follower = Follower(request, events, latencies)
-        await loop.create_connection(lambda f=follower: f, host, port)  # type: ignore[misc]
-        followers.append(follower)
-    async with asyncio.timeout(120):
-        await asyncio.gather(*(f.caught_up.wait() for f in followers))
-    print("ready", flush=True)
-    waits = [asyncio.create_task(f.finished.wait()) for f in followers]
-    _, pending = await asyncio.wait(waits, timeout=deadline)
-    for task in pending:
-        task.cancel()
-    for follower in followers:
-        if follower.transport is not None:
-            follower.transport.close()
-    unfinished = sum(1 for f in followers if f.received < events)
+    followers: dict[int, Follower] = {}
+    everyone: list[Follower] = []
+    with select.epoll() as poller:
+        for _ in range(clients):
+            sock = socket.create_connection((host, port))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(request)
+            sock.setblocking(False)
+            follower = Follower(sock, latencies)
+            followers[sock.fileno()] = follower
+            everyone.append(follower)
+            poller.register(sock.fileno(), select.EPOLLIN)
+        pump(poller, followers, now() + 120, True, events)
+        if any(not f.caught_up for f in everyone):
+            raise RuntimeError("not every client caught up within 120 s")
+        print("ready", flush=True)
+        pump(poller, followers, now() + deadline, False, events)
+        for follower in followers.values():
+            if follower.sock is not None:
+                follower.sock.close()
+    unfinished = sum(1 for f in everyone if f.received < events)
     print(json.dumps({"latencies_ms": latencies, "unfinished": unfinished}), flush=True)
 
 
 if __name__ == "__main__":
     url, key, clients, events, deadline = sys.argv[1:6]
-    asyncio.run(main(url, key, int(clients), int(events), float(deadline)))
+    main(url, key, int(clients), int(events), float(deadline))
