@@ -53,9 +53,8 @@ class Follower:
             if not buffer.startswith(OK):
                 raise RuntimeError(f"the stream was refused: {buffer[:100]!r}")
             self.accepted = True
-        if not self.caught_up:
-            if CAUGHT_UP in buffer:
-                self.caught_up = True
+        if not self.caught_up and CAUGHT_UP in buffer:
+            self.caught_up = True
         start = 0
         while (found := buffer.find(TICK, start)) >= 0:
             end = found + len(TICK)
