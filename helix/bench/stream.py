@@ -22,7 +22,6 @@ import time
 import uuid
 from collections.abc import Sequence
 
-import aiohttp
 import asyncpg
 import attrs
 from aiohttp import web
@@ -153,21 +152,21 @@ async def catch_up(node: LogNode, base: str, key: str, total: int) -> tuple[floa
     count = int(await node.pool.fetchval("SELECT count(*) FROM events"))
     if not await node.store.wait_for_position(count, timeout=300):
         raise RuntimeError("the sequencer did not position the catch-up events in time")
-    headers = {"Authorization": f"Bearer {key}"}
     url = f"{base}/api/v1/events/stream?after=0&types=bench.replayed"
-    received = 0
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
-    started = time.perf_counter()
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as session,
-        session.get(url, headers=headers) as resp,
-    ):
-        async for raw in resp.content:
-            if raw.startswith(b"id: "):
-                received += 1
-            elif raw.startswith(b"event: caught_up"):
-                break
-    sse_rate = received / (time.perf_counter() - started)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "helix.bench.stream_clients", "replay", url, key,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        result = json.loads(await asyncio.wait_for(proc.stdout.readline(), 600))
+        await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    received = int(result["received"])
+    sse_rate = received / float(result["seconds"])
     started, position, rows = time.perf_counter(), 0, 0
     async with node.pool.acquire() as conn:
         while page := await conn.fetch(RAW_PAGE, position, 1000):

@@ -8,6 +8,11 @@ so that one process can follow a thousand streams without becoming the bottlenec
 to measure. Latency is measured on CLOCK_MONOTONIC, which every process of the machine shares.
 
     python -m helix.bench.stream_clients URL KEY CLIENTS EVENTS DEADLINE_S
+
+With `replay` first, one client reads a stream from its start up to the caught-up marker and
+prints how many events it received and how long that took:
+
+    python -m helix.bench.stream_clients replay URL KEY
 """
 
 from __future__ import annotations
@@ -107,7 +112,8 @@ def pump(
                 del followers[fd]
 
 
-def main(url: str, key: str, clients: int, events: int, deadline: float) -> None:
+def stream_request(url: str, key: str) -> tuple[str, int, bytes]:
+    """(host, port, the GET request's bytes) for an event stream."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     path = f"{parts.path}?{parts.query}" if parts.query else parts.path
@@ -115,6 +121,50 @@ def main(url: str, key: str, clients: int, events: int, deadline: float) -> None
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {key}\r\n"
         "Accept: text/event-stream\r\n\r\n"
     ).encode()
+    return host, port, request
+
+
+class Counter:
+    """Counts the messages of a replay (each starts with an `id:` line) up to the caught-up
+    marker, however the bytes are split across reads."""
+
+    MESSAGE = b"\nid: "
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.caught_up = False
+        self._tail = b""  # the end of the bytes read so far, for a marker split across reads
+
+    def feed(self, data: bytes) -> None:
+        buffer = self._tail + data
+        end = buffer.find(CAUGHT_UP)
+        self.caught_up = end >= 0
+        if end < 0:
+            end = len(buffer)
+        # A message wholly inside the kept tail was counted with the previous read.
+        counted = buffer.count(self.MESSAGE, 0, min(len(self._tail), end))
+        self.received += buffer.count(self.MESSAGE, 0, end) - counted
+        self._tail = buffer[-(len(CAUGHT_UP) - 1) :]
+
+
+def replay(url: str, key: str) -> None:
+    host, port, request = stream_request(url, key)
+    counter = Counter()
+    with socket.create_connection((host, port)) as sock:
+        started = now()
+        sock.sendall(request)
+        first = sock.recv(1 << 16)
+        if not first.startswith(OK):
+            raise RuntimeError(f"the stream was refused: {first[:100]!r}")
+        counter.feed(first)
+        while not counter.caught_up and (data := sock.recv(1 << 20)):
+            counter.feed(data)
+        seconds = now() - started
+    print(json.dumps({"received": counter.received, "seconds": seconds}), flush=True)
+
+
+def main(url: str, key: str, clients: int, events: int, deadline: float) -> None:
+    host, port, request = stream_request(url, key)
     latencies: list[float] = []
     followers: dict[int, Follower] = {}
     everyone: list[Follower] = []
@@ -141,5 +191,8 @@ def main(url: str, key: str, clients: int, events: int, deadline: float) -> None
 
 
 if __name__ == "__main__":
-    url, key, clients, events, deadline = sys.argv[1:6]
-    main(url, key, int(clients), int(events), float(deadline))
+    if sys.argv[1] == "replay":
+        replay(*sys.argv[2:4])
+    else:
+        url, key, clients, events, deadline = sys.argv[1:6]
+        main(url, key, int(clients), int(events), float(deadline))

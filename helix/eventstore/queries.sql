@@ -53,13 +53,52 @@ WHERE stream_id = $1 AND version > $2
 ORDER BY version
 
 -- name: read_all
+-- Sequenced events after a position, unfiltered: a range of the position index, in order.
+-- The filtered reads below each have a query of their own, with no `$n IS NULL OR ...`
+-- alternatives: a plan PostgreSQL caches for such a statement cannot use the index the filter
+-- needs, and falls back to scanning and sorting the whole log for every page.
 SELECT event_id, stream_id, stream_type, version, position, project_id, type, schema_version,
        data, metadata, recorded_at
 FROM events
 WHERE position > $1
-  AND ($3::text IS NULL OR stream_id = $3)
-  AND ($4::uuid IS NULL OR project_id = $4)
-  AND ($5::text[] IS NULL OR type LIKE ANY ($5))
+ORDER BY position
+LIMIT $2
+
+-- name: read_all_stream
+-- One stream's sequenced events after a position, optionally of some types ($4) and of one
+-- project ($5).
+SELECT event_id, stream_id, stream_type, version, position, project_id, type, schema_version,
+       data, metadata, recorded_at
+FROM events
+WHERE stream_id = $3
+  AND position > $1
+  AND ($4::text[] IS NULL OR type LIKE ANY ($4))
+  AND ($5::uuid IS NULL OR project_id = $5)
+ORDER BY position
+LIMIT $2
+
+-- name: read_all_project
+-- One project's sequenced events after a position through (project_id, position), optionally
+-- of some types ($4).
+SELECT event_id, stream_id, stream_type, version, position, project_id, type, schema_version,
+       data, metadata, recorded_at
+FROM events
+WHERE project_id = $3
+  AND position > $1
+  AND ($4::text[] IS NULL OR type LIKE ANY ($4))
+ORDER BY position
+LIMIT $2
+
+-- name: read_window
+-- Sequenced events of some types ($4) in the positions ($1, $3]. No index leads to a type, so
+-- the store reads the log in bounded stretches of the position index (see `EventStore.
+-- read_all`): each query's work is bounded by its stretch, not by the size of the log.
+SELECT event_id, stream_id, stream_type, version, position, project_id, type, schema_version,
+       data, metadata, recorded_at
+FROM events
+WHERE position > $1
+  AND position <= $3
+  AND type LIKE ANY ($4)
 ORDER BY position
 LIMIT $2
 

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from helix.serialization import EventRegistry
 
 
+# Stretches of positions a typed read of the log reads at once (EventStore._read_windows).
+MIN_WINDOW = 4096
+MAX_WINDOW = 65536
+
+
 def glob_to_like(pattern: str) -> str:
     """`job.*` → `job.%` (LIKE's own wildcards in the pattern are matched literally)."""
     escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -269,12 +274,44 @@ class EventStore:
         project_id: uuid.UUID | None = None,
         types: Sequence[str] | None = None,
     ) -> list[RecordedEvent]:
-        """Sequenced events after a position, in position order, optionally filtered."""
+        """Sequenced events after a position, in position order, optionally filtered.
+
+        Fewer than `limit` events means every matching event up to the head (as it was when
+        the call began, or later) is in the result."""
         patterns = [glob_to_like(t) for t in types] if types else None
-        rows = await self.pool.fetch(
-            QUERIES["read_all"], after_position, limit, stream_id, project_id, patterns
-        )
+        if stream_id is not None:
+            rows = await self.pool.fetch(
+                QUERIES["read_all_stream"], after_position, limit, stream_id, patterns, project_id
+            )
+        elif project_id is not None:
+            rows = await self.pool.fetch(
+                QUERIES["read_all_project"], after_position, limit, project_id, patterns
+            )
+        elif patterns is not None:
+            rows = await self._read_windows(after_position, limit, patterns)
+        else:
+            rows = await self.pool.fetch(QUERIES["read_all"], after_position, limit)
         return [_recorded(r) for r in rows]
+
+    async def _read_windows(
+        self, after: int, limit: int, patterns: list[str]
+    ) -> list[asyncpg.Record]:
+        """Events of some types, read a stretch of positions at a time up to the head.
+
+        Positions are dense, so a stretch of N positions is at most N index entries however
+        rare the types are. Stretches double while they come back short, so a sparse type
+        takes a few round trips rather than one per stretch."""
+        head = await self.head()
+        found: list[asyncpg.Record] = []
+        window = max(limit, MIN_WINDOW)
+        while after < head and len(found) < limit:
+            up_to = min(after + window, head)
+            found += await self.pool.fetch(
+                QUERIES["read_window"], after, limit - len(found), up_to, patterns
+            )
+            after = up_to
+            window = min(window * 2, MAX_WINDOW)
+        return found
 
     async def head(self) -> int:
         value = await self.pool.fetchval(QUERIES["head"])

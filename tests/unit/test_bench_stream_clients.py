@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helix.bench.stream_clients import Follower
+from helix.bench.stream_clients import Counter, Follower
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\nretry: 2000\n\n"
 CAUGHT_UP = b'event: caught_up\ndata: {"position":7}\n\n'
@@ -59,3 +59,24 @@ def test_no_tick_counts_before_its_number_has_fully_arrived() -> None:
     follower.feed(b"3.5}}\n\n", 200.0)
 
     assert latencies == [pytest.approx((200.0 - 123.5) * 1000)]
+
+
+@given(
+    count=st.integers(min_value=0, max_value=30),
+    cuts=st.lists(st.integers(min_value=1, max_value=40), max_size=300),
+)
+def test_a_replay_counts_each_message_once_up_to_the_caught_up_marker(
+    count: int, cuts: list[int]
+) -> None:
+    body = b"".join(tick(n + 1, 1.5) for n in range(count))
+    stream = HEAD + body + CAUGHT_UP + tick(count + 1, 2.5)
+    counter = Counter()
+    offset = 0
+    for size in [*cuts, len(stream)]:
+        counter.feed(stream[offset : offset + size])
+        offset += size
+        if counter.caught_up or offset >= len(stream):
+            break
+
+    assert counter.caught_up
+    assert counter.received == count
