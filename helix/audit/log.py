@@ -12,6 +12,7 @@ import asyncpg
 
 from helix.audit.filters import EventFilter
 from helix.eventstore.sql import QUERIES
+from helix.eventstore.store import read_windows
 from helix.services.views import event_view, ident
 from projections.stream import recorded
 
@@ -28,9 +29,21 @@ def event_json(row: asyncpg.Record) -> dict[str, Any]:
 
 async def select(pool: asyncpg.Pool, selection: EventFilter, limit: int) -> list[asyncpg.Record]:
     """At most `limit` matching events after `selection.after`, in position order."""
-    rows: list[asyncpg.Record] = await pool.fetch(
-        QUERIES["audit_events"], *selection.query_args(limit)
-    )
+    after, cap, residual = selection.after, selection.up_to, selection.residual_args()
+    rows: list[asyncpg.Record]
+    if selection.stream_id is not None:
+        rows = await pool.fetch(
+            QUERIES["audit_events_stream"],
+            after, limit, cap, *residual, selection.stream_id, selection.project_id,
+        )  # fmt: skip
+    elif selection.project_id is not None:
+        rows = await pool.fetch(
+            QUERIES["audit_events_project"], after, limit, cap, *residual, selection.project_id
+        )
+    else:
+        head = int(await pool.fetchval(QUERIES["head"]))
+        up_to = head if cap is None else min(cap, head)
+        rows = await read_windows(pool, QUERIES["audit_events"], after, up_to, limit, *residual)
     return rows
 
 

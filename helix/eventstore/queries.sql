@@ -91,8 +91,8 @@ LIMIT $2
 
 -- name: read_window
 -- Sequenced events of some types ($4) in the positions ($1, $3]. No index leads to a type, so
--- the store reads the log in bounded stretches of the position index (see `EventStore.
--- read_all`): each query's work is bounded by its stretch, not by the size of the log.
+-- the store reads the log in bounded stretches of the position index (`read_windows`): each
+-- query's work is bounded by its stretch, not by the size of the log.
 SELECT event_id, stream_id, stream_type, version, position, project_id, type, schema_version,
        data, metadata, recorded_at
 FROM events
@@ -211,23 +211,59 @@ SELECT head_position, head_hash FROM sequencer_state WHERE id = 1
 -- Audit and replay (helix.audit): the audit log's filtered reads, time travel, export, import.
 
 -- name: audit_events
--- Sequenced events after $1, filtered; NULL parameters filter nothing. $3 caps the position
--- (an export's head at its start), $7 is the metadata actor, [$8, $9) the recorded_at range.
--- $10, when set, is the viewing user: only events of projects they own or of their own user
--- stream. `hash` is for exports.
+-- Sequenced events in the positions ($1, $3], filtered; NULL parameters filter nothing. $4 are
+-- type patterns, $5 the metadata actor, [$6, $7) the recorded_at range. $8, when set, is the
+-- viewing user: only events of projects they own or of their own user stream. `hash` is for
+-- exports. No index leads to these filters, so helix.audit reads the log through this query
+-- in bounded stretches of positions (`read_windows`); the two queries below serve the filters
+-- that have an index.
 SELECT position, event_id, stream_id, stream_type, version, project_id, type, schema_version,
        data, metadata, recorded_at, hash
 FROM events
 WHERE position > $1
+  AND position <= $3
+  AND ($4::text[] IS NULL OR type LIKE ANY ($4))
+  AND ($5::text IS NULL OR metadata ->> 'actor' = $5)
+  AND ($6::timestamptz IS NULL OR recorded_at >= $6)
+  AND ($7::timestamptz IS NULL OR recorded_at < $7)
+  AND ($8::text IS NULL OR stream_id = 'user-' || $8
+       OR project_id IN (SELECT project_id FROM projects WHERE owner = $8))
+ORDER BY position
+LIMIT $2
+
+-- name: audit_events_stream
+-- The same for one stream ($9), optionally of one project ($10), through the stream's index;
+-- $3, when set, caps the position (an export's head at its start).
+SELECT position, event_id, stream_id, stream_type, version, project_id, type, schema_version,
+       data, metadata, recorded_at, hash
+FROM events
+WHERE stream_id = $9
+  AND position > $1
   AND ($3::bigint IS NULL OR position <= $3)
-  AND ($4::text IS NULL OR stream_id = $4)
-  AND ($5::uuid IS NULL OR project_id = $5)
-  AND ($6::text[] IS NULL OR type LIKE ANY ($6))
-  AND ($7::text IS NULL OR metadata ->> 'actor' = $7)
-  AND ($8::timestamptz IS NULL OR recorded_at >= $8)
-  AND ($9::timestamptz IS NULL OR recorded_at < $9)
-  AND ($10::text IS NULL OR stream_id = 'user-' || $10
-       OR project_id IN (SELECT project_id FROM projects WHERE owner = $10))
+  AND ($10::uuid IS NULL OR project_id = $10)
+  AND ($4::text[] IS NULL OR type LIKE ANY ($4))
+  AND ($5::text IS NULL OR metadata ->> 'actor' = $5)
+  AND ($6::timestamptz IS NULL OR recorded_at >= $6)
+  AND ($7::timestamptz IS NULL OR recorded_at < $7)
+  AND ($8::text IS NULL OR stream_id = 'user-' || $8
+       OR project_id IN (SELECT project_id FROM projects WHERE owner = $8))
+ORDER BY position
+LIMIT $2
+
+-- name: audit_events_project
+-- The same for one project ($9), through (project_id, position).
+SELECT position, event_id, stream_id, stream_type, version, project_id, type, schema_version,
+       data, metadata, recorded_at, hash
+FROM events
+WHERE project_id = $9
+  AND position > $1
+  AND ($3::bigint IS NULL OR position <= $3)
+  AND ($4::text[] IS NULL OR type LIKE ANY ($4))
+  AND ($5::text IS NULL OR metadata ->> 'actor' = $5)
+  AND ($6::timestamptz IS NULL OR recorded_at >= $6)
+  AND ($7::timestamptz IS NULL OR recorded_at < $7)
+  AND ($8::text IS NULL OR stream_id = 'user-' || $8
+       OR project_id IN (SELECT project_id FROM projects WHERE owner = $8))
 ORDER BY position
 LIMIT $2
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from helix.serialization import EventRegistry
 
 
-# Stretches of positions a typed read of the log reads at once (EventStore._read_windows).
+# Stretches of positions a filtered read of the log reads at once (read_windows).
 MIN_WINDOW = 4096
 MAX_WINDOW = 65536
 
@@ -55,6 +55,26 @@ def _arrays(
         [e.data for e in encoded],
         metadata,
     )
+
+
+async def read_windows(
+    pool: asyncpg.Pool, query: str, after: int, up_to: int, limit: int, *args: Any
+) -> list[asyncpg.Record]:
+    """At most `limit` rows of `query` in the positions (after, up_to], read a stretch of
+    positions at a time. `query` takes (after, limit, end of the stretch, *args).
+
+    For filters no index leads to (types, actors, times): positions are dense, so a stretch of
+    N positions is at most N index entries however rare the matches, where one query over the
+    whole range may scan the whole log. Stretches double while they come back short, so a
+    rare match takes a few round trips rather than one per stretch."""
+    found: list[asyncpg.Record] = []
+    window = max(limit, MIN_WINDOW)
+    while after < up_to and len(found) < limit:
+        end = min(after + window, up_to)
+        found += await pool.fetch(query, after, limit - len(found), end, *args)
+        after = end
+        window = min(window * 2, MAX_WINDOW)
+    return found
 
 
 def _recorded(row: Mapping[str, Any]) -> RecordedEvent:
@@ -288,30 +308,13 @@ class EventStore:
                 QUERIES["read_all_project"], after_position, limit, project_id, patterns
             )
         elif patterns is not None:
-            rows = await self._read_windows(after_position, limit, patterns)
+            head = await self.head()
+            rows = await read_windows(
+                self.pool, QUERIES["read_window"], after_position, head, limit, patterns
+            )
         else:
             rows = await self.pool.fetch(QUERIES["read_all"], after_position, limit)
         return [_recorded(r) for r in rows]
-
-    async def _read_windows(
-        self, after: int, limit: int, patterns: list[str]
-    ) -> list[asyncpg.Record]:
-        """Events of some types, read a stretch of positions at a time up to the head.
-
-        Positions are dense, so a stretch of N positions is at most N index entries however
-        rare the types are. Stretches double while they come back short, so a sparse type
-        takes a few round trips rather than one per stretch."""
-        head = await self.head()
-        found: list[asyncpg.Record] = []
-        window = max(limit, MIN_WINDOW)
-        while after < head and len(found) < limit:
-            up_to = min(after + window, head)
-            found += await self.pool.fetch(
-                QUERIES["read_window"], after, limit - len(found), up_to, patterns
-            )
-            after = up_to
-            window = min(window * 2, MAX_WINDOW)
-        return found
 
     async def head(self) -> int:
         value = await self.pool.fetchval(QUERIES["head"])

@@ -7,8 +7,11 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
+import attrs
 import pytest
 
+from helix.audit import log as audit_log
+from helix.audit.filters import EventFilter
 from helix.bootstrap import LogNode
 from helix.eventstore import EncodedEvent
 from helix.eventstore.sql import QUERIES
@@ -92,6 +95,31 @@ async def test_project_and_stream_reads_page_through_their_events(
     assert await store.read_all(0, 10, stream_id="filler-0", project_id=uuid.uuid4()) == []
 
 
+async def test_audit_pages_with_filters_no_index_serves_cover_the_log_once(
+    node: LogNode, log: dict[str, list[int]]
+) -> None:
+    assert node.pool is not None
+    rare, filler = log["rare."], log["filler."]
+
+    async def pages(selection: EventFilter, size: int) -> list[int]:
+        found: list[int] = []
+        while True:
+            rows = await audit_log.select(node.pool, selection, size)
+            found += [r["position"] for r in rows]
+            if len(rows) < size:
+                return found
+            selection = attrs.evolve(selection, after=rows[-1]["position"])
+
+    assert await pages(EventFilter(types=("rare.*",)), 2) == rare
+    assert await pages(EventFilter(types=("filler.*",), up_to=filler[2999]), 1000) == filler[:3000]
+    assert await pages(EventFilter(actor="nobody"), 50) == []
+    assert await pages(EventFilter(after=rare[0], stream_id="rare-1"), 1) == rare[1:]
+
+
+AUDIT = "text[], text, timestamptz, timestamptz, text"  # the filters no index serves
+NO_FILTER = "NULL, NULL, NULL, NULL, NULL"
+
+
 class Recorder:
     """The store's pool, recording the typed reads' stretches of positions."""
 
@@ -140,6 +168,12 @@ async def test_typed_reads_cover_the_log_once_in_bounded_stretches(
          "events_project_position_idx"),
         ("read_all_stream", "bigint, int, text, text[], uuid", "0, 100, 'rare-1', NULL, NULL",
          "events_stream_version_key"),
+        ("audit_events", f"bigint, int, bigint, {AUDIT}", f"0, 100, 100, {NO_FILTER}",
+         "events_position_key"),
+        ("audit_events_stream", f"bigint, int, bigint, {AUDIT}, text, uuid",
+         f"0, 100, NULL, {NO_FILTER}, 'rare-1', NULL", "events_stream_version_key"),
+        ("audit_events_project", f"bigint, int, bigint, {AUDIT}, uuid",
+         f"0, 100, NULL, {NO_FILTER}, '{uuid.uuid4()}'", "events_project_position_idx"),
     ],
 )  # fmt: skip
 async def test_a_cached_plan_of_a_filtered_read_goes_through_its_index(

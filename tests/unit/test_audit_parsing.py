@@ -72,8 +72,7 @@ def test_a_project_id_must_be_a_uuid() -> None:
 
 def test_a_filter_becomes_the_query_parameters_with_globs_as_like_patterns() -> None:
     selection = EventFilter(after=3, types=("job.*", "a_b?"), actor="user:1", viewer="u")
-    args = selection.query_args(10)
-    assert args[:3] == (3, 10, None)
-    assert args[5] == ["job.%", "a\\_b_"]
-    assert args[6] == "user:1" and args[-1] == "u"
-    assert EventFilter().query_args(1)[5] is None
+    patterns, actor, since, until, viewer = selection.residual_args()
+    assert patterns == ["job.%", "a\\_b_"]
+    assert (actor, since, until, viewer) == ("user:1", None, None, "u")
+    assert EventFilter().residual_args() == (None, None, None, None, None)
