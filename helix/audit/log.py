@@ -40,6 +40,8 @@ async def select(pool: asyncpg.Pool, selection: EventFilter, limit: int) -> list
         rows = await pool.fetch(
             QUERIES["audit_events_project"], after, limit, cap, *residual, selection.project_id
         )
+    elif selection.viewer is not None:
+        rows = await pool.fetch(QUERIES["audit_events_viewer"], after, limit, cap, *residual)
     else:
         head = int(await pool.fetchval(QUERIES["head"]))
         up_to = head if cap is None else min(cap, head)

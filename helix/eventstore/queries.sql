@@ -267,6 +267,49 @@ WHERE project_id = $9
 ORDER BY position
 LIMIT $2
 
+-- name: audit_events_viewer
+-- The events a user ($8) may see, with no stream or project filter: their own user stream and
+-- the projects they own, each read through its own index (at most $2 rows from each), merged
+-- in position order. In a log shared by many users a user's events are sparse, and a scan of
+-- the log in position order would read everyone's to find them. $3, when set, caps the
+-- position; $4 to $7 as in `audit_events`.
+WITH mine AS (
+    (SELECT position, event_id, stream_id, stream_type, version, project_id, type,
+            schema_version, data, metadata, recorded_at, hash
+     FROM events
+     WHERE stream_id = 'user-' || $8
+       AND position > $1
+       AND ($3::bigint IS NULL OR position <= $3)
+       AND ($4::text[] IS NULL OR type LIKE ANY ($4))
+       AND ($5::text IS NULL OR metadata ->> 'actor' = $5)
+       AND ($6::timestamptz IS NULL OR recorded_at >= $6)
+       AND ($7::timestamptz IS NULL OR recorded_at < $7)
+     ORDER BY position
+     LIMIT $2)
+    UNION ALL
+    (SELECT e.*
+     FROM projects p
+     CROSS JOIN LATERAL (
+         SELECT position, event_id, stream_id, stream_type, version, project_id, type,
+                schema_version, data, metadata, recorded_at, hash
+         FROM events
+         WHERE project_id = p.project_id
+           AND position > $1
+           AND ($3::bigint IS NULL OR position <= $3)
+           AND stream_id <> 'user-' || $8
+           AND ($4::text[] IS NULL OR type LIKE ANY ($4))
+           AND ($5::text IS NULL OR metadata ->> 'actor' = $5)
+           AND ($6::timestamptz IS NULL OR recorded_at >= $6)
+           AND ($7::timestamptz IS NULL OR recorded_at < $7)
+         ORDER BY position
+         LIMIT $2
+     ) e
+     WHERE p.owner = $8)
+)
+SELECT * FROM mine
+ORDER BY position
+LIMIT $2
+
 -- name: audit_event_at
 -- One sequenced event, if the viewer ($2, NULL: anyone) may see it.
 SELECT position, event_id, stream_id, stream_type, version, project_id, type, schema_version,
