@@ -19,10 +19,19 @@ SELECT name, version, position, updated_at FROM projection_checkpoints
 -- name: tail_events
 -- Everything committed after the rebuild's last batch, sequenced or not yet: run while the live
 -- tables are locked, so no inline writer can slip in between this read and the swap.
+-- The two halves reach their own indexes (positions, and the unsequenced rows), where one
+-- `position > $1 OR position IS NULL` would scan the whole log while the tables are locked.
 SELECT event_id, stream_id, stream_type, version, position, project_id, type, schema_version,
        data, metadata, recorded_at
-FROM events
-WHERE (position > $1 OR position IS NULL) AND type = ANY ($2::text[])
+FROM (
+    SELECT *
+    FROM events
+    WHERE position > $1 AND type = ANY ($2::text[])
+    UNION ALL
+    SELECT *
+    FROM events
+    WHERE position IS NULL AND type = ANY ($2::text[])
+) tail
 ORDER BY position NULLS LAST, transaction_id, id
 
 -- name: drop_table
