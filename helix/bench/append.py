@@ -12,11 +12,14 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 import asyncpg
 import attrs
 
+from helix.bench import cpu
 from helix.bench.common import percentile
+from helix.bench.cpu import CpuTimes
 from helix.bootstrap import LogNode
 from helix.config import Settings
 from helix.eventstore import EncodedEvent
@@ -46,10 +49,29 @@ METADATA = {"actor": "bench", "source": "helix bench"}
 
 
 @attrs.frozen
+class Measured:
+    per_s: float
+    cpu: CpuTimes | None = None  # CPU used during the measurement, where it can be seen
+
+    def cpu_per_event(self, seconds: float) -> str:
+        if self.cpu is None or not self.per_s:
+            return "- / - / -"
+        return self.cpu.per_event_us(self.per_s * seconds)
+
+
+@attrs.frozen
 class Throughput:
     concurrency: int
-    raw_per_s: float
-    helix_per_s: float
+    raw: Measured
+    helix: Measured
+
+    @property
+    def raw_per_s(self) -> float:
+        return self.raw.per_s
+
+    @property
+    def helix_per_s(self) -> float:
+        return self.helix.per_s
 
     @property
     def ratio(self) -> float:
@@ -74,7 +96,15 @@ async def _run_for(
     return sum(counts) / (time.perf_counter() - started)
 
 
-async def raw_inserts(url: str, concurrency: int, seconds: float) -> float:
+async def _metered(meter: Callable[[], CpuTimes] | None, run: Awaitable[float]) -> Measured:
+    before = meter() if meter else None
+    per_s = await run
+    return Measured(per_s, None if meter is None or before is None else meter() - before)
+
+
+async def raw_inserts(
+    url: str, concurrency: int, seconds: float, meter: Callable[[], CpuTimes] | None = None
+) -> Measured:
     conns = [await asyncpg.connect(url) for _ in range(concurrency)]
     data, metadata = json.dumps(PAYLOAD), json.dumps(METADATA)
     try:
@@ -82,20 +112,26 @@ async def raw_inserts(url: str, concurrency: int, seconds: float) -> float:
         async def step(w: int, n: int) -> None:
             await conns[w].execute(RAW_INSERT, uuid.uuid4(), f"bench-{w}", n + 1, data, metadata)
 
-        return await _run_for(seconds, concurrency, step)
+        # Metered before the connections close: a closed backend's CPU time leaves /proc.
+        return await _metered(meter, _run_for(seconds, concurrency, step))
     finally:
         for conn in conns:
             await conn.close()
 
 
-async def helix_appends(node: LogNode, concurrency: int, seconds: float) -> float:
+async def helix_appends(
+    node: LogNode,
+    concurrency: int,
+    seconds: float,
+    meter: Callable[[], CpuTimes] | None = None,
+) -> Measured:
     streams = [f"bench-{uuid.uuid4().hex}" for _ in range(concurrency)]
 
     async def step(w: int, n: int) -> None:
         event = EncodedEvent(type="bench.appended", schema_version=1, data=PAYLOAD)
         await node.store.append(streams[w], n, [event], metadata=METADATA)
 
-    return await _run_for(seconds, concurrency, step)
+    return await _metered(meter, _run_for(seconds, concurrency, step))
 
 
 async def notify_latency(node: LogNode, samples: int, gap: float) -> list[float]:
@@ -142,12 +178,17 @@ async def run(
     node = LogNode(url, attrs.evolve(settings, pool_size=max(levels) + 4), sequencer=False)
     await node.start()
     sequencer = await start_sequencer_process(url)
+    database = urlsplit(url).path.lstrip("/")
+
+    def meter() -> CpuTimes:
+        return cpu.sample(database, sequencer.pid)
+
     try:
         await helix_appends(node, 4, min(1.0, seconds))  # warm up connections and plans
         results = []
         for level in levels:
-            raw = await raw_inserts(url, level, seconds)
-            ours = await helix_appends(node, level, seconds)
+            raw = await raw_inserts(url, level, seconds, meter)
+            ours = await helix_appends(node, level, seconds, meter)
             results.append(Throughput(level, raw, ours))
         await node.store.wait_for_position(await _last_event_position(node), timeout=30)
         latencies = await notify_latency(node, latency_samples, 0.01)
@@ -166,6 +207,11 @@ async def run(
         f"max {max(ms):.2f} ms"
     )
     top = next((r for r in results if r.concurrency == 16), results[-1])
+    print(
+        f"CPU per event at c{top.concurrency}, in µs (this process / PostgreSQL / sequencer "
+        f"process): raw {top.raw.cpu_per_event(seconds)}, "
+        f"helix {top.helix.cpu_per_event(seconds)}"
+    )
     print(f"append ratio c{top.concurrency}: {top.ratio:.2f}")
     return 0
 
