@@ -159,12 +159,15 @@ async def catch_up(node: LogNode, base: str, key: str, total: int) -> tuple[floa
     )  # fmt: skip
     assert proc.stdout is not None
     try:
-        result = json.loads(await asyncio.wait_for(proc.stdout.readline(), 600))
+        line = await asyncio.wait_for(proc.stdout.readline(), 600)
         await proc.wait()
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+    if not line.strip():
+        raise RuntimeError(f"the replay client failed (exit status {proc.returncode})")
+    result = json.loads(line)
     received = int(result["received"])
     sse_rate = received / float(result["seconds"])
     started, position, rows = time.perf_counter(), 0, 0
