@@ -66,16 +66,8 @@ class Throughput:
     helix: Measured
 
     @property
-    def raw_per_s(self) -> float:
-        return self.raw.per_s
-
-    @property
-    def helix_per_s(self) -> float:
-        return self.helix.per_s
-
-    @property
     def ratio(self) -> float:
-        return self.helix_per_s / self.raw_per_s if self.raw_per_s else float("nan")
+        return self.helix.per_s / self.raw.per_s if self.raw.per_s else float("nan")
 
 
 async def _run_for(
@@ -199,7 +191,7 @@ async def run(
 
     print(f"{'concurrency':>11}  {'raw INSERT/s':>12}  {'helix append/s':>14}  {'ratio':>6}")
     for r in results:
-        print(f"{r.concurrency:>11}  {r.raw_per_s:>12.0f}  {r.helix_per_s:>14.0f}  {r.ratio:>6.2f}")
+        print(f"{r.concurrency:>11}  {r.raw.per_s:>12.0f}  {r.helix.per_s:>14.0f}  {r.ratio:>6.2f}")
     ms = [x * 1000 for x in latencies]
     print(
         f"append commit -> head notification ({len(ms)} appends at light load): "
