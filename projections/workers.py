@@ -6,32 +6,25 @@ worker's events, and heartbeats (which are not events) update it in place.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from helix.domain.worker import WorkerRegistered
 from helix.eventstore.sql import load
 
 SQL = load("projections", "workers.sql")
 
 
-async def insert(
-    conn: asyncpg.Connection,
-    *,
-    worker_id: UUID,
-    user_id: UUID,
-    name: str,
-    hostname: str,
-    capabilities: Sequence[str],
-    resources: dict[str, Any],
-    at: datetime,
-) -> None:
+async def insert(conn: asyncpg.Connection, registered: WorkerRegistered) -> None:
+    """The row of a worker as its registration event describes it."""
+    e = registered
     await conn.execute(
-        SQL["insert"], worker_id, user_id, name, hostname, list(capabilities), resources, at
-    )
+        SQL["insert"],
+        e.worker_id, e.user_id, e.name, e.hostname, list(e.capabilities), e.resources, e.at,
+    )  # fmt: skip
 
 
 async def get(conn: asyncpg.Connection, worker_id: UUID, *, lock: bool = False) -> Any:

@@ -96,16 +96,7 @@ class WorkerService:
                 at=tx.at,
             )
             await tx.append_events(worker.stream_id(worker_id), 0, [event])
-            await workers_model.insert(
-                tx.conn,
-                worker_id=worker_id,
-                user_id=UUID(caller.user_id),
-                name=name,
-                hostname=hostname,
-                capabilities=caps,
-                resources=resources,
-                at=tx.at,
-            )
+            await workers_model.insert(tx.conn, event)
             row: asyncpg.Record = await workers_model.get(tx.conn, worker_id)
             return row
 
