@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import assert_never
+from typing import Any, assert_never
 from uuid import UUID
 
 import attrs
@@ -156,6 +156,16 @@ def _map_phase(
     return tuple(change(p) if p.name == name else p for p in state.phases)
 
 
+def _end_phase(
+    state: JobState, name: str, at: datetime, status: PhaseStatus, **outcome: Any
+) -> JobState:
+    """The phase `name` finished at `at` with `status` and the outcome's fields."""
+    phases = _map_phase(
+        state, name, lambda p: attrs.evolve(p, status=status, finished_at=at, **outcome)
+    )
+    return attrs.evolve(state, phases=phases, updated_at=at)
+
+
 def _with_file(phase: PhaseState, record: FileRecord) -> PhaseState:
     # A file written again replaces its earlier record, keeping its place in the list.
     if any(f.path == record.path for f in phase.files):
@@ -245,35 +255,20 @@ def evolve(state: JobState, event: Event) -> JobState:
                 updated_at=at,
             )
         case JobPhaseCompleted():
-            exit_code = event.exit_code
-            phases = _map_phase(
-                state,
-                event.phase,
-                lambda p: attrs.evolve(
-                    p, status=PhaseStatus.COMPLETED, finished_at=at, exit_code=exit_code
-                ),
+            return _end_phase(
+                state, event.phase, at, PhaseStatus.COMPLETED, exit_code=event.exit_code
             )
-            return attrs.evolve(state, phases=phases, updated_at=at)
         case JobPhaseFailed():
-            exit_code, error = event.exit_code, event.error
-            phases = _map_phase(
+            return _end_phase(
                 state,
                 event.phase,
-                lambda p: attrs.evolve(
-                    p, status=PhaseStatus.FAILED, finished_at=at, exit_code=exit_code, error=error
-                ),
+                at,
+                PhaseStatus.FAILED,
+                exit_code=event.exit_code,
+                error=event.error,
             )
-            return attrs.evolve(state, phases=phases, updated_at=at)
         case JobPhaseSkipped():
-            reason = event.reason
-            phases = _map_phase(
-                state,
-                event.phase,
-                lambda p: attrs.evolve(
-                    p, status=PhaseStatus.SKIPPED, finished_at=at, skip_reason=reason
-                ),
-            )
-            return attrs.evolve(state, phases=phases, updated_at=at)
+            return _end_phase(state, event.phase, at, PhaseStatus.SKIPPED, skip_reason=event.reason)
         case JobProgressReported():
             return attrs.evolve(state, progress=event.percent, updated_at=at)
         case JobCancelRequested():
