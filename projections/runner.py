@@ -9,7 +9,6 @@ checkpoint (woken by the sequencer's NOTIFY, with a polling fallback).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -19,6 +18,7 @@ import attrs
 
 from helix.eventstore import EventStore
 from helix.eventstore.sql import QUERIES, load
+from helix.tasks import cancel_and_wait
 from projections import registry
 from projections.base import Projection
 from projections.rebuild import rebuild
@@ -133,11 +133,7 @@ class ProjectionRunner:
             self._tasks.append(task)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
 
     async def _follow(self, projection: Projection) -> None:

@@ -10,7 +10,6 @@ Keys are scoped per principal (or client address) and expire after the configure
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from helix.api.keys import POOL, SETTINGS
 from helix.api.principal import PRINCIPAL
 from helix.api.requests import client_address
 from helix.errors import BadRequest, Conflict
+from helix.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,4 @@ async def purge_expired(app: web.Application) -> AsyncIterator[None]:
 
     task = asyncio.create_task(loop(), name="helix-idempotency-purge")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait([task])

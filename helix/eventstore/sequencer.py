@@ -69,6 +69,7 @@ import attrs
 from helix.eventstore.chain import link
 from helix.eventstore.sql import QUERIES
 from helix.eventstore.wakeups import APPENDED, BUSY_BATCH, SEQUENCER_LINGER
+from helix.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +135,8 @@ class Sequencer:
         self._task = asyncio.create_task(self.run(), name="helix-sequencer")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
 
     async def run(self) -> None:
         backoff = 0.1

@@ -27,6 +27,7 @@ from typing import Any
 import asyncpg
 
 from helix.eventstore.sql import QUERIES
+from helix.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,8 @@ class WakeUps:
         self._task = asyncio.create_task(self._run(), name="helix-wakeups")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -116,11 +114,8 @@ class HeadWatcher:
         self._task = asyncio.create_task(self._run(), name="helix-head-watcher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
         await self._close()
 
     async def wait_for(self, position: int, timeout: float | None = None) -> bool:
@@ -216,11 +211,8 @@ class ChannelWatcher:
         self._task = asyncio.create_task(self._run(), name=f"helix-listen-{self._channel}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             with contextlib.suppress(Exception):

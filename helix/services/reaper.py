@@ -8,7 +8,6 @@ alone, and two reapers expiring the same lease conflict on the job's stream: one
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from helix.config import Settings
@@ -18,6 +17,7 @@ from helix.services.caller import system_caller
 from helix.services.jobs import JobService
 from helix.services.unit import Writer
 from helix.services.workers import WorkerService
+from helix.tasks import cancel_and_wait
 from projections import jobs as jobs_model
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,8 @@ class LeaseReaper:
         self._task = asyncio.create_task(self._run(), name="helix-reaper")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
 
     async def run_once(self) -> tuple[int, int]:
         """Expire every lease that ran out and mark silent workers offline: how many of each."""

@@ -28,6 +28,7 @@ from helix.streams.frames import Frame
 from helix.streams.revocation import Revocations
 from helix.streams.subscriptions import Subscription
 from helix.streams.visibility import Ownership
+from helix.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +74,8 @@ class Tailer:
         self.close_all()
         if self.watcher is not None and self._on_head in self.watcher.listeners:
             self.watcher.listeners.remove(self._on_head)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
 
     def close_all(self) -> None:
         for sub in list(self.subscriptions()):
@@ -256,11 +254,8 @@ class Heartbeat:
         self._task = asyncio.create_task(self._run(), name="helix-stream-heartbeat")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -34,6 +34,7 @@ from helix.streams.frames import CaughtUp
 from helix.streams.revocation import Revoked, Watch
 from helix.streams.subscriptions import Subscription
 from helix.streams.tailer import Tailer
+from helix.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +95,7 @@ class Session:
         finally:
             if self.watch is not None:
                 self.watch.cancel()
-            for task in self.pumps.values():
-                task.cancel()
-            for task in list(self.pumps.values()):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(list(self.pumps.values()))
             self.pumps.clear()
             if self.closing is not None:
                 with contextlib.suppress(Exception):  # the client may be gone already

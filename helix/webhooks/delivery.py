@@ -20,6 +20,7 @@ import asyncpg
 from helix.config import Settings
 from helix.domain.webhook import DisabledReason
 from helix.eventstore import EventStore
+from helix.tasks import cancel_and_wait
 from helix.webhooks.endpoints import Endpoints
 from helix.webhooks.retry import next_delay
 from helix.webhooks.sender import Outcome, Sender, encode, headers_for
@@ -80,11 +81,8 @@ class DeliveryWorker:
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
         tokens = list(set(self._inflight.values()))
         tasks = list(self._inflight)
         for task in tasks:

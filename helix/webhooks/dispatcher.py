@@ -9,7 +9,6 @@ dispatched once; the unique (endpoint, event) index of log deliveries backs that
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -17,6 +16,7 @@ import asyncpg
 
 from helix.config import Settings
 from helix.eventstore import EventStore
+from helix.tasks import cancel_and_wait
 from helix.webhooks.sql import QUERIES
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,5 @@ class Dispatcher:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from helix.tasks import cancel_and_wait
 from helix.worker.backoff import Backoff
 from helix.worker.config import WorkerConfig
 from helix.worker.host import resources
@@ -102,9 +103,7 @@ class Worker:
             try:
                 await self._claim_loop(client)
             finally:
-                beats.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await beats
+                await cancel_and_wait([beats])
         if self._fatal is not None:
             raise self._fatal
 
