@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -88,6 +88,71 @@ class WakeUps:
                 await asyncio.sleep(remaining)
 
 
+class Listening:
+    """One LISTEN connection kept open for a process. Reconnects with backoff when it is lost;
+    after each (re)connect, and every `poll_interval` while connected (if set), it calls
+    `catch_up`, since a notification may have been sent while nobody listened, or lost."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        channel: str,
+        on_notify: Callable[[Any, int, str, str], None],
+        catch_up: Callable[[], Awaitable[None]],
+        poll_interval: float | None = None,
+    ) -> None:
+        self._connect = connect
+        self._channel = channel
+        self._on_notify = on_notify
+        self._catch_up = catch_up
+        self._poll_interval = poll_interval
+        self._conn: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lost = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"helix-listen-{self._channel}")
+
+    async def stop(self) -> None:
+        await cancel_and_wait([self._task])
+        self._task = None
+        await self._close()
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
+
+    async def _listen(self) -> asyncpg.Connection:
+        self._lost.clear()
+        conn: asyncpg.Connection = await self._connect()
+        conn.add_termination_listener(lambda _conn: self._lost.set())
+        await conn.add_listener(self._channel, self._on_notify)
+        return conn
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                self._conn = await self._listen()
+                backoff = 0.1
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning(
+                    "cannot listen on %s (%s); retrying in %.1fs", self._channel, exc, backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            while not self._lost.is_set() and not self._conn.is_closed():
+                with contextlib.suppress(asyncpg.PostgresError, OSError):
+                    await self._catch_up()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._poll_interval):
+                        await self._lost.wait()
+            await self._close()
+
+
 class HeadWatcher:
     """Follows the log's head through `helix_head` notifications, with a polling fallback.
 
@@ -97,26 +162,20 @@ class HeadWatcher:
     def __init__(
         self, connect: Callable[[], Any], pool: asyncpg.Pool, poll_interval: float = 1.0
     ) -> None:
-        self._connect = connect
         self._pool = pool
-        self._poll_interval = poll_interval
         self.head = 0
         self._changed = asyncio.Condition()
-        self._conn: asyncpg.Connection | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._lost = asyncio.Event()
         self.listeners: list[Callable[[int], None]] = []
         self._busy_at = -math.inf
         self._advancing: set[asyncio.Task[None]] = set()
+        self._listening = Listening(connect, HEAD, self._on_notify, self._refresh, poll_interval)
 
     async def start(self) -> None:
         await self._refresh()
-        self._task = asyncio.create_task(self._run(), name="helix-head-watcher")
+        await self._listening.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait([self._task])
-        self._task = None
-        await self._close()
+        await self._listening.stop()
 
     async def wait_for(self, position: int, timeout: float | None = None) -> bool:
         async def reached() -> None:
@@ -158,65 +217,22 @@ class HeadWatcher:
             self._advancing.add(task)
             task.add_done_callback(self._advancing.discard)
 
-    def _on_lost(self, _conn: Any) -> None:
-        self._lost.set()
-
-    async def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None and not conn.is_closed():
-            with contextlib.suppress(Exception):
-                await conn.close(timeout=2)
-
-    async def _run(self) -> None:
-        backoff = 0.1
-        while True:
-            if self._conn is None or self._conn.is_closed():
-                try:
-                    self._lost.clear()
-                    conn = await self._connect()
-                    conn.add_termination_listener(self._on_lost)
-                    await conn.add_listener(HEAD, self._on_notify)
-                    self._conn = conn
-                    backoff = 0.1
-                except (asyncpg.PostgresError, OSError) as exc:
-                    log.warning("head watcher cannot listen (%s); retrying in %.1fs", exc, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    continue
-            # A notification sent while we were not listening is covered by this read.
-            with contextlib.suppress(asyncpg.PostgresError, OSError):
-                await self._refresh()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._poll_interval):
-                    await self._lost.wait()
-            if self._lost.is_set():
-                await self._close()
-
 
 class ChannelWatcher:
     """Counts the notifications of one channel (one LISTEN connection per process) so any
-    number of waiters can sleep until the next one. Reconnects with backoff; after a reconnect
-    it bumps the count once, since a notification may have been missed meanwhile."""
+    number of waiters can sleep until the next one. After a reconnect it bumps the count once,
+    since a notification may have been missed meanwhile."""
 
     def __init__(self, connect: Callable[[], Any], channel: str) -> None:
-        self._connect = connect
-        self._channel = channel
         self.count = 0
         self._changed = asyncio.Condition()
-        self._conn: asyncpg.Connection | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._lost = asyncio.Event()
+        self._listening = Listening(connect, channel, self._on_notify, self._bump)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"helix-listen-{self._channel}")
+        await self._listening.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait([self._task])
-        self._task = None
-        conn, self._conn = self._conn, None
-        if conn is not None and not conn.is_closed():
-            with contextlib.suppress(Exception):
-                await conn.close(timeout=2)
+        await self._listening.stop()
 
     async def wait(self, seen: int, timeout: float) -> int:
         """Wait until the count passes `seen` or `timeout` seconds pass; the count then."""
@@ -232,28 +248,3 @@ class ChannelWatcher:
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, _payload: str) -> None:
         asyncio.get_running_loop().create_task(self._bump())
-
-    def _on_lost(self, _conn: Any) -> None:
-        self._lost.set()
-
-    async def _run(self) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                self._lost.clear()
-                conn = await self._connect()
-                conn.add_termination_listener(self._on_lost)
-                await conn.add_listener(self._channel, self._on_notify)
-                self._conn = conn
-                backoff = 0.1
-            except (asyncpg.PostgresError, OSError) as exc:
-                log.warning("cannot listen on %s (%s); retrying", self._channel, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            await self._bump()
-            await self._lost.wait()
-            conn, self._conn = self._conn, None
-            if conn is not None and not conn.is_closed():
-                with contextlib.suppress(Exception):
-                    await conn.close(timeout=2)
