@@ -1,4 +1,6 @@
--- Named SQL for the event store. Blocks start with `-- name: <name>`; sql.py loads them once.
+-- Named SQL for the event store. Blocks start with `-- name: <name>`; sql.py loads them once
+-- and splices the fragments (the `audit_columns`, `audit_filters` and `audit_viewer` blocks)
+-- into the queries that name them in braces.
 
 -- name: append
 -- One statement. With an expected version ($9) the new rows are numbered on from it and go in
@@ -210,60 +212,62 @@ SELECT head_position, head_hash FROM sequencer_state WHERE id = 1
 
 -- Audit and replay (helix.audit): the audit log's filtered reads, time travel, export, import.
 
+-- name: audit_columns
+-- (A fragment, spliced into the audit queries by sql.py.) What an audit read returns; `hash` is
+-- for exports.
+position, event_id, stream_id, stream_type, version, project_id, type, schema_version, data,
+metadata, recorded_at, hash
+
+-- name: audit_filters
+-- (A fragment.) The audit log's filters that no index serves; NULL parameters filter nothing.
+-- $4 are type patterns, $5 the metadata actor, [$6, $7) the recorded_at range.
+($4::text[] IS NULL OR type LIKE ANY ($4))
+AND ($5::text IS NULL OR metadata ->> 'actor' = $5)
+AND ($6::timestamptz IS NULL OR recorded_at >= $6)
+AND ($7::timestamptz IS NULL OR recorded_at < $7)
+
+-- name: audit_viewer
+-- (A fragment.) $8, when set, is the viewing user: only events of projects they own or of
+-- their own user stream.
+($8::text IS NULL OR stream_id = 'user-' || $8
+ OR project_id IN (SELECT project_id FROM projects WHERE owner = $8))
+
 -- name: audit_events
--- Sequenced events in the positions ($1, $3], filtered; NULL parameters filter nothing. $4 are
--- type patterns, $5 the metadata actor, [$6, $7) the recorded_at range. $8, when set, is the
--- viewing user: only events of projects they own or of their own user stream. `hash` is for
--- exports. No index leads to these filters, so helix.audit reads the log through this query
--- in bounded stretches of positions (`read_windows`); the two queries below serve the filters
--- that have an index.
-SELECT position, event_id, stream_id, stream_type, version, project_id, type, schema_version,
-       data, metadata, recorded_at, hash
+-- Sequenced events in the positions ($1, $3], filtered. No index leads to these filters, so
+-- helix.audit reads the log through this query in bounded stretches of positions
+-- (`read_windows`); the queries below serve the filters that have an index.
+SELECT {audit_columns}
 FROM events
 WHERE position > $1
   AND position <= $3
-  AND ($4::text[] IS NULL OR type LIKE ANY ($4))
-  AND ($5::text IS NULL OR metadata ->> 'actor' = $5)
-  AND ($6::timestamptz IS NULL OR recorded_at >= $6)
-  AND ($7::timestamptz IS NULL OR recorded_at < $7)
-  AND ($8::text IS NULL OR stream_id = 'user-' || $8
-       OR project_id IN (SELECT project_id FROM projects WHERE owner = $8))
+  AND {audit_filters}
+  AND {audit_viewer}
 ORDER BY position
 LIMIT $2
 
 -- name: audit_events_stream
 -- The same for one stream ($9), optionally of one project ($10), through the stream's index;
 -- $3, when set, caps the position (an export's head at its start).
-SELECT position, event_id, stream_id, stream_type, version, project_id, type, schema_version,
-       data, metadata, recorded_at, hash
+SELECT {audit_columns}
 FROM events
 WHERE stream_id = $9
   AND position > $1
   AND ($3::bigint IS NULL OR position <= $3)
   AND ($10::uuid IS NULL OR project_id = $10)
-  AND ($4::text[] IS NULL OR type LIKE ANY ($4))
-  AND ($5::text IS NULL OR metadata ->> 'actor' = $5)
-  AND ($6::timestamptz IS NULL OR recorded_at >= $6)
-  AND ($7::timestamptz IS NULL OR recorded_at < $7)
-  AND ($8::text IS NULL OR stream_id = 'user-' || $8
-       OR project_id IN (SELECT project_id FROM projects WHERE owner = $8))
+  AND {audit_filters}
+  AND {audit_viewer}
 ORDER BY position
 LIMIT $2
 
 -- name: audit_events_project
 -- The same for one project ($9), through (project_id, position).
-SELECT position, event_id, stream_id, stream_type, version, project_id, type, schema_version,
-       data, metadata, recorded_at, hash
+SELECT {audit_columns}
 FROM events
 WHERE project_id = $9
   AND position > $1
   AND ($3::bigint IS NULL OR position <= $3)
-  AND ($4::text[] IS NULL OR type LIKE ANY ($4))
-  AND ($5::text IS NULL OR metadata ->> 'actor' = $5)
-  AND ($6::timestamptz IS NULL OR recorded_at >= $6)
-  AND ($7::timestamptz IS NULL OR recorded_at < $7)
-  AND ($8::text IS NULL OR stream_id = 'user-' || $8
-       OR project_id IN (SELECT project_id FROM projects WHERE owner = $8))
+  AND {audit_filters}
+  AND {audit_viewer}
 ORDER BY position
 LIMIT $2
 
@@ -272,35 +276,27 @@ LIMIT $2
 -- the projects they own, each read through its own index (at most $2 rows from each), merged
 -- in position order. In a log shared by many users a user's events are sparse, and a scan of
 -- the log in position order would read everyone's to find them. $3, when set, caps the
--- position; $4 to $7 as in `audit_events`.
+-- position.
 WITH mine AS (
-    (SELECT position, event_id, stream_id, stream_type, version, project_id, type,
-            schema_version, data, metadata, recorded_at, hash
+    (SELECT {audit_columns}
      FROM events
      WHERE stream_id = 'user-' || $8
        AND position > $1
        AND ($3::bigint IS NULL OR position <= $3)
-       AND ($4::text[] IS NULL OR type LIKE ANY ($4))
-       AND ($5::text IS NULL OR metadata ->> 'actor' = $5)
-       AND ($6::timestamptz IS NULL OR recorded_at >= $6)
-       AND ($7::timestamptz IS NULL OR recorded_at < $7)
+       AND {audit_filters}
      ORDER BY position
      LIMIT $2)
     UNION ALL
     (SELECT e.*
      FROM projects p
      CROSS JOIN LATERAL (
-         SELECT position, event_id, stream_id, stream_type, version, project_id, type,
-                schema_version, data, metadata, recorded_at, hash
+         SELECT {audit_columns}
          FROM events
          WHERE project_id = p.project_id
            AND position > $1
            AND ($3::bigint IS NULL OR position <= $3)
            AND stream_id <> 'user-' || $8
-           AND ($4::text[] IS NULL OR type LIKE ANY ($4))
-           AND ($5::text IS NULL OR metadata ->> 'actor' = $5)
-           AND ($6::timestamptz IS NULL OR recorded_at >= $6)
-           AND ($7::timestamptz IS NULL OR recorded_at < $7)
+           AND {audit_filters}
          ORDER BY position
          LIMIT $2
      ) e

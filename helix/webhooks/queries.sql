@@ -1,5 +1,5 @@
 -- Named SQL of the webhooks package. Blocks start with `-- name: <name>`; `{visible}` is replaced
--- by the `visible` block (sql.py in this package), the one rule for which events an endpoint's
+-- by the `visible` block (a fragment, see helix/eventstore/sql.py), the one rule for which events an endpoint's
 -- owner may see.
 
 -- name: visible
