@@ -1,6 +1,6 @@
 -- Named SQL of the webhooks package. Blocks start with `-- name: <name>`; `{visible}` is replaced
--- by the `visible` block (a fragment, see helix/eventstore/sql.py), the one rule for which events an endpoint's
--- owner may see.
+-- by the `visible` block (a fragment: helix/eventstore/sql.py), the one rule for which events an
+-- endpoint's owner may see.
 
 -- name: visible
 -- For an endpoint `w`, its owner `u` (users) and an event `ev`: the rule of
