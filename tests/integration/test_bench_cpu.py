@@ -40,5 +40,5 @@ async def test_work_in_a_backend_of_the_database_is_counted(database_url: str) -
         await conn.close()
 
     assert spent.database is not None and spent.database > 0
-    assert spent.helper is not None and spent.client >= 0
+    assert spent.helper is not None
     assert cpu.database_seconds("no_such_database_anywhere") is None
