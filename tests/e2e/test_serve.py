@@ -137,8 +137,8 @@ async def _run_shell_project(
     async with session.post(f"{url}/api/v1/projects", json=body, headers=headers) as resp:
         assert resp.status == 201, await resp.text()
         project_id = (await resp.json())["id"]
-    async with session.post(f"{url}/api/v1/projects/{project_id}/ready", headers=headers):
-        pass
+    async with session.post(f"{url}/api/v1/projects/{project_id}/ready", headers=headers) as r:
+        assert r.status == 200, await r.text()
     async with session.post(f"{url}/api/v1/projects/{project_id}/execute", headers=headers) as r:
         assert r.status == 202, await r.text()
         job_id = (await r.json())["job_id"]
