@@ -26,7 +26,7 @@ from helix.eventstore import EventStore
 from helix.eventstore.store import glob_to_like
 from helix.webhooks.signatures import new_secret, secret_key
 from helix.webhooks.sql import QUERIES
-from helix.webhooks.ssrf import AddressGuard
+from helix.webhooks.ssrf import SETTING, AddressGuard, BlockedURL
 
 
 def utcnow() -> datetime:
@@ -68,14 +68,23 @@ def check_event_types(globs: Sequence[str]) -> tuple[str, ...]:
 
 
 class Endpoints:
-    def __init__(self, store: EventStore, settings: Settings) -> None:
+    def __init__(
+        self, store: EventStore, settings: Settings, *, guard: AddressGuard | None = None
+    ) -> None:
         self.store = store
         self.settings = settings
-        self.guard = AddressGuard(settings.webhook_allowed_networks)
+        self.guard = guard or AddressGuard(settings.webhook_allowed_networks)
 
-    def check_url(self, url: str) -> str:
+    async def check_url(self, url: str) -> str:
+        """The URL, if the SSRF guard lets it be registered (its host resolved now, too)."""
         try:
-            self.guard.check_url(url)
+            await self.guard.vet_url(url)
+        except BlockedURL as exc:
+            refusal = exc.refusal
+            raise ValidationError(
+                str(exc), field="url", address=str(refusal.address),
+                network=str(refusal.network), setting=SETTING,
+            ) from None  # fmt: skip
         except ValueError as exc:
             raise ValidationError(str(exc), field="url") from None
         return url
@@ -100,7 +109,7 @@ class Endpoints:
     ) -> tuple[asyncpg.Record, str]:
         """The new endpoint and its secret (generated unless given). It receives the events
         sequenced after it was created."""
-        self.check_url(url)
+        await self.check_url(url)
         globs = check_event_types(event_types)
         if secret is None:
             secret = new_secret()
@@ -158,7 +167,7 @@ class Endpoints:
         metadata: dict[str, Any],
     ) -> asyncpg.Record:
         if url is not None:
-            self.check_url(url)
+            await self.check_url(url)
         globs = check_event_types(event_types) if event_types is not None else None
         at = utcnow()
         async with self.store.transaction() as conn:

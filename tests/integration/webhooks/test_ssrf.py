@@ -1,39 +1,245 @@
-"""The SSRF guard at connect time: the address actually connected to is what is checked."""
+"""The SSRF guard: at registration (POST and PATCH, literal hosts and what names resolve to) and
+at connect time (the address actually connected to), one rule."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import asyncpg
 import attrs
 import pytest
-from aiohttp.abc import AbstractResolver, ResolveResult
-from webhook_support import Receiver
+from aiohttp.test_utils import TestClient
+from webhook_support import Caller, Receiver, StaticResolver
 
+from helix.bootstrap import LogNode
 from helix.config import Settings
+from helix.errors import ValidationError
+from helix.webhooks import WebhookRoles
+from helix.webhooks.endpoints import Endpoints
 from helix.webhooks.sender import Sender
-from helix.webhooks.ssrf import AddressGuard, BlockedAddress
+from helix.webhooks.ssrf import SETTING, AddressGuard, BlockedAddress
+
+MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+MakeProjects = Callable[..., Awaitable[list[uuid.UUID]]]
+TEST_METADATA = {"actor": "test", "source": "pytest"}
+PUBLIC = "http://93.184.216.34/hook"
+
+# Hosts that reach this machine (or its metadata service) however they are spelled, with the
+# address the refusal must name.
+LOOPBACK_FORMS = [
+    ("127.1", "127.0.0.1"),
+    ("0x7f000001", "127.0.0.1"),
+    ("2130706433", "127.0.0.1"),
+    ("017700000001", "127.0.0.1"),
+    ("0177.0.0.1", "127.0.0.1"),
+    ("127.0.0.1.", "127.0.0.1"),
+    ("0", "0.0.0.0"),
+    ("localhost6", "::1"),
+    ("foo.localhost", "127.0.0.1"),
+    ("[::ffff:127.0.0.1]", "127.0.0.1"),
+    ("[::127.0.0.1]", "::7f00:1"),
+]
+# 6to4, Teredo (client bits inverted) and NAT64 carriers of 127.0.0.1, 10.0.0.1 and the
+# metadata address; then the same carriers of a public address.
+FORBIDDEN_CARRIERS = [
+    ("[2002:7f00:1::1]", "127.0.0.1"),
+    ("[2002:a9fe:a9fe::]", "169.254.169.254"),
+    ("[2001:0:4136:e378:8000:63bf:80ff:fffe]", "127.0.0.1"),
+    ("[2001:0:4136:e378:8000:63bf:f5ff:fffe]", "10.0.0.1"),
+    ("[64:ff9b::127.0.0.1]", "127.0.0.1"),
+    ("[64:ff9b::169.254.169.254]", "169.254.169.254"),
+]
+PUBLIC_CARRIERS = [
+    "[2002:5db8:d822::1]",
+    "[2001:0:4136:e378:8000:63bf:a247:27dd]",
+    "[64:ff9b::93.184.216.34]",
+    "[::ffff:93.184.216.34]",
+]
 
 
-class RebindingResolver(AbstractResolver):
-    """A DNS server that answers a public address first and loopback afterwards."""
+async def _state(pool: asyncpg.Pool) -> tuple[Any, ...]:
+    """What a refused request must leave as it was: the log and the endpoint rows."""
+    row = await pool.fetchrow(
+        "SELECT (SELECT count(*) FROM events) AS events,"
+        " (SELECT array_agg((endpoint_id, url, version) ORDER BY endpoint_id)::text"
+        "  FROM webhook_endpoints) AS endpoints"
+    )
+    return tuple(row)
 
-    def __init__(self) -> None:
-        self.answers = ["93.184.216.34", "127.0.0.1"]
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        address = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        return [
-            {"hostname": host, "host": address, "port": port, "family": socket.AF_INET,
-             "proto": 0, "flags": socket.AI_NUMERICHOST}
-        ]  # fmt: skip
+def _assert_refused(status: int, body: dict[str, Any], address: str) -> None:
+    assert status == 422, body
+    error = body["error"]
+    assert error["code"] == "VALIDATION_ERROR" and body["request_id"]
+    assert SETTING in error["message"] and address in error["message"]
+    assert error["details"]["field"] == "url"
+    assert error["details"]["setting"] == SETTING
+    assert ipaddress.ip_address(error["details"]["address"]) == ipaddress.ip_address(address)
 
-    async def close(self) -> None:
-        return None
+
+@pytest.fixture
+async def strict(make_client: MakeClient) -> TestClient[Any, Any]:
+    """A node whose SSRF guard allows no network."""
+    return await make_client(webhook_allowed_networks=())
+
+
+@pytest.fixture
+def loopback_hostname() -> str:
+    """This machine's host name, where it resolves to loopback addresses only (commonly so
+    through /etc/hosts); the test is skipped where it does not."""
+    name = socket.gethostname()
+    try:
+        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except OSError:
+        pytest.skip(f"the host name {name} does not resolve here")
+    addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
+    if not all(a.is_loopback for a in addresses) or name.lower().endswith("localhost"):
+        pytest.skip(f"the host name {name} resolves to {addresses}, not only to loopback")
+    return name
+
+
+# --- at registration ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("host", "address"), LOOPBACK_FORMS + FORBIDDEN_CARRIERS)
+async def test_every_spelling_of_a_forbidden_host_is_refused_at_creation_and_changes_nothing(
+    strict: TestClient[Any, Any], node: LogNode, user: Caller, host: str, address: str
+) -> None:
+    assert node.pool is not None
+    before = await _state(node.pool)
+    resp = await strict.post(
+        "/api/v1/webhooks", json={"url": f"http://{host}:8080/hook"}, headers=user.headers
+    )
+    _assert_refused(resp.status, await resp.json(), address)
+    assert await _state(node.pool) == before
+
+
+@pytest.mark.parametrize(("host", "address"), LOOPBACK_FORMS + FORBIDDEN_CARRIERS)
+async def test_every_spelling_of_a_forbidden_host_is_refused_at_patch_and_changes_nothing(
+    strict: TestClient[Any, Any], node: LogNode, user: Caller, host: str, address: str
+) -> None:
+    assert node.pool is not None
+    resp = await strict.post("/api/v1/webhooks", json={"url": PUBLIC}, headers=user.headers)
+    assert resp.status == 201, await resp.text()
+    path = f"/api/v1/webhooks/{(await resp.json())['id']}"
+    before = await _state(node.pool)
+    resp = await strict.patch(
+        path, json={"url": f"http://{host}/hook", "enabled": False}, headers=user.headers
+    )
+    _assert_refused(resp.status, await resp.json(), address)
+    assert await _state(node.pool) == before
+    shown = await (await strict.get(path, headers=user.headers)).json()
+    assert shown["url"] == PUBLIC and shown["enabled"] is True
+
+
+@pytest.mark.parametrize("host", PUBLIC_CARRIERS)
+async def test_carriers_of_a_public_ipv4_address_are_accepted(
+    strict: TestClient[Any, Any], user: Caller, host: str
+) -> None:
+    resp = await strict.post(
+        "/api/v1/webhooks", json={"url": f"https://{host}/hook"}, headers=user.headers
+    )
+    assert resp.status == 201, await resp.text()
+
+
+async def test_a_host_name_that_resolves_to_loopback_is_refused_at_creation(
+    strict: TestClient[Any, Any], node: LogNode, user: Caller, loopback_hostname: str
+) -> None:
+    assert node.pool is not None
+    before = await _state(node.pool)
+    url = f"http://{loopback_hostname}:8080/hook"
+    resp = await strict.post("/api/v1/webhooks", json={"url": url}, headers=user.headers)
+    body = await resp.json()
+    _assert_refused(resp.status, body, body["error"]["details"].get("address", "?"))
+    assert ipaddress.ip_address(body["error"]["details"]["address"]).is_loopback
+    assert await _state(node.pool) == before
+
+
+async def test_a_name_that_does_not_resolve_is_accepted_at_creation(
+    strict: TestClient[Any, Any], user: Caller
+) -> None:
+    # `.invalid` never resolves (RFC 6761); the connect-time guard decides at delivery.
+    resp = await strict.post(
+        "/api/v1/webhooks", json={"url": "https://hooks.helix.invalid/x"}, headers=user.headers
+    )
+    assert resp.status == 201, await resp.text()
+
+
+@pytest.mark.parametrize(
+    ("host", "address"), [("mixed.example", "127.0.0.1"), ("metadata.example", "169.254.169.254")]
+)
+async def test_a_name_is_refused_if_any_address_it_resolves_to_is_forbidden(
+    node: LogNode, settings: Settings, user: Caller, host: str, address: str
+) -> None:
+    assert node.pool is not None
+    resolver = StaticResolver(
+        {
+            "mixed.example": [["93.184.216.34", "127.0.0.1"]],
+            "metadata.example": [["169.254.169.254"]],
+            "public.example": [["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"]],
+        }
+    )
+    endpoints = Endpoints(node.store, settings, guard=AddressGuard(resolver=resolver))
+    owner = user.user.user_id
+    before = await _state(node.pool)
+    with pytest.raises(ValidationError) as refused:
+        await endpoints.create(
+            owner, url=f"https://{host}/hook", event_types=["*"], metadata=TEST_METADATA
+        )
+    assert refused.value.details["address"] == address
+    assert f"{address} is in" in refused.value.message and SETTING in refused.value.message
+    assert await _state(node.pool) == before
+
+    row, _ = await endpoints.create(
+        owner, url="https://public.example/hook", event_types=["*"], metadata=TEST_METADATA
+    )
+    before = await _state(node.pool)
+    with pytest.raises(ValidationError):
+        await endpoints.update(
+            row["endpoint_id"], owner, url=f"https://{host}/x", metadata=TEST_METADATA
+        )
+    assert await _state(node.pool) == before
+
+    allowing = AddressGuard(["127.0.0.0/8", "169.254.0.0/16"], resolver=resolver)
+    await Endpoints(node.store, settings, guard=allowing).update(
+        row["endpoint_id"], owner, url=f"https://{host}/x", metadata=TEST_METADATA
+    )
+
+
+async def test_an_allowed_network_is_exempt_at_creation_and_at_delivery(
+    client: TestClient[Any, Any],
+    user: Caller,
+    receiver: Receiver,
+    webhooks: WebhookRoles,
+    make_projects: MakeProjects,
+) -> None:
+    # The node allows 127.0.0.0/8: spellings that read as loopback are registered and reached
+    # (hex ones: the HTTP client itself refuses the other legacy forms).
+    made = []
+    for n, host in enumerate(["0x7f000001", "[::ffff:127.0.0.1]"]):
+        resp = await client.post(
+            "/api/v1/webhooks",
+            json={"url": f"http://{host}:{receiver.port}/hook/{n}", "event_types": ["project.*"]},
+            headers=user.headers,
+        )
+        assert resp.status == 201, await resp.text()
+        made.append(await resp.json())
+    resp = await client.patch(
+        f"/api/v1/webhooks/{made[1]['id']}",
+        json={"url": f"http://0x7f.1:{receiver.port}/hook/short"},
+        headers=user.headers,
+    )
+    assert resp.status == 200, await resp.text()
+    await make_projects(user, 1)
+    await receiver.wait_for(lambda got: {g.path for g in got} >= {"/hook/0", "/hook/short"})
+
+
+# --- at connect time -----------------------------------
 
 
 @pytest.mark.parametrize(
@@ -61,17 +267,16 @@ async def test_a_host_name_resolving_to_loopback_is_refused_by_the_connector(
         with pytest.raises(aiohttp.ClientConnectorError) as caught:
             await session.get(f"http://localhost:{receiver.port}/hook")
     assert isinstance(caught.value.os_error, BlockedAddress)
+    assert "in 127.0.0.0/8 (loopback)" in str(caught.value)
     assert receiver.received == []
 
 
 async def test_dns_rebinding_to_loopback_is_refused_at_connect_time(receiver: Receiver) -> None:
-    guard = AddressGuard()
-    resolver = RebindingResolver()
-    # The first answer (public) is what a validation-time lookup would have seen.
-    first = await resolver.resolve("rebind.example", 80)
-    assert guard.permits(ipaddress.ip_address(first[0]["host"]))
-    connector: Any = guard.connector(resolver=resolver)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    resolver = StaticResolver({"rebind.example": [["93.184.216.34"], ["127.0.0.1"]]})
+    guard = AddressGuard(resolver=resolver)
+    # The first answer (public) is what the registration-time lookup sees.
+    await guard.vet_url(f"http://rebind.example:{receiver.port}/hook")
+    async with aiohttp.ClientSession(connector=guard.connector()) as session:
         with pytest.raises(aiohttp.ClientConnectorError) as caught:
             await session.get(f"http://rebind.example:{receiver.port}/hook")
     assert isinstance(caught.value.os_error, BlockedAddress)

@@ -1,4 +1,5 @@
-"""Helpers of the webhook tests: callers, a verifying receiver, waiting and reading rows."""
+"""Helpers of the webhook tests: callers, a verifying receiver, a resolver whose answers the test
+decides, waiting and reading rows."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import asyncpg
 import attrs
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from helix.auth.records import UserRecord
@@ -142,3 +144,28 @@ async def attempt_rows(pool: asyncpg.Pool, delivery_id: uuid.UUID) -> list[async
             "SELECT * FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt", delivery_id
         )
     )
+
+
+class StaticResolver(AbstractResolver):
+    """A DNS server whose answers the test decides: each name has its successive answers (the
+    last one repeats); a name it does not know does not resolve."""
+
+    def __init__(self, answers: dict[str, list[list[str]]]) -> None:
+        self.answers = {name: list(seq) for name, seq in answers.items()}
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if host not in self.answers:
+            raise OSError(socket.EAI_NONAME, "Name or service not known")
+        script = self.answers[host]
+        answer = script.pop(0) if len(script) > 1 else script[0]
+        return [
+            {"hostname": host, "host": address, "port": port,
+             "family": socket.AF_INET6 if ":" in address else socket.AF_INET, "proto": 0,
+             "flags": socket.AI_NUMERICHOST}
+            for address in answer
+        ]  # fmt: skip
+
+    async def close(self) -> None:
+        return None
