@@ -69,12 +69,17 @@ async def _read_limited(response: aiohttp.ClientResponse) -> tuple[str, bool]:
     return raw[:RESPONSE_LIMIT].decode("utf-8", errors="replace"), len(raw) > RESPONSE_LIMIT
 
 
-def _error_class(exc: BaseException) -> str:
+def _blocked(exc: BaseException) -> BlockedAddress | None:
+    """The guard's refusal behind a client error, if that is what it is."""
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, BlockedAddress):
-            return "blocked_address"
+            return cause
         cause = getattr(cause, "os_error", None) or cause.__cause__
+    return None
+
+
+def _error_class(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timeout"
     if isinstance(exc, aiohttp.ClientSSLError):
@@ -91,9 +96,9 @@ def _error_class(exc: BaseException) -> str:
 class Sender:
     """One client session (and guarded connector) shared by a worker's attempts."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, guard: AddressGuard | None = None) -> None:
         self.settings = settings
-        self.guard = AddressGuard(settings.webhook_allowed_networks)
+        self.guard = guard or AddressGuard(settings.webhook_allowed_networks)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -132,9 +137,12 @@ class Sender:
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            # A refusal is recorded in the guard's words (which address, which range).
+            blocked = _blocked(exc)
             return Outcome(
-                status=None, duration_ms=elapsed(), error_class=_error_class(exc),
-                error=f"{type(exc).__name__}: {exc}"[:2000],
+                status=None, duration_ms=elapsed(),
+                error_class="blocked_address" if blocked else _error_class(exc),
+                error=(str(blocked) if blocked else f"{type(exc).__name__}: {exc}")[:2000],
             )  # fmt: skip
         ok = 200 <= status < 300
         return Outcome(

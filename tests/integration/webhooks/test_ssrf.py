@@ -1,5 +1,5 @@
 """The SSRF guard: at registration (POST and PATCH, literal hosts and what names resolve to) and
-at connect time (the address actually connected to), one rule."""
+at connect time (the address actually connected to), one rule, and its reason on record."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import asyncpg
 import attrs
 import pytest
 from aiohttp.test_utils import TestClient
-from webhook_support import Caller, Receiver, StaticResolver
+from webhook_support import Caller, Receiver, StaticResolver, wait_until
 
 from helix.bootstrap import LogNode
 from helix.config import Settings
 from helix.errors import ValidationError
 from helix.webhooks import WebhookRoles
 from helix.webhooks.endpoints import Endpoints
-from helix.webhooks.sender import Sender
+from helix.webhooks.sender import Outcome, Sender
 from helix.webhooks.ssrf import SETTING, AddressGuard, BlockedAddress
 
 MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -80,6 +80,15 @@ def _assert_refused(status: int, body: dict[str, Any], address: str) -> None:
     assert error["details"]["field"] == "url"
     assert error["details"]["setting"] == SETTING
     assert ipaddress.ip_address(error["details"]["address"]) == ipaddress.ip_address(address)
+
+
+async def _send(sender: Sender, url: str) -> Outcome:
+    """One attempt with a started sender."""
+    await sender.start()
+    try:
+        return await sender.post(url, b"{}", {"webhook-id": "x"})
+    finally:
+        await sender.stop()
 
 
 @pytest.fixture
@@ -239,23 +248,40 @@ async def test_an_allowed_network_is_exempt_at_creation_and_at_delivery(
     await receiver.wait_for(lambda got: {g.path for g in got} >= {"/hook/0", "/hook/short"})
 
 
-# --- at connect time -----------------------------------
+# --- at connect time, and what a refused delivery records -----------------------------------
 
 
 @pytest.mark.parametrize(
-    "host",
-    ["127.0.0.1", "10.0.0.1", "169.254.169.254", "[::1]", "localhost"],
+    ("host", "network"),
+    [
+        ("127.0.0.1", "127.0.0.0/8"),
+        ("10.0.0.1", "10.0.0.0/8"),
+        ("169.254.169.254", "169.254.169.254/32"),
+        ("[::1]", "::1/128"),
+        ("localhost", "127.0.0.0/8"),
+        ("127.1", "127.0.0.0/8"),
+        ("[::ffff:127.0.0.1]", "127.0.0.0/8"),
+    ],
 )
-async def test_a_request_to_a_refused_address_never_connects(
-    settings: Settings, receiver: Receiver, host: str
+async def test_a_request_to_a_refused_address_never_connects_and_says_why(
+    settings: Settings, receiver: Receiver, host: str, network: str
 ) -> None:
     sender = Sender(attrs.evolve(settings, webhook_allowed_networks=()))
-    await sender.start()
-    try:
-        outcome = await sender.post(f"http://{host}:{receiver.port}/hook", b"{}", {})
-    finally:
-        await sender.stop()
+    outcome = await _send(sender, f"http://{host}:{receiver.port}/hook")
     assert outcome.status is None and outcome.error_class == "blocked_address"
+    assert outcome.error is not None and network in outcome.error and SETTING in outcome.error
+    assert receiver.received == []
+
+
+async def test_a_name_resolving_to_loopback_at_delivery_is_refused_with_its_reason(
+    settings: Settings, receiver: Receiver
+) -> None:
+    resolver = StaticResolver({"hooks.internal.test": [["127.0.0.1", "::1"]]})
+    sender = Sender(settings, guard=AddressGuard(resolver=resolver))
+    outcome = await _send(sender, f"http://hooks.internal.test:{receiver.port}/hook")
+    assert outcome.error_class == "blocked_address" and outcome.error is not None
+    assert "127.0.0.1 is in 127.0.0.0/8 (loopback)" in outcome.error
+    assert "::1 is in ::1/128 (loopback)" in outcome.error and SETTING in outcome.error
     assert receiver.received == []
 
 
@@ -285,9 +311,48 @@ async def test_dns_rebinding_to_loopback_is_refused_at_connect_time(receiver: Re
 
 async def test_an_allowed_network_is_reachable(settings: Settings, receiver: Receiver) -> None:
     sender = Sender(settings)  # allows 127.0.0.0/8
-    await sender.start()
-    try:
-        outcome = await sender.post(receiver.url, b"{}", {"webhook-id": "x"})
-    finally:
-        await sender.stop()
+    outcome = await _send(sender, receiver.url)
     assert outcome.ok and len(receiver.received) == 1
+
+
+@pytest.mark.parametrize("by", ["address", "host name"])
+async def test_a_delivery_the_guard_refuses_records_the_guards_reason(
+    request: pytest.FixtureRequest,
+    client: TestClient[Any, Any],
+    node: LogNode,
+    settings: Settings,
+    user: Caller,
+    receiver: Receiver,
+    make_projects: MakeProjects,
+    by: str,
+) -> None:
+    """An endpoint registered while its network was allowed, delivered once it no longer is."""
+    host = "127.0.0.1" if by == "address" else request.getfixturevalue("loopback_hostname")
+    resp = await client.post(
+        "/api/v1/webhooks",
+        json={"url": f"http://{host}:{receiver.port}/hook", "event_types": ["project.*"]},
+        headers=user.headers,
+    )
+    assert resp.status == 201, await resp.text()
+    path = f"/api/v1/webhooks/{(await resp.json())['id']}/deliveries"
+    strict = attrs.evolve(settings, webhook_allowed_networks=(), webhook_retry_schedule=(0,))
+    roles = WebhookRoles(node.store, strict)
+    await roles.start()
+    try:
+        await make_projects(user, 1)
+
+        async def dead() -> bool:
+            listed = await (await client.get(path, headers=user.headers)).json()
+            return bool(listed["items"]) and listed["items"][0]["status"] == "dead"
+
+        await wait_until(dead)
+    finally:
+        await roles.stop()
+    delivery = (await (await client.get(path, headers=user.headers)).json())["items"][0]
+    assert "in 127.0.0.0/8 (loopback)" in delivery["last_error"]
+    assert SETTING in delivery["last_error"]
+    shown = await (await client.get(f"{path}/{delivery['id']}", headers=user.headers)).json()
+    [attempt] = shown["attempts"]
+    assert attempt["error_class"] == "blocked_address"
+    assert attempt["error"] == delivery["last_error"]
+    assert receiver.received == []
