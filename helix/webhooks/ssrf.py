@@ -195,7 +195,7 @@ class AddressGuard:
         self, allowed: Sequence[str] = (), *, resolver: AbstractResolver | None = None
     ) -> None:
         self.allowed = parse_networks(allowed)
-        self.resolver = resolver  # None: the system's (getaddrinfo), for lookups and connects
+        self.resolver = resolver  # None: getaddrinfo to vet names, aiohttp's default to connect
 
     def _allows(self, address: IPAddress) -> bool:
         return any(address in net for net in self.allowed if net.version == address.version)
