@@ -249,6 +249,8 @@ class AddressGuard:
             async with asyncio.timeout(RESOLVE_TIMEOUT):
                 resolver = self.resolver or ThreadedResolver()
                 resolved = await resolver.resolve(host, url.port or 0, socket.AF_UNSPEC)
+        except UnicodeError:  # a label empty or over 63 characters: no resolver takes it
+            raise ValueError(f"the URL's host {host} is not a valid host name") from None
         except (OSError, TimeoutError):
             return url
         self._refuse(host, "resolves to a refused address",

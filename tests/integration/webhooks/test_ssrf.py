@@ -179,6 +179,21 @@ async def test_a_name_that_does_not_resolve_is_accepted_at_creation(
     assert resp.status == 201, await resp.text()
 
 
+@pytest.mark.parametrize("host", ["a..b.example", "x" * 64 + ".example"])
+async def test_a_host_that_is_no_valid_name_is_refused_at_creation(
+    strict: TestClient[Any, Any], node: LogNode, user: Caller, host: str
+) -> None:
+    assert node.pool is not None
+    before = await _state(node.pool)
+    resp = await strict.post(
+        "/api/v1/webhooks", json={"url": f"https://{host}/x"}, headers=user.headers
+    )
+    body = await resp.json()
+    assert resp.status == 422 and body["error"]["code"] == "VALIDATION_ERROR"
+    assert "is not a valid host name" in body["error"]["message"]
+    assert await _state(node.pool) == before
+
+
 @pytest.mark.parametrize(
     ("host", "address"), [("mixed.example", "127.0.0.1"), ("metadata.example", "169.254.169.254")]
 )
