@@ -9,7 +9,6 @@ no event, read model or response ever holds a secret's plaintext.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from uuid import UUID
 
@@ -32,6 +31,10 @@ from helix.errors import Unavailable, ValidationError
 
 MAX_SECRET_CHARS = 16_384
 MASK = "***"
+# Every report is searched once for each secret value and each line of a multi-line one, in
+# the request path: a plan holds at most this many, so that search stays cheap.
+MAX_MASKED = 100
+MIN_MASKED_LINE = 4  # a shorter line of a multi-line secret gives nothing away
 # Opened secrets by phase name, then variable name.
 Opened = Mapping[str, Mapping[str, str]]
 
@@ -69,12 +72,25 @@ def _is_text(value: str) -> bool:
     return True
 
 
+def masked_pieces(values: Iterable[str]) -> list[str]:
+    """What masking replaces: each value, and each line of a multi-line one; longest first, so
+    that a secret containing another is masked whole."""
+    pieces: set[str] = set()
+    for value in values:
+        pieces.add(value)
+        lines = value.splitlines()
+        if len(lines) > 1:
+            pieces.update(line for line in lines if len(line.strip()) >= MIN_MASKED_LINE)
+    return sorted(pieces, key=len, reverse=True)
+
+
 def seal_plan(
     sealer: Sealer | None, project_id: UUID, phases: Iterable[PhaseSpec | PhaseDraft]
 ) -> tuple[PhaseSpec, ...]:
     """The plan with every new secret sealed for `project_id`. A sealed value sent back must
     open for this project and variable: one copied from elsewhere is refused (422)."""
     plan: list[PhaseSpec] = []
+    plaintexts: list[str] = []
     for index, phase in enumerate(phases):
         draft = phase if isinstance(phase, PhaseDraft) else PhaseDraft(spec=phase)
         spec, where = draft.spec, f"phases[{index}].env"
@@ -83,7 +99,7 @@ def seal_plan(
             if isinstance(value, SealedSecret):
                 check_env_name(name, where, spec.name)
                 try:
-                    _sealer(sealer).open(value, project_id=project_id, name=name)
+                    plaintexts.append(_sealer(sealer).open(value, project_id=project_id, name=name))
                 except SecretError as exc:
                     raise ValidationError(
                         f"{exc}; give the secret's value again",
@@ -93,8 +109,16 @@ def seal_plan(
         for name, plaintext in draft.secrets.items():
             check_env_name(name, where, spec.name)
             _check_plaintext(plaintext, f"{where}.{name}", spec.name)
+            plaintexts.append(plaintext)
             env[name] = _sealer(sealer).seal(plaintext, project_id=project_id, name=name)
         plan.append(attrs.evolve(spec, env=env))
+    if len(masked_pieces(plaintexts)) > MAX_MASKED:
+        raise ValidationError(
+            f"a plan's secrets hold at most {MAX_MASKED} values and lines of multi-line values "
+            "in all (each is masked in every report)",
+            field="phases",
+            max_masked=MAX_MASKED,
+        )
     return tuple(plan)
 
 
@@ -123,22 +147,17 @@ class Masker:
     systems keep secrets out of their logs."""
 
     def __init__(self, values: Iterable[str]) -> None:
-        pieces: set[str] = set()
-        for value in values:
-            pieces.add(value)
-            pieces.update(line for line in value.splitlines() if line.strip())
-        # Longest first: a secret that contains another is masked whole.
-        ordered = sorted(pieces, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        # One linear search per piece (str.replace), never a backtracking pattern.
+        self._pieces = masked_pieces(values)
 
     @classmethod
     def of(cls, opened: Opened) -> Masker:
         return cls(v for values in opened.values() for v in values.values())
 
     def text(self, value: str) -> str:
-        if self._pattern is None:
-            return value
-        return self._pattern.sub(MASK, value)
+        for piece in self._pieces:
+            value = value.replace(piece, MASK)
+        return value
 
     def _lines(self, lines: Sequence[str]) -> tuple[str, ...]:
         # A mask longer than a short secret must not push a line past the limit.
@@ -162,11 +181,13 @@ class Masker:
 
 __all__ = [
     "MASK",
+    "MAX_MASKED",
     "MAX_SECRET_CHARS",
     "Masker",
     "Opened",
     "PhaseDraft",
     "has_secrets",
+    "masked_pieces",
     "open_secrets",
     "seal_plan",
 ]

@@ -19,7 +19,14 @@ from helix.domain.project import PhaseSpec, SealedSecret, normalise_phases
 from helix.domain.project.decider import MAX_SEALED_CHARS
 from helix.errors import Unavailable, ValidationError
 from helix.serialization import converter
-from helix.services.phase_secrets import MAX_SECRET_CHARS, Masker, PhaseDraft, seal_plan
+from helix.services.phase_secrets import (
+    MAX_MASKED,
+    MAX_SECRET_CHARS,
+    Masker,
+    PhaseDraft,
+    masked_pieces,
+    seal_plan,
+)
 
 PROJECT = uuid.UUID("00000000-0000-4000-8000-000000000001")
 OTHER_PROJECT = uuid.UUID("00000000-0000-4000-8000-000000000002")
@@ -192,6 +199,21 @@ def test_reports_are_masked_wherever_a_secret_or_a_line_of_one_appears() -> None
     assert (failed.error, failed.stderr_tail) == ("***", ("***!",))
     progress = job.ReportProgress(fencing_token=1, percent=5, at=NOW)
     assert masker.report(progress) is progress
+
+
+def test_a_plan_holds_a_bounded_number_of_masked_values_and_lines() -> None:
+    assert masked_pieces(["one", "multi\nline secret\nab\n\n"]) == [
+        "multi\nline secret\nab\n\n",
+        "line secret",
+        "multi",
+        "one",
+    ]
+    fits = {f"S{n}": f"secret-{n}" for n in range(MAX_MASKED)}
+    draft = PhaseDraft(spec=PhaseSpec(name="b"), secrets=fits)
+    assert len(seal_plan(sealer(), PROJECT, [draft])[0].env) == MAX_MASKED
+    too_many = PhaseDraft(spec=PhaseSpec(name="c"), secrets={"T": "one-more-secret"})
+    with pytest.raises(ValidationError, match=f"at most {MAX_MASKED}"):
+        seal_plan(sealer(), PROJECT, [draft, too_many])
 
 
 def test_a_masked_line_stays_within_the_line_limit() -> None:

@@ -282,6 +282,7 @@ async def test_bad_secret_shapes_are_422_in_the_envelope_and_never_echo_the_valu
         {"TOKEN": {"value": SECRET}},
         {"NOT VALID": {"secret": SECRET}},
         {"TOKEN": ["list"]},
+        {f"T{n}": {"secret": f"{SECRET}-{n}"} for n in range(101)},
     ]
     for env in bad:
         resp = await client.post(
