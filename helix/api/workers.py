@@ -247,7 +247,10 @@ async def claim(request: web.Request) -> web.Response:
     claimed = await service.claim(who, worker_id, wait=wait, lease_s=body.get("lease_s"))
     if claimed is None:
         return web.Response(status=204)
-    return reply(_claim_view(claimed))
+    answer = reply(_claim_view(claimed))
+    # It carries the job's phase secrets: no cache, and no idempotency record, may keep it.
+    answer.headers["Cache-Control"] = "no-store"
+    return answer
 
 
 def _claim_view(claimed: Claim) -> dict[str, Any]:

@@ -217,6 +217,22 @@ async def test_only_the_claiming_worker_gets_the_plaintext_and_reports_are_maske
     assert await stored_anywhere(node.pool, SECRET) == []
 
 
+async def test_a_claim_with_an_idempotency_key_leaves_no_copy_of_its_secrets_behind(
+    client: Client, node: LogNode, user: Any, worker: Any
+) -> None:
+    assert node.pool is not None
+    _, job_id = await queued_with_secret(client, user)
+    worker_id = await register(client, worker)
+    resp = await client.post(
+        f"/api/v1/workers/{worker_id}/claim",
+        headers={**worker.headers, "Idempotency-Key": "claim-1"},
+    )
+    claimed = await ok(resp)
+    assert claimed["job"]["id"] == job_id and claimed["phases"][0]["env"]["TOKEN"] == SECRET
+    assert await stored_anywhere(node.pool, SECRET) == []
+    assert resp.headers["Cache-Control"] == "no-store"
+
+
 async def test_a_sealed_value_sent_back_as_shown_keeps_the_secret_without_a_new_event(
     client: Client, node: LogNode, user: Any, worker: Any
 ) -> None:
