@@ -58,6 +58,11 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     idempotency_ttl_seconds: int = 24 * 3600
     shutdown_timeout: float = 30.0
+    # --- phase secrets: the keys (base64 of 32 bytes each) that seal secret phase env values;
+    # the first seals, every one opens, so a key can be rotated. Unset: one key is generated
+    # once and kept in the database, which protects the log, exports and streams but not a full
+    # database dump; set it to keep the key apart from the data ---
+    secrets_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
     # --- projects and jobs: quotas (archived projects do not count; jobs beyond the running
     # limit stay queued until a claim is allowed), output tail size, the projection runner ---
     max_projects_per_user: int = 100
@@ -150,6 +155,7 @@ class Settings:
             max_body_bytes=_int(env, "HELIX_MAX_BODY_BYTES", 1024 * 1024),
             idempotency_ttl_seconds=_int(env, "HELIX_IDEMPOTENCY_TTL_SECONDS", 24 * 3600),
             shutdown_timeout=_float(env, "HELIX_SHUTDOWN_TIMEOUT", 30.0),
+            secrets_keys=_strings(env, "HELIX_SECRETS_KEY"),
             webhook_retry_schedule=_floats(
                 env, "HELIX_WEBHOOK_RETRY_SCHEDULE", (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
             ),

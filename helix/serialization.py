@@ -15,10 +15,25 @@ from typing import Any
 
 import cattrs
 
+from helix.domain.project.events import EnvValue, SealedSecret
 from helix.eventstore.records import EncodedEvent, RecordedEvent
 
 Payload = dict[str, Any]
 Upcaster = Callable[[Payload], Payload]
+# What every reader of a sealed secret's JSON sees beside the sealed text: never a value.
+REDACTED = {"redacted": True}
+
+
+def _sealed_json(secret: SealedSecret) -> dict[str, Any]:
+    return {"sealed": secret.sealed, **REDACTED}
+
+
+def _env_value(value: Any, _: Any) -> EnvValue:
+    if isinstance(value, str | SealedSecret):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("sealed"), str):
+        return SealedSecret(sealed=value["sealed"])
+    raise ValueError("an environment value is a string or a sealed secret")
 
 
 def make_converter() -> cattrs.Converter:
@@ -31,6 +46,8 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(
         datetime, lambda v, _: v if isinstance(v, datetime) else datetime.fromisoformat(v)
     )
+    converter.register_unstructure_hook(SealedSecret, _sealed_json)
+    converter.register_structure_hook_func(lambda t: t == EnvValue, _env_value)
     return converter
 
 

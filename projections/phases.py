@@ -61,7 +61,7 @@ class PhasesProjection(StreamProjection):
                         to_json(spec.command),
                         spec.timeout_s,
                         to_json(spec.capabilities),
-                        dict(spec.env),
+                        to_json(spec.env),
                     )
                     for ordinal, spec in enumerate(decoded.phases, start=1)
                 ]

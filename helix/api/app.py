@@ -25,11 +25,12 @@ from helix.api import (
 from helix.api.auth import ACCOUNTS, VERIFIER
 from helix.api.errors import errors_middleware
 from helix.api.idempotency import idempotency_middleware, purge_expired
-from helix.api.keys import POOL, SETTINGS, STORE
+from helix.api.keys import POOL, SEALER, SETTINGS, STORE
 from helix.api.metrics import METRICS, Metrics, metrics_middleware
 from helix.api.middleware import add_common_headers, body_limit_middleware, request_id_middleware
 from helix.api.ratelimit import LIMITER, TokenBuckets
 from helix.auth.accounts import Accounts
+from helix.auth.sealing import Sealer, new_key
 from helix.auth.tokens import TokenVerifier
 from helix.bootstrap import LogNode
 from helix.config import Settings
@@ -37,6 +38,7 @@ from helix.config import Settings
 log = logging.getLogger(__name__)
 
 JWT_SECRET_NAME = "jwt_signing_secret"
+SECRETS_KEY_NAME = "phase_secrets_key"
 
 
 def create_app(node: LogNode, settings: Settings) -> web.Application:
@@ -63,6 +65,7 @@ def create_app(node: LogNode, settings: Settings) -> web.Application:
     app[openapi.DOCUMENT] = {}
     app.on_response_prepare.append(add_common_headers)
     app.cleanup_ctx.append(_token_verifier)
+    app.cleanup_ctx.append(_sealer)
     app.cleanup_ctx.append(purge_expired)
     # streams before events: /events/stream is not /events/{position}
     resources = (
@@ -92,4 +95,14 @@ async def _token_verifier(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     secret = settings.jwt_secret or await app[ACCOUNTS].get_or_create_secret(JWT_SECRET_NAME)
     app[VERIFIER] = TokenVerifier(secret, settings)
+    yield
+
+
+async def _sealer(app: web.Application) -> AsyncIterator[None]:
+    """The phase secrets keys: HELIX_SECRETS_KEY, else one kept in the database for every node
+    (in the form HELIX_SECRETS_KEY takes, so it can be moved out of the database later)."""
+    keys = app[SETTINGS].secrets_keys or (
+        await app[ACCOUNTS].get_or_create_secret(SECRETS_KEY_NAME, new_key),
+    )
+    app[SEALER] = Sealer.from_text(keys)
     yield

@@ -3,7 +3,9 @@
 A key is reserved (a row with no status) before the handler runs, so a concurrent duplicate
 sees the reservation and gets a 409 instead of running the command twice. A completed response
 (any status below 500) is stored with the row; a request that raises an error or fails with a
-5xx releases the reservation instead, since errors change nothing and the client may retry.
+5xx releases the reservation instead, since errors change nothing and the client may retry. A
+response marked `Cache-Control: no-store` (a claim, which carries phase secrets) is never
+stored: its reservation is released too.
 Keys are scoped per principal (or client address) and expire after the configured TTL.
 """
 
@@ -115,7 +117,8 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
         await asyncio.shield(pool.execute(RELEASE, scope, key))
         raise
     body = response.body if isinstance(response, web.Response) else None
-    if isinstance(body, bytes) and response.status < 500 and not response.prepared:
+    storable = "no-store" not in response.headers.get("Cache-Control", "")
+    if isinstance(body, bytes) and response.status < 500 and not response.prepared and storable:
         headers = {h: response.headers[h] for h in STORED_HEADERS if h in response.headers}
         await pool.execute(COMPLETE, scope, key, response.status, headers, body)
     else:

@@ -22,12 +22,25 @@ from helix.api.schema import (
     validated_body,
 )
 from helix.audit import time_travel
-from helix.domain.project import PhaseSpec, ProjectStatus
+from helix.domain.project import EnvValue, PhaseSpec, ProjectStatus, SealedSecret
+from helix.domain.project.decider import MAX_SEALED_CHARS
 from helix.errors import ValidationError
+from helix.services.phase_secrets import MAX_SECRET_CHARS, PhaseDraft
 from helix.services.views import stream_url
 
 routes = web.RouteTableDef()
 
+# An env value: plain text; `{"secret": "…"}`, a value to seal for the project (never shown
+# again); or `{"sealed": "…"}`, a secret sealed earlier, sent back as the project shows it.
+ENV_VALUE: dict[str, Any] = {
+    "type": ["string", "object"],
+    "additionalProperties": False,
+    "properties": {
+        "secret": strings(min_length=1, max_length=MAX_SECRET_CHARS),
+        "sealed": strings(min_length=1, max_length=MAX_SEALED_CHARS),
+        "redacted": {"type": "boolean"},
+    },
+}
 PHASE: dict[str, Any] = {
     "type": "object",
     "required": ["name"],
@@ -46,7 +59,7 @@ PHASE: dict[str, Any] = {
             "items": strings(min_length=1, max_length=100),
             "maxItems": 50,
         },
-        "env": {"type": "object", "additionalProperties": {"type": "string"}},
+        "env": {"type": "object", "additionalProperties": ENV_VALUE},
     },
 }
 PROJECT_FIELDS: dict[str, Any] = {
@@ -82,19 +95,35 @@ REASON: dict[str, Any] = {
 ARCHIVED = ("true", "false", "all")
 
 
-def phase_specs(raw: list[dict[str, Any]] | None) -> tuple[PhaseSpec, ...] | None:
+def _draft(raw: dict[str, Any], index: int) -> PhaseDraft:
+    env: dict[str, EnvValue] = {}
+    secrets: dict[str, str] = {}
+    for name, value in raw.get("env", {}).items():
+        if isinstance(value, str):
+            env[name] = value
+        elif ("secret" in value) == ("sealed" in value):
+            raise ValidationError(
+                'an env value is a string, {"secret": …} or {"sealed": …}',
+                field=f"phases[{index}].env.{name}",
+            )
+        elif "secret" in value:
+            secrets[name] = value["secret"]
+        else:
+            env[name] = SealedSecret(sealed=value["sealed"])
+    spec = PhaseSpec(
+        name=raw["name"],
+        command=tuple(raw["command"]) if raw.get("command") is not None else None,
+        timeout_s=float(raw["timeout_s"]) if raw.get("timeout_s") is not None else None,
+        capabilities=tuple(raw.get("capabilities", ())),
+        env=env,
+    )
+    return PhaseDraft(spec=spec, secrets=secrets)
+
+
+def phase_specs(raw: list[dict[str, Any]] | None) -> tuple[PhaseDraft, ...] | None:
     if raw is None:
         return None
-    return tuple(
-        PhaseSpec(
-            name=p["name"],
-            command=tuple(p["command"]) if p.get("command") is not None else None,
-            timeout_s=float(p["timeout_s"]) if p.get("timeout_s") is not None else None,
-            capabilities=tuple(p.get("capabilities", ())),
-            env=dict(p.get("env", {})),
-        )
-        for p in raw
-    )
+    return tuple(_draft(p, index) for index, p in enumerate(raw))
 
 
 async def _show(request: web.Request, project_id: Any, status: int = 200) -> web.Response:

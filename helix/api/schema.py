@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from helix.api.keys import SETTINGS, STORE
+from helix.api.keys import SEALER, SETTINGS, STORE
 from helix.api.openapi import describe
 from helix.api.principal import Role, require_role
 from helix.api.requests import client_address, int_query, read_json, request_id
@@ -151,7 +151,8 @@ def caller(
 
 
 def services(request: web.Request) -> Services:
-    return Services.build(request.app[STORE], request.app[SETTINGS])
+    app = request.app
+    return Services.build(app[STORE], app[SETTINGS], sealer=app[SEALER])
 
 
 def path_id(request: web.Request, name: str, what: str) -> uuid.UUID:

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from helix.api.auth import VERIFIER
-from helix.api.keys import SETTINGS, STORE
+from helix.api.keys import SEALER, SETTINGS, STORE
 from helix.api.principal import Role, principal_of
 from helix.api.schema import (
     caller,
@@ -133,9 +133,8 @@ REPORT_BATCH: dict[str, Any] = {
 
 
 def _service(request: web.Request) -> WorkerService:
-    return WorkerService(
-        Writer(request.app[STORE]), request.app[SETTINGS], request.app.get(JOB_SIGNAL)
-    )
+    app = request.app
+    return WorkerService(Writer(app[STORE]), app[SETTINGS], app.get(JOB_SIGNAL), app[SEALER])
 
 
 def worker_view(row: Any) -> dict[str, Any]:
@@ -248,10 +247,15 @@ async def claim(request: web.Request) -> web.Response:
     claimed = await service.claim(who, worker_id, wait=wait, lease_s=body.get("lease_s"))
     if claimed is None:
         return web.Response(status=204)
-    return reply(_claim_view(claimed))
+    answer = reply(_claim_view(claimed))
+    # It carries the job's phase secrets: no cache, and no idempotency record, may keep it.
+    answer.headers["Cache-Control"] = "no-store"
+    return answer
 
 
 def _claim_view(claimed: Claim) -> dict[str, Any]:
+    """The claimed job for its worker: the one answer that carries phase secrets' plaintext,
+    in each phase's `env` beside its plain values (`secret_env` names them)."""
     state = claimed.job
     return {
         "job": {
@@ -272,7 +276,11 @@ def _claim_view(claimed: Claim) -> dict[str, Any]:
                 "command": list(p.command) if p.command is not None else None,
                 "timeout_s": p.timeout_s,
                 "capabilities": list(p.capabilities),
-                "env": dict(p.env),
+                "env": {
+                    name: value if isinstance(value, str) else claimed.secrets[p.name][name]
+                    for name, value in p.env.items()
+                },
+                "secret_env": sorted(claimed.secrets.get(p.name, {})),
             }
             for index, p in enumerate(state.phases)
         ],

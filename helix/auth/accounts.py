@@ -7,7 +7,7 @@ import asyncio
 import re
 import secrets
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -370,8 +370,11 @@ class Accounts:
         await self.pool.execute(q.TOUCH_KEY, row["key_id"])
         return user, row["key_id"]
 
-    async def get_or_create_secret(self, name: str) -> str:
-        """A random secret kept in the database, so every node agrees on it."""
-        await self.pool.execute(q.SECRET_INSERT, name, secrets.token_urlsafe(48))
+    async def get_or_create_secret(
+        self, name: str, generate: Callable[[], str] = lambda: secrets.token_urlsafe(48)
+    ) -> str:
+        """A random secret kept in the database, so every node agrees on it; the first node to
+        ask stores the one `generate` makes."""
+        await self.pool.execute(q.SECRET_INSERT, name, generate())
         value: str = await self.pool.fetchval(q.SECRET_GET, name)
         return value

@@ -17,6 +17,7 @@ from aiohttp import web
 from helix import migrate
 from helix.api.app import create_app
 from helix.auth.accounts import Accounts
+from helix.auth.sealing import parse_keys
 from helix.bootstrap import LogNode
 from helix.cli.context import database_url
 from helix.cli.local_worker import LocalWorker
@@ -108,7 +109,9 @@ async def run_serve(args: argparse.Namespace) -> int:
     settings = attrs.evolve(settings, **changes)
     try:
         templates.load(settings.phase_templates_file)
-    except templates.TemplateError as exc:
+        if settings.secrets_keys:
+            parse_keys(settings.secrets_keys)
+    except ValueError as exc:  # a TemplateError, or a HELIX_SECRETS_KEY that is not a key
         print(f"helix serve: {exc}", file=sys.stderr)
         return 2
     stop = asyncio.Event()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import attrs
 
+from helix.auth.sealing import Sealer
 from helix.config import Settings
 from helix.eventstore import ChannelWatcher, EventStore
 from helix.services.caller import Caller, system_caller
@@ -28,14 +29,19 @@ class Services:
 
     @classmethod
     def build(
-        cls, store: EventStore, settings: Settings, signal: ChannelWatcher | None = None
+        cls,
+        store: EventStore,
+        settings: Settings,
+        signal: ChannelWatcher | None = None,
+        sealer: Sealer | None = None,
     ) -> Services:
+        """Without a `sealer`, plans with phase secrets are refused and jobs with them fail."""
         writer = Writer(store)
         return cls(
-            projects=ProjectService(writer, settings),
+            projects=ProjectService(writer, settings, sealer),
             jobs=JobService(writer, settings),
             queries=Queries(store, settings),
-            workers=WorkerService(writer, settings, signal),
+            workers=WorkerService(writer, settings, signal, sealer),
         )
 
 

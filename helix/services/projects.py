@@ -8,6 +8,7 @@ from uuid import UUID
 
 import attrs
 
+from helix.auth.sealing import Sealer
 from helix.config import Settings
 from helix.domain import job, project
 from helix.domain.job import JobState
@@ -17,6 +18,7 @@ from helix.domain.project.commands import Command as ProjectCommand
 from helix.errors import RateLimited, ValidationError
 from helix.services import templates
 from helix.services.caller import Caller
+from helix.services.phase_secrets import PhaseDraft, seal_plan
 from helix.services.unit import Tx, Writer
 from projections import projects as projects_model
 
@@ -36,10 +38,14 @@ def _draft_name(content: str) -> str:
     return first[: DISCUSSION_NAME_CHARS - 1].rstrip() + "…"
 
 
+Plan = Sequence[PhaseSpec | PhaseDraft]
+
+
 class ProjectService:
-    def __init__(self, writer: Writer, settings: Settings) -> None:
+    def __init__(self, writer: Writer, settings: Settings, sealer: Sealer | None = None) -> None:
         self.writer = writer
         self.settings = settings
+        self.sealer = sealer
 
     async def _create(
         self,
@@ -48,7 +54,7 @@ class ProjectService:
         name: str,
         description: str,
         project_type: str | None,
-        phases: Sequence[PhaseSpec],
+        phases: Plan,
     ) -> ProjectState:
         owner = tx.caller.user_id
         await projects_model.lock_owner(tx.conn, owner)
@@ -68,7 +74,7 @@ class ProjectService:
             owner=owner,
             description=description,
             project_type=project_type or DEFAULT_PROJECT_TYPE,
-            phases=tuple(phases),
+            phases=seal_plan(self.sealer, project_id, phases),
             at=tx.at,
         )
         return await tx.decide_project(project_id, command)
@@ -80,7 +86,7 @@ class ProjectService:
         name: str,
         description: str = "",
         project_type: str | None = None,
-        phases: Sequence[PhaseSpec] | None = None,
+        phases: Plan | None = None,
         template: str | None = None,
     ) -> ProjectState:
         """Create a project with the given phases (an empty plan is a plan), or a named
@@ -104,7 +110,7 @@ class ProjectService:
         name: str | None = None,
         description: str | None = None,
         project_type: str | None = None,
-        phases: Sequence[PhaseSpec] | None = None,
+        phases: Plan | None = None,
     ) -> ProjectState:
         async def work(tx: Tx) -> ProjectState:
             await tx.visible_project(project_id)
@@ -115,8 +121,9 @@ class ProjectService:
                 ),
             )
             if phases is not None:
+                plan = seal_plan(self.sealer, project_id, phases)
                 state = await tx.decide_project(
-                    project_id, project.PlanPhases(phases=tuple(phases), at=tx.at)
+                    project_id, project.PlanPhases(phases=plan, at=tx.at)
                 )
             return state
 

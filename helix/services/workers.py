@@ -10,6 +10,11 @@ Leases: a claim grants one; every accepted report and every heartbeat naming the
 it. A renewal is an event, so it is recorded only once less than three quarters of the lease is
 left: a chatty worker does not double the job's history, and its lease never drops below three
 quarters of its length while it reports.
+
+Phase secrets: a claim opens the job's sealed secrets for the claiming worker alone; a job whose
+secrets do not open here (no key, an unknown key, an altered or moved value) fails at its claim,
+so no worker runs it with a wrong or missing value. Reports are masked before they are decided:
+a phase that prints a secret leaves `***` in the log, never the value.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -25,14 +30,16 @@ from uuid import UUID
 import asyncpg
 import attrs
 
+from helix.auth.sealing import Sealer, SecretError
 from helix.config import Settings
 from helix.domain import job, worker
 from helix.domain.job import JobState, JobStatus
 from helix.domain.job.commands import WorkerReport
-from helix.errors import Conflict, Forbidden, NotFound, ValidationError
+from helix.errors import Conflict, Forbidden, NotFound, Unavailable, ValidationError
 from helix.eventstore import ChannelWatcher
 from helix.eventstore.records import ANY_VERSION
 from helix.services.caller import Caller
+from helix.services.phase_secrets import Masker, has_secrets, open_secrets
 from helix.services.unit import Tx, Writer
 from projections import jobs as jobs_model
 from projections import workers as workers_model
@@ -48,6 +55,8 @@ WORKER_STATUSES = ("idle", "busy", "draining")
 class Claim:
     job: JobState
     lease_s: float
+    # The plaintext of the job's phase secrets, by phase and variable: for this answer only.
+    secrets: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict, repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -63,11 +72,16 @@ class HeartbeatJob:
 
 class WorkerService:
     def __init__(
-        self, writer: Writer, settings: Settings, signal: ChannelWatcher | None = None
+        self,
+        writer: Writer,
+        settings: Settings,
+        signal: ChannelWatcher | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self.writer = writer
         self.settings = settings
         self.signal = signal
+        self.sealer = sealer
 
     # --- registry ---------------------------------------------------------------------------
 
@@ -204,9 +218,11 @@ class WorkerService:
         deadline = loop.time() + wait
         while True:
             seen = self.signal.count if self.signal is not None else 0
-            state = await self.writer.run(caller, lambda tx: self._claim_once(tx, worker_id, lease))
-            if state is not None:
-                return Claim(job=state, lease_s=lease)
+            claimed = await self.writer.run(
+                caller, lambda tx: self._claim_once(tx, worker_id, lease)
+            )
+            if claimed is not None:
+                return claimed
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
@@ -219,7 +235,7 @@ class WorkerService:
             else:
                 await asyncio.sleep(nap)
 
-    async def _claim_once(self, tx: Tx, worker_id: UUID, lease_s: float) -> JobState | None:
+    async def _claim_once(self, tx: Tx, worker_id: UUID, lease_s: float) -> Claim | None:
         row = await self._own_worker(tx, worker_id)
         capabilities = tuple(row["capabilities"])
         limit = self.settings.max_concurrent_jobs
@@ -241,10 +257,21 @@ class WorkerService:
                 worker_id=str(worker_id), lease_s=lease_s, capabilities=capabilities, at=tx.at
             )
             state = await tx.decide_job(job_id, command)
+            try:
+                secrets = open_secrets(self.sealer, state)
+            except SecretError as exc:
+                failed = job.FailJob(
+                    fencing_token=state.fencing_token,
+                    error=f"a phase secret cannot be used: {exc}",
+                    at=tx.at,
+                )
+                await tx.decide_job(job_id, failed)
+                passed.append(job_id)
+                continue
             await workers_model.heartbeat(
                 tx.conn, worker_id, status="busy", current_job=job_id, resources=None, at=tx.at
             )
-            return state
+            return Claim(job=state, lease_s=lease_s, secrets=secrets)
         return None
 
     # --- reports ----------------------------------------------------------------------------
@@ -272,10 +299,22 @@ class WorkerService:
             await self._own_worker(tx, UUID(state.worker_id))
             if reports:
                 stamped = [attrs.evolve(report, at=tx.at) for report in reports]
-                state = await tx.decide_job_all(job_id, stamped)
+                state = await tx.decide_job_all(job_id, self._masked(state, stamped))
             return await self._renew(tx, job_id, state)
 
         return await self.writer.run(caller, work)
+
+    def _masked(self, state: JobState, reports: list[WorkerReport]) -> list[WorkerReport]:
+        if not has_secrets(state):
+            return reports
+        try:
+            masker = Masker.of(open_secrets(self.sealer, state))
+        except SecretError as exc:
+            # Unmasked output may hold a secret: refuse it rather than record it.
+            raise Unavailable(
+                f"the job's secrets cannot be opened to mask its reports: {exc}"
+            ) from None
+        return [masker.report(report) for report in reports]
 
     # --- the reaper's side ------------------------------------------------------------------
 

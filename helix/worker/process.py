@@ -39,6 +39,7 @@ CREDENTIAL_VARIABLES = frozenset(
         "HELIX_DATABASE_URL",
         "HELIX_JWT_SECRET",
         "HELIX_EXTERNAL_JWT_SECRET",
+        "HELIX_SECRETS_KEY",
     }
 )
 

@@ -32,7 +32,7 @@ from helix.domain.job.events import (
     JobStuck,
     PhaseStatus,
 )
-from helix.domain.project.events import PhaseSpec
+from helix.domain.project.events import EnvValue, PhaseSpec
 
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
@@ -50,7 +50,7 @@ class PhaseState:
     command: tuple[str, ...] | None = None
     timeout_s: float | None = None
     capabilities: tuple[str, ...] = ()
-    env: dict[str, str] = attrs.field(factory=dict)
+    env: dict[str, EnvValue] = attrs.field(factory=dict)
     status: PhaseStatus = PhaseStatus.PENDING
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -30,6 +30,7 @@ from helix.domain.project.decider import (
 )
 from helix.domain.project.events import (
     EVENTS,
+    EnvValue,
     Event,
     MessageRole,
     PhaseSpec,
@@ -40,6 +41,7 @@ from helix.domain.project.events import (
     ProjectStatus,
     ProjectStatusChanged,
     ProjectUpdated,
+    SealedSecret,
 )
 
 STREAM_TYPE = "project"
@@ -57,6 +59,7 @@ __all__ = [
     "CancelRun",
     "Command",
     "CreateProject",
+    "EnvValue",
     "Event",
     "FinishRun",
     "MarkReady",
@@ -75,6 +78,7 @@ __all__ = [
     "ProjectStatusChanged",
     "ProjectUpdated",
     "ResumeProject",
+    "SealedSecret",
     "StartRun",
     "UpdateProject",
     "decide",

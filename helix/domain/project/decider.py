@@ -43,6 +43,7 @@ from helix.domain.project.commands import (
     UpdateProject,
 )
 from helix.domain.project.events import (
+    EnvValue,
     Event,
     MessageRole,
     PhaseSpec,
@@ -53,6 +54,7 @@ from helix.domain.project.events import (
     ProjectStatus,
     ProjectStatusChanged,
     ProjectUpdated,
+    SealedSecret,
 )
 from helix.errors import InvalidTransition, ValidationError
 
@@ -64,6 +66,9 @@ MAX_MESSAGE_CHARS = 100_000
 MAX_REASON_CHARS = 2_000
 MAX_PHASES = 100
 MAX_PHASE_NAME_CHARS = 100
+# A sealed secret is its plaintext's ciphertext plus a key id, nonce and tag, in base64: far
+# below this for any secret the service layer accepts (helix.services.phase_secrets).
+MAX_SEALED_CHARS = 32_768
 SHELL_CAPABILITY = "shell"
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -145,6 +150,17 @@ def check_text(value: str, field: str, *, max_chars: int, required: bool = True)
     return value
 
 
+def check_env_name(name: str, field: str, phase: str) -> None:
+    if not _ENV_NAME.match(name):
+        raise ValidationError(f"invalid environment variable {name!r}", field=field, phase=phase)
+
+
+def _env_value_ok(value: EnvValue) -> bool:
+    if isinstance(value, SealedSecret):
+        return 0 < len(value.sealed) <= MAX_SEALED_CHARS and value.sealed.isascii()
+    return "\x00" not in value
+
+
 def normalise_phases(phases: Iterable[PhaseSpec]) -> tuple[PhaseSpec, ...]:
     """Validate a phase plan and return it normalised.
 
@@ -184,9 +200,12 @@ def normalise_phases(phases: Iterable[PhaseSpec]) -> tuple[PhaseSpec, ...]:
         for capability in phase.capabilities:
             check_text(capability, f"{where}.capabilities", max_chars=MAX_PHASE_NAME_CHARS)
         for key, value in phase.env.items():
-            if not _ENV_NAME.match(key) or "\x00" in value:
+            check_env_name(key, f"{where}.env", phase.name)
+            if not _env_value_ok(value):
                 raise ValidationError(
-                    f"invalid environment variable {key!r}", field=f"{where}.env", phase=phase.name
+                    f"invalid value of environment variable {key!r}",
+                    field=f"{where}.env.{key}",
+                    phase=phase.name,
                 )
         capabilities = tuple(dict.fromkeys(phase.capabilities))
         if not capabilities:

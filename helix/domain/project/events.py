@@ -28,18 +28,36 @@ class MessageRole(enum.StrEnum):
 
 
 @attrs.frozen(kw_only=True)
+class SealedSecret:
+    """A secret environment value as the service layer sealed it for one project's variable.
+
+    Opaque here: the domain never holds a secret's plaintext, never encrypts nor decrypts; it
+    keeps, compares and copies the sealed text. Its JSON form carries a redaction marker, so
+    every reader of an event (views, the audit log, streams, webhooks, exports) shows it
+    redacted.
+    """
+
+    sealed: str = attrs.field(repr=False)
+
+
+# A phase's environment value: plain text, or a secret sealed by the service layer.
+EnvValue: TypeAlias = str | SealedSecret
+
+
+@attrs.frozen(kw_only=True)
 class PhaseSpec:
     """One step of a project's plan; a job snapshots the plan when it is queued.
 
     `command` is an argv (no shell parsing); a phase without one is carried out by an agent
-    worker. `capabilities` are what a worker must offer to run the phase.
+    worker. `capabilities` are what a worker must offer to run the phase. `env` values are
+    plain text or sealed secrets; a worker gets the secrets' plaintext only with its claim.
     """
 
     name: str
     command: tuple[str, ...] | None = None
     timeout_s: float | None = None
     capabilities: tuple[str, ...] = ()
-    env: dict[str, str] = attrs.field(factory=dict)
+    env: dict[str, EnvValue] = attrs.field(factory=dict)
 
 
 @attrs.frozen(kw_only=True)

@@ -308,3 +308,32 @@ async def test_cancelling_a_running_phase_stops_its_process_group_within_seconds
 
 async def _all_gone(pids: list[int]) -> bool:
     return not any(alive(pid) for pid in pids)
+
+
+SHOW_SECRET = """
+import hashlib, os
+token = os.environ['TOKEN']
+print(hashlib.sha256(token.encode()).hexdigest())
+print('token is', token, flush=True)
+"""
+
+
+async def test_a_phase_gets_its_secret_in_its_environment_and_its_output_is_masked(
+    client: Client, workers: Workers, user: Any, admin: Any, node: LogNode
+) -> None:
+    secret = "e2e-s3cr3t-9d0b"
+    phases = [{"name": "use", "command": [PY, "-c", SHOW_SECRET],
+               "env": {"MODE": "ci", "TOKEN": {"secret": secret}}}]  # fmt: skip
+    _, job_id = await execute(client, user, phases)
+    await workers.start()
+    shown = await finished(client, user, job_id)
+
+    assert shown["status"] == "completed", shown
+    assert await lines_of(client, user, job_id) == [
+        hashlib.sha256(secret.encode()).hexdigest(),
+        "token is ***",
+    ]
+    assert node.pool is not None
+    rows = await node.pool.fetch("SELECT data::text AS data FROM events")
+    assert not any(secret in r["data"] for r in rows)
+    assert secret not in str(await events_of(client, admin, job_id))
