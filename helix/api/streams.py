@@ -23,10 +23,11 @@ from helix.api.openapi import describe
 from helix.api.principal import PRINCIPAL, Principal, principal_of
 from helix.api.requests import public
 from helix.errors import NotFound, Unavailable, ValidationError
+from helix.globs import TypeGlobs
 from helix.streams import sse, tokens, websocket
 from helix.streams.credentials import check_scope, stream_principal, viewer_of
 from helix.streams.endings import JobEnd
-from helix.streams.filters import Filter, Scope, ScopeKind, compile_types, parse_types
+from helix.streams.filters import Filter, Scope, ScopeKind, parse_types
 from helix.streams.frames import Frame
 from helix.streams.tailer import Heartbeat, Tailer
 
@@ -131,10 +132,10 @@ async def _serve_sse(request: web.Request, scope: Scope) -> web.StreamResponse:
 
 
 def _shown(types: tuple[str, ...]) -> Callable[[Frame], bool] | None:
-    pattern = compile_types(types)
-    if pattern is None:
+    if not types:
         return None
-    return lambda frame: pattern.fullmatch(frame.event.type) is not None
+    wanted = TypeGlobs(types)
+    return lambda frame: wanted.matches(frame.event.type)
 
 
 @routes.get("/api/v1/stream/{job_id}")

@@ -10,7 +10,6 @@ import pytest
 from helix.errors import ValidationError
 from helix.eventstore import RecordedEvent
 from helix.streams import Filter, Frame, Scope, Viewer, may_see, parse_types
-from helix.streams.filters import compile_types
 
 ALICE = Viewer(user_id="alice")
 ADMIN = Viewer(user_id="root", sees_everything=True)
@@ -38,24 +37,13 @@ def event(
     )
 
 
-def test_type_globs_match_whole_names_like_the_sql_filter_does() -> None:
-    pattern = compile_types(("job.*", "project.?reated"))
-    assert pattern is not None
-
-    assert pattern.fullmatch("job.phase_started")
-    assert pattern.fullmatch("project.created")
-    assert not pattern.fullmatch("myjob.queued")
-    assert not pattern.fullmatch("job")
-    assert compile_types(()) is None
-
-
 def test_types_are_parsed_from_a_comma_list_or_a_list_and_bad_ones_refused() -> None:
     assert parse_types("job.*, project.created,,") == ("job.*", "project.created")
     assert parse_types(["job.*", "job.*"]) == ("job.*",)
     assert parse_types(None) == ()
-    for bad in ("job.%", "a b", ["x", 3], ",".join(["t"] * 40 + [f"t{i}" for i in range(40)])):
+    for bad in ("job.%", "a b", ["x", 3], ",".join(f"t{i}" for i in range(40)), 5, {"a": 1}):
         with pytest.raises(ValidationError):
-            parse_types(bad)  # type: ignore[arg-type]
+            parse_types(bad)
 
 
 def test_stream_names_are_job_project_or_all() -> None:
