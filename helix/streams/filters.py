@@ -73,7 +73,7 @@ def parse_types(raw: object) -> tuple[str, ...]:
 
 
 class Filter:
-    """Matches a frame if it is in scope, of a wanted type, and visible to the viewer."""
+    """Matches a frame if it is in scope, visible to the viewer, and of a wanted type."""
 
     __slots__ = ("_types", "scope", "types", "viewer")
 
@@ -96,10 +96,11 @@ class Filter:
         return True
 
     def matches(self, frame: Frame) -> bool:
+        # The cheap checks first: a stream's globs cost nothing for the events it may not see.
         return (
             self.in_scope(frame)
-            and self.wants_type(frame.event.type)
             and may_see(self.viewer, frame.event, frame.owner)
+            and self.wants_type(frame.event.type)
         )
 
     def read_args(self) -> dict[str, Any]:

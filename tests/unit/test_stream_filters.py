@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from helix.errors import ValidationError
 from helix.eventstore import RecordedEvent
+from helix.globs import MAX_GLOBS
 from helix.streams import Filter, Frame, Scope, Viewer, may_see, parse_types
 
 ALICE = Viewer(user_id="alice")
@@ -91,3 +93,28 @@ def test_a_frame_renders_the_envelope_once() -> None:
 
     assert frame.json is frame.json
     assert '"position":7' in frame.json and '"project_id":"' in frame.json
+
+
+class RecordingFilter(Filter):
+    __slots__ = ("asked",)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.asked: list[str] = []
+
+    def wants_type(self, event_type: str) -> bool:
+        self.asked.append(event_type)
+        return super().wants_type(event_type)
+
+
+def test_a_filter_matches_types_only_of_the_events_its_viewer_may_see() -> None:
+    stalling = tuple("*?" * 48 + f"*A{i:02d}" for i in range(MAX_GLOBS))
+    f = RecordingFilter(Scope.everything(), ALICE, stalling)
+    long_type = "x" * 250 + "A01"
+    theirs = Frame(event(type=long_type, stream_id=f"project-{PROJECT}"), "bob")
+    mine = Frame(event(type=long_type, stream_id=f"project-{PROJECT}"), "alice")
+
+    assert not f.matches(theirs)
+    assert f.asked == []
+    assert f.matches(mine)
+    assert f.asked == [long_type]
