@@ -1,5 +1,6 @@
-"""Type globs from clients, over real HTTP and WebSocket: hostile globs cost the server
-nothing, and globs past the bounds are refused the same way on every route."""
+"""Type globs and resume positions from clients, over real HTTP and WebSocket: hostile globs
+cost the server nothing, globs past the bounds are refused the same way on every route, and a
+WebSocket `after` past the last position is refused as SSE refuses it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from streams_support import EventStream, data, events_of, settled_head
 from helix.bootstrap import LogNode
 from helix.eventstore import ANY_VERSION, EncodedEvent
 from helix.globs import MAX_GLOBS, MAX_LENGTH
+from helix.streams.position import MAX_POSITION
 
 Client = TestClient[Any, Any]
 WS = aiohttp.ClientWebSocketResponse
@@ -158,3 +160,40 @@ async def test_webhook_endpoints_refuse_globs_past_the_bounds_and_change_nothing
         assert error["details"]["field"].startswith(("event_types", "types")), error
     assert after == before
     assert unchanged["event_types"] == ["job.*"]
+
+
+async def test_a_websocket_subscription_past_the_bounds_or_the_last_position_is_refused(
+    client: Client, admin: Any
+) -> None:
+    ws = await client.ws_connect("/api/v1/ws", headers=admin.headers)
+    refused = {
+        "too-many": {"types": [f"t{i}" for i in range(MAX_GLOBS + 1)]},
+        "too-long": {"types": ["*" * (MAX_LENGTH + 1)]},
+        "not-a-list": {"types": 7},
+        "past-the-last": {"after": MAX_POSITION + 1},
+        "far-past": {"after": 10**30},
+        "fraction": {"after": 1.5},
+        "text": {"after": "12"},
+        "boolean": {"after": True},
+    }
+    for sub_id, payload in refused.items():
+        await ws.send_json(
+            {"type": "subscribe", "id": sub_id, "payload": {"stream": "all", **payload}}
+        )
+    await ws.send_json(
+        {"type": "subscribe", "id": "last", "payload": {"stream": "all", "after": MAX_POSITION}}
+    )
+    got = await receive_until(ws, lambda got: any(m["id"] == "last" for m in got))
+    sse = await client.get(
+        "/api/v1/events/stream", params={"after": str(MAX_POSITION + 1)}, headers=admin.headers
+    )
+    await ws.close()
+
+    errors = {m["id"]: m["payload"] for m in got if m["type"] == "error"}
+    assert set(errors) == set(refused)
+    assert {e["code"] for e in errors.values()} == {"VALIDATION_ERROR"}
+    assert "9223372036854775807" in errors["past-the-last"]["message"]
+    assert [m["type"] for m in got if m["id"] == "last"] == ["subscribed"]
+    sse_error = await error_of(sse)
+    assert sse_error["message"] == errors["past-the-last"]["message"]
+    assert sse_error["details"] == {"field": "after"}
