@@ -23,16 +23,17 @@ from helix.api.openapi import describe
 from helix.api.principal import PRINCIPAL, Principal, principal_of
 from helix.api.requests import public
 from helix.errors import NotFound, Unavailable, ValidationError
+from helix.globs import TypeGlobs
 from helix.streams import sse, tokens, websocket
 from helix.streams.credentials import check_scope, stream_principal, viewer_of
 from helix.streams.endings import JobEnd
-from helix.streams.filters import Filter, Scope, ScopeKind, compile_types, parse_types
+from helix.streams.filters import Filter, Scope, ScopeKind, parse_types
 from helix.streams.frames import Frame
+from helix.streams.position import parse_resume_position
 from helix.streams.tailer import Heartbeat, Tailer
 
 TAILER = web.AppKey("stream_tailer", Tailer)
 HEARTBEAT = web.AppKey("stream_heartbeat", Heartbeat)
-MAX_POSITION = 2**63 - 1
 
 routes = web.RouteTableDef()
 
@@ -84,13 +85,7 @@ def _after(request: web.Request) -> int | None:
     raw = request.headers.get("Last-Event-ID") or request.query.get("after")
     if raw is None or raw.strip() == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError("'after' / Last-Event-ID must be a position", field="after") from None
-    if not 0 <= value <= MAX_POSITION:
-        raise ValidationError("'after' / Last-Event-ID must be a position", field="after")
-    return value
+    return parse_resume_position(raw)
 
 
 def _scope_id(request: web.Request, name: str, what: str) -> Any:
@@ -131,10 +126,10 @@ async def _serve_sse(request: web.Request, scope: Scope) -> web.StreamResponse:
 
 
 def _shown(types: tuple[str, ...]) -> Callable[[Frame], bool] | None:
-    pattern = compile_types(types)
-    if pattern is None:
+    if not types:
         return None
-    return lambda frame: pattern.fullmatch(frame.event.type) is not None
+    wanted = TypeGlobs(types)
+    return lambda frame: wanted.matches(frame.event.type)
 
 
 @routes.get("/api/v1/stream/{job_id}")

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from helix import globs
 from helix.api.keys import POOL, SETTINGS, STORE
 from helix.api.principal import Principal, require_role
 from helix.api.requests import event_metadata
@@ -51,11 +52,12 @@ routes = web.RouteTableDef()
 
 BASE = "/api/v1/webhooks"
 ONE = BASE + "/{endpoint_id}"
+# The bounds and alphabet of `helix.globs`, which checks them again beside its other callers.
 GLOBS: dict[str, Any] = {
     "type": "array",
-    "items": strings(min_length=1, max_length=200),
+    "items": {**strings(min_length=1, max_length=globs.MAX_LENGTH), "pattern": globs.PATTERN},
     "minItems": 1,
-    "maxItems": 100,
+    "maxItems": globs.MAX_GLOBS,
 }
 URL = strings(min_length=1, max_length=2048)
 CREATE: dict[str, Any] = {

@@ -8,8 +8,8 @@ from datetime import datetime
 
 import attrs
 
+from helix import globs
 from helix.errors import ValidationError
-from helix.eventstore.store import glob_to_like
 
 
 @attrs.frozen(kw_only=True)
@@ -32,8 +32,7 @@ class EventFilter:
 
     def residual_args(self) -> tuple[object, ...]:
         """The parameters $4 to $8 of the `audit_events` queries: the filters no index serves."""
-        patterns = [glob_to_like(t) for t in self.types] if self.types else None
-        return (patterns, self.actor, self.since, self.until, self.viewer)
+        return (globs.like_patterns(self.types), self.actor, self.since, self.until, self.viewer)
 
 
 def parse_time(raw: str, field: str) -> datetime:
@@ -55,10 +54,7 @@ def parse_time(raw: str, field: str) -> datetime:
 
 def parse_types(values: Iterable[str]) -> tuple[str, ...]:
     """Type globs from repeated and/or comma-separated values (`job.*,project.created`)."""
-    found: list[str] = []
-    for value in values:
-        found.extend(part.strip() for part in value.split(",") if part.strip())
-    return tuple(dict.fromkeys(found))
+    return globs.split(values, "type")
 
 
 def parse_uuid(raw: str, field: str) -> uuid.UUID:

@@ -21,6 +21,7 @@ from helix.eventstore.records import (
 )
 from helix.eventstore.sql import QUERIES
 from helix.eventstore.wakeups import HeadWatcher, WakeUps
+from helix.globs import like_patterns
 
 if TYPE_CHECKING:
     from helix.serialization import EventRegistry
@@ -29,12 +30,6 @@ if TYPE_CHECKING:
 # Stretches of positions a filtered read of the log reads at once (read_windows).
 MIN_WINDOW = 4096
 MAX_WINDOW = 65536
-
-
-def glob_to_like(pattern: str) -> str:
-    """`job.*` → `job.%` (LIKE's own wildcards in the pattern are matched literally)."""
-    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped.replace("*", "%").replace("?", "_")
 
 
 def _arrays(
@@ -298,7 +293,7 @@ class EventStore:
 
         Fewer than `limit` events means every matching event up to the head (as it was when
         the call began, or later) is in the result."""
-        patterns = [glob_to_like(t) for t in types] if types else None
+        patterns = like_patterns(types)
         if stream_id is not None:
             rows = await self.pool.fetch(
                 QUERIES["read_all_stream"], after_position, limit, stream_id, patterns, project_id

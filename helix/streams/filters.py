@@ -4,18 +4,15 @@ who is asking (so visibility is part of every match)."""
 from __future__ import annotations
 
 import enum
-import re
 import uuid
 from typing import Any
 
 import attrs
 
+from helix import globs
 from helix.errors import ValidationError
 from helix.streams.frames import Frame
 from helix.streams.visibility import Viewer, may_see
-
-MAX_TYPE_PATTERNS = 32
-TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.*?-]{1,100}$")
 
 
 class ScopeKind(enum.StrEnum):
@@ -64,42 +61,19 @@ class Scope:
         return "all" if self.kind is ScopeKind.ALL else f"{self.kind}:{self.id}"
 
 
-def parse_types(raw: str | list[Any] | None) -> tuple[str, ...]:
-    """`job.*,project.created` (or a list of globs) → the globs; `*` and `?` are wildcards."""
+def parse_types(raw: object) -> tuple[str, ...]:
+    """`job.*,project.created` (or a list of globs) → the globs (see `helix.globs`)."""
     if raw is None:
         return ()
-    items = raw.split(",") if isinstance(raw, str) else raw
-    patterns: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise ValidationError("types must be strings", field="types")
-        item = item.strip()
-        if not item:
-            continue
-        if not TYPE_PATTERN.match(item):
-            raise ValidationError(
-                f"type pattern {item!r} may hold letters, digits, '.', '_', '-', '*' and '?'",
-                field="types",
-            )
-        patterns.append(item)
-    if len(patterns) > MAX_TYPE_PATTERNS:
-        raise ValidationError(f"at most {MAX_TYPE_PATTERNS} type patterns", field="types")
-    return tuple(dict.fromkeys(patterns))
-
-
-def compile_types(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
-    """One regex for the globs, with the meaning `read_all` gives them in SQL (LIKE)."""
-    if not patterns:
-        return None
-    parts = [
-        "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in p)
-        for p in patterns
-    ]
-    return re.compile("|".join(f"(?:{p})" for p in parts))
+    if isinstance(raw, str):
+        return globs.split([raw], "types")
+    if isinstance(raw, list):
+        return globs.split(raw, "types")
+    raise ValidationError("types must be a string or a list of strings", field="types")
 
 
 class Filter:
-    """Matches a frame if it is in scope, of a wanted type, and visible to the viewer."""
+    """Matches a frame if it is in scope, visible to the viewer, and of a wanted type."""
 
     __slots__ = ("_types", "scope", "types", "viewer")
 
@@ -107,10 +81,10 @@ class Filter:
         self.scope = scope
         self.viewer = viewer
         self.types = types
-        self._types = compile_types(types)
+        self._types = globs.TypeGlobs(types)
 
     def wants_type(self, event_type: str) -> bool:
-        return self._types is None or self._types.fullmatch(event_type) is not None
+        return self._types.matches(event_type)
 
     def in_scope(self, frame: Frame) -> bool:
         event = frame.event
@@ -122,10 +96,11 @@ class Filter:
         return True
 
     def matches(self, frame: Frame) -> bool:
+        # The cheap checks first: a stream's globs cost nothing for the events it may not see.
         return (
             self.in_scope(frame)
-            and self.wants_type(frame.event.type)
             and may_see(self.viewer, frame.event, frame.owner)
+            and self.wants_type(frame.event.type)
         )
 
     def read_args(self) -> dict[str, Any]:

@@ -13,6 +13,9 @@ A read model kept by the asynchronous projection runner must be stamped with tha
 checkpoint read in the same transaction as the query, never with the head. Webhook deliveries
 are such a read model: the dispatcher commits them with its checkpoint, so the checkpoint read
 before the query is a lower bound in the same way (`dispatched_position`).
+
+The other way round, a position a client resumes a stream after is checked once, here
+(`resume_position`), for SSE and WebSocket alike.
 """
 
 from __future__ import annotations
@@ -20,10 +23,30 @@ from __future__ import annotations
 import asyncpg
 from aiohttp import web
 
+from helix.errors import ValidationError
 from helix.eventstore import EventStore
 from helix.streams.sql import DISPATCHED_POSITION
 
 HEADER = "X-Helix-Position"
+MAX_POSITION = 2**63 - 1  # positions are PostgreSQL bigints
+_DIGITS = len(str(MAX_POSITION))
+
+
+def resume_position(value: object) -> int:
+    """A position a client resumes after (SSE `after` or Last-Event-ID, WebSocket `after`):
+    an integer from 0 to MAX_POSITION, else a 422 and no stream."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_POSITION:
+        return value
+    raise ValidationError(
+        f"'after' must be a log position, an integer from 0 to {MAX_POSITION}", field="after"
+    )
+
+
+def parse_resume_position(text: str) -> int:
+    """`resume_position` of a header or query value: decimal digits only."""
+    digits = text.strip()
+    ok = digits.isascii() and digits.isdigit() and len(digits) <= _DIGITS
+    return resume_position(int(digits) if ok else None)
 
 
 async def read_position(store: EventStore, *, fresh: bool = True) -> int:

@@ -31,6 +31,7 @@ from helix.streams.credentials import check_scope, from_any_token, viewer_of, wa
 from helix.streams.endings import JobEnd
 from helix.streams.filters import Filter, Scope, ScopeKind, parse_types
 from helix.streams.frames import CaughtUp
+from helix.streams.position import resume_position
 from helix.streams.revocation import Revoked, Watch
 from helix.streams.subscriptions import Subscription
 from helix.streams.tailer import Tailer
@@ -192,10 +193,8 @@ class Session:
             scope = Scope.parse(str(payload.get("stream", "")))
             types = parse_types(payload.get("types"))
             after = payload.get("after")
-            if after is not None and (
-                not isinstance(after, int) or isinstance(after, bool) or after < 0
-            ):
-                raise ValidationError("after must be a position (an integer >= 0)", field="after")
+            if after is not None:
+                after = resume_position(after)
             follow = payload.get("follow", False)
             if not isinstance(follow, bool):
                 raise ValidationError("follow must be a boolean", field="follow")

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from helix import globs
 from helix.config import Settings
 from helix.domain import webhook
 from helix.domain.webhook import (
@@ -23,7 +24,6 @@ from helix.domain.webhook import (
 )
 from helix.errors import NotFound, ValidationError
 from helix.eventstore import EventStore
-from helix.eventstore.store import glob_to_like
 from helix.webhooks.signatures import new_secret, secret_key
 from helix.webhooks.sql import QUERIES
 from helix.webhooks.ssrf import SETTING, AddressGuard, BlockedURL
@@ -58,13 +58,10 @@ def _iso(at: datetime | None) -> str | None:
     return None if at is None else at.isoformat()
 
 
-def check_event_types(globs: Sequence[str]) -> tuple[str, ...]:
-    if not globs:
+def check_event_types(event_types: Sequence[str]) -> tuple[str, ...]:
+    if not event_types:
         raise ValidationError("event_types needs at least one type or glob", field="event_types")
-    for glob in globs:
-        if not glob or len(glob) > 200 or any(c.isspace() for c in glob):
-            raise ValidationError(f"not an event type glob: {glob!r}", field="event_types")
-    return tuple(dict.fromkeys(globs))
+    return globs.check(event_types, "event_types")
 
 
 class Endpoints:
@@ -109,8 +106,8 @@ class Endpoints:
     ) -> tuple[asyncpg.Record, str]:
         """The new endpoint and its secret (generated unless given). It receives the events
         sequenced after it was created."""
+        wanted = check_event_types(event_types)
         await self.check_url(url)
-        globs = check_event_types(event_types)
         if secret is None:
             secret = new_secret()
         else:
@@ -122,11 +119,11 @@ class Endpoints:
         async with self.store.transaction() as conn:
             head = await conn.fetchval("SELECT head_position FROM sequencer_state WHERE id = 1")
             row = await conn.fetchrow(
-                QUERIES["endpoint_insert"], endpoint_id, owner, url, list(globs),
-                [glob_to_like(g) for g in globs], description, enabled, secret, head, at,
+                QUERIES["endpoint_insert"], endpoint_id, owner, url, list(wanted),
+                globs.like_patterns(wanted), description, enabled, secret, head, at,
             )  # fmt: skip
             event = WebhookCreated(
-                endpoint_id=endpoint_id, owner=owner, url=url, event_types=globs,
+                endpoint_id=endpoint_id, owner=owner, url=url, event_types=wanted,
                 description=description, enabled=enabled, at=at,
             )  # fmt: skip
             await self._append(conn, row, event, metadata)
@@ -166,22 +163,22 @@ class Endpoints:
         description: str | None = None,
         metadata: dict[str, Any],
     ) -> asyncpg.Record:
+        wanted = check_event_types(event_types) if event_types is not None else None
         if url is not None:
             await self.check_url(url)
-        globs = check_event_types(event_types) if event_types is not None else None
         at = utcnow()
         async with self.store.transaction() as conn:
             old = await self._locked(conn, endpoint_id, owner)
-            new_globs = globs if globs is not None else tuple(old["event_types"])
+            new_globs = wanted if wanted is not None else tuple(old["event_types"])
             row = await conn.fetchrow(
                 QUERIES["endpoint_update"], endpoint_id, url or old["url"], list(new_globs),
-                [glob_to_like(g) for g in new_globs],
+                globs.like_patterns(new_globs),
                 old["description"] if description is None else description, at,
             )  # fmt: skip
             event = WebhookUpdated(
                 endpoint_id=endpoint_id,
                 url=url if url != old["url"] else None,
-                event_types=globs if globs != tuple(old["event_types"]) else None,
+                event_types=wanted if wanted != tuple(old["event_types"]) else None,
                 description=description if description != old["description"] else None,
                 at=at,
             )

@@ -15,8 +15,8 @@ from typing import Any
 import asyncpg
 import attrs
 
+from helix import globs
 from helix.errors import NotFound, ValidationError
-from helix.eventstore.store import glob_to_like
 from helix.webhooks.sql import QUERIES
 
 MAX_REPLAY = 10_000
@@ -49,7 +49,7 @@ async def replay(
         raise ValidationError("since_position starts at 1", field="since_position")
     head = await pool.fetchval("SELECT head_position FROM sequencer_state WHERE id = 1")
     last = min(head, until_position) if until_position is not None else head
-    patterns = [glob_to_like(t) for t in types] if types else None
+    patterns = globs.like_patterns(globs.check(types, "types") if types else None)
     rows = await pool.fetch(
         QUERIES["replay"], endpoint_id, since_position or 1, last, since_time, patterns, limit
     )
