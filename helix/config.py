@@ -8,6 +8,8 @@ from pathlib import Path
 
 import attrs
 
+from helix.system_users import PHASE_USER
+
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
@@ -80,6 +82,9 @@ class Settings:
     default_template: str = "ai-development"
     projection_batch_size: int = 500
     projection_poll_interval: float = 1.0
+    # --- phase commands are untrusted code: the unprivileged OS user the in-process worker runs
+    # them as when Helix runs as root (created when missing), never the server's own ---
+    phase_user: str = PHASE_USER
     # --- webhooks: retry delays in seconds (the first is the first attempt's; one attempt per
     # entry, then the delivery is dead-lettered), when a failing endpoint is disabled, how long
     # a rotated secret still signs, networks exempt from the SSRF guard, timeouts, the claim
@@ -135,6 +140,7 @@ class Settings:
             if env.get("HELIX_PHASE_TEMPLATES")
             else None,
             default_template=env.get("HELIX_DEFAULT_TEMPLATE") or "ai-development",
+            phase_user=env.get("HELIX_PHASE_USER") or PHASE_USER,
             projection_batch_size=_int(env, "HELIX_PROJECTION_BATCH_SIZE", 500),
             projection_poll_interval=_float(env, "HELIX_PROJECTION_POLL_INTERVAL", 1.0),
             jwt_secret=env.get("HELIX_JWT_SECRET") or None,

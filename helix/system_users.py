@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 NOLOGIN = "/usr/sbin/nologin"
+PHASE_USER = "helix-phase"  # who phase commands run as by default when Helix runs as root
 
 
 def ensure_system_user(name: str) -> pwd.struct_passwd:

@@ -60,7 +60,9 @@ def sha256_of(path: Path) -> tuple[int, str]:
     """The size and SHA-256 of what was read, so the two always describe the same bytes."""
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as f:
+    # Never through a link: a phase may have swapped the file for one since the walk, and the
+    # worker (perhaps root) must not read what it points to.
+    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
         while chunk := f.read(CHUNK_BYTES):
             digest.update(chunk)
             size += len(chunk)
