@@ -15,7 +15,7 @@ from helix.domain.project import MessageRole, PhaseSpec, ProjectState, ProjectSt
 from helix.domain.project.commands import DEFAULT_PROJECT_TYPE
 from helix.domain.project.commands import Command as ProjectCommand
 from helix.errors import RateLimited, ValidationError
-from helix.services import templates
+from helix.services import phase_commands, templates
 from helix.services.caller import Caller
 from helix.services.unit import Tx, Writer
 from projections import projects as projects_model
@@ -50,6 +50,7 @@ class ProjectService:
         project_type: str | None,
         phases: Sequence[PhaseSpec],
     ) -> ProjectState:
+        phase_commands.check(self.settings, tx.caller, phases)
         owner = tx.caller.user_id
         await projects_model.lock_owner(tx.conn, owner)
         active = await projects_model.count_active(tx.conn, owner)
@@ -108,6 +109,8 @@ class ProjectService:
     ) -> ProjectState:
         async def work(tx: Tx) -> ProjectState:
             await tx.visible_project(project_id)
+            if phases is not None:
+                phase_commands.check(self.settings, tx.caller, phases)
             state = await tx.decide_project(
                 project_id,
                 project.UpdateProject(
@@ -218,6 +221,7 @@ class ProjectService:
 
         async def work(tx: Tx) -> Execution:
             state = await tx.visible_project(project_id)
+            phase_commands.check(self.settings, tx.caller, state.phases)
             job_id = uuid.uuid4()
             state = await tx.decide_project(project_id, project.StartRun(job_id=job_id, at=tx.at))
             queued = await tx.decide_job(
