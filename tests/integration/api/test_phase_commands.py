@@ -104,7 +104,7 @@ async def test_a_configured_templates_phases_are_anyones_but_not_a_changed_copy(
         before = await events(node)
         for changed in (
             {**TEMPLATE_PHASE, "command": ["make", "test", "deploy"]},
-            {**TEMPLATE_PHASE, "env": {"CI": "1", "LD_PRELOAD": "/tmp/x.so"}},
+            {**TEMPLATE_PHASE, "env": {"CI": "1", "LD_PRELOAD": "evil.so"}},
         ):
             body = await create(client, user, 403, phases=[{"name": "x"}, changed])
             assert_refused(body, rule.value)
