@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import attrs
+
+from helix.system_users import PHASE_USER
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+class PhaseCommands(enum.StrEnum):
+    """Who may put a `command` of their own in a phase (HELIX_PHASE_COMMANDS)."""
+
+    ANYONE = "anyone"
+    ADMINS = "admins"  # everyone else only a configured template's phases
+    TEMPLATES = "templates"  # nobody: only the configured templates' phases have commands
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -21,6 +35,17 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
 
 def _strings(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in (env.get(name) or "").split(",") if x.strip())
+
+
+def _choice(env: Mapping[str, str], name: str, default: E) -> E:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return type(default)(raw)
+    except ValueError:
+        allowed = ", ".join(str(member.value) for member in type(default))
+        raise ValueError(f"{name} must be one of {allowed}, not {raw!r}") from None
 
 
 def _floats(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
@@ -85,6 +110,13 @@ class Settings:
     default_template: str = "ai-development"
     projection_batch_size: int = 500
     projection_poll_interval: float = 1.0
+    # --- phase commands are untrusted code: the unprivileged OS user the in-process worker runs
+    # them as when Helix runs as root (created when missing), never the server's own ---
+    phase_user: str = PHASE_USER
+    # --- who may write phase commands: a command is code a worker runs, so a deployment may
+    # keep them to admins or to the templates an admin configured (whose phases anyone may use);
+    # `anyone` keeps a laptop working ---
+    phase_commands: PhaseCommands = PhaseCommands.ANYONE
     # --- webhooks: retry delays in seconds (the first is the first attempt's; one attempt per
     # entry, then the delivery is dead-lettered), when a failing endpoint is disabled, how long
     # a rotated secret still signs, networks exempt from the SSRF guard, timeouts, the claim
@@ -140,6 +172,8 @@ class Settings:
             if env.get("HELIX_PHASE_TEMPLATES")
             else None,
             default_template=env.get("HELIX_DEFAULT_TEMPLATE") or "ai-development",
+            phase_user=env.get("HELIX_PHASE_USER") or PHASE_USER,
+            phase_commands=_choice(env, "HELIX_PHASE_COMMANDS", PhaseCommands.ANYONE),
             projection_batch_size=_int(env, "HELIX_PROJECTION_BATCH_SIZE", 500),
             projection_poll_interval=_float(env, "HELIX_PROJECTION_POLL_INTERVAL", 1.0),
             jwt_secret=env.get("HELIX_JWT_SECRET") or None,

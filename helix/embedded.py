@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from helix.system_users import as_user, ensure_system_user, grant_traversal
+
 log = logging.getLogger(__name__)
 
 SYSTEM_USER = "helix-postgres"
@@ -101,39 +103,16 @@ class EmbeddedPostgres:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _system_user(self) -> str | None:
+    def _system_user(self) -> pwd.struct_passwd | None:
         # PostgreSQL refuses to run as root, so as root the cluster belongs to a system user.
         if os.geteuid() != 0:
             return None
-        try:
-            pwd.getpwnam(SYSTEM_USER)
-        except KeyError:
-            subprocess.run(
-                [
-                    "useradd",
-                    "--system",
-                    "--no-create-home",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    SYSTEM_USER,
-                ],
-                check=True,
-                capture_output=True,
-            )
-        return SYSTEM_USER
+        return ensure_system_user(SYSTEM_USER)
 
     def _as_owner(self) -> dict[str, Any]:
-        """subprocess arguments that run a command as the cluster's owner (group included: as
-        root's group, the parents' group bits would apply instead of the "other" bits)."""
+        """subprocess arguments that run a command as the cluster's owner."""
         user = self._system_user()
-        return {} if user is None else {"user": user, "group": user, "extra_groups": []}
-
-    def _grant_traversal(self, path: Path) -> None:
-        """Let the cluster's system user reach `path` (o+x on every parent, nothing more)."""
-        for parent in [path, *path.parents]:
-            mode = parent.stat().st_mode
-            if not mode & 0o001:
-                parent.chmod(mode | 0o001)
+        return {} if user is None else as_user(user)
 
     def _initdb(self) -> None:
         user = self._system_user()
@@ -142,9 +121,9 @@ class EmbeddedPostgres:
         self.pgdata.mkdir(mode=0o700)
         if user is not None:
             bin_path = _bin_path()
-            shutil.chown(self.pgdata, user, user)
-            self._grant_traversal(self.pgdata)
-            self._grant_traversal(bin_path)
+            os.chown(self.pgdata, user.pw_uid, user.pw_gid)
+            grant_traversal(self.pgdata)
+            grant_traversal(bin_path)
             for tree in (bin_path, bin_path.parent / "lib", bin_path.parent / "share"):
                 _make_world_readable(tree)
         self._run(

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
+import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -90,3 +93,75 @@ async def node(database_url: str, settings: Settings) -> AsyncIterator[LogNode]:
         yield log_node
     finally:
         await log_node.stop()
+
+
+def _others_may_run(program: Path) -> bool:
+    real = program.resolve()
+    return all(p.stat().st_mode & 0o001 for p in (real, *real.parents))
+
+
+@pytest.fixture(scope="session")
+def phase_python() -> str:
+    """A Python that phase commands may run. As root, a worker runs phases as an unprivileged
+    user, who cannot reach an interpreter that only root can (one under /root, say)."""
+    found = [sys.executable, shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")]
+    for program in found:
+        if program and (os.geteuid() != 0 or _others_may_run(Path(program))):
+            return program
+    pytest.skip("no Python that an unprivileged user may run")
+
+
+@pytest.fixture
+def as_root() -> None:
+    """For tests of what a worker does only as root (CI runs as root)."""
+    if os.geteuid() != 0:
+        pytest.skip("a worker runs phases as another user only when it runs as root")
+
+
+class PhaseProbe:
+    """A phase command that tries what an attacker's would: who it is, its environment, its
+    parent's (the worker's, or the server's for the in-process worker) environment and command
+    line, a listing of the workdir, and the files and directories named in its `READ_PROBES`
+    and `LIST_PROBES`."""
+
+    script = r"""
+echo "id $(id -u) $(id -G)"
+env | sed 's/^/env /'
+cat /proc/$PPID/environ 2>&1 | tr '\0' '\n' | sed 's/^/parent-environ /'
+tr '\0' ' ' < /proc/$PPID/cmdline | sed 's/^/parent-cmdline /'; echo
+ls -a "$HELIX_WORKSPACE/.." 2>&1 | sed 's/^/workdir /'
+for f in $READ_PROBES; do cat "$f" 2>&1 | sed "s|^|read $f |"; done
+for d in $LIST_PROBES; do ls -a "$d" 2>&1 | sed "s|^|list $d |"; done
+touch "$HELIX_WORKSPACE/made-by-the-phase" && echo "wrote its workspace"
+"""
+    # Variables a phase may see: the clean environment, and what its shell sets itself.
+    variables = frozenset(
+        {"PATH", "LANG", "LANGUAGE", "TZ", "HOME", "USER", "LOGNAME", "PWD", "OLDPWD", "SHLVL", "_"}
+    )
+
+    @property
+    def command(self) -> list[str]:
+        return ["sh", "-c", self.script]
+
+    def assert_isolated(self, lines: list[str], *, secrets: list[str], declared: set[str]) -> None:
+        """The probe ran as the phase user (no other group) with nothing of its worker's."""
+        phase_user = pwd.getpwnam("helix-phase")
+        assert f"id {phase_user.pw_uid} {phase_user.pw_gid}" in lines, lines
+        text = "\n".join(lines)
+        for secret in secrets:
+            assert secret not in text
+        names = {line[4:].split("=", 1)[0] for line in lines if line.startswith("env ")}
+        job = {"HELIX_JOB_ID", "HELIX_PROJECT_ID", "HELIX_PHASE", "HELIX_WORKSPACE"}
+        allowed = self.variables | job | declared | {n for n in names if n.startswith("LC_")}
+        assert names <= allowed, names - allowed
+        assert job <= names
+        [environ] = [line for line in lines if line.startswith("parent-environ ")]
+        assert "Permission denied" in environ
+        workdir = [line for line in lines if line.startswith("workdir ")]
+        assert len(workdir) == 1 and "Permission denied" in workdir[0], workdir
+        assert "wrote its workspace" in lines
+
+
+@pytest.fixture
+def phase_probe() -> PhaseProbe:
+    return PhaseProbe()

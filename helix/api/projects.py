@@ -93,6 +93,7 @@ REASON: dict[str, Any] = {
     "properties": {"reason": strings(max_length=2_000)},
 }
 ARCHIVED = ("true", "false", "all")
+PHASE_COMMANDS_REFUSED = "a phase command that HELIX_PHASE_COMMANDS does not allow the caller"
 
 
 def _draft(raw: dict[str, Any], index: int) -> PhaseDraft:
@@ -133,7 +134,12 @@ async def _show(request: web.Request, project_id: Any, status: int = 200) -> web
 
 
 @routes.post("/api/v1/projects")
-@documented(CREATE, _201="the new project, in status draft", _429="the project limit is reached")
+@documented(
+    CREATE,
+    _201="the new project, in status draft",
+    _403=PHASE_COMMANDS_REFUSED,
+    _429="the project limit is reached",
+)
 async def create_project(request: web.Request) -> web.Response:
     """Create a project (status draft) with its phase plan: `phases`, or the phases of a
     configured `template`, or (given neither) the default template's."""
@@ -189,7 +195,7 @@ async def get_project(request: web.Request) -> web.Response:
 
 
 @routes.patch("/api/v1/projects/{project_id}")
-@documented(UPDATE, _200="the updated project")
+@documented(UPDATE, _200="the updated project", _403=PHASE_COMMANDS_REFUSED)
 async def update_project(request: web.Request) -> web.Response:
     """Change a project's name, description, type or phase plan."""
     who = caller(request, write=True)
@@ -227,7 +233,11 @@ async def mark_ready(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/projects/{project_id}/execute")
-@documented(EXECUTE, _202="the queued job: project_id, job_id, status, stream_url")
+@documented(
+    EXECUTE,
+    _202="the queued job: project_id, job_id, status, stream_url",
+    _403=PHASE_COMMANDS_REFUSED,
+)
 async def execute_project(request: web.Request) -> web.Response:
     """Run a project: queue a job for its phase plan and move the project to running."""
     who = caller(request, write=True)

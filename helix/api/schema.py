@@ -145,6 +145,7 @@ def caller(
         name=principal.username,
         actor=principal.actor,
         sees_everything=principal.sees_everything,
+        admin=principal.role is Role.ADMIN,
         request_id=request_id(request) or str(uuid.uuid4()),
         source=client_address(request),
     )

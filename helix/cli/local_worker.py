@@ -4,12 +4,17 @@ shell phases works out of the box.
 It is the reference worker (`helix.worker`), talking to this process's own API over loopback
 like any other worker. It acts as the user `helix-worker` (role worker, created when missing)
 with an API key made for this run and revoked when the run stops; keys a crashed run left
-behind are revoked at the next start.
+behind are revoked at the next start. Its phases run like any worker's (`helix.worker.isolation`):
+when Helix runs as root, as the unprivileged `HELIX_PHASE_USER`, which may pass through the data
+dir to the workspaces in it but not list or read it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import stat
+from pathlib import Path
 from typing import Any
 
 from helix.auth.accounts import Accounts
@@ -18,12 +23,22 @@ from helix.domain.user import UserRole
 from helix.errors import NotFound
 from helix.eventstore import EventStore
 from helix.worker import Worker, WorkerConfig
+from helix.worker.isolation import PhaseUser
 
 log = logging.getLogger(__name__)
 
 USERNAME = "helix-worker"
 KEY_NAME = "helix serve in-process worker"
 METADATA = {"actor": "system:serve", "source": "helix serve"}
+
+
+def keep_private(data_dir: Path) -> None:
+    """The data dir, listable and readable by its owner alone (others may at most pass through
+    it, as the embedded PostgreSQL's user and the phase user must)."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    found = data_dir.stat()
+    if found.st_uid == os.geteuid() and found.st_mode & 0o066:
+        data_dir.chmod(stat.S_IMODE(found.st_mode) & ~0o066)
 
 
 class LocalWorker:
@@ -44,6 +59,7 @@ class LocalWorker:
         for old in await self._accounts.list_keys(user.user_id, include_revoked=False):
             if old.name == KEY_NAME:
                 await self._accounts.revoke_key(old.key_id, owner=None, metadata=METADATA)
+        keep_private(self._settings.data_dir)
         record, key = await self._accounts.create_key(user.user_id, KEY_NAME, metadata=METADATA)
         self._key_id = record.key_id
         config = WorkerConfig(
@@ -52,9 +68,17 @@ class LocalWorker:
             capabilities=("shell",),
             name="helix serve",
             workdir=self._settings.data_dir / "workspaces",
+            phase_user=self._settings.phase_user,
         )
         self._worker = Worker(config)
         await self._worker.start()
+
+    @property
+    def phase_user(self) -> PhaseUser:
+        user = None if self._worker is None else self._worker.phase_user
+        if user is None:
+            raise RuntimeError("the in-process worker has not started")
+        return user
 
     async def stop(self) -> None:
         if self._worker is not None:

@@ -25,6 +25,7 @@ from helix.config import Settings
 from helix.services import templates
 from helix.services.reaper import LeaseReaper
 from helix.webhooks import WebhookRoles
+from helix.worker.isolation import IsolationError, PhaseUser
 from projections.runner import ProjectionRunner
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,19 @@ async def run_serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signum, stop.set)
     async with database_url(settings) as url:
         await migrate.upgrade(url)
-        await serve(url, settings, stop, args.role, worker=args.worker and "api" in args.role)
+        try:
+            await serve(url, settings, stop, args.role, worker=args.worker and "api" in args.role)
+        except IsolationError as exc:
+            print(f"helix serve: the in-process worker cannot run phases: {exc}", file=sys.stderr)
+            return 2
     return 0
+
+
+def _worker_line(user: PhaseUser) -> str:
+    line = "An in-process worker runs phases with the `shell` capability"
+    if user.switch:
+        return f"{line}, as the unprivileged user {user.name}."
+    return f"{line}, as {user.name}, the server's own user: they are not isolated from it."
 
 
 def _loopback_url(settings: Settings) -> str:
@@ -166,7 +178,7 @@ async def serve(
             if worker:
                 local = LocalWorker(node.store, settings, _loopback_url(settings))
                 await local.start()
-                print("An in-process worker runs phases with the `shell` capability.", flush=True)
+                print(_worker_line(local.phase_user), flush=True)
         else:
             print(f"Helix is running the roles: {', '.join(sorted(roles))}", flush=True)
         await stop.wait()

@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from helix.system_users import PHASE_USER
 from helix.worker import ProtocolError, Worker, WorkerConfig
+from helix.worker.isolation import IsolationError
 
 DEFAULT_SERVER = "http://127.0.0.1:8100"
 
@@ -25,14 +27,19 @@ def register(commands: Any) -> None:
         "one at a time and runs each phase's command (as argv, no shell) in the project's "
         "workspace, streaming its output and reporting the files it changed. SIGTERM or "
         "Ctrl-C stops the running phase and exits; the job's lease then expires and it is "
-        "retried elsewhere. The worker logs its activity at INFO.",
+        "retried elsewhere. Started as root, it runs phases as an unprivileged user with a clean "
+        "environment. The worker logs its activity at INFO.",
     )
     p.add_argument(
         "--server",
         default=os.environ.get("HELIX_SERVER_URL") or DEFAULT_SERVER,
         help=f"the server's URL (env HELIX_SERVER_URL, default {DEFAULT_SERVER})",
     )
-    p.add_argument("--key", help="a worker's API key (default: HELIX_WORKER_KEY)")
+    p.add_argument(
+        "--key",
+        help="a worker's API key (default: HELIX_WORKER_KEY, which, unlike an argument, other "
+        "local users and phases cannot read in the process list)",
+    )
     p.add_argument(
         "--capabilities",
         default="shell",
@@ -44,6 +51,13 @@ def register(commands: Any) -> None:
         type=Path,
         default=Path(".helix/workspaces"),
         help="each project's workspace is WORKDIR/PROJECT_ID (default ./.helix/workspaces)",
+    )
+    p.add_argument(
+        "--phase-user",
+        default=os.environ.get("HELIX_PHASE_USER") or PHASE_USER,
+        help="when the worker runs as root, the unprivileged user phases run as, created when "
+        f"missing (env HELIX_PHASE_USER, default {PHASE_USER}); as any other user, phases run "
+        "as that user",
     )
     p.add_argument("--lines-per-event", type=int, default=100, help="output lines per report")
     p.add_argument(
@@ -76,6 +90,12 @@ async def run_worker(args: argparse.Namespace) -> int:
     if not key:
         print("a worker's API key is needed: --key or HELIX_WORKER_KEY", file=sys.stderr)
         return 2
+    if args.key:
+        print(
+            "warning: a key given with --key can be read by every local user, phases included, "
+            "in this process's command line; give it in HELIX_WORKER_KEY instead",
+            file=sys.stderr,
+        )
     try:
         config = WorkerConfig(
             server=args.server,
@@ -83,6 +103,7 @@ async def run_worker(args: argparse.Namespace) -> int:
             capabilities=args.capabilities,
             name=args.name,
             workdir=args.workdir,
+            phase_user=args.phase_user,
             lines_per_event=args.lines_per_event,
             flush_interval=args.flush_interval,
             heartbeat_interval=args.heartbeat_interval,
@@ -111,7 +132,11 @@ async def run(config: WorkerConfig) -> int:
     for signum in signals:
         loop.add_signal_handler(signum, stop.set)
     try:
-        await worker.start()
+        try:
+            await worker.start()
+        except IsolationError as exc:
+            print(f"the worker cannot run phases: {exc}", file=sys.stderr)
+            return 2
         ended = asyncio.ensure_future(worker.wait())
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait({ended, stopped}, return_when=asyncio.FIRST_COMPLETED)

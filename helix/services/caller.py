@@ -24,6 +24,7 @@ class Caller:
     name: str
     actor: str
     sees_everything: bool = False
+    admin: bool = False  # the role admin (an auditor sees everything too, but is no admin)
     request_id: str = attrs.field(factory=_new_request_id)
     source: str | None = None
 

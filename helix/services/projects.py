@@ -16,7 +16,7 @@ from helix.domain.project import MessageRole, PhaseSpec, ProjectState, ProjectSt
 from helix.domain.project.commands import DEFAULT_PROJECT_TYPE
 from helix.domain.project.commands import Command as ProjectCommand
 from helix.errors import RateLimited, ValidationError
-from helix.services import templates
+from helix.services import phase_commands, templates
 from helix.services.caller import Caller
 from helix.services.phase_secrets import PhaseDraft, seal_plan
 from helix.services.unit import Tx, Writer
@@ -56,6 +56,9 @@ class ProjectService:
         project_type: str | None,
         phases: Plan,
     ) -> ProjectState:
+        project_id = uuid.uuid4()
+        plan = seal_plan(self.sealer, project_id, phases)
+        phase_commands.check(self.settings, tx.caller, plan)
         owner = tx.caller.user_id
         await projects_model.lock_owner(tx.conn, owner)
         active = await projects_model.count_active(tx.conn, owner)
@@ -67,14 +70,13 @@ class ProjectService:
                 limit=limit,
                 current=active,
             )
-        project_id = uuid.uuid4()
         command = project.CreateProject(
             project_id=project_id,
             name=name,
             owner=owner,
             description=description,
             project_type=project_type or DEFAULT_PROJECT_TYPE,
-            phases=seal_plan(self.sealer, project_id, phases),
+            phases=plan,
             at=tx.at,
         )
         return await tx.decide_project(project_id, command)
@@ -122,6 +124,7 @@ class ProjectService:
             )
             if phases is not None:
                 plan = seal_plan(self.sealer, project_id, phases)
+                phase_commands.check(self.settings, tx.caller, plan)
                 state = await tx.decide_project(
                     project_id, project.PlanPhases(phases=plan, at=tx.at)
                 )
@@ -225,6 +228,7 @@ class ProjectService:
 
         async def work(tx: Tx) -> Execution:
             state = await tx.visible_project(project_id)
+            phase_commands.check(self.settings, tx.caller, state.phases)
             job_id = uuid.uuid4()
             state = await tx.decide_project(project_id, project.StartRun(job_id=job_id, at=tx.at))
             queued = await tx.decide_job(

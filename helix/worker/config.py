@@ -9,6 +9,7 @@ from pathlib import Path
 import attrs
 from attrs import validators as v
 
+from helix.system_users import PHASE_USER
 from helix.worker.reports import MAX_LINES_PER_REPORT, MAX_STDERR_TAIL_LINES
 
 MAX_CLAIM_WAIT_S = 60
@@ -41,6 +42,8 @@ class WorkerConfig:
     name: str = attrs.field(factory=socket.gethostname)
     # Each project's workspace is `<workdir>/<project_id>`.
     workdir: Path = attrs.field(default=Path(".helix/workspaces"), converter=Path)
+    # Who phases run as when the worker runs as root (created when missing).
+    phase_user: str = attrs.field(default=PHASE_USER, validator=v.min_len(1))
     lines_per_event: int = attrs.field(default=100, validator=[v.ge(1), v.le(MAX_LINES_PER_REPORT)])
     flush_interval: float = attrs.field(default=0.5, validator=_positive)
     # None: the interval the server asks for when the worker registers.

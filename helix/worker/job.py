@@ -20,19 +20,19 @@ import re
 import shlex
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from helix.worker import reports
 from helix.worker.backoff import Backoff
 from helix.worker.config import WorkerConfig
+from helix.worker.isolation import IsolationError, PhaseUser, phase_environment, prepare_workspace
 from helix.worker.process import (
     Command,
     Finished,
     OutputOptions,
     PhaseProcess,
     Stop,
-    child_environment,
 )
 from helix.worker.protocol import (
     AccessDenied,
@@ -83,14 +83,13 @@ class JobRun:
         client: Client,
         claim: Claim,
         config: WorkerConfig,
-        *,
-        secrets: Collection[str] = (),
+        user: PhaseUser,
     ) -> None:
         self.claim = claim
         self.fencing_token = claim.lease.fencing_token
         self._client = client
         self._config = config
-        self._secrets = secrets
+        self._user = user
         self._options = OutputOptions(
             lines_per_event=config.lines_per_event,
             flush_interval=config.flush_interval,
@@ -166,9 +165,15 @@ class JobRun:
         return Outcome.ABANDONED
 
     async def _run_phases(self) -> Outcome:
-        workspace = self._workspace()
-        if workspace is None:
+        if not _SAFE_DIRECTORY.fullmatch(self.claim.project_id):
             return await self._fail(f"project id {self.claim.project_id!r} is not a safe name")
+        try:
+            workspace = await asyncio.to_thread(
+                prepare_workspace, self._config.workdir, self.claim.project_id, self._user
+            )
+        except (OSError, IsolationError) as exc:
+            log.error("job %s: no workspace: %s", self.job_id, exc)
+            return await self._fail(f"the worker could not prepare the workspace: {exc}")
         total = len(self.claim.phases)
         for index, phase in enumerate(self.claim.phases):
             if phase.status in DONE_PHASES:
@@ -206,18 +211,21 @@ class JobRun:
         through its plan); True when it completed."""
         log.info("job %s: phase %r started: %s", self.job_id, phase.name, shlex.join(argv))
         before = await asyncio.to_thread(snapshot, workspace)
-        env = child_environment(
-            os.environ,
-            secrets=self._secrets,
-            extra={
-                **phase.env,
-                "HELIX_JOB_ID": self.job_id,
-                "HELIX_PROJECT_ID": self.claim.project_id,
-                "HELIX_PHASE": phase.name,
-                "HELIX_WORKSPACE": str(workspace),
-            },
+        job_variables = {
+            "HELIX_JOB_ID": self.job_id,
+            "HELIX_PROJECT_ID": self.claim.project_id,
+            "HELIX_PHASE": phase.name,
+            "HELIX_WORKSPACE": str(workspace),
+        }
+        model = self.claim.job.get("model")
+        if isinstance(model, str) and model:
+            job_variables["HELIX_MODEL"] = model
+        env = phase_environment(
+            os.environ, user=self._user, workspace=workspace, extra={**phase.env, **job_variables}
         )
-        command = Command(argv=argv, cwd=workspace, env=env, timeout_s=phase.timeout_s)
+        command = Command(
+            argv=argv, cwd=workspace, env=env, timeout_s=phase.timeout_s, user=self._user
+        )
         process = PhaseProcess(command, functools.partial(self._output, phase.name), self._options)
         self._process = process
         try:
@@ -267,13 +275,6 @@ class JobRun:
     async def _fail(self, error: str) -> Outcome:
         await self._send([reports.job_failed(error)])
         return Outcome.FAILED
-
-    def _workspace(self) -> Path | None:
-        if not _SAFE_DIRECTORY.fullmatch(self.claim.project_id):
-            return None
-        path = self._config.workdir / self.claim.project_id
-        path.mkdir(parents=True, exist_ok=True)
-        return path.resolve()
 
     def _check_halted(self) -> None:
         if self._lost.is_set():

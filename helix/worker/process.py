@@ -3,7 +3,8 @@ timeout, and stopping the whole group on request.
 
 The command runs as argv (no shell) in a new session, so its process group holds it and every
 process it starts; signals go to the group, never only to the leader, and whatever is left of
-the group when the leader exits is stopped too, so nothing outlives the phase.
+the group when the leader exits is stopped too, so nothing outlives the phase. Given a phase
+user that is not the worker's (`helix.worker.isolation`), it starts as that user.
 """
 
 from __future__ import annotations
@@ -17,31 +18,19 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from helix.worker.isolation import PhaseUser
 from helix.worker.reports import MAX_LINE_CHARS
 
 log = logging.getLogger(__name__)
 
 # Output sink: called with ("stdout" | "stderr", lines), one batch at a time per stream.
 OutputSink = Callable[[str, list[str]], Awaitable[None]]
-
-# Variables never passed on to a phase: the worker's credentials, and the server's secrets
-# for a worker that runs inside `helix serve`.
-CREDENTIAL_VARIABLES = frozenset(
-    {
-        "HELIX_WORKER_KEY",
-        "HELIX_API_KEY",
-        "HELIX_DATABASE_URL",
-        "HELIX_JWT_SECRET",
-        "HELIX_EXTERNAL_JWT_SECRET",
-        "HELIX_SECRETS_KEY",
-    }
-)
 
 _POLL_S = 0.05
 _READ_LIMIT = 2**16
@@ -61,6 +50,7 @@ class Command:
     cwd: Path
     env: Mapping[str, str]
     timeout_s: float | None = None
+    user: PhaseUser | None = None  # None: as the worker's own user
 
 
 @attrs.frozen(kw_only=True)
@@ -81,20 +71,6 @@ class Finished:
     timed_out: bool = False
     stopped: Stop | None = None  # stopped on request (cancel, lost lease, shutdown)
     start_error: str | None = None
-
-
-def child_environment(
-    base: Mapping[str, str],
-    *,
-    secrets: Collection[str] = (),
-    extra: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """`base` without the worker's credentials (by name, or by value wherever they appear),
-    then `extra` on top."""
-    held = {s for s in secrets if s}
-    env = {k: v for k, v in base.items() if k not in CREDENTIAL_VARIABLES and v not in held}
-    env.update(extra or {})
-    return env
 
 
 class _Child(asyncio.SubprocessProtocol):
@@ -162,6 +138,7 @@ class PhaseProcess:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                **(self.command.user.process_options() if self.command.user else {}),
             )
         except (OSError, ValueError) as exc:
             return Finished(

@@ -23,6 +23,7 @@ from helix.tasks import cancel_and_wait
 from helix.worker.backoff import Backoff
 from helix.worker.config import WorkerConfig
 from helix.worker.host import resources
+from helix.worker.isolation import PhaseUser, phase_user, prepare_workdir
 from helix.worker.job import JobRun
 from helix.worker.protocol import (
     AccessDenied,
@@ -49,13 +50,23 @@ class Worker:
         self.config = config
         self.worker_id: str | None = None
         self.jobs_run = 0
-        self._secrets = {config.key}
+        self._phase_user: PhaseUser | None = None
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._job: JobRun | None = None
         self._fatal: ProtocolError | None = None
 
+    @property
+    def phase_user(self) -> PhaseUser | None:
+        """Who the worker runs phases as; known once it has started."""
+        return self._phase_user
+
     async def start(self) -> None:
+        """Start the worker; IsolationError if its phases cannot be run as configured."""
+        if self._phase_user is None:
+            user = await asyncio.to_thread(phase_user, self.config.phase_user)
+            await asyncio.to_thread(prepare_workdir, self.config.workdir, user)
+            self._phase_user = user
         self._stopping.clear()
         self._fatal = None
         self._task = asyncio.create_task(self._live(), name=f"helix-worker-{self.config.name}")
@@ -127,8 +138,6 @@ class Worker:
             if registration is None:
                 return None
             self.worker_id = registration.worker_id
-            if registration.token:
-                self._secrets.add(registration.token)
             log.info(
                 "registered with %s as worker %s (%s), capabilities %s",
                 self.config.server,
@@ -176,7 +185,8 @@ class Worker:
                 return
 
     async def _run(self, client: Client, claim: Claim) -> None:
-        job = JobRun(client, claim, self.config, secrets=self._secrets)
+        assert self._phase_user is not None
+        job = JobRun(client, claim, self.config, self._phase_user)
         self._job = job
         self.jobs_run += 1
         if self._stopping.is_set():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 from pathlib import Path
 
 import attrs
@@ -60,7 +61,14 @@ def sha256_of(path: Path) -> tuple[int, str]:
     """The size and SHA-256 of what was read, so the two always describe the same bytes."""
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as f:
+    # Never through a link, nor from anything but a regular file: a phase's process may have
+    # swapped the file since the walk, for a link to what only the worker (perhaps root) may
+    # read, or for a FIFO that would block the worker for ever.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path} is no longer a regular file")
+    with open(fd, "rb") as f:
         while chunk := f.read(CHUNK_BYTES):
             digest.update(chunk)
             size += len(chunk)

@@ -16,6 +16,7 @@ import pytest
 
 HELIX = [sys.executable, "-m", "helix.cli"]
 STARTUP_TIMEOUT = 60.0
+JWT_SECRET = "helix-serve-jwt-secret-" + "7e3a" * 8
 
 
 def _free_port() -> int:
@@ -72,6 +73,29 @@ async def server(database_url: str, tmp_path: Path) -> AsyncIterator[Server]:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@pytest.fixture
+async def default_server(tmp_path: Path) -> AsyncIterator[Server]:
+    """`helix serve` as it runs by default: an embedded PostgreSQL in its data dir, the
+    in-process worker, and a JWT secret of its own in its environment."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELIX_")}
+    env.update(HELIX_DATA_DIR=str(tmp_path / "data"), HELIX_JWT_SECRET=JWT_SECRET)
+    proc = await asyncio.create_subprocess_exec(
+        *HELIX, "serve", "--port", str(port), env=env, stdout=asyncio.subprocess.PIPE
+    )
+    running = Server(proc, f"http://127.0.0.1:{port}")
+    try:
+        yield running
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), STARTUP_TIMEOUT)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
 
 
 async def _wait_ready(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
@@ -132,8 +156,18 @@ async def test_serve_prints_a_one_time_admin_key_serves_the_api_and_stops_cleanl
 async def _run_shell_project(
     session: aiohttp.ClientSession, url: str, headers: dict[str, str]
 ) -> dict[str, Any]:
-    phase = {"name": "hello", "command": [sys.executable, "-c", "print('hello')"]}
-    body = {"name": "out of the box", "phases": [phase]}
+    return await _run_project(
+        session, url, headers, [{"name": "hello", "command": ["sh", "-c", "echo hello"]}]
+    )
+
+
+async def _run_project(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    phases: list[dict[str, Any]],
+) -> dict[str, Any]:
+    body = {"name": "out of the box", "phases": phases}
     async with session.post(f"{url}/api/v1/projects", json=body, headers=headers) as resp:
         assert resp.status == 201, await resp.text()
         project_id = (await resp.json())["id"]
@@ -149,6 +183,46 @@ async def _run_shell_project(
             return job
         await asyncio.sleep(0.1)
     raise AssertionError(f"the job did not finish: {job}")
+
+
+async def test_a_users_phase_in_a_default_serve_as_root_cannot_reach_the_servers_secrets(
+    default_server: Server, tmp_path: Path, as_root: None, phase_probe: Any
+) -> None:
+    server = default_server
+    admin_key = (await server.read_until("admin API key:")).split(":", 1)[1].strip()
+    await server.read_until("as the unprivileged user helix-phase")
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    data = (tmp_path / "data").resolve()
+    pid = server.proc.pid
+    phase = {
+        "name": "probe",
+        "command": phase_probe.command,
+        "env": {
+            "READ_PROBES": f"/proc/{pid}/environ {data}/pg/PG_VERSION {data}/pg/postgresql.conf",
+            "LIST_PROBES": f"{data} {data}/pg",
+        },
+    }
+
+    async with aiohttp.ClientSession() as session:
+        await _wait_ready(session, server.url)
+        mallory = {"username": "mallory", "password": "a long password", "role": "user"}
+        async with session.post(f"{server.url}/api/v1/users", json=mallory, headers=admin) as r:
+            assert r.status == 201, await r.text()
+        async with session.post(f"{server.url}/api/v1/auth/login", json=mallory) as r:
+            assert r.status == 200, await r.text()
+            token = (await r.json())["token"]
+        user = {"Authorization": f"Bearer {token}"}
+        job = await _run_project(session, server.url, user, [phase])
+        assert job["status"] == "completed", job
+        async with session.get(f"{server.url}/api/v1/jobs/{job['id']}/output", headers=user) as r:
+            lines = [line["line"] for line in (await r.json())["lines"]]
+
+    phase_probe.assert_isolated(
+        lines, secrets=[JWT_SECRET, admin_key], declared={"READ_PROBES", "LIST_PROBES"}
+    )
+    for probe in (f"read /proc/{pid}/environ", f"read {data}/pg/", f"list {data}"):
+        found = [line for line in lines if line.startswith(probe)]
+        assert found and all("Permission denied" in line for line in found), (probe, lines)
 
 
 async def test_every_command_describes_its_options_in_help(tmp_path: Path) -> None:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from helix.worker.isolation import PhaseUser, phase_environment, phase_user
 from helix.worker.process import (
     Command,
     Finished,
     OutputOptions,
     PhaseProcess,
     Stop,
-    child_environment,
 )
 
 FAST = OutputOptions(lines_per_event=100, flush_interval=0.05, stderr_tail=20, kill_grace=0.5)
@@ -211,34 +211,58 @@ async def test_a_failing_sink_kills_the_process_and_raises(tmp_path: Path) -> No
     assert time.monotonic() - started < 2
 
 
-async def test_the_phase_env_is_passed_on_and_the_worker_s_credentials_are_not(
+async def test_a_phase_sees_its_own_variables_and_nothing_else_of_the_workers(
     tmp_path: Path,
 ) -> None:
-    base = {
+    worker_env = {
         "PATH": os.environ["PATH"],
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C",
+        "HOME": "/root",
         "HELIX_WORKER_KEY": "hxk_secret",
-        "HELIX_API_KEY": "hxk_other",
-        "COPY_OF_THE_KEY": "hxk_secret",
+        "HELIX_JWT_SECRET": "jwt secret",
         "HELIX_DATABASE_URL": "postgresql://helix:password@db/helix",
-        "KEPT": "yes",
+        "AWS_SECRET_ACCESS_KEY": "aws secret",
+        "SOME_TOOL_TOKEN": "hxk_secret",
     }
-    env = child_environment(
-        base, secrets={"hxk_secret"}, extra={"PHASE_VAR": "from the plan", "HELIX_PHASE": "b"}
+    user = PhaseUser(name="phase", uid=os.getuid(), gid=os.getgid(), home=None, switch=False)
+    env = phase_environment(
+        worker_env,
+        user=user,
+        workspace=tmp_path,
+        extra={"PHASE_VAR": "from the plan", "HELIX_PHASE": "b"},
     )
-    command = Command(argv=("env",), cwd=tmp_path, env=env)
+
+    finished, sink = await run(Command(argv=("env",), cwd=tmp_path, env=env))
+
+    assert finished.exit_code == 0
+    assert dict(line.split("=", 1) for line in sink.lines("stdout")) == {
+        "PATH": os.environ["PATH"],
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C",
+        "HOME": str(tmp_path),
+        "USER": "phase",
+        "LOGNAME": "phase",
+        "PHASE_VAR": "from the plan",
+        "HELIX_PHASE": "b",
+    }
+
+
+async def test_as_root_a_phase_runs_as_the_phase_user_alone_and_can_gain_no_privileges(
+    tmp_path: Path, as_root: None
+) -> None:
+    user = phase_user()
+    os.chmod(tmp_path, 0o755)
+    script = "id -u; id -G; umask; grep NoNewPrivs /proc/self/status; touch made"
+    command = Command(
+        argv=("sh", "-c", script), cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}, user=user
+    )
 
     finished, sink = await run(command)
 
-    seen = dict(line.split("=", 1) for line in sink.lines("stdout"))
-    assert finished.exit_code == 0
-    assert seen["PHASE_VAR"] == "from the plan"
-    assert seen["HELIX_PHASE"] == "b"
-    assert seen["KEPT"] == "yes"
-    assert "HELIX_WORKER_KEY" not in seen
-    assert "HELIX_API_KEY" not in seen
-    assert "COPY_OF_THE_KEY" not in seen
-    assert "HELIX_DATABASE_URL" not in seen
-    assert "hxk_secret" not in "\n".join(sink.lines("stdout"))
+    assert finished.exit_code == 1  # `touch`: the phase user may not write where root owns
+    assert sink.lines("stdout") == [str(user.uid), str(user.gid), "0077", "NoNewPrivs:\t1"]
+    assert user.uid != 0 and user.switch
 
 
 async def test_the_process_runs_in_the_workspace_with_stdin_closed(tmp_path: Path) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from pathlib import Path
+
+import pytest
 
 from helix.worker.workspace import FileRecord, changed_files, sha256_of, snapshot
 
@@ -85,3 +88,20 @@ def test_the_hash_is_streamed_over_files_larger_than_one_chunk(tmp_path: Path) -
         len(content),
         hashlib.sha256(content).hexdigest(),
     )
+
+
+async def test_a_file_swapped_for_a_link_or_a_fifo_after_the_walk_is_not_read(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path / "outside" / "secret.txt", b"only the worker may read this")
+    swapped = tmp_path / "ws" / "swapped"
+    swapped.parent.mkdir()
+    swapped.symlink_to(tmp_path / "outside" / "secret.txt")
+    with pytest.raises(OSError):
+        sha256_of(swapped)
+
+    fifo = tmp_path / "ws" / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="no longer a regular file"):
+        # Off the event loop: reading a FIFO with no writer would block for ever.
+        await asyncio.wait_for(asyncio.to_thread(sha256_of, fifo), 5)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import pwd
 import signal
+import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -22,7 +24,6 @@ from helix.config import Settings
 from helix.services.reaper import LeaseReaper
 
 Client = TestClient[Any, Any]
-PY = sys.executable
 FAST = {
     "worker_lease_s": 2.0,
     "worker_heartbeat_interval": 0.3,
@@ -56,14 +57,14 @@ class Workers:
         self.logs = logs
         self.procs: list[asyncio.subprocess.Process] = []
 
-    async def start(self) -> asyncio.subprocess.Process:
+    async def start(self, **extra_env: str) -> asyncio.subprocess.Process:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HELIX_")}
-        env["HELIX_WORKER_KEY"] = self.key
+        env.update(extra_env, HELIX_WORKER_KEY=self.key)
         log = (self.logs / f"worker{len(self.procs)}.log").open("wb")
         proc = await asyncio.create_subprocess_exec(
-            PY, "-m", "helix.cli", "worker", "--server", self.url, "--capabilities", "shell",
-            "--workdir", str(self.workdir), "--flush-interval", "0.1", "--lines-per-event", "2",
-            "--claim-wait", "2", "--kill-grace", "1",
+            sys.executable, "-m", "helix.cli", "worker", "--server", self.url,
+            "--capabilities", "shell", "--workdir", str(self.workdir), "--flush-interval", "0.1",
+            "--lines-per-event", "2", "--claim-wait", "2", "--kill-grace", "1",
             env=env, stdout=log, stderr=log,
         )  # fmt: skip
         log.close()
@@ -148,14 +149,15 @@ def alive(pid: int) -> bool:
 
 
 async def test_a_project_runs_end_to_end_with_its_output_files_and_history(
-    client: Client, workers: Workers, user: Any, admin: Any
+    client: Client, workers: Workers, user: Any, admin: Any, phase_python: str
 ) -> None:
+    py = phase_python
     greet = "import sys; print('hello'); print('world'); print('oops', file=sys.stderr)"
     write = "open('result.txt', 'w').write('42\\n'); print('wrote')"
     project_id, job_id = await execute(
         client, user,
-        [{"name": "greet", "command": [PY, "-c", greet]},
-         {"name": "write", "command": [PY, "-c", write], "timeout_s": 60}],
+        [{"name": "greet", "command": [py, "-c", greet]},
+         {"name": "write", "command": [py, "-c", write], "timeout_s": 60}],
     )  # fmt: skip
     await workers.start()
     shown = await finished(client, user, job_id)
@@ -186,18 +188,19 @@ async def test_a_project_runs_end_to_end_with_its_output_files_and_history(
 
 
 async def test_a_failing_phase_fails_the_job_and_a_phase_past_its_timeout_is_killed(
-    client: Client, workers: Workers, user: Any, admin: Any
+    client: Client, workers: Workers, user: Any, admin: Any, phase_python: str
 ) -> None:
+    py = phase_python
     fail = (
         "import sys; print('about to fail'); "
         "print('bad thing happened', file=sys.stderr); sys.exit(1)"
     )
     _, failing = await execute(
         client, user,
-        [{"name": "check", "command": [PY, "-c", fail]}, {"name": "never", "command": ["true"]}],
+        [{"name": "check", "command": [py, "-c", fail]}, {"name": "never", "command": ["true"]}],
     )  # fmt: skip
     _, slow = await execute(
-        client, user, [{"name": "sleep", "command": [PY, "-c", "import time; time.sleep(60)"],
+        client, user, [{"name": "sleep", "command": [py, "-c", "import time; time.sleep(60)"],
                         "timeout_s": 1}],
     )  # fmt: skip
     await workers.start()
@@ -236,10 +239,16 @@ time.sleep(60)
 
 
 async def test_a_killed_workers_job_is_retried_on_another_and_its_late_reports_are_refused(
-    client: Client, workers: Workers, user: Any, admin: Any, worker: Any, tmp_path: Path
+    client: Client,
+    workers: Workers,
+    user: Any,
+    admin: Any,
+    worker: Any,
+    tmp_path: Path,
+    phase_python: str,
 ) -> None:
     project_id, job_id = await execute(
-        client, user, [{"name": "work", "command": [PY, "-c", KILLABLE]}]
+        client, user, [{"name": "work", "command": [phase_python, "-c", KILLABLE]}]
     )
     first = await workers.start()
     await until(lambda: _has_line(client, user, job_id, "first attempt"))
@@ -282,10 +291,10 @@ time.sleep(60)
 
 
 async def test_cancelling_a_running_phase_stops_its_process_group_within_seconds(
-    client: Client, workers: Workers, user: Any
+    client: Client, workers: Workers, user: Any, phase_python: str
 ) -> None:
     project_id, job_id = await execute(
-        client, user, [{"name": "long", "command": [PY, "-c", SPAWNING]}]
+        client, user, [{"name": "long", "command": [phase_python, "-c", SPAWNING]}]
     )
     await workers.start()
     await until(lambda: _has_line(client, user, job_id, "running"))
@@ -319,10 +328,10 @@ print('token is', token, flush=True)
 
 
 async def test_a_phase_gets_its_secret_in_its_environment_and_its_output_is_masked(
-    client: Client, workers: Workers, user: Any, admin: Any, node: LogNode
+    client: Client, workers: Workers, user: Any, admin: Any, node: LogNode, phase_python: str
 ) -> None:
     secret = "e2e-s3cr3t-9d0b"
-    phases = [{"name": "use", "command": [PY, "-c", SHOW_SECRET],
+    phases = [{"name": "use", "command": [phase_python, "-c", SHOW_SECRET],
                "env": {"MODE": "ci", "TOKEN": {"secret": secret}}}]  # fmt: skip
     _, job_id = await execute(client, user, phases)
     await workers.start()
@@ -337,3 +346,38 @@ async def test_a_phase_gets_its_secret_in_its_environment_and_its_output_is_mask
     rows = await node.pool.fetch("SELECT data::text AS data FROM events")
     assert not any(secret in r["data"] for r in rows)
     assert secret not in str(await events_of(client, admin, job_id))
+
+
+async def test_a_worker_started_as_root_runs_a_users_phase_as_the_phase_user_with_nothing_of_its(
+    client: Client, workers: Workers, user: Any, worker: Any, as_root: None, phase_probe: Any
+) -> None:
+    planted = "planted-secret-of-the-worker-" + os.urandom(8).hex()
+    phase = {"name": "probe", "command": phase_probe.command, "env": {"PHASE_VAR": "declared"}}
+    body = {"name": "probe", "phases": [phase]}
+    project = await ok(await client.post("/api/v1/projects", json=body, headers=user.headers), 201)
+    await ok(await client.post(f"/api/v1/projects/{project['id']}/ready", headers=user.headers))
+    run = await ok(
+        await client.post(
+            f"/api/v1/projects/{project['id']}/execute",
+            json={"model": "the-model"},
+            headers=user.headers,
+        ),
+        202,
+    )
+    await workers.start(HELIX_JWT_SECRET=planted, SOME_TOOL_TOKEN=planted)
+    shown = await finished(client, user, run["job_id"])
+
+    assert shown["status"] == "completed", shown
+    lines = await lines_of(client, user, run["job_id"])
+    phase_probe.assert_isolated(
+        lines, secrets=[planted, worker.key], declared={"PHASE_VAR", "HELIX_MODEL"}
+    )
+    assert "env PHASE_VAR=declared" in lines and "env HELIX_MODEL=the-model" in lines
+    phase_user = pwd.getpwnam("helix-phase")
+    workspace = workers.workdir / project["id"]
+    assert f"env HOME={workspace.resolve()}" in lines
+    made = (workspace / "made-by-the-phase").stat()
+    assert (made.st_uid, stat.S_IMODE(made.st_mode)) == (phase_user.pw_uid, 0o600)
+    found = workspace.stat()
+    assert (found.st_uid, stat.S_IMODE(found.st_mode)) == (phase_user.pw_uid, 0o700)
+    assert stat.S_IMODE(workers.workdir.stat().st_mode) == 0o711
