@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -13,6 +14,7 @@ import attrs
 from helix.system_users import PHASE_USER
 
 E = TypeVar("E", bound=enum.Enum)
+T = TypeVar("T")
 
 
 class PhaseCommands(enum.StrEnum):
@@ -23,14 +25,25 @@ class PhaseCommands(enum.StrEnum):
     TEMPLATES = "templates"  # nobody: only the configured templates' phases have commands
 
 
+class SettingError(ValueError):
+    """A `HELIX_*` variable whose value cannot be used; the message names the variable."""
+
+
+def _parsed(name: str, raw: str, parse: Callable[[str], T], what: str) -> T:
+    try:
+        return parse(raw.strip())
+    except ValueError:
+        raise SettingError(f"{name}: {raw!r} is not {what}") from None
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
-    return default if raw in (None, "") else float(raw)
+    return default if raw in (None, "") else _parsed(name, raw, float, "a number")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
-    return default if raw in (None, "") else int(raw)
+    return default if raw in (None, "") else _parsed(name, raw, int, "a whole number")
 
 
 def _strings(env: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -41,15 +54,20 @@ def _choice(env: Mapping[str, str], name: str, default: E) -> E:
     raw = env.get(name)
     if raw in (None, ""):
         return default
-    try:
-        return type(default)(raw)
-    except ValueError:
-        allowed = ", ".join(str(member.value) for member in type(default))
-        raise ValueError(f"{name} must be one of {allowed}, not {raw!r}") from None
+    allowed = ", ".join(str(member.value) for member in type(default))
+    return _parsed(name, raw, type(default), f"one of {allowed}")
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """CIDRs, checked now: a bad one stops the process at start, not every request later."""
+    found = _strings(env, name)
+    for value in found:
+        _parsed(name, value, lambda v: ipaddress.ip_network(v, strict=False), "a network")
+    return found
 
 
 def _floats(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
-    return tuple(float(x) for x in _strings(env, name)) or default
+    return tuple(_parsed(name, x, float, "a number") for x in _strings(env, name)) or default
 
 
 @attrs.frozen(kw_only=True)
@@ -195,7 +213,7 @@ class Settings:
             ),
             webhook_disable_after=_float(env, "HELIX_WEBHOOK_DISABLE_AFTER", 5 * 86400),
             webhook_secret_overlap=_float(env, "HELIX_WEBHOOK_SECRET_OVERLAP", 86400),
-            webhook_allowed_networks=_strings(env, "HELIX_WEBHOOK_ALLOWED_NETWORKS"),
+            webhook_allowed_networks=_networks(env, "HELIX_WEBHOOK_ALLOWED_NETWORKS"),
             webhook_connect_timeout=_float(env, "HELIX_WEBHOOK_CONNECT_TIMEOUT", 5.0),
             webhook_timeout=_float(env, "HELIX_WEBHOOK_TIMEOUT", 15.0),
             webhook_lease=_float(env, "HELIX_WEBHOOK_LEASE", 60.0),

@@ -20,6 +20,7 @@ from helix.cli import (
     webhooks,
     worker,
 )
+from helix.config import SettingError, Settings
 
 GROUPS = [serve, database, users, projections, events, webhooks, audit, bench, worker]
 
@@ -45,7 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = args.handler
     try:
+        Settings.from_env()  # a bad HELIX_* value stops every command before it starts
         return asyncio.run(handler(args))
+    except SettingError as exc:
+        print(f"helix: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
