@@ -21,6 +21,7 @@ from helix.bootstrap import LogNode
 from helix.cli.context import database_url
 from helix.cli.local_worker import LocalWorker
 from helix.config import Settings
+from helix.embedded import make_private
 from helix.services import templates
 from helix.services.reaper import LeaseReaper
 from helix.webhooks import WebhookRoles
@@ -115,6 +116,9 @@ async def run_serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    if settings.database_url:
+        # Workspaces live here; the embedded server makes the dir private itself.
+        make_private(settings.data_dir)
     async with database_url(settings) as url:
         await migrate.upgrade(url)
         await serve(url, settings, stop, args.role, worker=args.worker and "api" in args.role)
