@@ -10,6 +10,7 @@ import pwd
 import socket
 import stat
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,6 +73,15 @@ def _tcp_listeners(pid: int) -> list[str]:
 
 
 @pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A directory for data dirs outside pytest's temporary root: every pytest run on the
+    machine resets that root to mode 0700, which would shut the cluster's system user out of a
+    server under test."""
+    with tempfile.TemporaryDirectory(prefix="helix-test-") as tmp:
+        yield Path(tmp)
+
+
+@pytest.fixture
 def stranger() -> Iterator[str]:
     """A throwaway local user, neither Helix's nor the cluster's."""
     name = f"helix-probe-{uuid.uuid4().hex[:8]}"
@@ -129,8 +139,8 @@ def _assert_only_helix_gets_in(server: EmbeddedPostgres, url: str, stranger: str
 
 
 @as_root
-def test_another_local_user_gets_no_connection_by_any_route(tmp_path: Path, stranger: str) -> None:
-    server = EmbeddedPostgres(tmp_path / "data", durable=False)
+def test_another_local_user_gets_no_connection_by_any_route(scratch: Path, stranger: str) -> None:
+    server = EmbeddedPostgres(scratch / "data", durable=False)
     url = server.start()
     try:
         _assert_only_helix_gets_in(server, url, stranger)
@@ -140,9 +150,9 @@ def test_another_local_user_gets_no_connection_by_any_route(tmp_path: Path, stra
 
 @as_root
 def test_a_user_who_reaches_the_socket_is_still_refused_by_peer_authentication(
-    tmp_path: Path, stranger: str
+    scratch: Path, stranger: str
 ) -> None:
-    server = EmbeddedPostgres(tmp_path / "data", durable=False)
+    server = EmbeddedPostgres(scratch / "data", durable=False)
     url = server.start()
     try:
         socket_dir = Path(_socket_dir(url))
@@ -162,8 +172,8 @@ def test_a_user_who_reaches_the_socket_is_still_refused_by_peer_authentication(
         server.stop()
 
 
-def test_the_server_listens_on_a_private_socket_and_on_no_tcp_port(tmp_path: Path) -> None:
-    server = EmbeddedPostgres(tmp_path / "data", durable=False)
+def test_the_server_listens_on_a_private_socket_and_on_no_tcp_port(scratch: Path) -> None:
+    server = EmbeddedPostgres(scratch / "data", durable=False)
     url = server.start()
     try:
         pid, _ = _postmaster(server)
@@ -178,8 +188,8 @@ def test_the_server_listens_on_a_private_socket_and_on_no_tcp_port(tmp_path: Pat
         server.stop()
 
 
-def test_a_data_dir_too_deep_for_a_socket_path_still_works(tmp_path: Path) -> None:
-    deep = tmp_path.joinpath(*["a-directory-with-a-long-name"] * 5, "data")
+def test_a_data_dir_too_deep_for_a_socket_path_still_works(scratch: Path) -> None:
+    deep = scratch.joinpath(*["a-directory-with-a-long-name"] * 5, "data")
     assert len(str(deep)) > 107
     server = EmbeddedPostgres(deep, durable=False)
     url = server.start()
@@ -206,9 +216,9 @@ def _make_like_an_earlier_helix(server: EmbeddedPostgres) -> None:
 
 
 def test_a_data_dir_of_an_earlier_helix_is_brought_to_the_private_settings_on_start(
-    tmp_path: Path,
+    scratch: Path,
 ) -> None:
-    server = EmbeddedPostgres(tmp_path / "data", durable=False)
+    server = EmbeddedPostgres(scratch / "data", durable=False)
     _make_like_an_earlier_helix(server)
 
     url = server.start()
@@ -224,8 +234,8 @@ def test_a_data_dir_of_an_earlier_helix_is_brought_to_the_private_settings_on_st
 
 
 @as_root
-def test_a_converted_data_dir_admits_no_other_local_user(tmp_path: Path, stranger: str) -> None:
-    server = EmbeddedPostgres(tmp_path / "data", durable=False)
+def test_a_converted_data_dir_admits_no_other_local_user(scratch: Path, stranger: str) -> None:
+    server = EmbeddedPostgres(scratch / "data", durable=False)
     _make_like_an_earlier_helix(server)
 
     url = server.start()
@@ -235,8 +245,8 @@ def test_a_converted_data_dir_admits_no_other_local_user(tmp_path: Path, strange
         server.stop()
 
 
-def test_joining_a_server_left_running_with_a_tcp_listener_is_refused(tmp_path: Path) -> None:
-    server = EmbeddedPostgres(tmp_path / "data", durable=False)
+def test_joining_a_server_left_running_with_a_tcp_listener_is_refused(scratch: Path) -> None:
+    server = EmbeddedPostgres(scratch / "data", durable=False)
     _make_like_an_earlier_helix(server)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
