@@ -46,6 +46,17 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return default if raw in (None, "") else _parsed(name, raw, int, "a whole number")
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {env[name]!r}")
+
+
 def _strings(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in (env.get(name) or "").split(",") if x.strip())
 
@@ -159,6 +170,11 @@ class Settings:
     stream_token_ttl_seconds: int = 300
     stream_max_subscriptions: int = 100  # per WebSocket
     stream_auth_timeout: float = 10.0  # a WebSocket without credentials must send `auth` by then
+    # --- /metrics: its per-route counts and log head are not for everyone. With a token, only
+    # callers presenting it may read it, from any address (a scraper on another machine);
+    # without one, only loopback peers; metrics_public opts into anonymous access ---
+    metrics_token: str | None = None
+    metrics_public: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -229,4 +245,6 @@ class Settings:
             stream_token_ttl_seconds=_int(env, "HELIX_STREAM_TOKEN_TTL_SECONDS", 300),
             stream_max_subscriptions=_int(env, "HELIX_STREAM_MAX_SUBSCRIPTIONS", 100),
             stream_auth_timeout=_float(env, "HELIX_STREAM_AUTH_TIMEOUT", 10.0),
+            metrics_token=env.get("HELIX_METRICS_TOKEN") or None,
+            metrics_public=_bool(env, "HELIX_METRICS_PUBLIC", False),
         )

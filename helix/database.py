@@ -10,12 +10,28 @@ import atexit
 import json
 
 import asyncpg
+from sqlalchemy.engine import make_url
 
 from helix.config import Settings
 from helix.embedded import EmbeddedPostgres
 
 Connection = asyncpg.Connection
 Pool = asyncpg.Pool
+
+
+def with_database(url: str, database: str) -> str:
+    """The URL of another database on the same server: host or socket directory, port, user and
+    options are kept, whichever form the URL has."""
+    return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+def database_name(url: str) -> str:
+    return make_url(url).database or ""
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The URL with SQLAlchemy's asyncpg driver named, for alembic and schema comparisons."""
+    return make_url(url).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
 def server_settings(settings: Settings, application_name: str) -> dict[str, str]:

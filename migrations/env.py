@@ -9,6 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from helix.database import resolve_url_for_cli, sqlalchemy_url
 from helix.schema import metadata
 
 # Any fixed key: several nodes may start at once, and only one may migrate at a time.
@@ -20,10 +21,8 @@ def _url() -> str:
         "sqlalchemy.url"
     )
     if not url:
-        from helix.database import resolve_url_for_cli
-
         url = resolve_url_for_cli()
-    return url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    return sqlalchemy_url(url)
 
 
 def _run(connection: Connection) -> None:

@@ -19,14 +19,11 @@ from alembic import command
 
 from helix.bootstrap import LogNode
 from helix.config import Settings
+from helix.database import with_database
 from helix.embedded import EmbeddedPostgres
 from helix.migrate import alembic_config
 
 TEMPLATE = "helix_template"
-
-
-def _with_database(url: str, name: str) -> str:
-    return url.rsplit("/", 1)[0] + "/" + name
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +60,7 @@ def template_url(pg_url: str) -> str:
             f"CREATE DATABASE {TEMPLATE}",
         )
     )
-    url = _with_database(pg_url, TEMPLATE)
+    url = with_database(pg_url, TEMPLATE)
     command.upgrade(alembic_config(url), "head")
     return url
 
@@ -74,7 +71,7 @@ async def database_url(pg_url: str, template_url: str) -> AsyncIterator[str]:
     name = f"t_{uuid.uuid4().hex[:16]}"
     await _admin(pg_url, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
     try:
-        yield _with_database(pg_url, name)
+        yield with_database(pg_url, name)
     finally:
         await _admin(pg_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 

@@ -19,6 +19,7 @@ from helix.api.requests import (
     client_address,
     event_metadata,
     field,
+    has_own_credentials,
     is_public,
     public,
     read_json,
@@ -87,7 +88,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     failure: Unauthorized | None = None
     principal: Principal | None = None
     try:
-        principal = await identify(request)
+        if not has_own_credentials(request.match_info.handler):
+            principal = await identify(request)
     except Unauthorized as exc:
         failure = exc
     if principal is not None:

@@ -1,10 +1,14 @@
 """Prometheus metrics: requests by route and status, and the log's head and sequencer lag.
 
 Each application has its own registry, so several apps in one process (tests) do not collide.
+Who may read them: the holder of `HELIX_METRICS_TOKEN` when it is set, else loopback peers
+only, unless `HELIX_METRICS_PUBLIC` opens them to everyone.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import time
 
 from aiohttp import web
@@ -19,8 +23,9 @@ from prometheus_client import (
 )
 from prometheus_client.process_collector import ProcessCollector
 
-from helix.api.keys import STORE
-from helix.api.requests import public
+from helix.api.keys import SETTINGS, STORE
+from helix.api.requests import own_credentials
+from helix.errors import Forbidden, Unauthorized
 from helix.eventstore import sequencer_lag
 
 
@@ -82,10 +87,53 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         metrics.latency.labels(*labels).observe(time.perf_counter() - started)
 
 
+def _peer_is_loopback(request: web.Request) -> bool:
+    """Whether the TCP peer itself is on a loopback address. Never a forwarding header: anyone
+    can send one."""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if not isinstance(peer, tuple) or not peer:
+        return False
+    try:
+        address = ipaddress.ip_address(peer[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def authorize_scrape(request: web.Request) -> None:
+    settings = request.app[SETTINGS]
+    if settings.metrics_token is not None:
+        scheme, _, presented = request.headers.get("Authorization", "").strip().partition(" ")
+        expected = settings.metrics_token.encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            presented.strip().encode(), expected
+        ):
+            raise Unauthorized("/metrics needs 'Authorization: Bearer <HELIX_METRICS_TOKEN>'")
+        return
+    if settings.metrics_public:
+        return
+    if not _peer_is_loopback(request):
+        raise Forbidden(
+            "/metrics is served only to loopback peers; set HELIX_METRICS_TOKEN to let a "
+            "scraper elsewhere read it (or HELIX_METRICS_PUBLIC=true to let anyone)",
+            rule="loopback",
+        )
+    if "Forwarded" in request.headers or "X-Forwarded-For" in request.headers:
+        # A proxy on this host makes every caller look local.
+        raise Forbidden(
+            "/metrics is not served through a proxy without HELIX_METRICS_TOKEN",
+            rule="loopback",
+        )
+
+
 @routes.get("/metrics")
-@public
+@own_credentials
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    """Prometheus metrics in the text exposition format."""
+    """Prometheus metrics in the text exposition format (HELIX_METRICS_TOKEN, loopback or
+    public: see the README)."""
+    authorize_scrape(request)
     metrics = request.app[METRICS]
     store = request.app[STORE]
     metrics.head.set(await store.head())

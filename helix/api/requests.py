@@ -25,6 +25,17 @@ def is_public(handler: object) -> bool:
     return bool(getattr(handler, "__helix_public__", False))
 
 
+def own_credentials(handler: F) -> F:
+    """Marks a public handler that checks a credential of its own (the metrics token): the
+    authentication middleware leaves its `Authorization` header alone."""
+    handler.__helix_own_credentials__ = True  # type: ignore[attr-defined]
+    return public(handler)
+
+
+def has_own_credentials(handler: object) -> bool:
+    return bool(getattr(handler, "__helix_own_credentials__", False))
+
+
 def request_id(request: web.Request) -> str:
     return str(request.get(REQUEST_ID, ""))
 

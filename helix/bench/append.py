@@ -12,7 +12,6 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit
 
 import asyncpg
 import attrs
@@ -22,6 +21,7 @@ from helix.bench.common import percentile
 from helix.bench.cpu import CpuTimes
 from helix.bootstrap import LogNode
 from helix.config import Settings
+from helix.database import database_name
 from helix.eventstore import EncodedEvent
 
 RAW_TABLE = """
@@ -170,7 +170,7 @@ async def run(
     node = LogNode(url, attrs.evolve(settings, pool_size=max(levels) + 4), sequencer=False)
     await node.start()
     sequencer = await start_sequencer_process(url)
-    database = urlsplit(url).path.lstrip("/")
+    database = database_name(url)
 
     def meter() -> CpuTimes:
         return cpu.sample(database, sequencer.pid)

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from helix import migrate
+from helix.database import with_database
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
@@ -28,7 +29,7 @@ async def scratch_database(server_url: str) -> AsyncIterator[str]:
         await admin.execute(f"CREATE DATABASE {name}")
     finally:
         await admin.close()
-    url = server_url.rsplit("/", 1)[0] + "/" + name
+    url = with_database(server_url, name)
     try:
         await migrate.upgrade(url)
         yield url

@@ -12,9 +12,6 @@ dir to the workspaces in it but not list or read it.
 from __future__ import annotations
 
 import logging
-import os
-import stat
-from pathlib import Path
 from typing import Any
 
 from helix.auth.accounts import Accounts
@@ -30,15 +27,6 @@ log = logging.getLogger(__name__)
 USERNAME = "helix-worker"
 KEY_NAME = "helix serve in-process worker"
 METADATA = {"actor": "system:serve", "source": "helix serve"}
-
-
-def keep_private(data_dir: Path) -> None:
-    """The data dir, listable and readable by its owner alone (others may at most pass through
-    it, as the embedded PostgreSQL's user and the phase user must)."""
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    found = data_dir.stat()
-    if found.st_uid == os.geteuid() and found.st_mode & 0o066:
-        data_dir.chmod(stat.S_IMODE(found.st_mode) & ~0o066)
 
 
 class LocalWorker:
@@ -59,7 +47,6 @@ class LocalWorker:
         for old in await self._accounts.list_keys(user.user_id, include_revoked=False):
             if old.name == KEY_NAME:
                 await self._accounts.revoke_key(old.key_id, owner=None, metadata=METADATA)
-        keep_private(self._settings.data_dir)
         record, key = await self._accounts.create_key(user.user_id, KEY_NAME, metadata=METADATA)
         self._key_id = record.key_id
         config = WorkerConfig(

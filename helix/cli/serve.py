@@ -24,6 +24,7 @@ from helix.cli.local_worker import LocalWorker
 from helix.config import Settings
 from helix.services import templates
 from helix.services.reaper import LeaseReaper
+from helix.system_users import private_dir
 from helix.webhooks import WebhookRoles
 from helix.worker.isolation import IsolationError, PhaseUser
 from projections.runner import ProjectionRunner
@@ -119,6 +120,8 @@ async def run_serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    # Workspaces (and the embedded server's files) live here.
+    private_dir(settings.data_dir)
     async with database_url(settings) as url:
         await migrate.upgrade(url)
         try:

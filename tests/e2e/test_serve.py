@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -236,3 +238,99 @@ async def test_every_command_describes_its_options_in_help(tmp_path: Path) -> No
     assert code == 0 and "--role" in out and "--password-stdin" in out
     code, out = await _helix(env, "keys", "create", "--help")
     assert code == 0 and "--user" in out and "--name" in out
+
+
+# A documentation address (TEST-NET-1) that exists only on the loopback interface of a network
+# namespace of the test's own: a peer outside the loopback range whose traffic never leaves it.
+NAMESPACE_ADDRESS = "192.0.2.10"
+FETCH_SCRIPT = """
+import json, sys, urllib.error, urllib.request
+results = []
+for url, headers in json.loads(sys.argv[1]):
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            results.append([resp.status, resp.read().decode()])
+    except urllib.error.HTTPError as exc:
+        results.append([exc.code, exc.read().decode()])
+print(json.dumps(results))
+"""
+
+
+def _namespaces_available() -> bool:
+    if os.geteuid() != 0:
+        return False
+    probe = subprocess.run(["unshare", "--net", "true"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+needs_namespace = pytest.mark.skipif(
+    not _namespaces_available() or bool(os.environ.get("HELIX_TEST_DATABASE_URL")),
+    reason="needs root to make a network namespace, and the embedded server's socket (a "
+    "database over TCP is not reachable from a new network namespace)",
+)
+
+
+async def _serve_in_own_namespace(env: dict[str, str], port: int) -> Server:
+    setup = f'ip link set lo up && ip addr add {NAMESPACE_ADDRESS}/32 dev lo && exec "$@"'
+    proc = await asyncio.create_subprocess_exec(
+        "unshare", "--net", "sh", "-c", setup, "sh",
+        *HELIX, "serve", "--host", "0.0.0.0", "--port", str(port), "--no-worker",
+        env=env, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    server = Server(proc, f"http://{NAMESPACE_ADDRESS}:{port}")
+    await server.read_until("serving on")
+    return server
+
+
+async def _fetch_from(server: Server, *requests: tuple[str, dict[str, str]]) -> list[Any]:
+    """GETs from inside the server's network namespace, one (status, body) per request."""
+    proc = await asyncio.create_subprocess_exec(
+        "nsenter", f"--net=/proc/{server.proc.pid}/ns/net",
+        sys.executable, "-c", FETCH_SCRIPT, json.dumps(requests),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), STARTUP_TIMEOUT)
+    assert proc.returncode == 0
+    return [(status, body) for status, body in json.loads(out)]
+
+
+async def _stop(server: Server) -> None:
+    if server.proc.returncode is None:
+        server.proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(server.proc.wait(), STARTUP_TIMEOUT)
+
+
+@needs_namespace
+async def test_metrics_are_refused_to_a_peer_outside_loopback_unless_it_holds_the_token(
+    database_url: str, tmp_path: Path
+) -> None:
+    port = _free_port()
+    outside = f"http://{NAMESPACE_ADDRESS}:{port}/metrics"
+    server = await _serve_in_own_namespace(_env(database_url, tmp_path), port)
+    try:
+        (remote, remote_forwarded, local) = await _fetch_from(
+            server,
+            (outside, {}),
+            (outside, {"X-Forwarded-For": "127.0.0.1"}),
+            (f"http://127.0.0.1:{port}/metrics", {}),
+        )
+    finally:
+        await _stop(server)
+    for status, body in (remote, remote_forwarded):
+        assert status == 403
+        error = json.loads(body)["error"]
+        assert error["code"] == "FORBIDDEN" and error["details"]["rule"] == "loopback"
+        assert "HELIX_METRICS_TOKEN" in error["message"]
+    assert local[0] == 200 and "helix_http_requests_total" in local[1]
+
+    env = dict(_env(database_url, tmp_path), HELIX_METRICS_TOKEN="scraper-token")
+    server = await _serve_in_own_namespace(env, port)
+    try:
+        (bare, with_token) = await _fetch_from(
+            server, (outside, {}), (outside, {"Authorization": "Bearer scraper-token"})
+        )
+    finally:
+        await _stop(server)
+    assert bare[0] == 401 and json.loads(bare[1])["error"]["code"] == "UNAUTHORIZED"
+    assert with_token[0] == 200 and "helix_eventstore_head_position" in with_token[1]

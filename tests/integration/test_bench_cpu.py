@@ -4,13 +4,13 @@ backends of one database."""
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
 from helix.bench import cpu
 from helix.bench.cpu import CpuTimes
+from helix.database import database_name
 
 
 def test_a_process_whose_name_holds_spaces_and_parentheses_is_read() -> None:
@@ -30,7 +30,7 @@ def test_unknown_groups_print_as_a_dash() -> None:
     reason="an external server's processes may not be on this machine",
 )
 async def test_work_in_a_backend_of_the_database_is_counted(database_url: str) -> None:
-    database = urlsplit(database_url).path.lstrip("/")
+    database = database_name(database_url)
     conn = await asyncpg.connect(database_url)
     try:
         before = cpu.sample(database, helper_pid=os.getpid())

@@ -8,6 +8,7 @@ from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from helix import migrate
+from helix.database import sqlalchemy_url
 from helix.schema import metadata
 
 
@@ -39,9 +40,7 @@ async def test_migrations_upgrade_downgrade_and_upgrade_again(database_url: str)
 
 @pytest.mark.filterwarnings("ignore:Did not recognize type .xid8.")
 async def test_the_migrated_schema_matches_the_metadata(database_url: str) -> None:
-    engine = create_async_engine(
-        database_url.replace("postgresql://", "postgresql+asyncpg://", 1), poolclass=pool.NullPool
-    )
+    engine = create_async_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
     try:
         async with engine.connect() as conn:
             diff = await conn.run_sync(

@@ -20,6 +20,7 @@ import pytest
 
 from helix.bootstrap import LogNode
 from helix.config import Settings
+from helix.database import with_database
 from helix.domain import job
 from helix.domain.job import OutputStream
 from helix.domain.project import PhaseSpec
@@ -59,7 +60,7 @@ async def second_database_url(pg_url: str, template_url: str) -> AsyncIterator[s
     finally:
         await conn.close()
     try:
-        yield pg_url.rsplit("/", 1)[0] + "/" + name
+        yield with_database(pg_url, name)
     finally:
         conn = await asyncpg.connect(pg_url)
         try:
