@@ -1,0 +1,203 @@
+"""Inputs that used to crash a handler: each is a 4xx in the error envelope and appends nothing.
+
+Deeply nested JSON, numbers that cannot be stored, lone surrogates and undecodable bytes, on
+the routes where they were found.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from helix.bootstrap import LogNode
+from helix.inputs import MAX_DEPTH
+
+Client = TestClient[Any, Any]
+
+
+async def events_in(node: LogNode) -> int:
+    count: int = await node.store.pool.fetchval("SELECT count(*) FROM events")
+    return count
+
+
+@pytest.fixture
+async def unchanged(node: LogNode) -> AsyncIterator[None]:
+    """The test's requests append no event (counted before and after, sequenced or not)."""
+    before = await events_in(node)
+    yield
+    assert await events_in(node) == before
+
+
+async def refused(resp: Any, *statuses: int) -> dict[str, Any]:
+    """The response is one of `statuses` (a 4xx), in the envelope; returns the error."""
+    text = await resp.text()
+    assert resp.status in statuses, (resp.status, text[:300])
+    body = json.loads(text)
+    assert set(body) == {"error", "request_id"}
+    assert body["error"]["code"] == "VALIDATION_ERROR"
+    assert body["request_id"] == resp.headers["X-Request-ID"]
+    return dict(body["error"])
+
+
+def nested(depth: int, leaf: str = "1") -> str:
+    return "[" * depth + leaf + "]" * depth
+
+
+async def new_project(client: Client, who: Any) -> str:
+    resp = await client.post("/api/v1/projects", json={"name": "p"}, headers=who.headers)
+    assert resp.status == 201, await resp.text()
+    return str((await resp.json())["id"])
+
+
+async def post_raw(client: Client, path: str, body: bytes | str, who: Any) -> Any:
+    data = body.encode() if isinstance(body, str) else body
+    headers = {**who.headers, "Content-Type": "application/json"}
+    return await client.post(path, data=data, headers=headers)
+
+
+# --- deeply nested JSON ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 1_000, 100_000])
+async def test_json_nested_too_deeply_is_refused_on_every_kind_of_json_route(
+    client: Client, node: LogNode, admin: Any, user: Any, unchanged: None, depth: int
+) -> None:
+    deep = nested(depth)
+    attempts = [
+        ("/api/v1/projects", f'{{"name": "p", "description": {deep}}}', user),
+        ("/api/v1/users", f'{{"username": "u", "role": {deep}}}', admin),
+        ("/api/v1/auth/login", f'{{"username": {deep}, "password": "x"}}', user),
+        ("/api/v1/webhooks", f'{{"url": {deep}}}', user),
+        ("/api/v1/projects", deep, user),
+    ]
+    for path, body, who in attempts:
+        error = await refused(await post_raw(client, path, body, who), 422)
+        assert error["details"]["max_depth"] == MAX_DEPTH, path
+
+
+async def test_json_at_the_depth_limit_is_accepted(client: Client, worker: Any) -> None:
+    # The body object itself is one level; `resources` and what it holds the others.
+    resources = "{" + '"a": {' * (MAX_DEPTH - 2) + '"b": 1' + "}" * (MAX_DEPTH - 1)
+    body = f'{{"capabilities": ["shell"], "resources": {resources}}}'
+
+    resp = await post_raw(client, "/api/v1/workers/register", body, worker)
+
+    assert resp.status == 201, await resp.text()
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH, 900, 5_000])
+async def test_worker_resources_nested_too_deeply_are_refused_at_register_and_heartbeat(
+    client: Client, node: LogNode, worker: Any, depth: int
+) -> None:
+    resp = await client.post(
+        "/api/v1/workers/register", json={"capabilities": ["shell"]}, headers=worker.headers
+    )
+    worker_id = (await resp.json())["worker_id"]
+    resources = "{" + '"a": {' * (depth - 1) + '"b": 1' + "}" * depth
+    before = await events_in(node)
+
+    register = await post_raw(
+        client,
+        "/api/v1/workers/register",
+        f'{{"capabilities": ["shell"], "resources": {resources}}}',
+        worker,
+    )
+    beat = await post_raw(
+        client,
+        "/api/v1/workers/heartbeat",
+        f'{{"worker_id": "{worker_id}", "resources": {resources}}}',
+        worker,
+    )
+
+    await refused(register, 422)
+    await refused(beat, 422)
+    assert await events_in(node) == before
+
+
+async def test_a_websocket_message_nested_too_deeply_gets_an_error_and_closes_4400(
+    client: Client, admin: Any
+) -> None:
+    for depth in (MAX_DEPTH + 1, 100_000):
+        ws = await client.ws_connect("/api/v1/ws", headers=admin.headers)
+        await ws.send_str(f'{{"type": "ping", "payload": {nested(depth)}}}')
+
+        reply = await ws.receive(timeout=20)
+        assert reply.type is aiohttp.WSMsgType.TEXT, reply
+        message = json.loads(reply.data)
+        assert message["type"] == "error"
+        assert message["payload"]["code"] == "VALIDATION_ERROR"
+        closed = await ws.receive(timeout=20)
+        assert closed.type is aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 4400
+
+
+# --- numbers -------------------------------------------------------------------------------
+
+
+async def test_numbers_that_cannot_be_stored_are_refused(
+    client: Client, worker: Any, unchanged: None
+) -> None:
+    attempts = [
+        ('{"capabilities": ["shell"], "resources": {"cpus": NaN}}', 400),
+        ('{"capabilities": ["shell"], "resources": {"cpus": -Infinity}}', 400),
+        ('{"capabilities": ["shell"], "resources": {"cpus": 1e999}}', 422),
+        ('{"capabilities": ["shell"], "resources": {"cpus": 9223372036854775808}}', 422),
+        ('{"capabilities": ["shell"], "resources": {"cpus": ' + "9" * 5000 + "}}", 422),
+    ]
+    for body, status in attempts:
+        await refused(await post_raw(client, "/api/v1/workers/register", body, worker), status)
+
+
+# --- lone surrogates and undecodable bytes --------------------------------------------------
+
+
+async def test_a_lone_surrogate_escape_in_a_string_field_is_a_422(
+    client: Client, node: LogNode, user: Any, admin: Any
+) -> None:
+    project = await new_project(client, user)
+    env = '{"name": "p", "phases": [{"name": "a", "env": {"K": "\\udfff"}}]}'
+    attempts = [
+        ("/api/v1/projects", '{"name": "x\\ud800"}', user),
+        ("/api/v1/projects", env, user),
+        ("/api/v1/projects", '{"name": "p", "\\ud800": 1}', user),
+        ("/api/v1/users", '{"username": "u\\ud800"}', admin),
+        (f"/api/v1/projects/{project}/messages", '{"content": "hi \\ud83d"}', user),
+    ]
+    before = await events_in(node)
+    for path, body, who in attempts:
+        error = await refused(await post_raw(client, path, body, who), 422)
+        assert "surrogate" in error["message"], path
+    assert await events_in(node) == before
+
+
+async def test_a_surrogate_pair_escape_is_an_ordinary_character(client: Client, user: Any) -> None:
+    resp = await post_raw(client, "/api/v1/projects", '{"name": "rocket \\ud83d\\ude80"}', user)
+
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["name"] == "rocket \U0001f680"
+
+
+async def test_raw_bytes_that_are_not_utf8_in_a_body_are_a_400(
+    client: Client, user: Any, unchanged: None
+) -> None:
+    for raw in (b'{"name": "x\xed\xa0\x80"}', b'{"name": "\xff"}', b'{"name": "\xc3"}'):
+        error = await refused(await post_raw(client, "/api/v1/projects", raw, user), 400)
+        assert "UTF-8" in error["message"]
+
+
+async def test_a_websocket_message_with_a_lone_surrogate_gets_an_error_and_closes_4400(
+    client: Client, admin: Any
+) -> None:
+    ws = await client.ws_connect("/api/v1/ws", headers=admin.headers)
+    await ws.send_str('{"type": "subscribe", "id": "s\\ud800", "payload": {"stream": "all"}}')
+
+    reply = await ws.receive(timeout=20)
+    assert reply.type is aiohttp.WSMsgType.TEXT, reply
+    assert json.loads(reply.data)["type"] == "error"
+    assert (await ws.receive(timeout=20)).type is aiohttp.WSMsgType.CLOSE
+    assert ws.close_code == 4400
