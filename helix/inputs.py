@@ -1,8 +1,8 @@
 """What Helix accepts from a client, decided in one place: JSON documents and strings.
 
 Every JSON document a client sends (an HTTP body, a WebSocket message, a worker's report) is
-decoded by `decode_json`. What it refuses would otherwise fail deep inside (a RecursionError,
-an encoder or PostgreSQL error) as a 500:
+decoded by `decode_json`, and every query parameter goes through `check_text`. What they refuse
+would otherwise fail deep inside (a RecursionError, an encoder or PostgreSQL error) as a 500:
 
 - JSON is UTF-8 text with arrays and objects nested at most `MAX_DEPTH` levels deep (the
   document's own object or array is the first level), finite numbers and 64-bit integers;

@@ -1,7 +1,7 @@
 """Inputs that used to crash a handler: each is a 4xx in the error envelope and appends nothing.
 
-Deeply nested JSON, numbers that cannot be stored, lone surrogates and undecodable bytes, on
-the routes where they were found.
+Deeply nested JSON, numbers that cannot be stored, lone surrogates and undecodable bytes, and
+NUL in query filters, on the routes where they were found.
 """
 
 from __future__ import annotations
@@ -52,6 +52,13 @@ async def new_project(client: Client, who: Any) -> str:
     resp = await client.post("/api/v1/projects", json={"name": "p"}, headers=who.headers)
     assert resp.status == 201, await resp.text()
     return str((await resp.json())["id"])
+
+
+async def queued_job(client: Client, who: Any, project: str) -> str:
+    await client.post(f"/api/v1/projects/{project}/ready", headers=who.headers)
+    resp = await client.post(f"/api/v1/projects/{project}/execute", headers=who.headers)
+    assert resp.status == 202, await resp.text()
+    return str((await resp.json())["job_id"])
 
 
 async def post_raw(client: Client, path: str, body: bytes | str, who: Any) -> Any:
@@ -201,3 +208,40 @@ async def test_a_websocket_message_with_a_lone_surrogate_gets_an_error_and_close
     assert json.loads(reply.data)["type"] == "error"
     assert (await ws.receive(timeout=20)).type is aiohttp.WSMsgType.CLOSE
     assert ws.close_code == 4400
+
+
+# --- NUL in query filters -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/api/v1/events", "actor"),
+        ("/api/v1/events", "stream_id"),
+        ("/api/v1/events", "type"),
+        ("/api/v1/projects", "project_type"),
+        ("/api/v1/jobs/{job}/output", "phase"),
+        ("/api/v1/projects/{project}/history", "after"),
+        ("/api/v1/users/me", "unknown"),
+    ],
+)
+async def test_nul_in_a_query_parameter_is_a_422_naming_it(
+    client: Client, node: LogNode, user: Any, path: str, name: str
+) -> None:
+    project = await new_project(client, user)
+    job = await queued_job(client, user, project)
+    before = await events_in(node)
+
+    url = path.format(project=project, job=job)
+    resp = await client.get(f"{url}?{name}=a%00b", headers=user.headers)
+
+    error = await refused(resp, 422)
+    assert error["details"]["field"] == name
+    assert "NUL" in error["message"]
+    assert await events_in(node) == before
+
+
+async def test_nul_in_a_query_parameter_name_is_a_422(client: Client, user: Any) -> None:
+    resp = await client.get("/api/v1/events?ac%00tor=x", headers=user.headers)
+
+    await refused(resp, 422)
