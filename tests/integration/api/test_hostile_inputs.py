@@ -1,11 +1,12 @@
 """Inputs that used to crash a handler: each is a 4xx in the error envelope and appends nothing.
 
-Deeply nested JSON, numbers that cannot be stored, lone surrogates and undecodable bytes, and
-NUL in query filters, on the routes where they were found.
+Deeply nested JSON, numbers that cannot be stored, lone surrogates and undecodable bytes (in
+bodies and in headers), and NUL in query filters, on the routes where they were found.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -208,6 +209,73 @@ async def test_a_websocket_message_with_a_lone_surrogate_gets_an_error_and_close
     assert json.loads(reply.data)["type"] == "error"
     assert (await ws.receive(timeout=20)).type is aiohttp.WSMsgType.CLOSE
     assert ws.close_code == 4400
+
+
+# --- headers -------------------------------------------------------------------------------
+
+
+def credentials_line(who: Any) -> bytes:
+    return b"Authorization: Bearer " + who.key.encode() + b"\r\n"
+
+
+async def raw_request(client: Client, head: bytes) -> tuple[int, dict[str, Any]]:
+    """Sends a request's bytes as they are (aiohttp's client would refuse to) and returns the
+    status and JSON body of the answer."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(head)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 20)
+    finally:
+        writer.close()
+    status_line, _, rest = raw.partition(b"\r\n")
+    _, _, body = rest.partition(b"\r\n\r\n")
+    return int(status_line.split()[1]), json.loads(body)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"Idempotency-Key: k\xed\xa0\x80",
+        b"X-API-Key: hx_\xed\xa0\x80",
+        b"Authorization: Bearer hx_\xed\xa0\x80",
+        b"Authorization: Bearer eyJ\xed\xa0\x80.e30.x",
+    ],
+)
+async def test_undecodable_bytes_in_a_header_helix_reads_are_a_4xx(
+    client: Client, user: Any, unchanged: None, header: bytes
+) -> None:
+    body = b'{"name": "p"}'
+    own = header.startswith((b"X-API-Key", b"Authorization"))
+    credentials = b"" if own else credentials_line(user)
+    head = (
+        b"POST /api/v1/projects HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        + credentials
+        + header
+        + b"\r\nContent-Type: application/json\r\n"
+        + b"Content-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+    status, answer = await raw_request(client, head)
+
+    assert 400 <= status < 500, answer
+    assert set(answer) == {"error", "request_id"}
+
+
+async def test_an_undecodable_request_id_header_is_replaced(client: Client, user: Any) -> None:
+    head = (
+        b"GET /api/v1/users/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        + credentials_line(user)
+        + b"X-Request-ID: r\xed\xa0\x80\r\n\r\n"
+    )
+
+    status, answer = await raw_request(client, head)
+
+    assert status == 200
+    assert answer["username"] == "alice"
 
 
 # --- NUL in query filters -------------------------------------------------------------------
