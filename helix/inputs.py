@@ -1,13 +1,15 @@
-"""What Helix accepts from a client, decided in one place: JSON documents and strings.
+"""What Helix accepts from a client, decided in one place: JSON documents, strings, times.
 
 Every JSON document a client sends (an HTTP body, a WebSocket message, a worker's report) is
-decoded by `decode_json`, and every query parameter goes through `check_text`. What they refuse
-would otherwise fail deep inside (a RecursionError, an encoder or PostgreSQL error) as a 500:
+decoded by `decode_json`, every query parameter goes through `check_text`, and every time a
+client gives through `parse_time`. What they refuse would otherwise fail deep inside (a
+RecursionError, an encoder or PostgreSQL error, a datetime overflow) as a 500:
 
 - JSON is UTF-8 text with arrays and objects nested at most `MAX_DEPTH` levels deep (the
   document's own object or array is the first level), finite numbers and 64-bit integers;
 - a string (and an object key) holds no NUL (PostgreSQL text and jsonb cannot store it) and no
-  lone surrogate (it has no UTF-8 form, so it can be neither stored nor sent back).
+  lone surrogate (it has no UTF-8 form, so it can be neither stored nor sent back);
+- a time is RFC 3339 with an offset, and must exist in UTC.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from helix.errors import BadRequest, ValidationError
@@ -123,3 +126,32 @@ def _walk(value: Any) -> Iterator[tuple[Any, int, str]]:
         elif isinstance(node, list):
             for index in range(len(node) - 1, -1, -1):
                 stack.append((node[index], depth + 1, f"{path}[{index}]"))
+
+
+def parse_time(raw: str, field: str) -> datetime:
+    """An RFC 3339 date-time with an offset (`Z` or `+hh:mm`) that exists in UTC; else 422.
+
+    Python's datetimes span years 1 to 9999, well inside PostgreSQL's timestamptz, so a time
+    that converts to UTC can be stored and compared; one that does not (year 1 at +14:00,
+    year 9999 at -14:00) would overflow when it is sent to the database.
+    """
+    text = check_text(raw, field).strip()
+    if text[-1:] in ("z", "Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        at: datetime | None = datetime.fromisoformat(text)
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        raise ValidationError(
+            f"'{field}' must be an RFC 3339 date-time with an offset, e.g. 2026-01-31T12:00:00Z",
+            field=field,
+        )
+    try:
+        at.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(
+            f"'{field}' is outside the times Helix can store (years 1 to 9999 in UTC)",
+            field=field,
+        ) from None
+    return at

@@ -1,7 +1,8 @@
 """Inputs that used to crash a handler: each is a 4xx in the error envelope and appends nothing.
 
 Deeply nested JSON, numbers that cannot be stored, lone surrogates and undecodable bytes (in
-bodies and in headers), and NUL in query filters, on the routes where they were found.
+bodies and in headers), NUL in query filters, and times whose UTC conversion leaves the
+calendar, on the routes where they were found.
 """
 
 from __future__ import annotations
@@ -313,3 +314,66 @@ async def test_nul_in_a_query_parameter_name_is_a_422(client: Client, user: Any)
     resp = await client.get("/api/v1/events?ac%00tor=x", headers=user.headers)
 
     await refused(resp, 422)
+
+
+# --- times out of range ---------------------------------------------------------------------
+
+LONG_AGO = "0001-01-01T00:00:00+14:00"
+FAR_AHEAD = "9999-12-31T23:59:59-14:00"
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "value"),
+    [
+        ("/api/v1/events", "since", LONG_AGO),
+        ("/api/v1/events", "until", FAR_AHEAD),
+        ("/api/v1/projects/{project}", "as_of", LONG_AGO),
+        ("/api/v1/projects/{project}", "as_of", FAR_AHEAD),
+        ("/api/v1/jobs/{job}", "as_of", LONG_AGO),
+        ("/api/v1/jobs/{job}", "as_of", FAR_AHEAD),
+    ],
+)
+async def test_a_time_whose_utc_conversion_overflows_is_a_422_in_every_time_filter(
+    client: Client, node: LogNode, user: Any, path: str, name: str, value: str
+) -> None:
+    project = await new_project(client, user)
+    job = await queued_job(client, user, project)
+    before = await events_in(node)
+
+    url = path.format(project=project, job=job)
+    resp = await client.get(url, params={name: value}, headers=user.headers)
+
+    error = await refused(resp, 422)
+    assert error["details"]["field"] == name
+    assert await events_in(node) == before
+
+
+@pytest.mark.parametrize(
+    ("suffix", "body", "name"),
+    [
+        ("/replay", {"since_time": LONG_AGO}, "since_time"),
+        ("/replay", {"since_time": FAR_AHEAD}, "since_time"),
+        ("/recover", {"since": LONG_AGO}, "since"),
+        ("/recover", {"since": "2026-01-01T00:00:00Z", "until": FAR_AHEAD}, "until"),
+        ("/replay", {"since_time": "2026-01-01T00:00:00"}, "since_time"),  # which instant?
+    ],
+)
+async def test_webhook_replay_and_recover_refuse_times_out_of_range(
+    client: Client, node: LogNode, user: Any, suffix: str, body: dict[str, str], name: str
+) -> None:
+    resp = await client.post(
+        "/api/v1/webhooks", json={"url": "https://example.com/hook"}, headers=user.headers
+    )
+    assert resp.status == 201, await resp.text()
+    endpoint = (await resp.json())["id"]
+    before = await events_in(node)
+
+    resp = await client.post(
+        f"/api/v1/webhooks/{endpoint}{suffix}", json=body, headers=user.headers
+    )
+
+    error = await refused(resp, 422)
+    assert error["details"]["field"] == name
+    deliveries = await node.store.pool.fetchval("SELECT count(*) FROM webhook_deliveries")
+    assert deliveries == 0
+    assert await events_in(node) == before
