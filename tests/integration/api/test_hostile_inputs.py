@@ -50,8 +50,9 @@ def nested(depth: int, leaf: str = "1") -> str:
     return "[" * depth + leaf + "]" * depth
 
 
-async def new_project(client: Client, who: Any) -> str:
-    resp = await client.post("/api/v1/projects", json={"name": "p"}, headers=who.headers)
+async def new_project(client: Client, who: Any, phases: list[dict[str, Any]] | None = None) -> str:
+    body: dict[str, Any] = {"name": "p"} if phases is None else {"name": "p", "phases": phases}
+    resp = await client.post("/api/v1/projects", json=body, headers=who.headers)
     assert resp.status == 201, await resp.text()
     return str((await resp.json())["id"])
 
@@ -160,6 +161,65 @@ async def test_numbers_that_cannot_be_stored_are_refused(
     ]
     for body, status in attempts:
         await refused(await post_raw(client, "/api/v1/workers/register", body, worker), status)
+
+
+# --- worker reports ------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def claimed(client: Client, user: Any, worker: Any) -> tuple[str, int]:
+    """A job a worker holds, with its first phase started: (job id, fencing token)."""
+    resp = await client.post(
+        "/api/v1/workers/register", json={"capabilities": ["shell"]}, headers=worker.headers
+    )
+    worker_id = (await resp.json())["worker_id"]
+    project = await new_project(client, user, [{"name": "build", "command": ["make"]}])
+    await queued_job(client, user, project)
+    resp = await client.post(f"/api/v1/workers/{worker_id}/claim", headers=worker.headers)
+    assert resp.status == 200, await resp.text()
+    claim = await resp.json()
+    job, token = claim["job"]["id"], claim["lease"]["fencing_token"]
+    started = {"fencing_token": token, "reports": [{"type": "phase_started", "phase": "build"}]}
+    resp = await client.post(f"/api/v1/jobs/{job}/reports", json=started, headers=worker.headers)
+    assert resp.status == 200, await resp.text()
+    return job, token
+
+
+@pytest.mark.parametrize(
+    ("reports", "field"),
+    [
+        (
+            [{"type": "phase_failed", "phase": "build", "exit_code": -(2**40), "error": "x"}],
+            "exit_code",
+        ),
+        (
+            [{"type": "phase_failed", "phase": "build", "exit_code": 2**31, "error": "x"}],
+            "exit_code",
+        ),
+        ([{"type": "cost", "phase": "build", "tokens": 2**62}] * 2, "tokens"),
+        ([{"type": "cost", "phase": "build", "tokens": 0, "usd": 1e308}] * 2, "usd"),
+    ],
+)
+async def test_reports_the_read_models_cannot_hold_are_refused(
+    client: Client,
+    node: LogNode,
+    worker: Any,
+    claimed: tuple[str, int],
+    reports: list[dict[str, Any]],
+    field: str,
+) -> None:
+    job, token = claimed
+    before = await events_in(node)
+
+    resp = await client.post(
+        f"/api/v1/jobs/{job}/reports",
+        json={"fencing_token": token, "reports": reports},
+        headers=worker.headers,
+    )
+
+    error = await refused(resp, 422)
+    assert error["details"]["field"].endswith(field)
+    assert await events_in(node) == before
 
 
 # --- lone surrogates and undecodable bytes --------------------------------------------------
