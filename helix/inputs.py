@@ -94,6 +94,9 @@ def decode_json(raw: bytes | str, what: str = "body") -> Any:
 
 def check_text(value: str, field: str) -> str:
     """`value` unless it holds NUL or a lone surrogate (422 naming `field`)."""
+    # The field's name may be a key holding the very surrogate: named escaped, so the error
+    # itself can be encoded.
+    field = field.encode("utf-8", "backslashreplace").decode("utf-8")
     if "\x00" in value:
         raise ValidationError(f"{field} contains a NUL character", field=field)
     if _SURROGATE.search(value):

@@ -103,7 +103,7 @@ class Session:
                             "payload": {"code": "VALIDATION_ERROR", "message": closing.reason},
                         }
                     )
-            await self.ws.close(code=closing.code, message=closing.reason.encode()[:120])
+            await self.ws.close(code=closing.code, message=_close_reason(closing.reason))
         finally:
             if self.watch is not None:
                 self.watch.cancel()
@@ -279,6 +279,12 @@ class Session:
                 await self.error(sub_id, "INTERNAL_ERROR", "the subscription failed; resubscribe")
         finally:
             sub.close()
+
+
+def _close_reason(text: str) -> bytes:
+    """A close frame's reason: UTF-8 (what cannot be encoded, escaped) within the frame's
+    limit of 123 bytes, cut between characters."""
+    return text.encode("utf-8", "backslashreplace")[:120].decode("utf-8", "ignore").encode()
 
 
 def _id_of(message: dict[str, Any]) -> str:

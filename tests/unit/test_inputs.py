@@ -75,7 +75,7 @@ def test_brackets_inside_strings_do_not_count_as_depth() -> None:
     [
         ('{"a": "x\\u0000"}', "a"),
         ('{"a": ["ok", {"b": "\\ud800"}]}', "a[1].b"),
-        ('{"\\udfff": 1}', "\udfff"),
+        ('{"\\udfff": 1}', "\\udfff"),
         ('["\\\\u0000", "\\u0000"]', "[1]"),
     ],
 )

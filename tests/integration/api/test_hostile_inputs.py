@@ -259,11 +259,18 @@ async def test_raw_bytes_that_are_not_utf8_in_a_body_are_a_400(
         assert "UTF-8" in error["message"]
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        '{"type": "subscribe", "id": "s\\ud800", "payload": {"stream": "all"}}',
+        '{"type": "ping", "payload": {"\\ud800": 1}}',  # named in the close reason, escaped
+    ],
+)
 async def test_a_websocket_message_with_a_lone_surrogate_gets_an_error_and_closes_4400(
-    client: Client, admin: Any
+    client: Client, admin: Any, message: str
 ) -> None:
     ws = await client.ws_connect("/api/v1/ws", headers=admin.headers)
-    await ws.send_str('{"type": "subscribe", "id": "s\\ud800", "payload": {"stream": "all"}}')
+    await ws.send_str(message)
 
     reply = await ws.receive(timeout=20)
     assert reply.type is aiohttp.WSMsgType.TEXT, reply
