@@ -279,6 +279,18 @@ async def test_a_websocket_message_with_a_lone_surrogate_gets_an_error_and_close
     assert ws.close_code == 4400
 
 
+async def test_a_websocket_text_frame_that_is_not_utf8_closes_with_the_protocols_1007(
+    client: Client, admin: Any
+) -> None:
+    ws = await client.ws_connect("/api/v1/ws", headers=admin.headers)
+    await ws.send_frame(b'{"type": "ping", "payload": "\xed\xa0\x80"}', aiohttp.WSMsgType.TEXT)
+
+    closed = await ws.receive(timeout=20)
+
+    assert closed.type is aiohttp.WSMsgType.CLOSE
+    assert ws.close_code == aiohttp.WSCloseCode.INVALID_TEXT
+
+
 # --- headers -------------------------------------------------------------------------------
 
 
