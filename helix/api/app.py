@@ -27,7 +27,12 @@ from helix.api.errors import errors_middleware
 from helix.api.idempotency import idempotency_middleware, purge_expired
 from helix.api.keys import POOL, SEALER, SETTINGS, STORE
 from helix.api.metrics import METRICS, Metrics, metrics_middleware
-from helix.api.middleware import add_common_headers, body_limit_middleware, request_id_middleware
+from helix.api.middleware import (
+    add_common_headers,
+    body_limit_middleware,
+    query_text_middleware,
+    request_id_middleware,
+)
 from helix.api.ratelimit import LIMITER, TokenBuckets
 from helix.auth.accounts import Accounts
 from helix.auth.sealing import Sealer, new_key
@@ -43,7 +48,7 @@ SECRETS_KEY_NAME = "phase_secrets_key"
 
 def create_app(node: LogNode, settings: Settings) -> web.Application:
     """The API over a started LogNode. Middlewares, outermost first: request id, metrics,
-    error envelope, authentication and rate limit, body size limit, idempotency."""
+    error envelope, authentication and rate limit, query text, body size limit, idempotency."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[
@@ -51,6 +56,7 @@ def create_app(node: LogNode, settings: Settings) -> web.Application:
             metrics_middleware,
             errors_middleware,
             auth.auth_middleware,
+            query_text_middleware,
             body_limit_middleware,
             idempotency_middleware,
         ],

@@ -48,14 +48,22 @@ def _credentials(request: web.Request) -> tuple[str, str] | None:
     header = request.headers.get("Authorization")
     if header is not None:
         scheme, _, token = header.strip().partition(" ")
-        token = token.strip()
+        token = _printable(token.strip())
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("use 'Authorization: Bearer <token or API key>'")
         return ("key" if token.startswith(keys.KEY_PREFIX) else "bearer"), token
     api_key = request.headers.get("X-API-Key")
     if api_key is not None:
-        return "key", api_key.strip()
+        return "key", _printable(api_key.strip())
     return None
+
+
+def _printable(token: str) -> str:
+    """Tokens and keys are printable ASCII; anything else (undecodable header bytes arrive as
+    lone surrogates) is no credential, and must not reach the decoders."""
+    if not (token.isascii() and token.isprintable()):
+        raise Unauthorized("the credentials are not printable ASCII")
+    return token
 
 
 async def identify(request: web.Request) -> Principal | None:

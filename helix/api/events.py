@@ -13,8 +13,9 @@ from helix.api.keys import POOL
 from helix.api.requests import int_query
 from helix.api.schema import caller, documented, position, reply
 from helix.audit import log
-from helix.audit.filters import EventFilter, check_range, parse_time, parse_types, parse_uuid
+from helix.audit.filters import EventFilter, check_range, parse_types, parse_uuid
 from helix.errors import NotFound
+from helix.inputs import parse_time
 from helix.services import Caller
 
 routes = web.RouteTableDef()

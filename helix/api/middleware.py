@@ -1,4 +1,5 @@
-"""Request ids, the body size limit, and the headers every response carries."""
+"""Request ids, the rules for query strings and the body size, and the headers every response
+carries."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from helix.api.keys import SETTINGS
 from helix.api.ratelimit import VERDICT
 from helix.api.requests import REQUEST_ID
 from helix.errors import HelixError
+from helix.inputs import check_text
 
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 
@@ -31,6 +33,16 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", web.NotAppKeyWarning)
         request[REQUEST_ID] = rid
+    return await handler(request)
+
+
+@web.middleware
+async def query_text_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every query parameter, whatever route reads it, follows the rule for client text (no
+    NUL, no lone surrogate): a filter never reaches the database with what it cannot hold."""
+    for name, value in request.query.items():
+        check_text(name, name)
+        check_text(value, name)
     return await handler(request)
 
 

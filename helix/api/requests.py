@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -10,6 +9,7 @@ from aiohttp import web
 
 from helix.api.principal import PRINCIPAL
 from helix.errors import BadRequest, ValidationError
+from helix.inputs import decode_json
 
 REQUEST_ID = "request_id"  # request[REQUEST_ID]: this request's X-Request-ID
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,44 +45,15 @@ def client_address(request: web.Request) -> str:
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object: 400 if it is not JSON, 422 if it is not an object."""
+    """The body as a JSON object: 400 if it is not JSON, 422 if it is not an object or breaks
+    a rule of `helix.inputs` (too deep, NUL, a lone surrogate, a number out of range)."""
     raw = await request.read()
     if not raw.strip():
         raise BadRequest("the request needs a JSON body")
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    body = decode_json(raw)
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object")
-    if b"\\u0000" in raw:
-        # PostgreSQL text and jsonb cannot hold NUL: refuse it here rather than fail later.
-        where = _nul_in(body, "")
-        if where is not None:
-            raise ValidationError(
-                f"{where or 'body'} contains a NUL character", field=where or "body"
-            )
     return body
-
-
-def _nul_in(value: Any, where: str) -> str | None:
-    """The JSON path of the first string (or key) holding NUL, if any."""
-    if isinstance(value, str):
-        return where if "\x00" in value else None
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _nul_in(item, f"{where}[{index}]")
-            if found is not None:
-                return found
-    if isinstance(value, dict):
-        for key, item in value.items():
-            path = f"{where}.{key}" if where else str(key)
-            if "\x00" in key:
-                return path
-            found = _nul_in(item, path)
-            if found is not None:
-                return found
-    return None
 
 
 def event_metadata(request: web.Request, **extra: Any) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -35,7 +34,7 @@ from helix.api.schema import (
     strings,
     validated_body,
 )
-from helix.errors import ValidationError
+from helix.inputs import parse_time
 from helix.streams.position import dispatched_position
 from helix.webhooks.endpoints import Endpoints, endpoint_view
 from helix.webhooks.replay import (
@@ -116,15 +115,6 @@ def _owner_scope(principal: Principal) -> uuid.UUID | None:
 
 def _registry(request: web.Request) -> Endpoints:
     return Endpoints(request.app[STORE], request.app[SETTINGS])
-
-
-def parse_time(raw: str, name: str) -> datetime:
-    """An RFC 3339 time (a time without an offset is taken as UTC)."""
-    try:
-        at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationError(f"'{name}' must be an RFC 3339 time", field=name) from None
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 async def _endpoint(request: web.Request, *, write: bool) -> tuple[uuid.UUID, uuid.UUID | None]:

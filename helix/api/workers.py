@@ -88,6 +88,8 @@ CLAIM: dict[str, Any] = {
 LINES: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
 PHASE = strings(min_length=1, max_length=100)
 TEXT = strings(min_length=1, max_length=10_000)
+# A process's exit status fits in 32 bits, and the phases read model stores it so.
+EXIT_CODE: dict[str, Any] = {"type": ["integer", "null"], "minimum": -(2**31), "maximum": 2**31 - 1}
 # Each report type with the fields it takes (besides `type`).
 REPORTS: dict[str, dict[str, Any]] = {
     "phase_started": {"phase": PHASE},
@@ -108,10 +110,10 @@ REPORTS: dict[str, dict[str, Any]] = {
         "usd": {"type": "number", "minimum": 0},
     },
     "progress": {"percent": {"type": "integer", "minimum": 0, "maximum": 100}},
-    "phase_completed": {"phase": PHASE, "exit_code": {"type": ["integer", "null"]}},
+    "phase_completed": {"phase": PHASE, "exit_code": EXIT_CODE},
     "phase_failed": {
         "phase": PHASE,
-        "exit_code": {"type": ["integer", "null"]},
+        "exit_code": EXIT_CODE,
         "error": TEXT,
         "stderr_tail": LINES,
     },

@@ -1,4 +1,5 @@
-"""Which events an audit read, an export or an API page selects, and how filters are parsed."""
+"""Which events an audit read, an export or an API page selects, and how filters are parsed
+(times by `helix.inputs.parse_time`)."""
 
 from __future__ import annotations
 
@@ -33,23 +34,6 @@ class EventFilter:
     def residual_args(self) -> tuple[object, ...]:
         """The parameters $4 to $8 of the `audit_events` queries: the filters no index serves."""
         return (globs.like_patterns(self.types), self.actor, self.since, self.until, self.viewer)
-
-
-def parse_time(raw: str, field: str) -> datetime:
-    """An RFC 3339 date-time with an offset (`Z` or `+hh:mm`); anything else is a 422."""
-    text = raw.strip()
-    if text[-1:] in ("z", "Z"):
-        text = text[:-1] + "+00:00"
-    try:
-        at: datetime | None = datetime.fromisoformat(text)
-    except ValueError:
-        at = None
-    if at is None or at.tzinfo is None:
-        raise ValidationError(
-            f"'{field}' must be an RFC 3339 date-time with an offset, e.g. 2026-01-31T12:00:00Z",
-            field=field,
-        )
-    return at
 
 
 def parse_types(values: Iterable[str]) -> tuple[str, ...]:

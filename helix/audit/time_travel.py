@@ -16,13 +16,13 @@ from uuid import UUID
 
 import attrs
 
-from helix.audit.filters import parse_time
 from helix.domain import job, project
 from helix.domain.job import JobPhaseOutput, JobState, PhaseState
 from helix.domain.project import ProjectState
 from helix.errors import NotFound, ValidationError
 from helix.eventstore import EventStore, RecordedEvent
 from helix.eventstore.sql import QUERIES
+from helix.inputs import parse_time
 from helix.services.caller import Caller
 from helix.services.views import current_phase, ident, rfc3339, stream_url
 from projections.stream import recorded, to_json

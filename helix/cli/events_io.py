@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import attrs
 
 from helix.audit.export import export_events
-from helix.audit.filters import EventFilter, check_range, parse_time, parse_types, parse_uuid
+from helix.audit.filters import EventFilter, check_range, parse_types, parse_uuid
 from helix.audit.importer import InvalidExport, StoreNotEmpty, import_log
 from helix.audit.progress import ProgressReporter
 from helix.cli.context import pool
@@ -25,6 +25,7 @@ from helix.config import Settings
 from helix.errors import ValidationError
 from helix.eventstore import EventStore
 from helix.eventstore.sql import QUERIES
+from helix.inputs import parse_time
 from helix.serialization import default_registry
 
 

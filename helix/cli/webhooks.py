@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from helix.cli.context import pool
 from helix.config import Settings
 from helix.errors import HelixError
+from helix.inputs import parse_time
 from helix.webhooks.replay import replay
 from helix.webhooks.sql import QUERIES
 
@@ -29,23 +29,20 @@ def register(commands: Any) -> None:
     p.add_argument("endpoint_id", metavar="ENDPOINT_ID", type=uuid.UUID)
     since = p.add_mutually_exclusive_group(required=True)
     since.add_argument("--since-position", type=int, metavar="N")
-    since.add_argument("--since-time", metavar="T", help="an RFC 3339 time (UTC if no offset)")
+    since.add_argument(
+        "--since-time", metavar="T", help="an RFC 3339 time with an offset (2026-01-31T12:00:00Z)"
+    )
     p.add_argument("--until-position", type=int, metavar="N")
     p.add_argument("--type", action="append", dest="types", metavar="GLOB",
                    help="only these event types (repeatable; globs such as job.*)")  # fmt: skip
     p.set_defaults(handler=run_replay)
 
 
-def _time(raw: str) -> datetime:
-    at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
 async def run_replay(args: argparse.Namespace) -> int:
     try:
-        since_time = _time(args.since_time) if args.since_time else None
-    except ValueError:
-        print(f"not an RFC 3339 time: {args.since_time}", file=sys.stderr)
+        since_time = parse_time(args.since_time, "--since-time") if args.since_time else None
+    except HelixError as exc:
+        print(exc.message, file=sys.stderr)
         return 2
     async with pool(Settings.from_env()) as p:
         if await p.fetchrow(QUERIES["endpoint_get"], args.endpoint_id) is None:

@@ -5,9 +5,11 @@ payload: {stream, after, types, follow}}`, `complete {id}`, `ping`/`pong`.
 Server → client: `connection_ack`, `subscribed {id, payload: {stream, position}}`, `event {id,
 payload: <event>}`, `caught_up {id, payload: {position}}`, `complete {id}` (a job stream after
 the job's end), `error {id, payload: {code, message}}`, `pong`.
-Close codes: 4400 a malformed message, 4401 no valid credentials (or none within the auth
-timeout, or the socket's API key revoked or its user disabled since), 4403 an `auth` naming
-another user than the socket's (or the user's role changed since), 4429 too many subscriptions.
+Close codes: 4400 a malformed message (after an `error` message without an id that says what
+was wrong; messages are JSON decoded by `helix.inputs`), 4401 no valid credentials (or none
+within the auth timeout, or the socket's API key revoked or its user disabled since), 4403 an
+`auth` naming another user than the socket's (or the user's role changed since), 4429 too many
+subscriptions.
 
 Each subscription has its own resume position and its own pump task writing to the socket
 (aiohttp allows several writers beside the one reader); WebSocket ping frames every heartbeat
@@ -27,6 +29,7 @@ from aiohttp import WSMsgType, web
 from helix.api.principal import Principal
 from helix.config import Settings
 from helix.errors import Forbidden, HelixError, Unauthorized, ValidationError
+from helix.inputs import decode_json
 from helix.streams.credentials import check_scope, from_any_token, viewer_of, watch_credentials
 from helix.streams.endings import JobEnd
 from helix.streams.filters import Filter, Scope, ScopeKind, parse_types
@@ -92,7 +95,16 @@ class Session:
                     raise Closing(BAD_MESSAGE, "messages must be JSON text")
                 await self.dispatch(self.parse(msg.data))
         except Closing as closing:
-            await self.ws.close(code=closing.code, message=closing.reason.encode()[:120])
+            if closing.code == BAD_MESSAGE:
+                # The close reason is cut short; the message says in full what was wrong.
+                with contextlib.suppress(Exception):  # the client may be gone already
+                    await self.send(
+                        {
+                            "type": "error",
+                            "payload": {"code": "VALIDATION_ERROR", "message": closing.reason},
+                        }
+                    )
+            await self.ws.close(code=closing.code, message=_close_reason(closing.reason))
         finally:
             if self.watch is not None:
                 self.watch.cancel()
@@ -125,9 +137,9 @@ class Session:
     @staticmethod
     def parse(text: str) -> dict[str, Any]:
         try:
-            message = json.loads(text)
-        except json.JSONDecodeError:
-            raise Closing(BAD_MESSAGE, "messages must be JSON") from None
+            message = decode_json(text, "message")
+        except HelixError as exc:
+            raise Closing(BAD_MESSAGE, exc.message) from None
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             raise Closing(BAD_MESSAGE, "a message is an object with a 'type'")
         return message
@@ -266,6 +278,12 @@ class Session:
                 await self.error(sub_id, "INTERNAL_ERROR", "the subscription failed; resubscribe")
         finally:
             sub.close()
+
+
+def _close_reason(text: str) -> bytes:
+    """A close frame's reason: UTF-8 (what cannot be encoded, escaped) within the frame's
+    limit of 123 bytes, cut between characters."""
+    return text.encode("utf-8", "backslashreplace")[:120].decode("utf-8", "ignore").encode()
 
 
 def _id_of(message: dict[str, Any]) -> str:

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from helix.audit.filters import EventFilter, check_range, parse_time, parse_types, parse_uuid
+from helix.audit.filters import EventFilter, check_range, parse_types, parse_uuid
 from helix.audit.time_travel import MAX_POSITION, AsOf, parse_as_of
 from helix.errors import ValidationError
+from helix.inputs import parse_time
 
 
 def test_an_as_of_of_digits_is_a_log_position() -> None:
@@ -44,6 +45,45 @@ def test_times_need_an_offset_and_accept_a_lowercase_z() -> None:
     with pytest.raises(ValidationError) as refused:
         parse_time("2026-01-31T12:00:00", "until")
     assert refused.value.details["field"] == "until"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "0001-01-01T00:00:00+14:00",
+        "0001-01-01T13:59:59.999999+14:00",
+        "9999-12-31T23:59:59-14:00",
+        "9999-12-31T10:00:00-14:00",
+    ],
+)
+def test_a_time_that_does_not_exist_in_utc_is_refused(raw: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        parse_time(raw, "since")
+    assert refused.value.details["field"] == "since"
+    with pytest.raises(ValidationError):
+        parse_as_of(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T14:00:00+14:00",
+        "0001-01-01T00:00:00-14:00",
+        "9999-12-31T23:59:59.999999Z",
+        "9999-12-31T09:59:59-14:00",
+        "9999-12-31T23:59:59+14:00",
+    ],
+)
+def test_the_first_and_last_instants_in_utc_are_accepted(raw: str) -> None:
+    at = parse_time(raw, "since")
+    assert at.astimezone(UTC) == datetime.fromisoformat(raw.replace("Z", "+00:00"))
+
+
+def test_a_time_holding_nul_is_refused() -> None:
+    with pytest.raises(ValidationError) as refused:
+        parse_time("2026-01-31T12:00:00Z\x00", "until")
+    assert "NUL" in refused.value.message
 
 
 def test_type_globs_may_be_repeated_or_comma_separated_and_are_deduplicated() -> None:

@@ -524,6 +524,24 @@ def test_negative_cost_is_refused(tokens: int, usd: float) -> None:
         decide(in_phase("plan"), command)
 
 
+@pytest.mark.parametrize(
+    ("first", "second", "field"),
+    [((2**62, 0.0), (2**62, 0.0), "tokens"), ((0, 1e308), (0, 1e308), "usd")],
+)
+def test_cost_that_would_overflow_the_job_totals_is_refused(
+    first: tuple[int, float], second: tuple[int, float], field: str
+) -> None:
+    state = in_phase("plan")
+    tokens, usd = first
+    command = RecordCost(fencing_token=1, phase="plan", tokens=tokens, usd=usd, at=at(3))
+    state = fold(decide(state, command), state)
+    tokens, usd = second
+
+    with pytest.raises(ValidationError) as info:
+        decide(state, RecordCost(fencing_token=1, phase="plan", tokens=tokens, usd=usd, at=at(4)))
+    assert info.value.details["field"] == field
+
+
 @pytest.mark.parametrize("percent", [0, 42, 100])
 def test_progress_between_0_and_100_is_recorded(percent: int) -> None:
     events = decide(claimed(), ReportProgress(fencing_token=1, percent=percent, at=at(2)))

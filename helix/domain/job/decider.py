@@ -107,6 +107,9 @@ MAX_STDERR_TAIL_LINES = 200
 MAX_ERROR_CHARS = 10_000
 MAX_PATH_CHARS = 4_096
 MAX_MODEL_CHARS = 200
+# The job's cost totals are kept in a bigint and a float8: a report that would overflow them
+# is refused rather than failing the write.
+MAX_COST_TOKENS = 2**63 - 1
 
 _DONE = frozenset({PhaseStatus.COMPLETED, PhaseStatus.SKIPPED})
 _TO_RUN = frozenset({PhaseStatus.PENDING, PhaseStatus.RUNNING})
@@ -479,6 +482,12 @@ def _report(state: JobState, command: WorkerReport, at: datetime) -> list[Event]
                 raise ValidationError("tokens must not be negative", field="tokens")
             if not (math.isfinite(command.usd) and command.usd >= 0):
                 raise ValidationError("usd must be a non-negative number", field="usd")
+            if state.cost_tokens + command.tokens > MAX_COST_TOKENS:
+                raise ValidationError(
+                    f"the job's tokens would exceed {MAX_COST_TOKENS}", field="tokens"
+                )
+            if not math.isfinite(state.cost_usd + command.usd):
+                raise ValidationError("the job's cost in usd would overflow", field="usd")
             return [
                 JobPhaseCost(
                     job_id=job_id,

@@ -53,3 +53,26 @@ async def test_the_replay_command_queues_the_range_as_replay_deliveries(
 
 async def _count_is(found: Awaitable[list[int | None]], count: int) -> bool:
     return len(await found) == count
+
+
+@pytest.mark.parametrize(
+    ("since_time", "says"),
+    [
+        ("2026-01-31T12:00:00", "with an offset"),
+        ("9999-12-31T23:59:59-14:00", "outside the times"),
+        ("yesterday", "RFC 3339"),
+    ],
+)
+async def test_the_replay_command_refuses_a_time_the_api_would_refuse(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    since_time: str,
+    says: str,
+) -> None:
+    # Refused before any database is reached: this one does not exist.
+    monkeypatch.setenv("HELIX_DATABASE_URL", "postgresql://helix@127.0.0.1:9/none")
+    endpoint = str(uuid.uuid4())
+    args = build_parser().parse_args(["webhooks", "replay", endpoint, "--since-time", since_time])
+
+    assert await args.handler(args) == 2
+    assert says in capsys.readouterr().err
