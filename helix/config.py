@@ -140,7 +140,8 @@ class Settings:
     projection_batch_size: int = 500
     projection_poll_interval: float = 1.0
     # --- phase commands are untrusted code: the unprivileged OS user the in-process worker runs
-    # them as when Helix runs as root (created when missing), never the server's own ---
+    # them as when Helix runs as root (created when missing), never the server's own; one
+    # worker's alone, since a worker kills every process of it after each phase ---
     phase_user: str = PHASE_USER
     # --- who may write phase commands: a command is code a worker runs, so a deployment may
     # keep them to admins or to the templates an admin configured (whose phases anyone may use);

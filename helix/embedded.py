@@ -37,6 +37,7 @@ from urllib.parse import urlencode
 import attrs
 
 from helix.system_users import (
+    POSTGRES_USER,
     as_user,
     ensure_system_user,
     grant_traversal,
@@ -46,7 +47,6 @@ from helix.system_users import (
 
 log = logging.getLogger(__name__)
 
-SYSTEM_USER = "helix-postgres"
 # Written at initdb only: sizing, which a deployment may tune in postgresql.conf.
 SERVER_SETTINGS = """
 # added by helix
@@ -157,7 +157,7 @@ class EmbeddedPostgres:
         # PostgreSQL refuses to run as root, so as root the cluster belongs to a system user.
         if os.geteuid() != 0:
             return None
-        return ensure_system_user(SYSTEM_USER)
+        return ensure_system_user(POSTGRES_USER)
 
     def _owner(self) -> str:
         user = self._system_user()

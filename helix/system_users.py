@@ -17,6 +17,7 @@ from typing import IO, Any
 
 NOLOGIN = "/usr/sbin/nologin"
 PHASE_USER = "helix-phase"  # who phase commands run as by default when Helix runs as root
+POSTGRES_USER = "helix-postgres"  # who the embedded PostgreSQL runs as when Helix runs as root
 
 
 def ensure_system_user(name: str) -> pwd.struct_passwd:

@@ -22,6 +22,8 @@ from helix.config import Settings
 from helix.database import with_database
 from helix.embedded import EmbeddedPostgres
 from helix.migrate import alembic_config
+from helix.worker.isolation import PhaseUser, phase_user
+from helix.worker.sweep import stop_and_kill
 
 TEMPLATE = "helix_template"
 
@@ -113,6 +115,20 @@ def as_root() -> None:
     """For tests of what a worker does only as root (CI runs as root)."""
     if os.geteuid() != 0:
         pytest.skip("a worker runs phases as another user only when it runs as root")
+
+
+# A worker kills every process of its phase user after each phase: tests of that run phases as a
+# user of their own, so that they kill nothing else (a Helix on the same machine, run as root,
+# runs its phases as the default user).
+SPARE_PHASE_USER = "helix-phase-test"
+
+
+@pytest.fixture
+def spare_phase_user(as_root: None) -> Iterator[PhaseUser]:
+    """A phase user that runs nothing but the test's phases; nothing of it outlives the test."""
+    user = phase_user(SPARE_PHASE_USER)
+    yield user
+    stop_and_kill(user.uid)
 
 
 class PhaseProbe:

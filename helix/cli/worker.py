@@ -56,8 +56,9 @@ def register(commands: Any) -> None:
         "--phase-user",
         default=os.environ.get("HELIX_PHASE_USER") or PHASE_USER,
         help="when the worker runs as root, the unprivileged user phases run as, created when "
-        f"missing (env HELIX_PHASE_USER, default {PHASE_USER}); as any other user, phases run "
-        "as that user",
+        f"missing (env HELIX_PHASE_USER, default {PHASE_USER}): this worker's alone, and running "
+        "nothing else, since the worker kills every process of it after each phase; as any "
+        "other user, phases run as that user",
     )
     p.add_argument("--lines-per-event", type=int, default=100, help="output lines per report")
     p.add_argument(

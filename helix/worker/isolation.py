@@ -30,7 +30,13 @@ from typing import Any
 
 import attrs
 
-from helix.system_users import PHASE_USER, as_user, ensure_system_user, grant_traversal
+from helix.system_users import (
+    PHASE_USER,
+    POSTGRES_USER,
+    as_user,
+    ensure_system_user,
+    grant_traversal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +86,26 @@ def phase_user(name: str = PHASE_USER) -> PhaseUser:
         found = ensure_system_user(name)
     except RuntimeError as exc:
         raise IsolationError(str(exc)) from exc
+    if found.pw_uid == _uid_of(POSTGRES_USER):
+        # Its phases could read the database's files, and the worker, which kills every process
+        # of the phase user after each phase, would kill the database.
+        raise IsolationError(
+            f"phases cannot run as {name}: it is the embedded PostgreSQL's user; give "
+            "HELIX_PHASE_USER (helix worker --phase-user) a user of their own"
+        )
     if found.pw_uid == 0:
         log.warning("phases run as %s, with root's privileges: they are not isolated", name)
         return _from_passwd(found, switch=False)
     _forbid_privilege_gain()
     log.info("phases run as the user %s (uid %d), isolated from the worker", name, found.pw_uid)
     return _from_passwd(found, switch=True)
+
+
+def _uid_of(name: str) -> int | None:
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return None
 
 
 def phase_environment(

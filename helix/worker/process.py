@@ -3,8 +3,10 @@ timeout, and stopping the whole group on request.
 
 The command runs as argv (no shell) in a new session, so its process group holds it and every
 process it starts; signals go to the group, never only to the leader, and whatever is left of
-the group when the leader exits is stopped too, so nothing outlives the phase. Given a phase
-user that is not the worker's (`helix.worker.isolation`), it starts as that user.
+the group when the leader exits is stopped too. Given a phase user that is not the worker's
+(`helix.worker.isolation`), it starts as that user, and once the group is gone every process of
+that user is killed (`helix.worker.sweep`), so that what left the group (through setsid, say)
+does not outlive the phase either.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import attrs
 
 from helix.worker.isolation import PhaseUser
 from helix.worker.reports import MAX_LINE_CHARS
+from helix.worker.sweep import sweep
 
 log = logging.getLogger(__name__)
 
@@ -151,10 +154,14 @@ class PhaseProcess:
             asyncio.create_task(self._pump(child.stdout, "stdout")),
             asyncio.create_task(self._pump(child.stderr, "stderr")),
         ]
+        swept = False
         try:
             timed_out = await self._supervise(pid, child, pumps)
             self._gone_at = loop.time()
             self._group_gone.set()
+            # Before draining the pipes: a process that left the group may be holding them.
+            await self._sweep()
+            swept = True
             await asyncio.gather(*pumps)
         except BaseException:
             # A failed sink or a cancelled run: nothing of the phase may go on running.
@@ -166,6 +173,8 @@ class PhaseProcess:
             await asyncio.gather(*pumps, return_exceptions=True)
             await asyncio.shield(child.exited.wait())
             transport.close()
+            if not swept:
+                await asyncio.shield(self._sweep())
         exit_code = transport.get_returncode()
         assert exit_code is not None
         stopped = self._how if self._stop_requested.is_set() and not timed_out else None
@@ -176,6 +185,10 @@ class PhaseProcess:
             timed_out=timed_out,
             stopped=stopped,
         )
+
+    async def _sweep(self) -> None:
+        if self.command.user is not None:
+            await sweep(self.command.user)
 
     async def _supervise(
         self, pid: int, child: _Child, pumps: Sequence[asyncio.Task[None]]

@@ -33,6 +33,8 @@ from helix.worker.protocol import (
     Registration,
     Unavailable,
 )
+from helix.worker.sweep import sweep
+from helix.worker.user_lock import PhaseUserLock
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +46,18 @@ MIN_CLAIM_CYCLE_S = 1.0
 
 
 class Worker:
-    """One worker: at most one job at a time, run by `JobRun`."""
+    """One worker: at most one job at a time, run by `JobRun`, which runs its phases in turn.
+
+    So at most one phase runs at a time, which is what lets the worker end every process of its
+    phase user once a phase is over (`helix.worker.sweep`): none of them can be another phase's.
+    """
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
         self.worker_id: str | None = None
         self.jobs_run = 0
         self._phase_user: PhaseUser | None = None
+        self._phase_user_lock: PhaseUserLock | None = None
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._job: JobRun | None = None
@@ -62,11 +69,17 @@ class Worker:
         return self._phase_user
 
     async def start(self) -> None:
-        """Start the worker; IsolationError if its phases cannot be run as configured."""
+        """Start the worker; IsolationError if its phases cannot be run as configured (also
+        when another worker on this machine runs its phases as the same user)."""
         if self._phase_user is None:
             user = await asyncio.to_thread(phase_user, self.config.phase_user)
             await asyncio.to_thread(prepare_workdir, self.config.workdir, user)
             self._phase_user = user
+        if self._phase_user.switch and self._phase_user_lock is None:
+            self._phase_user_lock = await asyncio.to_thread(PhaseUserLock.take, self._phase_user)
+            # The user is this worker's now: whatever still runs as it, a worker before this one
+            # left behind (one that crashed, say).
+            await sweep(self._phase_user)
         self._stopping.clear()
         self._fatal = None
         self._task = asyncio.create_task(self._live(), name=f"helix-worker-{self.config.name}")
@@ -79,6 +92,7 @@ class Worker:
             await asyncio.wait({self._task})
             if not self._task.cancelled():
                 self._task.exception()  # logged by _live; wait() still raises it
+        self._release_phase_user()
 
     async def wait(self) -> None:
         """Until the worker ends: after `stop()`, `--once` or `--max-jobs`, or an error it
@@ -96,6 +110,14 @@ class Worker:
         except Exception:
             log.exception("the worker stopped on an error")
             raise
+        finally:
+            self._release_phase_user()
+
+    def _release_phase_user(self) -> None:
+        # Every phase swept its processes as it ended: another worker may have the user.
+        if self._phase_user_lock is not None:
+            self._phase_user_lock.release()
+            self._phase_user_lock = None
 
     async def _serve(self) -> None:
         async with aiohttp.ClientSession() as session:

@@ -16,6 +16,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from helix.worker.isolation import PhaseUser
+from helix.worker.user_lock import PhaseUserLock
+
 HELIX = [sys.executable, "-m", "helix.cli"]
 STARTUP_TIMEOUT = 60.0
 JWT_SECRET = "helix-serve-jwt-secret-" + "7e3a" * 8
@@ -225,6 +228,29 @@ async def test_a_users_phase_in_a_default_serve_as_root_cannot_reach_the_servers
     for probe in (f"read /proc/{pid}/environ", f"read {data}/pg/", f"list {data}"):
         found = [line for line in lines if line.startswith(probe)]
         assert found and all("Permission denied" in line for line in found), (probe, lines)
+
+
+async def test_as_root_serve_refuses_a_phase_user_another_worker_on_the_machine_holds(
+    database_url: str, tmp_path: Path, spare_phase_user: PhaseUser
+) -> None:
+    env = {**_env(database_url, tmp_path), "HELIX_PHASE_USER": spare_phase_user.name}
+    lock = PhaseUserLock.take(spare_phase_user)
+    proc = await asyncio.create_subprocess_exec(
+        *HELIX, "serve", "--port", str(_free_port()), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        output, _ = await asyncio.wait_for(proc.communicate(), STARTUP_TIMEOUT)
+    finally:
+        lock.release()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    out = output.decode()
+    assert proc.returncode == 2, out
+    assert "the in-process worker cannot run phases" in out
+    assert f"the phase user {spare_phase_user.name}" in out and "HELIX_PHASE_USER" in out
 
 
 async def test_every_command_describes_its_options_in_help(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """Who phases run as and the workspaces they get: the phase user as root, one's own user
-otherwise, workspaces of the phase user's own in a workdir it cannot list."""
+otherwise, workspaces of the phase user's own in a workdir it cannot list; a phase user held by
+one worker alone."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from helix.system_users import POSTGRES_USER, ensure_system_user
 from helix.worker import isolation
-from helix.worker.isolation import IsolationError, phase_user, prepare_workspace
+from helix.worker.isolation import IsolationError, PhaseUser, phase_user, prepare_workspace
+from helix.worker.user_lock import LOCK_DIRS, PhaseUserLock
 
 
 def mode(path: Path) -> int:
@@ -88,3 +91,55 @@ def test_as_any_other_user_phases_run_as_that_user_and_the_log_says_so_once(
     assert len(warnings) == 1 and "only a worker started as root" in warnings[0]
     workspace = prepare_workspace(tmp_path / "workspaces", "project-1", first)
     assert mode(workspace) == 0o700
+
+
+def test_as_root_a_phase_user_lock_is_held_in_a_directory_only_root_may_write(
+    spare_phase_user: PhaseUser,
+) -> None:
+    lock = PhaseUserLock.take(spare_phase_user)
+    try:
+        found = [d for d in LOCK_DIRS if (d / f"phase-user-{spare_phase_user.uid}.lock").exists()]
+        assert found, LOCK_DIRS
+        directory = found[0]
+        assert (os.lstat(directory).st_uid, mode(directory)) == (0, 0o700)
+        held = directory / f"phase-user-{spare_phase_user.uid}.lock"
+        assert (os.lstat(held).st_uid, mode(held)) == (0, 0o600)
+        assert held.read_text() == f"{os.getpid()}\n"
+        with pytest.raises(IsolationError, match="already runs the phases of another worker"):
+            PhaseUserLock.take(spare_phase_user)
+    finally:
+        lock.release()
+    PhaseUserLock.take(spare_phase_user).release()
+
+
+def test_the_lock_directory_is_never_a_link_or_one_others_may_write(tmp_path: Path) -> None:
+    user = PhaseUser(name="phase", uid=4242, gid=4242, home=None, switch=True)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    (tmp_path / "linked").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    unsafe = [tmp_path / "no-parent" / "helix", shared, tmp_path / "linked"]
+
+    with pytest.raises(IsolationError) as refused:
+        PhaseUserLock.take(user, unsafe)
+    for path in unsafe:
+        assert str(path) in str(refused.value)
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    assert list(shared.iterdir()) == []
+
+    lock = PhaseUserLock.take(user, [*unsafe, tmp_path / "private"])
+    try:
+        assert mode(tmp_path / "private") == 0o700
+        assert (tmp_path / "private" / "phase-user-4242.lock").exists()
+        with pytest.raises(IsolationError, match="HELIX_PHASE_USER"):
+            PhaseUserLock.take(user, [tmp_path / "private"])
+    finally:
+        lock.release()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands phases to another user")
+def test_as_root_phases_never_run_as_the_embedded_postgresql_s_user() -> None:
+    ensure_system_user(POSTGRES_USER)
+    with pytest.raises(IsolationError, match="embedded PostgreSQL's user"):
+        phase_user(POSTGRES_USER)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import signal
 import sys
 import time
@@ -19,6 +20,7 @@ from helix.worker.process import (
     PhaseProcess,
     Stop,
 )
+from helix.worker.sweep import processes_of
 
 FAST = OutputOptions(lines_per_event=100, flush_interval=0.05, stderr_tail=20, kill_grace=0.5)
 
@@ -285,7 +287,84 @@ async def test_a_process_that_left_the_group_does_not_keep_the_phase_open(
     try:
         assert finished.exit_code == 0
         assert sink.lines("stdout")[1:] == ["done"]
-        assert not is_gone(escaped)  # it really left the group and held the pipe
+        # It really left the group and held the pipe; as the worker's own user it is not
+        # swept (that would kill the worker), so it lives on.
+        assert not is_gone(escaped)
         assert time.monotonic() - started < 4
     finally:
         os.kill(escaped, signal.SIGKILL)
+
+
+# Two ways out of the phase's process group: a double fork into a session of its own (the
+# grandchild prints its pid, and the phase goes on only once it has), and setsid(1).
+ESCAPE = """
+import os, time
+read, write = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        print(os.getpid(), flush=True)
+        os.close(write)
+        time.sleep(300)
+    os._exit(0)
+os.close(write)
+os.read(read, 1)
+"""
+
+
+def escaping(user: PhaseUser, python: str, cwd: Path, then: str) -> Command:
+    script = f"{shlex.quote(python)} -c {shlex.quote(ESCAPE)}; setsid sleep 300 & echo $!; {then}"
+    return Command(argv=("sh", "-c", script), cwd=cwd, env={"PATH": "/usr/bin:/bin"}, user=user)
+
+
+def pids(sink: Recorder) -> list[int]:
+    return [int(line) for line in sink.lines("stdout") if line.isdigit()]
+
+
+async def test_as_root_what_left_the_phase_s_group_does_not_outlive_the_phase(
+    tmp_path: Path, spare_phase_user: PhaseUser, phase_python: str
+) -> None:
+    command = escaping(spare_phase_user, phase_python, tmp_path, then="echo done")
+
+    finished, sink = await run(command)
+
+    assert finished.exit_code == 0
+    assert sink.lines("stdout")[-1] == "done"
+    escaped = pids(sink)
+    assert len(escaped) == 2
+    for pid in escaped:
+        assert await wait_until_gone(pid), f"process {pid} outlived the phase"
+    assert processes_of(spare_phase_user.uid) == []
+
+
+@pytest.mark.parametrize("ending", ["failed sink", "cancelled run"])
+async def test_as_root_a_phase_ended_by_an_error_or_a_cancel_leaves_no_process_behind(
+    tmp_path: Path, spare_phase_user: PhaseUser, phase_python: str, ending: str
+) -> None:
+    class LeaseLost(Exception):
+        pass
+
+    seen: list[str] = []
+    ready = asyncio.Event()
+
+    async def sink(stream: str, lines: list[str]) -> None:
+        seen.extend(lines)
+        if "go" in lines:
+            ready.set()
+            if ending == "failed sink":
+                raise LeaseLost
+
+    command = escaping(spare_phase_user, phase_python, tmp_path, then="echo go; exec sleep 60")
+    running = asyncio.create_task(PhaseProcess(command, sink, FAST).run())
+    await asyncio.wait_for(ready.wait(), 10)
+    if ending == "cancelled run":
+        running.cancel()
+
+    with pytest.raises(asyncio.CancelledError if ending == "cancelled run" else LeaseLost):
+        await asyncio.wait_for(running, 10)
+
+    escaped = [int(line) for line in seen if line.isdigit()]
+    assert len(escaped) == 2
+    for pid in escaped:
+        assert await wait_until_gone(pid), f"process {pid} outlived the phase"
+    assert processes_of(spare_phase_user.uid) == []

@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import pwd
+import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,7 +19,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from helix.cli.worker import run as run_cli
+from helix.system_users import as_user
 from helix.worker import Worker, WorkerConfig
+from helix.worker.isolation import IsolationError, PhaseUser
 from helix.worker.reports import MAX_REQUEST_BYTES, batches, output
 
 KEY = "hxk_test_worker_key"
@@ -478,6 +484,58 @@ async def test_an_idle_worker_long_polls_without_a_hot_loop(
 
     claims = [p for p in server.paths() if p.endswith("/claim")]
     assert 1 <= len(claims) <= 3
+
+
+async def test_as_root_a_second_worker_for_the_same_phase_user_is_refused_until_the_first_stops(
+    fake: tuple[FakeServer, str], tmp_path: Path, spare_phase_user: PhaseUser
+) -> None:
+    _, url = fake
+    first = Worker(config(url, tmp_path, once=False, phase_user=spare_phase_user.name))
+    second = Worker(config(url, tmp_path / "second", once=False, phase_user=spare_phase_user.name))
+    await first.start()
+    try:
+        with pytest.raises(IsolationError) as refused:
+            await second.start()
+        message = str(refused.value)
+        assert f"the phase user {spare_phase_user.name} (uid {spare_phase_user.uid})" in message
+        assert f"another worker on this machine (process {os.getpid()})" in message
+        assert "HELIX_PHASE_USER" in message and "--phase-user" in message
+
+        # `helix worker` started beside it, as another process, is refused the same way.
+        env = {"PATH": os.environ["PATH"], "HELIX_WORKER_KEY": KEY}
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "helix.cli", "worker", "--server", url,
+            "--workdir", str(tmp_path / "cli"), "--phase-user", spare_phase_user.name,
+            env=env, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(cli.communicate(), 30)
+        assert cli.returncode == 2, err
+        assert b"already runs the phases of another worker" in err
+    finally:
+        await first.stop()
+
+    await second.start()
+    await asyncio.wait_for(second.stop(), 5)
+
+
+async def test_as_root_a_worker_taking_its_phase_user_ends_what_a_worker_before_it_left(
+    fake: tuple[FakeServer, str], tmp_path: Path, spare_phase_user: PhaseUser
+) -> None:
+    _, url = fake
+    left = await asyncio.create_subprocess_exec(
+        "sleep", "300", cwd="/", start_new_session=True,
+        **as_user(pwd.getpwuid(spare_phase_user.uid)),
+    )  # fmt: skip
+    worker = Worker(config(url, tmp_path, once=False, phase_user=spare_phase_user.name))
+    try:
+        await worker.start()
+        await asyncio.wait_for(worker.stop(), 5)
+
+        assert await asyncio.wait_for(left.wait(), 5) == -signal.SIGKILL
+    finally:
+        if left.returncode is None:
+            left.kill()
+            await left.wait()
 
 
 def test_reports_are_packed_into_requests_within_the_server_s_limits() -> None:
