@@ -11,6 +11,7 @@ import attrs
 import pytest
 from aiohttp.test_utils import TestClient
 
+from helix.api.keys import POOL, STORE
 from helix.bootstrap import LogNode
 from helix.config import Settings
 from helix.services.reaper import LeaseReaper
@@ -77,6 +78,16 @@ async def report(client: Client, who: Any, job_id: str, token: int, *reports: An
 
 
 async def event_count(client: Client, admin: Any, job_id: str) -> int:
+    """The job's events in the audit log, once the sequencer has positioned every committed
+    event (the log shows positioned events only, so an earlier read could miss some)."""
+    pool = client.server.app[POOL]
+    async with asyncio.timeout(10):
+        while True:
+            if not await pool.fetchval("SELECT count(*) FROM events WHERE position IS NULL"):
+                break
+            await asyncio.sleep(0.01)
+    head = int(await pool.fetchval("SELECT coalesce(max(position), 0) FROM events"))
+    assert await client.server.app[STORE].wait_for_position(head, timeout=10)
     resp = await client.get(
         f"/api/v1/events?stream_id=job-{job_id}&limit=1000", headers=admin.headers
     )

@@ -3,6 +3,7 @@ whole log in Python selects; users see only their own events; paging visits each
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import itertools
 from collections.abc import Callable
@@ -230,7 +231,7 @@ async def test_the_default_page_is_100_events_and_workers_may_not_read_the_log(
 
 
 async def test_logins_keys_and_role_changes_are_events_with_actor_and_source(
-    client: Client, admin: Any, make_caller: Callable[..., Any]
+    client: Client, node: LogNode, admin: Any, make_caller: Callable[..., Any]
 ) -> None:
     carol = await make_caller("user", username="carol", password="correct horse battery")
     for password in ("wrong", "correct horse battery"):
@@ -242,6 +243,15 @@ async def test_logins_keys_and_role_changes_are_events_with_actor_and_source(
     await client.patch(
         f"/api/v1/users/{carol.user_id}", json={"role": "auditor"}, headers=admin.headers
     )
+    # The audit log shows positioned events only: wait for the sequencer to reach the last one.
+    assert node.pool is not None
+    async with asyncio.timeout(10):
+        while True:
+            if not await node.pool.fetchval("SELECT count(*) FROM events WHERE position IS NULL"):
+                break
+            await asyncio.sleep(0.01)
+    head = int(await node.pool.fetchval("SELECT max(position) FROM events"))
+    assert await node.store.wait_for_position(head, timeout=10)
 
     resp = await client.get(
         "/api/v1/events",
