@@ -7,7 +7,6 @@ present but fail validation are a 401 even on a public route: a bad token is nev
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -18,17 +17,17 @@ from helix.api.ratelimit import LIMITER, VERDICT
 from helix.api.requests import (
     client_address,
     event_metadata,
-    field,
     has_own_credentials,
     is_public,
     public,
-    read_json,
 )
-from helix.api.schema import position, reply
+from helix.api.schema import optional_body, position, reply, validated_body
+from helix.api.validation import RequestSchema, object_body
 from helix.auth import keys
 from helix.auth.accounts import Accounts
 from helix.auth.records import UserRecord
 from helix.auth.tokens import TokenVerifier, issue_token
+from helix.domain.user import MAX_KEY_NAME_CHARS
 from helix.errors import NotFound, RateLimited, Unauthorized, ValidationError
 
 ACCOUNTS = web.AppKey("accounts", Accounts)
@@ -140,11 +139,13 @@ def _token_response(request: web.Request, user: UserRecord) -> web.Response:
     )
 
 
-LOGIN_BODY: dict[str, Any] = {
-    "type": "object",
-    "required": ["username", "password"],
-    "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
-}
+LOGIN_BODY = RequestSchema(
+    {
+        "type": "object",
+        "required": ["username", "password"],
+        "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+    }
+)
 
 
 @routes.post("/api/v1/auth/login")
@@ -152,10 +153,10 @@ LOGIN_BODY: dict[str, Any] = {
 @describe(request=LOGIN_BODY)
 async def login(request: web.Request) -> web.Response:
     """Exchange a username and password for a JWT."""
-    body = await read_json(request)
-    username = field(body, "username", str)
-    password = field(body, "password", str)
-    user = await request.app[ACCOUNTS].login(username, password, metadata=event_metadata(request))
+    body = await validated_body(request, LOGIN_BODY)
+    user = await request.app[ACCOUNTS].login(
+        body["username"], body["password"], metadata=event_metadata(request)
+    )
     return _token_response(request, user)
 
 
@@ -179,13 +180,12 @@ def _target_user(request: web.Request, principal: Principal, raw: object) -> uui
     return user_id
 
 
-CREATE_API_KEY_BODY: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string", "maxLength": 200},
+CREATE_API_KEY_BODY = object_body(
+    {
+        "name": {"type": "string", "maxLength": MAX_KEY_NAME_CHARS},
         "user_id": {"type": "string", "format": "uuid", "description": "admins only"},
-    },
-}
+    }
+)
 
 
 @routes.post("/api/v1/auth/api-keys")
@@ -193,8 +193,8 @@ CREATE_API_KEY_BODY: dict[str, Any] = {
 async def create_api_key(request: web.Request) -> web.Response:
     """Create an API key; the key itself is in this response only."""
     principal = principal_of(request)
-    body = await read_json(request) if request.can_read_body else {}
-    name = field(body, "name", str, required=False) or "api key"
+    body = await optional_body(request, CREATE_API_KEY_BODY)
+    name = body.get("name") or "api key"
     user_id = _target_user(request, principal, body.get("user_id"))
     record, key = await request.app[ACCOUNTS].create_key(
         user_id, name, metadata=event_metadata(request)

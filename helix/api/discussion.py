@@ -20,8 +20,14 @@ from helix.api.schema import (
     strings,
     validated_body,
 )
+from helix.api.validation import object_body
 from helix.domain.project import MessageRole
-from helix.domain.project.decider import MAX_MESSAGE_CHARS
+from helix.domain.project.decider import (
+    MAX_AUTHOR_CHARS,
+    MAX_MESSAGE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_PROJECT_TYPE_CHARS,
+)
 from helix.services.views import rfc3339
 
 routes = web.RouteTableDef()
@@ -30,25 +36,18 @@ THREAD_PAGE = 200
 MESSAGE_FIELDS: dict[str, Any] = {
     "content": strings(min_length=1, max_length=MAX_MESSAGE_CHARS),
     "role": choice(MessageRole),
-    "author": strings(min_length=1, max_length=200),
+    "author": strings(min_length=1, max_length=MAX_AUTHOR_CHARS),
 }
-MESSAGE: dict[str, Any] = {
-    "type": "object",
-    "required": ["content"],
-    "additionalProperties": False,
-    "properties": MESSAGE_FIELDS,
-}
-DISCUSS: dict[str, Any] = {
-    "type": "object",
-    "required": ["content"],
-    "additionalProperties": False,
-    "properties": {
+MESSAGE = object_body(MESSAGE_FIELDS, required=["content"])
+DISCUSS = object_body(
+    {
         **MESSAGE_FIELDS,
         "project_id": {"type": ["string", "null"], "format": "uuid"},
-        "name": strings(min_length=1, max_length=200),
-        "project_type": strings(min_length=1, max_length=64),
+        "name": strings(min_length=1, max_length=MAX_NAME_CHARS),
+        "project_type": strings(min_length=1, max_length=MAX_PROJECT_TYPE_CHARS),
     },
-}
+    required=["content"],
+)
 
 
 @routes.post("/api/v1/discuss")

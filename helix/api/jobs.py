@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from helix.api.keys import SETTINGS, STORE
@@ -21,17 +19,15 @@ from helix.api.schema import (
     services,
     strings,
 )
+from helix.api.validation import object_body
 from helix.audit import time_travel
 from helix.domain.job import JobStatus
+from helix.domain.project.decider import MAX_REASON_CHARS
 
 routes = web.RouteTableDef()
 MAX_OUTPUT_PAGE = 5_000
 
-CANCEL: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {"reason": strings(max_length=2_000)},
-}
+CANCEL = object_body({"reason": strings(max_length=MAX_REASON_CHARS)})
 
 
 @routes.get("/api/v1/jobs")

@@ -2,7 +2,8 @@
 
 Each route contributes its method and path, path parameters from `{name}` placeholders, the
 first line of the handler's docstring as summary, and, when the handler has
-`__openapi__ = {"request": <JSON schema>, "responses": {...}}`, a request body and responses.
+`__openapi__ = {"request": <JSON schema>, "responses": {...}}` (set by `describe`), a request
+body and responses.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from helix import __version__ as helix_version
 from helix.api.requests import is_public, public
+from helix.api.validation import RequestSchema
 
 routes = web.RouteTableDef()
 F = TypeVar("F", bound=Callable[..., Any])
@@ -22,16 +24,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def describe(
     *,
-    request: dict[str, Any] | None = None,
+    request: RequestSchema | None = None,
     responses: dict[str, Any] | None = None,
     body_required: bool = True,
 ) -> Callable[[F], F]:
-    """Adds a request body schema and/or responses to a handler's OpenAPI operation."""
+    """Adds a request body schema and/or responses to a handler's OpenAPI operation: the
+    document shows `request.document`, the very schema the handler validates with."""
 
     def decorate(handler: F) -> F:
         extra: dict[str, Any] = {}
         if request is not None:
-            extra["request"] = request
+            extra["request"] = request.document
             extra["request_required"] = body_required
         if responses is not None:
             extra["responses"] = responses

@@ -21,14 +21,31 @@ from helix.api.schema import (
     strings,
     validated_body,
 )
+from helix.api.validation import object_body
 from helix.audit import time_travel
+from helix.domain.job.decider import MAX_MODEL_CHARS
 from helix.domain.project import EnvValue, PhaseSpec, ProjectStatus, SealedSecret
-from helix.domain.project.decider import MAX_SEALED_CHARS
+from helix.domain.project.decider import (
+    ENV_NAME_PATTERN,
+    MAX_CAPABILITIES,
+    MAX_CAPABILITY_CHARS,
+    MAX_COMMAND_ARGS,
+    MAX_DESCRIPTION_CHARS,
+    MAX_NAME_CHARS,
+    MAX_PHASE_NAME_CHARS,
+    MAX_PHASES,
+    MAX_PROJECT_TYPE_CHARS,
+    MAX_REASON_CHARS,
+    MAX_SEALED_CHARS,
+)
 from helix.errors import ValidationError
 from helix.services.phase_secrets import MAX_SECRET_CHARS, PhaseDraft
 from helix.services.views import stream_url
 
 routes = web.RouteTableDef()
+# Only the edge bounds a template's name: it is looked up, never stored.
+MAX_TEMPLATE_NAME_CHARS = 100
+OR_NULL = ["string", "null"]
 
 # An env value: plain text; `{"secret": "…"}`, a value to seal for the project (never shown
 # again); or `{"sealed": "…"}`, a secret sealed earlier, sent back as the project shows it.
@@ -46,52 +63,44 @@ PHASE: dict[str, Any] = {
     "required": ["name"],
     "additionalProperties": False,
     "properties": {
-        "name": strings(min_length=1, max_length=100),
+        "name": strings(min_length=1, max_length=MAX_PHASE_NAME_CHARS),
         "command": {
             "type": ["array", "null"],
             "items": {"type": "string"},
             "minItems": 1,
-            "maxItems": 1000,
+            "maxItems": MAX_COMMAND_ARGS,
         },
         "timeout_s": {"type": ["number", "null"], "exclusiveMinimum": 0},
         "capabilities": {
             "type": "array",
-            "items": strings(min_length=1, max_length=100),
-            "maxItems": 50,
+            "items": strings(min_length=1, max_length=MAX_CAPABILITY_CHARS),
+            "maxItems": MAX_CAPABILITIES,
         },
-        "env": {"type": "object", "additionalProperties": ENV_VALUE},
+        "env": {
+            "type": "object",
+            "propertyNames": {"pattern": ENV_NAME_PATTERN},
+            "additionalProperties": ENV_VALUE,
+        },
     },
 }
 PROJECT_FIELDS: dict[str, Any] = {
-    "name": strings(min_length=1, max_length=200),
-    "description": strings(max_length=20_000),
-    "project_type": strings(min_length=1, max_length=64),
-    "phases": {"type": "array", "items": PHASE, "maxItems": 100},
+    "name": strings(min_length=1, max_length=MAX_NAME_CHARS),
+    "description": strings(max_length=MAX_DESCRIPTION_CHARS),
+    "project_type": strings(min_length=1, max_length=MAX_PROJECT_TYPE_CHARS),
+    "phases": {"type": "array", "items": PHASE, "maxItems": MAX_PHASES},
 }
-CREATE: dict[str, Any] = {
-    "type": "object",
-    "required": ["name"],
-    "additionalProperties": False,
-    "properties": {**PROJECT_FIELDS, "template": strings(min_length=1, max_length=100)},
-}
-UPDATE: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": PROJECT_FIELDS,
-}
-EXECUTE: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "start_phase": {"type": ["string", "null"], "minLength": 1, "maxLength": 100},
-        "model": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
-    },
-}
-REASON: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {"reason": strings(max_length=2_000)},
-}
+CREATE = object_body(
+    {**PROJECT_FIELDS, "template": strings(min_length=1, max_length=MAX_TEMPLATE_NAME_CHARS)},
+    required=["name"],
+)
+UPDATE = object_body(PROJECT_FIELDS)
+EXECUTE = object_body(
+    {
+        "start_phase": {**strings(min_length=1, max_length=MAX_PHASE_NAME_CHARS), "type": OR_NULL},
+        "model": {**strings(min_length=1, max_length=MAX_MODEL_CHARS), "type": OR_NULL},
+    }
+)
+REASON = object_body({"reason": strings(max_length=MAX_REASON_CHARS)})
 ARCHIVED = ("true", "false", "all")
 PHASE_COMMANDS_REFUSED = "a phase command that HELIX_PHASE_COMMANDS does not allow the caller"
 

@@ -67,18 +67,6 @@ def event_metadata(request: web.Request, **extra: Any) -> dict[str, Any]:
     }
 
 
-def field(body: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
-    """One field of a JSON body, checked for its type (422 naming the field if wrong)."""
-    if name not in body or body[name] is None:
-        if required:
-            raise ValidationError(f"'{name}' is required", field=name)
-        return None
-    value = body[name]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ValidationError(f"'{name}' must be of type {kind.__name__}", field=name)
-    return value
-
-
 def int_query(request: web.Request, name: str, default: int, *, low: int, high: int) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":

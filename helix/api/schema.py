@@ -1,8 +1,8 @@
-"""Request schemas of the project, discussion and job routes, and the checks that use them.
+"""Request helpers of the route modules: bodies, callers, path and query values, replies.
 
-Each body is described once, as a JSON schema that the OpenAPI document publishes (through
-`documented`) and that `validated_body` checks, so the document and the server cannot disagree.
-The checker covers the subset of JSON Schema these schemas use and names the offending field.
+Each body is described once, as a `RequestSchema` that the OpenAPI document publishes (through
+`documented`) and that `validated_body` enforces with a JSON Schema validator, so the document
+and the server cannot disagree.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from helix.api.keys import SEALER, SETTINGS, STORE
 from helix.api.openapi import describe
 from helix.api.principal import Role, require_role
 from helix.api.requests import client_address, int_query, read_json, request_id
+from helix.api.validation import RequestSchema
 from helix.errors import NotFound, ValidationError
 from helix.services import Caller, Services
 
@@ -26,80 +27,8 @@ READERS = (Role.ADMIN, Role.USER, Role.AUDITOR)
 WRITERS = (Role.ADMIN, Role.USER)
 MAX_PAGE = 200
 
-_TYPES: dict[str, Callable[[Any], bool]] = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-}
 
-
-def check(value: Any, schema: dict[str, Any], where: str = "") -> None:
-    """Raise ValidationError (field = the JSON path) unless `value` matches `schema`."""
-    label = where or "body"
-    types = schema.get("type")
-    if types is not None:
-        allowed = [types] if isinstance(types, str) else list(types)
-        if not any(_TYPES[t](value) for t in allowed):
-            raise ValidationError(f"{label} must be of type {' or '.join(allowed)}", field=label)
-    if "enum" in schema and value not in schema["enum"]:
-        choices = ", ".join(str(c) for c in schema["enum"])
-        raise ValidationError(f"{label} must be one of: {choices}", field=label)
-    if isinstance(value, str):
-        if len(value) < schema.get("minLength", 0):
-            raise ValidationError(f"{label} must not be empty", field=label)
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            raise ValidationError(
-                f"{label} must be at most {schema['maxLength']} characters", field=label
-            )
-        if schema.get("format") == "uuid":
-            try:
-                uuid.UUID(value)
-            except ValueError:
-                raise ValidationError(f"{label} must be a UUID", field=label) from None
-    if _TYPES["number"](value):
-        if "minimum" in schema and value < schema["minimum"]:
-            raise ValidationError(f"{label} must be at least {schema['minimum']}", field=label)
-        if "maximum" in schema and value > schema["maximum"]:
-            raise ValidationError(f"{label} must be at most {schema['maximum']}", field=label)
-        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
-            raise ValidationError(
-                f"{label} must be greater than {schema['exclusiveMinimum']}", field=label
-            )
-    if isinstance(value, list):
-        if len(value) < schema.get("minItems", 0):
-            raise ValidationError(f"{label} needs at least {schema['minItems']} items", field=label)
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            raise ValidationError(f"{label} has more than {schema['maxItems']} items", field=label)
-        for index, item in enumerate(value):
-            check(item, schema.get("items", {}), f"{label}[{index}]")
-    if isinstance(value, dict):
-        _check_object(value, schema, where)
-
-
-def _check_object(value: dict[str, Any], schema: dict[str, Any], where: str) -> None:
-    prefix = f"{where}." if where else ""
-    for name in schema.get("required", ()):
-        if name not in value:
-            raise ValidationError(f"{prefix}{name} is required", field=f"{prefix}{name}")
-    properties: dict[str, Any] = schema.get("properties", {})
-    extra = schema.get("additionalProperties", True)
-    for name, item in value.items():
-        if name in properties:
-            check(item, properties[name], f"{prefix}{name}")
-        elif extra is False:
-            known = ", ".join(sorted(properties))
-            raise ValidationError(
-                f"unknown field {prefix}{name} (known: {known})", field=f"{prefix}{name}"
-            )
-        elif isinstance(extra, dict):
-            check(item, extra, f"{prefix}{name}")
-
-
-def documented(request: dict[str, Any] | None = None, **responses: str) -> Callable[[F], F]:
+def documented(request: RequestSchema | None = None, **responses: str) -> Callable[[F], F]:
     """OpenAPI for a handler: its body schema and its responses by status (`_201="created"`)."""
     described: dict[str, Any] = {
         status.lstrip("_"): {"description": text, "content": {"application/json": {}}}
@@ -120,13 +49,14 @@ def choice(values: Iterable[enum.Enum]) -> dict[str, Any]:
 # --- request helpers ------------------------------------------------------------------------
 
 
-async def validated_body(request: web.Request, schema: dict[str, Any]) -> dict[str, Any]:
+async def validated_body(request: web.Request, schema: RequestSchema) -> dict[str, Any]:
+    """The body, decoded by the one JSON decoder and then validated against `schema`."""
     body = await read_json(request)
-    check(body, schema)
+    schema.validate(body)
     return body
 
 
-async def optional_body(request: web.Request, schema: dict[str, Any]) -> dict[str, Any]:
+async def optional_body(request: web.Request, schema: RequestSchema) -> dict[str, Any]:
     """Like `validated_body`, but an empty body is an empty object."""
     if not (await request.read()).strip():
         return {}

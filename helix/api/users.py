@@ -7,16 +7,17 @@ taken before the read (see `helix.api.schema.position`).
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from aiohttp import web
 
 from helix.api.auth import ACCOUNTS
 from helix.api.openapi import describe
 from helix.api.principal import Role, principal_of, require_role
-from helix.api.requests import event_metadata, field, int_query, read_json
-from helix.api.schema import position, reply
-from helix.domain.user import UserRole
+from helix.api.requests import event_metadata, int_query
+from helix.api.schema import position, reply, strings, validated_body
+from helix.api.validation import object_body
+from helix.auth import passwords
+from helix.domain.user import USERNAME_PATTERN, UserRole
 from helix.errors import ValidationError
 
 routes = web.RouteTableDef()
@@ -72,15 +73,14 @@ async def list_users(request: web.Request) -> web.Response:
     )
 
 
-CREATE_USER_BODY: dict[str, Any] = {
-    "type": "object",
-    "required": ["username"],
-    "properties": {
-        "username": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"},
-        "password": {"type": "string", "minLength": 8},
+CREATE_USER_BODY = object_body(
+    {
+        "username": {"type": "string", "pattern": USERNAME_PATTERN},
+        "password": strings(min_length=passwords.MIN_LENGTH, max_length=passwords.MAX_LENGTH),
         "role": {"type": "string", "enum": ROLES, "default": "user"},
     },
-}
+    required=["username"],
+)
 
 
 @routes.post("/api/v1/users")
@@ -88,13 +88,11 @@ CREATE_USER_BODY: dict[str, Any] = {
 async def create_user(request: web.Request) -> web.Response:
     """Create a user (admins only)."""
     require_role(request, Role.ADMIN)
-    body = await read_json(request)
-    username = field(body, "username", str)
-    password = field(body, "password", str, required=False)
-    role = _role(field(body, "role", str, required=False)) or UserRole.USER
+    body = await validated_body(request, CREATE_USER_BODY)
+    role = UserRole(body.get("role", UserRole.USER.value))
     at = position(request)
     user = await request.app[ACCOUNTS].create_user(
-        username, role, password, metadata=event_metadata(request)
+        body["username"], role, body.get("password"), metadata=event_metadata(request)
     )
     return reply(user.to_json(), status=201, at=at, location=f"/api/v1/users/{user.user_id}")
 
@@ -108,13 +106,9 @@ async def get_user(request: web.Request) -> web.Response:
     return reply((await request.app[ACCOUNTS].get(user_id)).to_json(), at=at)
 
 
-UPDATE_USER_BODY: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "role": {"type": "string", "enum": ROLES},
-        "disabled": {"type": "boolean"},
-    },
-}
+UPDATE_USER_BODY = object_body(
+    {"role": {"type": "string", "enum": ROLES}, "disabled": {"type": "boolean"}}
+)
 
 
 @routes.patch("/api/v1/users/{user_id}")
@@ -123,12 +117,9 @@ async def update_user(request: web.Request) -> web.Response:
     """Change a user's role, or disable or re-enable them (admins only)."""
     require_role(request, Role.ADMIN)
     user_id = _user_id(request)
-    body = await read_json(request)
-    unknown = set(body) - {"role", "disabled"}
-    if unknown:
-        raise ValidationError("only 'role' and 'disabled' can be changed", fields=sorted(unknown))
-    role = _role(field(body, "role", str, required=False))
-    disabled = field(body, "disabled", bool, required=False)
+    body = await validated_body(request, UPDATE_USER_BODY)
+    role = UserRole(body["role"]) if "role" in body else None
+    disabled = body.get("disabled")
     at = position(request)
     user = await request.app[ACCOUNTS].update_user(
         user_id, role=role, disabled=disabled, metadata=event_metadata(request)

@@ -18,8 +18,8 @@ from helix.api.keys import SEALER, SETTINGS, STORE
 from helix.api.principal import Role, principal_of
 from helix.api.schema import (
     caller,
-    check,
     documented,
+    optional_body,
     paging,
     path_id,
     position,
@@ -27,11 +27,29 @@ from helix.api.schema import (
     strings,
     validated_body,
 )
+from helix.api.validation import object_body
 from helix.auth.tokens import issue_token
 from helix.bootstrap import LogNode
 from helix.domain import job
 from helix.domain.job import OutputStream
 from helix.domain.job.commands import WorkerReport
+from helix.domain.job.decider import (
+    MAX_COST_TOKENS,
+    MAX_ERROR_CHARS,
+    MAX_LEASE_S,
+    MAX_LINE_CHARS,
+    MAX_LINES_PER_BATCH,
+    MAX_PATH_CHARS,
+    MAX_PERCENT,
+    MAX_STDERR_TAIL_LINES,
+    SHA256_PATTERN,
+)
+from helix.domain.project.decider import (
+    MAX_CAPABILITIES,
+    MAX_CAPABILITY_CHARS,
+    MAX_PHASE_NAME_CHARS,
+    MAX_REASON_CHARS,
+)
 from helix.errors import ValidationError
 from helix.eventstore import ChannelWatcher
 from helix.services import WorkerService, Writer
@@ -43,29 +61,28 @@ JOB_SIGNAL = web.AppKey("job_signal", ChannelWatcher)
 WORKER_ROLES = (Role.WORKER, Role.ADMIN)
 LIST_ROLES = (Role.WORKER, Role.ADMIN, Role.AUDITOR)
 MAX_REPORTS = 1_000
+# A worker's name and hostname are only shown, never matched: the edge alone bounds them.
+MAX_WORKER_NAME_CHARS = 200
+MAX_HOSTNAME_CHARS = 255
 
 CAPABILITIES: dict[str, Any] = {
     "type": "array",
-    "items": strings(min_length=1, max_length=100),
+    "items": strings(min_length=1, max_length=MAX_CAPABILITY_CHARS),
     "minItems": 1,
-    "maxItems": 50,
+    "maxItems": MAX_CAPABILITIES,
 }
-REGISTER: dict[str, Any] = {
-    "type": "object",
-    "required": ["capabilities"],
-    "additionalProperties": False,
-    "properties": {
-        "name": strings(min_length=1, max_length=200),
-        "hostname": strings(min_length=1, max_length=255),
+REGISTER = object_body(
+    {
+        "name": strings(min_length=1, max_length=MAX_WORKER_NAME_CHARS),
+        "hostname": strings(min_length=1, max_length=MAX_HOSTNAME_CHARS),
         "capabilities": CAPABILITIES,
         "resources": {"type": "object"},
     },
-}
-HEARTBEAT: dict[str, Any] = {
-    "type": "object",
-    "required": ["worker_id"],
-    "additionalProperties": False,
-    "properties": {
+    required=["capabilities"],
+)
+FENCING_TOKEN: dict[str, Any] = {"type": "integer", "minimum": 0}
+HEARTBEAT = object_body(
+    {
         "worker_id": {"type": "string", "format": "uuid"},
         "status": {"type": "string", "enum": list(WORKER_STATUSES)},
         "current_job": {
@@ -74,20 +91,17 @@ HEARTBEAT: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "job_id": {"type": "string", "format": "uuid"},
-                "fencing_token": {"type": "integer", "minimum": 0},
+                "fencing_token": FENCING_TOKEN,
             },
         },
         "resources": {"type": "object"},
     },
-}
-CLAIM: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {"lease_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600}},
-}
-LINES: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
-PHASE = strings(min_length=1, max_length=100)
-TEXT = strings(min_length=1, max_length=10_000)
+    required=["worker_id"],
+)
+CLAIM = object_body({"lease_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_LEASE_S}})
+LINE = strings(max_length=MAX_LINE_CHARS)
+PHASE = strings(min_length=1, max_length=MAX_PHASE_NAME_CHARS)
+TEXT = strings(min_length=1, max_length=MAX_ERROR_CHARS)
 # A process's exit status fits in 32 bits, and the phases read model stores it so.
 EXIT_CODE: dict[str, Any] = {"type": ["integer", "null"], "minimum": -(2**31), "maximum": 2**31 - 1}
 # Each report type with the fields it takes (besides `type`).
@@ -96,42 +110,63 @@ REPORTS: dict[str, dict[str, Any]] = {
     "output": {
         "phase": PHASE,
         "stream": {"type": "string", "enum": [s.value for s in OutputStream]},
-        "lines": {**LINES, "minItems": 1},
+        "lines": {
+            "type": "array",
+            "items": LINE,
+            "minItems": 1,
+            "maxItems": MAX_LINES_PER_BATCH,
+        },
     },
     "file": {
         "phase": PHASE,
-        "path": strings(min_length=1, max_length=4096),
+        "path": strings(min_length=1, max_length=MAX_PATH_CHARS),
         "size": {"type": "integer", "minimum": 0},
-        "sha256": strings(min_length=64, max_length=64),
+        "sha256": {"type": "string", "pattern": SHA256_PATTERN},
     },
     "cost": {
         "phase": PHASE,
-        "tokens": {"type": "integer", "minimum": 0},
+        "tokens": {"type": "integer", "minimum": 0, "maximum": MAX_COST_TOKENS},
         "usd": {"type": "number", "minimum": 0},
     },
-    "progress": {"percent": {"type": "integer", "minimum": 0, "maximum": 100}},
+    "progress": {"percent": {"type": "integer", "minimum": 0, "maximum": MAX_PERCENT}},
     "phase_completed": {"phase": PHASE, "exit_code": EXIT_CODE},
     "phase_failed": {
         "phase": PHASE,
         "exit_code": EXIT_CODE,
         "error": TEXT,
-        "stderr_tail": LINES,
+        "stderr_tail": {"type": "array", "items": LINE, "maxItems": MAX_STDERR_TAIL_LINES},
     },
-    "phase_skipped": {"phase": PHASE, "reason": TEXT},
+    "phase_skipped": {"phase": PHASE, "reason": strings(min_length=1, max_length=MAX_REASON_CHARS)},
     "job_completed": {},
     "job_failed": {"error": TEXT},
     "cancel_acknowledged": {},
 }
 OPTIONAL = frozenset({"exit_code", "stderr_tail", "tokens", "usd"})
-REPORT_BATCH: dict[str, Any] = {
+# One report: its `type` picks the fields it takes, each type's rules under an if/then, so a
+# refusal names the field of that type's report that is wrong.
+REPORT: dict[str, Any] = {
     "type": "object",
-    "required": ["fencing_token", "reports"],
-    "additionalProperties": False,
-    "properties": {
-        "fencing_token": {"type": "integer", "minimum": 0},
-        "reports": {"type": "array", "items": {"type": "object"}, "maxItems": MAX_REPORTS},
-    },
+    "required": ["type"],
+    "properties": {"type": {"type": "string", "enum": list(REPORTS)}},
+    "allOf": [
+        {
+            "if": {"required": ["type"], "properties": {"type": {"const": kind}}},
+            "then": {
+                "required": [name for name in fields if name not in OPTIONAL],
+                "additionalProperties": False,
+                "properties": {"type": {"const": kind}, **fields},
+            },
+        }
+        for kind, fields in REPORTS.items()
+    ],
 }
+REPORT_BATCH = object_body(
+    {
+        "fencing_token": FENCING_TOKEN,
+        "reports": {"type": "array", "items": REPORT, "maxItems": MAX_REPORTS},
+    },
+    required=["fencing_token", "reports"],
+)
 
 
 def _service(request: web.Request) -> WorkerService:
@@ -244,7 +279,7 @@ async def claim(request: web.Request) -> web.Response:
     who = caller(request, roles=WORKER_ROLES)
     worker_id = path_id(request, "worker_id", "worker")
     wait = _wait(request)
-    body = await _optional(request, CLAIM)
+    body = await optional_body(request, CLAIM)
     service = _service(request)
     claimed = await service.claim(who, worker_id, wait=wait, lease_s=body.get("lease_s"))
     if claimed is None:
@@ -290,12 +325,6 @@ def _claim_view(claimed: Claim) -> dict[str, Any]:
     }
 
 
-async def _optional(request: web.Request, schema: dict[str, Any]) -> dict[str, Any]:
-    if not (await request.read()).strip():
-        return {}
-    return await validated_body(request, schema)
-
-
 @routes.get("/api/v1/workers")
 @documented(_200="a page of workers: items, total, limit, offset")
 async def list_workers(request: web.Request) -> web.Response:
@@ -326,19 +355,8 @@ async def get_worker(request: web.Request) -> web.Response:
 # --- reports --------------------------------------------------------------------------------
 
 
-def _report_command(raw: dict[str, Any], token: int, at: datetime, where: str) -> WorkerReport:
-    kind = raw.get("type")
-    if kind not in REPORTS:
-        known = ", ".join(REPORTS)
-        raise ValidationError(f"{where}.type must be one of: {known}", field=f"{where}.type")
-    fields = REPORTS[kind]
-    schema = {
-        "type": "object",
-        "required": [name for name in fields if name not in OPTIONAL],
-        "additionalProperties": False,
-        "properties": {"type": {"type": "string"}, **fields},
-    }
-    check(raw, schema, where)
+def _report_command(raw: dict[str, Any], token: int, at: datetime) -> WorkerReport:
+    kind = raw["type"]  # the batch's schema has checked the report's fields for its type
     builders: dict[str, Callable[[], WorkerReport]] = {
         "phase_started": lambda: job.StartPhase(fencing_token=token, phase=raw["phase"], at=at),
         "output": lambda: job.RecordOutput(
@@ -398,9 +416,7 @@ async def report(request: web.Request) -> web.Response:
     token: int = body["fencing_token"]
     # A placeholder time: the service stamps each command with its transaction's clock.
     now = datetime.now(UTC)
-    commands = [
-        _report_command(raw, token, now, f"reports[{i}]") for i, raw in enumerate(body["reports"])
-    ]
+    commands = [_report_command(raw, token, now) for raw in body["reports"]]
     state = await _service(request).report(who, job_id, token, commands)
     return reply(
         {

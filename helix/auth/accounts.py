@@ -22,8 +22,8 @@ from helix.errors import Conflict, NotFound, Unauthorized, ValidationError
 from helix.eventstore import ANY_VERSION, EventStore, RecordedEvent
 from projections.users import LIVE_TABLES, PROJECTION
 
-USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-MAX_KEY_NAME = 200
+USERNAME = re.compile(domain.USERNAME_PATTERN)
+MAX_KEY_NAME = domain.MAX_KEY_NAME_CHARS
 Metadata = Mapping[str, Any]
 
 
@@ -32,7 +32,7 @@ def _now() -> datetime:
 
 
 def check_username(username: str) -> str:
-    if not USERNAME.match(username):
+    if not USERNAME.fullmatch(username):
         raise ValidationError(
             "a username is 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter "
             "or digit",

@@ -10,9 +10,10 @@ import pytest
 
 from helix.api.ratelimit import TokenBuckets
 from helix.auth import keys, passwords
+from helix.auth.accounts import check_username
 from helix.auth.tokens import TokenVerifier, issue_token
 from helix.config import Settings
-from helix.errors import Unauthorized
+from helix.errors import Unauthorized, ValidationError
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 
@@ -98,3 +99,15 @@ def test_the_bucket_allows_a_burst_then_refills_at_the_rate() -> None:
     assert buckets.take("a").allowed
     assert not buckets.take("a").allowed
     assert buckets.take("a").reset_at == int(clock.now) + 3
+
+
+@pytest.mark.parametrize("name", ["alice\n", "alice\r\n", "\nalice", "", "-alice", "a" * 65])
+def test_a_username_with_a_line_break_or_outside_the_rule_is_refused(name: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        check_username(name)
+
+    assert refused.value.details["field"] == "username"
+
+
+def test_a_username_within_the_rule_is_kept() -> None:
+    assert check_username("a.b_c@d-1") == "a.b_c@d-1"

@@ -187,6 +187,9 @@ def test_a_name_of_two_hundred_characters_is_accepted() -> None:
         (PhaseSpec(name="a", timeout_s=float("inf")),),
         (PhaseSpec(name="a", command=()),),
         (PhaseSpec(name="a", env={"NOT VALID": "x"}),),
+        (PhaseSpec(name="a", env={"TOKEN\n": "x"}),),
+        (PhaseSpec(name="a", command=("x",) * 1_001),),
+        (PhaseSpec(name="a", capabilities=tuple(f"c{i}" for i in range(51))),),
     ],
     ids=[
         "duplicate-names",
@@ -197,6 +200,9 @@ def test_a_name_of_two_hundred_characters_is_accepted() -> None:
         "infinite-timeout",
         "empty-command",
         "bad-env-name",
+        "env-name-ending-in-a-newline",
+        "a-command-of-1001-arguments",
+        "51-capabilities",
     ],
 )
 def test_an_invalid_phase_plan_is_refused(phases: tuple[PhaseSpec, ...]) -> None:
@@ -204,6 +210,14 @@ def test_an_invalid_phase_plan_is_refused(phases: tuple[PhaseSpec, ...]) -> None
         decide(initial_state(), create(phases=phases))
     with pytest.raises(ValidationError):
         decide(draft(), PlanPhases(phases=phases, at=at(1)))
+
+
+def test_a_phase_at_the_limits_of_arguments_and_capabilities_is_accepted() -> None:
+    phase = PhaseSpec(
+        name="a", command=("x",) * 1_000, capabilities=tuple(f"c{i}" for i in range(50))
+    )
+
+    decide(initial_state(), create(phases=(phase,)))
 
 
 def test_a_command_without_a_timezone_is_refused() -> None:

@@ -107,13 +107,15 @@ MAX_STDERR_TAIL_LINES = 200
 MAX_ERROR_CHARS = 10_000
 MAX_PATH_CHARS = 4_096
 MAX_MODEL_CHARS = 200
+MAX_PERCENT = 100
+SHA256_PATTERN = "^[0-9a-fA-F]{64}$"
 # The job's cost totals are kept in a bigint and a float8: a report that would overflow them
 # is refused rather than failing the write.
 MAX_COST_TOKENS = 2**63 - 1
 
 _DONE = frozenset({PhaseStatus.COMPLETED, PhaseStatus.SKIPPED})
 _TO_RUN = frozenset({PhaseStatus.PENDING, PhaseStatus.RUNNING})
-_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+_SHA256 = re.compile(SHA256_PATTERN)
 
 
 def backoff(attempt: int, *, base: float = RETRY_BASE_S, cap: float = RETRY_CAP_S) -> float:
@@ -464,7 +466,7 @@ def _report(state: JobState, command: WorkerReport, at: datetime) -> list[Event]
             if command.size < 0:
                 raise ValidationError("size must not be negative", field="size")
             sha256 = command.sha256.lower()
-            if not _SHA256.match(sha256):
+            if not _SHA256.fullmatch(sha256):
                 raise ValidationError("sha256 must be 64 hexadecimal digits", field="sha256")
             return [
                 JobPhaseFile(
@@ -498,8 +500,10 @@ def _report(state: JobState, command: WorkerReport, at: datetime) -> list[Event]
                 )
             ]
         case ReportProgress():
-            if not 0 <= command.percent <= 100:
-                raise ValidationError("percent must be between 0 and 100", field="percent")
+            if not 0 <= command.percent <= MAX_PERCENT:
+                raise ValidationError(
+                    f"percent must be between 0 and {MAX_PERCENT}", field="percent"
+                )
             return [JobProgressReported(job_id=job_id, percent=command.percent, at=at)]
         case CompletePhase():
             _check_running_phase(state, command.phase)

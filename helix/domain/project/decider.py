@@ -66,12 +66,18 @@ MAX_MESSAGE_CHARS = 100_000
 MAX_REASON_CHARS = 2_000
 MAX_PHASES = 100
 MAX_PHASE_NAME_CHARS = 100
+# A phase without capabilities needs the one named after it, so a capability is a phase name.
+MAX_CAPABILITY_CHARS = MAX_PHASE_NAME_CHARS
+MAX_CAPABILITIES = 50
+MAX_COMMAND_ARGS = 1_000
+# An environment variable name a POSIX shell can export; the API schemas publish it as is.
+ENV_NAME_PATTERN = "^[A-Za-z_][A-Za-z0-9_]*$"
 # A sealed secret is its plaintext's ciphertext plus a key id, nonce and tag, in base64: far
 # below this for any secret the service layer accepts (helix.services.phase_secrets).
 MAX_SEALED_CHARS = 32_768
 SHELL_CAPABILITY = "shell"
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_ENV_NAME = re.compile(ENV_NAME_PATTERN)
 _PLANNABLE = frozenset(
     {
         ProjectStatus.DRAFT,
@@ -151,7 +157,7 @@ def check_text(value: str, field: str, *, max_chars: int, required: bool = True)
 
 
 def check_env_name(name: str, field: str, phase: str) -> None:
-    if not _ENV_NAME.match(name):
+    if not _ENV_NAME.fullmatch(name):
         raise ValidationError(f"invalid environment variable {name!r}", field=field, phase=phase)
 
 
@@ -189,6 +195,18 @@ def normalise_phases(phases: Iterable[PhaseSpec]) -> tuple[PhaseSpec, ...]:
             raise ValidationError(
                 "a phase command must not contain NUL", field=f"{where}.command", phase=phase.name
             )
+        if phase.command is not None and len(phase.command) > MAX_COMMAND_ARGS:
+            raise ValidationError(
+                f"a phase command has at most {MAX_COMMAND_ARGS} arguments",
+                field=f"{where}.command",
+                phase=phase.name,
+            )
+        if len(phase.capabilities) > MAX_CAPABILITIES:
+            raise ValidationError(
+                f"a phase needs at most {MAX_CAPABILITIES} capabilities",
+                field=f"{where}.capabilities",
+                phase=phase.name,
+            )
         if phase.timeout_s is not None and not (
             math.isfinite(phase.timeout_s) and phase.timeout_s > 0
         ):
@@ -198,7 +216,7 @@ def normalise_phases(phases: Iterable[PhaseSpec]) -> tuple[PhaseSpec, ...]:
                 phase=phase.name,
             )
         for capability in phase.capabilities:
-            check_text(capability, f"{where}.capabilities", max_chars=MAX_PHASE_NAME_CHARS)
+            check_text(capability, f"{where}.capabilities", max_chars=MAX_CAPABILITY_CHARS)
         for key, value in phase.env.items():
             check_env_name(key, f"{where}.env", phase.name)
             if not _env_value_ok(value):

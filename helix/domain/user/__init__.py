@@ -21,6 +21,9 @@ from helix.domain.user.events import (
 )
 
 STREAM_TYPE = "user"
+# A username: 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit.
+USERNAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+MAX_KEY_NAME_CHARS = 200
 
 
 def stream_id(user_id: UUID) -> str:
@@ -34,7 +37,9 @@ def failures_stream_id(day: date) -> str:
 
 __all__ = [
     "EVENTS",
+    "MAX_KEY_NAME_CHARS",
     "STREAM_TYPE",
+    "USERNAME_PATTERN",
     "ApiKeyCreated",
     "ApiKeyRevoked",
     "Event",

@@ -17,6 +17,10 @@ from helix.domain.webhook.events import (
 )
 
 STREAM_TYPE = "webhook"
+# An endpoint's limits; the API's request schemas publish them.
+MAX_URL_CHARS = 2_048
+MAX_DESCRIPTION_CHARS = 2_000
+MAX_SECRET_CHARS = 200
 
 
 def stream_id(endpoint_id: UUID) -> str:
@@ -25,6 +29,9 @@ def stream_id(endpoint_id: UUID) -> str:
 
 __all__ = [
     "EVENTS",
+    "MAX_DESCRIPTION_CHARS",
+    "MAX_SECRET_CHARS",
+    "MAX_URL_CHARS",
     "STREAM_TYPE",
     "DisabledReason",
     "Event",
