@@ -6,6 +6,11 @@ transaction, so a client reads its own writes as soon as the command returns. A 
 append (another writer moved the stream) rolls everything back and the work runs again on a
 fresh read. When a job reaches a terminal state the project's run follows in the same
 transaction ("project status follows its jobs").
+
+Nothing here NOTIFYs inside the transaction: a NOTIFY takes a database-wide lock at commit and
+would serialize every writer. A unit of work that may free a claim records it, and after the
+commit the store's coalesced wake-up also wakes the claimers (`helix_jobs`); they poll on a
+slow timer besides, so a lost wake-up only delays a claim.
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ class Tx:
         self.at = at
         self._projects: dict[UUID, tuple[ProjectState, int]] = {}
         self._jobs: dict[UUID, tuple[JobState, int]] = {}
+        self.appended = False
+        self.claims_due = False  # a claimer may find a job once this commits
 
     async def _load(self, stream_id: str) -> tuple[list[Any], int]:
         recorded = await self.store.read_stream(stream_id, conn=self.conn)
@@ -188,8 +195,9 @@ class Tx:
             for i, e in enumerate(encoded)
         ]
         await apply_inline(self.conn, recorded)
+        self.appended = True
         if any(_may_free_a_claim(e.type, e.data) for e in encoded):
-            await jobs_model.signal_claimable(self.conn)
+            self.claims_due = True
         return appended.last_version
 
 
@@ -203,11 +211,18 @@ class Writer:
         self.now = now
         self.retries = retries
 
+    def _committed(self, tx: Tx) -> None:
+        self.store.committed((jobs_model.CLAIM_CHANNEL,) if tx.claims_due else ())
+
     async def run(self, caller: Caller, work: Callable[[Tx], Awaitable[T]]) -> T:
         for attempt in range(1, self.retries + 1):
             try:
-                async with self.store.transaction() as conn:
-                    return await work(Tx(self.store, conn, caller, self.now()))
+                async with self.store.pool.acquire() as conn, conn.transaction():
+                    tx = Tx(self.store, conn, caller, self.now())
+                    result = await work(tx)
+                if tx.appended:
+                    self._committed(tx)
+                return result
             except (ConcurrencyError, asyncpg.DeadlockDetectedError):
                 if attempt == self.retries:
                     raise
