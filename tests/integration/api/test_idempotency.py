@@ -7,8 +7,37 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from aiohttp.typedefs import Handler
 
+from helix.api.idempotency import COMMITTED
 from helix.bootstrap import LogNode
+
+MESSAGE = {"content": "ship it"}
+
+
+async def new_project(client: TestClient[Any, Any], who: Any) -> str:
+    resp = await client.post("/api/v1/projects", json={"name": "p"}, headers=who.headers)
+    assert resp.status == 201, await resp.text()
+    return str((await resp.json())["id"])
+
+
+async def new_thread(
+    client: TestClient[Any, Any], who: Any, key: str
+) -> tuple[str, str, dict[str, str]]:
+    """A new project of `who`, the path its messages are posted to, and headers with `key`."""
+    project_id = await new_project(client, who)
+    path = f"/api/v1/projects/{project_id}/messages"
+    return project_id, path, {**who.headers, "Idempotency-Key": key}
+
+
+async def messages_of(node: LogNode, project_id: str) -> int:
+    assert node.pool is not None
+    return int(
+        await node.pool.fetchval(
+            "SELECT count(*) FROM events WHERE stream_id = $1 AND type = 'project.message_posted'",
+            f"project-{project_id}",
+        )
+    )
 
 
 async def test_the_same_key_and_body_replay_the_stored_response_without_a_second_effect(
@@ -73,32 +102,6 @@ async def test_a_failed_request_releases_its_key_so_a_retry_runs_again(
     assert "Idempotent-Replayed" not in good.headers
 
 
-async def test_a_concurrent_duplicate_in_flight_is_a_conflict(
-    app: web.Application, aiohttp_client: Any, user: Any
-) -> None:
-    entered, release = asyncio.Event(), asyncio.Event()
-
-    async def slow(request: web.Request) -> web.Response:
-        entered.set()
-        await release.wait()
-        return web.json_response({"ok": True}, status=201)
-
-    app.router.add_post("/slow", slow)
-    client = await aiohttp_client(app)
-    headers = {**user.headers, "Idempotency-Key": "in-flight"}
-
-    first = asyncio.create_task(client.post("/slow", json={}, headers=headers))
-    await entered.wait()
-    duplicate = await client.post("/slow", json={}, headers=headers)
-    release.set()
-    original = await first
-
-    assert duplicate.status == 409
-    assert original.status == 201
-    replay = await client.post("/slow", json={}, headers=headers)
-    assert replay.status == 201 and replay.headers["Idempotent-Replayed"] == "true"
-
-
 async def test_an_expired_key_runs_the_request_again(
     client: TestClient[Any, Any], user: Any, node: LogNode
 ) -> None:
@@ -119,3 +122,104 @@ async def test_an_unreasonable_key_is_refused(client: TestClient[Any, Any], user
     )
 
     assert resp.status == 400
+
+
+async def test_a_command_whose_answer_was_lost_after_commit_is_replayed_not_run_again(
+    app: web.Application, aiohttp_client: Any, user: Any, node: LogNode
+) -> None:
+    crashes = [RuntimeError("the connection died after the commit")]
+
+    async def crash_once(request: web.Request) -> None:
+        if crashes:
+            raise crashes.pop()
+
+    app[COMMITTED] = crash_once
+    client = await aiohttp_client(app)
+    project_id, path, headers = await new_thread(client, user, "post-once")
+
+    lost = await client.post(path, json=MESSAGE, headers=headers)
+    retry = await client.post(path, json=MESSAGE, headers=headers)
+
+    assert lost.status == 500
+    assert retry.status == 201 and retry.headers["Idempotent-Replayed"] == "true"
+    assert (await retry.json())["content"] == "ship it"
+    assert await messages_of(node, project_id) == 1
+
+
+async def test_a_request_that_fails_after_its_command_ran_leaves_no_effect_and_a_free_key(
+    app: web.Application, aiohttp_client: Any, user: Any, node: LogNode
+) -> None:
+    failures = [RuntimeError("rendering the answer failed")]
+
+    @web.middleware
+    async def fail_once_after_the_handler(
+        request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        if failures and request.method == "POST" and "Idempotency-Key" in request.headers:
+            raise failures.pop()
+        return response
+
+    app.middlewares.append(fail_once_after_the_handler)  # innermost: inside the idempotency one
+    client = await aiohttp_client(app)
+    project_id, path, headers = await new_thread(client, user, "render-fails")
+
+    failed = await client.post(path, json=MESSAGE, headers=headers)
+    assert failed.status == 500
+    assert await messages_of(node, project_id) == 0
+
+    retry = await client.post(path, json=MESSAGE, headers=headers)
+
+    assert retry.status == 201 and "Idempotent-Replayed" not in retry.headers
+    assert await messages_of(node, project_id) == 1
+
+
+async def test_the_same_key_with_another_body_is_a_conflict_and_appends_nothing(
+    client: TestClient[Any, Any], user: Any, node: LogNode
+) -> None:
+    _, path, headers = await new_thread(client, user, "one-message")
+    assert (await client.post(path, json=MESSAGE, headers=headers)).status == 201
+    assert node.pool is not None
+    before = await node.pool.fetchval("SELECT count(*) FROM events")
+
+    resp = await client.post(path, json={"content": "something else"}, headers=headers)
+
+    assert resp.status == 409
+    body = await resp.json()
+    assert body["error"]["code"] == "CONFLICT"
+    assert body["error"]["details"]["idempotency_key"] == "one-message"
+    assert await node.pool.fetchval("SELECT count(*) FROM events") == before
+
+
+async def test_a_refused_command_stores_nothing_so_a_corrected_retry_with_its_key_runs(
+    client: TestClient[Any, Any], user: Any, node: LogNode
+) -> None:
+    project_id, path, headers = await new_thread(client, user, "fix-and-retry")
+
+    refused = await client.post(path, json={"content": "   "}, headers=headers)
+    assert refused.status == 422
+    assert node.pool is not None
+    assert await node.pool.fetchval("SELECT count(*) FROM idempotency_keys") == 0
+
+    corrected = await client.post(path, json=MESSAGE, headers=headers)
+    stale = await client.post(path, json={"content": "   "}, headers=headers)
+
+    assert corrected.status == 201 and "Idempotent-Replayed" not in corrected.headers
+    assert stale.status == 409  # the key now holds the corrected request's answer
+    assert await messages_of(node, project_id) == 1
+
+
+async def test_concurrent_requests_with_one_key_have_one_effect_and_one_answer(
+    client: TestClient[Any, Any], user: Any, node: LogNode
+) -> None:
+    project_id, path, headers = await new_thread(client, user, "many-at-once")
+
+    answers = await asyncio.gather(
+        *(client.post(path, json=MESSAGE, headers=headers) for _ in range(6))
+    )
+
+    assert [a.status for a in answers] == [201] * 6
+    bodies = [await a.json() for a in answers]
+    assert all(b == bodies[0] for b in bodies)
+    assert sum("Idempotent-Replayed" not in a.headers for a in answers) == 1
+    assert await messages_of(node, project_id) == 1
