@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from aiohttp.typedefs import Handler
@@ -124,26 +126,73 @@ async def test_an_unreasonable_key_is_refused(client: TestClient[Any, Any], user
     assert resp.status == 400
 
 
+@pytest.mark.parametrize("loss", ["error", "dropped connection"])
 async def test_a_command_whose_answer_was_lost_after_commit_is_replayed_not_run_again(
-    app: web.Application, aiohttp_client: Any, user: Any, node: LogNode
+    app: web.Application, aiohttp_client: Any, user: Any, node: LogNode, loss: str
 ) -> None:
-    crashes = [RuntimeError("the connection died after the commit")]
+    losses = [loss]
 
-    async def crash_once(request: web.Request) -> None:
-        if crashes:
-            raise crashes.pop()
+    async def lose_the_answer_once(request: web.Request) -> None:
+        if not losses:
+            return
+        losses.pop()
+        if loss == "dropped connection":
+            assert request.transport is not None
+            request.transport.abort()
+        raise RuntimeError("the answer was lost after the commit")
 
-    app[COMMITTED] = crash_once
+    app[COMMITTED] = lose_the_answer_once
     client = await aiohttp_client(app)
     project_id, path, headers = await new_thread(client, user, "post-once")
 
-    lost = await client.post(path, json=MESSAGE, headers=headers)
+    try:
+        lost = (await client.post(path, json=MESSAGE, headers=headers)).status
+    except aiohttp.ClientError:
+        lost = None
     retry = await client.post(path, json=MESSAGE, headers=headers)
 
-    assert lost.status == 500
+    assert lost == (500 if loss == "error" else None)
     assert retry.status == 201 and retry.headers["Idempotent-Replayed"] == "true"
     assert (await retry.json())["content"] == "ship it"
     assert await messages_of(node, project_id) == 1
+
+
+async def test_a_key_whose_request_lost_its_transaction_is_free_at_once(
+    app: web.Application, aiohttp_client: Any, user: Any, node: LogNode
+) -> None:
+    paused, resume = asyncio.Event(), asyncio.Event()
+
+    @web.middleware
+    async def pause_the_first_after_its_command(
+        request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        if request.headers.get("Idempotency-Key") == "orphan" and not paused.is_set():
+            paused.set()
+            await resume.wait()
+        return response
+
+    app.middlewares.append(pause_the_first_after_its_command)
+    client = await aiohttp_client(app)
+    project_id, path, headers = await new_thread(client, user, "orphan")
+    assert node.pool is not None
+
+    first = asyncio.create_task(client.post(path, json=MESSAGE, headers=headers))
+    await paused.wait()
+    # The first request's node dies: the database ends the session that holds its key.
+    holders = await node.pool.fetch(
+        "SELECT DISTINCT pid FROM pg_locks WHERE relation = 'idempotency_keys'::regclass"
+        " AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()"
+    )
+    for holder in holders:
+        await node.pool.execute("SELECT pg_terminate_backend($1)", holder["pid"])
+    retry = await client.post(path, json=MESSAGE, headers=headers)
+    resume.set()
+    await first
+
+    assert retry.status == 201 and "Idempotent-Replayed" not in retry.headers
+    assert await messages_of(node, project_id) == 1
+    assert len(holders) == 1
 
 
 async def test_a_request_that_fails_after_its_command_ran_leaves_no_effect_and_a_free_key(
