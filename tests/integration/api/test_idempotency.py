@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import aiohttp
@@ -10,6 +11,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from aiohttp.typedefs import Handler
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from helix.api.idempotency import COMMITTED
 from helix.bootstrap import LogNode
@@ -272,3 +275,53 @@ async def test_concurrent_requests_with_one_key_have_one_effect_and_one_answer(
     assert all(b == bodies[0] for b in bodies)
     assert sum("Idempotent-Replayed" not in a.headers for a in answers) == 1
     assert await messages_of(node, project_id) == 1
+
+
+# Batches of requests sent at the same time, each a (key, body) pair from a few of each.
+batches = st.lists(
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2)), min_size=1, max_size=3),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(program=batches)
+async def test_any_mix_of_retries_and_races_runs_each_key_once_and_answers_it_one_way(
+    client: TestClient[Any, Any], user: Any, node: LogNode, program: list[list[tuple[int, int]]]
+) -> None:
+    run = uuid.uuid4().hex
+    project_id = await new_project(client, user)
+    path = f"/api/v1/projects/{project_id}/messages"
+    answers: dict[str, list[tuple[int, str, bool]]] = {}
+    for batch in program:
+        sent = [(f"{run}-k{k}", f"{run}-b{b}") for k, b in batch]
+        replies = await asyncio.gather(
+            *(
+                client.post(
+                    path, json={"content": body}, headers={**user.headers, "Idempotency-Key": key}
+                )
+                for key, body in sent
+            )
+        )
+        for (key, body), reply in zip(sent, replies, strict=True):
+            replayed = reply.headers.get("Idempotent-Replayed") == "true"
+            answers.setdefault(key, []).append((reply.status, body, replayed))
+
+    assert node.pool is not None
+    posted = await node.pool.fetch(
+        "SELECT data->>'content' AS content FROM events"
+        " WHERE stream_id = $1 AND type = 'project.message_posted'",
+        f"project-{project_id}",
+    )
+    assert len(posted) == len(answers)  # one effect per key
+    for key, replies in answers.items():
+        winners = [body for status, body, replayed in replies if status == 201 and not replayed]
+        assert len(winners) == 1, replies
+        assert {"content": winners[0]} in [dict(p) for p in posted]
+        for status, body, _ in replies:
+            assert status == (201 if body == winners[0] else 409), (key, replies)
