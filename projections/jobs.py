@@ -32,6 +32,9 @@ from projections.stream import StreamProjection, live_tables, sql
 SQL = load("projections", "jobs.sql")
 TABLES: tuple[str, ...] = ("jobs_seen", "jobs")
 LIVE = live_tables(TABLES)
+# Claimers LISTEN here; a commit that queued a job, scheduled a retry or freed a running slot
+# wakes them (after the commit, never inside it: see helix.services.unit).
+CLAIM_CHANNEL = "helix_jobs"
 
 
 class JobsProjection(StreamProjection):
@@ -147,7 +150,3 @@ async def expired_leases(
 async def next_due(conn: asyncpg.Connection | asyncpg.Pool, at: datetime) -> datetime | None:
     due: datetime | None = await conn.fetchval(SQL["next_due"], at)
     return due
-
-
-async def signal_claimable(conn: asyncpg.Connection) -> None:
-    await conn.execute(SQL["signal_claimable"])

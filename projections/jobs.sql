@@ -130,8 +130,3 @@ LIMIT $2
 -- name: next_due
 -- When the next retry becomes claimable (NULL: none waits), so claimers can sleep until then.
 SELECT min(not_before) FROM jobs WHERE status = 'queued' AND not_before > $1
-
--- name: signal_claimable
--- Wakes claimers (LISTEN helix_jobs): a job was queued, came back for a retry, or a job ended
--- and freed a running slot. Sent inside the transaction, so it is delivered at commit.
-SELECT pg_notify('helix_jobs', '')

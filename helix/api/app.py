@@ -24,7 +24,7 @@ from helix.api import (
 )
 from helix.api.auth import ACCOUNTS, VERIFIER
 from helix.api.errors import errors_middleware
-from helix.api.idempotency import idempotency_middleware, purge_expired
+from helix.api.idempotency import idempotency_middleware, purge_expired_keys
 from helix.api.keys import POOL, SEALER, SETTINGS, STORE
 from helix.api.metrics import METRICS, Metrics, metrics_middleware
 from helix.api.middleware import (
@@ -72,7 +72,7 @@ def create_app(node: LogNode, settings: Settings) -> web.Application:
     app.on_response_prepare.append(add_common_headers)
     app.cleanup_ctx.append(_token_verifier)
     app.cleanup_ctx.append(_sealer)
-    app.cleanup_ctx.append(purge_expired)
+    app.cleanup_ctx.append(purge_expired_keys)
     # streams before events: /events/stream is not /events/{position}
     resources = (
         health,

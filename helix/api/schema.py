@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from helix.api.idempotency import IDEMPOTENCY
 from helix.api.keys import SEALER, SETTINGS, STORE
 from helix.api.openapi import describe
 from helix.api.principal import Role, require_role
@@ -78,6 +79,7 @@ def caller(
         admin=principal.role is Role.ADMIN,
         request_id=request_id(request) or str(uuid.uuid4()),
         source=client_address(request),
+        idempotency=request.get(IDEMPOTENCY),
     )
 
 

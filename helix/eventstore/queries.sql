@@ -111,7 +111,8 @@ SELECT head_position FROM sequencer_state WHERE id = 1
 SELECT event_id, position FROM events WHERE event_id = ANY ($1::uuid[])
 
 -- name: wake_sequencer
-SELECT pg_notify('helix_appended', '')
+-- $1: the channels to wake, the sequencer's (helix_appended) and any others due.
+SELECT pg_notify(channel, '') FROM unnest($1::text[]) AS channel
 
 -- name: try_lead
 SELECT pg_try_advisory_lock($1)

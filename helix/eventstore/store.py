@@ -150,6 +150,7 @@ class EventStore:
         if wakeups is not None and wakeups.head is None:
             wakeups.head = head
         self._lane = Lane(pool)
+        self._notifying: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
@@ -158,10 +159,20 @@ class EventStore:
             yield conn
         self.committed()
 
-    def committed(self) -> None:
-        """Call after a transaction that appended commits (appends never NOTIFY themselves)."""
+    def committed(self, channels: Sequence[str] = ()) -> None:
+        """Call after a transaction that appended commits (appends never NOTIFY themselves);
+        `channels` are further listeners to wake with the coalesced wake-up."""
         if self.wakeups is not None:
-            self.wakeups.signal()
+            self.wakeups.signal(channels)
+        elif channels:
+            # No wake-up loop in this process (a command-line tool): notify once, after commit.
+            task = asyncio.get_running_loop().create_task(self._notify(channels))
+            self._notifying.add(task)
+            task.add_done_callback(self._notifying.discard)
+
+    async def _notify(self, channels: Sequence[str]) -> None:
+        with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+            await self.pool.execute(QUERIES["wake_sequencer"], list(channels))
 
     async def append(
         self,

@@ -3,7 +3,9 @@
 A transaction that NOTIFYs takes a database-wide lock at commit, which would serialize every
 appender. So appends never NOTIFY: after a commit the process calls `WakeUps.signal()`, which
 sends at most one `helix_appended` notification per interval however many appends committed.
-The sequencer NOTIFYs `helix_head` with the new head position once per batch. Notifications are
+A commit that may interest other listeners (claimers waiting for a job) names their channels,
+and the same coalesced wake-up notifies those too. The sequencer NOTIFYs `helix_head` with the
+new head position once per batch. Notifications are
 hints: every waiting loop also polls on a slow timer, so a lost one only delays.
 
 Under heavy load even the coalesced wake-ups are waste: each is a transaction with a commit to
@@ -21,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import asyncpg
@@ -51,15 +53,20 @@ class WakeUps:
         self._pool = pool
         self._interval = interval
         self._pending = asyncio.Event()
+        self._channels: set[str] = set()  # further channels due with the next wake-up
         self._task: asyncio.Task[None] | None = None
         # Sequencers in this process are woken directly as well, skipping the round trip.
         self.local: list[Callable[[], None]] = []
         # The process's head watcher, if it has one (see the module docstring).
         self.head: HeadWatcher | None = None
 
-    def signal(self) -> None:
+    def signal(self, channels: Iterable[str] = ()) -> None:
         for wake in self.local:
             wake()
+        self._channels.update(channels)
+        if self._channels:
+            self._pending.set()  # others wait on these, however busy the leader is
+            return
         if self.head is not None and self.head.busy_within(RECENT_HEAD):
             return  # the leader is busy and looking by itself
         self._pending.set()
@@ -76,9 +83,10 @@ class WakeUps:
         while True:
             await self._pending.wait()
             self._pending.clear()
+            channels, self._channels = sorted(self._channels), set()
             started = loop.time()
             try:
-                await self._pool.execute(QUERIES["wake_sequencer"])
+                await self._pool.execute(QUERIES["wake_sequencer"], [APPENDED, *channels])
             except (asyncpg.PostgresError, OSError) as exc:
                 # The sequencer's poll covers a lost wake-up; do not spin on a down database.
                 log.warning("wake-up notification failed: %s", exc)

@@ -7,6 +7,8 @@ from typing import Any
 
 import attrs
 
+from helix.services.idempotency import Idempotency
+
 
 def _new_request_id() -> str:
     return str(uuid.uuid4())
@@ -27,6 +29,8 @@ class Caller:
     admin: bool = False  # the role admin (an auditor sees everything too, but is no admin)
     request_id: str = attrs.field(factory=_new_request_id)
     source: str | None = None
+    # The request's idempotency key, if it sent one: the unit of work records it (see there).
+    idempotency: Idempotency | None = attrs.field(default=None, eq=False, repr=False)
 
     def may_see(self, owner: str) -> bool:
         return self.sees_everything or owner == self.user_id

@@ -5,6 +5,8 @@ Another user's project or job is reported as not found; admins and auditors see 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
@@ -43,6 +45,17 @@ class Queries:
     def pool(self) -> asyncpg.Pool:
         return self.store.pool
 
+    @asynccontextmanager
+    async def _reading(self, caller: Caller) -> AsyncIterator[asyncpg.Connection]:
+        """A request whose command waits to commit with its response reads its own writes
+        in that transaction; every other read takes a pool connection."""
+        held = caller.idempotency.conn if caller.idempotency is not None else None
+        if held is not None:
+            yield held
+            return
+        async with self.pool.acquire() as conn:
+            yield conn
+
     # --- projects -----------------------------------------------------------------------------
 
     async def _project_row(
@@ -64,7 +77,7 @@ class Queries:
         offset: int = 0,
     ) -> dict[str, Any]:
         owner = None if caller.sees_everything else caller.user_id
-        async with self.pool.acquire() as conn:
+        async with self._reading(caller) as conn:
             rows, total = await projects_model.page(
                 conn,
                 owner=owner,
@@ -78,7 +91,7 @@ class Queries:
 
     async def project(self, caller: Caller, project_id: UUID) -> dict[str, Any]:
         """The project with its phase plan, current phase and latest job."""
-        async with self.pool.acquire() as conn:
+        async with self._reading(caller) as conn:
             row = await self._project_row(conn, caller, project_id)
             latest = phases = None
             if row["latest_job_id"] is not None:
@@ -90,7 +103,7 @@ class Queries:
         return view
 
     async def project_status(self, caller: Caller, project_id: UUID) -> dict[str, Any]:
-        async with self.pool.acquire() as conn:
+        async with self._reading(caller) as conn:
             row = await self._project_row(conn, caller, project_id)
             latest = phases = None
             if row["latest_job_id"] is not None:
@@ -119,7 +132,7 @@ class Queries:
         self, caller: Caller, project_id: UUID, *, after: int = 0, limit: int = 100
     ) -> dict[str, Any]:
         """The project's events and its jobs' events, in log order, after a position."""
-        async with self.pool.acquire() as conn:
+        async with self._reading(caller) as conn:
             await self._project_row(conn, caller, project_id)
         events = await self.store.read_all(after, limit, project_id=project_id)
         last = events[-1].position if events else after
@@ -140,7 +153,7 @@ class Queries:
         limit: int = 50,
         offset: int = 0,
     ) -> dict[str, Any]:
-        async with self.pool.acquire() as conn:
+        async with self._reading(caller) as conn:
             await self._project_row(conn, caller, project_id)
             rows, total = await messages_model.page(
                 conn, project_id, role=role, limit=limit, offset=offset
@@ -167,7 +180,7 @@ class Queries:
         offset: int = 0,
     ) -> dict[str, Any]:
         owner = None if caller.sees_everything else caller.user_id
-        async with self.pool.acquire() as conn:
+        async with self._reading(caller) as conn:
             rows, total = await jobs_model.page(
                 conn, owner=owner, project_id=project_id, status=status, limit=limit, offset=offset
             )
@@ -175,7 +188,7 @@ class Queries:
 
     async def job(self, caller: Caller, job_id: UUID) -> dict[str, Any]:
         """The job with its phases (status, timings, cost) and the tail of its output."""
-        async with self.pool.acquire() as conn:
+        async with self._reading(caller) as conn:
             row = await self._job_row(conn, caller, job_id)
             phases = await phases_model.of_job(conn, job_id)
             tail = await output_model.tail(conn, job_id, self.settings.output_tail_lines)
@@ -195,7 +208,7 @@ class Queries:
         limit: int = 500,
     ) -> dict[str, Any]:
         """Output lines after the job-wide line number `after` (each line's `n`)."""
-        async with self.pool.acquire() as conn:
+        async with self._reading(caller) as conn:
             await self._job_row(conn, caller, job_id)
             lines = await output_model.page(conn, job_id, phase=phase, after=after, limit=limit)
             total = await output_model.count(conn, job_id, phase)

@@ -6,6 +6,17 @@ transaction, so a client reads its own writes as soon as the command returns. A 
 append (another writer moved the stream) rolls everything back and the work runs again on a
 fresh read. When a job reaches a terminal state the project's run follows in the same
 transaction ("project status follows its jobs").
+
+Nothing here NOTIFYs inside the transaction: a NOTIFY takes a database-wide lock at commit and
+would serialize every writer. A unit of work that may free a claim records it, and after the
+commit the store's coalesced wake-up also wakes the claimers (`helix_jobs`); they poll on a
+slow timer besides, so a lost wake-up only delays a claim.
+
+A caller with an idempotency key (`helix.services.idempotency`) has its key reserved in the
+transaction before the work decides. Work that appended nothing commits (or rolls back) as
+usual and leaves no record; work that appended keeps its transaction open for the caller's
+`Idempotency`, which stores the response and commits (later units of work of the same request
+join that transaction).
 """
 
 from __future__ import annotations
@@ -67,6 +78,8 @@ class Tx:
         self.at = at
         self._projects: dict[UUID, tuple[ProjectState, int]] = {}
         self._jobs: dict[UUID, tuple[JobState, int]] = {}
+        self.appended = False
+        self.claims_due = False  # a claimer may find a job once this commits
 
     async def _load(self, stream_id: str) -> tuple[list[Any], int]:
         recorded = await self.store.read_stream(stream_id, conn=self.conn)
@@ -188,8 +201,9 @@ class Tx:
             for i, e in enumerate(encoded)
         ]
         await apply_inline(self.conn, recorded)
+        self.appended = True
         if any(_may_free_a_claim(e.type, e.data) for e in encoded):
-            await jobs_model.signal_claimable(self.conn)
+            self.claims_due = True
         return appended.last_version
 
 
@@ -203,13 +217,61 @@ class Writer:
         self.now = now
         self.retries = retries
 
+    def _committed(self, tx: Tx) -> None:
+        self.store.committed((jobs_model.CLAIM_CHANNEL,) if tx.claims_due else ())
+
     async def run(self, caller: Caller, work: Callable[[Tx], Awaitable[T]]) -> T:
+        idempotency = caller.idempotency
         for attempt in range(1, self.retries + 1):
             try:
-                async with self.store.transaction() as conn:
-                    return await work(Tx(self.store, conn, caller, self.now()))
+                if idempotency is not None and idempotency.conn is not None:
+                    return await self._join(idempotency.conn, caller, work)
+                return await self._once(caller, work)
             except (ConcurrencyError, asyncpg.DeadlockDetectedError):
                 if attempt == self.retries:
                     raise
                 await asyncio.sleep(random.uniform(0, 0.002 * attempt))
         raise AssertionError("unreachable")
+
+    async def _join(
+        self, conn: asyncpg.Connection, caller: Caller, work: Callable[[Tx], Awaitable[T]]
+    ) -> T:
+        """A further unit of work of a request whose transaction is held open: a savepoint in
+        it, so a conflict retries this work alone. Its wake-ups follow that commit."""
+        assert caller.idempotency is not None
+        tx = Tx(self.store, conn, caller, self.now())
+        async with conn.transaction():
+            result = await work(tx)
+        if tx.appended:
+            caller.idempotency.after_commit(lambda: self._committed(tx))
+        return result
+
+    async def _once(self, caller: Caller, work: Callable[[Tx], Awaitable[T]]) -> T:
+        idempotency = caller.idempotency
+        conn: asyncpg.Connection = await self.store.pool.acquire()
+        held = False
+        try:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                if idempotency is not None:
+                    await idempotency.reserve(conn)
+                tx = Tx(self.store, conn, caller, self.now())
+                result = await work(tx)
+                if idempotency is not None and tx.appended:
+                    # The caller's idempotency record commits this, with the response.
+                    idempotency.adopt(conn, transaction, lambda: self._committed(tx))
+                    held = True
+                    return result
+                if idempotency is not None:
+                    await idempotency.release(conn)
+            except BaseException:
+                await transaction.rollback()
+                raise
+            await transaction.commit()
+        finally:
+            if not held:
+                await self.store.pool.release(conn)
+        if tx.appended:
+            self._committed(tx)
+        return result

@@ -44,7 +44,7 @@ from helix.services.unit import Tx, Writer
 from projections import jobs as jobs_model
 from projections import workers as workers_model
 
-CLAIM_CHANNEL = "helix_jobs"
+CLAIM_CHANNEL = jobs_model.CLAIM_CHANNEL
 CLAIM_POLL_S = 5.0  # a claimer re-reads the queue this often even without a notification
 CLAIM_CANDIDATES = 20  # jobs one claim may pass over (owner at its limit) before giving up
 RENEW_BELOW = 0.75  # renew a lease once less than this share of it is left

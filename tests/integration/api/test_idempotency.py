@@ -3,12 +3,46 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
+import aiohttp
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from aiohttp.typedefs import Handler
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from helix.api.idempotency import COMMITTED
 from helix.bootstrap import LogNode
+
+MESSAGE = {"content": "ship it"}
+
+
+async def new_project(client: TestClient[Any, Any], who: Any) -> str:
+    resp = await client.post("/api/v1/projects", json={"name": "p"}, headers=who.headers)
+    assert resp.status == 201, await resp.text()
+    return str((await resp.json())["id"])
+
+
+async def new_thread(
+    client: TestClient[Any, Any], who: Any, key: str
+) -> tuple[str, str, dict[str, str]]:
+    """A new project of `who`, the path its messages are posted to, and headers with `key`."""
+    project_id = await new_project(client, who)
+    path = f"/api/v1/projects/{project_id}/messages"
+    return project_id, path, {**who.headers, "Idempotency-Key": key}
+
+
+async def messages_of(node: LogNode, project_id: str) -> int:
+    assert node.pool is not None
+    return int(
+        await node.pool.fetchval(
+            "SELECT count(*) FROM events WHERE stream_id = $1 AND type = 'project.message_posted'",
+            f"project-{project_id}",
+        )
+    )
 
 
 async def test_the_same_key_and_body_replay_the_stored_response_without_a_second_effect(
@@ -73,32 +107,6 @@ async def test_a_failed_request_releases_its_key_so_a_retry_runs_again(
     assert "Idempotent-Replayed" not in good.headers
 
 
-async def test_a_concurrent_duplicate_in_flight_is_a_conflict(
-    app: web.Application, aiohttp_client: Any, user: Any
-) -> None:
-    entered, release = asyncio.Event(), asyncio.Event()
-
-    async def slow(request: web.Request) -> web.Response:
-        entered.set()
-        await release.wait()
-        return web.json_response({"ok": True}, status=201)
-
-    app.router.add_post("/slow", slow)
-    client = await aiohttp_client(app)
-    headers = {**user.headers, "Idempotency-Key": "in-flight"}
-
-    first = asyncio.create_task(client.post("/slow", json={}, headers=headers))
-    await entered.wait()
-    duplicate = await client.post("/slow", json={}, headers=headers)
-    release.set()
-    original = await first
-
-    assert duplicate.status == 409
-    assert original.status == 201
-    replay = await client.post("/slow", json={}, headers=headers)
-    assert replay.status == 201 and replay.headers["Idempotent-Replayed"] == "true"
-
-
 async def test_an_expired_key_runs_the_request_again(
     client: TestClient[Any, Any], user: Any, node: LogNode
 ) -> None:
@@ -119,3 +127,201 @@ async def test_an_unreasonable_key_is_refused(client: TestClient[Any, Any], user
     )
 
     assert resp.status == 400
+
+
+@pytest.mark.parametrize("loss", ["error", "dropped connection"])
+async def test_a_command_whose_answer_was_lost_after_commit_is_replayed_not_run_again(
+    app: web.Application, aiohttp_client: Any, user: Any, node: LogNode, loss: str
+) -> None:
+    losses = [loss]
+
+    async def lose_the_answer_once(request: web.Request) -> None:
+        if not losses:
+            return
+        losses.pop()
+        if loss == "dropped connection":
+            assert request.transport is not None
+            request.transport.abort()
+        raise RuntimeError("the answer was lost after the commit")
+
+    app[COMMITTED] = lose_the_answer_once
+    client = await aiohttp_client(app)
+    project_id, path, headers = await new_thread(client, user, "post-once")
+
+    try:
+        lost = (await client.post(path, json=MESSAGE, headers=headers)).status
+    except aiohttp.ClientError:
+        lost = None
+    retry = await client.post(path, json=MESSAGE, headers=headers)
+
+    assert lost == (500 if loss == "error" else None)
+    assert retry.status == 201 and retry.headers["Idempotent-Replayed"] == "true"
+    assert (await retry.json())["content"] == "ship it"
+    assert await messages_of(node, project_id) == 1
+
+
+async def test_a_key_whose_request_lost_its_transaction_is_free_at_once(
+    app: web.Application, aiohttp_client: Any, user: Any, node: LogNode
+) -> None:
+    paused, resume = asyncio.Event(), asyncio.Event()
+
+    @web.middleware
+    async def pause_the_first_after_its_command(
+        request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        if request.headers.get("Idempotency-Key") == "orphan" and not paused.is_set():
+            paused.set()
+            await resume.wait()
+        return response
+
+    app.middlewares.append(pause_the_first_after_its_command)
+    client = await aiohttp_client(app)
+    project_id, path, headers = await new_thread(client, user, "orphan")
+    assert node.pool is not None
+
+    first = asyncio.create_task(client.post(path, json=MESSAGE, headers=headers))
+    await paused.wait()
+    # The first request's node dies: the database ends the session that holds its key.
+    holders = await node.pool.fetch(
+        "SELECT DISTINCT pid FROM pg_locks WHERE relation = 'idempotency_keys'::regclass"
+        " AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()"
+    )
+    for holder in holders:
+        await node.pool.execute("SELECT pg_terminate_backend($1)", holder["pid"])
+    retry = await client.post(path, json=MESSAGE, headers=headers)
+    resume.set()
+    await first
+
+    assert retry.status == 201 and "Idempotent-Replayed" not in retry.headers
+    assert await messages_of(node, project_id) == 1
+    assert len(holders) == 1
+
+
+async def test_a_request_that_fails_after_its_command_ran_leaves_no_effect_and_a_free_key(
+    app: web.Application, aiohttp_client: Any, user: Any, node: LogNode
+) -> None:
+    failures = [RuntimeError("rendering the answer failed")]
+
+    @web.middleware
+    async def fail_once_after_the_handler(
+        request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        if failures and request.method == "POST" and "Idempotency-Key" in request.headers:
+            raise failures.pop()
+        return response
+
+    app.middlewares.append(fail_once_after_the_handler)  # innermost: inside the idempotency one
+    client = await aiohttp_client(app)
+    project_id, path, headers = await new_thread(client, user, "render-fails")
+
+    failed = await client.post(path, json=MESSAGE, headers=headers)
+    assert failed.status == 500
+    assert await messages_of(node, project_id) == 0
+
+    retry = await client.post(path, json=MESSAGE, headers=headers)
+
+    assert retry.status == 201 and "Idempotent-Replayed" not in retry.headers
+    assert await messages_of(node, project_id) == 1
+
+
+async def test_the_same_key_with_another_body_is_a_conflict_and_appends_nothing(
+    client: TestClient[Any, Any], user: Any, node: LogNode
+) -> None:
+    _, path, headers = await new_thread(client, user, "one-message")
+    assert (await client.post(path, json=MESSAGE, headers=headers)).status == 201
+    assert node.pool is not None
+    before = await node.pool.fetchval("SELECT count(*) FROM events")
+
+    resp = await client.post(path, json={"content": "something else"}, headers=headers)
+
+    assert resp.status == 409
+    body = await resp.json()
+    assert body["error"]["code"] == "CONFLICT"
+    assert body["error"]["details"]["idempotency_key"] == "one-message"
+    assert await node.pool.fetchval("SELECT count(*) FROM events") == before
+
+
+async def test_a_refused_command_stores_nothing_so_a_corrected_retry_with_its_key_runs(
+    client: TestClient[Any, Any], user: Any, node: LogNode
+) -> None:
+    project_id, path, headers = await new_thread(client, user, "fix-and-retry")
+
+    refused = await client.post(path, json={"content": "   "}, headers=headers)
+    assert refused.status == 422
+    assert node.pool is not None
+    assert await node.pool.fetchval("SELECT count(*) FROM idempotency_keys") == 0
+
+    corrected = await client.post(path, json=MESSAGE, headers=headers)
+    stale = await client.post(path, json={"content": "   "}, headers=headers)
+
+    assert corrected.status == 201 and "Idempotent-Replayed" not in corrected.headers
+    assert stale.status == 409  # the key now holds the corrected request's answer
+    assert await messages_of(node, project_id) == 1
+
+
+async def test_concurrent_requests_with_one_key_have_one_effect_and_one_answer(
+    client: TestClient[Any, Any], user: Any, node: LogNode
+) -> None:
+    project_id, path, headers = await new_thread(client, user, "many-at-once")
+
+    answers = await asyncio.gather(
+        *(client.post(path, json=MESSAGE, headers=headers) for _ in range(6))
+    )
+
+    assert [a.status for a in answers] == [201] * 6
+    bodies = [await a.json() for a in answers]
+    assert all(b == bodies[0] for b in bodies)
+    assert sum("Idempotent-Replayed" not in a.headers for a in answers) == 1
+    assert await messages_of(node, project_id) == 1
+
+
+# Batches of requests sent at the same time, each a (key, body) pair from a few of each.
+batches = st.lists(
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2)), min_size=1, max_size=3),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(program=batches)
+async def test_any_mix_of_retries_and_races_runs_each_key_once_and_answers_it_one_way(
+    client: TestClient[Any, Any], user: Any, node: LogNode, program: list[list[tuple[int, int]]]
+) -> None:
+    run = uuid.uuid4().hex
+    project_id = await new_project(client, user)
+    path = f"/api/v1/projects/{project_id}/messages"
+    answers: dict[str, list[tuple[int, str, bool]]] = {}
+    for batch in program:
+        sent = [(f"{run}-k{k}", f"{run}-b{b}") for k, b in batch]
+        replies = await asyncio.gather(
+            *(
+                client.post(
+                    path, json={"content": body}, headers={**user.headers, "Idempotency-Key": key}
+                )
+                for key, body in sent
+            )
+        )
+        for (key, body), reply in zip(sent, replies, strict=True):
+            replayed = reply.headers.get("Idempotent-Replayed") == "true"
+            answers.setdefault(key, []).append((reply.status, body, replayed))
+
+    assert node.pool is not None
+    posted = await node.pool.fetch(
+        "SELECT data->>'content' AS content FROM events"
+        " WHERE stream_id = $1 AND type = 'project.message_posted'",
+        f"project-{project_id}",
+    )
+    assert len(posted) == len(answers)  # one effect per key
+    for key, replies in answers.items():
+        winners = [body for status, body, replayed in replies if status == 201 and not replayed]
+        assert len(winners) == 1, replies
+        assert {"content": winners[0]} in [dict(p) for p in posted]
+        for status, body, _ in replies:
+            assert status == (201 if body == winners[0] else 409), (key, replies)
