@@ -29,6 +29,7 @@ from helix.auth import keys
 from helix.auth.accounts import Accounts
 from helix.auth.records import UserRecord
 from helix.auth.tokens import TokenVerifier, issue_token
+from helix.envelope import rfc3339
 from helix.errors import NotFound, RateLimited, Unauthorized, ValidationError
 
 ACCOUNTS = web.AppKey("accounts", Accounts)
@@ -133,7 +134,7 @@ def _token_response(request: web.Request, user: UserRecord) -> web.Response:
         {
             "token": token,
             "token_type": "Bearer",
-            "expires_at": expires.isoformat(),
+            "expires_at": rfc3339(expires),
             "expires_in": verifier.settings.jwt_ttl_seconds,
             "user": user.to_json(),
         }

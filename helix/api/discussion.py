@@ -22,7 +22,7 @@ from helix.api.schema import (
 )
 from helix.domain.project import MessageRole
 from helix.domain.project.decider import MAX_MESSAGE_CHARS
-from helix.services.views import rfc3339
+from helix.envelope import rfc3339
 
 routes = web.RouteTableDef()
 THREAD_PAGE = 200

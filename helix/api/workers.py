@@ -32,10 +32,10 @@ from helix.bootstrap import LogNode
 from helix.domain import job
 from helix.domain.job import OutputStream
 from helix.domain.job.commands import WorkerReport
+from helix.envelope import rfc3339
 from helix.errors import ValidationError
 from helix.eventstore import ChannelWatcher
 from helix.services import WorkerService, Writer
-from helix.services.views import rfc3339
 from helix.services.workers import CLAIM_CHANNEL, WORKER_STATUSES, Claim
 
 routes = web.RouteTableDef()
