@@ -284,7 +284,8 @@ def _claim_view(claimed: Claim) -> dict[str, Any]:
                 },
                 "secret_env": sorted(claimed.secrets.get(p.name, {})),
             }
-            for index, p in enumerate(state.phases)
+            # 1-based, as everywhere else a phase has an ordinal (the job_phases read model).
+            for index, p in enumerate(state.phases, start=1)
         ],
         "lease": {**_lease_view(state), "lease_s": claimed.lease_s},
     }
