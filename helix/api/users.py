@@ -13,21 +13,21 @@ from aiohttp import web
 
 from helix.api.auth import ACCOUNTS
 from helix.api.openapi import describe
-from helix.api.principal import Role, principal_of, require_role
+from helix.api.principal import principal_of, require_role
 from helix.api.requests import event_metadata, field, int_query, read_json
 from helix.api.schema import position, reply
-from helix.domain.user import UserRole
+from helix.domain.user import Role
 from helix.errors import ValidationError
 
 routes = web.RouteTableDef()
-ROLES = [r.value for r in UserRole]
+ROLES = [r.value for r in Role]
 
 
-def _role(raw: str | None, name: str = "role") -> UserRole | None:
+def _role(raw: str | None, name: str = "role") -> Role | None:
     if raw is None:
         return None
     try:
-        return UserRole(raw)
+        return Role(raw)
     except ValueError:
         raise ValidationError(
             f"'{name}' must be one of {', '.join(ROLES)}", field=name, allowed_values=ROLES
@@ -91,7 +91,7 @@ async def create_user(request: web.Request) -> web.Response:
     body = await read_json(request)
     username = field(body, "username", str)
     password = field(body, "password", str, required=False)
-    role = _role(field(body, "role", str, required=False)) or UserRole.USER
+    role = _role(field(body, "role", str, required=False)) or Role.USER
     at = position(request)
     user = await request.app[ACCOUNTS].create_user(
         username, role, password, metadata=event_metadata(request)

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from helix.api.auth import VERIFIER
 from helix.api.keys import SEALER, SETTINGS, STORE
-from helix.api.principal import Role, principal_of
+from helix.api.principal import principal_of
 from helix.api.schema import (
     caller,
     check,
@@ -32,6 +32,7 @@ from helix.bootstrap import LogNode
 from helix.domain import job
 from helix.domain.job import OutputStream
 from helix.domain.job.commands import WorkerReport
+from helix.domain.user import Role
 from helix.envelope import rfc3339
 from helix.errors import ValidationError
 from helix.eventstore import ChannelWatcher

@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from helix.domain.user import UserRole
+from helix.domain.user import Role
 from helix.envelope import rfc3339
 
 
@@ -17,7 +17,7 @@ from helix.envelope import rfc3339
 class UserRecord:
     user_id: uuid.UUID
     username: str
-    role: UserRole
+    role: Role
     disabled: bool
     external: bool
     created_at: datetime
@@ -30,7 +30,7 @@ class UserRecord:
         return cls(
             user_id=row["user_id"],
             username=row["username"],
-            role=UserRole(row["role"]),
+            role=Role(row["role"]),
             disabled=row["disabled"],
             external=row["external_subject"] is not None,
             created_at=row["created_at"],
