@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
+from helix.domain.job import TERMINAL
 from helix.envelope import rfc3339
 
 Row = Mapping[str, Any]
-TERMINAL_JOB = frozenset({"completed", "failed", "cancelled"})
 
 
 def ident(value: UUID | None) -> str | None:
@@ -97,7 +97,7 @@ def current_phase(job: Row | None, phases: list[Row]) -> str | None:
     if job is None:
         return None
     running = next((p["name"] for p in phases if p["status"] == "running"), None)
-    if running is not None or job["status"] in TERMINAL_JOB:
+    if running is not None or job["status"] in TERMINAL:
         return running
     return next((p["name"] for p in phases if p["status"] == "pending"), None)
 
