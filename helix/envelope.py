@@ -10,8 +10,9 @@
 - `webhook`: `public` plus the Standard Webhooks keys `id` (the event id) and `timestamp`
   (the same instant as `recorded_at`).
 
-Everything here reads the envelope through `_field`, so a stored row and a `RecordedEvent`
-render the same.
+It is a module of its own, beside `helix.serialization`, because the event store's hash chain
+uses it and `helix.serialization` imports the event store. Everything here reads the envelope
+through `_field`, so a stored row and a `RecordedEvent` render the same.
 """
 
 from __future__ import annotations
