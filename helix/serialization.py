@@ -100,6 +100,10 @@ class EventRegistry:
         except KeyError:
             raise UnknownEventType(f"no event class is registered for {name!r}") from None
 
+    def version_of(self, name: str) -> int:
+        """The current schema version of `name`, the one `upcast` lifts payloads to."""
+        return self._versions[name]
+
     def types(self) -> Iterable[str]:
         return self._classes.keys()
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from helix.api.openapi import describe
-from helix.api.principal import PRINCIPAL, Principal, Role, principal_of, require_role
+from helix.api.principal import PRINCIPAL, Principal, principal_of, require_role
 from helix.api.ratelimit import LIMITER, VERDICT
 from helix.api.requests import (
     client_address,
@@ -27,7 +27,8 @@ from helix.auth import keys
 from helix.auth.accounts import Accounts
 from helix.auth.records import UserRecord
 from helix.auth.tokens import TokenVerifier, issue_token
-from helix.domain.user import MAX_KEY_NAME_CHARS
+from helix.domain.user import MAX_KEY_NAME_CHARS, Role
+from helix.envelope import rfc3339
 from helix.errors import NotFound, RateLimited, Unauthorized, ValidationError
 
 ACCOUNTS = web.AppKey("accounts", Accounts)
@@ -37,9 +38,7 @@ routes = web.RouteTableDef()
 
 
 def _principal(user: UserRecord, key_id: uuid.UUID | None = None) -> Principal:
-    return Principal(
-        user_id=user.user_id, username=user.username, role=Role(user.role.value), key_id=key_id
-    )
+    return Principal(user_id=user.user_id, username=user.username, role=user.role, key_id=key_id)
 
 
 def _credentials(request: web.Request) -> tuple[str, str] | None:
@@ -132,7 +131,7 @@ def _token_response(request: web.Request, user: UserRecord) -> web.Response:
         {
             "token": token,
             "token_type": "Bearer",
-            "expires_at": expires.isoformat(),
+            "expires_at": rfc3339(expires),
             "expires_in": verifier.settings.jwt_ttl_seconds,
             "user": user.to_json(),
         }

@@ -28,7 +28,7 @@ from helix.domain.project.decider import (
     MAX_NAME_CHARS,
     MAX_PROJECT_TYPE_CHARS,
 )
-from helix.services.views import rfc3339
+from helix.envelope import rfc3339
 
 routes = web.RouteTableDef()
 THREAD_PAGE = 200

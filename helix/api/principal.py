@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import enum
 import uuid
 
 import attrs
 from aiohttp import web
 
+from helix.domain.user import Role
 from helix.errors import Forbidden, Unauthorized
-
-
-class Role(enum.StrEnum):
-    ADMIN = "admin"
-    USER = "user"
-    WORKER = "worker"
-    AUDITOR = "auditor"
 
 
 @attrs.frozen(kw_only=True)

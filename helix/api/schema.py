@@ -17,9 +17,10 @@ from aiohttp import web
 from helix.api.idempotency import IDEMPOTENCY
 from helix.api.keys import SEALER, SETTINGS, STORE
 from helix.api.openapi import describe
-from helix.api.principal import Role, require_role
+from helix.api.principal import require_role
 from helix.api.requests import client_address, int_query, read_json, request_id
 from helix.api.validation import RequestSchema
+from helix.domain.user import Role
 from helix.errors import NotFound, ValidationError
 from helix.services import Caller, Services
 

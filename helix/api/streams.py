@@ -22,6 +22,7 @@ from helix.api.keys import SETTINGS, STORE
 from helix.api.openapi import describe
 from helix.api.principal import PRINCIPAL, Principal, principal_of
 from helix.api.requests import public
+from helix.envelope import rfc3339
 from helix.errors import NotFound, Unavailable, ValidationError
 from helix.globs import TypeGlobs
 from helix.streams import sse, tokens, websocket
@@ -186,7 +187,7 @@ async def create_stream_token(request: web.Request) -> web.Response:
         {
             "token": token,
             "token_type": "stream",
-            "expires_at": expires.isoformat(),
+            "expires_at": rfc3339(expires),
             "expires_in": settings.stream_token_ttl_seconds,
         },
         status=201,

@@ -12,23 +12,23 @@ from aiohttp import web
 
 from helix.api.auth import ACCOUNTS
 from helix.api.openapi import describe
-from helix.api.principal import Role, principal_of, require_role
+from helix.api.principal import principal_of, require_role
 from helix.api.requests import event_metadata, int_query
 from helix.api.schema import position, reply, strings, validated_body
 from helix.api.validation import object_body
 from helix.auth import passwords
-from helix.domain.user import USERNAME_PATTERN, UserRole
+from helix.domain.user import USERNAME_PATTERN, Role
 from helix.errors import ValidationError
 
 routes = web.RouteTableDef()
-ROLES = [r.value for r in UserRole]
+ROLES = [r.value for r in Role]
 
 
-def _role(raw: str | None, name: str = "role") -> UserRole | None:
+def _role(raw: str | None, name: str = "role") -> Role | None:
     if raw is None:
         return None
     try:
-        return UserRole(raw)
+        return Role(raw)
     except ValueError:
         raise ValidationError(
             f"'{name}' must be one of {', '.join(ROLES)}", field=name, allowed_values=ROLES
@@ -89,7 +89,7 @@ async def create_user(request: web.Request) -> web.Response:
     """Create a user (admins only)."""
     require_role(request, Role.ADMIN)
     body = await validated_body(request, CREATE_USER_BODY)
-    role = UserRole(body.get("role", UserRole.USER.value))
+    role = Role(body.get("role", Role.USER.value))
     at = position(request)
     user = await request.app[ACCOUNTS].create_user(
         body["username"], role, body.get("password"), metadata=event_metadata(request)
@@ -118,7 +118,7 @@ async def update_user(request: web.Request) -> web.Response:
     require_role(request, Role.ADMIN)
     user_id = _user_id(request)
     body = await validated_body(request, UPDATE_USER_BODY)
-    role = UserRole(body["role"]) if "role" in body else None
+    role = Role(body["role"]) if "role" in body else None
     disabled = body.get("disabled")
     at = position(request)
     user = await request.app[ACCOUNTS].update_user(

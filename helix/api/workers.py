@@ -15,7 +15,7 @@ from aiohttp import web
 
 from helix.api.auth import VERIFIER
 from helix.api.keys import SEALER, SETTINGS, STORE
-from helix.api.principal import Role, principal_of
+from helix.api.principal import principal_of
 from helix.api.schema import (
     caller,
     documented,
@@ -50,10 +50,11 @@ from helix.domain.project.decider import (
     MAX_PHASE_NAME_CHARS,
     MAX_REASON_CHARS,
 )
+from helix.domain.user import Role
+from helix.envelope import rfc3339
 from helix.errors import ValidationError
 from helix.eventstore import ChannelWatcher
 from helix.services import WorkerService, Writer
-from helix.services.views import rfc3339
 from helix.services.workers import CLAIM_CHANNEL, WORKER_STATUSES, Claim
 
 routes = web.RouteTableDef()
@@ -319,7 +320,8 @@ def _claim_view(claimed: Claim) -> dict[str, Any]:
                 },
                 "secret_env": sorted(claimed.secrets.get(p.name, {})),
             }
-            for index, p in enumerate(state.phases)
+            # 1-based, as everywhere else a phase has an ordinal (the job_phases read model).
+            for index, p in enumerate(state.phases, start=1)
         ],
         "lease": {**_lease_view(state), "lease_s": claimed.lease_s},
     }

@@ -10,31 +10,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import UTC
 from typing import Any, Protocol
 
 import asyncpg
 import attrs
 
+from helix import envelope
 from helix.audit.filters import EventFilter
 from helix.audit.log import select
 from helix.eventstore.sql import QUERIES
-
-# The columns of an exported line, in the order they are written.
-COLUMNS = (
-    "position",
-    "event_id",
-    "stream_id",
-    "stream_type",
-    "version",
-    "project_id",
-    "type",
-    "schema_version",
-    "data",
-    "metadata",
-    "recorded_at",
-    "hash",
-)
 
 
 class Writable(Protocol):
@@ -48,27 +32,8 @@ class ExportReport:
     last_position: int  # the position of the last exported event (0: none)
 
 
-def export_record(row: Mapping[str, Any]) -> dict[str, Any]:
-    """An event row as its export object; `recorded_at` keeps its microseconds."""
-    project_id = row["project_id"]
-    return {
-        "position": row["position"],
-        "event_id": str(row["event_id"]),
-        "stream_id": row["stream_id"],
-        "stream_type": row["stream_type"],
-        "version": row["version"],
-        "project_id": None if project_id is None else str(project_id),
-        "type": row["type"],
-        "schema_version": row["schema_version"],
-        "data": row["data"],
-        "metadata": row["metadata"],
-        "recorded_at": row["recorded_at"].astimezone(UTC).isoformat(timespec="microseconds"),
-        "hash": bytes(row["hash"]).hex(),
-    }
-
-
 def export_line(row: Mapping[str, Any]) -> str:
-    return json.dumps(export_record(row), separators=(",", ":")) + "\n"
+    return json.dumps(envelope.export(row), separators=(",", ":")) + "\n"
 
 
 async def export_events(

@@ -1,7 +1,6 @@
 """The audit log: filtered pages of the event log and single events, with visibility applied.
 
-An event's JSON is the one `GET /projects/{id}/history` shows (`helix.services.views.event_view`)
-plus the two envelope fields an audit needs to group events: `stream_type` and `project_id`.
+An event's JSON is the public envelope (`helix.envelope.public`), the one every reader sees.
 """
 
 from __future__ import annotations
@@ -10,21 +9,13 @@ from typing import Any
 
 import asyncpg
 
+from helix import envelope
 from helix.audit.filters import EventFilter
 from helix.eventstore.sql import QUERIES
 from helix.eventstore.store import read_windows
-from helix.services.views import event_view, ident
-from projections.stream import recorded
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
-
-
-def event_json(row: asyncpg.Record) -> dict[str, Any]:
-    view = event_view(recorded(row))
-    view["stream_type"] = row["stream_type"]
-    view["project_id"] = ident(row["project_id"])
-    return view
 
 
 async def select(pool: asyncpg.Pool, selection: EventFilter, limit: int) -> list[asyncpg.Record]:
@@ -56,7 +47,7 @@ async def page(
     is short, so the last full page may be followed by an empty one."""
     rows = await select(pool, selection, limit)
     return {
-        "items": [event_json(r) for r in rows],
+        "items": [envelope.public(r) for r in rows],
         "after": selection.after,
         "limit": limit,
         "next_after": rows[-1]["position"] if rows else selection.after,
@@ -67,4 +58,4 @@ async def page(
 async def event_at(pool: asyncpg.Pool, position: int, viewer: str | None) -> dict[str, Any] | None:
     """The event at `position` if it exists and `viewer` (None: anyone) may see it."""
     row = await pool.fetchrow(QUERIES["audit_event_at"], position, viewer)
-    return None if row is None else event_json(row)
+    return None if row is None else envelope.public(row)

@@ -19,12 +19,13 @@ import attrs
 from helix.domain import job, project
 from helix.domain.job import JobPhaseOutput, JobState, PhaseState
 from helix.domain.project import ProjectState
+from helix.envelope import rfc3339
 from helix.errors import NotFound, ValidationError
 from helix.eventstore import EventStore, RecordedEvent
 from helix.eventstore.sql import QUERIES
 from helix.inputs import parse_time
 from helix.services.caller import Caller
-from helix.services.views import current_phase, ident, rfc3339, stream_url
+from helix.services.views import current_phase, ident, stream_url
 from projections.stream import recorded, to_json
 
 S = TypeVar("S")

@@ -17,7 +17,7 @@ from helix.auth import keys, passwords
 from helix.auth import sql as q
 from helix.auth.records import ApiKeyRecord, UserRecord
 from helix.domain import user as domain
-from helix.domain.user import UserRole
+from helix.domain.user import Role
 from helix.errors import Conflict, NotFound, Unauthorized, ValidationError
 from helix.eventstore import ANY_VERSION, EventStore, RecordedEvent
 from projections.users import LIVE_TABLES, PROJECTION
@@ -85,7 +85,7 @@ class Accounts:
     async def create_user(
         self,
         username: str,
-        role: UserRole,
+        role: Role,
         password: str | None,
         *,
         metadata: Metadata,
@@ -135,7 +135,7 @@ class Accounts:
         self,
         user_id: uuid.UUID,
         *,
-        role: UserRole | None = None,
+        role: Role | None = None,
         disabled: bool | None = None,
         metadata: Metadata,
     ) -> UserRecord:
@@ -155,9 +155,9 @@ class Accounts:
             elif disabled is False and user.disabled:
                 events.append(domain.UserEnabled(user_id=user_id, at=now))
             leaves_admin = (
-                user.role is UserRole.ADMIN
+                user.role is Role.ADMIN
                 and not user.disabled
-                and ((role is not None and role is not UserRole.ADMIN) or disabled is True)
+                and ((role is not None and role is not Role.ADMIN) or disabled is True)
             )
             if leaves_admin and not await conn.fetchval(q.OTHER_ENABLED_ADMINS, user_id):
                 raise Conflict("this is the last enabled admin", user_id=str(user_id))
@@ -302,7 +302,7 @@ class Accounts:
             username = f"{base}-{secrets.token_hex(3)}"
         try:
             return await self.create_user(
-                username, UserRole.USER, None, metadata=metadata, external_subject=external
+                username, Role.USER, None, metadata=metadata, external_subject=external
             )
         except Conflict:
             # Another request provisioned the same subject first.
@@ -319,7 +319,7 @@ class Accounts:
                 return None
             user_id = uuid.uuid4()
             event = domain.UserCreated(
-                user_id=user_id, username="admin", role=UserRole.ADMIN, at=_now()
+                user_id=user_id, username="admin", role=Role.ADMIN, at=_now()
             )
             await self._create(conn, event, None, metadata)
             key_id = uuid.uuid4()
@@ -341,7 +341,7 @@ class Accounts:
         return UserRecord.from_row(row)
 
     async def list_users(
-        self, *, role: UserRole | None, limit: int, offset: int
+        self, *, role: Role | None, limit: int, offset: int
     ) -> tuple[list[UserRecord], int]:
         rows = await self.pool.fetch(q.LIST_USERS, role.value if role else None, limit, offset)
         total = rows[0]["total"] if rows else await self.pool.fetchval(q.COUNT_USERS)

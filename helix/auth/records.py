@@ -9,18 +9,15 @@ from typing import Any
 
 import attrs
 
-from helix.domain.user import UserRole
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+from helix.domain.user import Role
+from helix.envelope import rfc3339
 
 
 @attrs.frozen(kw_only=True)
 class UserRecord:
     user_id: uuid.UUID
     username: str
-    role: UserRole
+    role: Role
     disabled: bool
     external: bool
     created_at: datetime
@@ -33,7 +30,7 @@ class UserRecord:
         return cls(
             user_id=row["user_id"],
             username=row["username"],
-            role=UserRole(row["role"]),
+            role=Role(row["role"]),
             disabled=row["disabled"],
             external=row["external_subject"] is not None,
             created_at=row["created_at"],
@@ -49,9 +46,9 @@ class UserRecord:
             "role": self.role.value,
             "disabled": self.disabled,
             "external": self.external,
-            "created_at": _iso(self.created_at),
-            "updated_at": _iso(self.updated_at),
-            "last_login_at": _iso(self.last_login_at),
+            "created_at": rfc3339(self.created_at),
+            "updated_at": rfc3339(self.updated_at),
+            "last_login_at": rfc3339(self.last_login_at),
         }
 
 
@@ -83,7 +80,7 @@ class ApiKeyRecord:
             "user_id": str(self.user_id),
             "name": self.name,
             "prefix": self.prefix,
-            "created_at": _iso(self.created_at),
-            "last_used_at": _iso(self.last_used_at),
-            "revoked_at": _iso(self.revoked_at),
+            "created_at": rfc3339(self.created_at),
+            "last_used_at": rfc3339(self.last_used_at),
+            "revoked_at": rfc3339(self.revoked_at),
         }

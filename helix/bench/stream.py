@@ -33,7 +33,7 @@ from helix.bench.append import start_sequencer_process
 from helix.bench.common import percentile
 from helix.bootstrap import LogNode
 from helix.config import Settings
-from helix.domain.user import UserRole
+from helix.domain.user import Role
 from helix.eventstore import EncodedEvent
 
 METADATA = {"actor": "bench", "source": "helix bench stream"}
@@ -198,7 +198,7 @@ async def run(
     runner: web.AppRunner | None = None
     try:
         accounts = Accounts(node.store)
-        user = await accounts.create_user("bench", UserRole.ADMIN, None, metadata=METADATA)
+        user = await accounts.create_user("bench", Role.ADMIN, None, metadata=METADATA)
         _, key = await accounts.create_key(user.user_id, "bench", metadata=METADATA)
         app = create_app(node, settings)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)

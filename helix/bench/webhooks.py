@@ -18,7 +18,7 @@ from helix.auth.accounts import Accounts
 from helix.bench.common import percentile
 from helix.bootstrap import LogNode
 from helix.config import Settings
-from helix.domain.user import UserRole
+from helix.domain.user import Role
 from helix.eventstore import EncodedEvent
 from helix.webhooks import WebhookRoles
 from helix.webhooks.endpoints import Endpoints
@@ -165,7 +165,7 @@ async def run(url: str, settings: Settings, *, events: int, latency_samples: int
     say: Callable[[str], None] = lambda line: print(line, flush=True)  # noqa: E731
     try:
         owner = (await Accounts(node.store).create_user(
-            f"bench-{uuid.uuid4().hex[:8]}", UserRole.ADMIN, None, metadata=METADATA
+            f"bench-{uuid.uuid4().hex[:8]}", Role.ADMIN, None, metadata=METADATA
         )).user_id  # fmt: skip
         say(f"{events} events, worker concurrency {settings.webhook_concurrency}")
         raw = await raw_rate(receiver, settings.webhook_concurrency, events)

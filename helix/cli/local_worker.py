@@ -16,7 +16,7 @@ from typing import Any
 
 from helix.auth.accounts import Accounts
 from helix.config import Settings
-from helix.domain.user import UserRole
+from helix.domain.user import Role
 from helix.errors import NotFound
 from helix.eventstore import EventStore
 from helix.worker import Worker, WorkerConfig
@@ -41,9 +41,7 @@ class LocalWorker:
         try:
             user = await self._accounts.by_username(USERNAME)
         except NotFound:
-            user = await self._accounts.create_user(
-                USERNAME, UserRole.WORKER, None, metadata=METADATA
-            )
+            user = await self._accounts.create_user(USERNAME, Role.WORKER, None, metadata=METADATA)
         for old in await self._accounts.list_keys(user.user_id, include_revoked=False):
             if old.name == KEY_NAME:
                 await self._accounts.revoke_key(old.key_id, owner=None, metadata=METADATA)

@@ -14,12 +14,12 @@ from typing import Any
 from helix.auth.accounts import Accounts
 from helix.cli.context import pool
 from helix.config import Settings
-from helix.domain.user import UserRole
+from helix.domain.user import Role
 from helix.errors import HelixError
 from helix.eventstore import EventStore
 from helix.serialization import default_registry
 
-ROLES = [r.value for r in UserRole]
+ROLES = [r.value for r in Role]
 
 
 def register(commands: Any) -> None:
@@ -81,7 +81,7 @@ async def run_create_user(args: argparse.Namespace) -> int:
     async with _accounts() as accounts:
         try:
             user = await accounts.create_user(
-                args.username, UserRole(args.role), password, metadata=_metadata()
+                args.username, Role(args.role), password, metadata=_metadata()
             )
         except HelixError as exc:
             return _fail(exc)

@@ -12,13 +12,13 @@ from uuid import UUID
 
 import asyncpg
 
+from helix import envelope
 from helix.config import Settings
 from helix.errors import NotFound
 from helix.eventstore import EventStore
 from helix.services.caller import Caller
 from helix.services.views import (
     current_phase,
-    event_view,
     job_view,
     line_view,
     message_view,
@@ -137,7 +137,7 @@ class Queries:
         events = await self.store.read_all(after, limit, project_id=project_id)
         last = events[-1].position if events else after
         return {
-            "items": [event_view(e) for e in events],
+            "items": [envelope.public(e) for e in events],
             "after": after,
             "limit": limit,
             "next_after": last,

@@ -1,22 +1,18 @@
-"""The JSON forms of read-model rows and events: ids as strings, times in RFC 3339 (UTC)."""
+"""The JSON forms of read-model rows: ids as strings, times in RFC 3339 (UTC).
+
+An event's JSON is not here: it is `helix.envelope`'s.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from helix.eventstore import RecordedEvent
+from helix.domain.job import TERMINAL
+from helix.envelope import rfc3339
 
 Row = Mapping[str, Any]
-TERMINAL_JOB = frozenset({"completed", "failed", "cancelled"})
-
-
-def rfc3339(at: datetime | None) -> str | None:
-    if at is None:
-        return None
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def ident(value: UUID | None) -> str | None:
@@ -101,7 +97,7 @@ def current_phase(job: Row | None, phases: list[Row]) -> str | None:
     if job is None:
         return None
     running = next((p["name"] for p in phases if p["status"] == "running"), None)
-    if running is not None or job["status"] in TERMINAL_JOB:
+    if running is not None or job["status"] in TERMINAL:
         return running
     return next((p["name"] for p in phases if p["status"] == "pending"), None)
 
@@ -126,18 +122,4 @@ def message_view(row: Row) -> dict[str, Any]:
         "author": row["author"],
         "content": row["content"],
         "at": rfc3339(row["at"]),
-    }
-
-
-def event_view(event: RecordedEvent) -> dict[str, Any]:
-    return {
-        "position": event.position,
-        "event_id": str(event.event_id),
-        "stream_id": event.stream_id,
-        "version": event.version,
-        "type": event.type,
-        "schema_version": event.schema_version,
-        "data": event.data,
-        "metadata": event.metadata,
-        "recorded_at": rfc3339(event.recorded_at),
     }

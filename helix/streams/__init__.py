@@ -2,7 +2,7 @@
 subscribers; a subscriber that falls behind catches up from the database and rejoins."""
 
 from helix.streams.filters import Filter, Scope, parse_types
-from helix.streams.frames import CaughtUp, Frame, envelope
+from helix.streams.frames import CaughtUp, Frame
 from helix.streams.subscriptions import Batch, Subscription
 from helix.streams.tailer import Heartbeat, Tailer
 from helix.streams.visibility import Ownership, Viewer, may_see
@@ -18,7 +18,6 @@ __all__ = [
     "Subscription",
     "Tailer",
     "Viewer",
-    "envelope",
     "may_see",
     "parse_types",
 ]

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from helix.api.auth import ACCOUNTS, VERIFIER, identify
 from helix.api.keys import SETTINGS
-from helix.api.principal import PRINCIPAL, Principal, Role
+from helix.api.principal import PRINCIPAL, Principal
 from helix.errors import Forbidden, NotFound, Unauthorized
 from helix.streams import revocation, tokens
 from helix.streams.filters import Scope, ScopeKind
@@ -77,7 +77,7 @@ async def _principal_of(app: web.Application, user_id: uuid.UUID) -> Principal:
         raise Unauthorized("the token names no Helix user") from None
     if user.disabled:
         raise Unauthorized("the user is disabled")
-    return Principal(user_id=user.user_id, username=user.username, role=Role(user.role.value))
+    return Principal(user_id=user.user_id, username=user.username, role=user.role)
 
 
 async def check_scope(pool: asyncpg.Pool, scope: Scope, viewer: Viewer) -> None:

@@ -6,10 +6,11 @@ import uuid
 
 import asyncpg
 
+from helix.domain.job import TERMINAL_EVENT_TYPES
 from helix.streams.frames import Frame
 from helix.streams.sql import TERMINAL_POSITION
 
-TERMINAL_TYPES = ("job.completed", "job.failed", "job.cancelled")
+TERMINAL_TYPES = sorted(TERMINAL_EVENT_TYPES)
 
 
 class JobEnd:
@@ -19,12 +20,12 @@ class JobEnd:
         self.stream_id = f"job-{job_id}"
 
     def is_end(self, frame: Frame) -> bool:
-        return frame.event.stream_id == self.stream_id and frame.event.type in TERMINAL_TYPES
+        return frame.event.stream_id == self.stream_id and frame.event.type in TERMINAL_EVENT_TYPES
 
     async def ended_by(self, position: int) -> int | None:
         """The terminal event's position if the job ended at or before `position` (a client
         that resumed after it is caught up at once and must still be told it is done)."""
-        found = await self._pool.fetchval(TERMINAL_POSITION, self.stream_id, list(TERMINAL_TYPES))
+        found = await self._pool.fetchval(TERMINAL_POSITION, self.stream_id, TERMINAL_TYPES)
         return int(found) if found is not None and found <= position else None
 
     def done(self, position: int) -> dict[str, object]:

@@ -3,27 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import attrs
 
+from helix import envelope
 from helix.eventstore import RecordedEvent
-
-
-def envelope(event: RecordedEvent) -> dict[str, Any]:
-    """The JSON form of an event on every stream (SSE `data:`, WebSocket `payload`)."""
-    return {
-        "position": event.position,
-        "event_id": str(event.event_id),
-        "stream_id": event.stream_id,
-        "version": event.version,
-        "type": event.type,
-        "schema_version": event.schema_version,
-        "project_id": str(event.project_id) if event.project_id else None,
-        "data": event.data,
-        "metadata": event.metadata,
-        "recorded_at": event.recorded_at.isoformat(),
-    }
 
 
 class Frame:
@@ -44,7 +28,7 @@ class Frame:
     @property
     def json(self) -> str:
         if self._json is None:
-            self._json = json.dumps(envelope(self.event), separators=(",", ":"), default=str)
+            self._json = json.dumps(envelope.public(self.event), separators=(",", ":"), default=str)
         return self._json
 
     @property

@@ -125,7 +125,7 @@ def revoked_by(event: object, principal: Principal) -> Revoked | None:
     match event:
         case user.UserDisabled():
             return USER_DISABLED
-        case user.UserRoleChanged() if event.to_role.value != principal.role.value:
+        case user.UserRoleChanged() if event.to_role is not principal.role:
             return ROLE_CHANGED_AWAY
         case user.ApiKeyRevoked() if event.key_id == principal.key_id:
             return KEY_GONE

@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from helix import envelope
 from helix.config import Settings
 from helix.domain.webhook import DisabledReason
 from helix.eventstore import EventStore
@@ -31,22 +32,16 @@ SYSTEM_METADATA = {"actor": "system:webhooks", "source": "helix webhooks"}
 
 
 def payload_of(store: EventStore, claim: asyncpg.Record) -> dict[str, Any]:
-    """The JSON body of a delivery: the event (upcast to its current schema) and its place."""
+    """The JSON body of a delivery: the event's webhook envelope, its data upcast to the
+    current schema (so a subscriber only ever handles the current form)."""
     if claim["payload"] is not None:
         return dict(claim["payload"])
-    data = claim["data"]
-    if claim["event_type"] in store.registry.types():
-        data = store.registry.upcast(claim["event_type"], claim["schema_version"], data)
-    project_id = claim["project_id"]
-    return {
-        "id": str(claim["event_id"]),
-        "type": claim["event_type"],
-        "position": claim["position"],
-        "timestamp": claim["recorded_at"].isoformat(),
-        "stream_id": claim["stream_id"],
-        "project_id": None if project_id is None else str(project_id),
-        "data": data,
-    }
+    event = dict(claim)
+    name = event["type"]
+    if name in store.registry.types():
+        event["data"] = store.registry.upcast(name, event["schema_version"], event["data"])
+        event["schema_version"] = store.registry.version_of(name)
+    return envelope.webhook(event)
 
 
 def secrets_in_use(claim: asyncpg.Record, now: datetime) -> list[str]:

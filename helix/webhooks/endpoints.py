@@ -22,6 +22,7 @@ from helix.domain.webhook import (
     WebhookSecretRotated,
     WebhookUpdated,
 )
+from helix.envelope import rfc3339
 from helix.errors import NotFound, ValidationError
 from helix.eventstore import EventStore
 from helix.webhooks.signatures import new_secret, secret_key
@@ -43,19 +44,15 @@ def endpoint_view(row: asyncpg.Record, *, secret: str | None = None) -> dict[str
         "description": row["description"],
         "enabled": row["enabled"],
         "disabled_reason": row["disabled_reason"],
-        "secret_rotated_until": _iso(row["previous_secret_until"]),
-        "failing_since": _iso(row["failing_since"]),
-        "last_success_at": _iso(row["last_success_at"]),
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
+        "secret_rotated_until": rfc3339(row["previous_secret_until"]),
+        "failing_since": rfc3339(row["failing_since"]),
+        "last_success_at": rfc3339(row["last_success_at"]),
+        "created_at": rfc3339(row["created_at"]),
+        "updated_at": rfc3339(row["updated_at"]),
     }
     if secret is not None:
         view["secret"] = secret
     return view
-
-
-def _iso(at: datetime | None) -> str | None:
-    return None if at is None else at.isoformat()
 
 
 def check_event_types(event_types: Sequence[str]) -> tuple[str, ...]:

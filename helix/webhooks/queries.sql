@@ -136,8 +136,8 @@ WITH due AS (
 )
 SELECT c.delivery_id, c.endpoint_id, c.event_id, c.kind, c.payload, c.attempts, c.event_type,
        w.url, w.secret, w.previous_secret, w.previous_secret_until,
-       e.position, e.recorded_at, e.stream_id, e.project_id, e.schema_version, e.data,
-       now() AS claimed_at
+       e.position, e.recorded_at, e.stream_id, e.stream_type, e.version, e.project_id, e.type,
+       e.schema_version, e.data, e.metadata, now() AS claimed_at
 FROM claimed c
 JOIN webhook_endpoints w ON w.endpoint_id = c.endpoint_id
 LEFT JOIN events e ON e.event_id = c.event_id

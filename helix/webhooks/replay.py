@@ -16,6 +16,7 @@ import asyncpg
 import attrs
 
 from helix import globs
+from helix.envelope import rfc3339
 from helix.errors import NotFound, ValidationError
 from helix.webhooks.sql import QUERIES
 
@@ -85,7 +86,7 @@ async def ping(pool: asyncpg.Pool, endpoint_id: uuid.UUID) -> asyncpg.Record:
         "id": str(message_id),
         "type": "webhook.ping",
         "position": None,
-        "timestamp": datetime.now(UTC).isoformat(),
+        "timestamp": rfc3339(datetime.now(UTC)),
         "stream_id": f"webhook-{endpoint_id}",
         "project_id": None,
         "data": {"endpoint_id": str(endpoint_id), "message": "ping from Helix"},
@@ -97,9 +98,6 @@ async def ping(pool: asyncpg.Pool, endpoint_id: uuid.UUID) -> asyncpg.Record:
 
 
 def delivery_view(row: asyncpg.Record) -> dict[str, Any]:
-    def iso(at: datetime | None) -> str | None:
-        return None if at is None else at.isoformat()
-
     return {
         "id": str(row["delivery_id"]),
         "endpoint_id": str(row["endpoint_id"]),
@@ -110,26 +108,24 @@ def delivery_view(row: asyncpg.Record) -> dict[str, Any]:
         "replay_of": None if row["replay_of"] is None else str(row["replay_of"]),
         "status": row["status"],
         "attempts": row["attempts"],
-        "next_attempt_at": iso(row["next_attempt_at"]) if row["status"] == "pending" else None,
+        "next_attempt_at": rfc3339(row["next_attempt_at"]) if row["status"] == "pending" else None,
         "last_status_code": row["last_status_code"],
         "last_error": row["last_error"],
-        "created_at": iso(row["created_at"]),
-        "delivered_at": iso(row["delivered_at"]),
-        "dead_at": iso(row["dead_at"]),
+        "created_at": rfc3339(row["created_at"]),
+        "delivered_at": rfc3339(row["delivered_at"]),
+        "dead_at": rfc3339(row["dead_at"]),
     }
 
 
 def attempt_view(row: asyncpg.Record) -> dict[str, Any]:
     return {
         "attempt": row["attempt"],
-        "started_at": row["started_at"].isoformat(),
+        "started_at": rfc3339(row["started_at"]),
         "duration_ms": round(row["duration_ms"], 3),
         "status_code": row["status_code"],
         "error_class": row["error_class"],
         "error": row["error"],
         "response_body": row["response_body"],
         "response_truncated": row["response_truncated"],
-        "next_attempt_at": None
-        if row["next_attempt_at"] is None
-        else row["next_attempt_at"].isoformat(),
+        "next_attempt_at": rfc3339(row["next_attempt_at"]),
     }

@@ -6,7 +6,7 @@ from typing import Any
 
 from helix.auth.accounts import Accounts
 from helix.bootstrap import LogNode
-from helix.domain.user import UserRole
+from helix.domain.user import Role
 from projections.users import PROJECTION
 
 META = {"actor": "test", "source": "pytest"}
@@ -27,10 +27,10 @@ async def test_replaying_the_user_streams_into_fresh_tables_equals_the_live_tabl
     node: LogNode,
 ) -> None:
     accounts = Accounts(node.store)
-    admin = await accounts.create_user("root", UserRole.ADMIN, None, metadata=META)
-    carol = await accounts.create_user("carol", UserRole.USER, "correct horse", metadata=META)
+    admin = await accounts.create_user("root", Role.ADMIN, None, metadata=META)
+    carol = await accounts.create_user("carol", Role.USER, "correct horse", metadata=META)
     key, _ = await accounts.create_key(carol.user_id, "k", metadata=META)
-    await accounts.update_user(carol.user_id, role=UserRole.AUDITOR, metadata=META)
+    await accounts.update_user(carol.user_id, role=Role.AUDITOR, metadata=META)
     await accounts.login("carol", "correct horse", metadata=META)
     await accounts.revoke_key(key.key_id, owner=None, metadata=META)
     await accounts.update_user(carol.user_id, disabled=True, metadata=META)

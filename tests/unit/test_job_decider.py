@@ -936,3 +936,10 @@ def test_folding_the_whole_history_gives_the_state_built_step_by_step() -> None:
     assert state.status is JobStatus.COMPLETED
     assert state.attempt == 2
     assert state.started_at == at(1)
+
+
+def test_the_terminal_statuses_and_the_events_that_end_a_job_are_one_definition() -> None:
+    from helix.domain.job import TERMINAL, TERMINAL_EVENT_TYPES
+
+    assert {s.value for s in TERMINAL} == {"completed", "failed", "cancelled"}
+    assert {f"job.{s.value}" for s in TERMINAL} == TERMINAL_EVENT_TYPES

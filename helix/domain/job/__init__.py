@@ -36,6 +36,8 @@ from helix.domain.job.decider import (
 )
 from helix.domain.job.events import (
     EVENTS,
+    TERMINAL,
+    TERMINAL_EVENT_TYPES,
     Event,
     JobCancelled,
     JobCancelRequested,
@@ -61,7 +63,6 @@ from helix.domain.job.events import (
 )
 from helix.domain.job.state import (
     INITIAL,
-    TERMINAL,
     FileRecord,
     JobState,
     PhaseState,
@@ -86,6 +87,7 @@ __all__ = [
     "RETRY_CAP_S",
     "STREAM_TYPE",
     "TERMINAL",
+    "TERMINAL_EVENT_TYPES",
     "AcknowledgeCancel",
     "ClaimJob",
     "Command",

@@ -58,6 +58,7 @@ from helix.domain.job.commands import (
     WorkerReport,
 )
 from helix.domain.job.events import (
+    TERMINAL,
     Event,
     JobCancelled,
     JobCancelRequested,
@@ -81,11 +82,7 @@ from helix.domain.job.events import (
     OutputStream,
     PhaseStatus,
 )
-from helix.domain.job.state import (
-    TERMINAL,
-    JobState,
-    PhaseState,
-)
+from helix.domain.job.state import JobState, PhaseState
 from helix.domain.project.decider import (
     MAX_AUTHOR_CHARS,
     MAX_REASON_CHARS,

@@ -237,3 +237,15 @@ EVENTS: dict[str, type] = {
     "job.completed": JobCompleted,
     "job.failed": JobFailed,
 }
+
+# The event that puts a job in each terminal status: the one definition of "the job is over",
+# for the decider, the read models' JSON and the job streams' end.
+TERMINAL_EVENTS: dict[JobStatus, type] = {
+    JobStatus.COMPLETED: JobCompleted,
+    JobStatus.FAILED: JobFailed,
+    JobStatus.CANCELLED: JobCancelled,
+}
+TERMINAL = frozenset(TERMINAL_EVENTS)
+TERMINAL_EVENT_TYPES = frozenset(
+    name for name, cls in EVENTS.items() if cls in TERMINAL_EVENTS.values()
+)

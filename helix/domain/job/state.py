@@ -10,6 +10,7 @@ from uuid import UUID
 import attrs
 
 from helix.domain.job.events import (
+    TERMINAL,
     Event,
     JobCancelled,
     JobCancelRequested,
@@ -33,8 +34,6 @@ from helix.domain.job.events import (
     PhaseStatus,
 )
 from helix.domain.project.events import EnvValue, PhaseSpec
-
-TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 @attrs.frozen(kw_only=True)

@@ -19,7 +19,7 @@ from uuid import UUID
 import attrs
 
 
-class UserRole(enum.StrEnum):
+class Role(enum.StrEnum):
     ADMIN = "admin"
     USER = "user"
     WORKER = "worker"
@@ -30,7 +30,7 @@ class UserRole(enum.StrEnum):
 class UserCreated:
     user_id: UUID
     username: str
-    role: UserRole
+    role: Role
     # Set for a user provisioned from an external issuer's token: "<issuer>|<sub>".
     external_subject: str | None = None
     at: datetime
@@ -39,8 +39,8 @@ class UserCreated:
 @attrs.frozen(kw_only=True)
 class UserRoleChanged:
     user_id: UUID
-    from_role: UserRole
-    to_role: UserRole
+    from_role: Role
+    to_role: Role
     at: datetime
 
 

@@ -22,7 +22,7 @@ from helix.auth.records import UserRecord
 from helix.auth.tokens import issue_token
 from helix.bootstrap import LogNode
 from helix.config import Settings
-from helix.domain.user import UserRole
+from helix.domain.user import Role
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 TEST_METADATA = {"actor": "test", "source": "pytest"}
@@ -80,7 +80,7 @@ def make_caller(accounts: Accounts) -> Callable[..., Awaitable[Caller]]:
         role: str = "user", *, username: str | None = None, password: str | None = None
     ) -> Caller:
         name = username or f"{role}{next(counter)}"
-        user = await accounts.create_user(name, UserRole(role), password, metadata=TEST_METADATA)
+        user = await accounts.create_user(name, Role(role), password, metadata=TEST_METADATA)
         _, key = await accounts.create_key(user.user_id, "test key", metadata=TEST_METADATA)
         return Caller(user=await accounts.get(user.user_id), key=key)
 

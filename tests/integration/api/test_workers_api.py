@@ -184,10 +184,12 @@ async def test_a_job_runs_through_reports_and_the_read_models_show_it(
     job_id = await execute(wclient, user)
     claimed = await claim(wclient, worker, worker_id)
     assert claimed["job"]["id"] == job_id
-    assert [(p["name"], p["status"], p["command"]) for p in claimed["phases"]] == [
-        ("build", "pending", ["make"]),
-        ("test", "pending", ["make", "t"]),
+    assert [(p["ordinal"], p["name"], p["status"], p["command"]) for p in claimed["phases"]] == [
+        (1, "build", "pending", ["make"]),
+        (2, "test", "pending", ["make", "t"]),
     ]
+    listed = await job_of(wclient, user, job_id)
+    assert [p["ordinal"] for p in listed["phases"]] == [p["ordinal"] for p in claimed["phases"]]
     token = claimed["lease"]["fencing_token"]
     digest = hashlib.sha256(b"x").hexdigest()
     for phase in ("build", "test"):

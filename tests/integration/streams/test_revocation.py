@@ -15,12 +15,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from streams_support import EventStream, data, events_of, new_project, settled_head, tailer_at
 
-from helix.api.principal import Principal, Role
+from helix.api.principal import Principal
 from helix.api.streams import TAILER
 from helix.auth import keys
 from helix.auth.accounts import Accounts
 from helix.bootstrap import LogNode
-from helix.domain.user import UserRole
+from helix.domain.user import Role
 from helix.errors import Forbidden, Unauthorized
 from helix.services import Services
 from helix.streams.credentials import watch_credentials
@@ -245,7 +245,7 @@ async def test_credentials_revoked_before_a_stream_registers_are_refused_at_regi
     elif change == "disable":
         await accounts.update_user(user.user.user_id, disabled=True, metadata=META)
     else:
-        await accounts.update_user(user.user.user_id, role=UserRole.AUDITOR, metadata=META)
+        await accounts.update_user(user.user.user_id, role=Role.AUDITOR, metadata=META)
     await tailer_at(app[TAILER], await settled_head(node.store.pool))  # it has been fanned out
     calls: list[object] = []
 

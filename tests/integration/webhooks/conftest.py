@@ -22,7 +22,7 @@ from helix.api.app import create_app
 from helix.auth.accounts import Accounts
 from helix.bootstrap import LogNode
 from helix.config import Settings
-from helix.domain.user import UserRole
+from helix.domain.user import Role
 from helix.services import Services
 from helix.webhooks import WebhookRoles
 
@@ -68,7 +68,7 @@ def make_caller(node: LogNode) -> Callable[..., Awaitable[Caller]]:
     accounts = Accounts(node.store)
 
     async def make(role: str, username: str) -> Caller:
-        user = await accounts.create_user(username, UserRole(role), None, metadata=TEST_METADATA)
+        user = await accounts.create_user(username, Role(role), None, metadata=TEST_METADATA)
         _, key = await accounts.create_key(user.user_id, "test key", metadata=TEST_METADATA)
         return Caller(user=await accounts.get(user.user_id), key=key)
 

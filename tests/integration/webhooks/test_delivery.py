@@ -63,8 +63,10 @@ async def test_every_delivery_verifies_with_standardwebhooks_also_during_a_secre
     first = receiver.received[0]
     assert first.headers["user-agent"] == USER_AGENT
     assert first.webhook_id == first.body["id"]
-    assert set(first.body) == {"id", "type", "position", "timestamp", "stream_id", "project_id",
-                               "data"}  # fmt: skip
+    assert set(first.body) == {
+        "id", "timestamp", "position", "event_id", "stream_id", "stream_type", "version",
+        "project_id", "type", "schema_version", "data", "metadata", "recorded_at",
+    }  # fmt: skip
     assert first.body["type"] == "project.created"
 
 

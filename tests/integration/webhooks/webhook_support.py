@@ -17,7 +17,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from helix.auth.records import UserRecord
-from helix.domain.user import UserRole
+from helix.domain.user import Role
 from helix.services import Caller as ServiceCaller
 
 WAIT = 20.0  # an upper bound on waiting for deliveries, never a pass/fail timing
@@ -38,7 +38,7 @@ class Caller:
             user_id=str(self.user.user_id),
             name=self.user.username,
             actor=f"user:{self.user.user_id}",
-            sees_everything=self.user.role == UserRole.ADMIN,
+            sees_everything=self.user.role == Role.ADMIN,
         )
 
 
