@@ -34,6 +34,7 @@ import asyncpg
 from helix.domain import job, project
 from helix.domain.job import JobCancelled, JobCompleted, JobFailed, JobState
 from helix.domain.job.commands import Command as JobCommand
+from helix.domain.job.events import TERMINAL_EVENT_TYPES
 from helix.domain.project import ProjectState
 from helix.domain.project.commands import Command as ProjectCommand
 from helix.domain.project.decider import MAX_REASON_CHARS
@@ -55,9 +56,8 @@ def utcnow() -> datetime:
 
 # Events after which a waiting worker may find a job to claim: one was queued or is due for a
 # retry, a job ended (its owner has a running slot free), a paused project resumed.
-_CLAIM_EVENTS = frozenset(
-    {"job.queued", "job.retry_scheduled", "job.completed", "job.failed", "job.cancelled"}
-)
+# A job queued or back for a retry can be claimed; one that ended frees a running slot.
+_CLAIM_EVENTS = frozenset({"job.queued", "job.retry_scheduled"}) | TERMINAL_EVENT_TYPES
 
 
 def _may_free_a_claim(event_type: str, data: dict[str, Any]) -> bool:
