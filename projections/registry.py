@@ -49,7 +49,7 @@ def live(projection: Projection) -> Tables:
 async def apply_inline(
     conn: asyncpg.Connection,
     events: Sequence[RecordedEvent],
-    projections: Iterable[Projection] = DOMAIN,
+    projections: Iterable[Projection] = ALL,
 ) -> None:
     """Apply freshly appended events to the inline read models, in the append transaction."""
     for projection in projections:

@@ -35,11 +35,14 @@ class Caller:
     def may_see(self, owner: str) -> bool:
         return self.sees_everything or owner == self.user_id
 
-    def metadata(self) -> dict[str, Any]:
+    def metadata(self, causation_id: uuid.UUID | None = None) -> dict[str, Any]:
+        """The metadata of every event this caller causes: who, which request, and the event
+        that caused it when another event did (a job's end causes its project's)."""
         return {
             "actor": self.actor,
             "request_id": self.request_id,
             "correlation_id": self.request_id,
+            "causation_id": None if causation_id is None else str(causation_id),
             "source": self.source,
         }
 

@@ -244,7 +244,6 @@ class ProjectService:
                     max_attempts=self.settings.job_max_attempts,
                     at=tx.at,
                 ),
-                project_id=project_id,
             )
             return Execution(project=state, job=queued)
 

@@ -24,12 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import asyncpg
+import attrs
 
 from helix.domain import job, project
 from helix.domain.job import JobCancelled, JobCompleted, JobFailed, JobState
@@ -47,7 +48,23 @@ from projections.registry import apply_inline
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+S = TypeVar("S")
+C = TypeVar("C")
 RETRIES = 10
+
+
+@attrs.frozen
+class Aggregate(Generic[S, C]):
+    """What the unit of work needs to know of one kind of aggregate: where its stream is, how
+    its events fold into a state, and its decider. `project_of` names the project a state
+    belongs to (the events' denormalized `project_id`), if any."""
+
+    name: str
+    stream_id: Callable[[UUID], str]
+    fold: Callable[[Iterable[Any], S], S]
+    initial: S
+    decide: Callable[[S, C], Sequence[object]]
+    project_of: Callable[[S], UUID | None] = lambda _state: None
 
 
 def utcnow() -> datetime:
@@ -66,6 +83,24 @@ def _may_free_a_claim(event_type: str, data: dict[str, Any]) -> bool:
     return event_type == "project.status_changed" and data.get("from_status") == "paused"
 
 
+PROJECT: Aggregate[ProjectState, ProjectCommand] = Aggregate(
+    name="project",
+    stream_id=project.stream_id,
+    fold=project.fold,
+    initial=project.INITIAL,
+    decide=project.decide,
+    project_of=lambda state: state.id,
+)
+JOB: Aggregate[JobState, JobCommand] = Aggregate(
+    name="job",
+    stream_id=job.stream_id,
+    fold=job.fold,
+    initial=job.INITIAL,
+    decide=job.decide,
+    project_of=lambda state: state.project_id,
+)
+
+
 class Tx:
     """One transaction's view of the aggregates it touches; each stream is read once."""
 
@@ -76,8 +111,9 @@ class Tx:
         self.conn = conn
         self.caller = caller
         self.at = at
-        self._projects: dict[UUID, tuple[ProjectState, int]] = {}
-        self._jobs: dict[UUID, tuple[JobState, int]] = {}
+        self._states: dict[tuple[str, UUID], tuple[Any, int]] = {}
+        self._last_event_id: UUID | None = None
+        self._last_final: object = None
         self.appended = False
         self.claims_due = False  # a claimer may find a job once this commits
 
@@ -86,17 +122,52 @@ class Tx:
         version = recorded[-1].version if recorded else 0
         return [self.store.decode(r) for r in recorded], version
 
+    async def state(self, aggregate: Aggregate[S, C], aggregate_id: UUID) -> S:
+        """The aggregate's current state, read once per transaction (its initial state if its
+        stream does not exist)."""
+        key = (aggregate.name, aggregate_id)
+        if key not in self._states:
+            events, version = await self._load(aggregate.stream_id(aggregate_id))
+            self._states[key] = (aggregate.fold(events, aggregate.initial), version)
+        state: S = self._states[key][0]
+        return state
+
+    async def decide(
+        self,
+        aggregate: Aggregate[S, C],
+        aggregate_id: UUID,
+        *commands: C,
+        causation_id: UUID | None = None,
+    ) -> S:
+        """Decide the commands in order, each on the state the previous ones left, and append
+        all their events at once with the inline projections: all of them are accepted, or
+        none (a refusal, an `InvalidTransition` or `ValidationError`, appends nothing).
+        The new state."""
+        before = await self.state(aggregate, aggregate_id)
+        version = self._states[(aggregate.name, aggregate_id)][1]
+        events: list[object] = []
+        after = before
+        for command in commands:
+            caused = aggregate.decide(after, command)
+            after = aggregate.fold(caused, after)
+            events += caused
+        if not events:
+            return before
+        appended = await self._append(
+            aggregate.stream_id(aggregate_id),
+            version,
+            events,
+            aggregate.project_of(after),
+            causation_id=causation_id,
+        )
+        self._states[(aggregate.name, aggregate_id)] = (after, appended)
+        return after
+
     async def project(self, project_id: UUID) -> ProjectState:
-        if project_id not in self._projects:
-            events, version = await self._load(project.stream_id(project_id))
-            self._projects[project_id] = (project.fold(events), version)
-        return self._projects[project_id][0]
+        return await self.state(PROJECT, project_id)
 
     async def job(self, job_id: UUID) -> JobState:
-        if job_id not in self._jobs:
-            events, version = await self._load(job.stream_id(job_id))
-            self._jobs[job_id] = (job.fold(events), version)
-        return self._jobs[job_id][0]
+        return await self.state(JOB, job_id)
 
     async def visible_project(self, project_id: UUID) -> ProjectState:
         """The project if it exists and the caller may see it; 404 otherwise (also for another
@@ -112,46 +183,25 @@ class Tx:
             raise NotFound("job not found", job_id=str(job_id))
         return state
 
-    async def decide_project(self, project_id: UUID, command: ProjectCommand) -> ProjectState:
-        state = await self.project(project_id)
-        version = self._projects[project_id][1]
-        events = project.decide(state, command)
-        if not events:
-            return state
-        appended = await self._append(project.stream_id(project_id), version, events, project_id)
-        state = project.fold(events, state)
-        self._projects[project_id] = (state, appended)
-        return state
+    async def decide_project(
+        self, project_id: UUID, command: ProjectCommand, *, causation_id: UUID | None = None
+    ) -> ProjectState:
+        return await self.decide(PROJECT, project_id, command, causation_id=causation_id)
 
-    async def decide_job(
-        self, job_id: UUID, command: JobCommand, *, project_id: UUID | None = None
-    ) -> JobState:
-        return await self.decide_job_all(job_id, (command,), project_id=project_id)
+    async def decide_job(self, job_id: UUID, command: JobCommand) -> JobState:
+        return await self.decide_job_all(job_id, (command,))
 
-    async def decide_job_all(
-        self, job_id: UUID, commands: Sequence[JobCommand], *, project_id: UUID | None = None
-    ) -> JobState:
-        """Decide the commands in order, each on the state the previous ones left, and append
-        all their events at once: all of them are accepted, or none."""
+    async def decide_job_all(self, job_id: UUID, commands: Sequence[JobCommand]) -> JobState:
+        """The job's commands, all accepted or none; a job that ends takes its project's run
+        with it, in the same transaction."""
         before = await self.job(job_id)
-        version = self._jobs[job_id][1]
-        events: list[job.Event] = []
-        state = before
-        for command in commands:
-            caused = job.decide(state, command)
-            state = job.fold(caused, state)
-            events += caused
-        if not events:
-            return before
-        owner_project = before.project_id or project_id
-        appended = await self._append(job.stream_id(job_id), version, events, owner_project)
-        after = job.fold(events, before)
-        self._jobs[job_id] = (after, appended)
-        if after.is_terminal and not before.is_terminal:
-            await self._run_follows_job(after, events[-1])
+        after = await self.decide(JOB, job_id, *commands)
+        if after.is_terminal and not before.is_terminal and after is not before:
+            assert self._last_event_id is not None
+            await self._run_follows_job(after, self._last_final, self._last_event_id)
         return after
 
-    async def _run_follows_job(self, state: JobState, final: object) -> None:
+    async def _run_follows_job(self, state: JobState, final: object, cause: UUID) -> None:
         assert state.id is not None and state.project_id is not None
         command: ProjectCommand
         match final:
@@ -167,7 +217,7 @@ class Tx:
             case _:
                 return
         try:
-            await self.decide_project(state.project_id, command)
+            await self.decide_project(state.project_id, command, causation_id=cause)
         except InvalidTransition as refused:
             # The project moved on (another run, archived): the job's end stands on its own.
             log.info("project %s does not follow job %s: %s", state.project_id, state.id, refused)
@@ -177,10 +227,16 @@ class Tx:
         return await self._append(stream_id, expected, events, None)
 
     async def _append(
-        self, stream_id: str, expected: int, events: Sequence[object], project_id: UUID | None
+        self,
+        stream_id: str,
+        expected: int,
+        events: Sequence[object],
+        project_id: UUID | None,
+        *,
+        causation_id: UUID | None = None,
     ) -> int:
         encoded = [self.store.registry.encode(e) for e in events]
-        metadata = self.caller.metadata()
+        metadata = self.caller.metadata(causation_id)
         appended = await self.store.append(
             stream_id, expected, encoded, metadata=metadata, project_id=project_id, conn=self.conn
         )
@@ -201,6 +257,8 @@ class Tx:
             for i, e in enumerate(encoded)
         ]
         await apply_inline(self.conn, recorded)
+        self._last_event_id = recorded[-1].event_id
+        self._last_final = events[-1]
         self.appended = True
         if any(_may_free_a_claim(e.type, e.data) for e in encoded):
             self.claims_due = True

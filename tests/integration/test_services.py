@@ -115,6 +115,28 @@ async def test_executing_queues_a_job_and_the_project_follows_it_to_completion(
     assert [(line["n"], line["line_no"]) for line in output["lines"]] == [(3, 1), (4, 2)]
 
 
+async def test_a_projects_run_ending_names_the_job_event_that_caused_it(
+    services: Services, node: LogNode
+) -> None:
+    project_id = await ready_project(services)
+    run = await services.projects.execute(ALICE, project_id)
+    assert run.job.id is not None
+    await run_job_to_the_end(services, run.job.id)
+
+    job_events = await node.store.read_stream(f"job-{run.job.id}")
+    project_events = await node.store.read_stream(f"project-{project_id}")
+    finished = [e for e in project_events if e.data.get("to_status") == "completed"]
+    assert len(finished) == 1
+    assert job_events[-1].type == "job.completed"
+    assert finished[0].metadata["causation_id"] == str(job_events[-1].event_id)
+    # The worker's report caused both: one correlation, and the job event was caused by no event.
+    assert finished[0].metadata["correlation_id"] == job_events[-1].metadata["correlation_id"]
+    assert job_events[-1].metadata["causation_id"] is None
+    assert {"actor", "request_id", "correlation_id", "causation_id", "source"} <= set(
+        project_events[0].metadata
+    )
+
+
 async def test_a_failed_job_fails_its_project(services: Services) -> None:
     project_id = await ready_project(services)
     run = await services.projects.execute(ALICE, project_id)
