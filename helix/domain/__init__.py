@@ -14,7 +14,7 @@ from helix.domain.user.events import EVENTS as USER_EVENTS
 from helix.domain.webhook.events import EVENTS as WEBHOOK_EVENTS
 from helix.domain.worker.events import EVENTS as WORKER_EVENTS
 
-# Every domain event class by its dotted type name; the two registries never share a name.
+# Every domain event class by its dotted type name (no two aggregates share a name).
 EVENTS: dict[str, type] = {
     **PROJECT_EVENTS,
     **JOB_EVENTS,
@@ -22,16 +22,5 @@ EVENTS: dict[str, type] = {
     **WEBHOOK_EVENTS,
     **WORKER_EVENTS,
 }
-# The dotted type name of every domain event class.
-EVENT_TYPES: dict[type, str] = {cls: name for name, cls in EVENTS.items()}
 
-
-def event_type(event: object) -> str:
-    """The dotted type name (e.g. "job.phase_started") of a domain event."""
-    try:
-        return EVENT_TYPES[type(event)]
-    except KeyError:
-        raise TypeError(f"{type(event).__name__} is not a registered domain event") from None
-
-
-__all__ = ["EVENTS", "EVENT_TYPES", "JOB_EVENTS", "PROJECT_EVENTS", "event_type"]
+__all__ = ["EVENTS", "JOB_EVENTS", "PROJECT_EVENTS"]

@@ -107,9 +107,6 @@ LIMIT $2
 -- name: head
 SELECT head_position FROM sequencer_state WHERE id = 1
 
--- name: positions_of
-SELECT event_id, position FROM events WHERE event_id = ANY ($1::uuid[])
-
 -- name: wake_sequencer
 -- $1: the channels to wake, the sequencer's (helix_appended) and any others due.
 SELECT pg_notify(channel, '') FROM unnest($1::text[]) AS channel

@@ -214,10 +214,6 @@ class Sequencer:
             self._forget()
             return Batch(count=0, full=False, waiting=True)
 
-    async def sequence_batch(self, conn: asyncpg.Connection) -> int:
-        """Position one batch of committed events; returns how many."""
-        return (await self._sequence(conn)).count
-
     async def _batch(self, conn: asyncpg.Connection) -> Batch:
         if self._head is None:
             head, head_hash = await conn.fetchrow(QUERIES["load_head"])

@@ -326,10 +326,6 @@ class EventStore:
         value = await self.pool.fetchval(QUERIES["head"])
         return int(value)
 
-    async def positions_of(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int | None]:
-        rows = await self.pool.fetch(QUERIES["positions_of"], list(event_ids))
-        return {r["event_id"]: r["position"] for r in rows}
-
     async def wait_for_position(self, position: int, timeout: float | None = None) -> bool:
         """Wait until the log's head is at or past `position`; False if the timeout ran out."""
         if self.head_watcher is None:
