@@ -16,6 +16,7 @@ import asyncpg
 import attrs
 
 from helix import envelope
+from helix.audit import credentials
 from helix.audit.filters import EventFilter
 from helix.audit.log import select
 from helix.eventstore.sql import QUERIES
@@ -30,6 +31,7 @@ class ExportReport:
     events: int
     head: int  # the log's head when the export began: nothing after it was exported
     last_position: int  # the position of the last exported event (0: none)
+    credentials: int = 0  # protected lines written after the events
 
 
 def export_line(row: Mapping[str, Any]) -> str:
@@ -43,17 +45,24 @@ async def export_events(
     *,
     page_size: int = 1000,
     progress: Callable[[int], None] | None = None,
+    with_credentials: bool = False,
 ) -> ExportReport:
-    """Write every sequenced event matching `selection` (all by default) to `out`."""
+    """Write every sequenced event matching `selection` (all by default) to `out`; with
+    `with_credentials`, then the protected section (`helix.audit.credentials`): the rows of
+    the aggregates this export holds, and the server's secrets."""
     head = int(await pool.fetchval(QUERIES["head"]))
     selection = selection or EventFilter()
     up_to = head if selection.up_to is None else min(selection.up_to, head)
     selection = attrs.evolve(selection, up_to=up_to)
     count = 0
+    streams: set[str] = set()  # of the aggregates that have credentials
+    prefixes = tuple(t.stream_prefix for t in credentials.TABLES if t.stream_prefix)
     while True:
         rows = await select(pool, selection, page_size)
         for row in rows:
             out.write(export_line(row))
+            if row["stream_id"].startswith(prefixes):
+                streams.add(row["stream_id"])
         count += len(rows)
         if progress is not None and rows:
             progress(count)
@@ -61,4 +70,14 @@ async def export_events(
             break
         selection = attrs.evolve(selection, after=rows[-1]["position"])
     last = rows[-1]["position"] if rows else selection.after
-    return ExportReport(events=count, head=head, last_position=last if count else 0)
+    written = 0
+    if with_credentials:
+        for name, row in await credentials.rows(pool):
+            table = credentials.BY_NAME[name]
+            prefix = table.stream_prefix
+            if prefix is None or prefix + str(row[table.key]) in streams:
+                out.write(credentials.line(name, row))
+                written += 1
+    return ExportReport(
+        events=count, head=head, last_position=last if count else 0, credentials=written
+    )

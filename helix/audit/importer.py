@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import attrs
 
+from helix.audit import credentials
 from helix.errors import Conflict, ValidationError
 from helix.eventstore import ChainReport, EventStore, verify_chain
 from helix.eventstore.chain import GENESIS, link
@@ -43,6 +44,7 @@ class LoadReport:
     events: int
     head: int
     head_hash: str
+    credentials: int = 0  # rows of the protected section restored
 
 
 @attrs.frozen(kw_only=True)
@@ -56,12 +58,20 @@ class ImportReport:
         return self.chain.ok and self.chain.head_hash == self.load.head_hash
 
 
-def parse_line(text: str, line: int) -> Row:
-    """One export line as an event row (the column types asyncpg and the chain expect)."""
+def parse_json(text: str, line: int) -> dict[str, Any]:
     try:
         raw = json.loads(text)
-        if not isinstance(raw, dict):
-            raise TypeError("not a JSON object")
+    except ValueError as exc:
+        raise InvalidExport(f"line {line} is not an export line: {exc}", line=line) from None
+    if not isinstance(raw, dict):
+        raise InvalidExport(f"line {line} is not an export line: not a JSON object", line=line)
+    return raw
+
+
+def parse_line(text: str | dict[str, Any], line: int) -> Row:
+    """One export line as an event row (the column types asyncpg and the chain expect)."""
+    raw = parse_json(text, line) if isinstance(text, str) else text
+    try:
         recorded_at = datetime.fromisoformat(raw["recorded_at"])
         if recorded_at.tzinfo is None:
             raise ValueError("recorded_at has no offset")
@@ -151,10 +161,18 @@ async def load(
         if not await conn.fetchval(QUERIES["import_store_is_empty"]):
             raise StoreNotEmpty("the store already holds events; import only into an empty one")
         batch: list[Row] = []
+        protected: list[tuple[credentials.CredentialTable, dict[str, Any]]] = []
         for number, text in enumerate(lines, start=1):
             if not text.strip():
                 continue
-            row = parse_line(text, number)
+            raw = parse_json(text, number)
+            if credentials.SECTION in raw:
+                try:
+                    protected.append(credentials.parse(raw))
+                except credentials.InvalidCredential as exc:
+                    raise InvalidExport(f"line {number}: {exc}", line=number) from None
+                continue
+            row = parse_line(raw, number)
             checker.check(row, number)
             batch.append(row)
             if len(batch) >= batch_size:
@@ -166,10 +184,17 @@ async def load(
             await _insert(conn, batch)
         await conn.execute(QUERIES["import_streams"])
         await conn.fetchrow(QUERIES["import_head"], checker.position, checker.previous)
+        try:
+            restored = await credentials.restore(conn, protected)
+        except credentials.InvalidCredential as exc:
+            raise InvalidExport(f"the protected section: {exc}") from None
     if progress is not None:
         progress(checker.position)
     return LoadReport(
-        events=checker.position, head=checker.position, head_hash=checker.previous.hex()
+        events=checker.position,
+        head=checker.position,
+        head_hash=checker.previous.hex(),
+        credentials=restored,
     )
 
 

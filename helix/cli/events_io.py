@@ -36,9 +36,20 @@ def add_subcommands(sub: Any) -> None:
         description="Writes one JSON object per event with every column needed to re-create "
         "it (position, ids, stream and version, type, data, metadata, recorded_at to the "
         "microsecond, hash). Pages through the log up to its head at the start; progress goes "
-        "to stderr. Only an unfiltered export can be imported.",
+        "to stderr. Only an unfiltered export can be imported. An unfiltered export ends with "
+        "a protected section: the credentials the log does not hold (password hashes, webhook "
+        "signing secrets, the server's secrets), so an import restores every login; FILE is "
+        "created readable by its owner only. Keep it as secret as the database.",
     )
-    export.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default stdout)")
+    export.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE, mode 0600 (default stdout)"
+    )
+    export.add_argument(
+        "--without-credentials",
+        action="store_true",
+        help="leave the protected section out (e.g. for an auditor); an import of such a file "
+        "has no passwords and no webhook secrets",
+    )
     add_filter_arguments(export)
     export.add_argument("--page-size", type=int, default=1000, help="events per query")
     export.add_argument(
@@ -118,7 +129,9 @@ def _output(path: str | None) -> Iterator[TextIO]:
     target = Path(path)
     partial = target.with_name(target.name + ".partial")
     try:
-        with partial.open("w", encoding="utf-8") as out:
+        partial.unlink(missing_ok=True)
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with open(descriptor, "w", encoding="utf-8") as out:
             yield out
         os.replace(partial, target)
     finally:
@@ -145,10 +158,17 @@ async def run_export(args: argparse.Namespace) -> int:
                 attrs.evolve(selection, up_to=head),
                 page_size=args.page_size,
                 progress=reporter.update,
+                with_credentials=not (args.without_credentials or _filtered(selection)),
             )
     reporter.finish(report.events)
     where = args.output if args.output and args.output != "-" else "stdout"
     print(f"exported {report.events} events (log head {report.head}) to {where}", file=sys.stderr)
+    if report.credentials:
+        print(
+            f"the export holds {report.credentials} credentials in its protected section: "
+            "keep it as secret as the database",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -192,7 +212,7 @@ async def run_import(args: argparse.Namespace) -> int:
     rebuilds.done()
     print(
         f"imported {report.load.events} events, head {report.load.head} "
-        f"hash {report.load.head_hash}",
+        f"hash {report.load.head_hash}, {report.load.credentials} credentials",
         file=sys.stderr,
     )
     if not report.ok:

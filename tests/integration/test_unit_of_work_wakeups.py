@@ -35,7 +35,7 @@ async def queue_a_job(tx: Tx, project_id: uuid.UUID) -> None:
         max_attempts=1,
         at=tx.at,
     )
-    await tx.decide_job(job_id, queued, project_id=project_id)
+    await tx.decide_job(job_id, queued)
 
 
 async def test_queueing_a_job_sends_no_notify_inside_the_append_transaction(
