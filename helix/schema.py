@@ -323,8 +323,10 @@ sa.Index(
 project_messages_seen = _seen("project_messages_seen")
 
 # --- webhooks ---
-# Endpoints hold their signing secrets (never in an event); deliveries are written by the
-# dispatcher in the transaction that advances its checkpoint; every HTTP attempt is kept.
+# Endpoints are a projection of the `webhook-<uuid>` streams; their signing secrets (never in an
+# event) and their delivery health (not events either) sit beside them in tables the projection
+# never writes. Deliveries are written by the dispatcher in the transaction that advances its
+# checkpoint; every HTTP attempt is kept.
 
 webhook_endpoints = sa.Table(
     "webhook_endpoints",
@@ -337,19 +339,35 @@ webhook_endpoints = sa.Table(
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("enabled", sa.Boolean, nullable=False),
     sa.Column("disabled_reason", sa.Text),
-    sa.Column("secret", sa.Text, nullable=False),
-    sa.Column("previous_secret", sa.Text),
     sa.Column("previous_secret_until", sa.DateTime(timezone=True)),
     sa.Column("after_position", sa.BigInteger, nullable=False),
-    sa.Column("failing_since", sa.DateTime(timezone=True)),
-    sa.Column("last_failure_at", sa.DateTime(timezone=True)),
-    sa.Column("last_success_at", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("deleted_at", sa.DateTime(timezone=True)),
     sa.Column("version", sa.Integer, nullable=False),
 )
 sa.Index("webhook_endpoints_owner_idx", webhook_endpoints.c.owner, webhook_endpoints.c.created_at)
+webhook_endpoints_seen = _seen("webhook_endpoints_seen")
+
+# Credentials: written by the endpoint service in the transaction of the event that creates or
+# rotates them, removed with the endpoint; a rebuild of the projection never touches them.
+webhook_secrets = sa.Table(
+    "webhook_secrets",
+    metadata,
+    sa.Column("endpoint_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("previous_secret", sa.Text),
+)
+
+# Runtime state the delivery workers write on every attempt (not events, so not a projection).
+webhook_health = sa.Table(
+    "webhook_health",
+    metadata,
+    sa.Column("endpoint_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("failing_since", sa.DateTime(timezone=True)),
+    sa.Column("last_failure_at", sa.DateTime(timezone=True)),
+    sa.Column("last_success_at", sa.DateTime(timezone=True)),
+)
 
 webhook_dispatcher = sa.Table(
     "webhook_dispatcher",

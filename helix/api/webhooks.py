@@ -19,11 +19,8 @@ from aiohttp import web
 
 from helix import globs
 from helix.api.keys import POOL, SETTINGS, STORE
-from helix.api.principal import Principal, require_role
-from helix.api.requests import event_metadata
 from helix.api.schema import (
-    READERS,
-    WRITERS,
+    caller,
     documented,
     optional_body,
     paging,
@@ -91,38 +88,32 @@ class DeliveryStatus(enum.StrEnum):
     DEAD = "dead"
 
 
-def _owner_scope(principal: Principal) -> uuid.UUID | None:
-    """None for callers who manage everyone's endpoints; else the caller's own id."""
-    return None if principal.sees_everything else principal.user_id
-
-
 def _registry(request: web.Request) -> Endpoints:
     return Endpoints(request.app[STORE], request.app[SETTINGS])
 
 
-async def _endpoint(request: web.Request, *, write: bool) -> tuple[uuid.UUID, uuid.UUID | None]:
-    principal = require_role(request, *(WRITERS if write else READERS))
+async def _endpoint(request: web.Request, *, write: bool) -> uuid.UUID:
+    """The endpoint of the path, if the caller may see it (404 otherwise)."""
+    who = caller(request, write=write)
     endpoint_id = path_id(request, "endpoint_id", "webhook endpoint")
-    owner = _owner_scope(principal)
-    await _registry(request).get(endpoint_id, owner)
-    return endpoint_id, owner
+    await _registry(request).get(who, endpoint_id)
+    return endpoint_id
 
 
 @routes.post(BASE)
 @documented(CREATE, _201="the endpoint, with its secret (shown only this once)")
 async def create_endpoint(request: web.Request) -> web.Response:
     """Register an endpoint for event types (globs such as `job.*`; default every type)."""
-    principal = require_role(request, *WRITERS)
+    who = caller(request, write=True)
     body = await validated_body(request, CREATE)
     at = position(request)
     row, secret = await _registry(request).create(
-        principal.user_id,
+        who,
         url=body["url"],
         event_types=body.get("event_types", ["*"]),
         description=body.get("description", ""),
         enabled=body.get("enabled", True),
         secret=body.get("secret"),
-        metadata=event_metadata(request),
     )
     view = endpoint_view(row, secret=secret)
     return reply(view, status=201, at=at, location=f"{BASE}/{row['endpoint_id']}")
@@ -132,10 +123,10 @@ async def create_endpoint(request: web.Request) -> web.Response:
 @documented(_200="a page of endpoints: items, total, limit, offset")
 async def list_endpoints(request: web.Request) -> web.Response:
     """List the caller's endpoints (an admin's: everyone's), newest first."""
-    principal = require_role(request, *READERS)
+    who = caller(request)
     limit, offset = paging(request)
     at = position(request)
-    rows, total = await _registry(request).page(_owner_scope(principal), limit=limit, offset=offset)
+    rows, total = await _registry(request).page(who, limit=limit, offset=offset)
     items = [endpoint_view(r) for r in rows]
     return reply({"items": items, "total": total, "limit": limit, "offset": offset}, at=at)
 
@@ -144,10 +135,10 @@ async def list_endpoints(request: web.Request) -> web.Response:
 @documented(_200="the endpoint (without its secret)")
 async def get_endpoint(request: web.Request) -> web.Response:
     """Show an endpoint."""
-    principal = require_role(request, *READERS)
+    who = caller(request)
     endpoint_id = path_id(request, "endpoint_id", "webhook endpoint")
     at = position(request)
-    row = await _registry(request).get(endpoint_id, _owner_scope(principal))
+    row = await _registry(request).get(who, endpoint_id)
     return reply(endpoint_view(row), at=at)
 
 
@@ -155,23 +146,20 @@ async def get_endpoint(request: web.Request) -> web.Response:
 @documented(UPDATE, _200="the updated endpoint")
 async def update_endpoint(request: web.Request) -> web.Response:
     """Change an endpoint's URL, event types or description, or enable or disable it."""
-    principal = require_role(request, *WRITERS)
+    who = caller(request, write=True)
     endpoint_id = path_id(request, "endpoint_id", "webhook endpoint")
     body = await validated_body(request, UPDATE)
-    registry, owner, metadata = _registry(request), _owner_scope(principal), event_metadata(request)
+    registry = _registry(request)
     at = position(request)
-    row = await registry.get(endpoint_id, owner)
-    if body.keys() & {"url", "event_types", "description"}:
-        row = await registry.update(
-            endpoint_id,
-            owner,
-            url=body.get("url"),
-            event_types=body.get("event_types"),
-            description=body.get("description"),
-            metadata=metadata,
-        )
-    if "enabled" in body:
-        row = await registry.set_enabled(endpoint_id, owner, body["enabled"], metadata=metadata)
+    await registry.get(who, endpoint_id)
+    row = await registry.update(
+        who,
+        endpoint_id,
+        url=body.get("url"),
+        event_types=body.get("event_types"),
+        description=body.get("description"),
+        enabled=body.get("enabled"),
+    )
     return reply(endpoint_view(row), at=at)
 
 
@@ -179,11 +167,9 @@ async def update_endpoint(request: web.Request) -> web.Response:
 @documented(_204="deleted: no more deliveries")
 async def delete_endpoint(request: web.Request) -> web.Response:
     """Delete an endpoint; its pending deliveries are never sent."""
-    principal = require_role(request, *WRITERS)
+    who = caller(request, write=True)
     endpoint_id = path_id(request, "endpoint_id", "webhook endpoint")
-    await _registry(request).delete(
-        endpoint_id, _owner_scope(principal), metadata=event_metadata(request)
-    )
+    await _registry(request).delete(who, endpoint_id)
     return web.Response(status=204)
 
 
@@ -191,12 +177,10 @@ async def delete_endpoint(request: web.Request) -> web.Response:
 @documented(_200="the endpoint with its new secret (shown only this once)")
 async def rotate_secret(request: web.Request) -> web.Response:
     """Replace the signing secret; the old one keeps signing beside it for the overlap."""
-    principal = require_role(request, *WRITERS)
+    who = caller(request, write=True)
     endpoint_id = path_id(request, "endpoint_id", "webhook endpoint")
     at = position(request)
-    row, secret = await _registry(request).rotate_secret(
-        endpoint_id, _owner_scope(principal), metadata=event_metadata(request)
-    )
+    row, secret = await _registry(request).rotate_secret(who, endpoint_id)
     return reply(endpoint_view(row, secret=secret), at=at)
 
 
@@ -204,7 +188,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
 @documented(_202="the queued `webhook.ping` delivery")
 async def test_endpoint(request: web.Request) -> web.Response:
     """Send a `webhook.ping` to the endpoint."""
-    endpoint_id, _ = await _endpoint(request, write=True)
+    endpoint_id = await _endpoint(request, write=True)
     row = await ping(request.app[POOL], endpoint_id)
     return reply(delivery_view(row), status=202)
 
@@ -214,7 +198,7 @@ async def test_endpoint(request: web.Request) -> web.Response:
 async def replay_history(request: web.Request) -> web.Response:
     """Deliver again the matching events from `since_position` (inclusive) or `since_time`,
     optionally only `types`, as new deliveries marked replay."""
-    endpoint_id, _ = await _endpoint(request, write=True)
+    endpoint_id = await _endpoint(request, write=True)
     body = await validated_body(request, REPLAY)
     since_time = body.get("since_time")
     result = await replay(
@@ -241,7 +225,7 @@ async def replay_history(request: web.Request) -> web.Response:
 async def recover_failed(request: web.Request) -> web.Response:
     """Queue again every delivery created since `since` (until `until`) that failed and never
     succeeded."""
-    endpoint_id, _ = await _endpoint(request, write=True)
+    endpoint_id = await _endpoint(request, write=True)
     body = await validated_body(request, RECOVER)
     until = parse_time(body["until"], "until") if body.get("until") else None
     count = await recover(request.app[POOL], endpoint_id, parse_time(body["since"], "since"), until)
@@ -252,7 +236,7 @@ async def recover_failed(request: web.Request) -> web.Response:
 @documented(_200="a page of deliveries, newest first: items, total, limit, offset")
 async def list_deliveries(request: web.Request) -> web.Response:
     """List an endpoint's deliveries, optionally by status (pending, succeeded, dead)."""
-    endpoint_id, _ = await _endpoint(request, write=False)
+    endpoint_id = await _endpoint(request, write=False)
     status = query_choice(request, "status", DeliveryStatus)
     limit, offset = paging(request)
     pool = request.app[POOL]
@@ -267,7 +251,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 @documented(_200="the delivery with every attempt")
 async def get_delivery(request: web.Request) -> web.Response:
     """Show a delivery and its attempts (status, latency, error, response)."""
-    endpoint_id, _ = await _endpoint(request, write=False)
+    endpoint_id = await _endpoint(request, write=False)
     delivery_id = path_id(request, "delivery_id", "delivery")
     pool = request.app[POOL]
     at = await dispatched_position(pool)
@@ -284,7 +268,7 @@ async def get_delivery(request: web.Request) -> web.Response:
 @documented(NOTHING, _202="the new delivery that resends it")
 async def retry_delivery(request: web.Request) -> web.Response:
     """Send a delivery again (a new delivery, same `webhook-id`)."""
-    endpoint_id, _ = await _endpoint(request, write=True)
+    endpoint_id = await _endpoint(request, write=True)
     delivery_id = path_id(request, "delivery_id", "delivery")
     await optional_body(request, NOTHING)
     row = await retry(request.app[POOL], endpoint_id, delivery_id)

@@ -20,12 +20,20 @@ from helix.bootstrap import LogNode
 from helix.config import Settings
 from helix.domain.user import Role
 from helix.eventstore import EncodedEvent
+from helix.services.caller import Caller
 from helix.webhooks import WebhookRoles
 from helix.webhooks.endpoints import Endpoints
 from helix.webhooks.sender import encode, headers_for
 from helix.webhooks.signatures import new_secret
 
 METADATA = {"actor": "bench", "source": "helix bench"}
+
+
+def _caller(owner: uuid.UUID) -> Caller:
+    """The benchmark acts as the owner of the endpoints it makes."""
+    return Caller(user_id=str(owner), name="bench", actor="bench", source="helix bench")
+
+
 PAYLOAD = {"note": "x" * 96}
 APPEND_BATCH = 100
 
@@ -84,8 +92,8 @@ async def helix_rate(
 ) -> float:  # fmt: skip
     registry = Endpoints(node.store, settings)
     made = [
-        (await registry.create(owner, url=f"http://127.0.0.1:{receiver.port}/e{n}",
-                               event_types=["bench.*"], metadata=METADATA))[0]["endpoint_id"]
+        (await registry.create(_caller(owner), url=f"http://127.0.0.1:{receiver.port}/e{n}",
+                               event_types=["bench.*"]))[0]["endpoint_id"]
         for n in range(endpoints)
     ]  # fmt: skip
     receiver.expect(events * endpoints)
@@ -99,7 +107,7 @@ async def helix_rate(
     finally:
         await roles.stop()
         for endpoint_id in made:
-            await registry.delete(endpoint_id, None, metadata=METADATA)
+            await registry.delete(_caller(owner), endpoint_id)
     return events * endpoints / elapsed
 
 
@@ -128,9 +136,8 @@ async def latency(
 ) -> list[float]:
     registry = Endpoints(node.store, settings)
     row, _ = await registry.create(
-        owner, url=f"http://127.0.0.1:{receiver.port}/lat", event_types=["bench.*"],
-        metadata=METADATA,
-    )  # fmt: skip
+        _caller(owner), url=f"http://127.0.0.1:{receiver.port}/lat", event_types=["bench.*"]
+    )
     roles = WebhookRoles(node.store, settings)
     await roles.start()
     stream = f"latency-{uuid.uuid4().hex}"
@@ -147,7 +154,7 @@ async def latency(
             await asyncio.sleep(0.005)
     finally:
         await roles.stop()
-        await registry.delete(row["endpoint_id"], None, metadata=METADATA)
+        await registry.delete(_caller(owner), row["endpoint_id"])
     return found
 
 

@@ -16,11 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import attrs
 
 from helix import envelope
 from helix.config import Settings
 from helix.domain.webhook import DisabledReason
 from helix.eventstore import EventStore
+from helix.services.caller import Caller, system_caller
+from helix.services.unit import Tx
 from helix.tasks import cancel_and_wait
 from helix.webhooks.endpoints import Endpoints
 from helix.webhooks.retry import next_delay
@@ -28,7 +31,11 @@ from helix.webhooks.sender import Outcome, Sender, encode, headers_for
 from helix.webhooks.sql import QUERIES
 
 log = logging.getLogger(__name__)
-SYSTEM_METADATA = {"actor": "system:webhooks", "source": "helix webhooks"}
+
+
+def _system() -> Caller:
+    """Who disables a failing endpoint: Helix itself, one request per delivery outcome."""
+    return attrs.evolve(system_caller("webhooks"), source="helix webhooks")
 
 
 def payload_of(store: EventStore, claim: asyncpg.Record) -> dict[str, Any]:
@@ -163,7 +170,9 @@ class DeliveryWorker:
             )
             status = "dead" if delay is None else "pending"
         endpoint_id = claim["endpoint_id"]
-        async with self.store.transaction() as conn:
+
+        async def work(tx: Tx) -> None:
+            conn = tx.conn
             finished = await conn.fetchrow(
                 QUERIES["finish"], claim["delivery_id"], token, status, delay, outcome.status,
                 outcome.error,
@@ -192,7 +201,9 @@ class DeliveryWorker:
                 detail = f"no successful delivery for {self.settings.webhook_disable_after:g} s"
             else:
                 return
-            await self.endpoints.set_enabled(
-                endpoint_id, None, False, reason=reason, detail=detail,
-                metadata=SYSTEM_METADATA, conn=conn,
-            )  # fmt: skip
+            # The disabling event names the delivered event whose answer caused it.
+            await self.endpoints.disable(
+                tx, endpoint_id, reason, detail, causation_id=claim["event_id"]
+            )
+
+        await self.endpoints.writer.run(_system(), work)

@@ -1,37 +1,46 @@
-"""The endpoint registry: every change is an event on `webhook-<uuid>`, written in the same
-transaction as the endpoint row (which alone holds the secrets)."""
+"""The endpoint registry: every change is a command decided by the endpoint aggregate and
+appended through the unit of work, which applies the `webhooks` projection in the same
+transaction. The signing secrets are written beside it, in that transaction, to
+`webhook_secrets` (never to an event)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 
-from helix import globs
 from helix.config import Settings
 from helix.domain import webhook
 from helix.domain.webhook import (
+    CreateEndpoint,
+    DeleteEndpoint,
     DisabledReason,
-    WebhookCreated,
-    WebhookDeleted,
-    WebhookDisabled,
-    WebhookEnabled,
-    WebhookSecretRotated,
-    WebhookUpdated,
+    DisableEndpoint,
+    EnableEndpoint,
+    EndpointState,
+    RotateSecret,
+    UpdateEndpoint,
+    check_event_types,
 )
 from helix.envelope import rfc3339
 from helix.errors import NotFound, ValidationError
 from helix.eventstore import EventStore
+from helix.services.caller import Caller
+from helix.services.unit import Aggregate, Tx, Writer
 from helix.webhooks.signatures import new_secret, secret_key
 from helix.webhooks.sql import QUERIES
 from helix.webhooks.ssrf import SETTING, AddressGuard, BlockedURL
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+WEBHOOK: Aggregate[EndpointState, webhook.Command] = Aggregate(
+    name="webhook",
+    stream_id=webhook.stream_id,
+    fold=webhook.fold,
+    initial=webhook.INITIAL,
+    decide=webhook.decide,
+)
 
 
 def endpoint_view(row: asyncpg.Record, *, secret: str | None = None) -> dict[str, Any]:
@@ -55,19 +64,38 @@ def endpoint_view(row: asyncpg.Record, *, secret: str | None = None) -> dict[str
     return view
 
 
-def check_event_types(event_types: Sequence[str]) -> tuple[str, ...]:
-    if not event_types:
-        raise ValidationError("event_types needs at least one type or glob", field="event_types")
-    return globs.check(event_types, "event_types")
+async def visible(tx: Tx, endpoint_id: uuid.UUID) -> EndpointState:
+    """The endpoint if it exists and the caller may see it; 404 otherwise (also for another
+    user's, so its existence is not revealed)."""
+    state = await tx.state(WEBHOOK, endpoint_id)
+    if not state.live or not tx.caller.may_see(str(state.owner)):
+        raise NotFound("webhook endpoint not found", endpoint_id=str(endpoint_id))
+    return state
+
+
+async def _read(conn: asyncpg.Connection, endpoint_id: uuid.UUID) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(QUERIES["endpoint_get"], endpoint_id)
+    return row
+
+
+def owner_scope(caller: Caller) -> uuid.UUID | None:
+    """None for callers who see everyone's endpoints; else the caller's own id."""
+    return None if caller.sees_everything else uuid.UUID(caller.user_id)
 
 
 class Endpoints:
     def __init__(
-        self, store: EventStore, settings: Settings, *, guard: AddressGuard | None = None
+        self,
+        store: EventStore,
+        settings: Settings,
+        *,
+        guard: AddressGuard | None = None,
+        writer: Writer | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.guard = guard or AddressGuard(settings.webhook_allowed_networks)
+        self.writer = writer or Writer(store)
 
     async def check_url(self, url: str) -> str:
         """The URL, if the SSRF guard lets it be registered (its host resolved now, too)."""
@@ -83,26 +111,18 @@ class Endpoints:
             raise ValidationError(str(exc), field="url") from None
         return url
 
-    async def _append(
-        self, conn: asyncpg.Connection, row: asyncpg.Record, event: object, metadata: dict[str, Any]
-    ) -> None:
-        # The row's version counts the stream's events; the row lock orders the writers.
-        stream = webhook.stream_id(row["endpoint_id"])
-        await self.store.append(stream, row["version"] - 1, [event], metadata=metadata, conn=conn)
-
     async def create(
         self,
-        owner: uuid.UUID,
+        caller: Caller,
         *,
         url: str,
         event_types: Sequence[str],
         description: str = "",
         enabled: bool = True,
         secret: str | None = None,
-        metadata: dict[str, Any],
     ) -> tuple[asyncpg.Record, str]:
-        """The new endpoint and its secret (generated unless given). It receives the events
-        sequenced after it was created."""
+        """The new endpoint, owned by the caller, and its secret (generated unless given).
+        It receives the events sequenced after it was created."""
         wanted = check_event_types(event_types)
         await self.check_url(url)
         if secret is None:
@@ -112,128 +132,119 @@ class Endpoints:
                 secret_key(secret)
             except ValueError as exc:
                 raise ValidationError(str(exc), field="secret") from None
-        endpoint_id, at = uuid.uuid4(), utcnow()
-        async with self.store.transaction() as conn:
-            head = await conn.fetchval("SELECT head_position FROM sequencer_state WHERE id = 1")
-            row = await conn.fetchrow(
-                QUERIES["endpoint_insert"], endpoint_id, owner, url, list(wanted),
-                globs.like_patterns(wanted), description, enabled, secret, head, at,
-            )  # fmt: skip
-            event = WebhookCreated(
-                endpoint_id=endpoint_id, owner=owner, url=url, event_types=wanted,
-                description=description, enabled=enabled, at=at,
-            )  # fmt: skip
-            await self._append(conn, row, event, metadata)
-        return row, secret
+        endpoint_id, owner = uuid.uuid4(), uuid.UUID(caller.user_id)
 
-    async def get(self, endpoint_id: uuid.UUID, owner: uuid.UUID | None) -> asyncpg.Record:
-        """The endpoint, if `owner` is None (an admin) or owns it; 404 otherwise."""
+        async def work(tx: Tx) -> asyncpg.Record:
+            head = int(await tx.conn.fetchval(QUERIES["head"]))
+            command = CreateEndpoint(
+                endpoint_id=endpoint_id, owner=owner, url=url, event_types=wanted,
+                description=description, enabled=enabled, after_position=head, at=tx.at,
+            )  # fmt: skip
+            await tx.decide(WEBHOOK, endpoint_id, command)
+            await tx.conn.execute(QUERIES["secret_insert"], endpoint_id, secret)
+            return await _read(tx.conn, endpoint_id)
+
+        return await self.writer.run(caller, work), secret
+
+    async def get(self, caller: Caller, endpoint_id: uuid.UUID) -> asyncpg.Record:
+        """The endpoint, if the caller may see it; 404 otherwise."""
         row: asyncpg.Record | None = await self.store.pool.fetchrow(
             QUERIES["endpoint_get"], endpoint_id
         )
-        if row is None or (owner is not None and row["owner"] != owner):
+        if row is None or not caller.may_see(str(row["owner"])):
             raise NotFound("webhook endpoint not found", endpoint_id=str(endpoint_id))
         return row
 
     async def page(
-        self, owner: uuid.UUID | None, *, limit: int, offset: int
+        self, caller: Caller, *, limit: int, offset: int
     ) -> tuple[list[asyncpg.Record], int]:
+        owner = owner_scope(caller)
         rows = await self.store.pool.fetch(QUERIES["endpoint_list"], owner, limit, offset)
         total: int = await self.store.pool.fetchval(QUERIES["endpoint_count"], owner)
         return list(rows), total
 
-    async def _locked(
-        self, conn: asyncpg.Connection, endpoint_id: uuid.UUID, owner: uuid.UUID | None
-    ) -> asyncpg.Record:
-        row: asyncpg.Record | None = await conn.fetchrow(QUERIES["endpoint_lock"], endpoint_id)
-        if row is None or (owner is not None and row["owner"] != owner):
-            raise NotFound("webhook endpoint not found", endpoint_id=str(endpoint_id))
-        return row
-
     async def update(
         self,
+        caller: Caller,
         endpoint_id: uuid.UUID,
-        owner: uuid.UUID | None,
         *,
         url: str | None = None,
         event_types: Sequence[str] | None = None,
         description: str | None = None,
-        metadata: dict[str, Any],
+        enabled: bool | None = None,
     ) -> asyncpg.Record:
+        """Change what is given (all of it or none); enabling or disabling an endpoint that
+        already is, or giving its current values, changes nothing."""
         wanted = check_event_types(event_types) if event_types is not None else None
         if url is not None:
             await self.check_url(url)
-        at = utcnow()
-        async with self.store.transaction() as conn:
-            old = await self._locked(conn, endpoint_id, owner)
-            new_globs = wanted if wanted is not None else tuple(old["event_types"])
-            row = await conn.fetchrow(
-                QUERIES["endpoint_update"], endpoint_id, url or old["url"], list(new_globs),
-                globs.like_patterns(new_globs),
-                old["description"] if description is None else description, at,
-            )  # fmt: skip
-            event = WebhookUpdated(
-                endpoint_id=endpoint_id,
-                url=url if url != old["url"] else None,
-                event_types=wanted if wanted != tuple(old["event_types"]) else None,
-                description=description if description != old["description"] else None,
-                at=at,
-            )
-            await self._append(conn, row, event, metadata)
-        return row
 
-    async def set_enabled(
+        async def work(tx: Tx) -> asyncpg.Record:
+            await visible(tx, endpoint_id)
+            commands: list[webhook.Command] = []
+            if (url, wanted, description) != (None, None, None):
+                commands.append(
+                    UpdateEndpoint(url=url, event_types=wanted, description=description, at=tx.at)
+                )
+            if enabled is not None:
+                commands.append(EnableEndpoint(at=tx.at) if enabled else DisableEndpoint(at=tx.at))
+            await self._decide(tx, endpoint_id, *commands)
+            return await _read(tx.conn, endpoint_id)
+
+        return await self.writer.run(caller, work)
+
+    async def _decide(
         self,
+        tx: Tx,
         endpoint_id: uuid.UUID,
-        owner: uuid.UUID | None,
-        enabled: bool,
-        *,
-        reason: DisabledReason = DisabledReason.BY_USER,
-        detail: str = "",
-        metadata: dict[str, Any],
-        conn: asyncpg.Connection | None = None,
-    ) -> asyncpg.Record:
-        """Enable or disable (a no-op, with no event, if it already is)."""
-        if conn is None:
-            async with self.store.transaction() as own:
-                return await self.set_enabled(
-                    endpoint_id, owner, enabled, reason=reason, detail=detail,
-                    metadata=metadata, conn=own,
-                )  # fmt: skip
-        old = await self._locked(conn, endpoint_id, owner)
-        if old["enabled"] == enabled:
-            return old
-        at = utcnow()
-        row = await conn.fetchrow(
-            QUERIES["endpoint_set_enabled"], endpoint_id, enabled,
-            None if enabled else reason.value, at,
-        )  # fmt: skip
-        event: object = (
-            WebhookEnabled(endpoint_id=endpoint_id, at=at)
-            if enabled
-            else WebhookDisabled(endpoint_id=endpoint_id, reason=reason, detail=detail, at=at)
-        )
-        await self._append(conn, row, event, metadata)
-        return row
+        *commands: webhook.Command,
+        causation_id: uuid.UUID | None = None,
+    ) -> EndpointState:
+        before = await tx.state(WEBHOOK, endpoint_id)
+        after = await tx.decide(WEBHOOK, endpoint_id, *commands, causation_id=causation_id)
+        if after.enabled and not before.enabled:
+            await tx.conn.execute(QUERIES["health_reset"], endpoint_id)
+        return after
 
-    async def delete(
-        self, endpoint_id: uuid.UUID, owner: uuid.UUID | None, *, metadata: dict[str, Any]
+    async def disable(
+        self,
+        tx: Tx,
+        endpoint_id: uuid.UUID,
+        reason: DisabledReason,
+        detail: str,
+        *,
+        causation_id: uuid.UUID | None = None,
     ) -> None:
-        at = utcnow()
-        async with self.store.transaction() as conn:
-            await self._locked(conn, endpoint_id, owner)
-            row = await conn.fetchrow(QUERIES["endpoint_delete"], endpoint_id, at)
-            await self._append(conn, row, WebhookDeleted(endpoint_id=endpoint_id, at=at), metadata)
+        """Disable an endpoint in the caller's unit of work (a no-op, with no event, if it is
+        disabled or gone already): the delivery workers' path."""
+        state = await tx.state(WEBHOOK, endpoint_id)
+        if not state.live:
+            return
+        command = DisableEndpoint(reason=reason, detail=detail, at=tx.at)
+        await self._decide(tx, endpoint_id, command, causation_id=causation_id)
+
+    async def delete(self, caller: Caller, endpoint_id: uuid.UUID) -> None:
+        """Delete the endpoint and its secrets: it never signs a delivery again."""
+
+        async def work(tx: Tx) -> None:
+            await visible(tx, endpoint_id)
+            await tx.decide(WEBHOOK, endpoint_id, DeleteEndpoint(at=tx.at))
+            await tx.conn.execute(QUERIES["secret_delete"], endpoint_id)
+
+        await self.writer.run(caller, work)
 
     async def rotate_secret(
-        self, endpoint_id: uuid.UUID, owner: uuid.UUID | None, *, metadata: dict[str, Any]
+        self, caller: Caller, endpoint_id: uuid.UUID
     ) -> tuple[asyncpg.Record, str]:
         """A new secret; the old one keeps signing (beside it) for the configured overlap."""
-        secret, at = new_secret(), utcnow()
-        until = at + timedelta(seconds=self.settings.webhook_secret_overlap)
-        async with self.store.transaction() as conn:
-            await self._locked(conn, endpoint_id, owner)
-            row = await conn.fetchrow(QUERIES["endpoint_rotate"], endpoint_id, secret, until, at)
-            event = WebhookSecretRotated(endpoint_id=endpoint_id, previous_valid_until=until, at=at)
-            await self._append(conn, row, event, metadata)
-        return row, secret
+        secret = new_secret()
+
+        async def work(tx: Tx) -> asyncpg.Record:
+            await visible(tx, endpoint_id)
+            until = tx.at + timedelta(seconds=self.settings.webhook_secret_overlap)
+            command = RotateSecret(previous_valid_until=until, at=tx.at)
+            await tx.decide(WEBHOOK, endpoint_id, command)
+            await tx.conn.execute(QUERIES["secret_rotate"], endpoint_id, secret)
+            return await _read(tx.conn, endpoint_id)
+
+        return await self.writer.run(caller, work), secret

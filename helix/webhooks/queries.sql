@@ -12,74 +12,58 @@
  OR (ev.project_id IS NOT NULL AND EXISTS (
         SELECT 1 FROM projects p WHERE p.project_id = ev.project_id AND p.owner = w.owner::text)))
 
--- name: endpoint_insert
-INSERT INTO webhook_endpoints (endpoint_id, owner, url, event_types, type_patterns, description,
-                               enabled, secret, after_position, created_at, updated_at, version)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 1)
-RETURNING *
-
 -- name: endpoint_get
-SELECT * FROM webhook_endpoints WHERE endpoint_id = $1 AND deleted_at IS NULL
-
--- name: endpoint_lock
-SELECT * FROM webhook_endpoints WHERE endpoint_id = $1 AND deleted_at IS NULL FOR UPDATE
+-- An endpoint (the `webhooks` projection) with its delivery health.
+SELECT w.*, h.failing_since, h.last_success_at
+FROM webhook_endpoints w LEFT JOIN webhook_health h USING (endpoint_id)
+WHERE w.endpoint_id = $1 AND w.deleted_at IS NULL
 
 -- name: endpoint_list
 -- $1 owner (NULL: everyone's).
-SELECT * FROM webhook_endpoints
-WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR owner = $1)
-ORDER BY created_at DESC, endpoint_id
+SELECT w.*, h.failing_since, h.last_success_at
+FROM webhook_endpoints w LEFT JOIN webhook_health h USING (endpoint_id)
+WHERE w.deleted_at IS NULL AND ($1::uuid IS NULL OR w.owner = $1)
+ORDER BY w.created_at DESC, w.endpoint_id
 LIMIT $2 OFFSET $3
 
 -- name: endpoint_count
 SELECT count(*) FROM webhook_endpoints WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR owner = $1)
 
--- name: endpoint_update
-UPDATE webhook_endpoints
-SET url = $2, event_types = $3, type_patterns = $4, description = $5, updated_at = $6,
-    version = version + 1
-WHERE endpoint_id = $1
-RETURNING *
+-- name: head
+SELECT head_position FROM sequencer_state WHERE id = 1
 
--- name: endpoint_set_enabled
+-- name: secret_insert
+INSERT INTO webhook_secrets (endpoint_id, secret) VALUES ($1, $2)
+
+-- name: secret_rotate
+-- The current secret becomes the previous one, which signs beside the new one until the
+-- endpoint's `previous_secret_until`.
+UPDATE webhook_secrets SET previous_secret = secret, secret = $2 WHERE endpoint_id = $1
+
+-- name: secret_delete
+DELETE FROM webhook_secrets WHERE endpoint_id = $1
+
+-- name: health_reset
 -- Enabling starts the failure clock afresh, so an endpoint is not disabled again at once.
-UPDATE webhook_endpoints
-SET enabled = $2, disabled_reason = $3, updated_at = $4, version = version + 1,
-    failing_since = CASE WHEN $2 THEN NULL ELSE failing_since END
-WHERE endpoint_id = $1
-RETURNING *
-
--- name: endpoint_delete
-UPDATE webhook_endpoints
-SET enabled = false, deleted_at = $2, updated_at = $2, version = version + 1,
-    secret = '', previous_secret = NULL
-WHERE endpoint_id = $1
-RETURNING *
-
--- name: endpoint_rotate
-UPDATE webhook_endpoints
-SET previous_secret = secret, previous_secret_until = $3, secret = $2, updated_at = $4,
-    version = version + 1
-WHERE endpoint_id = $1
-RETURNING *
+UPDATE webhook_health SET failing_since = NULL WHERE endpoint_id = $1
 
 -- name: endpoint_succeeded
 -- Skipped while the endpoint is healthy and was marked so recently: a busy endpoint's row is
 -- not rewritten (and locked) by every delivery.
-UPDATE webhook_endpoints
+INSERT INTO webhook_health AS h (endpoint_id, last_success_at) VALUES ($1, now())
+ON CONFLICT (endpoint_id) DO UPDATE
 SET last_success_at = now(), failing_since = NULL
-WHERE endpoint_id = $1
-  AND (failing_since IS NOT NULL OR last_success_at IS NULL
-       OR last_success_at < now() - interval '1 second')
+WHERE h.failing_since IS NOT NULL OR h.last_success_at IS NULL
+      OR h.last_success_at < now() - interval '1 second'
 
 -- name: endpoint_failed
 -- $2 when the failed attempt started, $3 the disable period in seconds. `expired`: the endpoint
 -- has failed without a success for the whole period and should be disabled.
-UPDATE webhook_endpoints
-SET failing_since = coalesce(failing_since, $2), last_failure_at = now()
-WHERE endpoint_id = $1
-RETURNING enabled AND deleted_at IS NULL
-          AND now() - failing_since >= make_interval(secs => $3) AS expired
+INSERT INTO webhook_health AS h (endpoint_id, failing_since, last_failure_at)
+VALUES ($1, $2, now())
+ON CONFLICT (endpoint_id) DO UPDATE
+SET failing_since = coalesce(h.failing_since, $2), last_failure_at = now()
+RETURNING now() - failing_since >= make_interval(secs => $3) AS expired
 
 -- name: lock_checkpoint
 SELECT position FROM webhook_dispatcher WHERE id = 1 FOR UPDATE
@@ -135,11 +119,12 @@ WITH due AS (
     RETURNING d.*
 )
 SELECT c.delivery_id, c.endpoint_id, c.event_id, c.kind, c.payload, c.attempts, c.event_type,
-       w.url, w.secret, w.previous_secret, w.previous_secret_until,
+       w.url, s.secret, s.previous_secret, w.previous_secret_until,
        e.position, e.recorded_at, e.stream_id, e.stream_type, e.version, e.project_id, e.type,
        e.schema_version, e.data, e.metadata, now() AS claimed_at
 FROM claimed c
 JOIN webhook_endpoints w ON w.endpoint_id = c.endpoint_id
+JOIN webhook_secrets s ON s.endpoint_id = c.endpoint_id
 LEFT JOIN events e ON e.event_id = c.event_id
 
 -- name: finish

@@ -1,9 +1,30 @@
-"""The webhook endpoint aggregate's events (the endpoint table holds its current state)."""
+"""The webhook endpoint aggregate: where a user's events are delivered, and how."""
 
 from __future__ import annotations
 
 from uuid import UUID
 
+from helix.domain.webhook.commands import (
+    Command,
+    CreateEndpoint,
+    DeleteEndpoint,
+    DisableEndpoint,
+    EnableEndpoint,
+    RotateSecret,
+    UpdateEndpoint,
+)
+from helix.domain.webhook.decider import (
+    INITIAL,
+    MAX_DESCRIPTION_CHARS,
+    MAX_DETAIL_CHARS,
+    MAX_SECRET_CHARS,
+    MAX_URL_CHARS,
+    EndpointState,
+    check_event_types,
+    decide,
+    evolve,
+    fold,
+)
 from helix.domain.webhook.events import (
     EVENTS,
     DisabledReason,
@@ -17,10 +38,6 @@ from helix.domain.webhook.events import (
 )
 
 STREAM_TYPE = "webhook"
-# An endpoint's limits; the API's request schemas publish them.
-MAX_URL_CHARS = 2_048
-MAX_DESCRIPTION_CHARS = 2_000
-MAX_SECRET_CHARS = 200
 
 
 def stream_id(endpoint_id: UUID) -> str:
@@ -29,17 +46,31 @@ def stream_id(endpoint_id: UUID) -> str:
 
 __all__ = [
     "EVENTS",
+    "INITIAL",
     "MAX_DESCRIPTION_CHARS",
+    "MAX_DETAIL_CHARS",
     "MAX_SECRET_CHARS",
     "MAX_URL_CHARS",
     "STREAM_TYPE",
+    "Command",
+    "CreateEndpoint",
+    "DeleteEndpoint",
+    "DisableEndpoint",
     "DisabledReason",
+    "EnableEndpoint",
+    "EndpointState",
     "Event",
+    "RotateSecret",
+    "UpdateEndpoint",
     "WebhookCreated",
     "WebhookDeleted",
     "WebhookDisabled",
     "WebhookEnabled",
     "WebhookSecretRotated",
     "WebhookUpdated",
+    "check_event_types",
+    "decide",
+    "evolve",
+    "fold",
     "stream_id",
 ]

@@ -1,7 +1,7 @@
 """What happened to a webhook endpoint (stream `webhook-<uuid>`).
 
 The signing secret never appears here: events are shown to auditors and replayed to
-subscribers for ever, so secrets live only in the endpoint table.
+subscribers for ever, so secrets live only in their credential table (`webhook_secrets`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ class WebhookCreated:
     event_types: tuple[str, ...]
     description: str
     enabled: bool
+    # The endpoint receives the events sequenced after this log position (the head when it
+    # was created). None in events recorded before it was kept here: the projection then
+    # uses the created event's own position.
+    after_position: int | None = None
     at: datetime
 
 

@@ -200,6 +200,16 @@ async def test_a_410_gone_disables_the_endpoint_at_once(
 
     await wait_until(disabled)
     assert len(receiver.received) == 1
+    # The disabling is Helix's own event, caused by the delivered event's answer.
+    assert node.pool is not None
+    [delivery] = await delivery_rows(node.pool, endpoint["id"])
+    metadata = await node.pool.fetchval(
+        "SELECT metadata FROM events WHERE stream_id = $1 AND type = 'webhook.disabled'",
+        f"webhook-{endpoint['id']}",
+    )
+    assert metadata["actor"] == "system:webhooks"
+    assert metadata["causation_id"] == str(delivery["event_id"])
+    assert metadata["correlation_id"] == metadata["request_id"]
 
 
 async def test_two_dispatchers_and_two_workers_never_deliver_an_event_twice_to_an_endpoint(

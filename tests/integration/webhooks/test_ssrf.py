@@ -26,7 +26,6 @@ from helix.webhooks.ssrf import SETTING, AddressGuard, BlockedAddress
 
 MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 MakeProjects = Callable[..., Awaitable[list[uuid.UUID]]]
-TEST_METADATA = {"actor": "test", "source": "pytest"}
 PUBLIC = "http://93.184.216.34/hook"
 
 # Hosts that reach this machine (or its metadata service) however they are spelled, with the
@@ -209,29 +208,23 @@ async def test_a_name_is_refused_if_any_address_it_resolves_to_is_forbidden(
         }
     )
     endpoints = Endpoints(node.store, settings, guard=AddressGuard(resolver=resolver))
-    owner = user.user.user_id
+    owner = user.service
     before = await _state(node.pool)
     with pytest.raises(ValidationError) as refused:
-        await endpoints.create(
-            owner, url=f"https://{host}/hook", event_types=["*"], metadata=TEST_METADATA
-        )
+        await endpoints.create(owner, url=f"https://{host}/hook", event_types=["*"])
     assert refused.value.details["address"] == address
     assert f"{address} is in" in refused.value.message and SETTING in refused.value.message
     assert await _state(node.pool) == before
 
-    row, _ = await endpoints.create(
-        owner, url="https://public.example/hook", event_types=["*"], metadata=TEST_METADATA
-    )
+    row, _ = await endpoints.create(owner, url="https://public.example/hook", event_types=["*"])
     before = await _state(node.pool)
     with pytest.raises(ValidationError):
-        await endpoints.update(
-            row["endpoint_id"], owner, url=f"https://{host}/x", metadata=TEST_METADATA
-        )
+        await endpoints.update(owner, row["endpoint_id"], url=f"https://{host}/x")
     assert await _state(node.pool) == before
 
     allowing = AddressGuard(["127.0.0.0/8", "169.254.0.0/16"], resolver=resolver)
     await Endpoints(node.store, settings, guard=allowing).update(
-        row["endpoint_id"], owner, url=f"https://{host}/x", metadata=TEST_METADATA
+        owner, row["endpoint_id"], url=f"https://{host}/x"
     )
 
 
