@@ -1,10 +1,11 @@
 """The protected section of an export: the credentials the log does not hold.
 
 Secrets are kept out of event data, because events are shown to auditors and replayed to
-subscribers for ever: password hashes (scrypt, as stored) are in `user_passwords`, and the
-server's own secrets (`helix_secrets`: the JWT signing secret, and the phase secrets key unless
-HELIX_SECRETS_KEY sets it) beside them. Each is written in the same transaction as the event
-that says it changed, and no projection owns them, so a rebuild never touches them.
+subscribers for ever. Password hashes (scrypt, as stored) are in `user_passwords`; webhook
+signing secrets (the current one and, during a rotation, the previous one) in
+`webhook_secrets`; the server's own secrets in `helix_secrets` (the JWT signing secret, and the
+phase secrets key unless HELIX_SECRETS_KEY sets it). Each is written in the same transaction as
+the event that says it changed, and no projection owns them, so a rebuild never touches them.
 
 An export carries them after the events, one line per row:
 `{"protected": {"table": "user_passwords", "row": {...}}}`, the row as PostgreSQL's own JSON of
@@ -33,6 +34,7 @@ class CredentialTable:
 
 TABLES: tuple[CredentialTable, ...] = (
     CredentialTable(name="user_passwords", key="user_id", stream_prefix="user-"),
+    CredentialTable(name="webhook_secrets", key="endpoint_id", stream_prefix="webhook-"),
     CredentialTable(name="helix_secrets", key="name", stream_prefix=None),
 )
 BY_NAME: dict[str, CredentialTable] = {t.name: t for t in TABLES}
