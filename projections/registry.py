@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 import asyncpg
 
 from helix.eventstore import RecordedEvent
-from projections import jobs, messages, output, phases, projects, users
+from projections import jobs, messages, output, phases, projects, users, workers
 from projections.base import Projection, Tables
 
 # Applied in this order, inline and by the runner (each on its own checkpoint).
@@ -18,6 +18,7 @@ ALL: tuple[Projection, ...] = (
     phases.PROJECTION,
     output.PROJECTION,
     users.PROJECTION,
+    workers.PROJECTION,
 )
 BY_NAME: dict[str, Projection] = {p.name: p for p in ALL}
 # The read models behind the project, discussion and job routes.
