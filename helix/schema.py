@@ -453,8 +453,7 @@ webhook_attempts = sa.Table(
     ),
 )
 
-# The worker registry: one row per registered worker, written in the same transaction as the
-# worker's events; heartbeats update it in place (they are not events).
+# The worker registry (projections/workers): registration and online/offline, from the log.
 workers = sa.Table(
     "workers",
     metadata,
@@ -464,12 +463,25 @@ workers = sa.Table(
     sa.Column("hostname", sa.Text, nullable=False),
     sa.Column("capabilities", pg.JSONB, nullable=False),
     sa.Column("resources", pg.JSONB, nullable=False),
-    sa.Column("status", sa.Text, nullable=False),
     sa.Column("online", sa.Boolean, nullable=False),
-    sa.Column("current_job_id", pg.UUID(as_uuid=True)),
     sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("last_heartbeat_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("offline_since", sa.DateTime(timezone=True)),
+    sa.Column("version", sa.Integer, nullable=False),
 )
 sa.Index("workers_user_idx", workers.c.user_id, workers.c.registered_at)
-sa.Index("workers_online_heartbeat_idx", workers.c.online, workers.c.last_heartbeat_at)
+sa.Index("workers_online_idx", workers.c.online, workers.c.registered_at)
+workers_seen = _seen("workers_seen")
+
+# Not a projection: liveness that is not an event (a worker heartbeats every few seconds),
+# written in place by heartbeats and claims. No foreign key, since `workers` is swapped whole
+# on a rebuild.
+worker_heartbeats = sa.Table(
+    "worker_heartbeats",
+    metadata,
+    sa.Column("worker_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("current_job_id", pg.UUID(as_uuid=True)),
+    sa.Column("resources", pg.JSONB),
+    sa.Column("last_heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index("worker_heartbeats_last_idx", worker_heartbeats.c.last_heartbeat_at)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 import asyncpg
 
 from helix.eventstore import RecordedEvent
-from projections import jobs, messages, output, phases, projects, users, webhooks
+from projections import jobs, messages, output, phases, projects, users, webhooks, workers
 from projections.base import Projection, Tables
 
 # Applied in this order, inline and by the runner (each on its own checkpoint).
@@ -19,6 +19,7 @@ ALL: tuple[Projection, ...] = (
     output.PROJECTION,
     users.PROJECTION,
     webhooks.PROJECTION,
+    workers.PROJECTION,
 )
 BY_NAME: dict[str, Projection] = {p.name: p for p in ALL}
 # The read models behind the project, discussion and job routes.

@@ -1,30 +1,59 @@
-"""The worker registry: one row per worker, with its capabilities and last heartbeat.
+"""The worker registry: the `workers` projection and the `worker_heartbeats` runtime table.
 
-Not a log projection: the worker service writes the row in the same transaction as the
-worker's events, and heartbeats (which are not events) update it in place.
+`workers` is folded from the worker streams (registration, offline, online), inline and by the
+runner, and `helix projections rebuild workers` rebuilds it from the log. Liveness is not: a
+worker heartbeats every few seconds for as long as it lives, so its reported status, current
+job, latest resources and last heartbeat go to `worker_heartbeats`, written by heartbeats and
+claims in place, and never exported or rebuilt (a worker that beats again restores it). The
+reads join the two.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 import asyncpg
 
-from helix.domain.worker import WorkerRegistered
+from helix.domain.worker import EVENTS, WorkerCameOnline, WorkerRegistered, WorkerWentOffline
+from helix.eventstore import RecordedEvent
 from helix.eventstore.sql import load
+from projections.base import Tables
+from projections.stream import StreamProjection, sql
 
-SQL = load("projections", "workers.sql")
+SQL = load("projections", "workers.sql", fragments=("view",))
+TABLES: tuple[str, ...] = ("workers_seen", "workers")
 
 
-async def insert(conn: asyncpg.Connection, registered: WorkerRegistered) -> None:
-    """The row of a worker as its registration event describes it."""
-    e = registered
-    await conn.execute(
-        SQL["insert"],
-        e.worker_id, e.user_id, e.name, e.hostname, list(e.capabilities), e.resources, e.at,
-    )  # fmt: skip
+class WorkersProjection(StreamProjection):
+    name = "workers"
+    version = 1
+    event_types: ClassVar[frozenset[str]] = frozenset(EVENTS)
+    tables = TABLES
+    seen = "workers_seen"
+
+    async def handle(
+        self, conn: asyncpg.Connection, event: RecordedEvent, decoded: Any, t: Tables
+    ) -> None:
+        v = event.version
+        match decoded:
+            case WorkerRegistered():
+                await conn.execute(
+                    sql(SQL, "registered", t), decoded.worker_id, decoded.user_id, decoded.name,
+                    decoded.hostname, list(decoded.capabilities), decoded.resources, decoded.at,
+                    v,
+                )  # fmt: skip
+            case WorkerWentOffline():
+                await conn.execute(sql(SQL, "went_offline", t), decoded.worker_id, decoded.at, v)
+            case WorkerCameOnline():
+                await conn.execute(sql(SQL, "came_online", t), decoded.worker_id, v)
+
+
+PROJECTION = WorkersProjection()
+
+
+# --- queries behind the API and the worker protocol (the live table, with liveness) ----------
 
 
 async def get(conn: asyncpg.Connection, worker_id: UUID, *, lock: bool = False) -> Any:
@@ -51,7 +80,8 @@ async def page(
     return list(rows), total
 
 
-async def go_offline(
-    conn: asyncpg.Connection, *, silent_since: datetime, at: datetime, limit: int = 100
+async def silent(
+    conn: asyncpg.Connection, *, silent_since: datetime, limit: int = 100
 ) -> list[asyncpg.Record]:
-    return list(await conn.fetch(SQL["go_offline"], silent_since, at, limit))
+    """Online workers not heard from since `silent_since`, locked for the caller's transaction."""
+    return list(await conn.fetch(SQL["silent"], silent_since, limit))

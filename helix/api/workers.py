@@ -51,6 +51,7 @@ from helix.domain.project.decider import (
     MAX_REASON_CHARS,
 )
 from helix.domain.user import Role
+from helix.domain.worker import MAX_HOSTNAME_CHARS, MAX_WORKER_NAME_CHARS
 from helix.envelope import rfc3339
 from helix.errors import ValidationError
 from helix.eventstore import ChannelWatcher
@@ -62,9 +63,6 @@ JOB_SIGNAL = web.AppKey("job_signal", ChannelWatcher)
 WORKER_ROLES = (Role.WORKER, Role.ADMIN)
 LIST_ROLES = (Role.WORKER, Role.ADMIN, Role.AUDITOR)
 MAX_REPORTS = 1_000
-# A worker's name and hostname are only shown, never matched: the edge alone bounds them.
-MAX_WORKER_NAME_CHARS = 200
-MAX_HOSTNAME_CHARS = 255
 
 CAPABILITIES: dict[str, Any] = {
     "type": "array",

@@ -222,10 +222,6 @@ class Tx:
             # The project moved on (another run, archived): the job's end stands on its own.
             log.info("project %s does not follow job %s: %s", state.project_id, state.id, refused)
 
-    async def append_events(self, stream_id: str, expected: int, events: Sequence[object]) -> int:
-        """Append events of an aggregate that has no decider here (workers), with no project."""
-        return await self._append(stream_id, expected, events, None)
-
     async def _append(
         self,
         stream_id: str,

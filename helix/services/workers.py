@@ -20,6 +20,7 @@ a phase that prints a secret leaves `***` in the log, never the value.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import uuid
 from collections.abc import Mapping, Sequence
@@ -35,20 +36,38 @@ from helix.config import Settings
 from helix.domain import job, worker
 from helix.domain.job import JobState, JobStatus
 from helix.domain.job.commands import WorkerReport
-from helix.errors import Conflict, Forbidden, NotFound, Unavailable, ValidationError
+from helix.domain.worker import WorkerState
+from helix.domain.worker.commands import Command as WorkerCommand
+from helix.errors import (
+    Conflict,
+    Forbidden,
+    InvalidTransition,
+    NotFound,
+    Unavailable,
+    ValidationError,
+)
 from helix.eventstore import ChannelWatcher
-from helix.eventstore.records import ANY_VERSION
 from helix.services.caller import Caller
 from helix.services.phase_secrets import Masker, has_secrets, open_secrets
-from helix.services.unit import Tx, Writer
+from helix.services.unit import Aggregate, Tx, Writer
 from projections import jobs as jobs_model
 from projections import workers as workers_model
 
+log = logging.getLogger(__name__)
 CLAIM_CHANNEL = jobs_model.CLAIM_CHANNEL
 CLAIM_POLL_S = 5.0  # a claimer re-reads the queue this often even without a notification
 CLAIM_CANDIDATES = 20  # jobs one claim may pass over (owner at its limit) before giving up
 RENEW_BELOW = 0.75  # renew a lease once less than this share of it is left
 WORKER_STATUSES = ("idle", "busy", "draining")
+OFFLINE_BATCH = 100  # silent workers one reaper round marks offline at most
+
+WORKER: Aggregate[WorkerState, WorkerCommand] = Aggregate(
+    name="worker",
+    stream_id=worker.stream_id,
+    fold=worker.fold,
+    initial=worker.INITIAL,
+    decide=worker.decide,
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -94,23 +113,19 @@ class WorkerService:
         capabilities: Sequence[str],
         resources: dict[str, Any],
     ) -> asyncpg.Record:
-        caps = tuple(dict.fromkeys(c.strip() for c in capabilities if c.strip()))
-        if not caps:
-            raise ValidationError("a worker needs at least one capability", field="capabilities")
         worker_id = uuid.uuid4()
 
         async def work(tx: Tx) -> asyncpg.Record:
-            event = worker.WorkerRegistered(
+            command = worker.RegisterWorker(
                 worker_id=worker_id,
                 user_id=UUID(caller.user_id),
                 name=name,
                 hostname=hostname,
-                capabilities=caps,
+                capabilities=tuple(capabilities),
                 resources=resources,
                 at=tx.at,
             )
-            await tx.append_events(worker.stream_id(worker_id), 0, [event])
-            await workers_model.insert(tx.conn, event)
+            await tx.decide(WORKER, worker_id, command)
             row: asyncpg.Record = await workers_model.get(tx.conn, worker_id)
             return row
 
@@ -124,6 +139,11 @@ class WorkerService:
         if str(row["user_id"]) != tx.caller.user_id and not tx.caller.sees_everything:
             raise Forbidden("this worker was registered by another user")
         return row
+
+    async def _alive(self, tx: Tx, worker_id: UUID, row: Any) -> None:
+        """A sign of life from the worker: one that was offline comes back online."""
+        if not row["online"]:
+            await tx.decide(WORKER, worker_id, worker.MarkOnline(at=tx.at))
 
     async def page(
         self, caller: Caller, *, online: bool | None, limit: int, offset: int
@@ -161,9 +181,7 @@ class WorkerService:
 
         async def work(tx: Tx) -> HeartbeatJob | None:
             row = await self._own_worker(tx, worker_id, lock=True)
-            if not row["online"]:
-                back = worker.WorkerCameOnline(worker_id=worker_id, at=tx.at)
-                await tx.append_events(worker.stream_id(worker_id), ANY_VERSION, [back])
+            await self._alive(tx, worker_id, row)
             await workers_model.heartbeat(
                 tx.conn,
                 worker_id,
@@ -268,6 +286,7 @@ class WorkerService:
                 await tx.decide_job(job_id, failed)
                 passed.append(job_id)
                 continue
+            await self._alive(tx, worker_id, row)
             await workers_model.heartbeat(
                 tx.conn, worker_id, status="busy", current_job=job_id, resources=None, at=tx.at
             )
@@ -323,15 +342,22 @@ class WorkerService:
 
         async def work(tx: Tx) -> int:
             silent_since = tx.at - timedelta(seconds=self.settings.worker_offline_after)
-            gone = await workers_model.go_offline(tx.conn, silent_since=silent_since, at=tx.at)
-            for row in gone:
-                event = worker.WorkerWentOffline(
-                    worker_id=row["worker_id"], last_heartbeat_at=row["last_heartbeat_at"], at=tx.at
-                )
-                await tx.append_events(worker.stream_id(row["worker_id"]), ANY_VERSION, [event])
-            return len(gone)
+            rows = await workers_model.silent(
+                tx.conn, silent_since=silent_since, limit=OFFLINE_BATCH
+            )
+            gone = 0
+            for row in rows:
+                command = worker.MarkOffline(last_heartbeat_at=row["last_heartbeat_at"], at=tx.at)
+                try:
+                    await tx.decide(WORKER, row["worker_id"], command)
+                except InvalidTransition as refused:
+                    # The registry row lags the stream: skip it rather than stall the round.
+                    log.info("worker %s not marked offline: %s", row["worker_id"], refused)
+                    continue
+                gone += 1
+            return gone
 
         return await self.writer.run(caller, work)
 
 
-__all__ = ["CLAIM_CHANNEL", "WORKER_STATUSES", "Claim", "HeartbeatJob", "WorkerService"]
+__all__ = ["CLAIM_CHANNEL", "WORKER", "WORKER_STATUSES", "Claim", "HeartbeatJob", "WorkerService"]

@@ -4,6 +4,17 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from helix.domain.worker.commands import Command, MarkOffline, MarkOnline, RegisterWorker
+from helix.domain.worker.decider import (
+    INITIAL,
+    MAX_HOSTNAME_CHARS,
+    MAX_WORKER_NAME_CHARS,
+    WorkerState,
+    decide,
+    evolve,
+    fold,
+    normalise_capabilities,
+)
 from helix.domain.worker.events import (
     EVENTS,
     Event,
@@ -21,10 +32,22 @@ def stream_id(worker_id: UUID) -> str:
 
 __all__ = [
     "EVENTS",
+    "INITIAL",
+    "MAX_HOSTNAME_CHARS",
+    "MAX_WORKER_NAME_CHARS",
     "STREAM_TYPE",
+    "Command",
     "Event",
+    "MarkOffline",
+    "MarkOnline",
+    "RegisterWorker",
     "WorkerCameOnline",
     "WorkerRegistered",
+    "WorkerState",
     "WorkerWentOffline",
+    "decide",
+    "evolve",
+    "fold",
+    "normalise_capabilities",
     "stream_id",
 ]

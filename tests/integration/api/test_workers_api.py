@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import attrs
 import pytest
 from aiohttp.test_utils import TestClient
@@ -14,7 +15,10 @@ from aiohttp.test_utils import TestClient
 from helix.api.keys import POOL, STORE
 from helix.bootstrap import LogNode
 from helix.config import Settings
+from helix.eventstore import EventStore
 from helix.services.reaper import LeaseReaper
+from projections import registry
+from projections.rebuild import rebuild
 
 Client = TestClient[Any, Any]
 SHELL_PLAN = [{"name": "build", "command": ["make"]}, {"name": "test", "command": ["make", "t"]}]
@@ -80,19 +84,23 @@ async def report(client: Client, who: Any, job_id: str, token: int, *reports: An
 async def event_count(client: Client, admin: Any, job_id: str) -> int:
     """The job's events in the audit log, once the sequencer has positioned every committed
     event (the log shows positioned events only, so an earlier read could miss some)."""
-    pool = client.server.app[POOL]
+    await settled(client.server.app[POOL], client.server.app[STORE])
+    resp = await client.get(
+        f"/api/v1/events?stream_id=job-{job_id}&limit=1000", headers=admin.headers
+    )
+    body = await ok(resp)
+    return len(body["items"])
+
+
+async def settled(pool: asyncpg.Pool, store: EventStore) -> None:
+    """Until the sequencer has positioned every committed event and the store has seen them."""
     async with asyncio.timeout(10):
         while True:
             if not await pool.fetchval("SELECT count(*) FROM events WHERE position IS NULL"):
                 break
             await asyncio.sleep(0.01)
     head = int(await pool.fetchval("SELECT coalesce(max(position), 0) FROM events"))
-    assert await client.server.app[STORE].wait_for_position(head, timeout=10)
-    resp = await client.get(
-        f"/api/v1/events?stream_id=job-{job_id}&limit=1000", headers=admin.headers
-    )
-    body = await ok(resp)
-    return len(body["items"])
+    assert await store.wait_for_position(head, timeout=10)
 
 
 async def job_of(client: Client, who: Any, job_id: str) -> Any:
@@ -425,6 +433,78 @@ async def test_a_silent_worker_goes_offline_and_comes_back(
         "worker.offline",
         "worker.online",
     ]
+
+
+async def beat(client: Client, who: Any, worker_id: str, **body: Any) -> None:
+    body = {"worker_id": worker_id, "status": "idle", **body}
+    await ok(await client.post("/api/v1/workers/heartbeat", json=body, headers=who.headers))
+
+
+async def rows_of(node: LogNode, table: str) -> list[dict[str, Any]]:
+    assert node.pool is not None
+    return [dict(r) for r in await node.pool.fetch(f"SELECT * FROM {table} ORDER BY 1")]
+
+
+async def test_a_rebuilt_worker_registry_equals_the_live_one_and_leaves_liveness_alone(
+    wclient: Client, worker: Any, admin: Any, node: LogNode, reaper: LeaseReaper
+) -> None:
+    ids = [await register(wclient, worker, ["shell", f"cap{i}"]) for i in range(4)]
+    await asyncio.sleep(0.6)
+    for worker_id in ids[:2]:
+        await beat(wclient, worker, worker_id, resources={"load": 0.25})
+    assert await reaper.run_once() == (0, 2)  # the two silent ones
+    await beat(wclient, worker, ids[2], status="draining")  # comes back
+    await settled(node.store.pool, node.store)
+    listed = await ok(await wclient.get("/api/v1/workers", headers=admin.headers))
+    assert [(w["online"], w["status"]) for w in listed["items"]] == [
+        (True, "idle"),
+        (True, "idle"),
+        (True, "draining"),
+        (False, "offline"),
+    ]
+    registry_rows = await rows_of(node, "workers")
+    seen = await rows_of(node, "workers_seen")
+    liveness = await rows_of(node, "worker_heartbeats")
+    versions = {str(r["worker_id"]): r["version"] for r in registry_rows}
+    assert [versions[worker_id] for worker_id in ids] == [1, 1, 3, 2]
+
+    report = await rebuild(node.store, registry.get("workers"), batch_size=2)
+
+    assert report.events == 4 + 2 + 1
+    assert await rows_of(node, "workers") == registry_rows
+    assert await rows_of(node, "workers_seen") == seen
+    assert await rows_of(node, "worker_heartbeats") == liveness
+    assert await ok(await wclient.get("/api/v1/workers", headers=admin.headers)) == listed
+
+
+async def test_worker_events_carry_who_which_request_and_from_where(
+    wclient: Client, worker: Any, node: LogNode, reaper: LeaseReaper
+) -> None:
+    body = {"hostname": "box", "capabilities": ["shell"]}
+    resp = await wclient.post("/api/v1/workers/register", json=body, headers=worker.headers)
+    worker_id = (await ok(resp, 201))["worker_id"]
+    registered_by = resp.headers["X-Request-ID"]
+    await asyncio.sleep(0.6)
+    assert await reaper.run_once() == (0, 1)
+    resp = await wclient.post(
+        "/api/v1/workers/heartbeat", json={"worker_id": worker_id}, headers=worker.headers
+    )
+    await ok(resp)
+    back_by = resp.headers["X-Request-ID"]
+    assert node.pool is not None
+    rows = await node.pool.fetch(
+        "SELECT type, metadata FROM events WHERE stream_id = $1 ORDER BY version",
+        f"worker-{worker_id}",
+    )
+    assert [r["type"] for r in rows] == ["worker.registered", "worker.offline", "worker.online"]
+    keys = {"actor", "request_id", "correlation_id", "causation_id", "source"}
+    assert all(set(r["metadata"]) == keys for r in rows)
+    registered, offline, online = (r["metadata"] for r in rows)
+    assert (registered["request_id"], online["request_id"]) == (registered_by, back_by)
+    assert registered["actor"] == online["actor"] != offline["actor"] == "system:reaper"
+    for metadata in (registered, online):
+        assert metadata["correlation_id"] == metadata["request_id"]
+        assert metadata["source"]
 
 
 async def test_a_queued_job_is_cancelled_at_once_and_never_claimed(
