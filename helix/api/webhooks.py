@@ -18,9 +18,6 @@ from typing import Any
 from aiohttp import web
 
 from helix import globs
-from helix.api.keys import POOL, SETTINGS, STORE
-from helix.api.principal import Principal, require_role
-from helix.api.requests import event_metadata
 from helix.api.schema import (
     READERS,
     WRITERS,
@@ -35,6 +32,8 @@ from helix.api.schema import (
     validated_body,
 )
 from helix.api.validation import object_body
+from helix.appkeys import POOL, SETTINGS, STORE
+from helix.auth.principal import Principal, event_metadata, require_role
 from helix.domain import webhook
 from helix.inputs import parse_time
 from helix.streams.position import dispatched_position

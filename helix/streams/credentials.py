@@ -19,9 +19,9 @@ from collections.abc import Callable
 import asyncpg
 from aiohttp import web
 
-from helix.api.auth import ACCOUNTS, VERIFIER, identify
-from helix.api.keys import SETTINGS
-from helix.api.principal import PRINCIPAL, Principal
+from helix.appkeys import ACCOUNTS, SETTINGS, VERIFIER
+from helix.auth.identify import identify
+from helix.auth.principal import PRINCIPAL, Principal
 from helix.errors import Forbidden, NotFound, Unauthorized
 from helix.streams import revocation, tokens
 from helix.streams.filters import Scope, ScopeKind
