@@ -23,7 +23,7 @@ MAX_POSITION = 2**62
 
 
 def _viewer(who: Caller) -> str | None:
-    return None if who.sees_everything else who.user_id
+    return who.viewer.owner_filter
 
 
 def _selection(request: web.Request, who: Caller) -> EventFilter:

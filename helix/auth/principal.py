@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
+from helix import access
 from helix.domain.user import Role
 from helix.errors import Forbidden, Unauthorized
 
@@ -27,7 +28,7 @@ class Principal:
 
     @property
     def sees_everything(self) -> bool:
-        return self.role in (Role.ADMIN, Role.AUDITOR)
+        return access.sees_everything(self.role)
 
 
 PRINCIPAL = web.RequestKey("principal", Principal)

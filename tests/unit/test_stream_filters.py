@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from helix.access import Viewer, may_see
 from helix.errors import ValidationError
 from helix.eventstore import RecordedEvent
 from helix.globs import MAX_GLOBS
-from helix.streams import Filter, Frame, Scope, Viewer, may_see, parse_types
+from helix.streams import Filter, Frame, Scope, parse_types
 
 ALICE = Viewer(user_id="alice")
 ADMIN = Viewer(user_id="root", sees_everything=True)
