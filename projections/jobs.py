@@ -9,6 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
+from helix import access
 from helix.domain.job import (
     EVENTS,
     JobCancelled,
@@ -29,7 +30,7 @@ from helix.eventstore.sql import load
 from projections.base import Tables
 from projections.stream import StreamProjection, live_tables, sql
 
-SQL = load("projections", "jobs.sql")
+SQL = load("projections", "jobs.sql", shared=access.LIST_FRAGMENTS)
 TABLES: tuple[str, ...] = ("jobs_seen", "jobs")
 LIVE = live_tables(TABLES)
 # Claimers LISTEN here; a commit that queued a job, scheduled a retry or freed a running slot

@@ -72,9 +72,9 @@ WHERE job_id = $1
 SELECT * FROM {jobs} WHERE job_id = $1
 
 -- name: list
--- $1 owner (NULL: everyone's), $2 project_id, $3 status.
+-- $1 owner (NULL: everyone's; `Viewer.owner_filter`, spliced in by `helix.access`), $2 project_id, $3 status.
 SELECT * FROM {jobs}
-WHERE ($1::text IS NULL OR owner = $1)
+WHERE {owner_visible}
   AND ($2::uuid IS NULL OR project_id = $2)
   AND ($3::text IS NULL OR status = $3)
 ORDER BY created_at DESC, job_id
@@ -82,7 +82,7 @@ LIMIT $4 OFFSET $5
 
 -- name: count
 SELECT count(*) FROM {jobs}
-WHERE ($1::text IS NULL OR owner = $1)
+WHERE {owner_visible}
   AND ($2::uuid IS NULL OR project_id = $2)
   AND ($3::text IS NULL OR status = $3)
 

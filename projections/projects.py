@@ -7,6 +7,7 @@ from uuid import UUID
 
 import asyncpg
 
+from helix import access
 from helix.domain.project import (
     EVENTS,
     ProjectArchived,
@@ -21,7 +22,7 @@ from helix.eventstore.sql import load
 from projections.base import Tables
 from projections.stream import StreamProjection, live_tables, sql, to_json
 
-SQL = load("projections", "projects.sql")
+SQL = load("projections", "projects.sql", shared=access.LIST_FRAGMENTS)
 TABLES: tuple[str, ...] = ("projects_seen", "projects")
 LIVE = live_tables(TABLES)
 

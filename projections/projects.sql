@@ -33,9 +33,9 @@ UPDATE {projects} SET archived = true, updated_at = $2, version = $3 WHERE proje
 SELECT * FROM {projects} WHERE project_id = $1
 
 -- name: list
--- $1 owner (NULL: everyone's), $2 status, $3 project_type, $4 archived (NULL: both).
+-- $1 owner (NULL: everyone's; `Viewer.owner_filter`, spliced in by `helix.access`), $2 status, $3 project_type, $4 archived (NULL: both).
 SELECT * FROM {projects}
-WHERE ($1::text IS NULL OR owner = $1)
+WHERE {owner_visible}
   AND ($2::text IS NULL OR status = $2)
   AND ($3::text IS NULL OR project_type = $3)
   AND ($4::boolean IS NULL OR archived = $4)
@@ -44,7 +44,7 @@ LIMIT $5 OFFSET $6
 
 -- name: count
 SELECT count(*) FROM {projects}
-WHERE ($1::text IS NULL OR owner = $1)
+WHERE {owner_visible}
   AND ($2::text IS NULL OR status = $2)
   AND ($3::text IS NULL OR project_type = $3)
   AND ($4::boolean IS NULL OR archived = $4)

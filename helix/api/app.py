@@ -22,10 +22,8 @@ from helix.api import (
     webhooks,
     workers,
 )
-from helix.api.auth import ACCOUNTS, VERIFIER
 from helix.api.errors import errors_middleware
 from helix.api.idempotency import idempotency_middleware, purge_expired_keys
-from helix.api.keys import POOL, SEALER, SETTINGS, STORE
 from helix.api.metrics import METRICS, Metrics, metrics_middleware
 from helix.api.middleware import (
     add_common_headers,
@@ -34,6 +32,7 @@ from helix.api.middleware import (
     request_id_middleware,
 )
 from helix.api.ratelimit import LIMITER, TokenBuckets
+from helix.appkeys import ACCOUNTS, POOL, SEALER, SETTINGS, STORE, VERIFIER
 from helix.auth.accounts import Accounts
 from helix.auth.sealing import Sealer, new_key
 from helix.auth.tokens import TokenVerifier

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from helix.api.keys import POOL
-from helix.api.principal import require_role
 from helix.api.schema import documented, reply
+from helix.appkeys import POOL
+from helix.auth.principal import require_role
 from helix.domain.user import Role
 from helix.eventstore import verify_chain
 

@@ -1,4 +1,4 @@
-"""Authentication: who is calling (JWT or API key), their rate limit, and the auth routes.
+"""Authentication: the middleware (who is calling, their rate limit) and the auth routes.
 
 Every route needs credentials unless its handler is marked `@public`. Credentials that are
 present but fail validation are a 401 even on a public route: a bad token is never anonymous.
@@ -12,81 +12,27 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from helix.api.openapi import describe
-from helix.api.principal import PRINCIPAL, Principal, principal_of, require_role
 from helix.api.ratelimit import LIMITER, VERDICT
-from helix.api.requests import (
-    client_address,
-    event_metadata,
-    has_own_credentials,
-    is_public,
-    public,
-)
+from helix.api.requests import has_own_credentials, is_public, public
 from helix.api.schema import optional_body, position, reply, validated_body
 from helix.api.validation import RequestSchema, object_body
-from helix.auth import keys
-from helix.auth.accounts import Accounts
+from helix.appkeys import ACCOUNTS, VERIFIER
+from helix.auth.identify import identify
+from helix.auth.principal import (
+    PRINCIPAL,
+    Principal,
+    client_address,
+    event_metadata,
+    principal_of,
+    require_role,
+)
 from helix.auth.records import UserRecord
-from helix.auth.tokens import TokenVerifier, issue_token
+from helix.auth.tokens import issue_token
 from helix.domain.user import MAX_KEY_NAME_CHARS, Role
 from helix.envelope import rfc3339
-from helix.errors import NotFound, RateLimited, Unauthorized, ValidationError
-
-ACCOUNTS = web.AppKey("accounts", Accounts)
-VERIFIER = web.AppKey("token_verifier", TokenVerifier)
+from helix.errors import RateLimited, Unauthorized, ValidationError
 
 routes = web.RouteTableDef()
-
-
-def _principal(user: UserRecord, key_id: uuid.UUID | None = None) -> Principal:
-    return Principal(user_id=user.user_id, username=user.username, role=user.role, key_id=key_id)
-
-
-def _credentials(request: web.Request) -> tuple[str, str] | None:
-    """("key" | "bearer", token) from the headers, or None when there are none."""
-    header = request.headers.get("Authorization")
-    if header is not None:
-        scheme, _, token = header.strip().partition(" ")
-        token = _printable(token.strip())
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("use 'Authorization: Bearer <token or API key>'")
-        return ("key" if token.startswith(keys.KEY_PREFIX) else "bearer"), token
-    api_key = request.headers.get("X-API-Key")
-    if api_key is not None:
-        return "key", _printable(api_key.strip())
-    return None
-
-
-def _printable(token: str) -> str:
-    """Tokens and keys are printable ASCII; anything else (undecodable header bytes arrive as
-    lone surrogates) is no credential, and must not reach the decoders."""
-    if not (token.isascii() and token.isprintable()):
-        raise Unauthorized("the credentials are not printable ASCII")
-    return token
-
-
-async def identify(request: web.Request) -> Principal | None:
-    found = _credentials(request)
-    if found is None:
-        return None
-    kind, token = found
-    accounts = request.app[ACCOUNTS]
-    if kind == "key":
-        if not keys.looks_like_key(token):
-            raise Unauthorized("the API key is not valid")
-        user, key_id = await accounts.authenticate_key(token)
-        return _principal(user, key_id)
-    claims = request.app[VERIFIER].verify(token)
-    if claims.external:
-        metadata = event_metadata(request, actor=f"external:{claims.issuer}|{claims.subject}")
-        user = await accounts.external_user(claims.issuer, claims.subject, metadata=metadata)
-    else:
-        try:
-            user = await accounts.get(uuid.UUID(claims.subject))
-        except (ValueError, NotFound):
-            raise Unauthorized("the token names no Helix user") from None
-    if user.disabled:
-        raise Unauthorized("the user is disabled")
-    return _principal(user)
 
 
 @web.middleware

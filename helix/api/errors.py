@@ -14,8 +14,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from helix.api.keys import SETTINGS
-from helix.api.requests import request_id
+from helix.appkeys import SETTINGS
+from helix.auth.principal import request_id
 from helix.errors import HelixError
 
 log = logging.getLogger(__name__)

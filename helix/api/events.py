@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from helix.api.keys import POOL
 from helix.api.requests import int_query
 from helix.api.schema import caller, documented, position, reply
+from helix.appkeys import POOL
 from helix.audit import log
 from helix.audit.filters import EventFilter, check_range, parse_types, parse_uuid
 from helix.errors import NotFound
@@ -23,7 +23,7 @@ MAX_POSITION = 2**62
 
 
 def _viewer(who: Caller) -> str | None:
-    return None if who.sees_everything else who.user_id
+    return who.viewer.owner_filter
 
 
 def _selection(request: web.Request, who: Caller) -> EventFilter:

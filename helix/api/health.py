@@ -8,8 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from helix import migrate
-from helix.api.keys import POOL
 from helix.api.requests import public
+from helix.appkeys import POOL
 from helix.errors import Unavailable
 from helix.eventstore import sequencer_lag
 from helix.eventstore.sequencer import LEADER_LOCK

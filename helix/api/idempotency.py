@@ -22,9 +22,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from helix.api.keys import POOL, SETTINGS
-from helix.api.principal import PRINCIPAL
-from helix.api.requests import client_address
+from helix.appkeys import POOL, SETTINGS
+from helix.auth.principal import PRINCIPAL, client_address
 from helix.errors import BadRequest
 from helix.services.idempotency import HEADER, Idempotency, Replay, StoredResponse, purge_expired
 from helix.tasks import cancel_and_wait

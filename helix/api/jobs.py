@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from helix.api.keys import SETTINGS, STORE
 from helix.api.requests import int_query
 from helix.api.schema import (
     caller,
@@ -20,6 +19,7 @@ from helix.api.schema import (
     strings,
 )
 from helix.api.validation import object_body
+from helix.appkeys import SETTINGS, STORE
 from helix.audit import time_travel
 from helix.domain.job import JobStatus
 from helix.domain.project.decider import MAX_REASON_CHARS

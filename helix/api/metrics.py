@@ -23,8 +23,8 @@ from prometheus_client import (
 )
 from prometheus_client.process_collector import ProcessCollector
 
-from helix.api.keys import SETTINGS, STORE
 from helix.api.requests import own_credentials
+from helix.appkeys import SETTINGS, STORE
 from helix.errors import Forbidden, Unauthorized
 from helix.eventstore import sequencer_lag
 

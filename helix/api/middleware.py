@@ -10,9 +10,9 @@ import warnings
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from helix.api.keys import SETTINGS
 from helix.api.ratelimit import VERDICT
-from helix.api.requests import REQUEST_ID
+from helix.appkeys import SETTINGS
+from helix.auth.principal import REQUEST_ID
 from helix.errors import HelixError
 from helix.inputs import check_text
 

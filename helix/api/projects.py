@@ -6,7 +6,6 @@ from typing import Any
 
 from aiohttp import web
 
-from helix.api.keys import STORE
 from helix.api.requests import int_query
 from helix.api.schema import (
     caller,
@@ -22,6 +21,7 @@ from helix.api.schema import (
     validated_body,
 )
 from helix.api.validation import object_body
+from helix.appkeys import STORE
 from helix.audit import time_travel
 from helix.domain.job.decider import MAX_MODEL_CHARS
 from helix.domain.project import EnvValue, PhaseSpec, ProjectStatus, SealedSecret

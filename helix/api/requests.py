@@ -1,4 +1,4 @@
-"""Small helpers every route module uses: the JSON body, event metadata, public routes."""
+"""Small helpers every route module uses: the JSON body, integer queries, public routes."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from helix.api.principal import PRINCIPAL
 from helix.errors import BadRequest, ValidationError
 from helix.inputs import decode_json
 
-REQUEST_ID = "request_id"  # request[REQUEST_ID]: this request's X-Request-ID
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -36,14 +34,6 @@ def has_own_credentials(handler: object) -> bool:
     return bool(getattr(handler, "__helix_own_credentials__", False))
 
 
-def request_id(request: web.Request) -> str:
-    return str(request.get(REQUEST_ID, ""))
-
-
-def client_address(request: web.Request) -> str:
-    return request.remote or "unknown"
-
-
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object: 400 if it is not JSON, 422 if it is not an object or breaks
     a rule of `helix.inputs` (too deep, NUL, a lone surrogate, a number out of range)."""
@@ -54,17 +44,6 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object")
     return body
-
-
-def event_metadata(request: web.Request, **extra: Any) -> dict[str, Any]:
-    """What every event a request appends records about it: who, from where, which request."""
-    principal = request.get(PRINCIPAL)
-    return {
-        "actor": principal.actor if principal is not None else "anonymous",
-        "source": client_address(request),
-        "request_id": request_id(request),
-        **extra,
-    }
 
 
 def int_query(request: web.Request, name: str, default: int, *, low: int, high: int) -> int:

@@ -15,11 +15,11 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from helix.api.idempotency import IDEMPOTENCY
-from helix.api.keys import SEALER, SETTINGS, STORE
 from helix.api.openapi import describe
-from helix.api.principal import require_role
-from helix.api.requests import client_address, int_query, read_json, request_id
+from helix.api.requests import int_query, read_json
 from helix.api.validation import RequestSchema
+from helix.appkeys import SEALER, SETTINGS, STORE
+from helix.auth.principal import client_address, request_id, require_role
 from helix.domain.user import Role
 from helix.errors import NotFound, ValidationError
 from helix.services import Caller, Services

@@ -17,11 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
-from helix.api.auth import VERIFIER
-from helix.api.keys import SETTINGS, STORE
 from helix.api.openapi import describe
-from helix.api.principal import PRINCIPAL, Principal, principal_of
 from helix.api.requests import public
+from helix.appkeys import SETTINGS, STORE, VERIFIER
+from helix.auth.principal import PRINCIPAL, Principal, principal_of
 from helix.envelope import rfc3339
 from helix.errors import NotFound, Unavailable, ValidationError
 from helix.globs import TypeGlobs

@@ -10,13 +10,13 @@ import uuid
 
 from aiohttp import web
 
-from helix.api.auth import ACCOUNTS
 from helix.api.openapi import describe
-from helix.api.principal import principal_of, require_role
-from helix.api.requests import event_metadata, int_query
+from helix.api.requests import int_query
 from helix.api.schema import position, reply, strings, validated_body
 from helix.api.validation import object_body
+from helix.appkeys import ACCOUNTS
 from helix.auth import passwords
+from helix.auth.principal import event_metadata, principal_of, require_role
 from helix.domain.user import USERNAME_PATTERN, Role
 from helix.errors import ValidationError
 

@@ -18,7 +18,6 @@ from typing import Any
 from aiohttp import web
 
 from helix import globs
-from helix.api.keys import POOL, SETTINGS, STORE
 from helix.api.schema import (
     caller,
     documented,
@@ -32,6 +31,7 @@ from helix.api.schema import (
     validated_body,
 )
 from helix.api.validation import object_body
+from helix.appkeys import POOL, SETTINGS, STORE
 from helix.domain import webhook
 from helix.inputs import parse_time
 from helix.streams.position import dispatched_position

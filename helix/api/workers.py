@@ -13,9 +13,6 @@ from typing import Any
 
 from aiohttp import web
 
-from helix.api.auth import VERIFIER
-from helix.api.keys import SEALER, SETTINGS, STORE
-from helix.api.principal import principal_of
 from helix.api.schema import (
     caller,
     documented,
@@ -28,6 +25,8 @@ from helix.api.schema import (
     validated_body,
 )
 from helix.api.validation import object_body
+from helix.appkeys import SEALER, SETTINGS, STORE, VERIFIER
+from helix.auth.principal import principal_of
 from helix.auth.tokens import issue_token
 from helix.bootstrap import LogNode
 from helix.domain import job

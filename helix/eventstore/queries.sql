@@ -224,11 +224,8 @@ AND ($5::text IS NULL OR metadata ->> 'actor' = $5)
 AND ($6::timestamptz IS NULL OR recorded_at >= $6)
 AND ($7::timestamptz IS NULL OR recorded_at < $7)
 
--- name: audit_viewer
--- (A fragment.) $8, when set, is the viewing user: only events of projects they own or of
--- their own user stream.
-($8::text IS NULL OR stream_id = 'user-' || $8
- OR project_id IN (SELECT project_id FROM projects WHERE owner = $8))
+-- `{audit_viewer}` (spliced in by sql.py from helix.access) keeps the events that the viewer
+-- in $8 may see; $8 NULL is a viewer who sees everything.
 
 -- name: audit_events
 -- Sequenced events in the positions ($1, $3], filtered. No index leads to these filters, so
@@ -278,7 +275,7 @@ LIMIT $2
 WITH mine AS (
     (SELECT {audit_columns}
      FROM events
-     WHERE stream_id = 'user-' || $8
+     WHERE stream_id = {audit_viewer_stream}
        AND position > $1
        AND ($3::bigint IS NULL OR position <= $3)
        AND {audit_filters}
@@ -286,19 +283,18 @@ WITH mine AS (
      LIMIT $2)
     UNION ALL
     (SELECT e.*
-     FROM projects p
+     FROM ({audit_viewer_projects}) p
      CROSS JOIN LATERAL (
          SELECT {audit_columns}
          FROM events
          WHERE project_id = p.project_id
            AND position > $1
            AND ($3::bigint IS NULL OR position <= $3)
-           AND stream_id <> 'user-' || $8
+           AND stream_id <> {audit_viewer_stream}
            AND {audit_filters}
          ORDER BY position
          LIMIT $2
-     ) e
-     WHERE p.owner = $8)
+     ) e)
 )
 SELECT * FROM mine
 ORDER BY position
@@ -310,8 +306,7 @@ SELECT position, event_id, stream_id, stream_type, version, project_id, type, sc
        data, metadata, recorded_at, hash
 FROM events
 WHERE position = $1
-  AND ($2::text IS NULL OR stream_id = 'user-' || $2
-       OR project_id IN (SELECT project_id FROM projects WHERE owner = $2))
+  AND {event_at_viewer}
 
 -- name: stream_up_to_position
 -- Time travel: a stream's sequenced events up to a log position, in version order.

@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from helix.access import Viewer, may_see_owned
 from helix.services.idempotency import Idempotency
 
 
@@ -32,8 +33,13 @@ class Caller:
     # The request's idempotency key, if it sent one: the unit of work records it (see there).
     idempotency: Idempotency | None = attrs.field(default=None, eq=False, repr=False)
 
-    def may_see(self, owner: str) -> bool:
-        return self.sees_everything or owner == self.user_id
+    @property
+    def viewer(self) -> Viewer:
+        return Viewer(user_id=self.user_id, sees_everything=self.sees_everything)
+
+    def may_see(self, owner: str | None) -> bool:
+        """Whether the caller may see a resource `owner` owns (the rule of `helix.access`)."""
+        return may_see_owned(self.viewer, owner)
 
     def metadata(self, causation_id: uuid.UUID | None = None) -> dict[str, Any]:
         """The metadata of every event this caller causes: who, which request, and the event

@@ -76,11 +76,10 @@ class Queries:
         limit: int = 50,
         offset: int = 0,
     ) -> dict[str, Any]:
-        owner = None if caller.sees_everything else caller.user_id
         async with self._reading(caller) as conn:
             rows, total = await projects_model.page(
                 conn,
-                owner=owner,
+                owner=caller.viewer.owner_filter,
                 status=status,
                 project_type=project_type,
                 archived=archived,
@@ -179,7 +178,7 @@ class Queries:
         limit: int = 50,
         offset: int = 0,
     ) -> dict[str, Any]:
-        owner = None if caller.sees_everything else caller.user_id
+        owner = caller.viewer.owner_filter
         async with self._reading(caller) as conn:
             rows, total = await jobs_model.page(
                 conn, owner=owner, project_id=project_id, status=status, limit=limit, offset=offset

@@ -136,7 +136,7 @@ class WorkerService:
         row = await workers_model.get(tx.conn, worker_id, lock=lock)
         if row is None:
             raise NotFound("worker not found", worker_id=str(worker_id))
-        if str(row["user_id"]) != tx.caller.user_id and not tx.caller.sees_everything:
+        if not tx.caller.may_see(str(row["user_id"])):
             raise Forbidden("this worker was registered by another user")
         return row
 
@@ -148,7 +148,8 @@ class WorkerService:
     async def page(
         self, caller: Caller, *, online: bool | None, limit: int, offset: int
     ) -> tuple[list[asyncpg.Record], int]:
-        user_id = None if caller.sees_everything else UUID(caller.user_id)
+        owner = caller.viewer.owner_filter
+        user_id = None if owner is None else UUID(owner)
         async with self.writer.store.pool.acquire() as conn:
             return await workers_model.page(
                 conn, user_id=user_id, online=online, limit=limit, offset=offset

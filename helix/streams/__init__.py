@@ -5,7 +5,6 @@ from helix.streams.filters import Filter, Scope, parse_types
 from helix.streams.frames import CaughtUp, Frame
 from helix.streams.subscriptions import Batch, Subscription
 from helix.streams.tailer import Heartbeat, Tailer
-from helix.streams.visibility import Ownership, Viewer, may_see
 
 __all__ = [
     "Batch",
@@ -13,11 +12,8 @@ __all__ = [
     "Filter",
     "Frame",
     "Heartbeat",
-    "Ownership",
     "Scope",
     "Subscription",
     "Tailer",
-    "Viewer",
-    "may_see",
     "parse_types",
 ]

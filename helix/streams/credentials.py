@@ -19,16 +19,16 @@ from collections.abc import Callable
 import asyncpg
 from aiohttp import web
 
-from helix.api.auth import ACCOUNTS, VERIFIER, identify
-from helix.api.keys import SETTINGS
-from helix.api.principal import PRINCIPAL, Principal
+from helix.access import PROJECT_OWNERS, Viewer, may_see_owned
+from helix.appkeys import ACCOUNTS, SETTINGS, VERIFIER
+from helix.auth.identify import identify
+from helix.auth.principal import PRINCIPAL, Principal
 from helix.errors import Forbidden, NotFound, Unauthorized
 from helix.streams import revocation, tokens
 from helix.streams.filters import Scope, ScopeKind
 from helix.streams.revocation import Revoked, Watch
-from helix.streams.sql import JOB_OWNER, PROJECT_OWNERS
+from helix.streams.sql import JOB_OWNER
 from helix.streams.tailer import Tailer
-from helix.streams.visibility import Viewer
 
 
 def viewer_of(principal: Principal) -> Viewer:
@@ -91,7 +91,7 @@ async def check_scope(pool: asyncpg.Pool, scope: Scope, viewer: Viewer) -> None:
     else:
         rows = await pool.fetch(PROJECT_OWNERS, [scope.id])
         owner = rows[0]["owner"] if rows else None
-    if owner is None or not (viewer.sees_everything or owner == viewer.user_id):
+    if not may_see_owned(viewer, owner):
         raise NotFound(f"{scope.kind} not found", **{f"{scope.kind}_id": str(scope.id)})
 
 

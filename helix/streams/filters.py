@@ -10,9 +10,9 @@ from typing import Any
 import attrs
 
 from helix import globs
+from helix.access import Viewer, may_see
 from helix.errors import ValidationError
 from helix.streams.frames import Frame
-from helix.streams.visibility import Viewer, may_see
 
 
 class ScopeKind(enum.StrEnum):

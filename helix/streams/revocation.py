@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 import asyncpg
 import attrs
 
-from helix.api.principal import Principal
+from helix.auth.principal import Principal
 from helix.domain import user
 from helix.eventstore import RecordedEvent
 from helix.streams.frames import Frame

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-# $1 uuid[]: the owners of the given projects (projects that do not exist are left out).
-PROJECT_OWNERS = "SELECT project_id, owner FROM projects WHERE project_id = ANY ($1::uuid[])"
-
 # $1 job id: the job's project and owner, for the job stream's visibility check.
 JOB_OWNER = "SELECT project_id, owner FROM jobs WHERE job_id = $1"
 

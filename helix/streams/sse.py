@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from helix.api.principal import PRINCIPAL, Principal
+from helix.auth.principal import PRINCIPAL, Principal
 from helix.errors import Unauthorized
 from helix.streams.credentials import watch_credentials
 from helix.streams.endings import JobEnd

@@ -22,12 +22,12 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
+from helix.access import Ownership
 from helix.eventstore import EventStore, HeadWatcher, RecordedEvent
 from helix.streams.filters import Filter, ScopeKind
 from helix.streams.frames import Frame
 from helix.streams.revocation import Revocations
 from helix.streams.subscriptions import Subscription
-from helix.streams.visibility import Ownership
 from helix.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from helix.api.principal import Principal
+from helix.auth.principal import Principal
 from helix.config import Settings
 from helix.errors import Forbidden, HelixError, Unauthorized, ValidationError
 from helix.inputs import decode_json

@@ -78,11 +78,6 @@ async def _read(conn: asyncpg.Connection, endpoint_id: uuid.UUID) -> asyncpg.Rec
     return row
 
 
-def owner_scope(caller: Caller) -> uuid.UUID | None:
-    """None for callers who see everyone's endpoints; else the caller's own id."""
-    return None if caller.sees_everything else uuid.UUID(caller.user_id)
-
-
 class Endpoints:
     def __init__(
         self,
@@ -158,7 +153,7 @@ class Endpoints:
     async def page(
         self, caller: Caller, *, limit: int, offset: int
     ) -> tuple[list[asyncpg.Record], int]:
-        owner = owner_scope(caller)
+        owner = caller.viewer.owner_filter
         rows = await self.store.pool.fetch(QUERIES["endpoint_list"], owner, limit, offset)
         total: int = await self.store.pool.fetchval(QUERIES["endpoint_count"], owner)
         return list(rows), total

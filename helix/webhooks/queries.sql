@@ -1,16 +1,6 @@
--- Named SQL of the webhooks package. Blocks start with `-- name: <name>`; `{visible}` is replaced
--- by the `visible` block (a fragment: helix/eventstore/sql.py), the one rule for which events an
--- endpoint's owner may see.
-
--- name: visible
--- For an endpoint `w`, its owner `u` (users) and an event `ev`: the rule of
--- helix/streams/visibility.py (`may_see`), as a set-based predicate so one statement dispatches
--- a whole batch. Admins and auditors see every event; anyone else the events of projects they
--- own and of their own user stream. Keep the two in step.
-(u.role IN ('admin', 'auditor')
- OR ev.stream_id = 'user-' || w.owner::text
- OR (ev.project_id IS NOT NULL AND EXISTS (
-        SELECT 1 FROM projects p WHERE p.project_id = ev.project_id AND p.owner = w.owner::text)))
+-- Named SQL of the webhooks package. Blocks start with `-- name: <name>`. `{visible}` (which
+-- events an endpoint's owner may see) and `{owned}` (which endpoints a viewer may list) are the
+-- one rule of helix/access.py, spliced in by helix/webhooks/sql.py.
 
 -- name: endpoint_get
 -- An endpoint (the `webhooks` projection) with its delivery health.
@@ -22,12 +12,12 @@ WHERE w.endpoint_id = $1 AND w.deleted_at IS NULL
 -- $1 owner (NULL: everyone's).
 SELECT w.*, h.failing_since, h.last_success_at
 FROM webhook_endpoints w LEFT JOIN webhook_health h USING (endpoint_id)
-WHERE w.deleted_at IS NULL AND ($1::uuid IS NULL OR w.owner = $1)
+WHERE w.deleted_at IS NULL AND {owned}
 ORDER BY w.created_at DESC, w.endpoint_id
 LIMIT $2 OFFSET $3
 
 -- name: endpoint_count
-SELECT count(*) FROM webhook_endpoints WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR owner = $1)
+SELECT count(*) FROM webhook_endpoints w WHERE w.deleted_at IS NULL AND {owned}
 
 -- name: head
 SELECT head_position FROM sequencer_state WHERE id = 1

@@ -2,41 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from event_records import recorded_event
 
+from helix.access import Viewer, may_see, may_see_owned, sees_everything
+from helix.domain.user import Role
 from helix.errors import ValidationError
-from helix.eventstore import RecordedEvent
 from helix.globs import MAX_GLOBS
-from helix.streams import Filter, Frame, Scope, Viewer, may_see, parse_types
+from helix.streams import Filter, Frame, Scope, parse_types
 
 ALICE = Viewer(user_id="alice")
 ADMIN = Viewer(user_id="root", sees_everything=True)
 PROJECT = uuid.uuid4()
 
 
-def event(
-    type: str = "job.queued",
-    stream_id: str = "job-1",
-    project_id: uuid.UUID | None = PROJECT,
-    position: int = 1,
-) -> RecordedEvent:
-    return RecordedEvent(
-        event_id=uuid.uuid4(),
-        stream_id=stream_id,
-        stream_type=stream_id.split("-")[0],
-        version=1,
-        position=position,
-        project_id=project_id,
-        type=type,
-        schema_version=1,
-        data={},
-        metadata={},
-        recorded_at=datetime.now(UTC),
-    )
+# The made-up events of these tests belong to PROJECT unless they say otherwise.
+event = functools.partial(recorded_event, project_id=PROJECT)
 
 
 def test_types_are_parsed_from_a_comma_list_or_a_list_and_bad_ones_refused() -> None:
@@ -118,3 +103,17 @@ def test_a_filter_matches_types_only_of_the_events_its_viewer_may_see() -> None:
     assert f.asked == []
     assert f.matches(mine)
     assert f.asked == [long_type]
+
+
+def test_the_owner_level_rule_lets_users_see_only_their_own_and_admins_everything() -> None:
+    assert may_see_owned(ADMIN, "bob")
+    assert may_see_owned(ADMIN, None)
+    assert may_see_owned(ALICE, "alice")
+    assert not may_see_owned(ALICE, "bob")
+    assert not may_see_owned(ALICE, None)
+    assert (ALICE.owner_filter, ADMIN.owner_filter) == ("alice", None)
+    assert {r for r in Role if sees_everything(r)} == {Role.ADMIN, Role.AUDITOR}
+
+
+def test_an_event_of_a_users_own_stream_is_theirs_whatever_project_it_names() -> None:
+    assert may_see(ALICE, event(stream_id="user-alice"), owner="bob")

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from helix.api.app import create_app
-from helix.api.auth import VERIFIER
+from helix.appkeys import VERIFIER
 from helix.auth.accounts import Accounts
 from helix.auth.records import UserRecord
 from helix.auth.tokens import issue_token

@@ -125,7 +125,7 @@ async def test_a_token_that_fails_validation_is_401_even_on_a_public_route(
 async def test_jwts_with_a_wrong_signature_issuer_audience_or_expiry_are_refused(
     client: TestClient[Any, Any], app: Any, user: Any
 ) -> None:
-    from helix.api.auth import VERIFIER
+    from helix.appkeys import VERIFIER
 
     secret = app[VERIFIER].own_secret
     now = datetime.now(UTC)

@@ -12,7 +12,7 @@ import attrs
 import pytest
 from aiohttp.test_utils import TestClient
 
-from helix.api.keys import POOL, STORE
+from helix.appkeys import POOL, STORE
 from helix.bootstrap import LogNode
 from helix.config import Settings
 from helix.eventstore import EventStore

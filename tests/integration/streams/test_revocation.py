@@ -15,10 +15,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from streams_support import EventStream, data, events_of, new_project, settled_head, tailer_at
 
-from helix.api.principal import Principal
 from helix.api.streams import TAILER
 from helix.auth import keys
 from helix.auth.accounts import Accounts
+from helix.auth.principal import Principal
 from helix.bootstrap import LogNode
 from helix.domain.user import Role
 from helix.errors import Forbidden, Unauthorized

@@ -13,11 +13,12 @@ from fnmatch import fnmatchcase
 import asyncpg
 from streams_support import settled_head, tailer_at
 
+from helix.access import Viewer, may_see
 from helix.bootstrap import LogNode
 from helix.eventstore import ANY_VERSION, EncodedEvent, EventStore, RecordedEvent
 from helix.services import Caller as ServiceCaller
 from helix.services import Services
-from helix.streams import CaughtUp, Filter, Frame, Scope, Subscription, Tailer, Viewer, may_see
+from helix.streams import CaughtUp, Filter, Frame, Scope, Subscription, Tailer
 
 ALICE = ServiceCaller(user_id="alice-id", name="alice", actor="user:alice-id")
 BOB = ServiceCaller(user_id="bob-id", name="bob", actor="user:bob-id")

@@ -1,12 +1,15 @@
-"""Who is calling: set on every authenticated request by the auth middleware."""
+"""Who is calling: set on every authenticated request by the auth middleware, and what the
+events a request appends record about it."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import attrs
 from aiohttp import web
 
+from helix import access
 from helix.domain.user import Role
 from helix.errors import Forbidden, Unauthorized
 
@@ -25,10 +28,11 @@ class Principal:
 
     @property
     def sees_everything(self) -> bool:
-        return self.role in (Role.ADMIN, Role.AUDITOR)
+        return access.sees_everything(self.role)
 
 
 PRINCIPAL = web.RequestKey("principal", Principal)
+REQUEST_ID = "request_id"  # request[REQUEST_ID]: this request's X-Request-ID
 
 
 def principal_of(request: web.Request) -> Principal:
@@ -44,3 +48,22 @@ def require_role(request: web.Request, *roles: Role) -> Principal:
     if principal.role not in roles:
         raise Forbidden(f"this needs one of the roles: {', '.join(roles)}")
     return principal
+
+
+def request_id(request: web.Request) -> str:
+    return str(request.get(REQUEST_ID, ""))
+
+
+def client_address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def event_metadata(request: web.Request, **extra: Any) -> dict[str, Any]:
+    """What every event a request appends records about it: who, from where, which request."""
+    principal = request.get(PRINCIPAL)
+    return {
+        "actor": principal.actor if principal is not None else "anonymous",
+        "source": client_address(request),
+        "request_id": request_id(request),
+        **extra,
+    }
