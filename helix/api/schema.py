@@ -84,6 +84,19 @@ def caller(
     )
 
 
+def anonymous_caller(request: web.Request, *, actor: str = "anonymous") -> Caller:
+    """The caller of a request that has no principal (yet): a login, or the first sight of an
+    external issuer's token, whose events name `actor`. It may see nothing."""
+    return Caller(
+        user_id=actor,
+        name=actor,
+        actor=actor,
+        request_id=request_id(request) or str(uuid.uuid4()),
+        source=client_address(request),
+        idempotency=request.get(IDEMPOTENCY),
+    )
+
+
 def services(request: web.Request) -> Services:
     app = request.app
     return Services.build(app[STORE], app[SETTINGS], sealer=app[SEALER])

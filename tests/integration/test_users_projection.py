@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from helix.auth.accounts import Accounts
 from helix.bootstrap import LogNode
 from helix.domain.user import Role
+from helix.services import system_caller
 from projections.users import PROJECTION
 
-META = {"actor": "test", "source": "pytest"}
+CALLER = attrs.evolve(system_caller("test"), actor="test", source="pytest")
 SNAPSHOT_USERS = (
     "SELECT user_id, username, role, disabled, last_login_at, version FROM {t} ORDER BY user_id"
 )
@@ -27,14 +30,14 @@ async def test_replaying_the_user_streams_into_fresh_tables_equals_the_live_tabl
     node: LogNode,
 ) -> None:
     accounts = Accounts(node.store)
-    admin = await accounts.create_user("root", Role.ADMIN, None, metadata=META)
-    carol = await accounts.create_user("carol", Role.USER, "correct horse", metadata=META)
-    key, _ = await accounts.create_key(carol.user_id, "k", metadata=META)
-    await accounts.update_user(carol.user_id, role=Role.AUDITOR, metadata=META)
-    await accounts.login("carol", "correct horse", metadata=META)
-    await accounts.revoke_key(key.key_id, owner=None, metadata=META)
-    await accounts.update_user(carol.user_id, disabled=True, metadata=META)
-    await accounts.create_key(admin.user_id, "k2", metadata=META)
+    admin = await accounts.create_user("root", Role.ADMIN, None, caller=CALLER)
+    carol = await accounts.create_user("carol", Role.USER, "correct horse", caller=CALLER)
+    key, _ = await accounts.create_key(carol.user_id, "k", caller=CALLER)
+    await accounts.update_user(carol.user_id, role=Role.AUDITOR, caller=CALLER)
+    await accounts.login("carol", "correct horse", caller=CALLER)
+    await accounts.revoke_key(key.key_id, owner=None, caller=CALLER)
+    await accounts.update_user(carol.user_id, disabled=True, caller=CALLER)
+    await accounts.create_key(admin.user_id, "k2", caller=CALLER)
     assert node.pool is not None
 
     async with node.pool.acquire() as conn, conn.transaction():
