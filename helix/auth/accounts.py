@@ -83,15 +83,15 @@ class Accounts:
         password_hash = None if password is None else await _hashed(password)
         user_id = uuid.uuid4()
 
-        async def work(tx: Tx) -> None:
+        async def work(tx: Tx) -> UserRecord:
             await self._create(tx, user_id, username, role, password_hash, external_subject)
+            return await self.get(user_id, conn=tx.conn)
 
         try:
-            await self.writer.run(caller, work)
+            return await self.writer.run(caller, work)
         except asyncpg.UniqueViolationError:
             # The users read model's unique index: a concurrent creation of the same name.
             raise _taken(username) from None
-        return await self.get(user_id)
 
     async def _create(
         self,
@@ -123,7 +123,7 @@ class Accounts:
         disabled: bool | None = None,
         caller: Caller,
     ) -> UserRecord:
-        async def work(tx: Tx) -> None:
+        async def work(tx: Tx) -> UserRecord:
             await _user(tx, user_id)
             # Serializes every change that could leave no enabled admin: the count below is
             # read after the lock, so two admins cannot demote each other at once.
@@ -139,9 +139,9 @@ class Accounts:
             elif disabled is False:
                 commands.append(domain.EnableUser(at=tx.at))
             await tx.decide(USER, user_id, *commands)
+            return await self.get(user_id, conn=tx.conn)
 
-        await self.writer.run(caller, work)
-        return await self.get(user_id)
+        return await self.writer.run(caller, work)
 
     async def set_password(self, user_id: uuid.UUID, password: str, *, caller: Caller) -> None:
         password_hash = await _hashed(password)
@@ -160,13 +160,11 @@ class Accounts:
         name = name.strip() or "api key"
         key_id = uuid.uuid4()
 
-        async def work(tx: Tx) -> str:
-            return await self._create_key(tx, user_id, key_id, name)
+        async def work(tx: Tx) -> tuple[ApiKeyRecord, str]:
+            key = await self._create_key(tx, user_id, key_id, name)
+            return await self._key(tx, key_id), key
 
-        key = await self.writer.run(caller, work)
-        record = await self.get_key(key_id)
-        assert record is not None
-        return record, key
+        return await self.writer.run(caller, work)
 
     async def _create_key(self, tx: Tx, user_id: uuid.UUID, key_id: uuid.UUID, name: str) -> str:
         await _user(tx, user_id)
@@ -191,11 +189,14 @@ class Accounts:
         if found is None or (owner is not None and found.user_id != owner):
             raise NotFound("no such API key", key_id=str(key_id))
 
-        async def work(tx: Tx) -> None:
+        async def work(tx: Tx) -> ApiKeyRecord:
             await tx.decide(USER, found.user_id, domain.RevokeApiKey(key_id=key_id, at=tx.at))
+            return await self._key(tx, key_id)
 
-        await self.writer.run(caller, work)
-        record = await self.get_key(key_id)
+        return await self.writer.run(caller, work)
+
+    async def _key(self, tx: Tx, key_id: uuid.UUID) -> ApiKeyRecord:
+        record = await self.get_key(key_id, conn=tx.conn)
         assert record is not None
         return record
 
@@ -221,14 +222,15 @@ class Accounts:
             # The caller has proven who they are: the event names them.
             caller = attrs.evolve(caller, actor=f"user:{user.user_id}")
 
-        async def work(tx: Tx) -> UserState:
+        async def work(tx: Tx) -> tuple[UserState, UserRecord]:
             command = domain.RecordLogin(method="password", failure=failure, at=tx.at)
-            return await tx.decide(USER, user.user_id, command)
+            state = await tx.decide(USER, user.user_id, command)
+            return state, await self.get(user.user_id, conn=tx.conn)
 
-        state = await self.writer.run(caller, work)
+        state, record = await self.writer.run(caller, work)
         if failure is not None or state.disabled:
             raise Unauthorized("invalid username or password")
-        return await self.get(user.user_id)
+        return record
 
     async def _unknown_login(self, tx: Tx, username: str) -> None:
         failed = domain.LoginFailed(username=username[:200], reason="unknown_user", at=tx.at)
@@ -259,22 +261,24 @@ class Accounts:
         """On a database with no users: an `admin` user and a key for it (else None)."""
         user_id = uuid.uuid4()
 
-        async def work(tx: Tx) -> str | None:
+        async def work(tx: Tx) -> tuple[UserRecord, str] | None:
             await tx.conn.execute(q.ADMIN_LOCK)
             if await tx.conn.fetchval(q.COUNT_USERS):
                 return None
             await self._create(tx, user_id, "admin", Role.ADMIN, None)
-            return await self._create_key(tx, user_id, uuid.uuid4(), "first admin key")
+            key = await self._create_key(tx, user_id, uuid.uuid4(), "first admin key")
+            return await self.get(user_id, conn=tx.conn), key
 
-        key = await self.writer.run(caller, work)
-        if key is None:
-            return None
-        return await self.get(user_id), key
+        return await self.writer.run(caller, work)
 
     # -- reading ------------------------------------------------------------------------------
 
-    async def get(self, user_id: uuid.UUID) -> UserRecord:
-        row = await self.pool.fetchrow(q.USER_BY_ID, user_id)
+    async def get(
+        self, user_id: uuid.UUID, *, conn: asyncpg.Connection | None = None
+    ) -> UserRecord:
+        """With `conn`, as a unit of work sees it (with an idempotency key, its transaction
+        commits only after the response is stored, so the pool would not see it yet)."""
+        row = await (conn or self.pool).fetchrow(q.USER_BY_ID, user_id)
         if row is None:
             raise NotFound("no such user", user_id=str(user_id))
         return UserRecord.from_row(row)
