@@ -60,8 +60,8 @@ async def _hashed(password: str) -> str:
 
 
 class Accounts:
-    """User commands through `writer` (one per process, shared with the other services; one of
-    its own when none is given)."""
+    """User commands, each a unit of work of `writer` (one of its own when none is given), and
+    the reads of the users read model."""
 
     def __init__(self, store: EventStore, writer: Writer | None = None) -> None:
         self.store = store
