@@ -237,7 +237,11 @@ class Accounts:
         await tx.record(domain.failures_stream_id(tx.at.date()), [failed])
 
     async def external_user(self, issuer: str, subject: str, *, caller: Caller) -> UserRecord:
-        """The user an external issuer's subject maps to, provisioned (role user) on first use."""
+        """The user an external issuer's subject maps to, provisioned (role user) on first use.
+
+        Provisioning commits on its own, apart from any idempotency key of the request it
+        happens in: it is not that request's command."""
+        caller = attrs.evolve(caller, idempotency=None)
         external = f"{issuer}|{subject}"
         row = await self.pool.fetchrow(q.USER_BY_EXTERNAL_SUBJECT, external)
         if row is not None:
