@@ -3,6 +3,9 @@
 Applied inline (the API authenticates against these tables, so a new key works at once) and
 rebuildable from the log. Idempotent per event through `users.version`, the last stream
 version applied: an event at or below it changes nothing.
+
+Password hashes are not part of it: `user_passwords` is a credential table written beside the
+event by `helix.auth.accounts`, in the event's transaction, and a rebuild never touches it.
 """
 
 from __future__ import annotations

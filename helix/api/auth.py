@@ -14,15 +14,15 @@ from aiohttp.typedefs import Handler
 from helix.api.openapi import describe
 from helix.api.ratelimit import LIMITER, VERDICT
 from helix.api.requests import has_own_credentials, is_public, public
-from helix.api.schema import optional_body, position, reply, validated_body
+from helix.api.schema import caller, optional_body, position, reply, validated_body
 from helix.api.validation import RequestSchema, object_body
 from helix.appkeys import ACCOUNTS, VERIFIER
 from helix.auth.identify import identify
 from helix.auth.principal import (
     PRINCIPAL,
     Principal,
+    anonymous_caller,
     client_address,
-    event_metadata,
     principal_of,
     require_role,
 )
@@ -100,7 +100,7 @@ async def login(request: web.Request) -> web.Response:
     """Exchange a username and password for a JWT."""
     body = await validated_body(request, LOGIN_BODY)
     user = await request.app[ACCOUNTS].login(
-        body["username"], body["password"], metadata=event_metadata(request)
+        body["username"], body["password"], caller=anonymous_caller(request)
     )
     return _token_response(request, user)
 
@@ -142,7 +142,7 @@ async def create_api_key(request: web.Request) -> web.Response:
     name = body.get("name") or "api key"
     user_id = _target_user(request, principal, body.get("user_id"))
     record, key = await request.app[ACCOUNTS].create_key(
-        user_id, name, metadata=event_metadata(request)
+        user_id, name, caller=caller(request, roles=Role)
     )
     return web.json_response({**record.to_json(), "key": key}, status=201)
 
@@ -169,6 +169,6 @@ async def revoke_api_key(request: web.Request) -> web.Response:
     owner = None if principal.role is Role.ADMIN else principal.user_id
     at = position(request)
     record = await request.app[ACCOUNTS].revoke_key(
-        key_id, owner=owner, metadata=event_metadata(request)
+        key_id, owner=owner, caller=caller(request, roles=Role)
     )
     return reply(record.to_json(), at=at)

@@ -8,8 +8,8 @@ stored status, body and headers, plus `Idempotent-Replayed: true`; another body 
 Errors are never stored, and neither is a response marked `Cache-Control: no-store` (a claim,
 which carries phase secrets). Records expire after the configured TTL.
 
-Writes that do not go through the unit of work yet (accounts, keys) get their response
-recorded after they commit, in a statement of its own.
+Logins (whose attempt is recorded whatever the answer) get their response recorded after they
+commit, in a statement of its own.
 """
 
 from __future__ import annotations

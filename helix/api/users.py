@@ -12,11 +12,11 @@ from aiohttp import web
 
 from helix.api.openapi import describe
 from helix.api.requests import int_query
-from helix.api.schema import position, reply, strings, validated_body
+from helix.api.schema import caller, position, reply, strings, validated_body
 from helix.api.validation import object_body
 from helix.appkeys import ACCOUNTS
 from helix.auth import passwords
-from helix.auth.principal import event_metadata, principal_of, require_role
+from helix.auth.principal import principal_of, require_role
 from helix.domain.user import USERNAME_PATTERN, Role
 from helix.errors import ValidationError
 
@@ -87,12 +87,12 @@ CREATE_USER_BODY = object_body(
 @describe(request=CREATE_USER_BODY)
 async def create_user(request: web.Request) -> web.Response:
     """Create a user (admins only)."""
-    require_role(request, Role.ADMIN)
+    who = caller(request, roles=(Role.ADMIN,))
     body = await validated_body(request, CREATE_USER_BODY)
     role = Role(body.get("role", Role.USER.value))
     at = position(request)
     user = await request.app[ACCOUNTS].create_user(
-        body["username"], role, body.get("password"), metadata=event_metadata(request)
+        body["username"], role, body.get("password"), caller=who
     )
     return reply(user.to_json(), status=201, at=at, location=f"/api/v1/users/{user.user_id}")
 
@@ -115,13 +115,13 @@ UPDATE_USER_BODY = object_body(
 @describe(request=UPDATE_USER_BODY)
 async def update_user(request: web.Request) -> web.Response:
     """Change a user's role, or disable or re-enable them (admins only)."""
-    require_role(request, Role.ADMIN)
+    who = caller(request, roles=(Role.ADMIN,))
     user_id = _user_id(request)
     body = await validated_body(request, UPDATE_USER_BODY)
     role = Role(body["role"]) if "role" in body else None
     disabled = body.get("disabled")
     at = position(request)
     user = await request.app[ACCOUNTS].update_user(
-        user_id, role=role, disabled=disabled, metadata=event_metadata(request)
+        user_id, role=role, disabled=disabled, caller=who
     )
     return reply(user.to_json(), at=at)

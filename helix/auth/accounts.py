@@ -1,5 +1,13 @@
-"""User commands and queries: every change is an event on the user's stream, and the `users`
-projection updates the read model in the same transaction (read-your-writes)."""
+"""User commands and queries: every change is a command the user aggregate decides, appended
+through the one unit of work (`helix.services.unit`), whose inline step applies the `users`
+projection in the same transaction (read-your-writes).
+
+Password hashes are credentials, not events: they live in `user_passwords`, written with the
+unit of work's connection in the transaction of the `user.created` or `user.password_changed`
+event they go with, so an event and its credential commit or vanish together. That table is not
+a projection: a rebuild of `users` never touches it. Neither are `api_key_usage` (last use) and
+`helix_secrets`.
+"""
 
 from __future__ import annotations
 
@@ -7,80 +15,60 @@ import asyncio
 import re
 import secrets
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable
 
 import asyncpg
+import attrs
 
 from helix.auth import keys, passwords
 from helix.auth import sql as q
 from helix.auth.records import ApiKeyRecord, UserRecord
 from helix.domain import user as domain
-from helix.domain.user import Role
+from helix.domain.user import Role, UserState, check_username
 from helix.errors import Conflict, NotFound, Unauthorized, ValidationError
-from helix.eventstore import ANY_VERSION, EventStore, RecordedEvent
-from projections.users import LIVE_TABLES, PROJECTION
+from helix.eventstore import EventStore
+from helix.services.caller import Caller
+from helix.services.unit import Aggregate, Tx, Writer
 
-USERNAME = re.compile(domain.USERNAME_PATTERN)
-MAX_KEY_NAME = domain.MAX_KEY_NAME_CHARS
-Metadata = Mapping[str, Any]
+USER: Aggregate[UserState, domain.Command] = Aggregate(
+    name="user",
+    stream_id=domain.stream_id,
+    fold=domain.fold,
+    initial=domain.INITIAL,
+    decide=domain.decide,
+)
+
+__all__ = ["USER", "Accounts", "check_username"]
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+def _taken(username: str) -> Conflict:
+    return Conflict("that username is taken", username=username)
 
 
-def check_username(username: str) -> str:
-    if not USERNAME.fullmatch(username):
-        raise ValidationError(
-            "a username is 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter "
-            "or digit",
-            field="username",
-        )
-    return username
+async def _user(tx: Tx, user_id: uuid.UUID) -> UserState:
+    state = await tx.state(USER, user_id)
+    if not state.exists:
+        raise NotFound("no such user", user_id=str(user_id))
+    return state
+
+
+async def _hashed(password: str) -> str:
+    problem = passwords.password_problem(password)
+    if problem:
+        raise ValidationError(problem, field="password")
+    return await asyncio.to_thread(passwords.hash_password, password)
 
 
 class Accounts:
-    def __init__(self, store: EventStore) -> None:
+    """User commands, each a unit of work of `writer` (one of its own when none is given), and
+    the reads of the users read model."""
+
+    def __init__(self, store: EventStore, writer: Writer | None = None) -> None:
         self.store = store
         self.pool = store.pool
+        self.writer = writer if writer is not None else Writer(store)
 
     # -- writing ------------------------------------------------------------------------------
-
-    async def _append(
-        self,
-        conn: asyncpg.Connection,
-        stream_id: str,
-        expected: int,
-        events: Sequence[object],
-        metadata: Metadata,
-    ) -> None:
-        encoded = [self.store.registry.encode(e) for e in events]
-        appended = await self.store.append(
-            stream_id, expected, encoded, metadata=metadata, conn=conn
-        )
-        for offset, (event, event_id) in enumerate(zip(encoded, appended.event_ids, strict=True)):
-            recorded = RecordedEvent(
-                event_id=event_id,
-                stream_id=stream_id,
-                stream_type=stream_id.split("-", 1)[0],
-                version=appended.first_version + offset,
-                position=None,
-                project_id=None,
-                type=event.type,
-                schema_version=event.schema_version,
-                data=event.data,
-                metadata=dict(metadata),
-                recorded_at=appended.recorded_at,
-            )
-            await PROJECTION.apply(conn, recorded, LIVE_TABLES)
-
-    async def _locked(self, conn: asyncpg.Connection, user_id: uuid.UUID) -> UserRecord:
-        row = await conn.fetchrow(q.LOCK_USER, user_id)
-        if row is None:
-            raise NotFound("no such user", user_id=str(user_id))
-        return UserRecord.from_row(row)
 
     async def create_user(
         self,
@@ -88,48 +76,44 @@ class Accounts:
         role: Role,
         password: str | None,
         *,
-        metadata: Metadata,
+        caller: Caller,
         external_subject: str | None = None,
-        conn: asyncpg.Connection | None = None,
     ) -> UserRecord:
         check_username(username)
-        password_hash = None
-        if password is not None:
-            problem = passwords.password_problem(password)
-            if problem:
-                raise ValidationError(problem, field="password")
-            password_hash = await asyncio.to_thread(passwords.hash_password, password)
+        password_hash = None if password is None else await _hashed(password)
         user_id = uuid.uuid4()
-        event = domain.UserCreated(
+
+        async def work(tx: Tx) -> UserRecord:
+            await self._create(tx, user_id, username, role, password_hash, external_subject)
+            return await self.get(user_id, conn=tx.conn)
+
+        try:
+            return await self.writer.run(caller, work)
+        except asyncpg.UniqueViolationError:
+            # The users read model's unique index: a concurrent creation of the same name.
+            raise _taken(username) from None
+
+    async def _create(
+        self,
+        tx: Tx,
+        user_id: uuid.UUID,
+        username: str,
+        role: Role,
+        password_hash: str | None,
+        external_subject: str | None = None,
+    ) -> None:
+        if await tx.conn.fetchval(q.USERNAME_TAKEN, username):
+            raise _taken(username)
+        command = domain.CreateUser(
             user_id=user_id,
             username=username,
             role=role,
             external_subject=external_subject,
-            at=_now(),
+            at=tx.at,
         )
-        if conn is not None:
-            await self._create(conn, event, password_hash, metadata)
-        else:
-            async with self.store.transaction() as own:
-                await self._create(own, event, password_hash, metadata)
-        return await self.get(user_id)
-
-    async def _create(
-        self,
-        conn: asyncpg.Connection,
-        event: domain.UserCreated,
-        password_hash: str | None,
-        metadata: Metadata,
-    ) -> None:
-        if await conn.fetchval(q.USERNAME_TAKEN, event.username):
-            raise Conflict("that username is taken", username=event.username)
-        try:
-            async with conn.transaction():
-                await self._append(conn, domain.stream_id(event.user_id), 0, [event], metadata)
-        except asyncpg.UniqueViolationError:
-            raise Conflict("that username is taken", username=event.username) from None
+        await tx.decide(USER, user_id, command)
         if password_hash is not None:
-            await conn.execute(q.SET_PASSWORD, event.user_id, password_hash)
+            await tx.conn.execute(q.SET_PASSWORD, user_id, password_hash)
 
     async def update_user(
         self,
@@ -137,118 +121,92 @@ class Accounts:
         *,
         role: Role | None = None,
         disabled: bool | None = None,
-        metadata: Metadata,
+        caller: Caller,
     ) -> UserRecord:
-        async with self.store.transaction() as conn:
-            await conn.execute(q.ADMIN_LOCK)
-            user = await self._locked(conn, user_id)
-            now = _now()
-            events: list[object] = []
-            if role is not None and role != user.role:
-                events.append(
-                    domain.UserRoleChanged(
-                        user_id=user_id, from_role=user.role, to_role=role, at=now
-                    )
+        async def work(tx: Tx) -> UserRecord:
+            await _user(tx, user_id)
+            # Serializes every change that could leave no enabled admin: the count below is
+            # read after the lock, so two admins cannot demote each other at once.
+            await tx.conn.execute(q.ADMIN_LOCK)
+            others = int(await tx.conn.fetchval(q.OTHER_ENABLED_ADMINS, user_id))
+            commands: list[domain.Command] = []
+            if role is not None:
+                commands.append(
+                    domain.ChangeRole(to_role=role, other_enabled_admins=others, at=tx.at)
                 )
-            if disabled is True and not user.disabled:
-                events.append(domain.UserDisabled(user_id=user_id, at=now))
-            elif disabled is False and user.disabled:
-                events.append(domain.UserEnabled(user_id=user_id, at=now))
-            leaves_admin = (
-                user.role is Role.ADMIN
-                and not user.disabled
-                and ((role is not None and role is not Role.ADMIN) or disabled is True)
-            )
-            if leaves_admin and not await conn.fetchval(q.OTHER_ENABLED_ADMINS, user_id):
-                raise Conflict("this is the last enabled admin", user_id=str(user_id))
-            if events:
-                await self._append(conn, domain.stream_id(user_id), user.version, events, metadata)
-        return await self.get(user_id)
+            if disabled is True:
+                commands.append(domain.DisableUser(other_enabled_admins=others, at=tx.at))
+            elif disabled is False:
+                commands.append(domain.EnableUser(at=tx.at))
+            await tx.decide(USER, user_id, *commands)
+            return await self.get(user_id, conn=tx.conn)
 
-    async def set_password(self, user_id: uuid.UUID, password: str, *, metadata: Metadata) -> None:
-        problem = passwords.password_problem(password)
-        if problem:
-            raise ValidationError(problem, field="password")
-        password_hash = await asyncio.to_thread(passwords.hash_password, password)
-        async with self.store.transaction() as conn:
-            user = await self._locked(conn, user_id)
-            await conn.execute(q.SET_PASSWORD, user_id, password_hash)
-            await self._append(
-                conn,
-                domain.stream_id(user_id),
-                user.version,
-                [domain.UserPasswordChanged(user_id=user_id, at=_now())],
-                metadata,
-            )
+        return await self.writer.run(caller, work)
+
+    async def set_password(self, user_id: uuid.UUID, password: str, *, caller: Caller) -> None:
+        password_hash = await _hashed(password)
+
+        async def work(tx: Tx) -> None:
+            await _user(tx, user_id)
+            await tx.decide(USER, user_id, domain.SetPassword(at=tx.at))
+            await tx.conn.execute(q.SET_PASSWORD, user_id, password_hash)
+
+        await self.writer.run(caller, work)
 
     async def create_key(
-        self,
-        user_id: uuid.UUID,
-        name: str,
-        *,
-        metadata: Metadata,
-        conn: asyncpg.Connection | None = None,
+        self, user_id: uuid.UUID, name: str, *, caller: Caller
     ) -> tuple[ApiKeyRecord, str]:
         """A new key for the user: its record, and the key itself (shown once, never stored)."""
         name = name.strip() or "api key"
-        if len(name) > MAX_KEY_NAME:
-            raise ValidationError(f"a key name has at most {MAX_KEY_NAME} characters", field="name")
         key_id = uuid.uuid4()
-        if conn is not None:
-            key = await self._create_key(conn, user_id, key_id, name, metadata)
-        else:
-            async with self.store.transaction() as own:
-                key = await self._create_key(own, user_id, key_id, name, metadata)
-        record = await self.get_key(key_id)
-        assert record is not None
-        return record, key
 
-    async def _create_key(
-        self,
-        conn: asyncpg.Connection,
-        user_id: uuid.UUID,
-        key_id: uuid.UUID,
-        name: str,
-        metadata: Metadata,
-    ) -> str:
-        user = await self._locked(conn, user_id)
-        if user.disabled:
-            raise Conflict("the user is disabled", user_id=str(user_id))
+        async def work(tx: Tx) -> tuple[ApiKeyRecord, str]:
+            key = await self._create_key(tx, user_id, key_id, name)
+            return await self._key(tx, key_id), key
+
+        return await self.writer.run(caller, work)
+
+    async def _create_key(self, tx: Tx, user_id: uuid.UUID, key_id: uuid.UUID, name: str) -> str:
+        await _user(tx, user_id)
         key = keys.generate_key()
-        while await conn.fetchval(q.PREFIX_TAKEN, keys.prefix_of(key)):
+        while await tx.conn.fetchval(q.PREFIX_TAKEN, keys.prefix_of(key)):
             key = keys.generate_key()
-        event = domain.ApiKeyCreated(
-            user_id=user_id,
+        command = domain.CreateApiKey(
             key_id=key_id,
             name=name,
             prefix=keys.prefix_of(key),
             key_sha256=keys.key_sha256(key),
-            at=_now(),
+            at=tx.at,
         )
-        await self._append(conn, domain.stream_id(user_id), user.version, [event], metadata)
+        await tx.decide(USER, user_id, command)
         return key
 
     async def revoke_key(
-        self, key_id: uuid.UUID, *, owner: uuid.UUID | None, metadata: Metadata
+        self, key_id: uuid.UUID, *, owner: uuid.UUID | None, caller: Caller
     ) -> ApiKeyRecord:
         """Revoke a key; with `owner`, only that user's key (another's is not found)."""
         found = await self.get_key(key_id)
         if found is None or (owner is not None and found.user_id != owner):
             raise NotFound("no such API key", key_id=str(key_id))
-        async with self.store.transaction() as conn:
-            user = await self._locked(conn, found.user_id)
-            current = await self.get_key(key_id, conn=conn)
-            if current is not None and current.revoked_at is None:
-                event = domain.ApiKeyRevoked(user_id=found.user_id, key_id=key_id, at=_now())
-                await self._append(
-                    conn, domain.stream_id(found.user_id), user.version, [event], metadata
-                )
-        record = await self.get_key(key_id)
+
+        async def work(tx: Tx) -> ApiKeyRecord:
+            await tx.decide(USER, found.user_id, domain.RevokeApiKey(key_id=key_id, at=tx.at))
+            return await self._key(tx, key_id)
+
+        return await self.writer.run(caller, work)
+
+    async def _key(self, tx: Tx, key_id: uuid.UUID) -> ApiKeyRecord:
+        record = await self.get_key(key_id, conn=tx.conn)
         assert record is not None
         return record
 
-    async def login(self, username: str, password: str, *, metadata: Metadata) -> UserRecord:
-        """The user whose password this is; records the attempt either way."""
+    async def login(self, username: str, password: str, *, caller: Caller) -> UserRecord:
+        """The user whose password this is; records the attempt either way.
+
+        The attempt is recorded apart from the request's idempotency key: a refused login must
+        stay on the log although its answer (a 401) is not a response the key stores, and
+        errors roll a key's transaction back."""
+        caller = attrs.evolve(caller, idempotency=None)
         row = await self.pool.fetchrow(q.USER_BY_USERNAME, username)
         user = None if row is None else UserRecord.from_row(row)
         stored = None if user is None else await self.pool.fetchval(q.PASSWORD_OF, user.user_id)
@@ -256,42 +214,34 @@ class Accounts:
         ok = await asyncio.to_thread(
             passwords.verify_password, password, stored or passwords.DUMMY_HASH
         )
-        now = _now()
         if user is None:
-            failed = domain.LoginFailed(username=username[:200], reason="unknown_user", at=now)
-            await self.store.append(
-                domain.failures_stream_id(now.date()), ANY_VERSION, [failed], metadata=metadata
-            )
+            await self.writer.run(caller, lambda tx: self._unknown_login(tx, username))
             raise Unauthorized("invalid username or password")
-        reason = None
-        if stored is None:
-            reason = "no_password"
-        elif not ok:
-            reason = "wrong_password"
-        elif user.disabled:
-            reason = "disabled"
-        event: object = (
-            domain.LoginSucceeded(
-                user_id=user.user_id, username=user.username, method="password", at=now
-            )
-            if reason is None
-            else domain.LoginFailed(
-                username=user.username, user_id=user.user_id, reason=reason, at=now
-            )
-        )
-        if reason is None:  # the caller has proven who they are: the event names them
-            metadata = {**metadata, "actor": f"user:{user.user_id}"}
-        async with self.store.transaction() as conn:
-            locked = await self._locked(conn, user.user_id)
-            await self._append(
-                conn, domain.stream_id(user.user_id), locked.version, [event], metadata
-            )
-        if reason is not None:
-            raise Unauthorized("invalid username or password")
-        return await self.get(user.user_id)
+        failure = "no_password" if stored is None else None if ok else "wrong_password"
+        if failure is None and not user.disabled:
+            # The caller has proven who they are: the event names them.
+            caller = attrs.evolve(caller, actor=f"user:{user.user_id}")
 
-    async def external_user(self, issuer: str, subject: str, *, metadata: Metadata) -> UserRecord:
-        """The user an external issuer's subject maps to, provisioned (role user) on first use."""
+        async def work(tx: Tx) -> tuple[UserState, UserRecord]:
+            command = domain.RecordLogin(method="password", failure=failure, at=tx.at)
+            state = await tx.decide(USER, user.user_id, command)
+            return state, await self.get(user.user_id, conn=tx.conn)
+
+        state, record = await self.writer.run(caller, work)
+        if failure is not None or state.disabled:
+            raise Unauthorized("invalid username or password")
+        return record
+
+    async def _unknown_login(self, tx: Tx, username: str) -> None:
+        failed = domain.LoginFailed(username=username[:200], reason="unknown_user", at=tx.at)
+        await tx.record(domain.failures_stream_id(tx.at.date()), [failed])
+
+    async def external_user(self, issuer: str, subject: str, *, caller: Caller) -> UserRecord:
+        """The user an external issuer's subject maps to, provisioned (role user) on first use.
+
+        Provisioning commits on its own, apart from any idempotency key of the request it
+        happens in: it is not that request's command."""
+        caller = attrs.evolve(caller, idempotency=None)
         external = f"{issuer}|{subject}"
         row = await self.pool.fetchrow(q.USER_BY_EXTERNAL_SUBJECT, external)
         if row is not None:
@@ -302,7 +252,7 @@ class Accounts:
             username = f"{base}-{secrets.token_hex(3)}"
         try:
             return await self.create_user(
-                username, Role.USER, None, metadata=metadata, external_subject=external
+                username, Role.USER, None, caller=caller, external_subject=external
             )
         except Conflict:
             # Another request provisioned the same subject first.
@@ -311,25 +261,28 @@ class Accounts:
                 raise
             return UserRecord.from_row(row)
 
-    async def ensure_first_admin(self, *, metadata: Metadata) -> tuple[UserRecord, str] | None:
+    async def ensure_first_admin(self, *, caller: Caller) -> tuple[UserRecord, str] | None:
         """On a database with no users: an `admin` user and a key for it (else None)."""
-        async with self.store.transaction() as conn:
-            await conn.execute(q.ADMIN_LOCK)
-            if await conn.fetchval(q.COUNT_USERS):
+        user_id = uuid.uuid4()
+
+        async def work(tx: Tx) -> tuple[UserRecord, str] | None:
+            await tx.conn.execute(q.ADMIN_LOCK)
+            if await tx.conn.fetchval(q.COUNT_USERS):
                 return None
-            user_id = uuid.uuid4()
-            event = domain.UserCreated(
-                user_id=user_id, username="admin", role=Role.ADMIN, at=_now()
-            )
-            await self._create(conn, event, None, metadata)
-            key_id = uuid.uuid4()
-            key = await self._create_key(conn, user_id, key_id, "first admin key", metadata)
-        return await self.get(user_id), key
+            await self._create(tx, user_id, "admin", Role.ADMIN, None)
+            key = await self._create_key(tx, user_id, uuid.uuid4(), "first admin key")
+            return await self.get(user_id, conn=tx.conn), key
+
+        return await self.writer.run(caller, work)
 
     # -- reading ------------------------------------------------------------------------------
 
-    async def get(self, user_id: uuid.UUID) -> UserRecord:
-        row = await self.pool.fetchrow(q.USER_BY_ID, user_id)
+    async def get(
+        self, user_id: uuid.UUID, *, conn: asyncpg.Connection | None = None
+    ) -> UserRecord:
+        """With `conn`, as a unit of work sees it (with an idempotency key, its transaction
+        commits only after the response is stored, so the pool would not see it yet)."""
+        row = await (conn or self.pool).fetchrow(q.USER_BY_ID, user_id)
         if row is None:
             raise NotFound("no such user", user_id=str(user_id))
         return UserRecord.from_row(row)

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from helix.appkeys import ACCOUNTS, VERIFIER
 from helix.auth import keys
-from helix.auth.principal import Principal, event_metadata
+from helix.auth.principal import Principal, anonymous_caller
 from helix.auth.records import UserRecord
 from helix.errors import NotFound, Unauthorized
 
@@ -53,8 +53,8 @@ async def identify(request: web.Request) -> Principal | None:
         return _principal(user, key_id)
     claims = request.app[VERIFIER].verify(token)
     if claims.external:
-        metadata = event_metadata(request, actor=f"external:{claims.issuer}|{claims.subject}")
-        user = await accounts.external_user(claims.issuer, claims.subject, metadata=metadata)
+        who = anonymous_caller(request, actor=f"external:{claims.issuer}|{claims.subject}")
+        user = await accounts.external_user(claims.issuer, claims.subject, caller=who)
     else:
         try:
             user = await accounts.get(uuid.UUID(claims.subject))

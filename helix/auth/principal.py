@@ -12,6 +12,7 @@ from aiohttp import web
 from helix import access
 from helix.domain.user import Role
 from helix.errors import Forbidden, Unauthorized
+from helix.services.caller import Caller
 
 
 @attrs.frozen(kw_only=True)
@@ -67,3 +68,16 @@ def event_metadata(request: web.Request, **extra: Any) -> dict[str, Any]:
         "request_id": request_id(request),
         **extra,
     }
+
+
+def anonymous_caller(request: web.Request, *, actor: str = "anonymous") -> Caller:
+    """The caller of a request that has no principal (yet): a login, or the first sight of an
+    external issuer's token, whose events name `actor`. It may see nothing, and its writes
+    commit on their own, apart from any idempotency key of the request."""
+    return Caller(
+        user_id=actor,
+        name=actor,
+        actor=actor,
+        request_id=request_id(request) or str(uuid.uuid4()),
+        source=client_address(request),
+    )

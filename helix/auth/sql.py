@@ -1,4 +1,5 @@
-"""The SQL of authentication and user management (runtime reads and non-event writes)."""
+"""The SQL of authentication and user management: reads of the users read model, and the
+writes of the tables that are not projections (passwords, key usage, secrets)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,6 @@ USER_BY_ID = f"SELECT {USER_COLUMNS} FROM users u WHERE u.user_id = $1"
 USER_BY_USERNAME = f"SELECT {USER_COLUMNS} FROM users u WHERE u.username = $1"
 USER_BY_EXTERNAL_SUBJECT = f"SELECT {USER_COLUMNS} FROM users u WHERE u.external_subject = $1"
 USERNAME_TAKEN = "SELECT EXISTS (SELECT 1 FROM users WHERE username = $1)"
-# Every write to a user stream locks the user's row first, then appends: one lock order for
-# all writers of that stream (the append itself locks the `streams` row).
-LOCK_USER = f"SELECT {USER_COLUMNS} FROM users u WHERE u.user_id = $1 FOR UPDATE"
 LIST_USERS = f"""
 SELECT {USER_COLUMNS}, count(*) OVER () AS total
 FROM users u

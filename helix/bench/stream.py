@@ -35,8 +35,10 @@ from helix.bootstrap import LogNode
 from helix.config import Settings
 from helix.domain.user import Role
 from helix.eventstore import EncodedEvent
+from helix.services import system_caller
 
 METADATA = {"actor": "bench", "source": "helix bench stream"}
+BENCH_CALLER = attrs.evolve(system_caller("bench"), actor="bench", source="helix bench stream")
 RAW_PAGE = "SELECT * FROM events WHERE position > $1 ORDER BY position LIMIT $2"
 
 
@@ -198,8 +200,8 @@ async def run(
     runner: web.AppRunner | None = None
     try:
         accounts = Accounts(node.store)
-        user = await accounts.create_user("bench", Role.ADMIN, None, metadata=METADATA)
-        _, key = await accounts.create_key(user.user_id, "bench", metadata=METADATA)
+        user = await accounts.create_user("bench", Role.ADMIN, None, caller=BENCH_CALLER)
+        _, key = await accounts.create_key(user.user_id, "bench", caller=BENCH_CALLER)
         app = create_app(node, settings)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
         await runner.setup()

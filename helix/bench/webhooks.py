@@ -20,6 +20,7 @@ from helix.bootstrap import LogNode
 from helix.config import Settings
 from helix.domain.user import Role
 from helix.eventstore import EncodedEvent
+from helix.services import system_caller
 from helix.services.caller import Caller
 from helix.webhooks import WebhookRoles
 from helix.webhooks.endpoints import Endpoints
@@ -34,6 +35,7 @@ def _caller(owner: uuid.UUID) -> Caller:
     return Caller(user_id=str(owner), name="bench", actor="bench", source="helix bench")
 
 
+BENCH_CALLER = attrs.evolve(system_caller("bench"), actor="bench", source="helix bench")
 PAYLOAD = {"note": "x" * 96}
 APPEND_BATCH = 100
 
@@ -172,7 +174,7 @@ async def run(url: str, settings: Settings, *, events: int, latency_samples: int
     say: Callable[[str], None] = lambda line: print(line, flush=True)  # noqa: E731
     try:
         owner = (await Accounts(node.store).create_user(
-            f"bench-{uuid.uuid4().hex[:8]}", Role.ADMIN, None, metadata=METADATA
+            f"bench-{uuid.uuid4().hex[:8]}", Role.ADMIN, None, caller=BENCH_CALLER
         )).user_id  # fmt: skip
         say(f"{events} events, worker concurrency {settings.webhook_concurrency}")
         raw = await raw_rate(receiver, settings.webhook_concurrency, events)

@@ -14,11 +14,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import attrs
+
 from helix.auth.accounts import Accounts
 from helix.config import Settings
 from helix.domain.user import Role
 from helix.errors import NotFound
 from helix.eventstore import EventStore
+from helix.services import system_caller
 from helix.worker import Worker, WorkerConfig
 from helix.worker.isolation import PhaseUser
 
@@ -26,7 +29,7 @@ log = logging.getLogger(__name__)
 
 USERNAME = "helix-worker"
 KEY_NAME = "helix serve in-process worker"
-METADATA = {"actor": "system:serve", "source": "helix serve"}
+CALLER = attrs.evolve(system_caller("serve"), source="helix serve")
 
 
 class LocalWorker:
@@ -41,11 +44,11 @@ class LocalWorker:
         try:
             user = await self._accounts.by_username(USERNAME)
         except NotFound:
-            user = await self._accounts.create_user(USERNAME, Role.WORKER, None, metadata=METADATA)
+            user = await self._accounts.create_user(USERNAME, Role.WORKER, None, caller=CALLER)
         for old in await self._accounts.list_keys(user.user_id, include_revoked=False):
             if old.name == KEY_NAME:
-                await self._accounts.revoke_key(old.key_id, owner=None, metadata=METADATA)
-        record, key = await self._accounts.create_key(user.user_id, KEY_NAME, metadata=METADATA)
+                await self._accounts.revoke_key(old.key_id, owner=None, caller=CALLER)
+        record, key = await self._accounts.create_key(user.user_id, KEY_NAME, caller=CALLER)
         self._key_id = record.key_id
         config = WorkerConfig(
             server=self._server,
@@ -71,7 +74,7 @@ class LocalWorker:
             self._worker = None
         if self._key_id is not None:
             try:
-                await self._accounts.revoke_key(self._key_id, owner=None, metadata=METADATA)
+                await self._accounts.revoke_key(self._key_id, owner=None, caller=CALLER)
             except Exception:  # the database may already be going away; the next start cleans up
                 log.warning("could not revoke the in-process worker's key", exc_info=True)
             self._key_id = None

@@ -20,6 +20,7 @@ from helix.auth.accounts import Accounts
 from helix.auth.sealing import parse_keys
 from helix.bootstrap import LogNode
 from helix.cli.context import database_url
+from helix.cli.local_worker import CALLER as SERVE_CALLER
 from helix.cli.local_worker import LocalWorker
 from helix.config import Settings
 from helix.services import templates
@@ -202,9 +203,7 @@ async def serve(
 
 
 async def _first_admin(node: LogNode) -> None:
-    created = await Accounts(node.store).ensure_first_admin(
-        metadata={"actor": "system:serve", "source": "helix serve"}
-    )
+    created = await Accounts(node.store).ensure_first_admin(caller=SERVE_CALLER)
     if created is not None:
         _, key = created
         print("Created the user 'admin'. Its API key, shown only this once:", flush=True)

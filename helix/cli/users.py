@@ -18,6 +18,7 @@ from helix.domain.user import Role
 from helix.errors import HelixError
 from helix.eventstore import EventStore
 from helix.serialization import default_registry
+from helix.services import Caller
 
 ROLES = [r.value for r in Role]
 
@@ -58,8 +59,16 @@ def register(commands: Any) -> None:
     krevoke.set_defaults(handler=run_revoke_key)
 
 
-def _metadata() -> dict[str, str]:
-    return {"actor": f"cli:{getpass.getuser()}", "source": "helix cli"}
+def _caller() -> Caller:
+    login = getpass.getuser()
+    return Caller(
+        user_id=f"cli:{login}",
+        name=login,
+        actor=f"cli:{login}",
+        sees_everything=True,
+        admin=True,
+        source="helix cli",
+    )
 
 
 @asynccontextmanager
@@ -81,7 +90,7 @@ async def run_create_user(args: argparse.Namespace) -> int:
     async with _accounts() as accounts:
         try:
             user = await accounts.create_user(
-                args.username, Role(args.role), password, metadata=_metadata()
+                args.username, Role(args.role), password, caller=_caller()
             )
         except HelixError as exc:
             return _fail(exc)
@@ -102,7 +111,7 @@ async def run_create_key(args: argparse.Namespace) -> int:
     async with _accounts() as accounts:
         try:
             user = await accounts.by_username(args.user)
-            _, key = await accounts.create_key(user.user_id, args.name, metadata=_metadata())
+            _, key = await accounts.create_key(user.user_id, args.name, caller=_caller())
         except HelixError as exc:
             return _fail(exc)
     print(key)
@@ -117,7 +126,7 @@ async def run_revoke_key(args: argparse.Namespace) -> int:
         return 2
     async with _accounts() as accounts:
         try:
-            record = await accounts.revoke_key(key_id, owner=None, metadata=_metadata())
+            record = await accounts.revoke_key(key_id, owner=None, caller=_caller())
         except HelixError as exc:
             return _fail(exc)
     print(f"revoked key {record.prefix}… ({record.key_id})")

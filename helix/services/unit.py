@@ -40,7 +40,7 @@ from helix.domain.project import ProjectState
 from helix.domain.project.commands import Command as ProjectCommand
 from helix.domain.project.decider import MAX_REASON_CHARS
 from helix.errors import ConcurrencyError, InvalidTransition, NotFound
-from helix.eventstore import EventStore, RecordedEvent
+from helix.eventstore import ANY_VERSION, EventStore, RecordedEvent
 from helix.eventstore.records import stream_type_of
 from helix.services.caller import Caller
 from projections import jobs as jobs_model
@@ -221,6 +221,13 @@ class Tx:
         except InvalidTransition as refused:
             # The project moved on (another run, archived): the job's end stands on its own.
             log.info("project %s does not follow job %s: %s", state.project_id, state.id, refused)
+
+    async def record(self, stream_id: str, events: Sequence[object]) -> None:
+        """Append to a stream that no aggregate decides on and nothing folds (the day's failed
+        logins for unknown usernames), at whatever version it is (`ANY_VERSION`) and without
+        reading it, so an append costs the same however long the stream has grown. Only for
+        such append-only records: a stream with invariants goes through `decide`."""
+        await self._append(stream_id, ANY_VERSION, events, None)
 
     async def _append(
         self,

@@ -5,6 +5,28 @@ from __future__ import annotations
 from datetime import date
 from uuid import UUID
 
+from helix.domain.user.commands import (
+    ChangeRole,
+    Command,
+    CreateApiKey,
+    CreateUser,
+    DisableUser,
+    EnableUser,
+    RecordLogin,
+    RevokeApiKey,
+    SetPassword,
+)
+from helix.domain.user.decider import (
+    INITIAL,
+    MAX_KEY_NAME_CHARS,
+    USERNAME_PATTERN,
+    ApiKeyState,
+    UserState,
+    check_username,
+    decide,
+    evolve,
+    fold,
+)
 from helix.domain.user.events import (
     EVENTS,
     ApiKeyCreated,
@@ -21,9 +43,6 @@ from helix.domain.user.events import (
 )
 
 STREAM_TYPE = "user"
-# A username: 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit.
-USERNAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
-MAX_KEY_NAME_CHARS = 200
 
 
 def stream_id(user_id: UUID) -> str:
@@ -37,20 +56,36 @@ def failures_stream_id(day: date) -> str:
 
 __all__ = [
     "EVENTS",
+    "INITIAL",
     "MAX_KEY_NAME_CHARS",
     "STREAM_TYPE",
     "USERNAME_PATTERN",
     "ApiKeyCreated",
     "ApiKeyRevoked",
+    "ApiKeyState",
+    "ChangeRole",
+    "Command",
+    "CreateApiKey",
+    "CreateUser",
+    "DisableUser",
+    "EnableUser",
     "Event",
     "LoginFailed",
     "LoginSucceeded",
+    "RecordLogin",
+    "RevokeApiKey",
     "Role",
+    "SetPassword",
     "UserCreated",
     "UserDisabled",
     "UserEnabled",
     "UserPasswordChanged",
     "UserRoleChanged",
+    "UserState",
+    "check_username",
+    "decide",
+    "evolve",
     "failures_stream_id",
+    "fold",
     "stream_id",
 ]

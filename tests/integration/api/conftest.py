@@ -23,9 +23,10 @@ from helix.auth.tokens import issue_token
 from helix.bootstrap import LogNode
 from helix.config import Settings
 from helix.domain.user import Role
+from helix.services import system_caller
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
-TEST_METADATA = {"actor": "test", "source": "pytest"}
+TEST_CALLER = attrs.evolve(system_caller("test"), actor="test", source="pytest")
 
 
 @attrs.frozen(kw_only=True)
@@ -80,8 +81,8 @@ def make_caller(accounts: Accounts) -> Callable[..., Awaitable[Caller]]:
         role: str = "user", *, username: str | None = None, password: str | None = None
     ) -> Caller:
         name = username or f"{role}{next(counter)}"
-        user = await accounts.create_user(name, Role(role), password, metadata=TEST_METADATA)
-        _, key = await accounts.create_key(user.user_id, "test key", metadata=TEST_METADATA)
+        user = await accounts.create_user(name, Role(role), password, caller=TEST_CALLER)
+        _, key = await accounts.create_key(user.user_id, "test key", caller=TEST_CALLER)
         return Caller(user=await accounts.get(user.user_id), key=key)
 
     return make

@@ -53,6 +53,25 @@ async def test_a_wrong_password_is_401_and_recorded_as_a_failed_login(
     assert failed[0].metadata["actor"] == "anonymous"
 
 
+async def test_a_refused_login_with_an_idempotency_key_is_recorded_each_time_it_is_tried(
+    client: TestClient[Any, Any], make_caller: Any, node: LogNode
+) -> None:
+    carol = await make_caller("user", username="carol", password="correct horse")
+    headers = {"Idempotency-Key": "login-1"}
+    wrong = {"username": "carol", "password": "nope"}
+
+    answers = [await client.post("/api/v1/auth/login", json=wrong, headers=headers) for _ in "ab"]
+    right = {"username": "carol", "password": "correct horse"}
+    signed_in = await client.post(
+        "/api/v1/auth/login", json=right, headers={"Idempotency-Key": "2"}
+    )
+
+    assert [a.status for a in answers] == [401, 401]  # errors are not stored: each one ran
+    assert signed_in.status == 200
+    types = [e.type for e in await events_of(node, f"user-{carol.user_id}")]
+    assert types.count("auth.login_failed") == 2 and types.count("auth.login_succeeded") == 1
+
+
 async def test_a_login_for_an_unknown_username_is_recorded_on_the_days_failure_stream(
     client: TestClient[Any, Any], node: LogNode
 ) -> None:

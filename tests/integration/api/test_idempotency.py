@@ -325,3 +325,30 @@ async def test_any_mix_of_retries_and_races_runs_each_key_once_and_answers_it_on
         assert {"content": winners[0]} in [dict(p) for p in posted]
         for status, body, _ in replies:
             assert status == (201 if body == winners[0] else 409), (key, replies)
+
+
+async def test_concurrent_requests_with_one_key_create_one_api_key(
+    client: TestClient[Any, Any], user: Any, node: LogNode
+) -> None:
+    headers = {**user.headers, "Idempotency-Key": "one-key-please"}
+
+    answers = await asyncio.gather(
+        *(
+            client.post("/api/v1/auth/api-keys", json={"name": "ci"}, headers=headers)
+            for _ in range(6)
+        )
+    )
+
+    assert [a.status for a in answers] == [201] * 6
+    bodies = [await a.json() for a in answers]
+    assert all(b == bodies[0] for b in bodies)  # the one key, shown to every answer
+    assert sum("Idempotent-Replayed" not in a.headers for a in answers) == 1
+    assert node.pool is not None
+    named = await node.pool.fetchval(
+        "SELECT count(*) FROM api_keys WHERE user_id = $1 AND name = 'ci'", uuid.UUID(user.user_id)
+    )
+    created = await node.pool.fetchval(
+        "SELECT count(*) FROM events WHERE stream_id = $1 AND type = 'api_key.created'",
+        f"user-{user.user_id}",
+    )
+    assert (named, created) == (1, 2)  # the fixture's key and this one

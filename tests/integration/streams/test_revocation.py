@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import aiohttp
+import attrs
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -22,13 +23,13 @@ from helix.auth.principal import Principal
 from helix.bootstrap import LogNode
 from helix.domain.user import Role
 from helix.errors import Forbidden, Unauthorized
-from helix.services import Services
+from helix.services import Services, system_caller
 from helix.streams.credentials import watch_credentials
 
 Client = TestClient[Any, Any]
 WS = aiohttp.ClientWebSocketResponse
 WITHIN = 5.0  # seconds: "within a few seconds"
-META = {"actor": "test", "source": "pytest"}
+CALLER = attrs.evolve(system_caller("test"), actor="test", source="pytest")
 
 
 async def key_id_of(accounts: Accounts, caller: Any) -> uuid.UUID:
@@ -112,7 +113,7 @@ async def test_revoking_an_api_key_ends_its_event_streams_and_no_other_stream(
     user: Any,
     other_user: Any,
 ) -> None:
-    _, spare_key = await accounts.create_key(user.user.user_id, "spare", metadata=META)
+    _, spare_key = await accounts.create_key(user.user.user_id, "spare", caller=CALLER)
     doomed = await open_sse(client, "/api/v1/events/stream", headers=user.headers)
     kept = await open_sse(
         client, "/api/v1/events/stream", headers={"Authorization": f"Bearer {spare_key}"}
@@ -241,11 +242,11 @@ async def test_credentials_revoked_before_a_stream_registers_are_refused_at_regi
         user_id=user.user.user_id, username=user.user.username, role=Role.USER, key_id=key_id
     )
     if change == "revoke":
-        await accounts.revoke_key(key_id, owner=None, metadata=META)
+        await accounts.revoke_key(key_id, owner=None, caller=CALLER)
     elif change == "disable":
-        await accounts.update_user(user.user.user_id, disabled=True, metadata=META)
+        await accounts.update_user(user.user.user_id, disabled=True, caller=CALLER)
     else:
-        await accounts.update_user(user.user.user_id, role=Role.AUDITOR, metadata=META)
+        await accounts.update_user(user.user.user_id, role=Role.AUDITOR, caller=CALLER)
     await tailer_at(app[TAILER], await settled_head(node.store.pool))  # it has been fanned out
     calls: list[object] = []
 

@@ -23,11 +23,12 @@ from helix.auth.accounts import Accounts
 from helix.bootstrap import LogNode
 from helix.config import Settings
 from helix.domain.user import Role
-from helix.services import Services
+from helix.services import Services, system_caller
 from helix.webhooks import WebhookRoles
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 TEST_METADATA = {"actor": "test", "source": "pytest"}
+TEST_CALLER = attrs.evolve(system_caller("test"), actor="test", source="pytest")
 
 
 @pytest.fixture
@@ -68,8 +69,8 @@ def make_caller(node: LogNode) -> Callable[..., Awaitable[Caller]]:
     accounts = Accounts(node.store)
 
     async def make(role: str, username: str) -> Caller:
-        user = await accounts.create_user(username, Role(role), None, metadata=TEST_METADATA)
-        _, key = await accounts.create_key(user.user_id, "test key", metadata=TEST_METADATA)
+        user = await accounts.create_user(username, Role(role), None, caller=TEST_CALLER)
+        _, key = await accounts.create_key(user.user_id, "test key", caller=TEST_CALLER)
         return Caller(user=await accounts.get(user.user_id), key=key)
 
     return make
