@@ -10,6 +10,8 @@ from helix.auth.sealing import Sealer
 from helix.auth.tokens import TokenVerifier
 from helix.config import Settings
 from helix.eventstore import EventStore
+from helix.services import Services
+from helix.webhooks.endpoints import Endpoints
 
 STORE = web.AppKey("store", EventStore)
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -17,3 +19,5 @@ SETTINGS = web.AppKey("settings", Settings)
 SEALER = web.AppKey("sealer", Sealer)
 ACCOUNTS = web.AppKey("accounts", Accounts)
 VERIFIER = web.AppKey("token_verifier", TokenVerifier)
+SERVICES = web.AppKey("services", Services)
+ENDPOINTS = web.AppKey("webhook_endpoints", Endpoints)

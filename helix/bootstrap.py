@@ -1,4 +1,6 @@
-"""The composition root: wires pool, store, sequencer and the roles with plain arguments."""
+"""The composition root: wires pool, store, sequencer, the services and the roles with plain
+arguments. `LogNode` is one process's log (pool, store with its event registry and upcasters,
+head watcher, sequencer); `Components` every long-lived object of the service over it."""
 
 from __future__ import annotations
 
@@ -7,11 +9,18 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+import attrs
 
+from helix.auth.accounts import Accounts
+from helix.auth.sealing import Sealer, new_key
+from helix.auth.tokens import TokenVerifier
 from helix.config import Settings
 from helix.database import connect, create_pool
-from helix.eventstore import EventStore, HeadWatcher, Sequencer, WakeUps
+from helix.eventstore import ChannelWatcher, EventStore, HeadWatcher, Sequencer, WakeUps
 from helix.serialization import EventRegistry, default_registry
+from helix.services import Services, Writer
+from helix.webhooks.endpoints import Endpoints
+from projections.jobs import CLAIM_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -89,3 +98,55 @@ class LogNode:
                 log.warning("connections still borrowed after 10 s; terminating the pool")
                 self.pool.terminate()
             self.pool = None
+
+
+JWT_SECRET_NAME = "jwt_signing_secret"
+SECRETS_KEY_NAME = "phase_secrets_key"
+
+
+@attrs.frozen(kw_only=True)
+class Components:
+    """Every long-lived object of one process's service, built once over a started LogNode and
+    handed to the API and the CLI as plain arguments: the accounts, the token verifier, the
+    phase secrets sealer, the command and query services (one Writer for all of them), the
+    webhook endpoint registry, and the LISTEN connection that wakes long-polling claims.
+    `start` builds them; `stop` closes what they hold open."""
+
+    node: LogNode
+    settings: Settings
+    writer: Writer
+    accounts: Accounts
+    verifier: TokenVerifier
+    sealer: Sealer
+    claims: ChannelWatcher
+    services: Services
+    endpoints: Endpoints
+
+    @classmethod
+    async def start(cls, node: LogNode, settings: Settings) -> Components:
+        store = node.store
+        writer = Writer(store)
+        accounts = Accounts(store, writer=writer)
+        # Without HELIX_JWT_SECRET / HELIX_SECRETS_KEY, one kept in the database for every node
+        # (the phase secrets key in the form HELIX_SECRETS_KEY takes, so it can move out later).
+        jwt_secret = settings.jwt_secret or await accounts.get_or_create_secret(JWT_SECRET_NAME)
+        keys = settings.secrets_keys or (
+            await accounts.get_or_create_secret(SECRETS_KEY_NAME, new_key),
+        )
+        sealer = Sealer.from_text(keys)
+        claims = ChannelWatcher(node.connector("claims"), CLAIM_CHANNEL)
+        await claims.start()
+        return cls(
+            node=node,
+            settings=settings,
+            writer=writer,
+            accounts=accounts,
+            verifier=TokenVerifier(jwt_secret, settings),
+            sealer=sealer,
+            claims=claims,
+            services=Services.build(store, settings, claims, sealer, writer=writer),
+            endpoints=Endpoints(store, settings, writer=writer),
+        )
+
+    async def stop(self) -> None:
+        await self.claims.stop()

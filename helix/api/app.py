@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -32,22 +32,29 @@ from helix.api.middleware import (
     request_id_middleware,
 )
 from helix.api.ratelimit import LIMITER, TokenBuckets
-from helix.appkeys import ACCOUNTS, POOL, SEALER, SETTINGS, STORE, VERIFIER
-from helix.auth.accounts import Accounts
-from helix.auth.sealing import Sealer, new_key
-from helix.auth.tokens import TokenVerifier
-from helix.bootstrap import LogNode
+from helix.appkeys import (
+    ACCOUNTS,
+    ENDPOINTS,
+    POOL,
+    SEALER,
+    SERVICES,
+    SETTINGS,
+    STORE,
+    VERIFIER,
+)
+from helix.bootstrap import Components, LogNode
 from helix.config import Settings
 
 log = logging.getLogger(__name__)
 
-JWT_SECRET_NAME = "jwt_signing_secret"
-SECRETS_KEY_NAME = "phase_secrets_key"
 
-
-def create_app(node: LogNode, settings: Settings) -> web.Application:
-    """The API over a started LogNode. Middlewares, outermost first: request id, metrics,
-    error envelope, authentication and rate limit, query text, body size limit, idempotency."""
+def create_app(
+    node: LogNode, settings: Settings, components: Components | None = None
+) -> web.Application:
+    """The API over a started LogNode, serving with `components` (the process's own, built
+    once by the caller; without them the app builds its own as it starts and closes them as it
+    stops). Middlewares, outermost first: request id, metrics, error envelope, authentication
+    and rate limit, query text, body size limit, idempotency."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[
@@ -64,13 +71,14 @@ def create_app(node: LogNode, settings: Settings) -> web.Application:
     app[STORE] = node.store
     app[POOL] = node.pool
     app[SETTINGS] = settings
-    app[ACCOUNTS] = Accounts(node.store)
     app[LIMITER] = TokenBuckets(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app[METRICS] = Metrics()
     app[openapi.DOCUMENT] = {}
     app.on_response_prepare.append(add_common_headers)
-    app.cleanup_ctx.append(_token_verifier)
-    app.cleanup_ctx.append(_sealer)
+    if components is not None:
+        _install(app, components)
+    else:
+        app.cleanup_ctx.append(_own_components(node, settings))
     app.cleanup_ctx.append(purge_expired_keys)
     # streams before events: /events/stream is not /events/{position}
     resources = (
@@ -91,23 +99,26 @@ def create_app(node: LogNode, settings: Settings) -> web.Application:
     for module in resources:
         app.add_routes(module.routes)
     streams.install(app)
-    workers.install(app, node)
     return app
 
 
-async def _token_verifier(app: web.Application) -> AsyncIterator[None]:
-    """The JWT secret: HELIX_JWT_SECRET, else the one kept in the database for every node."""
-    settings = app[SETTINGS]
-    secret = settings.jwt_secret or await app[ACCOUNTS].get_or_create_secret(JWT_SECRET_NAME)
-    app[VERIFIER] = TokenVerifier(secret, settings)
-    yield
+def _install(app: web.Application, components: Components) -> None:
+    app[ACCOUNTS] = components.accounts
+    app[VERIFIER] = components.verifier
+    app[SEALER] = components.sealer
+    app[SERVICES] = components.services
+    app[ENDPOINTS] = components.endpoints
 
 
-async def _sealer(app: web.Application) -> AsyncIterator[None]:
-    """The phase secrets keys: HELIX_SECRETS_KEY, else one kept in the database for every node
-    (in the form HELIX_SECRETS_KEY takes, so it can be moved out of the database later)."""
-    keys = app[SETTINGS].secrets_keys or (
-        await app[ACCOUNTS].get_or_create_secret(SECRETS_KEY_NAME, new_key),
-    )
-    app[SEALER] = Sealer.from_text(keys)
-    yield
+def _own_components(
+    node: LogNode, settings: Settings
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def own(app: web.Application) -> AsyncIterator[None]:
+        components = await Components.start(node, settings)
+        _install(app, components)
+        try:
+            yield
+        finally:
+            await components.stop()
+
+    return own

@@ -18,7 +18,7 @@ from helix.api.idempotency import IDEMPOTENCY
 from helix.api.openapi import describe
 from helix.api.requests import int_query, read_json
 from helix.api.validation import RequestSchema
-from helix.appkeys import SEALER, SETTINGS, STORE
+from helix.appkeys import SERVICES, STORE
 from helix.auth.principal import client_address, request_id, require_role
 from helix.domain.user import Role
 from helix.errors import NotFound, ValidationError
@@ -85,8 +85,8 @@ def caller(
 
 
 def services(request: web.Request) -> Services:
-    app = request.app
-    return Services.build(app[STORE], app[SETTINGS], sealer=app[SEALER])
+    """The process's services (built once, by the composition root)."""
+    return request.app[SERVICES]
 
 
 def path_id(request: web.Request, name: str, what: str) -> uuid.UUID:

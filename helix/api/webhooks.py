@@ -31,7 +31,7 @@ from helix.api.schema import (
     validated_body,
 )
 from helix.api.validation import object_body
-from helix.appkeys import POOL, SETTINGS, STORE
+from helix.appkeys import ENDPOINTS, POOL
 from helix.domain import webhook
 from helix.inputs import parse_time
 from helix.streams.position import dispatched_position
@@ -89,7 +89,7 @@ class DeliveryStatus(enum.StrEnum):
 
 
 def _registry(request: web.Request) -> Endpoints:
-    return Endpoints(request.app[STORE], request.app[SETTINGS])
+    return request.app[ENDPOINTS]
 
 
 async def _endpoint(request: web.Request, *, write: bool) -> uuid.UUID:

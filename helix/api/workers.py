@@ -7,7 +7,7 @@ worker may only heartbeat, claim and report as a worker its own user registered.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,10 +25,9 @@ from helix.api.schema import (
     validated_body,
 )
 from helix.api.validation import object_body
-from helix.appkeys import SEALER, SETTINGS, STORE, VERIFIER
+from helix.appkeys import SERVICES, SETTINGS, VERIFIER
 from helix.auth.principal import principal_of
 from helix.auth.tokens import issue_token
-from helix.bootstrap import LogNode
 from helix.domain import job
 from helix.domain.job import OutputStream
 from helix.domain.job.commands import WorkerReport
@@ -53,12 +52,10 @@ from helix.domain.user import Role
 from helix.domain.worker import MAX_HOSTNAME_CHARS, MAX_WORKER_NAME_CHARS
 from helix.envelope import rfc3339
 from helix.errors import ValidationError
-from helix.eventstore import ChannelWatcher
-from helix.services import WorkerService, Writer
-from helix.services.workers import CLAIM_CHANNEL, WORKER_STATUSES, Claim
+from helix.services import WorkerService
+from helix.services.workers import WORKER_STATUSES, Claim
 
 routes = web.RouteTableDef()
-JOB_SIGNAL = web.AppKey("job_signal", ChannelWatcher)
 WORKER_ROLES = (Role.WORKER, Role.ADMIN)
 LIST_ROLES = (Role.WORKER, Role.ADMIN, Role.AUDITOR)
 MAX_REPORTS = 1_000
@@ -168,8 +165,7 @@ REPORT_BATCH = object_body(
 
 
 def _service(request: web.Request) -> WorkerService:
-    app = request.app
-    return WorkerService(Writer(app[STORE]), app[SETTINGS], app.get(JOB_SIGNAL), app[SEALER])
+    return request.app[SERVICES].workers
 
 
 def worker_view(row: Any) -> dict[str, Any]:
@@ -431,17 +427,4 @@ async def report(request: web.Request) -> web.Response:
     )
 
 
-def install(app: web.Application, node: LogNode) -> None:
-    """One LISTEN connection per process wakes every long-polling claim."""
-
-    async def job_signal(app: web.Application) -> AsyncIterator[None]:
-        watcher = ChannelWatcher(node.connector("claims"), CLAIM_CHANNEL)
-        await watcher.start()
-        app[JOB_SIGNAL] = watcher
-        yield
-        await watcher.stop()
-
-    app.cleanup_ctx.append(job_signal)
-
-
-__all__ = ["JOB_SIGNAL", "install", "routes", "worker_view"]
+__all__ = ["routes", "worker_view"]

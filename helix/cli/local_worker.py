@@ -20,7 +20,6 @@ from helix.auth.accounts import Accounts
 from helix.config import Settings
 from helix.domain.user import Role
 from helix.errors import NotFound
-from helix.eventstore import EventStore
 from helix.services import system_caller
 from helix.worker import Worker, WorkerConfig
 from helix.worker.isolation import PhaseUser
@@ -33,8 +32,8 @@ CALLER = attrs.evolve(system_caller("serve"), source="helix serve")
 
 
 class LocalWorker:
-    def __init__(self, store: EventStore, settings: Settings, server: str) -> None:
-        self._accounts = Accounts(store)
+    def __init__(self, accounts: Accounts, settings: Settings, server: str) -> None:
+        self._accounts = accounts
         self._settings = settings
         self._server = server
         self._worker: Worker | None = None

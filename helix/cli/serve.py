@@ -18,7 +18,7 @@ from helix import migrate
 from helix.api.app import create_app
 from helix.auth.accounts import Accounts
 from helix.auth.sealing import parse_keys
-from helix.bootstrap import LogNode
+from helix.bootstrap import Components, LogNode
 from helix.cli.context import database_url
 from helix.cli.local_worker import CALLER as SERVE_CALLER
 from helix.cli.local_worker import LocalWorker
@@ -26,7 +26,7 @@ from helix.config import Settings
 from helix.services import templates
 from helix.services.reaper import LeaseReaper
 from helix.system_users import private_dir
-from helix.webhooks import WebhookRoles
+from helix.webhooks import Endpoints, WebhookRoles
 from helix.worker.isolation import IsolationError, PhaseUser
 from projections.runner import ProjectionRunner
 
@@ -52,10 +52,15 @@ def parse_roles(text: str) -> frozenset[str]:
 
 
 def background_roles(
-    node: LogNode, settings: Settings, roles: frozenset[str] = frozenset(ROLES)
+    node: LogNode,
+    settings: Settings,
+    roles: frozenset[str] = frozenset(ROLES),
+    *,
+    endpoints: Endpoints | None = None,
 ) -> list[BackgroundRole]:
     """The roles that run beside the API, started in order after the node and stopped in
-    reverse order before it. The sequencer runs inside the LogNode itself."""
+    reverse order before it (the webhook roles with the process's endpoint registry, when
+    given). The sequencer runs inside the LogNode itself."""
     found: list[BackgroundRole] = []
     if "projections" in roles:
         found.append(
@@ -66,7 +71,7 @@ def background_roles(
             )
         )
     if "webhooks" in roles:
-        found.append(WebhookRoles(node.store, settings))
+        found.append(WebhookRoles(node.store, settings, endpoints=endpoints))
     if "reaper" in roles:
         found.append(LeaseReaper(node.store, settings))
     return found
@@ -162,13 +167,15 @@ async def serve(
     started: list[BackgroundRole] = []
     runner: web.AppRunner | None = None
     local: LocalWorker | None = None
+    components: Components | None = None
     try:
-        await _first_admin(node)
-        for role in background_roles(node, settings, roles):
+        components = await Components.start(node, settings)
+        await _first_admin(components.accounts)
+        for role in background_roles(node, settings, roles, endpoints=components.endpoints):
             await role.start()
             started.append(role)
         if "api" in roles:
-            app = create_app(node, settings)
+            app = create_app(node, settings, components)
             runner = web.AppRunner(
                 app,
                 shutdown_timeout=settings.shutdown_timeout,
@@ -180,7 +187,7 @@ async def serve(
             await site.start()
             print(f"Helix is serving on http://{settings.host}:{settings.port}", flush=True)
             if worker:
-                local = LocalWorker(node.store, settings, _loopback_url(settings))
+                local = LocalWorker(components.accounts, settings, _loopback_url(settings))
                 await local.start()
                 print(_worker_line(local.phase_user), flush=True)
         else:
@@ -199,11 +206,13 @@ async def serve(
         for role in reversed(started):
             with contextlib.suppress(Exception):
                 await role.stop()
+        if components is not None:
+            await components.stop()
         await node.stop()
 
 
-async def _first_admin(node: LogNode) -> None:
-    created = await Accounts(node.store).ensure_first_admin(caller=SERVE_CALLER)
+async def _first_admin(accounts: Accounts) -> None:
+    created = await accounts.ensure_first_admin(caller=SERVE_CALLER)
     if created is not None:
         _, key = created
         print("Created the user 'admin'. Its API key, shown only this once:", flush=True)

@@ -34,9 +34,12 @@ class Services:
         settings: Settings,
         signal: ChannelWatcher | None = None,
         sealer: Sealer | None = None,
+        *,
+        writer: Writer | None = None,
     ) -> Services:
-        """Without a `sealer`, plans with phase secrets are refused and jobs with them fail."""
-        writer = Writer(store)
+        """Without a `sealer`, plans with phase secrets are refused and jobs with them fail;
+        without a `signal`, claims poll."""
+        writer = writer or Writer(store)
         return cls(
             projects=ProjectService(writer, settings, sealer),
             jobs=JobService(writer, settings),

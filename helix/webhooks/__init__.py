@@ -17,9 +17,15 @@ class WebhookRoles:
     """The dispatcher and a delivery worker, the worker woken in-process by the dispatcher."""
 
     def __init__(
-        self, store: EventStore, settings: Settings, *, dispatcher: bool = True, name: str = "w"
+        self,
+        store: EventStore,
+        settings: Settings,
+        *,
+        dispatcher: bool = True,
+        name: str = "w",
+        endpoints: Endpoints | None = None,
     ) -> None:
-        self.worker = DeliveryWorker(store, settings, name=name)
+        self.worker = DeliveryWorker(store, settings, name=name, endpoints=endpoints)
         self.dispatcher = (
             Dispatcher(store, settings, on_dispatched=self.worker.wake) if dispatcher else None
         )

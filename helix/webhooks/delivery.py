@@ -60,11 +60,18 @@ def secrets_in_use(claim: asyncpg.Record, now: datetime) -> list[str]:
 
 
 class DeliveryWorker:
-    def __init__(self, store: EventStore, settings: Settings, *, name: str = "worker") -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        settings: Settings,
+        *,
+        name: str = "worker",
+        endpoints: Endpoints | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.name = name
-        self.endpoints = Endpoints(store, settings)
+        self.endpoints = endpoints or Endpoints(store, settings)
         self.sender = Sender(settings)
         self._wake = asyncio.Event()
         self._inflight: dict[asyncio.Task[None], uuid.UUID] = {}  # task → its claim token
