@@ -63,11 +63,21 @@ class RegisteredWorker:
         claim = await self.service.claim(self.caller, self.worker_id, wait=0, lease_s=lease_s)
         return None if claim is None else claim.job
 
-    async def claim_one(self, lease_s: float | None = None) -> JobState:
+    async def claim_job(self, job_id: uuid.UUID, lease_s: float | None = None) -> JobState:
+        """Claim, expecting to get `job_id` (the oldest job this worker may take)."""
         claimed = await self.claim(lease_s)
         assert claimed is not None, "there was no job to claim"
+        assert claimed.id == job_id, f"claimed {claimed.id}, not {job_id}"
         return claimed
 
     async def report(self, job_id: uuid.UUID, *reports: WorkerReport) -> JobState:
         """Send reports in one request, under the fencing token the first one carries."""
         return await self.service.report(self.caller, job_id, reports[0].fencing_token, reports)
+
+    async def report_each(self, job_id: uuid.UUID, reports: Iterable[WorkerReport]) -> JobState:
+        """Send reports one request each, as a worker reporting as it goes does."""
+        state = None
+        for report in reports:
+            state = await self.report(job_id, report)
+        assert state is not None, "no reports to send"
+        return state

@@ -7,7 +7,6 @@ database, and `history`, which drives realistic projects and jobs through the se
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,7 +24,8 @@ from helix.domain import job
 from helix.domain.job import OutputStream
 from helix.domain.project import PhaseSpec
 from helix.services import Caller as ServiceCaller
-from helix.services import Services, system_caller
+from helix.services import Services
+from tests.support import RegisteredWorker, settled
 
 # The API tests' fixtures, shared rather than copied.
 _spec = importlib.util.spec_from_file_location(
@@ -46,7 +46,6 @@ auditor = _api.auditor
 ApiCaller = _api.Caller
 
 TEMPLATE = "helix_template"
-WORKER = system_caller("worker")
 PLAN = (PhaseSpec(name="plan"), PhaseSpec(name="build", command=("make",)))
 
 
@@ -69,13 +68,7 @@ async def second_database_url(pg_url: str, template_url: str) -> AsyncIterator[s
             await conn.close()
 
 
-async def settle(pool: asyncpg.Pool) -> int:
-    """Wait until the sequencer has positioned every event; returns the head."""
-    for _ in range(1000):
-        if not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM events WHERE position IS NULL)"):
-            return int(await pool.fetchval("SELECT head_position FROM sequencer_state"))
-        await asyncio.sleep(0.01)
-    raise AssertionError("the sequencer did not position every event")
+settle = settled
 
 
 @attrs.frozen(kw_only=True)
@@ -99,7 +92,7 @@ def service_caller(who: Any, *, source: str = "198.51.100.7") -> ServiceCaller:
 async def make_history(node: LogNode, who: ServiceCaller) -> Made:
     """A finished two-phase run with output and cost, and a cancelled run, for one owner."""
     services = Services.build(node.store, Settings())
-    projects, jobs = services.projects, services.jobs
+    projects = services.projects
     done = await projects.create(who, name="finished", description="d", phases=PLAN)
     assert done.id is not None
     await projects.post_message(who, done.id, content="let us build it")
@@ -107,13 +100,12 @@ async def make_history(node: LogNode, who: ServiceCaller) -> Made:
     run = await projects.execute(who, done.id, model="m1")
     assert run.job.id is not None
     jid = run.job.id
-    claimed = await jobs.claim(WORKER, jid, worker_id="w1")
-    token = claimed.fencing_token
+    worker = await RegisteredWorker.register(services.workers)
+    token = (await worker.claim_job(jid)).fencing_token
     now = services.projects.writer.now
     for phase in ("plan", "build"):
-        await jobs.report(WORKER, jid, job.StartPhase(fencing_token=token, phase=phase, at=now()))
-        await jobs.report(
-            WORKER,
+        await worker.report(jid, job.StartPhase(fencing_token=token, phase=phase, at=now()))
+        await worker.report(
             jid,
             job.RecordOutput(
                 fencing_token=token,
@@ -123,15 +115,11 @@ async def make_history(node: LogNode, who: ServiceCaller) -> Made:
                 at=now(),
             ),
         )
-        await jobs.report(
-            WORKER,
-            jid,
-            job.RecordCost(fencing_token=token, phase=phase, tokens=10, usd=0.25, at=now()),
+        await worker.report(
+            jid, job.RecordCost(fencing_token=token, phase=phase, tokens=10, usd=0.25, at=now())
         )
-        await jobs.report(
-            WORKER, jid, job.CompletePhase(fencing_token=token, phase=phase, at=now())
-        )
-    await jobs.report(WORKER, jid, job.CompleteJob(fencing_token=token, at=now()))
+        await worker.report(jid, job.CompletePhase(fencing_token=token, phase=phase, at=now()))
+    await worker.report(jid, job.CompleteJob(fencing_token=token, at=now()))
     other = await projects.create(who, name="cancelled", phases=PLAN[:1])
     assert other.id is not None
     await projects.mark_ready(who, other.id)
