@@ -65,11 +65,6 @@ async def some_history(services: Services) -> uuid.UUID:
     return pid
 
 
-@pytest.fixture
-def services(node: LogNode, settings: Settings) -> Services:
-    return Services.build(node.store, settings)
-
-
 async def test_the_runner_builds_read_models_from_events_appended_without_them(
     node: LogNode,
 ) -> None:

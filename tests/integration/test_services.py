@@ -22,11 +22,6 @@ ADMIN = Caller(user_id="admin-id", name="root", actor="user:admin-id", sees_ever
 PLAN = (PhaseSpec(name="plan"), PhaseSpec(name="build", command=("make",)))
 
 
-@pytest.fixture
-def services(node: LogNode, settings: Settings) -> Services:
-    return Services.build(node.store, settings)
-
-
 async def ready_project(services: Services, caller: Caller = ALICE) -> uuid.UUID:
     state = await services.projects.create(caller, name="demo", phases=PLAN)
     assert state.id is not None

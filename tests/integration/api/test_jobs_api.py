@@ -9,7 +9,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from helix.bootstrap import LogNode
-from helix.config import Settings
 from helix.domain import job
 from helix.domain.job import OutputStream
 from helix.services import Services
@@ -17,11 +16,6 @@ from tests.support import RegisteredWorker
 
 Client = TestClient[Any, Any]
 PLAN = [{"name": "plan"}, {"name": "build", "command": ["make"]}]
-
-
-@pytest.fixture
-def services(node: LogNode, settings: Settings) -> Services:
-    return Services.build(node.store, settings)
 
 
 async def queued_job(client: Client, who: Any) -> tuple[str, str]:

@@ -1,5 +1,5 @@
-"""Fixtures for audit tests: the API fixtures (client and callers of every role), a second fresh
-database, and `history`, which drives realistic projects and jobs through the services.
+"""Fixtures for audit tests (beside the shared ones of tests/integration/fixtures.py): a second
+fresh database, and `history`, which drives realistic projects and jobs through the services.
 
     async def test_something(client, user, history):
         made = await history(user)
@@ -7,10 +7,8 @@ database, and `history`, which drives realistic projects and jobs through the se
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -25,25 +23,8 @@ from helix.domain.job import OutputStream
 from helix.domain.project import PhaseSpec
 from helix.services import Caller as ServiceCaller
 from helix.services import Services
+from tests.integration.fixtures import Caller
 from tests.support import RegisteredWorker, settled
-
-# The API tests' fixtures, shared rather than copied.
-_spec = importlib.util.spec_from_file_location(
-    "helix_tests_api_fixtures", Path(__file__).parents[1] / "api" / "conftest.py"
-)
-assert _spec is not None and _spec.loader is not None
-_api = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_api)
-app = _api.app
-client = _api.client
-accounts = _api.accounts
-make_caller = _api.make_caller
-admin = _api.admin
-user = _api.user
-other_user = _api.other_user
-worker = _api.worker
-auditor = _api.auditor
-ApiCaller = _api.Caller
 
 TEMPLATE = "helix_template"
 PLAN = (PhaseSpec(name="plan"), PhaseSpec(name="build", command=("make",)))
@@ -68,7 +49,7 @@ async def second_database_url(pg_url: str, template_url: str) -> AsyncIterator[s
             await conn.close()
 
 
-settle = settled
+settle = settled  # the name the audit tests knew it by
 
 
 @attrs.frozen(kw_only=True)
@@ -82,11 +63,9 @@ class Made:
     cancelled_job: uuid.UUID
 
 
-def service_caller(who: Any, *, source: str = "198.51.100.7") -> ServiceCaller:
-    """The service-layer caller of an API caller (same user id, so visibility agrees)."""
-    return ServiceCaller(
-        user_id=who.user_id, name=who.user.username, actor=f"user:{who.user_id}", source=source
-    )
+def service_caller(who: Caller, *, source: str = "198.51.100.7") -> ServiceCaller:
+    """The service-layer caller of an API caller, calling from `source`."""
+    return attrs.evolve(who.service, source=source)
 
 
 async def make_history(node: LogNode, who: ServiceCaller) -> Made:
@@ -142,7 +121,7 @@ def history(node: LogNode) -> Callable[..., Awaitable[Made]]:
     async def make(who: Any, *, source: str = "198.51.100.7") -> Made:
         made = await make_history(node, service_caller(who, source=source))
         assert node.pool is not None
-        await settle(node.pool)
+        await settled(node)
         return made
 
     return make

@@ -17,12 +17,13 @@ from helix.services import Caller as ServiceCaller
 from helix.services import Services
 from helix.streams import Tailer
 from helix.streams.client import Message, Parser
+from tests.integration.fixtures import Caller
 from tests.support import RegisteredWorker, settled
 
 PLAN = (PhaseSpec(name="plan"), PhaseSpec(name="build"))
 
 
-settled_head = settled
+settled_head = settled  # the name the stream tests knew it by
 
 
 async def tailer_at(tailer: Tailer, position: int) -> None:
@@ -33,13 +34,8 @@ async def tailer_at(tailer: Tailer, position: int) -> None:
     raise AssertionError(f"the tailer did not reach {position}")
 
 
-def as_service_caller(caller: Any) -> ServiceCaller:
-    return ServiceCaller(
-        user_id=caller.user_id,
-        name=caller.user.username,
-        actor=f"user:{caller.user_id}",
-        sees_everything=caller.user.role.value in ("admin", "auditor"),
-    )
+def as_service_caller(caller: Caller) -> ServiceCaller:
+    return caller.service
 
 
 async def new_project(services: Services, owner: Any, name: str = "demo") -> uuid.UUID:

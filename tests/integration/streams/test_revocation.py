@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from streams_support import EventStream, data, events_of, new_project, settled_head, tailer_at
+from streams_support import EventStream, data, events_of, new_project, settled, tailer_at
 
 from helix.api.principal import Principal
 from helix.api.streams import TAILER
@@ -246,7 +246,7 @@ async def test_credentials_revoked_before_a_stream_registers_are_refused_at_regi
         await accounts.update_user(user.user.user_id, disabled=True, metadata=META)
     else:
         await accounts.update_user(user.user.user_id, role=Role.AUDITOR, metadata=META)
-    await tailer_at(app[TAILER], await settled_head(node.store.pool))  # it has been fanned out
+    await tailer_at(app[TAILER], await settled(node.store.pool))  # it has been fanned out
     calls: list[object] = []
 
     with pytest.raises(refused):
