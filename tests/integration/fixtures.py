@@ -97,7 +97,7 @@ def make_caller(accounts: Accounts) -> Callable[..., Awaitable[Caller]]:
     counter = iter(range(1, 10_000))
 
     async def make(
-        role: str = "user", *, username: str | None = None, password: str | None = None
+        role: str = "user", username: str | None = None, *, password: str | None = None
     ) -> Caller:
         name = username or f"{role}{next(counter)}"
         user = await accounts.create_user(name, Role(role), password, metadata=TEST_METADATA)
