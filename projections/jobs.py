@@ -113,10 +113,6 @@ async def page(
     return list(rows), total
 
 
-async def lock_owner(conn: asyncpg.Connection, owner: str) -> None:
-    await conn.execute(SQL["lock_owner"], owner)
-
-
 async def count_running(conn: asyncpg.Connection, owner: str) -> int:
     count: int = await conn.fetchval(sql(SQL, "count_running", LIVE), owner)
     return count

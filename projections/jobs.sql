@@ -86,10 +86,6 @@ WHERE {owner_visible}
   AND ($2::uuid IS NULL OR project_id = $2)
   AND ($3::text IS NULL OR status = $3)
 
--- name: lock_owner
--- Serializes the concurrency-limit checks of one owner's claims.
-SELECT pg_advisory_xact_lock(hashtextextended('helix.jobs.owner:' || $1, 0))
-
 -- name: count_running
 SELECT count(*) FROM {jobs} WHERE owner = $1 AND status = 'running'
 
@@ -117,7 +113,8 @@ LIMIT 1
 FOR UPDATE OF j SKIP LOCKED
 
 -- name: try_lock_owner
--- Like lock_owner, but a claimer that cannot have it at once moves on to another job.
+-- Serializes the concurrency-limit checks of one owner's claims; a claimer that cannot have it
+-- at once moves on to another job.
 SELECT pg_try_advisory_xact_lock(hashtextextended('helix.jobs.owner:' || $1, 0))
 
 -- name: expired_leases

@@ -25,6 +25,9 @@ from helix.migrate import alembic_config
 from helix.worker.isolation import PhaseUser, phase_user
 from helix.worker.sweep import stop_and_kill
 
+# The integration tests' shared fixtures, as pytest documents sharing them: a plugin named here.
+pytest_plugins = ["tests.integration.fixtures"]
+
 TEMPLATE = "helix_template"
 
 

@@ -15,23 +15,15 @@ from helix.config import Settings
 from helix.domain import job, project
 from helix.domain.job import OutputStream
 from helix.domain.project import PhaseSpec
-from helix.services import Caller, Services, system_caller
+from helix.services import Caller, Services
 from projections import registry
 from projections.rebuild import Progress, rebuild
 from projections.runner import ProjectionRunner, catch_up, status
+from tests.support import RegisteredWorker, settled
 
 ALICE = Caller(user_id="alice-id", name="alice", actor="user:alice-id")
-WORKER = system_caller("worker")
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 PLAN = (PhaseSpec(name="plan"), PhaseSpec(name="build", command=("make",)))
-
-
-async def settle(node: LogNode) -> int:
-    """Wait until the sequencer positioned every committed event; returns the head."""
-    assert node.pool is not None
-    total = await node.pool.fetchval("SELECT count(*) FROM events")
-    assert await node.store.wait_for_position(total, 10)
-    return int(total)
 
 
 async def dump(pool: asyncpg.Pool, table: str) -> list[dict[str, Any]]:
@@ -56,9 +48,10 @@ async def some_history(services: Services) -> uuid.UUID:
     await services.projects.mark_ready(ALICE, pid)
     run = await services.projects.execute(ALICE, pid, start_phase="build")
     assert run.job.id is not None
-    claimed = await services.jobs.claim(WORKER, run.job.id, worker_id="w")
-    token, now = claimed.fencing_token, services.jobs.writer.now()
-    for command in (
+    worker = await RegisteredWorker.register(services.workers)
+    token = (await worker.claim_job(run.job.id)).fencing_token
+    now = services.jobs.writer.now()
+    await worker.report_each(run.job.id, (
         job.StartPhase(fencing_token=token, phase="build", at=now),
         job.RecordOutput(fencing_token=token, phase="build", stream=OutputStream.STDOUT,
                          lines=("a", "b"), at=now),
@@ -67,15 +60,9 @@ async def some_history(services: Services) -> uuid.UUID:
                        sha256="ab" * 32, at=now),
         job.CompletePhase(fencing_token=token, phase="build", at=now),
         job.CompleteJob(fencing_token=token, at=now),
-    ):  # fmt: skip
-        await services.jobs.report(WORKER, run.job.id, command)
+    ))  # fmt: skip
     await services.projects.execute(ALICE, pid)
     return pid
-
-
-@pytest.fixture
-def services(node: LogNode, settings: Settings) -> Services:
-    return Services.build(node.store, settings)
 
 
 async def test_the_runner_builds_read_models_from_events_appended_without_them(
@@ -88,7 +75,7 @@ async def test_the_runner_builds_read_models_from_events_appended_without_them(
         project.CreateProject(project_id=pid, name="raw", owner="o", phases=PLAN, at=AT),
     )
     await store.append(project.stream_id(pid), 0, created, project_id=pid)
-    head = await settle(node)
+    head = await settled(node)
 
     assert await catch_up(store, registry.get("projects")) == head
 
@@ -102,7 +89,7 @@ async def test_the_runner_changes_nothing_that_was_applied_inline(
     node: LogNode, services: Services
 ) -> None:
     await some_history(services)
-    await settle(node)
+    await settled(node)
     before = await dump_all(node.store.pool)
 
     for projection in registry.DOMAIN:
@@ -138,7 +125,7 @@ async def test_a_rebuild_equals_the_live_tables_and_keeps_their_index_names(
     node: LogNode, services: Services
 ) -> None:
     await some_history(services)
-    await settle(node)
+    await settled(node)
     live = await dump_all(node.store.pool)
     index_query = (
         "SELECT tablename, indexname FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1, 2"
@@ -182,7 +169,7 @@ async def test_the_api_keeps_reading_and_writing_during_a_rebuild(
     thread = await services.queries.messages(ALICE, pid, limit=1000)
     assert thread["total"] == 1 + len(written)
     assert [m["seq"] for m in thread["items"]] == list(range(1, thread["total"] + 1))
-    await settle(node)
+    await settled(node)
     before = await dump_all(node.store.pool)
     for projection in registry.DOMAIN:
         await rebuild(node.store, projection)
@@ -193,7 +180,7 @@ async def test_status_reports_each_projections_position_and_lag(
     node: LogNode, services: Services
 ) -> None:
     await some_history(services)
-    head = await settle(node)
+    head = await settled(node)
     before = {s.name: s for s in await status(node.store.pool)}
     assert before["projects"].lag == head and before["projects"].stored_version is None
 
@@ -215,7 +202,7 @@ async def test_a_running_runner_follows_new_events_and_rebuilds_a_changed_projec
     await runner.start()
     try:
         await some_history(services)
-        head = await settle(node)
+        head = await settled(node)
         for _ in range(200):
             states = await status(node.store.pool, registry.DOMAIN)
             if all(s.position >= head and not s.stale for s in states):

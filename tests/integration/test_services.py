@@ -12,19 +12,14 @@ from helix.config import Settings
 from helix.domain import job
 from helix.domain.job import OutputStream
 from helix.domain.project import MessageRole, PhaseSpec
-from helix.errors import Conflict, InvalidTransition, NotFound, RateLimited, ValidationError
-from helix.services import Caller, Services, system_caller
+from helix.errors import InvalidTransition, NotFound, RateLimited, ValidationError
+from helix.services import Caller, Services
+from tests.support import RegisteredWorker
 
 ALICE = Caller(user_id="alice-id", name="alice", actor="user:alice-id", source="127.0.0.1")
 BOB = Caller(user_id="bob-id", name="bob", actor="user:bob-id")
 ADMIN = Caller(user_id="admin-id", name="root", actor="user:admin-id", sees_everything=True)
-WORKER = system_caller("worker-1")
 PLAN = (PhaseSpec(name="plan"), PhaseSpec(name="build", command=("make",)))
-
-
-@pytest.fixture
-def services(node: LogNode, settings: Settings) -> Services:
-    return Services.build(node.store, settings)
 
 
 async def ready_project(services: Services, caller: Caller = ALICE) -> uuid.UUID:
@@ -35,37 +30,28 @@ async def ready_project(services: Services, caller: Caller = ALICE) -> uuid.UUID
 
 
 async def run_job_to_the_end(services: Services, job_id: uuid.UUID, *, fail: bool = False) -> None:
-    claimed = await services.jobs.claim(WORKER, job_id, worker_id="w1")
-    token = claimed.fencing_token
+    worker = await RegisteredWorker.register(services.workers)
+    token = (await worker.claim_job(job_id)).fencing_token
+    now = services.projects.writer.now()
+    steps: list[job.WorkerReport] = []
     for phase in ("plan", "build"):
-        now = services.projects.writer.now()
-        await services.jobs.report(
-            WORKER, job_id, job.StartPhase(fencing_token=token, phase=phase, at=now)
-        )
-        await services.jobs.report(
-            WORKER,
-            job_id,
+        steps += [
+            job.StartPhase(fencing_token=token, phase=phase, at=now),
             job.RecordOutput(
                 fencing_token=token, phase=phase, stream=OutputStream.STDOUT,
                 lines=(f"{phase} 1", f"{phase} 2"), at=now,
             ),
-        )  # fmt: skip
+        ]  # fmt: skip
         if fail and phase == "build":
-            await services.jobs.report(
-                WORKER,
-                job_id,
+            steps += [
                 job.FailPhase(fencing_token=token, phase=phase, error="boom", at=now),
-            )
-            await services.jobs.report(
-                WORKER, job_id, job.FailJob(fencing_token=token, error="boom", at=now)
-            )
+                job.FailJob(fencing_token=token, error="boom", at=now),
+            ]
+            await worker.report_each(job_id, steps)
             return
-        await services.jobs.report(
-            WORKER, job_id, job.CompletePhase(fencing_token=token, phase=phase, at=now)
-        )
-    await services.jobs.report(
-        WORKER, job_id, job.CompleteJob(fencing_token=token, at=services.projects.writer.now())
-    )
+        steps.append(job.CompletePhase(fencing_token=token, phase=phase, at=now))
+    steps.append(job.CompleteJob(fencing_token=token, at=now))
+    await worker.report_each(job_id, steps)
 
 
 async def test_a_created_project_is_readable_at_once_with_its_plan(services: Services) -> None:
@@ -200,16 +186,16 @@ async def test_jobs_beyond_the_running_limit_wait_in_the_queue(node: LogNode) ->
         run = await services.projects.execute(ALICE, project_id)
         assert run.job.id is not None
         jobs.append(run.job.id)
-    first = await services.jobs.claim(WORKER, jobs[0], worker_id="w1")
-    with pytest.raises(Conflict) as refused:
-        await services.jobs.claim(WORKER, jobs[1], worker_id="w2")
-    assert refused.value.details["reason"] == "concurrency_limit"
+    one = await RegisteredWorker.register(services.workers, "w1")
+    two = await RegisteredWorker.register(services.workers, "w2")
+    first = await one.claim_job(jobs[0])
+    assert await two.claim() is None  # alice already runs her one job
     assert (await services.queries.job(ALICE, jobs[1]))["status"] == "queued"
 
     await services.jobs.cancel(ALICE, jobs[0])
     ack = job.AcknowledgeCancel(fencing_token=first.fencing_token, at=services.jobs.writer.now())
-    assert (await services.jobs.report(WORKER, jobs[0], ack)).status is job.JobStatus.CANCELLED
-    claimed = await services.jobs.claim(WORKER, jobs[1], worker_id="w2")
+    assert (await one.report(jobs[0], ack)).status is job.JobStatus.CANCELLED
+    claimed = await two.claim_job(jobs[1])
     assert claimed.status is job.JobStatus.RUNNING
 
 

@@ -4,7 +4,6 @@ handler returned when that point was the present."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -22,10 +21,9 @@ from helix.domain.job import JobState, OutputStream
 from helix.domain.project import PhaseSpec, ProjectState
 from helix.errors import HelixError
 from helix.eventstore import RecordedEvent
-from helix.services import Caller, JobService, ProjectService, Writer, system_caller
+from helix.services import Caller, JobService, ProjectService, WorkerService, Writer
+from tests.support import RegisteredWorker, settled
 
-PLAN = (PhaseSpec(name="plan"), PhaseSpec(name="build", command=("make",)))
-WORKER = system_caller("worker")
 AUDITOR = Caller(user_id="auditor", name="auditor", actor="user:auditor", sees_everything=True)
 PROJECT_OPS = ["message", "update", "plan", "ready", "execute", "pause", "resume", "cancel"]
 JOB_OPS = ["claim", "start", "output", "cost", "complete_phase", "fail_phase", "complete"]
@@ -49,8 +47,17 @@ class Driver:
         writer = Writer(node.store, now=self.clock)
         self.projects = ProjectService(writer, Settings())
         self.jobs = JobService(writer, Settings())
+        self.workers = WorkerService(writer, Settings())
+        self.worker: RegisteredWorker | None = None
         user = uuid.uuid4().hex[:8]
         self.owner = Caller(user_id=f"u-{user}", name=user, actor=f"user:u-{user}")
+        # The examples share a database: a capability of its own keeps this driver's worker to
+        # this driver's jobs (a worker claims the oldest job it may take).
+        self.capability = f"cap-{user}"
+        self.plan = (
+            PhaseSpec(name="plan", capabilities=(self.capability,)),
+            PhaseSpec(name="build", command=("make",), capabilities=(self.capability,)),
+        )
         self.project_id: uuid.UUID | None = None
         self.job: JobState | None = None
         self.store = node.store
@@ -67,7 +74,8 @@ class Driver:
         self.returned.append((stream_id, await self.store.stream_version(stream_id), state))
 
     async def create(self) -> None:
-        state = await self.projects.create(self.owner, name="p", phases=PLAN)
+        self.worker = await RegisteredWorker.register(self.workers, capabilities=[self.capability])
+        state = await self.projects.create(self.owner, name="p", phases=self.plan)
         self.project_id = state.id
         await self._saw(state)
 
@@ -85,7 +93,7 @@ class Driver:
         elif op == "update":
             await self._saw(await service.update(who, pid, name=f"p{self.clock().second}"))
         elif op == "plan":
-            await self._saw(await service.update(who, pid, phases=PLAN[:1]))
+            await self._saw(await service.update(who, pid, phases=self.plan[:1]))
         elif op == "ready":
             await self._saw(await service.mark_ready(who, pid))
         elif op in ("execute", "cancel"):
@@ -102,16 +110,19 @@ class Driver:
         jid, token, at = state.id, state.fencing_token, self.clock()
         phase = state.running_phase or state.next_phase
         name = phase.name if phase is not None else "plan"
-        command: job.Command
+        command: job.WorkerReport
+        assert self.worker is not None
         match op:
             case "claim":
-                await self._saw(await self.jobs.claim(WORKER, jid, worker_id="w", lease_s=90))
+                claimed = await self.worker.claim(lease_s=90)
+                if claimed is not None:
+                    await self._saw(claimed)
                 return
             case "job_cancel":
                 await self._saw(await self.jobs.cancel(self.owner, jid))
                 return
             case "expire":
-                await self._saw(await self.jobs.expire_lease(WORKER, jid, token))
+                await self._saw(await self.jobs.expire_lease(self.worker.caller, jid, token))
                 return
             case "start":
                 command = job.StartPhase(fencing_token=token, phase=name, at=at)
@@ -131,16 +142,7 @@ class Driver:
                 command = job.FailJob(fencing_token=token, error="gave up", at=at)
             case _:
                 command = job.AcknowledgeCancel(fencing_token=token, at=at)
-        await self._saw(await self.jobs.report(WORKER, jid, command))
-
-
-async def settle(node: LogNode) -> int:
-    pool = node.store.pool
-    for _ in range(1000):
-        if not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM events WHERE position IS NULL)"):
-            return await node.store.head()
-        await asyncio.sleep(0.01)
-    raise AssertionError("the sequencer did not position every event")
+        await self._saw(await self.worker.report(jid, command))
 
 
 def fold_up_to(
@@ -170,13 +172,13 @@ async def as_of(node: LogNode, stream_id: str, point: AsOf) -> ProjectState | Jo
 async def test_as_of_every_earlier_position_equals_the_fold_of_the_events_up_to_it(
     node: LogNode, program: list[str], runs_first: bool
 ) -> None:
-    start = await settle(node)
+    start = await settled(node)
     driver = Driver(node)
     await driver.create()
     prefix = ["ready", "execute", "claim", "start", "output", "cost"] if runs_first else []
     for op in [*prefix, *program]:
         await driver.run(op)
-    head = await settle(node)
+    head = await settled(node)
     assert driver.project_id is not None
     streams = [
         r["stream_id"]

@@ -9,19 +9,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from helix.bootstrap import LogNode
-from helix.config import Settings
 from helix.domain import job
 from helix.domain.job import OutputStream
-from helix.services import Services, system_caller
+from helix.services import Services
+from tests.support import RegisteredWorker
 
 Client = TestClient[Any, Any]
 PLAN = [{"name": "plan"}, {"name": "build", "command": ["make"]}]
-WORKER = system_caller("worker")
-
-
-@pytest.fixture
-def services(node: LogNode, settings: Settings) -> Services:
-    return Services.build(node.store, settings)
 
 
 async def queued_job(client: Client, who: Any) -> tuple[str, str]:
@@ -35,12 +29,16 @@ async def queued_job(client: Client, who: Any) -> tuple[str, str]:
     return project_id, (await resp.json())["job_id"]
 
 
-async def run_with_output(services: Services, job_id: str, *, finish: bool = True) -> int:
-    """Claims the job and writes 3 lines in `plan` and 2 in `build`; returns the fencing token."""
+async def run_with_output(
+    services: Services, job_id: str, *, finish: bool = True
+) -> tuple[RegisteredWorker, int]:
+    """A worker claims the job and writes 3 lines in `plan` and 2 in `build`; returns the worker
+    and its fencing token."""
     jid = uuid.UUID(job_id)
-    claimed = await services.jobs.claim(WORKER, jid, worker_id="w1")
-    token, now = claimed.fencing_token, services.jobs.writer.now()
-    steps: list[job.Command] = [
+    worker = await RegisteredWorker.register(services.workers)
+    token = (await worker.claim_job(jid)).fencing_token
+    now = services.jobs.writer.now()
+    steps: list[job.WorkerReport] = [
         job.StartPhase(fencing_token=token, phase="plan", at=now),
         job.RecordOutput(fencing_token=token, phase="plan", stream=OutputStream.STDOUT,
                          lines=("p1", "p2", "p3"), at=now),
@@ -55,9 +53,8 @@ async def run_with_output(services: Services, job_id: str, *, finish: bool = Tru
             job.CompletePhase(fencing_token=token, phase="build", at=now),
             job.CompleteJob(fencing_token=token, at=now),
         ]
-    for step in steps:
-        await services.jobs.report(WORKER, jid, step)
-    return token
+    await worker.report_each(jid, steps)
+    return worker, token
 
 
 async def error_of(resp: Any, status: int) -> dict[str, Any]:
@@ -183,14 +180,14 @@ async def test_cancelling_a_running_job_waits_for_its_worker(
     client: Client, user: Any, services: Services
 ) -> None:
     project_id, job_id = await queued_job(client, user)
-    token = await run_with_output(services, job_id, finish=False)
+    runner, token = await run_with_output(services, job_id, finish=False)
 
     resp = await client.post(f"/api/v1/jobs/{job_id}/cancel", headers=user.headers)
 
     body = await resp.json()
     assert (body["status"], body["cancel_requested"]) == ("running", True)
     ack = job.AcknowledgeCancel(fencing_token=token, at=services.jobs.writer.now())
-    await services.jobs.report(WORKER, uuid.UUID(job_id), ack)
+    await runner.report(uuid.UUID(job_id), ack)
     body = await (await client.get(f"/api/v1/jobs/{job_id}", headers=user.headers)).json()
     assert body["status"] == "cancelled"
     assert [p["status"] for p in body["phases"]] == ["completed", "failed"]

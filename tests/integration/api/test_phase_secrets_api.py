@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient
 from helix.auth.sealing import key_id, new_key, parse_keys
 from helix.bootstrap import LogNode
 from helix.streams.client import Parser
+from tests.support import settled
 
 Client = TestClient[Any, Any]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -76,14 +77,6 @@ async def stored_anywhere(pool: asyncpg.Pool, text: str) -> list[str]:
         if hits:
             found.append(row["tablename"])
     return found
-
-
-async def settled(node: LogNode) -> int:
-    """The log head once every event committed so far has its (dense) position."""
-    assert node.pool is not None
-    committed = int(await node.pool.fetchval("SELECT count(*) FROM events"))
-    assert await node.store.wait_for_position(committed, timeout=20)
-    return committed
 
 
 def sealed_token(shown: dict[str, Any], name: str = "TOKEN") -> str:

@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient
 from helix.bootstrap import LogNode
 from helix.config import Settings
 from helix.domain import job
-from helix.services import Services, system_caller
+from helix.services import Services
+from tests.support import RegisteredWorker
 
 Client = TestClient[Any, Any]
 PLAN = [{"name": "plan"}, {"name": "build", "command": ["make", "all"], "timeout_s": 60}]
@@ -404,12 +405,12 @@ async def test_status_and_history_follow_a_run_to_completion(
         await client.post(f"/api/v1/projects/{project_id}/execute", headers=user.headers)
     ).json()
     services = Services.build(node.store, settings)
-    worker = system_caller("worker")
+    runner = await RegisteredWorker.register(services.workers)
     job_id = uuid.UUID(run["job_id"])
-    claimed = await services.jobs.claim(worker, job_id, worker_id="w")
+    claimed = await runner.claim_job(job_id)
     now = services.jobs.writer.now()
-    await services.jobs.report(
-        worker, job_id, job.StartPhase(fencing_token=claimed.fencing_token, phase="plan", at=now)
+    await runner.report(
+        job_id, job.StartPhase(fencing_token=claimed.fencing_token, phase="plan", at=now)
     )
 
     status = await (

@@ -17,6 +17,7 @@ from helix.config import Settings
 from helix.eventstore import ANY_VERSION, EncodedEvent
 from helix.streams.client import Parser
 from helix.webhooks.dispatcher import Dispatcher
+from tests.support import settled
 
 Client = TestClient[Any, Any]
 HEADER = "X-Helix-Position"
@@ -46,19 +47,6 @@ async def created(client: Client, who: Any, path: str, body: Any = None, key: st
     resp = await client.post(path, json=body, headers=who.headers)
     assert resp.status in (200, 201, 202), (path, await resp.text())
     return str((await resp.json())[key])
-
-
-async def settled(node: LogNode) -> int:
-    """The head once every committed event has a position and the head watcher knows it."""
-    pool, watcher = node.store.pool, node.store.head_watcher
-    assert watcher is not None
-    async with asyncio.timeout(10):
-        while True:
-            if not await pool.fetchval("SELECT count(*) FROM events WHERE position IS NULL"):
-                head = int(await pool.fetchval("SELECT head_position FROM sequencer_state"))
-                if watcher.head >= head:
-                    return head
-            await asyncio.sleep(0.01)
 
 
 def tick(kind: str, n: int) -> EncodedEvent:

@@ -1,5 +1,5 @@
-"""Fixtures for audit tests: the API fixtures (client and callers of every role), a second fresh
-database, and `history`, which drives realistic projects and jobs through the services.
+"""Fixtures for audit tests (beside the shared ones of tests/integration/fixtures.py): a second
+fresh database, and `history`, which drives realistic projects and jobs through the services.
 
     async def test_something(client, user, history):
         made = await history(user)
@@ -7,11 +7,8 @@ database, and `history`, which drives realistic projects and jobs through the se
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -25,28 +22,11 @@ from helix.domain import job
 from helix.domain.job import OutputStream
 from helix.domain.project import PhaseSpec
 from helix.services import Caller as ServiceCaller
-from helix.services import Services, system_caller
-
-# The API tests' fixtures, shared rather than copied.
-_spec = importlib.util.spec_from_file_location(
-    "helix_tests_api_fixtures", Path(__file__).parents[1] / "api" / "conftest.py"
-)
-assert _spec is not None and _spec.loader is not None
-_api = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_api)
-app = _api.app
-client = _api.client
-accounts = _api.accounts
-make_caller = _api.make_caller
-admin = _api.admin
-user = _api.user
-other_user = _api.other_user
-worker = _api.worker
-auditor = _api.auditor
-ApiCaller = _api.Caller
+from helix.services import Services
+from tests.integration.fixtures import Caller
+from tests.support import RegisteredWorker, settled
 
 TEMPLATE = "helix_template"
-WORKER = system_caller("worker")
 PLAN = (PhaseSpec(name="plan"), PhaseSpec(name="build", command=("make",)))
 
 
@@ -69,13 +49,7 @@ async def second_database_url(pg_url: str, template_url: str) -> AsyncIterator[s
             await conn.close()
 
 
-async def settle(pool: asyncpg.Pool) -> int:
-    """Wait until the sequencer has positioned every event; returns the head."""
-    for _ in range(1000):
-        if not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM events WHERE position IS NULL)"):
-            return int(await pool.fetchval("SELECT head_position FROM sequencer_state"))
-        await asyncio.sleep(0.01)
-    raise AssertionError("the sequencer did not position every event")
+settle = settled  # the name the audit tests knew it by
 
 
 @attrs.frozen(kw_only=True)
@@ -89,17 +63,15 @@ class Made:
     cancelled_job: uuid.UUID
 
 
-def service_caller(who: Any, *, source: str = "198.51.100.7") -> ServiceCaller:
-    """The service-layer caller of an API caller (same user id, so visibility agrees)."""
-    return ServiceCaller(
-        user_id=who.user_id, name=who.user.username, actor=f"user:{who.user_id}", source=source
-    )
+def service_caller(who: Caller, *, source: str = "198.51.100.7") -> ServiceCaller:
+    """The service-layer caller of an API caller, calling from `source`."""
+    return attrs.evolve(who.service, source=source)
 
 
 async def make_history(node: LogNode, who: ServiceCaller) -> Made:
     """A finished two-phase run with output and cost, and a cancelled run, for one owner."""
     services = Services.build(node.store, Settings())
-    projects, jobs = services.projects, services.jobs
+    projects = services.projects
     done = await projects.create(who, name="finished", description="d", phases=PLAN)
     assert done.id is not None
     await projects.post_message(who, done.id, content="let us build it")
@@ -107,13 +79,12 @@ async def make_history(node: LogNode, who: ServiceCaller) -> Made:
     run = await projects.execute(who, done.id, model="m1")
     assert run.job.id is not None
     jid = run.job.id
-    claimed = await jobs.claim(WORKER, jid, worker_id="w1")
-    token = claimed.fencing_token
+    worker = await RegisteredWorker.register(services.workers)
+    token = (await worker.claim_job(jid)).fencing_token
     now = services.projects.writer.now
     for phase in ("plan", "build"):
-        await jobs.report(WORKER, jid, job.StartPhase(fencing_token=token, phase=phase, at=now()))
-        await jobs.report(
-            WORKER,
+        await worker.report(jid, job.StartPhase(fencing_token=token, phase=phase, at=now()))
+        await worker.report(
             jid,
             job.RecordOutput(
                 fencing_token=token,
@@ -123,15 +94,11 @@ async def make_history(node: LogNode, who: ServiceCaller) -> Made:
                 at=now(),
             ),
         )
-        await jobs.report(
-            WORKER,
-            jid,
-            job.RecordCost(fencing_token=token, phase=phase, tokens=10, usd=0.25, at=now()),
+        await worker.report(
+            jid, job.RecordCost(fencing_token=token, phase=phase, tokens=10, usd=0.25, at=now())
         )
-        await jobs.report(
-            WORKER, jid, job.CompletePhase(fencing_token=token, phase=phase, at=now())
-        )
-    await jobs.report(WORKER, jid, job.CompleteJob(fencing_token=token, at=now()))
+        await worker.report(jid, job.CompletePhase(fencing_token=token, phase=phase, at=now()))
+    await worker.report(jid, job.CompleteJob(fencing_token=token, at=now()))
     other = await projects.create(who, name="cancelled", phases=PLAN[:1])
     assert other.id is not None
     await projects.mark_ready(who, other.id)
@@ -154,7 +121,7 @@ def history(node: LogNode) -> Callable[..., Awaitable[Made]]:
     async def make(who: Any, *, source: str = "198.51.100.7") -> Made:
         made = await make_history(node, service_caller(who, source=source))
         assert node.pool is not None
-        await settle(node.pool)
+        await settled(node)
         return made
 
     return make

@@ -1,52 +1,15 @@
-"""Fixtures for the live-stream tests: the API app with streams installed, the API tests'
-callers (reused from tests/integration/api/conftest.py), and helpers that create projects and
-jobs through the service layer and read event streams."""
+"""Fixtures for the live-stream tests (beside the shared ones of tests/integration/fixtures.py):
+settings with short stream intervals, and a tailer of the test's own."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from helix.bootstrap import LogNode
 from helix.config import Settings
-from helix.services import Services
 from helix.streams import Tailer
-
-
-def _api_fixtures() -> Any:
-    name = "helix_api_test_fixtures"
-    if name not in sys.modules:
-        path = Path(__file__).parents[1] / "api" / "conftest.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_api = _api_fixtures()
-Caller = _api.Caller
-accounts = _api.accounts
-make_caller = _api.make_caller
-admin = _api.admin
-user = _api.user
-other_user = _api.other_user
-worker = _api.worker
-auditor = _api.auditor
-token_for = _api.token_for
-app = _api.app
-client = _api.client
-make_client = _api.make_client
-
-AiohttpClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
 
 @pytest.fixture
@@ -58,11 +21,6 @@ def settings() -> Settings:
         stream_heartbeat_interval=5.0,
         stream_poll_interval=1.0,
     )
-
-
-@pytest.fixture
-def services(node: LogNode, settings: Settings) -> Services:
-    return Services.build(node.store, settings)
 
 
 @pytest.fixture

@@ -9,27 +9,21 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
 from aiohttp import ClientResponse
 
 from helix.domain import job
 from helix.domain.project import PhaseSpec
 from helix.services import Caller as ServiceCaller
-from helix.services import Services, system_caller
+from helix.services import Services
 from helix.streams import Tailer
 from helix.streams.client import Message, Parser
+from tests.integration.fixtures import Caller
+from tests.support import RegisteredWorker, settled
 
 PLAN = (PhaseSpec(name="plan"), PhaseSpec(name="build"))
-WORKER = system_caller("worker-1")
 
 
-async def settled_head(pool: asyncpg.Pool) -> int:
-    """The head once every committed event has a position."""
-    for _ in range(2000):
-        if not await pool.fetchval("SELECT count(*) FROM events WHERE position IS NULL"):
-            return int(await pool.fetchval("SELECT head_position FROM sequencer_state"))
-        await asyncio.sleep(0.01)
-    raise AssertionError("the sequencer did not position every event")
+settled_head = settled  # the name the stream tests knew it by
 
 
 async def tailer_at(tailer: Tailer, position: int) -> None:
@@ -40,13 +34,8 @@ async def tailer_at(tailer: Tailer, position: int) -> None:
     raise AssertionError(f"the tailer did not reach {position}")
 
 
-def as_service_caller(caller: Any) -> ServiceCaller:
-    return ServiceCaller(
-        user_id=caller.user_id,
-        name=caller.user.username,
-        actor=f"user:{caller.user_id}",
-        sees_everything=caller.user.role.value in ("admin", "auditor"),
-    )
+def as_service_caller(caller: Caller) -> ServiceCaller:
+    return caller.service
 
 
 async def new_project(services: Services, owner: Any, name: str = "demo") -> uuid.UUID:
@@ -64,10 +53,10 @@ async def queued_job(services: Services, owner: Any, project_id: uuid.UUID) -> u
 
 
 async def run_job(services: Services, job_id: uuid.UUID, *, finish: bool = True) -> None:
-    claimed = await services.jobs.claim(WORKER, job_id, worker_id="w1")
-    token = claimed.fencing_token
+    worker = await RegisteredWorker.register(services.workers)
+    token = (await worker.claim_job(job_id)).fencing_token
     now = services.jobs.writer.now()
-    steps: list[job.Command] = []
+    steps: list[job.WorkerReport] = []
     for phase in ("plan", "build"):
         steps += [
             job.StartPhase(fencing_token=token, phase=phase, at=now),
@@ -82,8 +71,7 @@ async def run_job(services: Services, job_id: uuid.UUID, *, finish: bool = True)
         ]
     if finish:
         steps.append(job.CompleteJob(fencing_token=token, at=now))
-    for step in steps:
-        await services.jobs.report(WORKER, job_id, step)
+    await worker.report_each(job_id, steps)
 
 
 class EventStream:

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from aiohttp.test_utils import TestClient
-from streams_support import settled_head
+from streams_support import settled
 
 from helix.api.streams import TAILER
 from helix.bootstrap import LogNode
@@ -34,7 +34,7 @@ async def lines_in(out: io.StringIO, count: int) -> None:
 async def test_tail_prints_one_json_line_per_event_and_resumes_after_a_dropped_connection(
     client: Client, node: LogNode, admin: Any
 ) -> None:
-    start = await settled_head(node.store.pool)
+    start = await settled(node.store.pool)
     out = io.StringIO()
     server = str(client.make_url("")).rstrip("/")
     task = asyncio.create_task(

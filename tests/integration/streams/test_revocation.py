@@ -14,7 +14,7 @@ import attrs
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from streams_support import EventStream, data, events_of, new_project, settled_head, tailer_at
+from streams_support import EventStream, data, events_of, new_project, settled, tailer_at
 
 from helix.api.streams import TAILER
 from helix.auth import keys
@@ -247,7 +247,7 @@ async def test_credentials_revoked_before_a_stream_registers_are_refused_at_regi
         await accounts.update_user(user.user.user_id, disabled=True, caller=CALLER)
     else:
         await accounts.update_user(user.user.user_id, role=Role.AUDITOR, caller=CALLER)
-    await tailer_at(app[TAILER], await settled_head(node.store.pool))  # it has been fanned out
+    await tailer_at(app[TAILER], await settled(node.store.pool))  # it has been fanned out
     calls: list[object] = []
 
     with pytest.raises(refused):

@@ -19,7 +19,7 @@ from streams_support import (
     positions,
     queued_job,
     run_job,
-    settled_head,
+    settled,
 )
 
 from helix.bootstrap import LogNode
@@ -34,7 +34,7 @@ def tick(n: int, kind: str = "a") -> EncodedEvent:
 
 
 async def head_settled(node: LogNode) -> int:
-    return await settled_head(node.store.pool)
+    return await settled(node.store.pool)
 
 
 async def test_resuming_with_last_event_id_gets_exactly_the_missed_events_then_live_ones(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from fnmatch import fnmatchcase
 
 import asyncpg
-from streams_support import settled_head, tailer_at
+from streams_support import settled, tailer_at
 
 from helix.access import Viewer, may_see
 from helix.bootstrap import LogNode
@@ -105,7 +105,7 @@ async def test_two_hundred_subscribers_with_mixed_filters_each_get_exactly_their
     projects = [await project_for(services, ALICE), await project_for(services, BOB)]
     projects.append(await project_for(services, ALICE))
     jobs = [(uuid.uuid4(), p) for p in projects]
-    start = await settled_head(store.pool)
+    start = await settled(store.pool)
     await store.wait_for_position(start, 10)
     rng = random.Random(5)
     scopes = [Scope.everything()] + [Scope.project(p) for p in projects]
@@ -142,7 +142,7 @@ async def test_two_hundred_subscribers_with_mixed_filters_each_get_exactly_their
         asyncio.create_task(consume(i, sub, eager)) for i, (sub, _, _, eager) in enumerate(subs)
     ]
     await asyncio.gather(*(writer(w) for w in range(4)))
-    head = await settled_head(store.pool)
+    head = await settled(store.pool)
     await tailer_at(tailer, head)
     final.append(head)
     done.set()
@@ -170,7 +170,7 @@ async def test_a_subscriber_that_stops_reading_stays_bounded_and_later_gets_ever
     for n in range(30):
         await append(store, "bench-slow", [tick("a", n * 10 + k) for k in range(10)], None)
         largest = max(largest, tailer.buffered())
-    head = await settled_head(store.pool)
+    head = await settled(store.pool)
     await tailer_at(tailer, head)
     largest = max(largest, tailer.buffered())
 
@@ -193,7 +193,7 @@ async def test_a_subscriber_a_little_behind_rejoins_from_recent_events_without_t
     first = sub.position
     for n in range(6):
         await append(store, "bench-recent", [tick("a", n * 10 + k) for k in range(10)], None)
-    head = await settled_head(store.pool)
+    head = await settled(store.pool)
     await tailer_at(tailer, head)
 
     items = await drain(sub, head)
@@ -210,7 +210,7 @@ async def test_killing_the_listen_connection_and_the_pool_leaves_no_gap_in_a_str
     sub = tailer.subscribe(Filter(Scope.everything(), VIEWERS[2]))
     first = sub.position
     await append(store, "bench-kill", [tick("a", n) for n in range(5)], None)
-    head = await settled_head(store.pool)
+    head = await settled(store.pool)
     got = frames_of(await drain(sub, head))
 
     admin = await asyncpg.connect(database_url)
@@ -225,7 +225,7 @@ async def test_killing_the_listen_connection_and_the_pool_leaves_no_gap_in_a_str
             await append(store, "bench-kill", [tick("b", n) for n in range(5)], None)
     finally:
         await admin.close()
-    head = await settled_head(store.pool)
+    head = await settled(store.pool)
     got += frames_of(await drain(sub, head))
 
     assert got == list(range(first + 1, head + 1))
@@ -237,7 +237,7 @@ async def test_the_tailer_learns_project_owners_from_project_created_without_a_q
 ) -> None:
     sub = tailer.subscribe(Filter(Scope.everything(), VIEWERS[0]))
     project = await project_for(services, ALICE)
-    head = await settled_head(node.store.pool)
+    head = await settled(node.store.pool)
 
     items = await drain(sub, head)
 

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
-from streams_support import EventStream, data, events_of, settled_head
+from streams_support import EventStream, data, events_of, settled
 
 from helix.bootstrap import LogNode
 from helix.eventstore import ANY_VERSION, EncodedEvent
@@ -52,7 +52,7 @@ async def error_of(resp: aiohttp.ClientResponse) -> dict[str, Any]:
 
 
 async def head_of(node: LogNode) -> int:
-    return await settled_head(node.store.pool)
+    return await settled(node.store.pool)
 
 
 @pytest.mark.parametrize("length", [100, MAX_LENGTH])

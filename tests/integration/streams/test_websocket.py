@@ -10,11 +10,12 @@ from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestClient
-from streams_support import as_service_caller, new_project, queued_job, run_job, settled_head
+from streams_support import as_service_caller, new_project, queued_job, run_job
 
 from helix.bootstrap import LogNode
 from helix.eventstore import ANY_VERSION, EncodedEvent
 from helix.services import Services
+from tests.support import settled
 
 Client = TestClient[Any, Any]
 WS = aiohttp.ClientWebSocketResponse
@@ -40,10 +41,6 @@ def caught_up(sub_id: str) -> Callable[[list[dict[str, Any]]], bool]:
 
 def events(got: list[dict[str, Any]], sub_id: str) -> list[dict[str, Any]]:
     return [m["payload"] for m in got if m["type"] == "event" and m["id"] == sub_id]
-
-
-async def settled(node: LogNode) -> int:
-    return await settled_head(node.store.pool)
 
 
 async def subscribe(ws: WS, sub_id: str, **payload: Any) -> None:

@@ -1,6 +1,6 @@
-"""Fixtures for webhook tests: settings with a short retry schedule, callers of each role, a
-real aiohttp receiver that verifies every request with the `standardwebhooks` library, and
-helpers to make events and wait for deliveries.
+"""Fixtures for webhook tests (beside the shared ones of tests/integration/fixtures.py):
+settings with a short retry schedule, a real aiohttp receiver that verifies every request with
+the `standardwebhooks` library, and helpers to make events and wait for deliveries.
 
 The node's settings allow 127.0.0.0/8 so the receiver (on loopback) may be reached; SSRF tests
 build their own guard without that allowance.
@@ -10,25 +10,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
-import attrs
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-from webhook_support import Caller, Receiver, free_port
+from webhook_support import Receiver, free_port
 
-from helix.api.app import create_app
-from helix.auth.accounts import Accounts
 from helix.bootstrap import LogNode
 from helix.config import Settings
-from helix.domain.user import Role
-from helix.services import Services, system_caller
+from helix.services import Services
 from helix.webhooks import WebhookRoles
-
-AiohttpClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
-TEST_METADATA = {"actor": "test", "source": "pytest"}
-TEST_CALLER = attrs.evolve(system_caller("test"), actor="test", source="pytest")
+from tests.integration.fixtures import Caller
 
 
 @pytest.fixture
@@ -46,55 +36,8 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-async def client(
-    aiohttp_client: AiohttpClient, node: LogNode, settings: Settings
-) -> TestClient[Any, Any]:
-    return await aiohttp_client(create_app(node, settings))
-
-
-@pytest.fixture
-def make_client(
-    aiohttp_client: AiohttpClient, node: LogNode, settings: Settings
-) -> Callable[..., Awaitable[TestClient[Any, Any]]]:
-    """A client on an app with changed settings: `await make_client(webhook_timeout=1)`."""
-
-    async def make(**changes: Any) -> TestClient[Any, Any]:
-        return await aiohttp_client(create_app(node, attrs.evolve(settings, **changes)))
-
-    return make
-
-
-@pytest.fixture
-def make_caller(node: LogNode) -> Callable[..., Awaitable[Caller]]:
-    accounts = Accounts(node.store)
-
-    async def make(role: str, username: str) -> Caller:
-        user = await accounts.create_user(username, Role(role), None, caller=TEST_CALLER)
-        _, key = await accounts.create_key(user.user_id, "test key", caller=TEST_CALLER)
-        return Caller(user=await accounts.get(user.user_id), key=key)
-
-    return make
-
-
-@pytest.fixture
-async def admin(make_caller: Callable[..., Awaitable[Caller]]) -> Caller:
-    return await make_caller("admin", "root")
-
-
-@pytest.fixture
-async def user(make_caller: Callable[..., Awaitable[Caller]]) -> Caller:
-    return await make_caller("user", "alice")
-
-
-@pytest.fixture
-async def other_user(make_caller: Callable[..., Awaitable[Caller]]) -> Caller:
-    return await make_caller("user", "bob")
-
-
-@pytest.fixture
-def make_projects(node: LogNode, settings: Settings) -> Callable[..., Awaitable[list[uuid.UUID]]]:
+def make_projects(services: Services) -> Callable[..., Awaitable[list[uuid.UUID]]]:
     """`await make_projects(caller, n)`: n new projects (each a `project.created` event)."""
-    services = Services.build(node.store, settings)
 
     async def make(caller: Caller, count: int = 1) -> list[uuid.UUID]:
         made = []

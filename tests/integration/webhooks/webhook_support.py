@@ -1,4 +1,4 @@
-"""Helpers of the webhook tests: callers, a verifying receiver, a resolver whose answers the test
+"""Helpers of the webhook tests: a verifying receiver, a resolver whose answers the test
 decides, waiting and reading rows."""
 
 from __future__ import annotations
@@ -16,30 +16,10 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from helix.auth.records import UserRecord
-from helix.domain.user import Role
-from helix.services import Caller as ServiceCaller
+# The callers of the shared fixtures, under the name these tests import.
+from tests.integration.fixtures import Caller as Caller
 
 WAIT = 20.0  # an upper bound on waiting for deliveries, never a pass/fail timing
-
-
-@attrs.frozen(kw_only=True)
-class Caller:
-    user: UserRecord
-    key: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}"}
-
-    @property
-    def service(self) -> ServiceCaller:
-        return ServiceCaller(
-            user_id=str(self.user.user_id),
-            name=self.user.username,
-            actor=f"user:{self.user.user_id}",
-            sees_everything=self.user.role == Role.ADMIN,
-        )
 
 
 @attrs.define

@@ -1,5 +1,7 @@
-"""Fixtures for API tests: the app over a fresh database, a test client, and callers of every
-role (each with an API key; `token_for` gives a JWT instead).
+"""The integration tests' shared fixtures (a pytest plugin, named in tests/conftest.py): the
+app over a fresh database, a test client, the service layer, and callers of every role (each
+with an API key; `token_for` gives a JWT instead). A directory's conftest may override any of
+them (the webhook tests have callers of their own).
 
     async def test_something(client, admin, user):
         resp = await client.get("/api/v1/users/me", headers=user.headers)
@@ -23,7 +25,8 @@ from helix.auth.tokens import issue_token
 from helix.bootstrap import LogNode
 from helix.config import Settings
 from helix.domain.user import Role
-from helix.services import system_caller
+from helix.services import Caller as ServiceCaller
+from helix.services import Services, system_caller
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 TEST_CALLER = attrs.evolve(system_caller("test"), actor="test", source="pytest")
@@ -43,6 +46,16 @@ class Caller:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
+
+    @property
+    def service(self) -> ServiceCaller:
+        """The same user as the service layer sees it (so visibility agrees with the API's)."""
+        return ServiceCaller(
+            user_id=self.user_id,
+            name=self.user.username,
+            actor=f"user:{self.user_id}",
+            sees_everything=self.user.role in (Role.ADMIN, Role.AUDITOR),
+        )
 
 
 @pytest.fixture
@@ -68,6 +81,12 @@ def make_client(
 
 
 @pytest.fixture
+def services(node: LogNode, settings: Settings) -> Services:
+    """The service layer over the test's node, for tests that make history without HTTP."""
+    return Services.build(node.store, settings)
+
+
+@pytest.fixture
 def accounts(node: LogNode) -> Accounts:
     return Accounts(node.store)
 
@@ -78,7 +97,7 @@ def make_caller(accounts: Accounts) -> Callable[..., Awaitable[Caller]]:
     counter = iter(range(1, 10_000))
 
     async def make(
-        role: str = "user", *, username: str | None = None, password: str | None = None
+        role: str = "user", username: str | None = None, *, password: str | None = None
     ) -> Caller:
         name = username or f"{role}{next(counter)}"
         user = await accounts.create_user(name, Role(role), password, caller=TEST_CALLER)

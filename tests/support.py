@@ -1,0 +1,83 @@
+"""Helpers shared by the integration and property tests: waiting for the sequencer, and a
+worker that claims and reports through the worker service, the path the API's worker routes
+take."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterable
+
+import asyncpg
+import attrs
+
+from helix.bootstrap import LogNode
+from helix.domain.job import JobState
+from helix.domain.job.commands import WorkerReport
+from helix.eventstore import EventStore
+from helix.services import Caller
+from helix.services.workers import WorkerService
+
+# Enough for the phases the tests plan: a command needs `shell`, a phase without one its name.
+CAPABILITIES = ("shell", "plan", "build", "test", "deploy")
+
+
+async def settled(where: LogNode | EventStore | asyncpg.Pool, timeout: float = 20) -> int:
+    """Wait until the sequencer has positioned every committed event (and, for a store with a
+    head watcher, until the watcher knows it); return the head."""
+    store = where.store if isinstance(where, LogNode) else where
+    pool = store.pool if isinstance(store, EventStore) else store
+    watcher = store.head_watcher if isinstance(store, EventStore) else None
+    async with asyncio.timeout(timeout):
+        while True:
+            if not await pool.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE position IS NULL)"
+            ):
+                head = int(await pool.fetchval("SELECT head_position FROM sequencer_state"))
+                if watcher is None or watcher.head >= head:
+                    return head
+            await asyncio.sleep(0.01)
+
+
+@attrs.frozen(kw_only=True)
+class RegisteredWorker:
+    """A worker registered through the worker service; it claims and reports through it."""
+
+    service: WorkerService
+    caller: Caller
+    worker_id: uuid.UUID
+
+    @classmethod
+    async def register(
+        cls, service: WorkerService, name: str = "w1", capabilities: Iterable[str] = CAPABILITIES
+    ) -> RegisteredWorker:
+        user_id = str(uuid.uuid4())
+        caller = Caller(user_id=user_id, name=name, actor=f"user:{user_id}")
+        row = await service.register(
+            caller, name=name, hostname="test-host", capabilities=tuple(capabilities), resources={}
+        )
+        return cls(service=service, caller=caller, worker_id=row["worker_id"])
+
+    async def claim(self, lease_s: float | None = None) -> JobState | None:
+        """The job it claimed (the oldest it may take), or None if there was none."""
+        claim = await self.service.claim(self.caller, self.worker_id, wait=0, lease_s=lease_s)
+        return None if claim is None else claim.job
+
+    async def claim_job(self, job_id: uuid.UUID, lease_s: float | None = None) -> JobState:
+        """Claim, expecting to get `job_id` (the oldest job this worker may take)."""
+        claimed = await self.claim(lease_s)
+        assert claimed is not None, "there was no job to claim"
+        assert claimed.id == job_id, f"claimed {claimed.id}, not {job_id}"
+        return claimed
+
+    async def report(self, job_id: uuid.UUID, *reports: WorkerReport) -> JobState:
+        """Send reports in one request, under the fencing token the first one carries."""
+        return await self.service.report(self.caller, job_id, reports[0].fencing_token, reports)
+
+    async def report_each(self, job_id: uuid.UUID, reports: Iterable[WorkerReport]) -> JobState:
+        """Send reports one request each, as a worker reporting as it goes does."""
+        state = None
+        for report in reports:
+            state = await self.report(job_id, report)
+        assert state is not None, "no reports to send"
+        return state
