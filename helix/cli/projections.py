@@ -1,4 +1,4 @@
-"""`helix projections status` and `helix projections rebuild NAME`."""
+"""`helix projections status` and `helix projections rebuild NAME|all`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from projections import registry
 from projections.rebuild import Progress, rebuild
 from projections.runner import status
 
+ALL = "all"  # `rebuild all`: every projection, one after the other
 BAR_WIDTH = 30
 PLAIN_EVERY_S = 1.0
 
@@ -29,12 +30,14 @@ def register(commands: Any) -> None:
     show.set_defaults(handler=run_status)
     again = sub.add_parser(
         "rebuild",
-        help="rebuild one read model from the log into fresh tables and swap them in",
+        help="rebuild a read model (or all) from the log into fresh tables and swap them in",
         description="Replays every event the projection handles into fresh tables while the "
         "live ones keep serving, then swaps them in within one short transaction. Shows a "
         "progress bar on a terminal and progress lines otherwise.",
     )
-    again.add_argument("name", help=f"one of: {', '.join(sorted(registry.BY_NAME))}")
+    again.add_argument(
+        "name", help=f"one of: {', '.join(sorted(registry.BY_NAME))}, or {ALL!r} for every one"
+    )
     again.add_argument("--batch-size", type=int, default=1000, help="events per batch")
     again.set_defaults(handler=run_rebuild)
 
@@ -97,20 +100,22 @@ async def run_status(args: argparse.Namespace) -> int:
 
 async def run_rebuild(args: argparse.Namespace) -> int:
     try:
-        projection = registry.get(args.name)
+        chosen = registry.ALL if args.name == ALL else (registry.get(args.name),)
     except registry.UnknownProjection as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc} or {ALL!r}", file=sys.stderr)
         return 2
     if args.batch_size < 1:
         print("error: --batch-size must be at least 1", file=sys.stderr)
         return 2
-    display = ProgressDisplay()
     async with pool(Settings.from_env()) as p:
         store = EventStore(p, default_registry())
-        report = await rebuild(store, projection, batch_size=args.batch_size, progress=display)
-    display.done()
-    print(
-        f"rebuilt {report.projection}: {report.events} events up to position {report.position} "
-        f"in {report.seconds:.1f}s"
-    )
+        for projection in chosen:
+            display = ProgressDisplay()
+            report = await rebuild(store, projection, batch_size=args.batch_size, progress=display)
+            display.done()
+            print(
+                f"rebuilt {report.projection}: {report.events} events up to position "
+                f"{report.position} in {report.seconds:.1f}s",
+                flush=True,
+            )
     return 0
