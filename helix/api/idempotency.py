@@ -5,6 +5,7 @@ fingerprint is the body. The record is written by the unit of work in the comman
 transaction and commits with the response rendered here (see `helix.services.idempotency`),
 so a command and its stored response never part. A retry with the same key and body gets the
 stored status, body and headers, plus `Idempotent-Replayed: true`; another body is a 409.
+Stored bodies are sealed with the server's secrets key ring (`helix.auth.sealing`).
 Errors are never stored, and neither is a response marked `Cache-Control: no-store` (a claim,
 which carries phase secrets). Records expire after the configured TTL.
 
@@ -22,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from helix.appkeys import POOL, SETTINGS
+from helix.appkeys import POOL, SEALER, SETTINGS
 from helix.auth.principal import PRINCIPAL, client_address
 from helix.errors import BadRequest
 from helix.services.idempotency import HEADER, Idempotency, Replay, StoredResponse, purge_expired
@@ -72,6 +73,7 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
         raise BadRequest(f"{HEADER} must be 1 to {MAX_KEY_CHARS} printable characters")
     idempotency = Idempotency(
         request.app[POOL],
+        request.app[SEALER],
         scope=_scope(request),
         key=key,
         fingerprint=hashlib.sha256(await request.read()).hexdigest(),

@@ -41,6 +41,13 @@ USER: Aggregate[UserState, domain.Command] = Aggregate(
 __all__ = ["USER", "Accounts", "check_username"]
 
 
+# The users read model's unique constraint on the subject (NULLs, local users, never clash); a
+# rebuild gives its clone this name back.
+SUBJECT_UNIQUE = "users_external_subject_key"
+# First requests of new external subjects that may lose a race for a username in a row.
+PROVISION_ATTEMPTS = 5
+
+
 def _taken(username: str) -> Conflict:
     return Conflict("that username is taken", username=username)
 
@@ -89,8 +96,13 @@ class Accounts:
 
         try:
             return await self.writer.run(caller, work)
-        except asyncpg.UniqueViolationError:
-            # The users read model's unique index: a concurrent creation of the same name.
+        except asyncpg.UniqueViolationError as violation:
+            # The users read model's unique indexes: a concurrent creation of the same name, or
+            # of a user for the same external subject.
+            if violation.constraint_name == SUBJECT_UNIQUE:
+                raise Conflict(
+                    "that external subject has a user already", external_subject=external_subject
+                ) from None
             raise _taken(username) from None
 
     async def _create(
@@ -243,23 +255,24 @@ class Accounts:
         happens in: it is not that request's command."""
         caller = attrs.evolve(caller, idempotency=None)
         external = f"{issuer}|{subject}"
-        row = await self.pool.fetchrow(q.USER_BY_EXTERNAL_SUBJECT, external)
-        if row is not None:
-            return UserRecord.from_row(row)
         base = re.sub(r"[^A-Za-z0-9._@-]", "_", subject).lstrip("._@-")[:56] or "user"
-        username = base
-        while await self.pool.fetchval(q.USERNAME_TAKEN, username):
-            username = f"{base}-{secrets.token_hex(3)}"
-        try:
-            return await self.create_user(
-                username, Role.USER, None, caller=caller, external_subject=external
-            )
-        except Conflict:
-            # Another request provisioned the same subject first.
+        for attempt in range(1, PROVISION_ATTEMPTS + 1):
             row = await self.pool.fetchrow(q.USER_BY_EXTERNAL_SUBJECT, external)
-            if row is None:
-                raise
-            return UserRecord.from_row(row)
+            if row is not None:
+                return UserRecord.from_row(row)
+            username = base
+            while await self.pool.fetchval(q.USERNAME_TAKEN, username):
+                username = f"{base}-{secrets.token_hex(3)}"
+            try:
+                return await self.create_user(
+                    username, Role.USER, None, caller=caller, external_subject=external
+                )
+            except Conflict:
+                # A concurrent request committed first (a unique violation waits for it): it
+                # provisioned this subject, read back above, or took the name, so pick another.
+                if attempt == PROVISION_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     async def ensure_first_admin(self, *, caller: Caller) -> tuple[UserRecord, str] | None:
         """On a database with no users: an `admin` user and a key for it (else None)."""

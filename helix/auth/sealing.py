@@ -1,10 +1,12 @@
-"""Phase secrets at rest: AES-256-GCM under a server key, bound to one project's variable.
+"""Secrets at rest: AES-256-GCM under a server key, bound to the place they belong.
 
 A sealed value is `v1.<key id>.<nonce>.<ciphertext>` (base64url without padding; the ciphertext
-ends with GCM's 16-byte tag). The associated data names the project's stream and the variable,
-so a sealed value copied into another project, or onto another variable, does not open: it is
-refused, never decrypted for the wrong place. The key id is a fingerprint of the key, so a
-server can hold several keys during a rotation: the first seals, every one opens.
+ends with GCM's 16-byte tag). The associated data names where the value belongs: a phase secret
+is bound to its project's stream and variable, a stored idempotent response (which can hold a
+credential shown once) to its record's scope and key. So a sealed value copied into another
+project, onto another variable or onto another record does not open: it is refused, never
+decrypted for the wrong place. The key id is a fingerprint of the key, so a server can hold
+several keys during a rotation: the first seals, every one opens.
 
 Every failure to open is a `SecretError`, and nothing of a value that did not open is returned.
 """
@@ -66,12 +68,13 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _associated_data(project_id: UUID, name: str) -> bytes:
+def _phase_secret_data(project_id: UUID, name: str) -> bytes:
     return f"helix phase secret\x00project-{project_id}\x00{name}".encode()
 
 
 class Sealer:
-    """Seals and opens phase secrets with a key ring; the first key seals."""
+    """Seals and opens bytes with a key ring, each bound to associated data that names where
+    they belong; the first key seals. Phase secrets are one use of it."""
 
     def __init__(self, keys: Sequence[bytes]) -> None:
         if not keys:
@@ -87,36 +90,50 @@ class Sealer:
     def key_ids(self) -> tuple[str, ...]:
         return tuple(self._ring)
 
-    def seal(self, plaintext: str, *, project_id: UUID, name: str) -> SealedSecret:
+    def seal_bytes(self, plaintext: bytes, *, associated_data: bytes) -> str:
+        """`plaintext` sealed, as text that opens only with the same `associated_data`."""
         nonce = os.urandom(NONCE_BYTES)
-        aad = _associated_data(project_id, name)
-        ciphertext = self._ring[self.key_id].encrypt(nonce, plaintext.encode("utf-8"), aad)
-        return SealedSecret(sealed=".".join((FORMAT, self.key_id, _b64(nonce), _b64(ciphertext))))
+        ciphertext = self._ring[self.key_id].encrypt(nonce, plaintext, associated_data)
+        return ".".join((FORMAT, self.key_id, _b64(nonce), _b64(ciphertext)))
 
-    def open(self, secret: SealedSecret, *, project_id: UUID, name: str) -> str:
-        parts = secret.sealed.split(".")
+    def open_bytes(self, sealed: str, *, associated_data: bytes, of: str, elsewhere: str) -> bytes:
+        """The plaintext of `sealed`, or a SecretError whose message names the value (`of`,
+        e.g. "of TOKEN") and what a wrong `associated_data` means (`elsewhere`)."""
+        parts = sealed.split(".")
         if len(parts) != 4 or parts[0] != FORMAT:
-            raise SecretError(f"the value of {name} is not a sealed secret")
+            raise SecretError(f"the value {of} is not a sealed secret")
         kid, nonce_text, ciphertext_text = parts[1:]
         aead = self._ring.get(kid)
         if aead is None:
             raise SecretError(
-                f"the value of {name} was sealed with key {kid}, which this server does not "
+                f"the value {of} was sealed with key {kid}, which this server does not "
                 f"hold ({KEYS_SETTING})"
             )
         try:
             nonce, ciphertext = _unb64(nonce_text), _unb64(ciphertext_text)
         except (binascii.Error, ValueError):
-            raise SecretError(f"the sealed value of {name} is damaged") from None
+            raise SecretError(f"the sealed value {of} is damaged") from None
         if len(nonce) != NONCE_BYTES:
-            raise SecretError(f"the sealed value of {name} is damaged")
+            raise SecretError(f"the sealed value {of} is damaged")
         try:
-            plaintext = aead.decrypt(nonce, ciphertext, _associated_data(project_id, name))
+            return aead.decrypt(nonce, ciphertext, associated_data)
         except InvalidTag:
             raise SecretError(
-                f"the sealed value of {name} does not open: it was altered, or sealed for "
-                "another project or variable"
+                f"the sealed value {of} does not open: it was altered, or sealed for {elsewhere}"
             ) from None
+
+    def seal(self, plaintext: str, *, project_id: UUID, name: str) -> SealedSecret:
+        """A phase secret, bound to its project and variable."""
+        data = _phase_secret_data(project_id, name)
+        return SealedSecret(sealed=self.seal_bytes(plaintext.encode("utf-8"), associated_data=data))
+
+    def open(self, secret: SealedSecret, *, project_id: UUID, name: str) -> str:
+        plaintext = self.open_bytes(
+            secret.sealed,
+            associated_data=_phase_secret_data(project_id, name),
+            of=f"of {name}",
+            elsewhere="another project or variable",
+        )
         return plaintext.decode("utf-8")
 
 

@@ -11,6 +11,15 @@ rolled back, runs the command itself.
 
 Errors are not stored: a command refused (409, 422, …) rolls back with its reservation, so a
 corrected retry with the same key runs.
+
+A stored body can hold a credential shown once (a new API key, a webhook secret, a login's
+token), so it is sealed (`helix.auth.sealing`) bound to the record's scope and key: a dump or a
+backup of the table holds no live secret, and a body copied onto another record does not open.
+A sealed body is marked by the prefix `SEALED`, which no plaintext response begins with; a body
+without it was stored in plaintext by an older release and is replayed as it is. A body that
+does not open (its key left the ring, or it was altered) is a 409 naming the reason: the command
+committed, and its response cannot be shown again. The stored headers (content type, location,
+position, ETag) carry no credential and are kept as they are.
 """
 
 from __future__ import annotations
@@ -24,11 +33,14 @@ import asyncpg
 import attrs
 from asyncpg.transaction import Transaction
 
+from helix.auth.sealing import Sealer, SecretError
 from helix.errors import Conflict
 from helix.eventstore.sql import load
 
 SQL = load("helix.services", "idempotency.sql")
 HEADER = "Idempotency-Key"
+# Begins every sealed body; a NUL byte begins no JSON or text response.
+SEALED = b"\x00helix-sealed\x00"
 
 
 @attrs.frozen(kw_only=True)
@@ -46,20 +58,22 @@ class Replay(Exception):
         self.response = response
 
 
-def _stored(row: Any) -> StoredResponse:
-    return StoredResponse(
-        status=row["status"], headers=dict(row["headers"] or {}), body=row["body"]
-    )
-
-
 class Idempotency:
     """One request's key: `scope` names the caller, the method and the path; `fingerprint` the
     body. Not shared between requests."""
 
     def __init__(
-        self, pool: asyncpg.Pool, *, scope: str, key: str, fingerprint: str, ttl_seconds: float
+        self,
+        pool: asyncpg.Pool,
+        sealer: Sealer,
+        *,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        ttl_seconds: float,
     ) -> None:
         self.pool = pool
+        self.sealer = sealer
         self.scope = scope
         self.key = key
         self.fingerprint = fingerprint
@@ -79,6 +93,33 @@ class Idempotency:
                 f"this {HEADER} was used for a different request", idempotency_key=self.key
             )
 
+    def _associated_data(self) -> bytes:
+        # The key is printable (the edge checks it), so NUL separates the parts unambiguously.
+        return f"helix idempotent response\x00{self.scope}\x00{self.key}".encode()
+
+    def _seal(self, body: bytes) -> bytes:
+        sealed = self.sealer.seal_bytes(body, associated_data=self._associated_data())
+        return SEALED + sealed.encode("ascii")
+
+    def _stored(self, row: Any) -> StoredResponse:
+        body: bytes = row["body"]
+        if body.startswith(SEALED):
+            try:
+                body = self.sealer.open_bytes(
+                    body[len(SEALED) :].decode("ascii", "replace"),
+                    associated_data=self._associated_data(),
+                    of="of this stored response",
+                    elsewhere="another idempotency key",
+                )
+            except SecretError as refused:
+                raise Conflict(
+                    f"the request of this {HEADER} committed, but its stored response cannot be "
+                    f"shown again: {refused}",
+                    idempotency_key=self.key,
+                    reason=str(refused),
+                ) from None
+        return StoredResponse(status=row["status"], headers=dict(row["headers"] or {}), body=body)
+
     async def stored(self) -> StoredResponse | None:
         """The committed response for this key, if any (409 if the key was used for another
         body)."""
@@ -86,7 +127,7 @@ class Idempotency:
         if row is None:
             return None
         self._check(row)
-        return _stored(row)
+        return self._stored(row)
 
     async def reserve(self, conn: asyncpg.Connection) -> None:
         """In the command's transaction, before it decides: take the key, or raise `Replay` /
@@ -99,7 +140,7 @@ class Idempotency:
         if row is None:  # a record that expired between the two statements
             raise Conflict(f"this {HEADER} is in use; retry", idempotency_key=self.key)
         self._check(row)
-        raise Replay(_stored(row))
+        raise Replay(self._stored(row))
 
     async def release(self, conn: asyncpg.Connection) -> None:
         """A unit of work that appended nothing leaves no record behind."""
@@ -132,7 +173,7 @@ class Idempotency:
                     self.key,
                     response.status,
                     response.headers,
-                    response.body,
+                    self._seal(response.body),
                 )
             await transaction.commit()
         except BaseException:
@@ -168,7 +209,7 @@ class Idempotency:
             self.fingerprint,
             response.status,
             response.headers,
-            response.body,
+            self._seal(response.body),
             self.ttl,
         )
 

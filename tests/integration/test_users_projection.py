@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from helix.auth.accounts import Accounts
 from helix.bootstrap import LogNode
 from helix.domain.user import Role
-from helix.errors import Unauthorized
+from helix.errors import Conflict, Unauthorized
 from helix.services import system_caller
 from projections.rebuild import rebuild
 from projections.users import PROJECTION
@@ -140,3 +141,66 @@ async def test_every_user_event_carries_the_callers_full_metadata(node: LogNode)
         }, row["type"]
     password_changes = [r for r in rows if r["type"] == "user.password_changed"]
     assert len(password_changes) == 1 and set(password_changes[0]["data"]) == {"user_id", "at"}
+
+
+EXTERNAL_USERS = "SELECT username, external_subject FROM users WHERE external_subject IS NOT NULL"
+
+
+@pytest.mark.parametrize("local_name", [None, "dave"], ids=["free name", "name taken locally"])
+async def test_concurrent_first_requests_of_one_external_subject_provision_one_user(
+    accounts: Accounts, node: LogNode, local_name: str | None
+) -> None:
+    # With the name taken, each request picks its own suffixed name, so only the subject's
+    # unique index can tell them apart.
+    if local_name is not None:
+        await accounts.create_user(local_name, Role.USER, None, caller=CALLER)
+
+    users = await asyncio.gather(
+        *(accounts.external_user("https://issuer", "dave", caller=CALLER) for _ in range(8))
+    )
+
+    assert len({u.user_id for u in users}) == 1
+    assert node.pool is not None
+    rows = await node.pool.fetch(EXTERNAL_USERS)
+    assert [r["external_subject"] for r in rows] == ["https://issuer|dave"]
+    assert rows[0]["username"] == users[0].username != local_name
+    created = await node.pool.fetchval(
+        "SELECT count(*) FROM events WHERE type = 'user.created'"
+        " AND data->>'external_subject' = 'https://issuer|dave'"
+    )
+    assert created == 1
+
+
+async def test_concurrent_first_requests_of_subjects_that_share_a_name_provision_one_user_each(
+    accounts: Accounts, node: LogNode
+) -> None:
+    subjects = ["dave smith", "dave/smith", "dave:smith", "dave_smith"]  # one username: dave_smith
+
+    sent = subjects * 2
+    users = await asyncio.gather(
+        *(accounts.external_user("https://issuer", s, caller=CALLER) for s in sent)
+    )
+
+    ids: dict[str, set[uuid.UUID]] = {}
+    for subject, user in zip(sent, users, strict=True):
+        ids.setdefault(subject, set()).add(user.user_id)
+    assert sorted(len(each) for each in ids.values()) == [1] * len(subjects), ids
+    assert node.pool is not None
+    assert len(await node.pool.fetch(EXTERNAL_USERS)) == len(subjects)
+
+
+async def test_a_rebuilt_users_table_still_refuses_a_second_user_for_one_external_subject(
+    accounts: Accounts, node: LogNode
+) -> None:
+    first = await accounts.external_user("https://issuer", "erin", caller=CALLER)
+    await rebuild(node.store, PROJECTION)
+
+    with pytest.raises(Conflict) as refused:
+        await accounts.create_user(
+            "erin-2", Role.USER, None, caller=CALLER, external_subject="https://issuer|erin"
+        )
+
+    assert refused.value.details == {"external_subject": "https://issuer|erin"}
+
+    again = await accounts.external_user("https://issuer", "erin", caller=CALLER)
+    assert again.user_id == first.user_id

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import json
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -15,7 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helix.api.idempotency import COMMITTED
+from helix.auth.sealing import new_key
 from helix.bootstrap import LogNode
+from helix.services.idempotency import SEALED
 
 MESSAGE = {"content": "ship it"}
 
@@ -352,3 +358,152 @@ async def test_concurrent_requests_with_one_key_create_one_api_key(
         f"user-{user.user_id}",
     )
     assert (named, created) == (1, 2)  # the fixture's key and this one
+
+
+async def stored_body(node: LogNode, key: str) -> bytes:
+    assert node.pool is not None
+    body = await node.pool.fetchval("SELECT body FROM idempotency_keys WHERE key = $1", key)
+    assert isinstance(body, bytes)
+    return body
+
+
+def encodings(secret: str) -> list[bytes]:
+    raw = secret.encode()
+    return [
+        raw,
+        raw.hex().encode(),
+        raw.hex().upper().encode(),
+        base64.b64encode(raw).rstrip(b"="),
+        base64.urlsafe_b64encode(raw).rstrip(b"="),
+    ]
+
+
+async def credential_request(
+    client: TestClient[Any, Any], make_caller: Any, shows: str
+) -> tuple[str, dict[str, Any], dict[str, str], str]:
+    """A POST whose answer shows a credential once: its path, body, caller headers and the
+    answer's field that holds the credential."""
+    if shows == "api key":
+        owner = await make_caller("user")
+        return "/api/v1/auth/api-keys", {"name": "ci"}, owner.headers, "key"
+    if shows == "login token":
+        await make_caller("user", username="carol", password="correct horse")
+        return "/api/v1/auth/login", {"username": "carol", "password": "correct horse"}, {}, "token"
+    owner = await make_caller("user")
+    hook = {"url": "https://example.com/hook"}
+    if shows == "webhook secret":
+        return "/api/v1/webhooks", hook, owner.headers, "secret"
+    made = await client.post("/api/v1/webhooks", json=hook, headers=owner.headers)
+    assert made.status == 201, await made.text()
+    return (
+        f"/api/v1/webhooks/{(await made.json())['id']}/rotate-secret",
+        {},
+        owner.headers,
+        "secret",
+    )
+
+
+@pytest.mark.parametrize("shows", ["api key", "login token", "webhook secret", "rotated secret"])
+async def test_a_stored_response_holds_no_trace_of_the_credential_it_showed_and_replays_it(
+    client: TestClient[Any, Any], make_caller: Any, node: LogNode, shows: str
+) -> None:
+    path, body, who, field = await credential_request(client, make_caller, shows)
+    headers = {**who, "Idempotency-Key": "show-once"}
+
+    first = await client.post(path, json=body, headers=headers)
+    assert first.status in (200, 201), await first.text()
+    secret = (await first.json())[field]
+    stored = await stored_body(node, "show-once")
+    replay = await client.post(path, json=body, headers=headers)
+
+    assert stored.startswith(SEALED)
+    for encoded in encodings(secret):
+        assert encoded not in stored
+    assert replay.status == first.status and replay.headers["Idempotent-Replayed"] == "true"
+    assert (await replay.json())[field] == secret
+
+
+async def test_a_sealed_body_moved_onto_another_keys_record_is_refused_without_a_trace(
+    client: TestClient[Any, Any], user: Any, node: LogNode
+) -> None:
+    made = {}
+    for key in ("mine", "theirs"):
+        headers = {**user.headers, "Idempotency-Key": key}
+        resp = await client.post("/api/v1/auth/api-keys", json={"name": "ci"}, headers=headers)
+        made[key] = (await resp.json())["key"]
+    assert node.pool is not None
+    await node.pool.execute(
+        "UPDATE idempotency_keys SET body = (SELECT body FROM idempotency_keys WHERE key = $1)"
+        " WHERE key = $2",
+        "theirs",
+        "mine",
+    )
+
+    resp = await client.post(
+        "/api/v1/auth/api-keys",
+        json={"name": "ci"},
+        headers={**user.headers, "Idempotency-Key": "mine"},
+    )
+
+    assert resp.status == 409
+    text = await resp.text()
+    error = json.loads(text)["error"]
+    assert error["code"] == "CONFLICT" and "cannot be shown again" in error["message"]
+    assert "another idempotency key" in error["details"]["reason"]
+    assert error["details"]["idempotency_key"] == "mine"
+    assert made["theirs"] not in text and made["mine"] not in text
+    assert "v1." not in text  # nothing of the sealed value
+
+
+async def test_a_stored_body_whose_key_left_the_ring_or_that_was_altered_is_a_clear_conflict(
+    make_client: Callable[..., Awaitable[TestClient[Any, Any]]], user: Any, node: LogNode
+) -> None:
+    first, second = new_key(), new_key()
+    sealed_with_first = await make_client(secrets_keys=(first,))
+    for key in ("rotated-away", "altered"):
+        headers = {**user.headers, "Idempotency-Key": key}
+        resp = await sealed_with_first.post("/api/v1/auth/api-keys", json={}, headers=headers)
+        assert resp.status == 201
+    altered = bytearray(await stored_body(node, "altered"))
+    altered[-2] = ord("A") if altered[-2] != ord("A") else ord("B")
+    assert node.pool is not None
+    await node.pool.execute(
+        "UPDATE idempotency_keys SET body = $1 WHERE key = 'altered'", bytes(altered)
+    )
+    cases = [
+        (await make_client(secrets_keys=(second,)), "rotated-away", "does not hold"),
+        (sealed_with_first, "altered", "altered"),
+    ]
+
+    for client, key, reason in cases:
+        headers = {**user.headers, "Idempotency-Key": key}
+        resp = await client.post("/api/v1/auth/api-keys", json={}, headers=headers)
+        assert resp.status == 409, (key, await resp.text())
+        error = (await resp.json())["error"]
+        assert error["code"] == "CONFLICT" and reason in error["details"]["reason"]
+
+
+async def test_a_plaintext_record_stored_by_an_older_release_still_replays(
+    client: TestClient[Any, Any], user: Any, node: LogNode
+) -> None:
+    project_id, path, headers = await new_thread(client, user, "from-an-older-release")
+    sent = json.dumps(MESSAGE).encode()
+    answer = json.dumps({"id": str(uuid.uuid4()), "content": "ship it"}).encode()
+    assert node.pool is not None
+    await node.pool.execute(
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, status, headers, body,"
+        " completed_at) VALUES ($1, $2, $3, 201, $4, $5, now())",
+        f"user:{user.user_id} POST {path}",
+        "from-an-older-release",
+        hashlib.sha256(sent).hexdigest(),
+        {"Content-Type": "application/json; charset=utf-8"},
+        answer,
+    )
+
+    resp = await client.post(
+        path, data=sent, headers={**headers, "Content-Type": "application/json"}
+    )
+
+    assert resp.status == 201 and resp.headers["Idempotent-Replayed"] == "true"
+    assert await resp.read() == answer
+    assert await messages_of(node, project_id) == 0
