@@ -26,7 +26,7 @@ from helix.domain.job import (
     JobStuck,
 )
 from helix.eventstore import RecordedEvent
-from helix.eventstore.sql import load
+from helix.sql import load
 from projections.base import Tables
 from projections.stream import StreamProjection, live_tables, sql
 

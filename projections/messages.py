@@ -9,7 +9,7 @@ import asyncpg
 
 from helix.domain.project import ProjectMessagePosted
 from helix.eventstore import RecordedEvent
-from helix.eventstore.sql import load
+from helix.sql import load
 from projections.base import Tables
 from projections.stream import StreamProjection, live_tables, sql
 

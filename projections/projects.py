@@ -18,7 +18,7 @@ from helix.domain.project import (
     ProjectUpdated,
 )
 from helix.eventstore import RecordedEvent
-from helix.eventstore.sql import load
+from helix.sql import load
 from projections.base import Tables
 from projections.stream import StreamProjection, live_tables, sql, to_json
 

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import asyncpg
 
 from helix.eventstore import RecordedEvent
-from helix.eventstore.sql import load
 from helix.serialization import EventRegistry, default_registry
+from helix.sql import load
 from projections.base import Tables
 
 SQL = load("projections", "stream.sql")

@@ -28,8 +28,8 @@ from helix.domain.user.events import (
     UserRoleChanged,
 )
 from helix.eventstore import RecordedEvent
-from helix.eventstore.sql import load
 from helix.serialization import EventRegistry, default_registry
+from helix.sql import load
 from projections.base import Tables
 
 SQL = load("projections", "users.sql")

@@ -28,7 +28,7 @@ from helix.domain.webhook import (
     WebhookUpdated,
 )
 from helix.eventstore import RecordedEvent
-from helix.eventstore.sql import load
+from helix.sql import load
 from projections.base import Tables
 from projections.stream import StreamProjection, sql
 

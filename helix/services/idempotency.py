@@ -25,7 +25,7 @@ import attrs
 from asyncpg.transaction import Transaction
 
 from helix.errors import Conflict
-from helix.eventstore.sql import load
+from helix.sql import load
 
 SQL = load("helix.services", "idempotency.sql")
 HEADER = "Idempotency-Key"
