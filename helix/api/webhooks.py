@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from helix import globs
-from helix.api.schema import (
+from helix.api.handlers import (
     caller,
     documented,
     optional_body,
