@@ -11,7 +11,7 @@ from helix.domain.project import ProjectMessagePosted
 from helix.eventstore import RecordedEvent
 from helix.sql import load
 from projections.base import Tables
-from projections.stream import StreamProjection, live_tables, sql
+from projections.seen import StreamProjection, live_tables, sql
 
 SQL = load("projections", "messages.sql")
 TABLES: tuple[str, ...] = ("project_messages_seen", "project_messages")

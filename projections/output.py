@@ -11,7 +11,7 @@ from helix.domain.job import JobPhaseOutput
 from helix.eventstore import RecordedEvent
 from helix.sql import load
 from projections.base import Tables
-from projections.stream import StreamProjection, live_tables, sql
+from projections.seen import StreamProjection, live_tables, sql
 
 SQL = load("projections", "output.sql")
 TABLES: tuple[str, ...] = ("job_output_seen", "job_output_lines")

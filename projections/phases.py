@@ -22,7 +22,7 @@ from helix.domain.job import (
 from helix.eventstore import RecordedEvent
 from helix.sql import load
 from projections.base import Tables
-from projections.stream import StreamProjection, live_tables, sql, to_json
+from projections.seen import StreamProjection, live_tables, sql, to_json
 
 SQL = load("projections", "phases.sql")
 TABLES: tuple[str, ...] = ("job_phases_seen", "job_phases")

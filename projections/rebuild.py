@@ -22,7 +22,7 @@ from helix.eventstore.sql import QUERIES
 from helix.sql import load
 from projections import registry
 from projections.base import Projection, Tables
-from projections.stream import recorded
+from projections.seen import recorded
 
 SQL = load("projections", "runner.sql")
 SUFFIX = "_rebuild"

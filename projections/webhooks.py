@@ -30,7 +30,7 @@ from helix.domain.webhook import (
 from helix.eventstore import RecordedEvent
 from helix.sql import load
 from projections.base import Tables
-from projections.stream import StreamProjection, sql
+from projections.seen import StreamProjection, sql
 
 SQL = load("projections", "webhooks.sql")
 TABLES: tuple[str, ...] = ("webhook_endpoints_seen", "webhook_endpoints")

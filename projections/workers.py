@@ -20,7 +20,7 @@ from helix.domain.worker import EVENTS, WorkerCameOnline, WorkerRegistered, Work
 from helix.eventstore import RecordedEvent
 from helix.sql import load
 from projections.base import Tables
-from projections.stream import StreamProjection, sql
+from projections.seen import StreamProjection, sql
 
 SQL = load("projections", "workers.sql", fragments=("view",))
 TABLES: tuple[str, ...] = ("workers_seen", "workers")

@@ -21,7 +21,7 @@ from helix.serialization import EventRegistry, default_registry
 from helix.sql import load
 from projections.base import Tables
 
-SQL = load("projections", "stream.sql")
+SQL = load("projections", "seen.sql")
 
 
 @cache
