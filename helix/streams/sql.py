@@ -21,6 +21,3 @@ SELECT u.disabled, u.role, k.key_id IS NOT NULL AS key_found,
 FROM users u LEFT JOIN api_keys k ON k.key_id = $2 AND k.user_id = u.user_id
 WHERE u.user_id = $1
 """
-
-# The log position up to which the webhook dispatcher has made deliveries.
-DISPATCHED_POSITION = "SELECT position FROM webhook_dispatcher WHERE id = 1"

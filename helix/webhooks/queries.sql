@@ -217,3 +217,7 @@ SELECT * FROM webhook_deliveries WHERE delivery_id = $1 AND endpoint_id = $2
 
 -- name: attempt_list
 SELECT * FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt
+
+-- name: dispatched_position
+-- The log position up to which the webhook dispatcher has made deliveries.
+SELECT position FROM webhook_dispatcher WHERE id = 1
