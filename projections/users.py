@@ -33,7 +33,6 @@ from helix.sql import load
 from projections.base import Tables
 
 SQL = load("projections", "users.sql")
-LIVE_TABLES: Tables = {"users": "users", "api_keys": "api_keys"}
 
 _registry: EventRegistry | None = None
 

@@ -20,10 +20,7 @@ The other way round, a position a client resumes a stream after is checked once,
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from helix.errors import ValidationError
-from helix.eventstore import EventStore
 
 HEADER = "X-Helix-Position"
 MAX_POSITION = 2**63 - 1  # positions are PostgreSQL bigints
@@ -45,17 +42,3 @@ def parse_resume_position(text: str) -> int:
     digits = text.strip()
     ok = digits.isascii() and digits.isdigit() and len(digits) <= _DIGITS
     return resume_position(int(digits) if ok else None)
-
-
-async def read_position(store: EventStore, *, fresh: bool = True) -> int:
-    """The head, for a stamp: call it before the read-model query (see the module's rule).
-    `fresh=False` takes the process's head watcher's head without a query; it is never ahead
-    of the log's head, so it is a lower bound too, only possibly an older one."""
-    if not fresh and store.head_watcher is not None:
-        return store.head_watcher.head
-    return await store.head()
-
-
-def stamp(response: web.StreamResponse, position: int) -> web.StreamResponse:
-    response.headers[HEADER] = str(position)
-    return response
