@@ -124,6 +124,10 @@ class JobState:
         return self.status in TERMINAL
 
     @property
+    def running_phase(self) -> PhaseState | None:
+        return next((p for p in self.phases if p.status is PhaseStatus.RUNNING), None)
+
+    @property
     def next_phase(self) -> PhaseState | None:
         """The phase that may start next (the first pending one), if any."""
         return next((p for p in self.phases if p.status is PhaseStatus.PENDING), None)
