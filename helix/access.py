@@ -122,7 +122,7 @@ def owned_projects(viewer: dict[str, str]) -> str:
     return OWNED_PROJECTS_SQL.format(**viewer)
 
 
-# For `helix.eventstore.sql.load(..., shared=LIST_FRAGMENTS)`: list queries that take their
+# For `helix.sql.load(..., shared=LIST_FRAGMENTS)`: list queries that take their
 # viewer's `owner_filter` as $1 say `{owner_visible}` for the rows it may see.
 LIST_FRAGMENTS = {"owner_visible": owned_visible(parameter_viewer("$1"))}
 

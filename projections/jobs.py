@@ -26,9 +26,9 @@ from helix.domain.job import (
     JobStuck,
 )
 from helix.eventstore import RecordedEvent
-from helix.eventstore.sql import load
+from helix.sql import load
 from projections.base import Tables
-from projections.stream import StreamProjection, live_tables, sql
+from projections.seen import StreamProjection, live_tables, sql
 
 SQL = load("projections", "jobs.sql", shared=access.LIST_FRAGMENTS)
 TABLES: tuple[str, ...] = ("jobs_seen", "jobs")

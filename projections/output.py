@@ -9,9 +9,9 @@ import asyncpg
 
 from helix.domain.job import JobPhaseOutput
 from helix.eventstore import RecordedEvent
-from helix.eventstore.sql import load
+from helix.sql import load
 from projections.base import Tables
-from projections.stream import StreamProjection, live_tables, sql
+from projections.seen import StreamProjection, live_tables, sql
 
 SQL = load("projections", "output.sql")
 TABLES: tuple[str, ...] = ("job_output_seen", "job_output_lines")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -20,9 +19,9 @@ from helix.domain.job import (
     JobRetryScheduled,
 )
 from helix.eventstore import RecordedEvent
-from helix.eventstore.sql import load
+from helix.sql import load
 from projections.base import Tables
-from projections.stream import StreamProjection, live_tables, sql, to_json
+from projections.seen import StreamProjection, live_tables, sql, to_json
 
 SQL = load("projections", "phases.sql")
 TABLES: tuple[str, ...] = ("job_phases_seen", "job_phases")
@@ -114,7 +113,3 @@ PROJECTION = PhasesProjection()
 
 async def of_job(conn: asyncpg.Connection, job_id: UUID) -> list[asyncpg.Record]:
     return list(await conn.fetch(sql(SQL, "of_job", LIVE), job_id))
-
-
-async def of_jobs(conn: asyncpg.Connection, job_ids: Sequence[UUID]) -> list[asyncpg.Record]:
-    return list(await conn.fetch(sql(SQL, "of_jobs", LIVE), list(job_ids)))

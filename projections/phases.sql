@@ -43,6 +43,3 @@ WHERE job_id = $1 AND status = 'running'
 
 -- name: of_job
 SELECT * FROM {job_phases} WHERE job_id = $1 ORDER BY ordinal
-
--- name: of_jobs
-SELECT * FROM {job_phases} WHERE job_id = ANY ($1::uuid[]) ORDER BY job_id, ordinal

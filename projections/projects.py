@@ -18,9 +18,9 @@ from helix.domain.project import (
     ProjectUpdated,
 )
 from helix.eventstore import RecordedEvent
-from helix.eventstore.sql import load
+from helix.sql import load
 from projections.base import Tables
-from projections.stream import StreamProjection, live_tables, sql, to_json
+from projections.seen import StreamProjection, live_tables, sql, to_json
 
 SQL = load("projections", "projects.sql", shared=access.LIST_FRAGMENTS)
 TABLES: tuple[str, ...] = ("projects_seen", "projects")

@@ -18,10 +18,11 @@ import asyncpg
 import attrs
 
 from helix.eventstore import EventStore
-from helix.eventstore.sql import QUERIES, load
+from helix.eventstore.sql import QUERIES
+from helix.sql import load
 from projections import registry
 from projections.base import Projection, Tables
-from projections.stream import recorded
+from projections.seen import recorded
 
 SQL = load("projections", "runner.sql")
 SUFFIX = "_rebuild"

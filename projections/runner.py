@@ -17,7 +17,8 @@ import asyncpg
 import attrs
 
 from helix.eventstore import EventStore
-from helix.eventstore.sql import QUERIES, load
+from helix.eventstore.sql import QUERIES
+from helix.sql import load
 from helix.tasks import cancel_and_wait
 from projections import registry
 from projections.base import Projection

@@ -28,12 +28,11 @@ from helix.domain.user.events import (
     UserRoleChanged,
 )
 from helix.eventstore import RecordedEvent
-from helix.eventstore.sql import load
 from helix.serialization import EventRegistry, default_registry
+from helix.sql import load
 from projections.base import Tables
 
 SQL = load("projections", "users.sql")
-LIVE_TABLES: Tables = {"users": "users", "api_keys": "api_keys"}
 
 _registry: EventRegistry | None = None
 

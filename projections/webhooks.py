@@ -28,9 +28,9 @@ from helix.domain.webhook import (
     WebhookUpdated,
 )
 from helix.eventstore import RecordedEvent
-from helix.eventstore.sql import load
+from helix.sql import load
 from projections.base import Tables
-from projections.stream import StreamProjection, sql
+from projections.seen import StreamProjection, sql
 
 SQL = load("projections", "webhooks.sql")
 TABLES: tuple[str, ...] = ("webhook_endpoints_seen", "webhook_endpoints")

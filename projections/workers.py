@@ -18,9 +18,9 @@ import asyncpg
 
 from helix.domain.worker import EVENTS, WorkerCameOnline, WorkerRegistered, WorkerWentOffline
 from helix.eventstore import RecordedEvent
-from helix.eventstore.sql import load
+from helix.sql import load
 from projections.base import Tables
-from projections.stream import StreamProjection, sql
+from projections.seen import StreamProjection, sql
 
 SQL = load("projections", "workers.sql", fragments=("view",))
 TABLES: tuple[str, ...] = ("workers_seen", "workers")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from helix.api.schema import documented, reply
+from helix.api.handlers import documented, reply
 from helix.appkeys import POOL
 from helix.auth.principal import require_role
 from helix.domain.user import Role

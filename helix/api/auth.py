@@ -11,10 +11,10 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from helix.api.handlers import caller, optional_body, position, reply, validated_body
 from helix.api.openapi import describe
 from helix.api.ratelimit import LIMITER, VERDICT
 from helix.api.requests import has_own_credentials, is_public, public
-from helix.api.schema import caller, optional_body, position, reply, validated_body
 from helix.api.validation import RequestSchema, object_body
 from helix.appkeys import ACCOUNTS, VERIFIER
 from helix.auth.identify import identify

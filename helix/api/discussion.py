@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from helix.api.schema import (
+from helix.api.handlers import (
     caller,
     choice,
     documented,

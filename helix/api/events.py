@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from helix.api.handlers import caller, documented, position, reply
 from helix.api.requests import int_query
-from helix.api.schema import caller, documented, position, reply
 from helix.appkeys import POOL
 from helix.audit import log
 from helix.audit.filters import EventFilter, check_range, parse_types, parse_uuid

@@ -35,7 +35,7 @@ MAX_KEY_CHARS = 255
 STORED_HEADERS = ("Content-Type", "Location", "X-Helix-Position", "ETag")
 PURGE_INTERVAL = 600.0
 
-# The request's key, for the service layer's caller (helix.api.schema.caller).
+# The request's key, for the service layer's caller (helix.api.handlers.caller).
 IDEMPOTENCY = web.RequestKey("idempotency", Idempotency)
 # Called after a request's command and stored response commit, before the response is sent:
 # a fault injected here is a crash between commit and answer.

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from helix.api.requests import int_query
-from helix.api.schema import (
+from helix.api.handlers import (
     caller,
     documented,
     optional_body,
@@ -18,6 +17,7 @@ from helix.api.schema import (
     services,
     strings,
 )
+from helix.api.requests import int_query
 from helix.api.validation import object_body
 from helix.appkeys import SETTINGS, STORE
 from helix.audit import time_travel

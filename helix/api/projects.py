@@ -6,8 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from helix.api.requests import int_query
-from helix.api.schema import (
+from helix.api.handlers import (
     caller,
     documented,
     optional_body,
@@ -20,6 +19,7 @@ from helix.api.schema import (
     strings,
     validated_body,
 )
+from helix.api.requests import int_query
 from helix.api.validation import object_body
 from helix.appkeys import STORE
 from helix.audit import time_travel

@@ -1,7 +1,7 @@
 """Users: the caller's own account, and (admins) the list, creation and changes.
 
 The users read model is applied inline, so every answer carries `X-Helix-Position`: the head
-taken before the read (see `helix.api.schema.position`).
+taken before the read (see `helix.api.handlers.position`).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import uuid
 
 from aiohttp import web
 
+from helix.api.handlers import caller, position, reply, strings, validated_body
 from helix.api.openapi import describe
 from helix.api.requests import int_query
-from helix.api.schema import caller, position, reply, strings, validated_body
 from helix.api.validation import object_body
 from helix.appkeys import ACCOUNTS
 from helix.auth import passwords

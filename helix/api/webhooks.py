@@ -6,7 +6,7 @@ secret is shown once, in the answer to the create (or rotate) that made it.
 `X-Helix-Position`: endpoints are kept inline with their events, so an endpoint's answer carries
 the head taken before the read. Deliveries are made by the dispatcher behind the log, so theirs
 carries the dispatcher's checkpoint, also taken before the read: deliveries exist for every
-matching event up to it (see `helix.streams.position`).
+matching event up to it (see `helix.webhooks.deliveries`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from helix import globs
-from helix.api.schema import (
+from helix.api.handlers import (
     caller,
     documented,
     optional_body,
@@ -34,17 +34,15 @@ from helix.api.validation import object_body
 from helix.appkeys import ENDPOINTS, POOL
 from helix.domain import webhook
 from helix.inputs import parse_time
-from helix.streams.position import dispatched_position
+from helix.webhooks.deliveries import delivery_page, delivery_with_attempts
 from helix.webhooks.endpoints import Endpoints, endpoint_view
 from helix.webhooks.replay import (
-    attempt_view,
     delivery_view,
     ping,
     recover,
     replay,
     retry,
 )
-from helix.webhooks.sql import QUERIES
 
 routes = web.RouteTableDef()
 
@@ -239,11 +237,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     endpoint_id = await _endpoint(request, write=False)
     status = query_choice(request, "status", DeliveryStatus)
     limit, offset = paging(request)
-    pool = request.app[POOL]
-    at = await dispatched_position(pool)
-    rows = await pool.fetch(QUERIES["delivery_list"], endpoint_id, status, limit, offset)
-    total = await pool.fetchval(QUERIES["delivery_count"], endpoint_id, status)
-    items = [delivery_view(r) for r in rows]
+    at, items, total = await delivery_page(request.app[POOL], endpoint_id, status, limit, offset)
     return reply({"items": items, "total": total, "limit": limit, "offset": offset}, at=at)
 
 
@@ -253,14 +247,7 @@ async def get_delivery(request: web.Request) -> web.Response:
     """Show a delivery and its attempts (status, latency, error, response)."""
     endpoint_id = await _endpoint(request, write=False)
     delivery_id = path_id(request, "delivery_id", "delivery")
-    pool = request.app[POOL]
-    at = await dispatched_position(pool)
-    row = await pool.fetchrow(QUERIES["delivery_get"], delivery_id, endpoint_id)
-    if row is None:
-        raise web.HTTPNotFound(text="delivery not found")
-    attempts = await pool.fetch(QUERIES["attempt_list"], delivery_id)
-    view = delivery_view(row)
-    view["attempts"] = [attempt_view(a) for a in attempts]
+    at, view = await delivery_with_attempts(request.app[POOL], endpoint_id, delivery_id)
     return reply(view, at=at)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from helix.api.schema import (
+from helix.api.handlers import (
     caller,
     documented,
     optional_body,

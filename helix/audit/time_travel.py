@@ -26,7 +26,7 @@ from helix.eventstore.sql import QUERIES
 from helix.inputs import parse_time
 from helix.services.caller import Caller
 from helix.services.views import current_phase, ident, stream_url
-from projections.stream import recorded, to_json
+from projections.seen import recorded, to_json
 
 S = TypeVar("S")
 MAX_POSITION = 2**62

@@ -21,8 +21,8 @@ import asyncpg
 import attrs
 
 from helix.auth import keys, passwords
-from helix.auth import sql as q
 from helix.auth.records import ApiKeyRecord, UserRecord
+from helix.auth.sql import QUERIES
 from helix.domain import user as domain
 from helix.domain.user import Role, UserState, check_username
 from helix.errors import Conflict, NotFound, Unauthorized, ValidationError
@@ -114,7 +114,7 @@ class Accounts:
         password_hash: str | None,
         external_subject: str | None = None,
     ) -> None:
-        if await tx.conn.fetchval(q.USERNAME_TAKEN, username):
+        if await tx.conn.fetchval(QUERIES["username_taken"], username):
             raise _taken(username)
         command = domain.CreateUser(
             user_id=user_id,
@@ -125,7 +125,7 @@ class Accounts:
         )
         await tx.decide(USER, user_id, command)
         if password_hash is not None:
-            await tx.conn.execute(q.SET_PASSWORD, user_id, password_hash)
+            await tx.conn.execute(QUERIES["set_password"], user_id, password_hash)
 
     async def update_user(
         self,
@@ -139,8 +139,8 @@ class Accounts:
             await _user(tx, user_id)
             # Serializes every change that could leave no enabled admin: the count below is
             # read after the lock, so two admins cannot demote each other at once.
-            await tx.conn.execute(q.ADMIN_LOCK)
-            others = int(await tx.conn.fetchval(q.OTHER_ENABLED_ADMINS, user_id))
+            await tx.conn.execute(QUERIES["admin_lock"])
+            others = int(await tx.conn.fetchval(QUERIES["other_enabled_admins"], user_id))
             commands: list[domain.Command] = []
             if role is not None:
                 commands.append(
@@ -161,7 +161,7 @@ class Accounts:
         async def work(tx: Tx) -> None:
             await _user(tx, user_id)
             await tx.decide(USER, user_id, domain.SetPassword(at=tx.at))
-            await tx.conn.execute(q.SET_PASSWORD, user_id, password_hash)
+            await tx.conn.execute(QUERIES["set_password"], user_id, password_hash)
 
         await self.writer.run(caller, work)
 
@@ -181,7 +181,7 @@ class Accounts:
     async def _create_key(self, tx: Tx, user_id: uuid.UUID, key_id: uuid.UUID, name: str) -> str:
         await _user(tx, user_id)
         key = keys.generate_key()
-        while await tx.conn.fetchval(q.PREFIX_TAKEN, keys.prefix_of(key)):
+        while await tx.conn.fetchval(QUERIES["prefix_taken"], keys.prefix_of(key)):
             key = keys.generate_key()
         command = domain.CreateApiKey(
             key_id=key_id,
@@ -219,9 +219,11 @@ class Accounts:
         stay on the log although its answer (a 401) is not a response the key stores, and
         errors roll a key's transaction back."""
         caller = attrs.evolve(caller, idempotency=None)
-        row = await self.pool.fetchrow(q.USER_BY_USERNAME, username)
+        row = await self.pool.fetchrow(QUERIES["user_by_username"], username)
         user = None if row is None else UserRecord.from_row(row)
-        stored = None if user is None else await self.pool.fetchval(q.PASSWORD_OF, user.user_id)
+        stored = (
+            None if user is None else await self.pool.fetchval(QUERIES["password_of"], user.user_id)
+        )
         # Unknown users are checked against a dummy hash so both answers take as long.
         ok = await asyncio.to_thread(
             passwords.verify_password, password, stored or passwords.DUMMY_HASH
@@ -257,11 +259,11 @@ class Accounts:
         external = f"{issuer}|{subject}"
         base = re.sub(r"[^A-Za-z0-9._@-]", "_", subject).lstrip("._@-")[:56] or "user"
         for attempt in range(1, PROVISION_ATTEMPTS + 1):
-            row = await self.pool.fetchrow(q.USER_BY_EXTERNAL_SUBJECT, external)
+            row = await self.pool.fetchrow(QUERIES["user_by_external_subject"], external)
             if row is not None:
                 return UserRecord.from_row(row)
             username = base
-            while await self.pool.fetchval(q.USERNAME_TAKEN, username):
+            while await self.pool.fetchval(QUERIES["username_taken"], username):
                 username = f"{base}-{secrets.token_hex(3)}"
             try:
                 return await self.create_user(
@@ -279,8 +281,8 @@ class Accounts:
         user_id = uuid.uuid4()
 
         async def work(tx: Tx) -> tuple[UserRecord, str] | None:
-            await tx.conn.execute(q.ADMIN_LOCK)
-            if await tx.conn.fetchval(q.COUNT_USERS):
+            await tx.conn.execute(QUERIES["admin_lock"])
+            if await tx.conn.fetchval(QUERIES["count_users"]):
                 return None
             await self._create(tx, user_id, "admin", Role.ADMIN, None)
             key = await self._create_key(tx, user_id, uuid.uuid4(), "first admin key")
@@ -295,13 +297,13 @@ class Accounts:
     ) -> UserRecord:
         """With `conn`, as a unit of work sees it (with an idempotency key, its transaction
         commits only after the response is stored, so the pool would not see it yet)."""
-        row = await (conn or self.pool).fetchrow(q.USER_BY_ID, user_id)
+        row = await (conn or self.pool).fetchrow(QUERIES["user_by_id"], user_id)
         if row is None:
             raise NotFound("no such user", user_id=str(user_id))
         return UserRecord.from_row(row)
 
     async def by_username(self, username: str) -> UserRecord:
-        row = await self.pool.fetchrow(q.USER_BY_USERNAME, username)
+        row = await self.pool.fetchrow(QUERIES["user_by_username"], username)
         if row is None:
             raise NotFound("no such user", username=username)
         return UserRecord.from_row(row)
@@ -309,23 +311,25 @@ class Accounts:
     async def list_users(
         self, *, role: Role | None, limit: int, offset: int
     ) -> tuple[list[UserRecord], int]:
-        rows = await self.pool.fetch(q.LIST_USERS, role.value if role else None, limit, offset)
-        total = rows[0]["total"] if rows else await self.pool.fetchval(q.COUNT_USERS)
+        rows = await self.pool.fetch(
+            QUERIES["list_users"], role.value if role else None, limit, offset
+        )
+        total = rows[0]["total"] if rows else await self.pool.fetchval(QUERIES["count_users"])
         return [UserRecord.from_row(r) for r in rows], int(total)
 
     async def get_key(
         self, key_id: uuid.UUID, *, conn: asyncpg.Connection | None = None
     ) -> ApiKeyRecord | None:
-        row = await (conn or self.pool).fetchrow(q.KEY_BY_ID, key_id)
+        row = await (conn or self.pool).fetchrow(QUERIES["key_by_id"], key_id)
         return None if row is None else ApiKeyRecord.from_row(row)
 
     async def list_keys(self, user_id: uuid.UUID, *, include_revoked: bool) -> list[ApiKeyRecord]:
-        rows = await self.pool.fetch(q.KEYS_OF_USER, user_id, include_revoked)
+        rows = await self.pool.fetch(QUERIES["keys_of_user"], user_id, include_revoked)
         return [ApiKeyRecord.from_row(r) for r in rows]
 
     async def authenticate_key(self, key: str) -> tuple[UserRecord, uuid.UUID]:
         """The user a presented API key belongs to, and the key's id; 401 if it is not valid."""
-        row = await self.pool.fetchrow(q.KEY_FOR_AUTH, keys.prefix_of(key))
+        row = await self.pool.fetchrow(QUERIES["key_for_auth"], keys.prefix_of(key))
         if row is None or not keys.key_matches(key, row["key_sha256"]):
             raise Unauthorized("the API key is not valid")
         if row["revoked_at"] is not None:
@@ -333,7 +337,7 @@ class Accounts:
         user = UserRecord.from_row(row)
         if user.disabled:
             raise Unauthorized("the user is disabled")
-        await self.pool.execute(q.TOUCH_KEY, row["key_id"])
+        await self.pool.execute(QUERIES["touch_key"], row["key_id"])
         return user, row["key_id"]
 
     async def get_or_create_secret(
@@ -341,6 +345,6 @@ class Accounts:
     ) -> str:
         """A random secret kept in the database, so every node agrees on it; the first node to
         ask stores the one `generate` makes."""
-        await self.pool.execute(q.SECRET_INSERT, name, generate())
-        value: str = await self.pool.fetchval(q.SECRET_GET, name)
+        await self.pool.execute(QUERIES["secret_insert"], name, generate())
+        value: str = await self.pool.fetchval(QUERIES["secret_get"], name)
         return value

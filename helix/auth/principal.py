@@ -4,7 +4,6 @@ events a request appends record about it."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import attrs
 from aiohttp import web
@@ -57,17 +56,6 @@ def request_id(request: web.Request) -> str:
 
 def client_address(request: web.Request) -> str:
     return request.remote or "unknown"
-
-
-def event_metadata(request: web.Request, **extra: Any) -> dict[str, Any]:
-    """What every event a request appends records about it: who, from where, which request."""
-    principal = request.get(PRINCIPAL)
-    return {
-        "actor": principal.actor if principal is not None else "anonymous",
-        "source": client_address(request),
-        "request_id": request_id(request),
-        **extra,
-    }
 
 
 def anonymous_caller(request: web.Request, *, actor: str = "anonymous") -> Caller:

@@ -35,7 +35,7 @@ from asyncpg.transaction import Transaction
 
 from helix.auth.sealing import Sealer, SecretError
 from helix.errors import Conflict
-from helix.eventstore.sql import load
+from helix.sql import load
 
 SQL = load("helix.services", "idempotency.sql")
 HEADER = "Idempotency-Key"

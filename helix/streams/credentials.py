@@ -27,7 +27,7 @@ from helix.errors import Forbidden, NotFound, Unauthorized
 from helix.streams import revocation, tokens
 from helix.streams.filters import Scope, ScopeKind
 from helix.streams.revocation import Revoked, Watch
-from helix.streams.sql import JOB_OWNER
+from helix.streams.sql import QUERIES
 from helix.streams.tailer import Tailer
 
 
@@ -86,7 +86,7 @@ async def check_scope(pool: asyncpg.Pool, scope: Scope, viewer: Viewer) -> None:
     if scope.kind is ScopeKind.ALL:
         return
     if scope.kind is ScopeKind.JOB:
-        row = await pool.fetchrow(JOB_OWNER, scope.id)
+        row = await pool.fetchrow(QUERIES["job_owner"], scope.id)
         owner = row["owner"] if row is not None else None
     else:
         rows = await pool.fetch(PROJECT_OWNERS, [scope.id])

@@ -8,7 +8,7 @@ import asyncpg
 
 from helix.domain.job import TERMINAL_EVENT_TYPES
 from helix.streams.frames import Frame
-from helix.streams.sql import TERMINAL_POSITION
+from helix.streams.sql import QUERIES
 
 TERMINAL_TYPES = sorted(TERMINAL_EVENT_TYPES)
 
@@ -25,7 +25,9 @@ class JobEnd:
     async def ended_by(self, position: int) -> int | None:
         """The terminal event's position if the job ended at or before `position` (a client
         that resumed after it is caught up at once and must still be told it is done)."""
-        found = await self._pool.fetchval(TERMINAL_POSITION, self.stream_id, TERMINAL_TYPES)
+        found = await self._pool.fetchval(
+            QUERIES["terminal_position"], self.stream_id, TERMINAL_TYPES
+        )
         return int(found) if found is not None and found <= position else None
 
     def done(self, position: int) -> dict[str, object]:

@@ -12,7 +12,7 @@ from it receives them once more, which the client recognizes by the resource's `
 A read model kept by the asynchronous projection runner must be stamped with that projection's
 checkpoint read in the same transaction as the query, never with the head. Webhook deliveries
 are such a read model: the dispatcher commits them with its checkpoint, so the checkpoint read
-before the query is a lower bound in the same way (`dispatched_position`).
+before the query is a lower bound in the same way (`helix.webhooks.deliveries`).
 
 The other way round, a position a client resumes a stream after is checked once, here
 (`resume_position`), for SSE and WebSocket alike.
@@ -20,12 +20,7 @@ The other way round, a position a client resumes a stream after is checked once,
 
 from __future__ import annotations
 
-import asyncpg
-from aiohttp import web
-
 from helix.errors import ValidationError
-from helix.eventstore import EventStore
-from helix.streams.sql import DISPATCHED_POSITION
 
 HEADER = "X-Helix-Position"
 MAX_POSITION = 2**63 - 1  # positions are PostgreSQL bigints
@@ -47,24 +42,3 @@ def parse_resume_position(text: str) -> int:
     digits = text.strip()
     ok = digits.isascii() and digits.isdigit() and len(digits) <= _DIGITS
     return resume_position(int(digits) if ok else None)
-
-
-async def read_position(store: EventStore, *, fresh: bool = True) -> int:
-    """The head, for a stamp: call it before the read-model query (see the module's rule).
-    `fresh=False` takes the process's head watcher's head without a query; it is never ahead
-    of the log's head, so it is a lower bound too, only possibly an older one."""
-    if not fresh and store.head_watcher is not None:
-        return store.head_watcher.head
-    return await store.head()
-
-
-def stamp(response: web.StreamResponse, position: int) -> web.StreamResponse:
-    response.headers[HEADER] = str(position)
-    return response
-
-
-async def dispatched_position(pool: asyncpg.Pool) -> int:
-    """The webhook dispatcher's checkpoint, for a stamp: call it before the deliveries query.
-    Every event up to it has its deliveries, which committed with it."""
-    value = await pool.fetchval(DISPATCHED_POSITION)
-    return int(value or 0)

@@ -24,7 +24,7 @@ from helix.auth.principal import Principal
 from helix.domain import user
 from helix.eventstore import RecordedEvent
 from helix.streams.frames import Frame
-from helix.streams.sql import CREDENTIALS
+from helix.streams.sql import QUERIES
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def revoked_by(event: object, principal: Principal) -> Revoked | None:
 
 async def check(pool: asyncpg.Pool, principal: Principal) -> Revoked | None:
     """Whether the principal's credentials still hold now (one read of the read models)."""
-    row = await pool.fetchrow(CREDENTIALS, principal.user_id, principal.key_id)
+    row = await pool.fetchrow(QUERIES["credentials"], principal.user_id, principal.key_id)
     if row is None:
         return USER_GONE
     if row["disabled"]:

@@ -1,26 +1,7 @@
-"""The few queries of the streams package (the log itself is read through the EventStore)."""
+"""The named SQL of the streams package (`queries.sql`)."""
 
 from __future__ import annotations
 
-# $1 job id: the job's project and owner, for the job stream's visibility check.
-JOB_OWNER = "SELECT project_id, owner FROM jobs WHERE job_id = $1"
+from helix.sql import load
 
-# $1 stream id, $2 terminal types: where the job ended in the log, if it has.
-TERMINAL_POSITION = """
-SELECT position FROM events
-WHERE stream_id = $1 AND type = ANY ($2::text[]) AND position IS NOT NULL
-ORDER BY position
-LIMIT 1
-"""
-
-# $1 user id, $2 API key id (NULL: none): whether a stream's credentials still hold. `key_found`
-# is false for a key that is not the user's.
-CREDENTIALS = """
-SELECT u.disabled, u.role, k.key_id IS NOT NULL AS key_found,
-       k.revoked_at IS NOT NULL AS key_revoked
-FROM users u LEFT JOIN api_keys k ON k.key_id = $2 AND k.user_id = u.user_id
-WHERE u.user_id = $1
-"""
-
-# The log position up to which the webhook dispatcher has made deliveries.
-DISPATCHED_POSITION = "SELECT position FROM webhook_dispatcher WHERE id = 1"
+QUERIES = load("helix.streams", "queries.sql")

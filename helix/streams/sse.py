@@ -40,10 +40,6 @@ KEEPALIVE = ": keep-alive\n\n"
 DIRECT_LIMIT = 64 * 1024
 
 
-def event_message(frame: Frame) -> str:
-    return frame.sse.decode()
-
-
 def named_message(name: str, data: object) -> str:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 

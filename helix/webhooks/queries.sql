@@ -140,12 +140,6 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 UPDATE webhook_deliveries SET locked_until = NULL, locked_by = NULL
 WHERE locked_by = ANY ($1::uuid[])
 
--- name: has_due
-SELECT EXISTS (
-    SELECT 1 FROM webhook_deliveries
-    WHERE status = 'pending' AND next_attempt_at <= now()
-      AND (locked_until IS NULL OR locked_until < now()))
-
 -- name: replay
 -- $1 endpoint, positions $2..$3 (inclusive), $4 recorded at or after (or NULL), $5 LIKE
 -- patterns further narrowing the endpoint's own (or NULL), $6 at most this many.
@@ -217,3 +211,7 @@ SELECT * FROM webhook_deliveries WHERE delivery_id = $1 AND endpoint_id = $2
 
 -- name: attempt_list
 SELECT * FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt
+
+-- name: dispatched_position
+-- The log position up to which the webhook dispatcher has made deliveries.
+SELECT position FROM webhook_dispatcher WHERE id = 1

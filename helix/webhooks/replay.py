@@ -48,7 +48,7 @@ async def replay(
         raise ValidationError("give exactly one of since_position and since_time")
     if since_position is not None and since_position < 1:
         raise ValidationError("since_position starts at 1", field="since_position")
-    head = await pool.fetchval("SELECT head_position FROM sequencer_state WHERE id = 1")
+    head = await pool.fetchval(QUERIES["head"])
     last = min(head, until_position) if until_position is not None else head
     patterns = globs.like_patterns(globs.check(types, "types") if types else None)
     rows = await pool.fetch(

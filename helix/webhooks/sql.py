@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from helix import access
-from helix.eventstore.sql import load
+from helix.sql import load
 
 # For an endpoint `w`, its owner `u` (users) and an event `ev`: the events the owner may see,
 # as a set-based predicate so one statement dispatches a whole batch.

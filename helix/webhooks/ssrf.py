@@ -214,9 +214,6 @@ class AddressGuard:
                 return None
         return forbidden_range(address)
 
-    def permits(self, address: IPAddress) -> bool:
-        return self.refusal(address) is None
-
     def check_url(self, raw: str) -> URL:
         """The URL if its scheme is http(s) and its host is neither a refused literal address
         nor a loopback name; ValueError (BlockedURL for a refused host) otherwise. Other names

@@ -21,7 +21,7 @@ from helix.errors import HelixError
 from helix.services import Caller, JobService, ProjectService, WorkerService, Writer
 from projections import registry
 from projections.rebuild import rebuild
-from projections.stream import to_json
+from projections.seen import to_json
 from tests.support import RegisteredWorker, settled
 
 USERS = (

@@ -6,13 +6,10 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from aiohttp import web
-
 from helix.eventstore import RecordedEvent
 from helix.streams import Frame
 from helix.streams.client import Message, Parser
-from helix.streams.position import HEADER, stamp
-from helix.streams.sse import KEEPALIVE, event_message, named_message
+from helix.streams.sse import KEEPALIVE, named_message
 
 
 def frame(position: int) -> Frame:
@@ -41,7 +38,7 @@ def parse(text: str) -> tuple[list[Message], Parser]:
 
 
 def test_an_event_is_one_message_with_its_position_type_and_one_line_of_json() -> None:
-    text = "retry: 2000\n\n" + event_message(frame(42)) + KEEPALIVE + named_message("done", {})
+    text = "retry: 2000\n\n" + frame(42).sse.decode() + KEEPALIVE + named_message("done", {})
 
     messages, parser = parse(text)
 
@@ -49,9 +46,3 @@ def test_an_event_is_one_message_with_its_position_type_and_one_line_of_json() -
     assert json.loads(messages[0].data)["data"] == {"lines": ["one\ntwo"]}
     assert parser.retry_ms == 2000
     assert parser.last_id == "42"
-
-
-async def test_a_response_is_stamped_with_the_log_position_it_reflects() -> None:
-    response = stamp(web.json_response({}), 41)
-
-    assert response.headers[HEADER] == "41" and HEADER == "X-Helix-Position"

@@ -31,19 +31,19 @@ REFUSED = [
 
 @pytest.mark.parametrize("address", REFUSED)
 def test_non_public_addresses_are_refused(address: str) -> None:
-    assert not AddressGuard().permits(ipaddress.ip_address(address))
+    assert AddressGuard().refusal(ipaddress.ip_address(address)) is not None
 
 
 @pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"])
 def test_public_addresses_are_permitted(address: str) -> None:
-    assert AddressGuard().permits(ipaddress.ip_address(address))
+    assert AddressGuard().refusal(ipaddress.ip_address(address)) is None
 
 
 def test_an_allowed_network_opens_exactly_its_addresses() -> None:
     guard = AddressGuard(["127.0.0.0/8", "::1/128"])
-    assert guard.permits(ipaddress.ip_address("127.0.0.2"))
-    assert guard.permits(ipaddress.ip_address("::1"))
-    assert not guard.permits(ipaddress.ip_address("10.0.0.1"))
+    assert guard.refusal(ipaddress.ip_address("127.0.0.2")) is None
+    assert guard.refusal(ipaddress.ip_address("::1")) is None
+    assert guard.refusal(ipaddress.ip_address("10.0.0.1")) is not None
 
 
 @pytest.mark.parametrize(

@@ -238,3 +238,19 @@ async def _no_pending(node: LogNode, endpoint_id: str) -> bool:
     assert node.pool is not None
     rows = await delivery_rows(node.pool, endpoint_id)
     return all(r["status"] != "pending" for r in rows)
+
+
+async def test_a_delivery_the_endpoint_does_not_have_is_not_found_in_the_error_envelope(
+    client: TestClient[Any, Any], user: Caller, receiver: Receiver
+) -> None:
+    endpoint = await _create(client, user, receiver.url)
+    missing = uuid.uuid4()
+    base = f"/api/v1/webhooks/{endpoint['id']}/deliveries/{missing}"
+    for resp in (
+        await client.get(base, headers=user.headers),
+        await client.post(base + "/retry", headers=user.headers),
+    ):
+        assert resp.status == 404
+        error = (await resp.json())["error"]
+        assert error["code"] == "NOT_FOUND"
+        assert error["details"] == {"delivery_id": str(missing)}

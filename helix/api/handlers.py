@@ -23,6 +23,7 @@ from helix.auth.principal import client_address, request_id, require_role
 from helix.domain.user import Role
 from helix.errors import NotFound, ValidationError
 from helix.services import Caller, Services
+from helix.streams.position import HEADER as POSITION_HEADER
 
 F = TypeVar("F", bound=Callable[..., Any])
 READERS = (Role.ADMIN, Role.USER, Role.AUDITOR)
@@ -136,7 +137,7 @@ def reply(
 ) -> web.Response:
     headers: dict[str, str] = {}
     if at is not None:
-        headers["X-Helix-Position"] = str(at)
+        headers[POSITION_HEADER] = str(at)
     if location is not None:
         headers["Location"] = location
     return web.json_response(body, status=status, headers=headers)

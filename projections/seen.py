@@ -10,18 +10,17 @@ rebuild).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any, ClassVar
 
 import asyncpg
 
 from helix.eventstore import RecordedEvent
-from helix.eventstore.sql import load
 from helix.serialization import EventRegistry, default_registry
+from helix.sql import load
 from projections.base import Tables
 
-SQL = load("projections", "stream.sql")
+SQL = load("projections", "seen.sql")
 
 
 @cache
@@ -67,10 +66,6 @@ def sql(blocks: Mapping[str, str], name: str, t: Tables) -> str:
 
 def live_tables(tables: tuple[str, ...]) -> Tables:
     return {name: name for name in tables}
-
-
-def utc(at: datetime | None) -> datetime | None:
-    return None if at is None else at.astimezone(UTC)
 
 
 class StreamProjection:
