@@ -198,13 +198,14 @@ class Model:
     async def _target(self, pick: int, name: str) -> JobState | None:
         """The job a job command acts on. A worker's steps follow the jobs it holds (a claim
         takes whichever job is the oldest it may take, so the steps act on what it got); the
-        owner's cancel picks among those and the slots' latest jobs, queued ones included."""
+        owner's cancel picks among those and a slot's latest job, queued ones included."""
         held = [s for s in [await self._job(jid) for jid in self.held] if s.status is RUNNING]
         self.held = [s.id for s in held if s.id is not None]
         candidates = list(held)
         if name == "cancel" or not held:
-            latest = [await self._latest(n) for n in (0, 1)]
-            candidates += [s for s in latest if s is not None and s.id not in self.held]
+            latest = await self._latest(pick % 2)
+            if latest is not None and latest.id not in self.held:
+                candidates.append(latest)
         return candidates[pick % len(candidates)] if candidates else None
 
     async def _job_command(self, pick: int, name: str) -> None:
@@ -275,6 +276,8 @@ class Model:
             return "claim"
         if state.cancel_requested:
             return "ack"
+        if any(p.status is PhaseStatus.FAILED for p in state.phases):
+            return "fail"
         running = state.running_phase
         if running is not None:
             return "output" if running.output_lines == 0 else "complete_phase"
