@@ -425,8 +425,10 @@ async def reset(pool: asyncpg.Pool) -> None:
     await pool.execute(f"TRUNCATE {tables}")
 
 
+# Fewer examples than the 25 of the programs whose job steps mostly missed their job: each
+# example now drives its jobs to more ends, at about the same total cost.
 @settings(
-    max_examples=25,
+    max_examples=20,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
