@@ -15,11 +15,13 @@ from helix.bootstrap import LogNode
 from helix.domain.job import JobState
 from helix.domain.job.commands import WorkerReport
 from helix.eventstore import EventStore
-from helix.services import Caller
+from helix.services import Caller, system_caller
 from helix.services.workers import WorkerService
 
 # Enough for the phases the tests plan: a command needs `shell`, a phase without one its name.
 CAPABILITIES = ("shell", "plan", "build", "test", "deploy")
+# Who expires the leases workers stopped renewing, as the lease reaper does.
+REAPER = system_caller("reaper")
 
 
 async def settled(where: LogNode | EventStore | asyncpg.Pool, timeout: float = 20) -> int:

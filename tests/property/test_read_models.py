@@ -22,7 +22,7 @@ from helix.services import Caller, JobService, ProjectService, WorkerService, Wr
 from projections import registry
 from projections.rebuild import rebuild
 from projections.seen import to_json
-from tests.support import RegisteredWorker, settled
+from tests.support import REAPER, RegisteredWorker, settled
 
 USERS = (
     Caller(user_id="u1", name="ann", actor="user:u1"),
@@ -33,11 +33,15 @@ PLANS = (
     (PhaseSpec(name="plan"), PhaseSpec(name="build", command=("make",)), PhaseSpec(name="test")),
 )
 READ_TABLES = [t for p in registry.DOMAIN for t in p.tables]
+RUNNING = job.JobStatus.RUNNING
+OWNERS = {who.user_id: who for who in USERS}
+LEASE_S = 90
 
 slot = st.integers(0, 1)
+# A job command picks its job: one the worker holds, or (to cancel) a slot's latest one.
 job_commands = st.tuples(
     st.just("job"),
-    slot,
+    st.integers(0, 3),
     st.sampled_from(
         ["advance"] * 14
         + [
@@ -51,6 +55,7 @@ job_commands = st.tuples(
             "fail_phase",
             "complete",
             "fail",
+            "cancel",
             "cancel",
             "ack",
             "expire",
@@ -88,7 +93,8 @@ class Clock:
 
 
 class Model:
-    """Drives the services; remembers project ids and their jobs' fencing tokens."""
+    """Drives the services as the API does, with one registered worker for every job; remembers
+    the project in each slot and the jobs the worker holds."""
 
     def __init__(self, node: LogNode) -> None:
         self.clock = Clock()
@@ -100,6 +106,10 @@ class Model:
         self.worker: RegisteredWorker | None = None
         self.slots: dict[int, uuid.UUID] = {}
         self.owner: dict[int, Caller] = {}
+        # The jobs the worker claimed and may still hold, the latest claim first.
+        self.held: list[uuid.UUID] = []
+        # What the program did that the log alone does not show, for the statistics.
+        self.saw: set[str] = set()
 
     async def start(self) -> None:
         self.worker = await RegisteredWorker.register(self.workers)
@@ -131,6 +141,9 @@ class Model:
         if kind == "tick":
             self.clock.at += timedelta(seconds=op[1])
             return
+        if kind == "job":
+            await self._job_command(op[1], op[2])
+            return
         slot = op[1]
         if kind == "run":
             if slot not in self.slots:
@@ -139,10 +152,9 @@ class Model:
                 state = await self.projects.create(who, name=f"p{slot}", phases=plan)
                 assert state.id is not None
                 self.slots[slot], self.owner[slot] = state.id, who
-            pid, who = self.slots[slot], self.owner[slot]
             for step in ("ready", "execute"):
                 with contextlib.suppress(HelixError):
-                    await self._project_command(who, pid, step)
+                    await self._project_command(self.owner[slot], self.slots[slot], step)
             return
         if kind == "create":
             who = USERS[op[2]]
@@ -164,8 +176,6 @@ class Model:
             await self.projects.update(who, pid, phases=PLANS[op[2]])
         elif kind == "project":
             await self._project_command(who, pid, op[2])
-        elif kind == "job":
-            await self._job_command(who, slot, op[2])
 
     async def _project_command(self, who: Caller, pid: uuid.UUID, name: str) -> None:
         service = self.projects
@@ -185,27 +195,49 @@ class Model:
             case "archive":
                 await service.archive(who, pid)
 
-    async def _job_command(self, who: Caller, slot: int, name: str) -> None:
-        state = await self._latest(slot)
+    async def _target(self, pick: int, name: str) -> JobState | None:
+        """The job a job command acts on. A worker's steps follow the jobs it holds (a claim
+        takes whichever job is the oldest it may take, so the steps act on what it got); the
+        owner's cancel picks among those and a slot's latest job, queued ones included."""
+        held = [s for s in [await self._job(jid) for jid in self.held] if s.status is RUNNING]
+        self.held = [s.id for s in held if s.id is not None]
+        candidates = list(held)
+        if name == "cancel" or not held:
+            latest = await self._latest(pick % 2)
+            if latest is not None and latest.id not in self.held:
+                candidates.append(latest)
+        return candidates[pick % len(candidates)] if candidates else None
+
+    async def _job_command(self, pick: int, name: str) -> None:
+        assert self.worker is not None
+        state = await self._target(pick, name)
+        if name == "advance":
+            name = "claim" if state is None or not self.held else self._next_step(state)
+        if name == "claim":
+            # Like a worker, it gets the oldest job it may take, and follows that one.
+            claimed = await self.worker.claim(lease_s=LEASE_S)
+            if claimed is None:
+                self.saw.add("a claim found no job it could take")
+            elif claimed.id is not None and claimed.id not in self.held:
+                self.held.insert(0, claimed.id)
+                if len(self.held) > 1:
+                    self.saw.add("the worker held two jobs at once")
+            return
         if state is None or state.id is None:
             return
         jid, token, at = state.id, state.fencing_token, self.clock()
         phase = state.running_phase or state.next_phase
         phase_name = phase.name if phase else "plan"
         command: job.WorkerReport
-        assert self.worker is not None
-        if name == "advance":
-            name = self._next_step(state)
         match name:
-            case "claim":
-                # Like a worker, it gets the oldest job it may take (not always this one).
-                await self.worker.claim(lease_s=90)
-                return
             case "cancel":
-                await self.jobs.cancel(who, jid)
+                await self.jobs.cancel(OWNERS[state.owner], jid)
                 return
             case "expire":
-                await self.jobs.expire_lease(self.worker.caller, jid, token)
+                # The worker went silent: once its lease ran out, the reaper expires it.
+                if state.lease_expires_at is not None and state.lease_expires_at > at:
+                    self.clock.at = state.lease_expires_at
+                await self.jobs.expire_lease(REAPER, jid, token)
                 return
             case "start":
                 command = job.StartPhase(fencing_token=token, phase=phase_name, at=at)
@@ -244,6 +276,8 @@ class Model:
             return "claim"
         if state.cancel_requested:
             return "ack"
+        if any(p.status is PhaseStatus.FAILED for p in state.phases):
+            return "fail"
         running = state.running_phase
         if running is not None:
             return "output" if running.output_lines == 0 else "complete_phase"
@@ -363,6 +397,24 @@ async def assert_read_models_equal_the_fold(node: LogNode) -> None:
             ))  # fmt: skip
 
 
+async def label_coverage(pool: asyncpg.Pool, saw: set[str]) -> None:
+    """Name, for `--hypothesis-show-statistics`, the states the program left its jobs in and
+    the transitions its log holds."""
+    ended = await pool.fetch(
+        "SELECT DISTINCT status, fencing_token > 0 AS claimed, dead_lettered FROM jobs"
+    )
+    for row in ended:
+        event(f"a job ended {row['status']}")
+        if row["claimed"] and row["status"] != "queued":
+            event(f"a job ended {row['status']} after a claim")
+        if row["dead_lettered"]:
+            event("a job ended dead-lettered")
+    for (kind,) in await pool.fetch("SELECT DISTINCT type FROM events WHERE type LIKE 'job.%'"):
+        event(f"the log has {kind}")
+    for label in saw:
+        event(label)
+
+
 async def dump(pool: asyncpg.Pool) -> dict[str, list[dict[str, Any]]]:
     return {t: await rows(pool, f"SELECT * FROM {t} ORDER BY 1, 2") for t in READ_TABLES}
 
@@ -373,8 +425,10 @@ async def reset(pool: asyncpg.Pool) -> None:
     await pool.execute(f"TRUNCATE {tables}")
 
 
+# Each example drives its jobs to several ends (claimed, failed, cancelled, completed), so a
+# score of them covers the job states.
 @settings(
-    max_examples=25,
+    max_examples=20,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -393,9 +447,7 @@ async def test_read_models_equal_the_fold_and_rebuilds_equal_the_inline_ones(
         await model.run(op)
 
     await assert_read_models_equal_the_fold(node)
-    statuses = await pool.fetch("SELECT DISTINCT status FROM jobs")
-    for row in statuses:
-        event(f"a job ended {row['status']}")
+    await label_coverage(pool, model.saw)
 
     await settled(node)
     inline = await dump(pool)
