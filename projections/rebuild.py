@@ -17,12 +17,11 @@ from collections.abc import Callable
 import asyncpg
 import attrs
 
-from helix.eventstore import EventStore
+from helix.eventstore import EventStore, RecordedEvent
 from helix.eventstore.sql import QUERIES
 from helix.sql import load
 from projections import registry
 from projections.base import Projection, Tables
-from projections.seen import recorded
 
 SQL = load("projections", "runner.sql")
 SUFFIX = "_rebuild"
@@ -107,8 +106,8 @@ async def _swap(
     tables = ", ".join(ident(live[name]) for name in projection.tables)
     await conn.execute(SQL["lock_tables"].format(tables=tables))
     head = int(await conn.fetchval(QUERIES["head"]))
-    tail = [recorded(row) for row in await conn.fetch(SQL["tail_events"], position, sorted(
-        projection.event_types))]  # fmt: skip
+    rows = await conn.fetch(SQL["tail_events"], position, sorted(projection.event_types))
+    tail = [RecordedEvent.from_row(row) for row in rows]
     for event in tail:
         await projection.apply(conn, event, fresh)
     # Every event up to the head is committed and sequenced, hence in the replay or the tail.

@@ -36,22 +36,6 @@ def to_json(value: Any) -> Any:
     return registry().to_json(value)
 
 
-def recorded(row: Mapping[str, Any]) -> RecordedEvent:
-    return RecordedEvent(
-        event_id=row["event_id"],
-        stream_id=row["stream_id"],
-        stream_type=row["stream_type"],
-        version=row["version"],
-        position=row["position"],
-        project_id=row["project_id"],
-        type=row["type"],
-        schema_version=row["schema_version"],
-        data=row["data"],
-        metadata=row["metadata"],
-        recorded_at=row["recorded_at"],
-    )
-
-
 _formatted: dict[tuple[int, str, tuple[tuple[str, str], ...]], str] = {}
 
 
@@ -95,7 +79,7 @@ class StreamProjection:
                 sorted(self.event_types),
             )
             for row in rows:
-                missed = recorded(row)
+                missed = RecordedEvent.from_row(row)
                 await self.handle(conn, missed, decode(missed), t)
         await self.handle(conn, event, decode(event), t)
         await conn.execute(sql(SQL, "set_seen", seen), event.stream_id, event.version)

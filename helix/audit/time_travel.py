@@ -26,7 +26,7 @@ from helix.eventstore.sql import QUERIES
 from helix.inputs import parse_time
 from helix.services.caller import Caller
 from helix.services.views import current_phase, ident, stream_url
-from projections.seen import recorded, to_json
+from projections.seen import to_json
 
 S = TypeVar("S")
 MAX_POSITION = 2**62
@@ -75,7 +75,7 @@ async def stream_as_of(store: EventStore, stream_id: str, as_of: AsOf) -> list[R
         rows = await store.pool.fetch(QUERIES["stream_up_to_position"], stream_id, as_of.position)
     else:
         rows = await store.pool.fetch(QUERIES["stream_up_to_time"], stream_id, as_of.time)
-    return [recorded(r) for r in rows]
+    return [RecordedEvent.from_row(r) for r in rows]
 
 
 def _folded(events: Sequence[RecordedEvent], decoded: tuple[Any, ...], state: S) -> Folded[S]:

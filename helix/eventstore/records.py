@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,23 @@ class RecordedEvent:
     data: dict[str, Any]
     metadata: dict[str, Any]
     recorded_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RecordedEvent:
+        """An event as a query of the `events` table returns it (a row with its columns)."""
+        return cls(
+            event_id=row["event_id"],
+            stream_id=row["stream_id"],
+            stream_type=row["stream_type"],
+            version=row["version"],
+            position=row["position"],
+            project_id=row["project_id"],
+            type=row["type"],
+            schema_version=row["schema_version"],
+            data=row["data"],
+            metadata=row["metadata"],
+            recorded_at=row["recorded_at"],
+        )
 
 
 @attrs.frozen(kw_only=True)

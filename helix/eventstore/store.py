@@ -72,22 +72,6 @@ async def read_windows(
     return found
 
 
-def _recorded(row: Mapping[str, Any]) -> RecordedEvent:
-    return RecordedEvent(
-        event_id=row["event_id"],
-        stream_id=row["stream_id"],
-        stream_type=row["stream_type"],
-        version=row["version"],
-        position=row["position"],
-        project_id=row["project_id"],
-        type=row["type"],
-        schema_version=row["schema_version"],
-        data=row["data"],
-        metadata=row["metadata"],
-        recorded_at=row["recorded_at"],
-    )
-
-
 class Lane:
     """Pool connections that back-to-back standalone appends hand to each other directly.
 
@@ -289,7 +273,7 @@ class EventStore:
             rows = await conn.fetch(QUERIES["read_stream"], stream_id, after_version)
         else:
             rows = await self.pool.fetch(QUERIES["read_stream"], stream_id, after_version)
-        return [_recorded(r) for r in rows]
+        return [RecordedEvent.from_row(r) for r in rows]
 
     async def read_all(
         self,
@@ -320,7 +304,7 @@ class EventStore:
             )
         else:
             rows = await self.pool.fetch(QUERIES["read_all"], after_position, limit)
-        return [_recorded(r) for r in rows]
+        return [RecordedEvent.from_row(r) for r in rows]
 
     async def head(self) -> int:
         value = await self.pool.fetchval(QUERIES["head"])

@@ -61,10 +61,7 @@ class Queries:
     async def _project_row(
         self, conn: asyncpg.Connection, caller: Caller, project_id: UUID
     ) -> asyncpg.Record:
-        row = await projects_model.get(conn, project_id)
-        if row is None or not caller.may_see(row["owner"]):
-            raise NotFound("project not found", project_id=str(project_id))
-        return row
+        return _visible(caller, await projects_model.get(conn, project_id), "project", project_id)
 
     async def projects(
         self,
@@ -164,10 +161,7 @@ class Queries:
     async def _job_row(
         self, conn: asyncpg.Connection, caller: Caller, job_id: UUID
     ) -> asyncpg.Record:
-        row = await jobs_model.get(conn, job_id)
-        if row is None or not caller.may_see(row["owner"]):
-            raise NotFound("job not found", job_id=str(job_id))
-        return row
+        return _visible(caller, await jobs_model.get(conn, job_id), "job", job_id)
 
     async def jobs(
         self,
@@ -220,3 +214,11 @@ class Queries:
             "has_more": len(lines) == limit,
             "total": total,
         }
+
+
+def _visible(caller: Caller, row: asyncpg.Record | None, what: str, key: UUID) -> asyncpg.Record:
+    """The row if it exists and the caller may see it; 404 otherwise (also for another user's,
+    so its existence is not revealed)."""
+    if row is None or not caller.may_see(row["owner"]):
+        raise NotFound(f"{what} not found", **{f"{what}_id": str(key)})
+    return row
