@@ -1,14 +1,18 @@
-"""The wheel, as a container installs it with a plain `pip install .`."""
+"""The sdist and the wheel, as a container installs Helix with a plain `pip install .`."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[2]
+PACKAGES = ("helix", "projections", "migrations")
 
 
 def _git_files(*patterns: str) -> list[str]:
@@ -22,24 +26,64 @@ def _git_files(*patterns: str) -> list[str]:
     return [name for name in listed.stdout.split() if (ROOT / name).exists()]
 
 
-def test_the_wheel_carries_every_migration_and_the_files_alembic_reads(tmp_path: Path) -> None:
+class Dist:
+    def __init__(self, sdist: set[str], wheel: set[str]) -> None:
+        self.sdist = sdist
+        self.wheel = wheel
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
     # Built from the project's own files alone, as in a fresh clone: a checkout's leftovers
     # (an editable install's egg-info) would otherwise fill in what the package data misses.
+    # `build` makes the sdist, then the wheel from the unpacked sdist, so a file the sdist
+    # leaves out is missing from the wheel too.
+    tmp_path = tmp_path_factory.mktemp("dist")
     source = tmp_path / "source"
     for name in _git_files():
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, source / name)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(source)],
-        check=True,
+    out = tmp_path / "out"
+    built = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(out), str(source)],
         capture_output=True,
+        text=True,
     )
-    (wheel,) = tmp_path.glob("helix-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
+    assert built.returncode == 0, built.stdout + built.stderr
+    # setuptools warns, and carries on, when a directory of modules is left out of `packages`.
+    assert "Package would be ignored" not in built.stdout + built.stderr
+    (sdist,) = out.glob("helix-*.tar.gz")
+    (wheel,) = out.glob("helix-*.whl")
+    with tarfile.open(sdist) as archive:
+        top = archive.getnames()[0].split("/")[0]
+        sdist_names = {name.removeprefix(f"{top}/") for name in archive.getnames()}
+    return Dist(sdist_names, set(zipfile.ZipFile(wheel).namelist()))
+
+
+def test_the_wheel_carries_every_migration_and_the_files_alembic_reads(dist: Dist) -> None:
     revisions = {
         f"migrations/versions/{p.name}" for p in (ROOT / "migrations/versions").glob("*.py")
     }
-    assert revisions and revisions <= names
-    assert {"migrations/env.py", "migrations/script.py.mako"} <= names
+    assert revisions and revisions <= dist.wheel
+    assert {"migrations/env.py", "migrations/script.py.mako"} <= dist.wheel
     sql = set(_git_files("*.sql"))
-    assert sql and sql <= names
+    assert sql and sql <= dist.wheel
+
+
+def test_the_wheel_carries_every_file_of_the_packages_tracked_in_the_repository(
+    dist: Dist,
+) -> None:
+    tracked = set(_git_files(*PACKAGES))
+    data = {name for name in tracked if not name.endswith(".py")}
+    # The data files are the ones setuptools does not pick up by itself: SQL, templates, markers.
+    assert {"helix/py.typed", "migrations/script.py.mako", "helix/health.sql"} <= data
+    assert sorted(tracked - dist.wheel) == []
+    tops = {name.split("/")[0] for name in dist.wheel}
+    assert {top for top in tops if not top.endswith(".dist-info")} == set(PACKAGES)
+
+
+def test_the_sdist_carries_the_packages_the_tests_and_the_alembic_config(dist: Dist) -> None:
+    wanted = set(_git_files(*PACKAGES, "tests", "alembic.ini", "docker", ".ci"))
+    wanted |= {"README.md", "CHANGELOG.md", "setup.cfg", "pyproject.toml", "MANIFEST.in"}
+    assert sorted(wanted - dist.sdist) == []
+    assert not [name for name in dist.sdist if "__pycache__" in name or name.endswith(".pyc")]
