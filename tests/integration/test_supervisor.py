@@ -16,12 +16,13 @@ from helix.api.health import SUPERVISOR
 from helix.bootstrap import LogNode
 from helix.config import Settings
 from helix.services.reaper import LeaseReaper
-from helix.supervisor import Supervisor
+from helix.supervisor import STATES, Supervisor
 from helix.webhooks import WebhookRoles
 from projections import registry
 from projections.runner import ProjectionRunner
 from tests.integration.api.test_workers_api import FAST, claim, execute, register
 from tests.integration.fixtures import Caller
+from tests.integration.test_eventstore import ev
 from tests.integration.webhooks.webhook_support import wait_until
 
 Client = TestClient[Any, Any]
@@ -184,6 +185,9 @@ async def test_the_reaper_restarts_after_losing_its_connections_and_expires_a_le
             return supervisor.roles["reaper"].restarts >= 1
 
         await wait_until(reaper_failed)
+        # The API's requests below share the pool: let them start on fresh connections.
+        assert node.pool is not None
+        await node.pool.expire_connections()
         worker_id = await register(wclient, worker)
         job_id = await execute(wclient, user)
         await claim(wclient, worker, worker_id, lease_s=1.0)
@@ -222,10 +226,13 @@ async def test_readyz_names_a_role_that_keeps_failing_then_turns_ready_again(
 
         await wait_until(named)
         resp = await probe.get("/metrics")
-        text = await resp.text()
-        assert 'helix_role_state{role="webhook-dispatcher",state="restarting"}' in text or (
-            'helix_role_restarts_total{role="webhook-dispatcher"}' in text
+        samples = dict(
+            line.rsplit(" ", 1) for line in (await resp.text()).splitlines() if line[:1] != "#"
         )
+        assert float(samples['helix_role_restarts_total{role="webhook-dispatcher"}']) >= 1
+        states = [f'helix_role_state{{role="webhook-dispatcher",state="{s}"}}' for s in STATES]
+        assert sorted(float(samples[name]) for name in states) == [0.0, 0.0, 1.0]
+        assert float(samples[states[STATES.index("stopped")]]) == 0.0
         await admin_conn.execute("ALTER TABLE webhook_dispatcher_gone RENAME TO webhook_dispatcher")
 
         async def ready() -> bool:
@@ -236,3 +243,22 @@ async def test_readyz_names_a_role_that_keeps_failing_then_turns_ready_again(
         await wait_until(ready)
     finally:
         await roles.stop()
+
+
+async def test_the_sequencer_restarts_after_its_connection_is_terminated_and_positions_on(
+    node: LogNode, admin_conn: asyncpg.Connection
+) -> None:
+    await node.store.append("test-before", 0, [ev()])
+    assert await node.store.wait_for_position(1, timeout=15)
+
+    async def leader_killed() -> bool:
+        await admin_conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'helix-sequencer' AND datname = current_database()"
+        )
+        return node.supervisor.roles["sequencer"].restarts >= 1
+
+    await wait_until(leader_killed)
+    await node.store.append("test-after", 0, [ev()])
+    assert await node.store.wait_for_position(2, timeout=15)
+    assert node.supervisor.roles["sequencer"].state == "running"
