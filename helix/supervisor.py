@@ -9,7 +9,8 @@ exponential backoff with jitter, so that nodes restarting together do not retry 
 Each role's state is kept for the probes: `running`, `restarting` (since when, after which
 error) or `stopped`. A role is *failing* from its first error until a run of it has lasted
 `settle` seconds; `/readyz` turns not ready while a role has been failing longer than
-`failing_after`, and names it.
+`failing_after`, and names it. The first error of a streak is logged with its traceback, the
+next ones in a line each.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class RoleState:
     name: str
     state: str = "running"
     since: datetime = attrs.field(factory=lambda: datetime.now(UTC))  # of the state
-    error: str | None = None  # the last error, while restarting
+    error: str | None = None  # the last error (kept once running again; none once stopped)
     restarts: int = 0
     failing_since: datetime | None = None  # first error of the current streak
     _run_started: float = 0.0  # loop time of the current run's start
@@ -125,10 +126,15 @@ class Supervisor:
                     if loop.time() - role._run_started >= self.settle:
                         delay = self.initial_backoff  # it had recovered: a new streak
                         role.failing_since = None
+                    wait = delay * random.uniform(0.5, 1.0)
                     if role.failing_since is None:
                         role.failing_since = datetime.now(UTC)
-                    wait = delay * random.uniform(0.5, 1.0)
-                    log.exception("role %s failed; restarting in %.2f s", role.name, wait)
+                        log.exception("role %s failed; restarting in %.2f s", role.name, wait)
+                    else:  # the traceback once per streak, not at every retry
+                        log.error(
+                            "role %s failed again (%s; failing since %s); restarting in %.2f s",
+                            role.name, error, role.failing_since.isoformat(), wait,
+                        )  # fmt: skip
                     self._enter(role, "restarting", error)
                     role.restarts += 1
                 await asyncio.sleep(wait)
