@@ -19,6 +19,7 @@ from helix.database import connect, create_pool
 from helix.eventstore import ChannelWatcher, EventStore, HeadWatcher, Sequencer, WakeUps
 from helix.serialization import EventRegistry, default_registry
 from helix.services import Services, Writer
+from helix.supervisor import Supervisor
 from helix.webhooks.endpoints import Endpoints
 from projections.jobs import CLAIM_CHANNEL
 
@@ -45,6 +46,8 @@ class LogNode:
         self.application_name = application_name
         self.pool: asyncpg.Pool | None = None
         self.sequencer: Sequencer | None = None
+        # The process's background role loops (the sequencer's, and those `helix serve` adds).
+        self.supervisor = Supervisor()
         self._store: EventStore | None = None
         self._wakeups: WakeUps | None = None
         self._head: HeadWatcher | None = None
@@ -78,6 +81,7 @@ class LogNode:
                 self.connector("sequencer"),
                 batch_size=self.settings.sequencer_batch_size,
                 poll_interval=self.settings.sequencer_poll_interval,
+                supervisor=self.supervisor,
             )
             self._wakeups.local.append(self.sequencer.wake)
             await self.sequencer.start()

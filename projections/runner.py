@@ -9,6 +9,7 @@ checkpoint (woken by the sequencer's NOTIFY, with a polling fallback).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -19,7 +20,7 @@ import attrs
 from helix.eventstore import EventStore
 from helix.eventstore.sql import QUERIES
 from helix.sql import load
-from helix.tasks import cancel_and_wait
+from helix.supervisor import Supervisor
 from projections import registry
 from projections.base import Projection
 from projections.rebuild import rebuild
@@ -109,8 +110,9 @@ async def catch_up(store: EventStore, projection: Projection, batch_size: int = 
 
 
 class ProjectionRunner:
-    """Follows the log for each projection in a task of its own. A projection whose stored
-    version differs from its code's is rebuilt first."""
+    """Follows the log for each projection in a supervised task of its own (an error restarts
+    it from its checkpoint). A projection whose stored version differs from its code's is
+    rebuilt first."""
 
     def __init__(
         self,
@@ -119,8 +121,10 @@ class ProjectionRunner:
         *,
         batch_size: int = 500,
         poll_interval: float = 1.0,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.store = store
+        self.supervisor = supervisor or Supervisor()
         self.projections = tuple(projections)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
@@ -128,24 +132,14 @@ class ProjectionRunner:
 
     async def start(self) -> None:
         for projection in self.projections:
-            task = asyncio.create_task(
-                self._follow(projection), name=f"projection-{projection.name}"
+            task = self.supervisor.start(
+                f"projection-{projection.name}", functools.partial(self._run, projection)
             )
             self._tasks.append(task)
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._tasks)
+        await self.supervisor.stop(self._tasks)
         self._tasks.clear()
-
-    async def _follow(self, projection: Projection) -> None:
-        while True:
-            try:
-                await self._run(projection)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("projection %s failed; retrying", projection.name)
-                await asyncio.sleep(self.poll_interval)
 
     async def _run(self, projection: Projection) -> None:
         current = {s.name: s for s in await status(self.store.pool, [projection])}

@@ -10,8 +10,11 @@ from helix.api.requests import public
 from helix.appkeys import POOL
 from helix.errors import Unavailable
 from helix.health import readiness
+from helix.supervisor import Supervisor
 
 routes = web.RouteTableDef()
+# The process's supervised background roles, where `helix serve` runs any beside the API.
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
 
 CHECK_TIMEOUT = 5.0
 
@@ -26,7 +29,8 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 @public
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: database reachable, schema at head, a sequencer leading and keeping up."""
+    """Readiness: database reachable, schema at head, a sequencer leading and keeping up, and
+    none of this process's background roles failing for long."""
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
             checks = await readiness(request.app[POOL])
@@ -35,6 +39,12 @@ async def readyz(request: web.Request) -> web.Response:
             "the database is not reachable", database=False, reason=type(exc).__name__
         ) from None
     ok = checks["database"] and checks["migrations"]["ok"] and checks["sequencer"]["ok"]
+    supervisor = request.app.get(SUPERVISOR)
+    if supervisor is not None:
+        checks["roles"] = supervisor.report()
+        ok = ok and checks["roles"]["ok"]
     if not ok:
-        raise Unavailable("not ready", **checks)
+        failing = checks.get("roles", {}).get("failing")
+        message = f"not ready: failing roles {', '.join(failing)}" if failing else "not ready"
+        raise Unavailable(message, **checks)
     return web.json_response({"status": "ready", **checks})

@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests by route and status, and the log's head and sequencer lag.
+"""Prometheus metrics: requests by route and status, the log's head and sequencer lag, and
+the background roles' states and restarts.
 
 Each application has its own registry, so several apps in one process (tests) do not collide.
 Who may read them: the holder of `HELIX_METRICS_TOKEN` when it is set, else loopback peers
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import time
+from collections.abc import Iterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -21,12 +23,16 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
+from helix.api.health import SUPERVISOR
 from helix.api.requests import own_credentials
 from helix.appkeys import SETTINGS, STORE
 from helix.errors import Forbidden, Unauthorized
 from helix.eventstore import sequencer_lag
+from helix.supervisor import STATES, Supervisor
 
 
 class Metrics:
@@ -58,6 +64,32 @@ class Metrics:
             "Committed events waiting for a position",
             registry=self.registry,
         )
+        # Set at each scrape from the app's supervisor, read by the role collector.
+        self.supervisor: Supervisor | None = None
+        self.registry.register(_RoleCollector(self))
+
+
+class _RoleCollector(Collector):
+    """Each supervised role's state (1 for the state it is in) and its restarts so far."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        states = GaugeMetricFamily(
+            "helix_role_state", "Background role state (1: the one it is in)",
+            labels=["role", "state"],
+        )  # fmt: skip
+        restarts = CounterMetricFamily(
+            "helix_role_restarts", "Background role restarts after an error", labels=["role"]
+        )
+        supervisor = self.metrics.supervisor
+        for name, role in sorted(supervisor.roles.items()) if supervisor else ():
+            for state in STATES:
+                states.add_metric([name, state], 1.0 if role.state == state else 0.0)
+            restarts.add_metric([name], role.restarts)
+        yield states
+        yield restarts
 
 
 METRICS = web.AppKey("metrics", Metrics)
@@ -140,6 +172,7 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     lag, pending = await sequencer_lag(store.pool)
     metrics.lag.set(lag)
     metrics.pending.set(pending)
+    metrics.supervisor = request.app.get(SUPERVISOR)
     return web.Response(
         body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from helix import migrate
 from helix.api.app import create_app
+from helix.api.health import SUPERVISOR
 from helix.auth.accounts import Accounts
 from helix.auth.sealing import parse_keys
 from helix.bootstrap import Components, LogNode
@@ -60,20 +61,23 @@ def background_roles(
 ) -> list[BackgroundRole]:
     """The roles that run beside the API, started in order after the node and stopped in
     reverse order before it (the webhook roles with the process's endpoint registry, when
-    given). The sequencer runs inside the LogNode itself."""
+    given). The sequencer runs inside the LogNode itself; every role's loops run under the
+    node's supervisor, which restarts them on any error and reports their states."""
     found: list[BackgroundRole] = []
+    supervisor = node.supervisor
     if "projections" in roles:
         found.append(
             ProjectionRunner(
                 node.store,
                 batch_size=settings.projection_batch_size,
                 poll_interval=settings.projection_poll_interval,
+                supervisor=supervisor,
             )
         )
     if "webhooks" in roles:
-        found.append(WebhookRoles(node.store, settings, endpoints=endpoints))
+        found.append(WebhookRoles(node.store, settings, endpoints=endpoints, supervisor=supervisor))
     if "reaper" in roles:
-        found.append(LeaseReaper(node.store, settings))
+        found.append(LeaseReaper(node.store, settings, supervisor=supervisor))
     return found
 
 
@@ -176,6 +180,7 @@ async def serve(
             started.append(role)
         if "api" in roles:
             app = create_app(node, settings, components)
+            app[SUPERVISOR] = node.supervisor
             runner = web.AppRunner(
                 app,
                 shutdown_timeout=settings.shutdown_timeout,

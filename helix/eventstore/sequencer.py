@@ -69,20 +69,11 @@ import attrs
 from helix.eventstore.chain import link
 from helix.eventstore.sql import QUERIES
 from helix.eventstore.wakeups import APPENDED, BUSY_BATCH, SEQUENCER_LINGER
-from helix.tasks import cancel_and_wait
+from helix.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
 LEADER_LOCK = 0x48454C4958_0001  # "HELIX" · 1
-# InternalClientError: the server ended the session (pg_terminate_backend) and asyncpg has
-# read its last error but not yet the closed socket; the connection is as good as lost.
-DISCONNECTS = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,
-    ConnectionError,
-)
 
 
 @attrs.frozen
@@ -106,8 +97,10 @@ class Sequencer:
         standby_interval: float = 0.5,
         min_batch_interval: float = 0.010,
         name: str | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._connect = connect
+        self.supervisor = supervisor or Supervisor()
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.standby_interval = standby_interval
@@ -132,29 +125,25 @@ class Sequencer:
         self._wake.set()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name="helix-sequencer")
+        self._task = self.supervisor.start("sequencer", self.run)
 
     async def stop(self) -> None:
-        await cancel_and_wait([self._task])
+        await self.supervisor.stop([self._task])
         self._task = None
 
     async def run(self) -> None:
-        backoff = 0.1
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await self._connect()
-                await self._lead(conn)
-            except DISCONNECTS as exc:
-                log.warning("sequencer %s lost its connection: %s", self.name, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            finally:
-                self.is_leader = False
-                self._forget()
-                if conn is not None and not conn.is_closed():
-                    with contextlib.suppress(Exception):
-                        await conn.close(timeout=2)
+        """One connection's term: stand by, lead until the connection fails. Whatever ends it
+        (a lost connection, or anything else) is the supervisor's to log and restart."""
+        conn: asyncpg.Connection | None = None
+        try:
+            conn = await self._connect()
+            await self._lead(conn)
+        finally:
+            self.is_leader = False
+            self._forget()
+            if conn is not None and not conn.is_closed():
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=2)
 
     def _forget(self) -> None:
         self._head = None

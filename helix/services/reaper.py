@@ -17,15 +17,18 @@ from helix.services.caller import system_caller
 from helix.services.jobs import JobService
 from helix.services.unit import Writer
 from helix.services.workers import WorkerService
-from helix.tasks import cancel_and_wait
+from helix.supervisor import Supervisor
 from projections import jobs as jobs_model
 
 log = logging.getLogger(__name__)
 
 
 class LeaseReaper:
-    def __init__(self, store: EventStore, settings: Settings) -> None:
+    def __init__(
+        self, store: EventStore, settings: Settings, *, supervisor: Supervisor | None = None
+    ) -> None:
         self.store = store
+        self.supervisor = supervisor or Supervisor()
         self.settings = settings
         writer = Writer(store)
         self._writer = writer
@@ -35,10 +38,10 @@ class LeaseReaper:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="helix-reaper")
+        self._task = self.supervisor.start("reaper", self.run)
 
     async def stop(self) -> None:
-        await cancel_and_wait([self._task])
+        await self.supervisor.stop([self._task])
         self._task = None
 
     async def run_once(self) -> tuple[int, int]:
@@ -58,12 +61,11 @@ class LeaseReaper:
         offline = await self._workers.mark_offline(self._caller)
         return expired, offline
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """A round every `reaper_interval`; an error ends the loop, for the supervisor to
+        restart."""
         while True:
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("reaper round failed; trying again")
+            await self.run_once()
             await asyncio.sleep(self.settings.reaper_interval)
 
 

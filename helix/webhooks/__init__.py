@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from helix.config import Settings
 from helix.eventstore import EventStore
+from helix.supervisor import Supervisor
 from helix.webhooks.delivery import DeliveryWorker
 from helix.webhooks.dispatcher import Dispatcher
 from helix.webhooks.endpoints import Endpoints
@@ -24,10 +25,15 @@ class WebhookRoles:
         dispatcher: bool = True,
         name: str = "w",
         endpoints: Endpoints | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
-        self.worker = DeliveryWorker(store, settings, name=name, endpoints=endpoints)
+        self.worker = DeliveryWorker(
+            store, settings, name=name, endpoints=endpoints, supervisor=supervisor
+        )
         self.dispatcher = (
-            Dispatcher(store, settings, on_dispatched=self.worker.wake) if dispatcher else None
+            Dispatcher(store, settings, on_dispatched=self.worker.wake, supervisor=supervisor)
+            if dispatcher
+            else None
         )
 
     async def start(self) -> None:

@@ -24,7 +24,7 @@ from helix.domain.webhook import DisabledReason
 from helix.eventstore import EventStore
 from helix.services.caller import Caller, system_caller
 from helix.services.unit import Tx
-from helix.tasks import cancel_and_wait
+from helix.supervisor import Supervisor
 from helix.webhooks.endpoints import Endpoints
 from helix.webhooks.retry import next_delay
 from helix.webhooks.sender import Outcome, Sender, encode, headers_for
@@ -67,8 +67,10 @@ class DeliveryWorker:
         *,
         name: str = "worker",
         endpoints: Endpoints | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.store = store
+        self.supervisor = supervisor or Supervisor()
         self.settings = settings
         self.name = name
         self.endpoints = endpoints or Endpoints(store, settings)
@@ -85,12 +87,12 @@ class DeliveryWorker:
     async def start(self) -> None:
         await self.sender.start()
         self._stopping = False
-        self._task = asyncio.create_task(self._run(), name=f"helix-webhook-{self.name}")
+        self._task = self.supervisor.start(f"webhook-delivery-{self.name}", self.run)
 
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
-        await cancel_and_wait([self._task])
+        await self.supervisor.stop([self._task])
         self._task = None
         tokens = list(set(self._inflight.values()))
         tasks = list(self._inflight)
@@ -110,20 +112,14 @@ class DeliveryWorker:
         )
         return token, list(rows)
 
-    async def _run(self) -> None:
-        backoff = 0.1
+    async def run(self) -> None:
+        """Claim and deliver until stopped; an error ends the loop (deliveries in flight go on),
+        for the supervisor to restart."""
         while not self._stopping:
             free = self.settings.webhook_concurrency - len(self._inflight)
             claimed = 0
             if free > 0:
-                try:
-                    token, rows = await self.claim(free)
-                    backoff = 0.1
-                except (asyncpg.PostgresError, OSError) as exc:
-                    log.warning("webhook %s cannot claim: %s", self.name, exc)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    continue
+                token, rows = await self.claim(free)
                 claimed = len(rows)
                 for row in rows:
                     task = asyncio.create_task(self._deliver(token, row))

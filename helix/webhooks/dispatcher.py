@@ -12,11 +12,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-import asyncpg
-
 from helix.config import Settings
 from helix.eventstore import EventStore
-from helix.tasks import cancel_and_wait
+from helix.supervisor import Supervisor
 from helix.webhooks.sql import QUERIES
 
 log = logging.getLogger(__name__)
@@ -29,8 +27,10 @@ class Dispatcher:
         settings: Settings,
         *,
         on_dispatched: Callable[[], None] | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.store = store
+        self.supervisor = supervisor or Supervisor()
         self.settings = settings
         self.on_dispatched = on_dispatched
         self.position = 0
@@ -53,31 +53,25 @@ class Dispatcher:
             self.on_dispatched()
         return inserted
 
-    async def _run(self) -> None:
-        backoff = 0.1
+    async def run(self) -> None:
+        """Dispatch until stopped; an error ends the loop, for the supervisor to restart."""
         # The flag as well as the cancel: on 3.11 a wait_for (inside wait_for_position) can
         # swallow a cancellation that arrives as its wait ends.
         while not self._stopping:
-            try:
-                before = self.position
-                await self.dispatch_once()
-                backoff = 0.1
-                if self.position > before:
-                    continue  # maybe more behind it
-                # Woken by the head watcher; its timeout is the slow poll.
-                await self.store.wait_for_position(
-                    self.position + 1, timeout=self.settings.sequencer_poll_interval
-                )
-            except (asyncpg.PostgresError, OSError) as exc:
-                log.warning("webhook dispatcher: %s; retrying in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+            before = self.position
+            await self.dispatch_once()
+            if self.position > before:
+                continue  # maybe more behind it
+            # Woken by the head watcher; its timeout is the slow poll.
+            await self.store.wait_for_position(
+                self.position + 1, timeout=self.settings.sequencer_poll_interval
+            )
 
     async def start(self) -> None:
         self._stopping = False
-        self._task = asyncio.create_task(self._run(), name="helix-webhook-dispatcher")
+        self._task = self.supervisor.start("webhook-dispatcher", self.run)
 
     async def stop(self) -> None:
         self._stopping = True
-        await cancel_and_wait([self._task])
+        await self.supervisor.stop([self._task])
         self._task = None
