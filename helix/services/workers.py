@@ -23,7 +23,7 @@ import asyncio
 import logging
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -346,19 +346,49 @@ class WorkerService:
             rows = await workers_model.silent(
                 tx.conn, silent_since=silent_since, limit=OFFLINE_BATCH
             )
-            gone = 0
-            for row in rows:
-                command = worker.MarkOffline(last_heartbeat_at=row["last_heartbeat_at"], at=tx.at)
-                try:
-                    await tx.decide(WORKER, row["worker_id"], command)
-                except InvalidTransition as refused:
-                    # The registry row lags the stream: skip it rather than stall the round.
-                    log.info("worker %s not marked offline: %s", row["worker_id"], refused)
-                    continue
-                gone += 1
-            return gone
+
+            def offline(row: asyncpg.Record) -> WorkerCommand:
+                return worker.MarkOffline(last_heartbeat_at=row["last_heartbeat_at"], at=tx.at)
+
+            return len(await _decide_each(tx, rows, offline, "marked offline"))
 
         return await self.writer.run(caller, work)
+
+    async def prune(self, caller: Caller) -> int:
+        """Prune workers offline for longer than `worker_prune_after` (0: never); how many."""
+        if self.settings.worker_prune_after <= 0:
+            return 0
+
+        async def work(tx: Tx) -> int:
+            offline_before = tx.at - timedelta(seconds=self.settings.worker_prune_after)
+            rows = await workers_model.prunable(
+                tx.conn, offline_before=offline_before, limit=OFFLINE_BATCH
+            )
+            pruned = await _decide_each(tx, rows, lambda _: worker.PruneWorker(at=tx.at), "pruned")
+            for worker_id in pruned:
+                await workers_model.forget_heartbeat(tx.conn, worker_id)
+            return len(pruned)
+
+        return await self.writer.run(caller, work)
+
+
+async def _decide_each(
+    tx: Tx,
+    rows: Sequence[asyncpg.Record],
+    command_of: Callable[[asyncpg.Record], WorkerCommand],
+    what: str,
+) -> list[UUID]:
+    """Decide one command per registry row; the workers it changed."""
+    done = []
+    for row in rows:
+        try:
+            await tx.decide(WORKER, row["worker_id"], command_of(row))
+        except InvalidTransition as refused:
+            # The registry row lags the stream: skip it rather than stall the round.
+            log.info("worker %s not %s: %s", row["worker_id"], what, refused)
+            continue
+        done.append(row["worker_id"])
+    return done
 
 
 __all__ = ["CLAIM_CHANNEL", "WORKER", "WORKER_STATUSES", "Claim", "HeartbeatJob", "WorkerService"]
