@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import sys
@@ -31,6 +32,11 @@ from helix.worker.isolation import IsolationError, PhaseUser
 from projections.runner import ProjectionRunner
 
 log = logging.getLogger(__name__)
+
+
+class PortInUse(Exception):
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(f"port {port} on {host} is in use")
 
 
 class BackgroundRole(Protocol):
@@ -135,6 +141,9 @@ async def run_serve(args: argparse.Namespace) -> int:
         except IsolationError as exc:
             print(f"helix serve: the in-process worker cannot run phases: {exc}", file=sys.stderr)
             return 2
+        except PortInUse as exc:
+            print(f"helix: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -184,7 +193,12 @@ async def serve(
             )
             await runner.setup()
             site = web.TCPSite(runner, settings.host, settings.port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PortInUse(settings.host, settings.port) from None
+                raise
             print(f"Helix is serving on http://{settings.host}:{settings.port}", flush=True)
             if worker:
                 local = LocalWorker(components.accounts, settings, _loopback_url(settings))
