@@ -10,6 +10,7 @@ import errno
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import attrs
@@ -185,6 +186,7 @@ async def serve(
             started.append(role)
         if "api" in roles:
             app = create_app(node, settings, components)
+            app.on_shutdown.append(_ending_long_polls(components))
             runner = web.AppRunner(
                 app,
                 shutdown_timeout=settings.shutdown_timeout,
@@ -223,6 +225,17 @@ async def serve(
         if components is not None:
             await components.stop()
         await node.stop()
+
+
+def _ending_long_polls(components: Components) -> Callable[[web.Application], Awaitable[None]]:
+    """Once the server stops accepting requests, waiting claims answer at once (no job): the
+    requests still in flight are then only the short ones, and the stop takes no longer than
+    they do."""
+
+    async def end(_: web.Application) -> None:
+        components.services.workers.stop_waiting()
+
+    return end
 
 
 async def _first_admin(accounts: Accounts) -> None:

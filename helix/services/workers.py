@@ -50,6 +50,7 @@ from helix.eventstore import ChannelWatcher
 from helix.services.caller import Caller
 from helix.services.phase_secrets import Masker, has_secrets, open_secrets
 from helix.services.unit import Aggregate, Tx, Writer
+from helix.tasks import cancel_and_wait
 from projections import jobs as jobs_model
 from projections import workers as workers_model
 
@@ -101,6 +102,12 @@ class WorkerService:
         self.settings = settings
         self.signal = signal
         self.sealer = sealer
+        self._closing = asyncio.Event()
+
+    def stop_waiting(self) -> None:
+        """Answer every waiting claim now, with no job, and wait no more: the server is going
+        away, and a long-poll would hold its shutdown for up to `claim_max_wait`."""
+        self._closing.set()
 
     # --- registry ---------------------------------------------------------------------------
 
@@ -243,16 +250,25 @@ class WorkerService:
             if claimed is not None:
                 return claimed
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or self._closing.is_set():
                 return None
             nap = min(remaining, CLAIM_POLL_S)
             due = await jobs_model.next_due(self.writer.store.pool, self.writer.now())
             if due is not None:
                 nap = min(nap, max((due - self.writer.now()).total_seconds(), 0.0) + 0.01)
-            if self.signal is not None:
-                await self.signal.wait(seen, nap)
-            else:
-                await asyncio.sleep(nap)
+            await self._nap(seen, nap)
+
+    async def _nap(self, seen: int, seconds: float) -> None:
+        """Until a claim notification after `seen`, `seconds` pass, or the server closes."""
+        signal = self.signal
+        napping = asyncio.create_task(
+            asyncio.sleep(seconds) if signal is None else signal.wait(seen, seconds)
+        )
+        closing = asyncio.create_task(self._closing.wait())
+        try:
+            await asyncio.wait({napping, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait([napping, closing])
 
     async def _claim_once(self, tx: Tx, worker_id: UUID, lease_s: float) -> Claim | None:
         row = await self._own_worker(tx, worker_id)
