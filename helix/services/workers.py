@@ -323,22 +323,45 @@ class WorkerService:
         lease. A stale token or an expired lease is a Conflict and nothing is appended."""
 
         async def work(tx: Tx) -> JobState:
-            state = await tx.job(job_id)
-            if not state.exists:
-                raise NotFound("job not found", job_id=str(job_id))
-            if fencing_token != state.fencing_token or state.worker_id is None:
-                raise Conflict(
-                    "the fencing token is not the job's current lease",
-                    reason="stale_fencing_token",
-                    current_state=state.status.value if state.status else None,
-                )
-            await self._own_worker(tx, UUID(state.worker_id))
+            state = await self._leased_job(tx, job_id, fencing_token)
             if reports:
                 stamped = [attrs.evolve(report, at=tx.at) for report in reports]
                 state = await tx.decide_job_all(job_id, self._masked(state, stamped))
             return await self._renew(tx, job_id, state)
 
         return await self.writer.run(caller, work)
+
+    async def release(self, caller: Caller, job_id: UUID, fencing_token: int) -> JobState:
+        """The worker hands the job back (it is stopping): the lease ends now, as an expiry
+        would end it, so the job is retried after its backoff instead of after the lease."""
+
+        async def work(tx: Tx) -> JobState:
+            await self._leased_job(tx, job_id, fencing_token)
+            command = job.ExpireLease(
+                reason="handed back by its worker",
+                fencing_token=fencing_token,
+                retry_base_s=self.settings.job_retry_base_s,
+                retry_cap_s=self.settings.job_retry_cap_s,
+                handed_back=True,
+                at=tx.at,
+            )
+            return await tx.decide_job(job_id, command)
+
+        return await self.writer.run(caller, work)
+
+    async def _leased_job(self, tx: Tx, job_id: UUID, fencing_token: int) -> JobState:
+        """The job, leased under `fencing_token` to a worker of the caller's; else 404/409/403."""
+        state = await tx.job(job_id)
+        if not state.exists:
+            raise NotFound("job not found", job_id=str(job_id))
+        if fencing_token != state.fencing_token or state.worker_id is None:
+            raise Conflict(
+                "the fencing token is not the job's current lease",
+                reason="stale_fencing_token",
+                current_state=state.status.value if state.status else None,
+            )
+        await self._own_worker(tx, UUID(state.worker_id))
+        return state
 
     def _masked(self, state: JobState, reports: list[WorkerReport]) -> list[WorkerReport]:
         if not has_secrets(state):

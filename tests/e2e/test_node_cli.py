@@ -4,6 +4,7 @@ a port already taken, a SIGTERM that stops `helix serve` promptly."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 HELIX = [sys.executable, "-m", "helix.cli"]
@@ -90,7 +92,7 @@ async def _running_job(session: aiohttp.ClientSession, url: str, admin: dict[str
     raise AssertionError(f"the phase never started: {job}")
 
 
-async def test_sigterm_stops_serve_with_its_worker_running_a_phase_promptly(
+async def test_sigterm_stops_serve_promptly_and_its_worker_hands_the_running_job_back(
     database_url: str, tmp_path: Path
 ) -> None:
     with socket.socket() as s:
@@ -110,7 +112,7 @@ async def test_sigterm_stops_serve_with_its_worker_running_a_phase_promptly(
         await _line_with(proc, "An in-process worker runs phases")
         admin = {"Authorization": f"Bearer {key}"}
         async with aiohttp.ClientSession() as session:
-            await _running_job(session, url, admin)
+            job = await _running_job(session, url, admin)
             # Another worker waits in a long-poll claim, as external workers do.
             waiting = asyncio.ensure_future(_long_poll(session, url, admin))
             await asyncio.sleep(0.5)
@@ -122,6 +124,21 @@ async def test_sigterm_stops_serve_with_its_worker_running_a_phase_promptly(
             assert await waiting in (204, None)
         assert code == 0
         assert took < 10.0  # generous: the machine is shared; the aim is well under 5 s
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT type, data FROM events WHERE stream_id = $1 ORDER BY version",
+                f"job-{job['id']}",
+            )
+        finally:
+            await conn.close()
+        # Handed back, not left to its lease: the job is queued again for a retry.
+        types = [r["type"] for r in rows]
+        assert types[-2:] == ["job.stuck", "job.retry_scheduled"], types
+        stuck = (
+            json.loads(rows[-2]["data"]) if isinstance(rows[-2]["data"], str) else rows[-2]["data"]
+        )
+        assert stuck["reason"] == "handed back by its worker"
     finally:
         if proc.returncode is None:
             proc.kill()
