@@ -130,6 +130,7 @@ class Settings:
     worker_lease_s: float = 60.0
     worker_heartbeat_interval: float = 5.0
     worker_offline_after: float = 30.0
+    worker_prune_after: float = 7 * 24 * 3600.0  # offline workers leave the registry; 0: never
     job_max_attempts: int = 3
     job_retry_base_s: float = 5.0
     job_retry_cap_s: float = 300.0
@@ -198,6 +199,7 @@ class Settings:
             worker_lease_s=_float(env, "HELIX_WORKER_LEASE_S", 60.0),
             worker_heartbeat_interval=_float(env, "HELIX_WORKER_HEARTBEAT_INTERVAL", 5.0),
             worker_offline_after=_float(env, "HELIX_WORKER_OFFLINE_AFTER", 30.0),
+            worker_prune_after=_float(env, "HELIX_WORKER_PRUNE_AFTER_SECONDS", 7 * 24 * 3600.0),
             job_max_attempts=_int(env, "HELIX_JOB_MAX_ATTEMPTS", 3),
             job_retry_base_s=_float(env, "HELIX_JOB_RETRY_BASE_S", 5.0),
             job_retry_cap_s=_float(env, "HELIX_JOB_RETRY_CAP_S", 300.0),

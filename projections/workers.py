@@ -1,6 +1,7 @@
 """The worker registry: the `workers` projection and the `worker_heartbeats` runtime table.
 
-`workers` is folded from the worker streams (registration, offline, online), inline and by the
+`workers` is folded from the worker streams (registration, offline, online, pruned: the row
+leaves), inline and by the
 runner, and `helix projections rebuild workers` rebuilds it from the log. Liveness is not: a
 worker heartbeats every few seconds for as long as it lives, so its reported status, current
 job, latest resources and last heartbeat go to `worker_heartbeats`, written by heartbeats and
@@ -16,7 +17,13 @@ from uuid import UUID
 
 import asyncpg
 
-from helix.domain.worker import EVENTS, WorkerCameOnline, WorkerRegistered, WorkerWentOffline
+from helix.domain.worker import (
+    EVENTS,
+    WorkerCameOnline,
+    WorkerPruned,
+    WorkerRegistered,
+    WorkerWentOffline,
+)
 from helix.eventstore import RecordedEvent
 from helix.sql import load
 from projections.base import Tables
@@ -48,6 +55,8 @@ class WorkersProjection(StreamProjection):
                 await conn.execute(sql(SQL, "went_offline", t), decoded.worker_id, decoded.at, v)
             case WorkerCameOnline():
                 await conn.execute(sql(SQL, "came_online", t), decoded.worker_id, v)
+            case WorkerPruned():
+                await conn.execute(sql(SQL, "pruned", t), decoded.worker_id)
 
 
 PROJECTION = WorkersProjection()
@@ -85,3 +94,14 @@ async def silent(
 ) -> list[asyncpg.Record]:
     """Online workers not heard from since `silent_since`, locked for the caller's transaction."""
     return list(await conn.fetch(SQL["silent"], silent_since, limit))
+
+
+async def prunable(
+    conn: asyncpg.Connection, *, offline_before: datetime, limit: int = 100
+) -> list[asyncpg.Record]:
+    """Workers offline since before `offline_before`, locked for the caller's transaction."""
+    return list(await conn.fetch(SQL["prunable"], offline_before, limit))
+
+
+async def forget_heartbeat(conn: asyncpg.Connection, worker_id: UUID) -> None:
+    await conn.execute(SQL["forget_heartbeat"], worker_id)

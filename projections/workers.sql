@@ -15,6 +15,9 @@ UPDATE {workers} SET online = false, offline_since = $2, version = $3 WHERE work
 -- name: came_online
 UPDATE {workers} SET online = true, offline_since = NULL, version = $2 WHERE worker_id = $1
 
+-- name: pruned
+DELETE FROM {workers} WHERE worker_id = $1
+
 -- name: view
 -- A worker as the API shows it: the registry row with its liveness. A worker that has not
 -- beaten yet (or since an import) is idle since its registration; an offline one has no job.
@@ -66,3 +69,15 @@ WHERE w.online AND coalesce(h.last_heartbeat_at, w.registered_at) < $1
 ORDER BY 2
 LIMIT $2
 FOR UPDATE OF w SKIP LOCKED
+
+-- name: prunable
+-- Workers offline since before $1, oldest first, at most $2, their registry rows locked (one
+-- skipped if a heartbeat holds it); the caller prunes each through its decider.
+SELECT worker_id FROM workers
+WHERE NOT online AND offline_since < $1
+ORDER BY offline_since
+LIMIT $2
+FOR UPDATE SKIP LOCKED
+
+-- name: forget_heartbeat
+DELETE FROM worker_heartbeats WHERE worker_id = $1

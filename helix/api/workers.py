@@ -164,6 +164,9 @@ REPORT_BATCH = object_body(
 )
 
 
+RELEASE = object_body({"fencing_token": FENCING_TOKEN}, required=["fencing_token"])
+
+
 def _service(request: web.Request) -> WorkerService:
     return request.app[SERVICES].workers
 
@@ -424,6 +427,21 @@ async def report(request: web.Request) -> web.Response:
             "lease": _lease_view(state),
             "cancel_requested": state.cancel_requested,
         }
+    )
+
+
+@routes.post("/api/v1/jobs/{job_id}/release")
+@documented(RELEASE, _200="the job, back in the queue (or failed once its attempts are used up)")
+async def release(request: web.Request) -> web.Response:
+    """A worker that is stopping hands back the job it holds, under its fencing token: the
+    lease ends now and the job is retried after its backoff, as after a lost lease. A stale
+    token is a 409 and changes nothing."""
+    who = caller(request, roles=WORKER_ROLES)
+    job_id = path_id(request, "job_id", "job")
+    body = await validated_body(request, RELEASE)
+    state = await _service(request).release(who, job_id, body["fencing_token"])
+    return reply(
+        {"job": {"id": str(state.id), "status": state.status.value if state.status else None}}
     )
 
 

@@ -20,6 +20,7 @@ from helix.cli import (
     webhooks,
     worker,
 )
+from helix.cli.context import NoDatabase
 from helix.config import SettingError, Settings
 
 GROUPS = [serve, database, users, projections, events, webhooks, audit, bench, worker]
@@ -51,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingError as exc:
         print(f"helix: {exc}", file=sys.stderr)
         return 2
+    except NoDatabase as exc:
+        print(f"helix: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -24,7 +24,7 @@ def register(commands: Any) -> None:
 
 
 async def run_verify(args: argparse.Namespace) -> int:
-    async with pool(Settings.from_env()) as p:
+    async with pool(Settings.from_env(), read_only=True) as p:
         report = await verify_chain(p)
     if report.ok:
         print(f"ok: {report.verified_head} events verified, head hash {report.head_hash}")

@@ -10,11 +10,26 @@ import asyncpg
 from helix import migrate
 from helix.config import Settings
 from helix.database import Database, create_pool
+from helix.embedded import EmbeddedPostgres
+
+
+class NoDatabase(Exception):
+    """A command that only reads found no database to read: it creates none."""
 
 
 @asynccontextmanager
-async def database_url(settings: Settings) -> AsyncIterator[str]:
-    """The configured database, or the embedded one (joined, or started and later stopped)."""
+async def database_url(settings: Settings, *, read_only: bool = False) -> AsyncIterator[str]:
+    """The configured database, or the embedded one (joined, or started and later stopped).
+
+    A read-only command never initialises an embedded server (nor its data dir): reading an
+    empty log that it just made would only say that nothing is wrong."""
+    if read_only and not settings.database_url:
+        pgdata = EmbeddedPostgres(settings.data_dir).pgdata
+        if not (pgdata / "PG_VERSION").exists():
+            raise NoDatabase(
+                f"no database: HELIX_DATABASE_URL is not set and there is no embedded "
+                f"PostgreSQL in {pgdata} (set HELIX_DATA_DIR or HELIX_DATABASE_URL)"
+            )
     db = Database(settings)
     url = db.start()
     try:
@@ -24,8 +39,10 @@ async def database_url(settings: Settings) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def pool(settings: Settings, *, migrate_first: bool = True) -> AsyncIterator[asyncpg.Pool]:
-    async with database_url(settings) as url:
+async def pool(
+    settings: Settings, *, migrate_first: bool = True, read_only: bool = False
+) -> AsyncIterator[asyncpg.Pool]:
+    async with database_url(settings, read_only=read_only) as url:
         if migrate_first:
             await migrate.upgrade(url)
         p = await create_pool(url, settings, application_name="helix-cli", max_size=4)

@@ -147,7 +147,7 @@ async def run_export(args: argparse.Namespace) -> int:
     if args.page_size < 1:
         print("error: --page-size must be at least 1", file=sys.stderr)
         return 2
-    async with pool(Settings.from_env()) as p:
+    async with pool(Settings.from_env(), read_only=True) as p:
         head = int(await p.fetchval(QUERIES["head"]))
         total = None if _filtered(selection) else max(head - selection.after, 0)
         reporter = ProgressReporter("export", total, every=args.progress_every)

@@ -85,7 +85,7 @@ class ProgressDisplay:
 
 
 async def run_status(args: argparse.Namespace) -> int:
-    async with pool(Settings.from_env()) as p:
+    async with pool(Settings.from_env(), read_only=True) as p:
         states = await status(p)
     print(
         f"{'NAME':<10} {'VERSION':>7} {'BUILT':>5} {'POSITION':>10} {'HEAD':>10} {'LAG':>8}  STATE"

@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import attrs
@@ -32,6 +34,11 @@ from helix.worker.isolation import IsolationError, PhaseUser
 from projections.runner import ProjectionRunner
 
 log = logging.getLogger(__name__)
+
+
+class PortInUse(Exception):
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(f"port {port} on {host} is in use")
 
 
 class BackgroundRole(Protocol):
@@ -139,6 +146,9 @@ async def run_serve(args: argparse.Namespace) -> int:
         except IsolationError as exc:
             print(f"helix serve: the in-process worker cannot run phases: {exc}", file=sys.stderr)
             return 2
+        except PortInUse as exc:
+            print(f"helix: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -181,6 +191,7 @@ async def serve(
         if "api" in roles:
             app = create_app(node, settings, components)
             app[SUPERVISOR] = node.supervisor
+            app.on_shutdown.append(_ending_long_polls(components))
             runner = web.AppRunner(
                 app,
                 shutdown_timeout=settings.shutdown_timeout,
@@ -189,7 +200,12 @@ async def serve(
             )
             await runner.setup()
             site = web.TCPSite(runner, settings.host, settings.port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PortInUse(settings.host, settings.port) from None
+                raise
             print(f"Helix is serving on http://{settings.host}:{settings.port}", flush=True)
             if worker:
                 local = LocalWorker(components.accounts, settings, _loopback_url(settings))
@@ -214,6 +230,17 @@ async def serve(
         if components is not None:
             await components.stop()
         await node.stop()
+
+
+def _ending_long_polls(components: Components) -> Callable[[web.Application], Awaitable[None]]:
+    """Once the server stops accepting requests, waiting claims answer at once (no job): the
+    requests still in flight are then only the short ones, and the stop takes no longer than
+    they do."""
+
+    async def end(_: web.Application) -> None:
+        components.services.workers.stop_waiting()
+
+    return end
 
 
 async def _first_admin(accounts: Accounts) -> None:

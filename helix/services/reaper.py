@@ -1,4 +1,5 @@
-"""The reaper: expires the leases workers stopped renewing, and marks silent workers offline.
+"""The reaper: expires the leases workers stopped renewing, marks silent workers offline and
+prunes workers offline for longer than `HELIX_WORKER_PRUNE_AFTER_SECONDS`.
 
 Every node may run one; they do not need to agree. An expiry goes through the job's decider
 with the fencing token the reaper read, so a lease renewed or re-granted meanwhile is left
@@ -45,7 +46,8 @@ class LeaseReaper:
         self._task = None
 
     async def run_once(self) -> tuple[int, int]:
-        """Expire every lease that ran out and mark silent workers offline: how many of each."""
+        """Expire every lease that ran out and mark silent workers offline: how many of each.
+        Workers offline for long enough are pruned too."""
         expired = 0
         for row in await jobs_model.expired_leases(self.store.pool, self._writer.now()):
             try:
@@ -59,6 +61,10 @@ class LeaseReaper:
             expired += 1
             log.info("job %s lost its lease; now %s", row["job_id"], state.status)
         offline = await self._workers.mark_offline(self._caller)
+        pruned = await self._workers.prune(self._caller)
+        if pruned:
+            after = self.settings.worker_prune_after
+            log.info("pruned %d workers offline for over %gs", pruned, after)
         return expired, offline
 
     async def run(self) -> None:

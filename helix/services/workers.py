@@ -23,7 +23,7 @@ import asyncio
 import logging
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -50,6 +50,7 @@ from helix.eventstore import ChannelWatcher
 from helix.services.caller import Caller
 from helix.services.phase_secrets import Masker, has_secrets, open_secrets
 from helix.services.unit import Aggregate, Tx, Writer
+from helix.tasks import cancel_and_wait
 from projections import jobs as jobs_model
 from projections import workers as workers_model
 
@@ -101,6 +102,12 @@ class WorkerService:
         self.settings = settings
         self.signal = signal
         self.sealer = sealer
+        self._closing = asyncio.Event()
+
+    def stop_waiting(self) -> None:
+        """Answer every waiting claim now, with no job, and wait no more: the server is going
+        away, and a long-poll would hold its shutdown for up to `claim_max_wait`."""
+        self._closing.set()
 
     # --- registry ---------------------------------------------------------------------------
 
@@ -243,16 +250,25 @@ class WorkerService:
             if claimed is not None:
                 return claimed
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or self._closing.is_set():
                 return None
             nap = min(remaining, CLAIM_POLL_S)
             due = await jobs_model.next_due(self.writer.store.pool, self.writer.now())
             if due is not None:
                 nap = min(nap, max((due - self.writer.now()).total_seconds(), 0.0) + 0.01)
-            if self.signal is not None:
-                await self.signal.wait(seen, nap)
-            else:
-                await asyncio.sleep(nap)
+            await self._nap(seen, nap)
+
+    async def _nap(self, seen: int, seconds: float) -> None:
+        """Until a claim notification after `seen`, `seconds` pass, or the server closes."""
+        signal = self.signal
+        napping = asyncio.create_task(
+            asyncio.sleep(seconds) if signal is None else signal.wait(seen, seconds)
+        )
+        closing = asyncio.create_task(self._closing.wait())
+        try:
+            await asyncio.wait({napping, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait([napping, closing])
 
     async def _claim_once(self, tx: Tx, worker_id: UUID, lease_s: float) -> Claim | None:
         row = await self._own_worker(tx, worker_id)
@@ -307,22 +323,45 @@ class WorkerService:
         lease. A stale token or an expired lease is a Conflict and nothing is appended."""
 
         async def work(tx: Tx) -> JobState:
-            state = await tx.job(job_id)
-            if not state.exists:
-                raise NotFound("job not found", job_id=str(job_id))
-            if fencing_token != state.fencing_token or state.worker_id is None:
-                raise Conflict(
-                    "the fencing token is not the job's current lease",
-                    reason="stale_fencing_token",
-                    current_state=state.status.value if state.status else None,
-                )
-            await self._own_worker(tx, UUID(state.worker_id))
+            state = await self._leased_job(tx, job_id, fencing_token)
             if reports:
                 stamped = [attrs.evolve(report, at=tx.at) for report in reports]
                 state = await tx.decide_job_all(job_id, self._masked(state, stamped))
             return await self._renew(tx, job_id, state)
 
         return await self.writer.run(caller, work)
+
+    async def release(self, caller: Caller, job_id: UUID, fencing_token: int) -> JobState:
+        """The worker hands the job back (it is stopping): the lease ends now, as an expiry
+        would end it, so the job is retried after its backoff instead of after the lease."""
+
+        async def work(tx: Tx) -> JobState:
+            await self._leased_job(tx, job_id, fencing_token)
+            command = job.ExpireLease(
+                reason="handed back by its worker",
+                fencing_token=fencing_token,
+                retry_base_s=self.settings.job_retry_base_s,
+                retry_cap_s=self.settings.job_retry_cap_s,
+                handed_back=True,
+                at=tx.at,
+            )
+            return await tx.decide_job(job_id, command)
+
+        return await self.writer.run(caller, work)
+
+    async def _leased_job(self, tx: Tx, job_id: UUID, fencing_token: int) -> JobState:
+        """The job, leased under `fencing_token` to a worker of the caller's; else 404/409/403."""
+        state = await tx.job(job_id)
+        if not state.exists:
+            raise NotFound("job not found", job_id=str(job_id))
+        if fencing_token != state.fencing_token or state.worker_id is None:
+            raise Conflict(
+                "the fencing token is not the job's current lease",
+                reason="stale_fencing_token",
+                current_state=state.status.value if state.status else None,
+            )
+        await self._own_worker(tx, UUID(state.worker_id))
+        return state
 
     def _masked(self, state: JobState, reports: list[WorkerReport]) -> list[WorkerReport]:
         if not has_secrets(state):
@@ -346,19 +385,49 @@ class WorkerService:
             rows = await workers_model.silent(
                 tx.conn, silent_since=silent_since, limit=OFFLINE_BATCH
             )
-            gone = 0
-            for row in rows:
-                command = worker.MarkOffline(last_heartbeat_at=row["last_heartbeat_at"], at=tx.at)
-                try:
-                    await tx.decide(WORKER, row["worker_id"], command)
-                except InvalidTransition as refused:
-                    # The registry row lags the stream: skip it rather than stall the round.
-                    log.info("worker %s not marked offline: %s", row["worker_id"], refused)
-                    continue
-                gone += 1
-            return gone
+
+            def offline(row: asyncpg.Record) -> WorkerCommand:
+                return worker.MarkOffline(last_heartbeat_at=row["last_heartbeat_at"], at=tx.at)
+
+            return len(await _decide_each(tx, rows, offline, "marked offline"))
 
         return await self.writer.run(caller, work)
+
+    async def prune(self, caller: Caller) -> int:
+        """Prune workers offline for longer than `worker_prune_after` (0: never); how many."""
+        if self.settings.worker_prune_after <= 0:
+            return 0
+
+        async def work(tx: Tx) -> int:
+            offline_before = tx.at - timedelta(seconds=self.settings.worker_prune_after)
+            rows = await workers_model.prunable(
+                tx.conn, offline_before=offline_before, limit=OFFLINE_BATCH
+            )
+            pruned = await _decide_each(tx, rows, lambda _: worker.PruneWorker(at=tx.at), "pruned")
+            for worker_id in pruned:
+                await workers_model.forget_heartbeat(tx.conn, worker_id)
+            return len(pruned)
+
+        return await self.writer.run(caller, work)
+
+
+async def _decide_each(
+    tx: Tx,
+    rows: Sequence[asyncpg.Record],
+    command_of: Callable[[asyncpg.Record], WorkerCommand],
+    what: str,
+) -> list[UUID]:
+    """Decide one command per registry row; the workers it changed."""
+    done = []
+    for row in rows:
+        try:
+            await tx.decide(WORKER, row["worker_id"], command_of(row))
+        except InvalidTransition as refused:
+            # The registry row lags the stream: skip it rather than stall the round.
+            log.info("worker %s not %s: %s", row["worker_id"], what, refused)
+            continue
+        done.append(row["worker_id"])
+    return done
 
 
 __all__ = ["CLAIM_CHANNEL", "WORKER", "WORKER_STATUSES", "Claim", "HeartbeatJob", "WorkerService"]

@@ -58,7 +58,7 @@ class Outcome(enum.Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     LOST = "lost"  # the lease was taken away; nothing more was reported
-    ABANDONED = "abandoned"  # the worker stopped; the lease will expire and the job be retried
+    ABANDONED = "abandoned"  # the worker stopped; the job is handed back (or its lease expires)
 
 
 class _Lost(Exception):
@@ -155,6 +155,7 @@ class JobRun:
             except _Lost:
                 return Outcome.LOST
             except _Abandoned:
+                await self._hand_back()
                 return Outcome.ABANDONED
             except _Cancelled:
                 step = self._acknowledge_cancel
@@ -267,6 +268,18 @@ class JobRun:
             return  # lost or shutting down: the output has nowhere to go
         with contextlib.suppress(_Abandoned):
             await self._send([reports.output(phase, stream, lines)])
+
+    async def _hand_back(self) -> None:
+        """The worker is stopping and its phase was ended: give the job back now, so that it is
+        retried after its backoff rather than after its lease runs out."""
+        if not self._shutdown.is_set() or self._lost.is_set():
+            return
+        try:
+            await self._client.release(self.job_id, self.fencing_token)
+        except (Unavailable, ProtocolError) as exc:
+            log.warning("job %s: not handed back (%s); its lease will expire", self.job_id, exc)
+            return
+        log.info("job %s: handed back for a retry", self.job_id)
 
     async def _acknowledge_cancel(self) -> Outcome:
         await self._send([reports.cancel_acknowledged()])

@@ -18,6 +18,7 @@ Report = dict[str, Any]
 T = TypeVar("T")
 
 REQUEST_TIMEOUT_S = 30.0
+RELEASE_TIMEOUT_S = 3.0  # a stopping worker waits no longer: the lease then expires instead
 
 # 409 reasons that mean the lease is gone: another worker may hold the job now.
 LEASE_LOST_REASONS = frozenset({"stale_fencing_token", "lease_expired"})
@@ -192,6 +193,11 @@ class Client:
             cancel_requested=bool(data.get("cancel_requested") or job.get("cancel_requested")),
             fencing_token=token if isinstance(token, int) else None,
         )
+
+    async def release(self, job_id: str, fencing_token: int) -> None:
+        """Hand the job back: this worker is stopping and will not finish it."""
+        body = {"fencing_token": fencing_token}
+        await self._post(f"/api/v1/jobs/{job_id}/release", body, timeout=RELEASE_TIMEOUT_S)
 
     async def _post(
         self,

@@ -3,8 +3,9 @@
 `Worker(config)` has the `start()`/`stop()` of a background role, so `helix serve` can run one
 in-process; `helix worker` runs one until SIGTERM or SIGINT. `start()` returns at once: a server
 that is not answering yet is retried with backoff, never in a hot loop. `stop()` stops claiming
-and terminates a running phase without reporting the job failed (its lease expires and it is
-retried elsewhere).
+and terminates a running phase without reporting the job failed: it hands the job back, which
+is retried after its backoff (elsewhere, or here later); when the server cannot be told, the
+lease expires instead.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class Worker:
         self._task = asyncio.create_task(self._live(), name=f"helix-worker-{self.config.name}")
 
     async def stop(self) -> None:
-        """Stop claiming, terminate a running phase (reporting nothing), and wait until the
+        """Stop claiming, terminate a running phase and hand its job back, and wait until the
         worker has ended. Errors are left for `wait()` to raise."""
         self._request_stop()
         if self._task is not None:

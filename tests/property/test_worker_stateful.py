@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from helix.domain import worker
-from helix.domain.worker import WorkerCameOnline, WorkerRegistered, WorkerWentOffline
+from helix.domain.worker import (
+    WorkerCameOnline,
+    WorkerPruned,
+    WorkerRegistered,
+    WorkerWentOffline,
+)
 from helix.errors import InvalidTransition
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -27,6 +32,7 @@ class WorkerMachine(RuleBasedStateMachine):
         self.now = T0
         self.registered = False
         self.online = False
+        self.pruned = False
 
     def _try(self, command: worker.Command) -> bool:
         before = self.state
@@ -35,7 +41,9 @@ class WorkerMachine(RuleBasedStateMachine):
         except InvalidTransition as refused:
             assert self.state is before
             assert refused.current == (
-                None if not self.registered else ("online" if self.online else "offline")
+                None
+                if not self.registered
+                else ("pruned" if self.pruned else ("online" if self.online else "offline"))
             )
             return False
         assert len(caused) == 1
@@ -63,7 +71,7 @@ class WorkerMachine(RuleBasedStateMachine):
     def mark_offline(self, silent_for: int) -> None:
         last = self.now - timedelta(seconds=silent_for)
         accepted = self._try(worker.MarkOffline(last_heartbeat_at=last, at=self.now))
-        assert accepted == (self.registered and self.online)
+        assert accepted == (self.registered and self.online and not self.pruned)
         if accepted:
             self.online = False
             assert self.state.offline_since == self.now
@@ -71,19 +79,32 @@ class WorkerMachine(RuleBasedStateMachine):
     @rule()
     def mark_online(self) -> None:
         accepted = self._try(worker.MarkOnline(at=self.now))
-        assert accepted == (self.registered and not self.online)
+        assert accepted == (self.registered and not self.online and not self.pruned)
         if accepted:
             self.online = True
+
+    @rule()
+    def prune(self) -> None:
+        accepted = self._try(worker.PruneWorker(at=self.now))
+        assert accepted == (self.registered and not self.online and not self.pruned)
+        if accepted:
+            self.pruned = True
 
     @invariant()
     def the_log_folds_into_the_state(self) -> None:
         assert worker.fold(self.events) == self.state
         assert (self.state.exists, self.state.online) == (self.registered, self.online)
+        assert self.state.pruned == self.pruned
         assert self.state.offline_since is None or not self.online
         kinds = [type(e) for e in self.events]
         assert kinds[:1] in ([], [WorkerRegistered])
         assert WorkerRegistered not in kinds[1:]
-        # Offline and online alternate after the registration, offline first.
+        # Offline and online alternate after the registration, offline first; a pruning comes
+        # last, after an offline.
+        assert WorkerPruned not in kinds[:-1]
+        if kinds[-1:] == [WorkerPruned]:
+            assert kinds[-2] is WorkerWentOffline
+            kinds = kinds[:-1]
         assert kinds[1:2] in ([], [WorkerWentOffline])
         for earlier, later in pairwise(kinds[1:]):
             assert {earlier, later} == {WorkerWentOffline, WorkerCameOnline}

@@ -768,6 +768,23 @@ def test_a_lease_cannot_be_expired_before_it_runs_out() -> None:
     assert error.details["reason"] == "lease_not_expired"
 
 
+def test_a_worker_hands_its_job_back_before_the_lease_runs_out_under_its_token() -> None:
+    state = in_phase("build")
+    now = at(10)
+    back = ExpireLease(reason="handed back", fencing_token=1, handed_back=True, at=now)
+
+    events = decide(state, back)
+
+    assert events == [
+        JobStuck(job_id=JOB_ID, worker_id="w1", fencing_token=1, reason="handed back", at=now),
+        JobRetryScheduled(job_id=JOB_ID, attempt=2, not_before=now + timedelta(seconds=5), at=now),
+    ]
+    stale = ExpireLease(fencing_token=2, handed_back=True, at=now)
+    assert refused(state, stale).details["reason"] == "stale_fencing_token"
+    with pytest.raises(ValidationError):
+        decide(state, ExpireLease(handed_back=True, at=now))
+
+
 def test_a_queued_job_has_no_lease_to_expire() -> None:
     error = refused(queued(), ExpireLease(at=at(100)))
 

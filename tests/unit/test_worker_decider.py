@@ -1,4 +1,5 @@
-"""The worker decider, without a database: registration, going offline, coming back."""
+"""The worker decider, without a database: registration, going offline, coming back, being
+pruned."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from helix.domain.worker import (
     MAX_WORKER_NAME_CHARS,
     MarkOffline,
     MarkOnline,
+    PruneWorker,
     RegisterWorker,
     WorkerCameOnline,
+    WorkerPruned,
     WorkerRegistered,
     WorkerState,
     WorkerWentOffline,
@@ -134,8 +137,35 @@ def test_each_change_is_recorded_once() -> None:
     assert refused.value.current == "offline"
 
 
-@pytest.mark.parametrize("command", [MarkOffline(last_heartbeat_at=T0, at=T0), MarkOnline(at=T0)])
+@pytest.mark.parametrize(
+    "command", [MarkOffline(last_heartbeat_at=T0, at=T0), MarkOnline(at=T0), PruneWorker(at=T0)]
+)
 def test_an_unregistered_worker_refuses_everything_but_registration(command: Any) -> None:
     with pytest.raises(InvalidTransition) as refused:
         decide(INITIAL, command)
     assert (refused.value.details["reason"], refused.value.current) == ("not_found", None)
+
+
+def test_only_an_offline_worker_is_pruned_and_a_pruned_one_takes_no_command() -> None:
+    online = state_after(register())
+    with pytest.raises(InvalidTransition) as refused:
+        decide(online, PruneWorker(at=at(5)))
+    assert (refused.value.details["reason"], refused.value.current) == ("online", "online")
+
+    offline = state_after(register(), MarkOffline(last_heartbeat_at=at(1), at=at(9)))
+    assert decide(offline, PruneWorker(at=at(99))) == [WorkerPruned(worker_id=WORKER_ID, at=at(99))]
+    pruned = state_after(
+        register(), MarkOffline(last_heartbeat_at=at(1), at=at(9)), PruneWorker(at=at(99))
+    )
+    assert pruned.pruned and not pruned.online
+    for command in (
+        MarkOnline(at=at(100)),
+        MarkOffline(last_heartbeat_at=at(1), at=at(100)),
+        PruneWorker(at=at(100)),
+    ):
+        with pytest.raises(InvalidTransition) as refused:
+            decide(pruned, command)
+        assert (refused.value.details["reason"], refused.value.current) == ("pruned", "pruned")
+    with pytest.raises(InvalidTransition) as refused:
+        decide(pruned, register(at=at(100)))
+    assert refused.value.details["reason"] == "already_registered"

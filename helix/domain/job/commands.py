@@ -149,7 +149,9 @@ class ExpireLease:
     """Issued by a reaper once the lease has run out.
 
     `fencing_token`, when given, must still be the job's token: a reaper acting on an old read
-    then cannot expire a lease that was granted again in the meantime.
+    then cannot expire a lease that was granted again in the meantime. `handed_back`: the
+    worker holding the lease gives the job back (it is stopping), so the lease ends before
+    it runs out; the token is then required.
     """
 
     reason: str = "lease expired"
@@ -157,6 +159,7 @@ class ExpireLease:
     # The retry backoff's base and cap in seconds (None: the decider's defaults).
     retry_base_s: float | None = None
     retry_cap_s: float | None = None
+    handed_back: bool = False
     at: datetime
 
 

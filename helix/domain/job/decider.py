@@ -280,10 +280,12 @@ def _check_lease(state: JobState, status: JobStatus, fencing_token: int, at: dat
 def _expire(state: JobState, status: JobStatus, command: ExpireLease, at: datetime) -> list[Event]:
     if status is JobStatus.QUEUED:
         _refuse(state, "a queued job holds no lease", "no_lease")
+    if command.handed_back and command.fencing_token is None:
+        raise ValidationError("a job is handed back under its fencing token", field="fencing_token")
     if command.fencing_token is not None and command.fencing_token != state.fencing_token:
         _refuse(state, "the fencing token is not the job's current lease", "stale_fencing_token")
     expires = state.lease_expires_at
-    if expires is None or at < expires:
+    if not command.handed_back and (expires is None or at < expires):
         _refuse(
             state,
             "the lease has not expired",

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from helix.domain.worker.commands import Command, MarkOffline, MarkOnline, RegisterWorker
+from helix.domain.worker.commands import (
+    Command,
+    MarkOffline,
+    MarkOnline,
+    PruneWorker,
+    RegisterWorker,
+)
 from helix.domain.worker.decider import (
     INITIAL,
     MAX_HOSTNAME_CHARS,
@@ -19,6 +25,7 @@ from helix.domain.worker.events import (
     EVENTS,
     Event,
     WorkerCameOnline,
+    WorkerPruned,
     WorkerRegistered,
     WorkerWentOffline,
 )
@@ -40,8 +47,10 @@ __all__ = [
     "Event",
     "MarkOffline",
     "MarkOnline",
+    "PruneWorker",
     "RegisterWorker",
     "WorkerCameOnline",
+    "WorkerPruned",
     "WorkerRegistered",
     "WorkerState",
     "WorkerWentOffline",

@@ -39,4 +39,11 @@ class MarkOnline:
     at: datetime
 
 
-Command: TypeAlias = RegisterWorker | MarkOffline | MarkOnline
+@attrs.frozen(kw_only=True)
+class PruneWorker:
+    """Forget a worker offline for long enough: it leaves the registry (its history stays)."""
+
+    at: datetime
+
+
+Command: TypeAlias = RegisterWorker | MarkOffline | MarkOnline | PruneWorker

@@ -1,9 +1,12 @@
 """The worker aggregate as a decider: `decide(state, command) -> events`, `evolve(state, event)`.
 
     (none) ──RegisterWorker──▶ online ──MarkOffline──▶ offline ──MarkOnline──▶ online …
+                                                      offline ──PruneWorker──▶ pruned (final)
 
 A worker id is registered once. Going offline and coming back are refused when the worker is
 already there, so each change is recorded once; the callers decide them only on a change.
+Only an offline worker is pruned, and a pruned one takes no command: a process that comes
+back after it was pruned registers anew, under a new id.
 """
 
 from __future__ import annotations
@@ -21,10 +24,17 @@ from helix.domain.project.decider import (
     as_utc,
     check_text,
 )
-from helix.domain.worker.commands import Command, MarkOffline, MarkOnline, RegisterWorker
+from helix.domain.worker.commands import (
+    Command,
+    MarkOffline,
+    MarkOnline,
+    PruneWorker,
+    RegisterWorker,
+)
 from helix.domain.worker.events import (
     Event,
     WorkerCameOnline,
+    WorkerPruned,
     WorkerRegistered,
     WorkerWentOffline,
 )
@@ -48,6 +58,7 @@ class WorkerState:
     online: bool = False
     registered_at: datetime | None = None
     offline_since: datetime | None = None
+    pruned: bool = False
 
     @property
     def exists(self) -> bool:
@@ -80,12 +91,16 @@ def evolve(state: WorkerState, event: Event) -> WorkerState:
             return attrs.evolve(state, online=False, offline_since=event.at)
         case WorkerCameOnline():
             return attrs.evolve(state, online=True, offline_since=None)
+        case WorkerPruned():
+            return attrs.evolve(state, online=False, pruned=True)
         case _:
             assert_never(event)
 
 
 def _refuse(state: WorkerState, message: str, reason: str) -> NoReturn:
-    current = None if not state.exists else ("online" if state.online else "offline")
+    current = None
+    if state.exists:
+        current = "pruned" if state.pruned else ("online" if state.online else "offline")
     raise InvalidTransition(message, current=current, reason=reason)
 
 
@@ -132,6 +147,11 @@ def decide(state: WorkerState, command: Command) -> list[Event]:
             if state.online:
                 _refuse(state, "this worker is already online", "already_online")
             return [WorkerCameOnline(worker_id=worker_id, at=at)]
+        case PruneWorker():
+            worker_id = _registered(state)
+            if state.online:
+                _refuse(state, "an online worker is not pruned", "online")
+            return [WorkerPruned(worker_id=worker_id, at=at)]
         case _:
             assert_never(command)
 
@@ -139,4 +159,6 @@ def decide(state: WorkerState, command: Command) -> list[Event]:
 def _registered(state: WorkerState) -> UUID:
     if state.worker_id is None:
         _refuse(state, "worker does not exist", "not_found")
+    if state.pruned:
+        _refuse(state, "this worker was pruned", "pruned")
     return state.worker_id

@@ -2,7 +2,8 @@
 
 Heartbeats are not events: a worker sends one every few seconds for as long as it lives, and
 the log would fill with them. Only the changes people and tools care about are recorded:
-a worker registered, went offline (missed its heartbeats), came back.
+a worker registered, went offline (missed its heartbeats), came back, was pruned (offline
+for long enough that the registry forgets it).
 """
 
 from __future__ import annotations
@@ -38,10 +39,17 @@ class WorkerCameOnline:
     at: datetime
 
 
-Event: TypeAlias = WorkerRegistered | WorkerWentOffline | WorkerCameOnline
+@attrs.frozen(kw_only=True)
+class WorkerPruned:
+    worker_id: UUID
+    at: datetime
+
+
+Event: TypeAlias = WorkerRegistered | WorkerWentOffline | WorkerCameOnline | WorkerPruned
 
 EVENTS: dict[str, type] = {
     "worker.registered": WorkerRegistered,
     "worker.offline": WorkerWentOffline,
     "worker.online": WorkerCameOnline,
+    "worker.pruned": WorkerPruned,
 }

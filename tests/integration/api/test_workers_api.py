@@ -515,3 +515,50 @@ async def test_a_queued_job_is_cancelled_at_once_and_never_claimed(
     cancelled = await ok(await wclient.post(f"/api/v1/jobs/{job_id}/cancel", headers=user.headers))
     assert cancelled["status"] == "cancelled"
     assert await claim(wclient, worker, worker_id) is None
+
+
+async def test_a_worker_offline_for_long_enough_is_pruned_and_a_rebuild_agrees(
+    wclient: Client, worker: Any, admin: Any, node: LogNode, settings: Settings
+) -> None:
+    never = LeaseReaper(node.store, attrs.evolve(settings, **FAST, worker_prune_after=0))
+    soon = LeaseReaper(node.store, attrs.evolve(settings, **FAST, worker_prune_after=0.3))
+    gone, kept = await register(wclient, worker), await register(wclient, worker)
+    await beat(wclient, worker, gone, resources={"load": 0.5})
+    await asyncio.sleep(0.6)
+    await beat(wclient, worker, kept)
+    assert await never.run_once() == (0, 1)  # `gone` goes offline; 0 never prunes
+    await asyncio.sleep(0.4)
+    await beat(wclient, worker, kept)  # before every round: `kept` is never silent for long
+    assert await never.run_once() == (0, 0)
+    listed = await ok(await wclient.get("/api/v1/workers", headers=admin.headers))
+    assert {w["id"] for w in listed["items"]} == {gone, kept}
+
+    await beat(wclient, worker, kept)
+    await soon.run_once()  # offline for over 0.3 s: pruned; `kept` is online and stays
+
+    listed = await ok(await wclient.get("/api/v1/workers", headers=admin.headers))
+    assert [w["id"] for w in listed["items"]] == [kept]
+    assert (await wclient.get(f"/api/v1/workers/{gone}", headers=admin.headers)).status == 404
+    events = await ok(
+        await wclient.get(f"/api/v1/events?stream_id=worker-{gone}", headers=admin.headers)
+    )
+    assert [e["type"] for e in events["items"]] == [
+        "worker.registered",
+        "worker.offline",
+        "worker.pruned",
+    ]
+    assert [str(r["worker_id"]) for r in await rows_of(node, "worker_heartbeats")] == [kept]
+    await beat(wclient, worker, kept)
+    assert await soon.run_once() == (0, 0)
+    assert node.pool is not None
+    types = "SELECT type FROM events WHERE stream_id = $1 ORDER BY version"
+    assert [r["type"] for r in await node.pool.fetch(types, f"worker-{gone}")][-1:] == [
+        "worker.pruned"
+    ]  # pruned once: a later round records nothing more for it
+    assert len(await node.pool.fetch(types, f"worker-{gone}")) == 3
+    registry_rows = await rows_of(node, "workers")
+
+    await rebuild(node.store, registry.get("workers"), batch_size=2)
+
+    assert await rows_of(node, "workers") == registry_rows
+    assert [str(r["worker_id"]) for r in registry_rows] == [kept]
