@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from helix.api.requests import public
+from helix.api.requests import probe
 from helix.appkeys import POOL
 from helix.errors import Unavailable
 from helix.health import readiness
@@ -17,14 +17,14 @@ CHECK_TIMEOUT = 5.0
 
 
 @routes.get("/healthz")
-@public
+@probe
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process is up and serving."""
     return web.json_response({"status": "ok"})
 
 
 @routes.get("/readyz")
-@public
+@probe
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: database reachable, schema at head, a sequencer leading and keeping up."""
     try:

@@ -23,7 +23,7 @@ from prometheus_client import (
 )
 from prometheus_client.process_collector import ProcessCollector
 
-from helix.api.requests import own_credentials
+from helix.api.requests import own_credentials, probe
 from helix.appkeys import SETTINGS, STORE
 from helix.errors import Forbidden, Unauthorized
 from helix.eventstore import sequencer_lag
@@ -129,6 +129,7 @@ def authorize_scrape(request: web.Request) -> None:
 
 
 @routes.get("/metrics")
+@probe
 @own_credentials
 async def metrics_endpoint(request: web.Request) -> web.Response:
     """Prometheus metrics in the text exposition format (HELIX_METRICS_TOKEN, loopback or
