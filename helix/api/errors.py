@@ -156,7 +156,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except HelixError as exc:
-        if exc.status >= 500:
+        if exc.status == 503:
+            log.warning("request %s unavailable: %s", request_id(request), exc.message)
+        elif exc.status >= 500:
             log.error("request %s failed: %s", request_id(request), exc.message)
         return from_helix_error(request, exc)
     except web.HTTPException as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
 
@@ -16,10 +17,19 @@ routes = web.RouteTableDef()
 CHECK_TIMEOUT = 5.0
 
 
+def failed_checks(checks: dict[str, Any]) -> list[str]:
+    """The names of the checks that failed: a check is `false`, or an object with `"ok": false`."""
+    return [
+        name
+        for name, result in checks.items()
+        if result is False or (isinstance(result, dict) and result.get("ok") is False)
+    ]
+
+
 @routes.get("/healthz")
 @probe
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process is up and serving."""
+    """Liveness: the process is up and serving (the database is not asked)."""
     return web.json_response({"status": "ok"})
 
 
@@ -32,9 +42,12 @@ async def readyz(request: web.Request) -> web.Response:
             checks = await readiness(request.app[POOL])
     except Exception as exc:
         raise Unavailable(
-            "the database is not reachable", database=False, reason=type(exc).__name__
+            "not ready: the database is not reachable",
+            database=False,
+            failed=["database"],
+            reason=type(exc).__name__,
         ) from None
-    ok = checks["database"] and checks["migrations"]["ok"] and checks["sequencer"]["ok"]
-    if not ok:
-        raise Unavailable("not ready", **checks)
+    failed = failed_checks(checks)
+    if failed:
+        raise Unavailable(f"not ready: {', '.join(failed)}", failed=failed, **checks)
     return web.json_response({"status": "ready", **checks})
