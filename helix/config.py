@@ -108,7 +108,7 @@ class Settings:
     external_jwt_issuer: str | None = None
     external_jwt_audience: str | None = None
     # Authenticated callers have a bucket per principal; anonymous ones (logins, bad
-    # credentials, the dashboard's files) a smaller one per client address. 0 disables a limit.
+    # credentials, the OpenAPI document) a smaller one per client address. 0 disables a limit.
     rate_limit_per_minute: int = 600
     rate_limit_burst: int | None = None  # bucket size; None: rate_limit_per_minute
     rate_limit_anonymous_per_minute: int = 120
