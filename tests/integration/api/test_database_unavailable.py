@@ -157,3 +157,41 @@ async def test_a_stopped_database_is_503_on_every_route_and_then_serves_again(
             assert await until_ok(client, "/readyz", {}) == 200
     finally:
         await node.stop()
+
+
+async def test_a_connection_terminated_inside_a_write_is_503_and_writes_nothing(
+    client: TestClient[Any, Any], user: Any, node: LogNode, database_url: str
+) -> None:
+    blocker = await asyncpg.connect(database_url)
+    # Another session: inside a transaction, pg_stat_activity is a snapshot that never changes.
+    watcher = await asyncpg.connect(database_url)
+    try:
+        # Hold the write inside its transaction, at its insert into the log.
+        locked = blocker.transaction()
+        await locked.start()
+        await blocker.execute("LOCK TABLE events IN SHARE MODE")
+        write = asyncio.create_task(
+            client.post("/api/v1/projects", json={"name": "cut off"}, headers=user.headers)
+        )
+        async with asyncio.timeout(20):
+            while True:
+                terminated = await watcher.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name = 'helix' AND wait_event_type = 'Lock'"
+                    " AND query LIKE '%INSERT INTO events%'"
+                )
+                if terminated:
+                    break
+                await asyncio.sleep(0.02)
+        resp = await write
+        await unavailable(resp)
+        await locked.rollback()
+    finally:
+        await blocker.close()
+        await watcher.close()
+
+    assert not await node.store.pool.fetchval(
+        "SELECT count(*) FROM events WHERE data->>'name' = 'cut off'"
+    )
+    again = await client.post("/api/v1/projects", json={"name": "cut off"}, headers=user.headers)
+    assert again.status == 201, await again.text()
