@@ -107,8 +107,15 @@ class Settings:
     external_jwt_public_key: str | None = None
     external_jwt_issuer: str | None = None
     external_jwt_audience: str | None = None
-    rate_limit_per_minute: int = 600  # 0 disables rate limiting
+    # Authenticated callers have a bucket per principal; anonymous ones (logins, bad
+    # credentials, the OpenAPI document) a smaller one per client address. 0 disables a limit.
+    rate_limit_per_minute: int = 600
     rate_limit_burst: int | None = None  # bucket size; None: rate_limit_per_minute
+    rate_limit_anonymous_per_minute: int = 120
+    rate_limit_anonymous_burst: int | None = None  # None: rate_limit_anonymous_per_minute
+    # Proxies (CIDRs) whose X-Forwarded-For is believed: the client address is the rightmost
+    # address there that is not one of them. Empty: the TCP peer is the client.
+    trusted_proxies: tuple[str, ...] = ()
     max_body_bytes: int = 1024 * 1024
     idempotency_ttl_seconds: int = 24 * 3600
     shutdown_timeout: float = 30.0
@@ -223,6 +230,9 @@ class Settings:
             external_jwt_audience=env.get("HELIX_EXTERNAL_JWT_AUDIENCE") or None,
             rate_limit_per_minute=_int(env, "HELIX_RATE_LIMIT_PER_MINUTE", 600),
             rate_limit_burst=_int(env, "HELIX_RATE_LIMIT_BURST", 0) or None,
+            rate_limit_anonymous_per_minute=_int(env, "HELIX_RATE_LIMIT_ANONYMOUS_PER_MINUTE", 120),
+            rate_limit_anonymous_burst=_int(env, "HELIX_RATE_LIMIT_ANONYMOUS_BURST", 0) or None,
+            trusted_proxies=_networks(env, "HELIX_TRUSTED_PROXIES"),
             max_body_bytes=_int(env, "HELIX_MAX_BODY_BYTES", 1024 * 1024),
             idempotency_ttl_seconds=_int(env, "HELIX_IDEMPOTENCY_TTL_SECONDS", 24 * 3600),
             shutdown_timeout=_float(env, "HELIX_SHUTDOWN_TIMEOUT", 30.0),

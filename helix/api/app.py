@@ -28,10 +28,11 @@ from helix.api.metrics import METRICS, Metrics, metrics_middleware
 from helix.api.middleware import (
     add_common_headers,
     body_limit_middleware,
+    client_address_middleware,
     query_text_middleware,
     request_id_middleware,
 )
-from helix.api.ratelimit import LIMITER, TokenBuckets
+from helix.api.ratelimit import LIMITER, RateLimits
 from helix.appkeys import (
     ACCOUNTS,
     ENDPOINTS,
@@ -53,12 +54,13 @@ def create_app(
 ) -> web.Application:
     """The API over a started LogNode, serving with `components` (the process's own, built
     once by the caller; without them the app builds its own as it starts and closes them as it
-    stops). Middlewares, outermost first: request id, metrics, error envelope, authentication
-    and rate limit, query text, body size limit, idempotency."""
+    stops). Middlewares, outermost first: request id, client address, metrics, error envelope,
+    authentication and rate limit, query text, body size limit, idempotency."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[
             request_id_middleware,
+            client_address_middleware,
             metrics_middleware,
             errors_middleware,
             auth.auth_middleware,
@@ -71,7 +73,7 @@ def create_app(
     app[STORE] = node.store
     app[POOL] = node.pool
     app[SETTINGS] = settings
-    app[LIMITER] = TokenBuckets(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    app[LIMITER] = RateLimits.from_settings(settings)
     app[METRICS] = Metrics()
     app[openapi.DOCUMENT] = {}
     app.on_response_prepare.append(add_common_headers)

@@ -2,6 +2,8 @@
 
 Every route needs credentials unless its handler is marked `@public`. Credentials that are
 present but fail validation are a 401 even on a public route: a bad token is never anonymous.
+Probes (`@probe`: health, readiness, metrics) are the exception: their credentials are not
+looked up and they are never rate limited.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from aiohttp.typedefs import Handler
 from helix.api.handlers import caller, optional_body, position, reply, validated_body
 from helix.api.openapi import describe
 from helix.api.ratelimit import LIMITER, VERDICT
-from helix.api.requests import has_own_credentials, is_public, public
+from helix.api.requests import has_own_credentials, is_probe, is_public, public
 from helix.api.validation import RequestSchema, object_body
 from helix.appkeys import ACCOUNTS, VERIFIER
 from helix.auth.identify import identify
@@ -37,6 +39,12 @@ routes = web.RouteTableDef()
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    limits = request.app[LIMITER]
+    if is_probe(request.match_info.handler):
+        # Probes answer without the database and are never refused for the caller's rate.
+        limiter, key = limits.bucket(None, client_address(request))
+        request[VERDICT] = limiter.peek(key)
+        return await handler(request)
     failure: Unauthorized | None = None
     principal: Principal | None = None
     try:
@@ -47,8 +55,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if principal is not None:
         request[PRINCIPAL] = principal
     # Charged before rejecting bad credentials, so guessing is rate limited too.
-    bucket = f"user:{principal.user_id}" if principal else f"ip:{client_address(request)}"
-    verdict = request.app[LIMITER].take(bucket)
+    limiter, key = limits.bucket(principal.user_id if principal else None, client_address(request))
+    verdict = limiter.take(key)
     request[VERDICT] = verdict
     if not verdict.allowed:
         raise RateLimited(

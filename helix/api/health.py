@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
 
-from helix.api.requests import public
+from helix.api.requests import probe
 from helix.appkeys import POOL
 from helix.errors import Unavailable
 from helix.health import readiness
@@ -19,15 +20,24 @@ SUPERVISOR = web.AppKey("supervisor", Supervisor)
 CHECK_TIMEOUT = 5.0
 
 
+def failed_checks(checks: dict[str, Any]) -> list[str]:
+    """The names of the checks that failed: a check is `false`, or an object with `"ok": false`."""
+    return [
+        name
+        for name, result in checks.items()
+        if result is False or (isinstance(result, dict) and result.get("ok") is False)
+    ]
+
+
 @routes.get("/healthz")
-@public
+@probe
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process is up and serving."""
+    """Liveness: the process is up and serving (the database is not asked)."""
     return web.json_response({"status": "ok"})
 
 
 @routes.get("/readyz")
-@public
+@probe
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: database reachable, schema at head, a sequencer leading and keeping up, and
     none of this process's background roles failing for long."""
@@ -36,15 +46,17 @@ async def readyz(request: web.Request) -> web.Response:
             checks = await readiness(request.app[POOL])
     except Exception as exc:
         raise Unavailable(
-            "the database is not reachable", database=False, reason=type(exc).__name__
+            "not ready: the database is not reachable",
+            database=False,
+            failed=["database"],
+            reason=type(exc).__name__,
         ) from None
-    ok = checks["database"] and checks["migrations"]["ok"] and checks["sequencer"]["ok"]
     supervisor = request.app.get(SUPERVISOR)
     if supervisor is not None:
         checks["roles"] = supervisor.report()
-        ok = ok and checks["roles"]["ok"]
-    if not ok:
+    failed = failed_checks(checks)
+    if failed:
         failing = checks.get("roles", {}).get("failing")
-        message = f"not ready: failing roles {', '.join(failing)}" if failing else "not ready"
-        raise Unavailable(message, **checks)
+        named = f" (failing roles {', '.join(failing)})" if failing else ""
+        raise Unavailable(f"not ready: {', '.join(failed)}{named}", failed=failed, **checks)
     return web.json_response({"status": "ready", **checks})

@@ -28,7 +28,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from helix.api.health import SUPERVISOR
-from helix.api.requests import own_credentials
+from helix.api.requests import own_credentials, probe
 from helix.appkeys import SETTINGS, STORE
 from helix.errors import Forbidden, Unauthorized
 from helix.eventstore import sequencer_lag
@@ -161,6 +161,7 @@ def authorize_scrape(request: web.Request) -> None:
 
 
 @routes.get("/metrics")
+@probe
 @own_credentials
 async def metrics_endpoint(request: web.Request) -> web.Response:
     """Prometheus metrics in the text exposition format (HELIX_METRICS_TOKEN, loopback or

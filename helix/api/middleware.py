@@ -1,5 +1,5 @@
-"""Request ids, the rules for query strings and the body size, and the headers every response
-carries."""
+"""Request ids, the client's address, the rules for query strings and the body size, and the
+headers every response carries."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import warnings
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from helix.api import forwarded
 from helix.api.ratelimit import VERDICT
 from helix.appkeys import SETTINGS
-from helix.auth.principal import REQUEST_ID
+from helix.auth.principal import CLIENT_ADDRESS, REQUEST_ID
 from helix.errors import HelixError
 from helix.inputs import check_text
 
@@ -33,6 +34,20 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", web.NotAppKeyWarning)
         request[REQUEST_ID] = rid
+    return await handler(request)
+
+
+@web.middleware
+async def client_address_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The client's address (events' `source`, the anonymous rate limit): X-Forwarded-For is
+    believed only from a peer in HELIX_TRUSTED_PROXIES."""
+    trusted = forwarded.networks(request.app[SETTINGS].trusted_proxies)
+    if trusted:
+        address = forwarded.client_address(
+            request.remote, request.headers.getall("X-Forwarded-For", ()), trusted
+        )
+        if address:
+            request[CLIENT_ADDRESS] = address
     return await handler(request)
 
 

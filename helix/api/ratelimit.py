@@ -1,4 +1,5 @@
-"""A token bucket per caller (the principal, or the client address when anonymous).
+"""A token bucket per caller: per principal for authenticated callers, per client address (with
+a limit of its own) for anonymous ones.
 
 In memory, per node: with N nodes behind a balancer a caller may get up to N times the rate,
 which is acceptable for protecting the service (it is not a billing meter).
@@ -8,10 +9,13 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Callable
 
 import attrs
 from aiohttp import web
+
+from helix.config import Settings
 
 MAX_BUCKETS = 50_000
 
@@ -55,6 +59,14 @@ class TokenBuckets:
         self._buckets: dict[str, _Bucket] = {}
 
     def take(self, key: str) -> Verdict:
+        """Charge one request to `key`'s bucket."""
+        return self._verdict(key, cost=1.0)
+
+    def peek(self, key: str) -> Verdict:
+        """`key`'s bucket as it stands, charging nothing (for requests that are exempt)."""
+        return self._verdict(key, cost=0.0)
+
+    def _verdict(self, key: str, *, cost: float) -> Verdict:
         now = self._clock()
         if not self.enabled:
             return Verdict(
@@ -67,9 +79,9 @@ class TokenBuckets:
             bucket = self._buckets[key] = _Bucket(float(self.capacity), now)
         bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * self.rate)
         bucket.updated = now
-        allowed = bucket.tokens >= 1.0
+        allowed = bucket.tokens >= cost
         if allowed:
-            bucket.tokens -= 1.0
+            bucket.tokens -= cost
         to_full = (self.capacity - bucket.tokens) / self.rate
         retry = 0 if allowed else math.ceil((1.0 - bucket.tokens) / self.rate)
         return Verdict(
@@ -89,5 +101,28 @@ class TokenBuckets:
             self._buckets.clear()
 
 
-LIMITER = web.AppKey("rate_limiter", TokenBuckets)
+@attrs.frozen
+class RateLimits:
+    """The two limits: authenticated callers by principal, anonymous ones by client address."""
+
+    authenticated: TokenBuckets
+    anonymous: TokenBuckets
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimits:
+        return cls(
+            TokenBuckets(settings.rate_limit_per_minute, settings.rate_limit_burst),
+            TokenBuckets(
+                settings.rate_limit_anonymous_per_minute, settings.rate_limit_anonymous_burst
+            ),
+        )
+
+    def bucket(self, user_id: uuid.UUID | None, address: str) -> tuple[TokenBuckets, str]:
+        """The limit and bucket key that a caller is charged to."""
+        if user_id is not None:
+            return self.authenticated, f"user:{user_id}"
+        return self.anonymous, f"ip:{address}"
+
+
+LIMITER = web.AppKey("rate_limiter", RateLimits)
 VERDICT = web.RequestKey("rate_limit_verdict", Verdict)

@@ -34,6 +34,18 @@ def has_own_credentials(handler: object) -> bool:
     return bool(getattr(handler, "__helix_own_credentials__", False))
 
 
+def probe(handler: F) -> F:
+    """Marks a health, readiness or metrics probe: public, never rate limited, and answered
+    without looking up the caller's credentials (a probe must not need the database to say the
+    database is down)."""
+    handler.__helix_probe__ = True  # type: ignore[attr-defined]
+    return public(handler)
+
+
+def is_probe(handler: object) -> bool:
+    return bool(getattr(handler, "__helix_probe__", False))
+
+
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object: 400 if it is not JSON, 422 if it is not an object or breaks
     a rule of `helix.inputs` (too deep, NUL, a lone surrogate, a number out of range)."""

@@ -33,6 +33,8 @@ class Principal:
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = "request_id"  # request[REQUEST_ID]: this request's X-Request-ID
+# The client's address when a trusted proxy forwarded the request (set by the API's middleware).
+CLIENT_ADDRESS = web.RequestKey("client_address", str)
 
 
 def principal_of(request: web.Request) -> Principal:
@@ -55,7 +57,7 @@ def request_id(request: web.Request) -> str:
 
 
 def client_address(request: web.Request) -> str:
-    return request.remote or "unknown"
+    return request.get(CLIENT_ADDRESS) or request.remote or "unknown"
 
 
 def anonymous_caller(request: web.Request, *, actor: str = "anonymous") -> Caller:

@@ -30,3 +30,30 @@ def test_a_bad_allowed_webhook_network_is_refused_naming_the_setting(bad: str) -
 def test_a_value_of_the_wrong_kind_is_refused_naming_the_setting(name: str, value: str) -> None:
     with pytest.raises(SettingError, match=name):
         Settings.from_env({name: value})
+
+
+def test_trusted_proxies_and_the_anonymous_rate_limit_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "HELIX_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1",
+            "HELIX_RATE_LIMIT_ANONYMOUS_PER_MINUTE": "30",
+            "HELIX_RATE_LIMIT_ANONYMOUS_BURST": "5",
+        }
+    )
+    assert settings.trusted_proxies == ("10.0.0.0/8", "192.0.2.1")
+    assert (settings.rate_limit_anonymous_per_minute, settings.rate_limit_anonymous_burst) == (
+        30,
+        5,
+    )
+    assert Settings.from_env({}).trusted_proxies == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("HELIX_TRUSTED_PROXIES", "10.0.0.0/8,proxy"), ("HELIX_RATE_LIMIT_ANONYMOUS_PER_MINUTE", "x")],
+)
+def test_a_bad_proxy_or_anonymous_limit_is_refused_naming_the_setting(
+    name: str, value: str
+) -> None:
+    with pytest.raises(SettingError, match=name):
+        Settings.from_env({name: value})

@@ -50,6 +50,8 @@ async def test_readyz_is_503_when_no_sequencer_leads(database_url: str, settings
     assert resp.status == 503
     assert body["error"]["code"] == "SERVICE_UNAVAILABLE"
     assert body["error"]["details"]["sequencer"]["leader"] is False
+    assert body["error"]["details"]["failed"] == ["sequencer"]
+    assert int(resp.headers["Retry-After"]) >= 1
 
 
 async def test_metrics_count_requests_by_route_and_status_and_show_the_log(
