@@ -7,18 +7,17 @@ import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import attrs
 import pytest
 from aiohttp.test_utils import TestClient
 
-from helix.appkeys import POOL, STORE
+from helix.appkeys import STORE
 from helix.bootstrap import LogNode
 from helix.config import Settings
-from helix.eventstore import EventStore
 from helix.services.reaper import LeaseReaper
 from projections import registry
 from projections.rebuild import rebuild
+from tests.support import settled
 
 Client = TestClient[Any, Any]
 SHELL_PLAN = [{"name": "build", "command": ["make"]}, {"name": "test", "command": ["make", "t"]}]
@@ -84,23 +83,12 @@ async def report(client: Client, who: Any, job_id: str, token: int, *reports: An
 async def event_count(client: Client, admin: Any, job_id: str) -> int:
     """The job's events in the audit log, once the sequencer has positioned every committed
     event (the log shows positioned events only, so an earlier read could miss some)."""
-    await settled(client.server.app[POOL], client.server.app[STORE])
+    await settled(client.server.app[STORE])
     resp = await client.get(
         f"/api/v1/events?stream_id=job-{job_id}&limit=1000", headers=admin.headers
     )
     body = await ok(resp)
     return len(body["items"])
-
-
-async def settled(pool: asyncpg.Pool, store: EventStore) -> None:
-    """Until the sequencer has positioned every committed event and the store has seen them."""
-    async with asyncio.timeout(10):
-        while True:
-            if not await pool.fetchval("SELECT count(*) FROM events WHERE position IS NULL"):
-                break
-            await asyncio.sleep(0.01)
-    head = int(await pool.fetchval("SELECT coalesce(max(position), 0) FROM events"))
-    assert await store.wait_for_position(head, timeout=10)
 
 
 async def job_of(client: Client, who: Any, job_id: str) -> Any:
@@ -454,7 +442,7 @@ async def test_a_rebuilt_worker_registry_equals_the_live_one_and_leaves_liveness
         await beat(wclient, worker, worker_id, resources={"load": 0.25})
     assert await reaper.run_once() == (0, 2)  # the two silent ones
     await beat(wclient, worker, ids[2], status="draining")  # comes back
-    await settled(node.store.pool, node.store)
+    await settled(node.store)
     listed = await ok(await wclient.get("/api/v1/workers", headers=admin.headers))
     assert [(w["online"], w["status"]) for w in listed["items"]] == [
         (True, "idle"),
@@ -562,3 +550,34 @@ async def test_a_worker_offline_for_long_enough_is_pruned_and_a_rebuild_agrees(
 
     assert await rows_of(node, "workers") == registry_rows
     assert [str(r["worker_id"]) for r in registry_rows] == [kept]
+
+
+async def test_only_the_leaseholders_own_worker_may_hand_a_job_back_and_a_refusal_changes_nothing(
+    wclient: Client,
+    worker: Any,
+    make_caller: Callable[..., Awaitable[Any]],
+    user: Any,
+    admin: Any,
+) -> None:
+    mine = await register(wclient, worker)
+    job_id = await execute(wclient, user)
+    claimed = await claim(wclient, worker, mine)
+    assert claimed["job"]["id"] == job_id
+    token = claimed["lease"]["fencing_token"]
+    stranger = await make_caller("worker", username="stranger")
+    path = f"/api/v1/jobs/{job_id}/release"
+    before = await event_count(wclient, admin, job_id)
+
+    other = await wclient.post(path, json={"fencing_token": token}, headers=stranger.headers)
+    stale = await wclient.post(path, json={"fencing_token": token + 1}, headers=worker.headers)
+    by_owner = await wclient.post(path, json={"fencing_token": token}, headers=user.headers)
+    bad = await wclient.post(path, json={"fencing_token": "x"}, headers=worker.headers)
+
+    assert other.status in (403, 404) and stale.status == 409
+    assert by_owner.status == 403 and bad.status in (400, 422)
+    assert await event_count(wclient, admin, job_id) == before
+    assert (await job_of(wclient, user, job_id))["status"] == "running"
+    released = await ok(
+        await wclient.post(path, json={"fencing_token": token}, headers=worker.headers)
+    )
+    assert released["job"]["status"] == "queued"
