@@ -17,7 +17,7 @@ import attrs
 from aiohttp import web
 
 from helix import migrate
-from helix.api.app import create_app
+from helix.api.app import create_app, create_probe_app
 from helix.api.health import SUPERVISOR
 from helix.auth.accounts import Accounts
 from helix.auth.sealing import parse_keys
@@ -190,29 +190,23 @@ async def serve(
             started.append(role)
         if "api" in roles:
             app = create_app(node, settings, components)
-            app[SUPERVISOR] = node.supervisor
             app.on_shutdown.append(_ending_long_polls(components))
-            runner = web.AppRunner(
-                app,
-                shutdown_timeout=settings.shutdown_timeout,
-                access_log=None,
-                handle_signals=False,
-            )
-            await runner.setup()
-            site = web.TCPSite(runner, settings.host, settings.port)
-            try:
-                await site.start()
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    raise PortInUse(settings.host, settings.port) from None
-                raise
+        else:
+            app = create_probe_app(node, settings)
+        app[SUPERVISOR] = node.supervisor
+        runner = await _listen(app, settings)
+        if "api" in roles:
             print(f"Helix is serving on http://{settings.host}:{settings.port}", flush=True)
             if worker:
                 local = LocalWorker(components.accounts, settings, _loopback_url(settings))
                 await local.start()
                 print(_worker_line(local.phase_user), flush=True)
         else:
-            print(f"Helix is running the roles: {', '.join(sorted(roles))}", flush=True)
+            print(
+                f"Helix is running the roles: {', '.join(sorted(roles))}; its probes are on "
+                f"http://{settings.host}:{settings.port}",
+                flush=True,
+            )
         await stop.wait()
         print("shutting down", file=sys.stderr, flush=True)
     finally:
@@ -230,6 +224,23 @@ async def serve(
         if components is not None:
             await components.stop()
         await node.stop()
+
+
+async def _listen(app: web.Application, settings: Settings) -> web.AppRunner:
+    """Serve `app` on the configured address; a port in use is `PortInUse`."""
+    runner = web.AppRunner(
+        app, shutdown_timeout=settings.shutdown_timeout, access_log=None, handle_signals=False
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(settings.host, settings.port) from None
+        raise
+    return runner
 
 
 def _ending_long_polls(components: Components) -> Callable[[web.Application], Awaitable[None]]:
