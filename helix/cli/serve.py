@@ -185,16 +185,17 @@ async def serve(
     try:
         components = await Components.start(node, settings)
         await _first_admin(components.accounts)
-        for role in background_roles(node, settings, roles, endpoints=components.endpoints):
-            await role.start()
-            started.append(role)
         if "api" in roles:
             app = create_app(node, settings, components)
             app.on_shutdown.append(_ending_long_polls(components))
         else:
             app = create_probe_app(node, settings)
         app[SUPERVISOR] = node.supervisor
+        # The port first: one in use stops the start before any role has begun its work.
         runner = await _listen(app, settings)
+        for role in background_roles(node, settings, roles, endpoints=components.endpoints):
+            await role.start()
+            started.append(role)
         if "api" in roles:
             print(f"Helix is serving on http://{settings.host}:{settings.port}", flush=True)
             if worker:
