@@ -99,7 +99,12 @@ def register(commands: Any) -> None:
         "sequencer and the database.",
     )
     p.add_argument("--host", help="address to listen on (env HELIX_HOST, default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port to listen on (env HELIX_PORT, default 8100)")
+    p.add_argument(
+        "--port",
+        type=int,
+        help="port to listen on (env HELIX_PORT, default 8100): the API, or on a node without "
+        "the api role only /healthz, /readyz and /metrics",
+    )
     p.add_argument(
         "--role",
         type=parse_roles,
