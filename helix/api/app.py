@@ -69,14 +69,9 @@ def create_app(
             idempotency_middleware,
         ],
     )
-    assert node.pool is not None, "start the LogNode before creating the app"
-    app[STORE] = node.store
-    app[POOL] = node.pool
-    app[SETTINGS] = settings
+    _install_node(app, node, settings)
     app[LIMITER] = RateLimits.from_settings(settings)
-    app[METRICS] = Metrics()
     app[openapi.DOCUMENT] = {}
-    app.on_response_prepare.append(add_common_headers)
     if components is not None:
         _install(app, components)
     else:
@@ -102,6 +97,28 @@ def create_app(
         app.add_routes(module.routes)
     streams.install(app)
     return app
+
+
+def create_probe_app(node: LogNode, settings: Settings) -> web.Application:
+    """What a node without the API role serves on its port: `/healthz`, `/readyz` and
+    `/metrics`, the same probes as an API node's, for an orchestrator and a scraper. Any other
+    path is a 404 in the error envelope."""
+    app = web.Application(
+        middlewares=[request_id_middleware, metrics_middleware, errors_middleware]
+    )
+    _install_node(app, node, settings)
+    app.add_routes(health.routes)
+    app.add_routes(metrics.routes)
+    return app
+
+
+def _install_node(app: web.Application, node: LogNode, settings: Settings) -> None:
+    assert node.pool is not None, "start the LogNode before creating the app"
+    app[STORE] = node.store
+    app[POOL] = node.pool
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app.on_response_prepare.append(add_common_headers)
 
 
 def _install(app: web.Application, components: Components) -> None:

@@ -17,7 +17,7 @@ import attrs
 from aiohttp import web
 
 from helix import migrate
-from helix.api.app import create_app
+from helix.api.app import create_app, create_probe_app
 from helix.api.health import SUPERVISOR
 from helix.auth.accounts import Accounts
 from helix.auth.sealing import parse_keys
@@ -99,7 +99,12 @@ def register(commands: Any) -> None:
         "sequencer and the database.",
     )
     p.add_argument("--host", help="address to listen on (env HELIX_HOST, default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port to listen on (env HELIX_PORT, default 8100)")
+    p.add_argument(
+        "--port",
+        type=int,
+        help="port to listen on (env HELIX_PORT, default 8100): the API, or on a node without "
+        "the api role only /healthz, /readyz and /metrics",
+    )
     p.add_argument(
         "--role",
         type=parse_roles,
@@ -185,34 +190,29 @@ async def serve(
     try:
         components = await Components.start(node, settings)
         await _first_admin(components.accounts)
+        if "api" in roles:
+            app = create_app(node, settings, components)
+            app.on_shutdown.append(_ending_long_polls(components))
+        else:
+            app = create_probe_app(node, settings)
+        app[SUPERVISOR] = node.supervisor
+        # The port first: one in use stops the start before any role has begun its work.
+        runner = await _listen(app, settings)
         for role in background_roles(node, settings, roles, endpoints=components.endpoints):
             await role.start()
             started.append(role)
         if "api" in roles:
-            app = create_app(node, settings, components)
-            app[SUPERVISOR] = node.supervisor
-            app.on_shutdown.append(_ending_long_polls(components))
-            runner = web.AppRunner(
-                app,
-                shutdown_timeout=settings.shutdown_timeout,
-                access_log=None,
-                handle_signals=False,
-            )
-            await runner.setup()
-            site = web.TCPSite(runner, settings.host, settings.port)
-            try:
-                await site.start()
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    raise PortInUse(settings.host, settings.port) from None
-                raise
             print(f"Helix is serving on http://{settings.host}:{settings.port}", flush=True)
             if worker:
                 local = LocalWorker(components.accounts, settings, _loopback_url(settings))
                 await local.start()
                 print(_worker_line(local.phase_user), flush=True)
         else:
-            print(f"Helix is running the roles: {', '.join(sorted(roles))}", flush=True)
+            print(
+                f"Helix is running the roles: {', '.join(sorted(roles))}; its probes are on "
+                f"http://{settings.host}:{settings.port}",
+                flush=True,
+            )
         await stop.wait()
         print("shutting down", file=sys.stderr, flush=True)
     finally:
@@ -230,6 +230,23 @@ async def serve(
         if components is not None:
             await components.stop()
         await node.stop()
+
+
+async def _listen(app: web.Application, settings: Settings) -> web.AppRunner:
+    """Serve `app` on the configured address; a port in use is `PortInUse`."""
+    runner = web.AppRunner(
+        app, shutdown_timeout=settings.shutdown_timeout, access_log=None, handle_signals=False
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(settings.host, settings.port) from None
+        raise
+    return runner
 
 
 def _ending_long_polls(components: Components) -> Callable[[web.Application], Awaitable[None]]:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -18,57 +17,24 @@ import pytest
 
 from helix.worker.isolation import PhaseUser
 from helix.worker.user_lock import PhaseUserLock
+from tests.e2e.processes import (
+    HELIX,
+    STARTUP_TIMEOUT,
+    Server,
+    free_port,
+    helix_env,
+    run_helix,
+    wait_ready,
+)
 
-HELIX = [sys.executable, "-m", "helix.cli"]
-STARTUP_TIMEOUT = 60.0
 JWT_SECRET = "helix-serve-jwt-secret-" + "7e3a" * 8
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(database_url: str, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HELIX_")}
-    env.update(HELIX_DATABASE_URL=database_url, HELIX_DATA_DIR=str(tmp_path / "data"))
-    return env
-
-
-async def _helix(env: dict[str, str], *args: str, stdin: bytes | None = None) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *HELIX, *args, env=env, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(stdin), STARTUP_TIMEOUT)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode() + err.decode()
-
-
-class Server:
-    def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
-        self.proc = proc
-        self.url = url
-        self.lines: list[str] = []
-
-    async def read_until(self, marker: str) -> str:
-        assert self.proc.stdout is not None
-        while True:
-            raw = await asyncio.wait_for(self.proc.stdout.readline(), STARTUP_TIMEOUT)
-            if not raw:
-                raise AssertionError(f"helix serve ended before printing {marker!r}: {self.lines}")
-            line = raw.decode().strip()
-            self.lines.append(line)
-            if marker in line:
-                return line
 
 
 @pytest.fixture
 async def server(database_url: str, tmp_path: Path) -> AsyncIterator[Server]:
-    port = _free_port()
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        *HELIX, "serve", "--port", str(port), env=_env(database_url, tmp_path),
+        *HELIX, "serve", "--port", str(port), env=helix_env(database_url, tmp_path / "data"),
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     running = Server(proc, f"http://127.0.0.1:{port}")
@@ -84,7 +50,7 @@ async def server(database_url: str, tmp_path: Path) -> AsyncIterator[Server]:
 async def default_server(tmp_path: Path) -> AsyncIterator[Server]:
     """`helix serve` as it runs by default: an embedded PostgreSQL in its data dir, the
     in-process worker, and a JWT secret of its own in its environment."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HELIX_")}
     env.update(HELIX_DATA_DIR=str(tmp_path / "data"), HELIX_JWT_SECRET=JWT_SECRET)
     proc = await asyncio.create_subprocess_exec(
@@ -103,19 +69,6 @@ async def default_server(tmp_path: Path) -> AsyncIterator[Server]:
                 await proc.wait()
 
 
-async def _wait_ready(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
-    for _ in range(600):
-        try:
-            async with session.get(f"{url}/readyz") as resp:
-                if resp.status == 200:
-                    body: dict[str, Any] = await resp.json()
-                    return body
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError("helix serve never became ready")
-
-
 async def test_serve_prints_a_one_time_admin_key_serves_the_api_and_stops_cleanly_on_sigterm(
     server: Server, database_url: str, tmp_path: Path
 ) -> None:
@@ -124,18 +77,18 @@ async def test_serve_prints_a_one_time_admin_key_serves_the_api_and_stops_cleanl
     admin = {"Authorization": f"Bearer {key}"}
 
     async with aiohttp.ClientSession() as session:
-        ready = await _wait_ready(session, server.url)
+        ready = await wait_ready(session, server.url)
         assert ready["sequencer"]["leader"] is True
         async with session.get(f"{server.url}/api/v1/users/me", headers=admin) as resp:
             assert resp.status == 200
             assert (await resp.json())["role"] == "admin"
 
         # Another command on the same database while the server runs.
-        env = _env(database_url, tmp_path)
-        code, out = await _helix(env, "users", "create", "bob", "--role", "worker",
+        env = helix_env(database_url, tmp_path / "data")
+        code, out = await run_helix(env, "users", "create", "bob", "--role", "worker",
                                  "--password-stdin", stdin=b"a long password\n")  # fmt: skip
         assert code == 0, out
-        code, bob_key = await _helix(env, "keys", "create", "--user", "bob", "--name", "ci")
+        code, bob_key = await run_helix(env, "keys", "create", "--user", "bob", "--name", "ci")
         assert code == 0, bob_key
         assert bob_key.strip().startswith("hx_") and len(bob_key.strip().splitlines()) == 1
         bob = {"X-API-Key": bob_key.strip()}
@@ -154,7 +107,7 @@ async def test_serve_prints_a_one_time_admin_key_serves_the_api_and_stops_cleanl
     assert await asyncio.wait_for(server.proc.wait(), STARTUP_TIMEOUT) == 0
 
     # The admin key is printed only on the first start.
-    code, out = await _helix(_env(database_url, tmp_path), "users", "list")
+    code, out = await run_helix(helix_env(database_url, tmp_path / "data"), "users", "list")
     assert code == 0 and "admin" in out and "bob" in out
 
 
@@ -209,7 +162,7 @@ async def test_a_users_phase_in_a_default_serve_as_root_cannot_reach_the_servers
     }
 
     async with aiohttp.ClientSession() as session:
-        await _wait_ready(session, server.url)
+        await wait_ready(session, server.url)
         mallory = {"username": "mallory", "password": "a long password", "role": "user"}
         async with session.post(f"{server.url}/api/v1/users", json=mallory, headers=admin) as r:
             assert r.status == 201, await r.text()
@@ -233,10 +186,10 @@ async def test_a_users_phase_in_a_default_serve_as_root_cannot_reach_the_servers
 async def test_as_root_serve_refuses_a_phase_user_another_worker_on_the_machine_holds(
     database_url: str, tmp_path: Path, spare_phase_user: PhaseUser
 ) -> None:
-    env = {**_env(database_url, tmp_path), "HELIX_PHASE_USER": spare_phase_user.name}
+    env = {**helix_env(database_url, tmp_path / "data"), "HELIX_PHASE_USER": spare_phase_user.name}
     lock = PhaseUserLock.take(spare_phase_user)
     proc = await asyncio.create_subprocess_exec(
-        *HELIX, "serve", "--port", str(_free_port()), env=env,
+        *HELIX, "serve", "--port", str(free_port()), env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -255,14 +208,14 @@ async def test_as_root_serve_refuses_a_phase_user_another_worker_on_the_machine_
 
 async def test_every_command_describes_its_options_in_help(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HELIX_")}
-    code, out = await _helix(env, "serve", "--help")
+    code, out = await run_helix(env, "serve", "--help")
     assert code == 0 and "--host" in out and "--port" in out and "HELIX_PORT" in out
     assert "--no-worker" in out
-    code, out = await _helix(env, "worker", "--help")
+    code, out = await run_helix(env, "worker", "--help")
     assert code == 0 and "--server" in out and "--capabilities" in out and "--workdir" in out
-    code, out = await _helix(env, "users", "create", "--help")
+    code, out = await run_helix(env, "users", "create", "--help")
     assert code == 0 and "--role" in out and "--password-stdin" in out
-    code, out = await _helix(env, "keys", "create", "--help")
+    code, out = await run_helix(env, "keys", "create", "--help")
     assert code == 0 and "--user" in out and "--name" in out
 
 
@@ -331,9 +284,9 @@ async def _stop(server: Server) -> None:
 async def test_metrics_are_refused_to_a_peer_outside_loopback_unless_it_holds_the_token(
     database_url: str, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     outside = f"http://{NAMESPACE_ADDRESS}:{port}/metrics"
-    server = await _serve_in_own_namespace(_env(database_url, tmp_path), port)
+    server = await _serve_in_own_namespace(helix_env(database_url, tmp_path / "data"), port)
     try:
         (remote, remote_forwarded, local) = await _fetch_from(
             server,
@@ -350,7 +303,7 @@ async def test_metrics_are_refused_to_a_peer_outside_loopback_unless_it_holds_th
         assert "HELIX_METRICS_TOKEN" in error["message"]
     assert local[0] == 200 and "helix_http_requests_total" in local[1]
 
-    env = dict(_env(database_url, tmp_path), HELIX_METRICS_TOKEN="scraper-token")
+    env = dict(helix_env(database_url, tmp_path / "data"), HELIX_METRICS_TOKEN="scraper-token")
     server = await _serve_in_own_namespace(env, port)
     try:
         (bare, with_token) = await _fetch_from(
