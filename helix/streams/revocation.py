@@ -22,6 +22,7 @@ import attrs
 
 from helix.auth.principal import Principal
 from helix.domain import user
+from helix.errors import Forbidden, HelixError, Unauthorized
 from helix.eventstore import RecordedEvent
 from helix.streams.frames import Frame
 from helix.streams.sql import QUERIES
@@ -41,6 +42,10 @@ class Revoked:
 
     reason: str
     forbidden: bool = False
+
+    def error(self) -> HelixError:
+        """The refusal a client is given: 401, or 403 for credentials that no longer grant."""
+        return (Forbidden if self.forbidden else Unauthorized)(self.reason)
 
 
 KEY_GONE = Revoked("the API key has been revoked")
