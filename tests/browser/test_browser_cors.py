@@ -72,9 +72,7 @@ async def api(node: LogNode, settings: Settings, page_port: int) -> Any:
     """The API on a real port, allowing the page's origin (read as the operator sets it), with
     a short `retry:` so the browser reconnects soon after `done`."""
     allowed = Settings.from_env({"HELIX_CORS_ORIGINS": f"http://127.0.0.1:{page_port}"})
-    served = attrs.evolve(
-        settings, cors_origins=allowed.cors_origins, rate_limit_per_minute=0, stream_retry_ms=200
-    )
+    served = attrs.evolve(settings, cors_origins=allowed.cors_origins, stream_retry_ms=200)
     app = create_app(node, served)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -102,8 +100,10 @@ async def in_thread(call: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.to_thread(call, *args)
 
 
-async def open_page(browser: webdriver.Chrome, host: str, port: int, api: Any, key: str) -> None:
-    query = urlencode({"api": str(api.make_url("")).rstrip("/"), "key": key})
+async def open_page(
+    browser: webdriver.Chrome, host: str, port: int, api: Any, key: str, **more: str
+) -> None:
+    query = urlencode({"api": str(api.make_url("")).rstrip("/"), "key": key, **more})
     await in_thread(browser.get, f"http://{host}:{port}/page.html?{query}")
 
 
@@ -144,7 +144,7 @@ async def test_a_page_on_an_allowed_origin_runs_a_project_and_follows_its_job_to
     assert created["body"]["name"] == "from a page"
     assert created["request_id"]  # the response headers the page needs are readable
     assert created["location"].endswith(f"/api/v1/projects/{created['body']['id']}")
-    assert created["rate_limit"] is None  # rate limits are off in this test's settings
+    assert created["rate_limit"] == "600"
     assert report["listed"]["status"] == 200 and int(report["listed"]["position"]) > 0
     assert report["executed"]["status"] == 202
     assert report["token_status"] == 201
@@ -161,6 +161,27 @@ async def test_a_page_on_an_allowed_origin_runs_a_project_and_follows_its_job_to
     assert (after["opens"], after["done"]) == (1, 1)
     assert [e for e in report["errors"] if e["data"] is not None] == []  # no `event: error`
     assert [entry for entry in console if entry["level"] == "SEVERE"] == []
+
+
+async def test_a_page_on_an_allowed_origin_reads_the_error_envelopes_it_is_given(
+    browser: webdriver.Chrome, api: Any, page_port: int, user: Caller
+) -> None:
+    await open_page(browser, "127.0.0.1", page_port, api, user.key, mode="errors")
+    report = await report_when(browser, lambda r: bool(r.get("finished")) or "blocked" in r)
+    console = await in_thread(browser.get_log, "browser")
+
+    assert "blocked" not in report, report
+    for name, status, code in [
+        ("missing", 404, "NOT_FOUND"),
+        ("anonymous", 401, "UNAUTHORIZED"),
+        ("bad", 422, "VALIDATION_ERROR"),
+    ]:
+        seen = report[name]
+        assert (seen["status"], seen["body"]["error"]["code"]) == (status, code)
+        assert seen["body"]["request_id"] == seen["request_id"]
+    # The browser notes each failed status; nothing else, and nothing about CORS.
+    severe = [entry["message"] for entry in console if entry["level"] == "SEVERE"]
+    assert len(severe) == 3 and all("Failed to load resource" in m for m in severe), severe
 
 
 async def test_a_page_on_another_origin_is_blocked_by_the_browser_and_changes_nothing(
