@@ -99,8 +99,8 @@ async def check_scope(pool: asyncpg.Pool, scope: Scope, viewer: Viewer) -> None:
 async def watch_credentials(
     tailer: Tailer, principal: Principal, on_revoked: Callable[[Revoked], None]
 ) -> Watch:
-    """Have `on_revoked` called when the principal's credentials stop holding; 401 (403 for a
-    changed role) if they already have since the caller authenticated."""
+    """Have `on_revoked` called when the principal's credentials stop holding (or expire); 401
+    (403 for a changed role) if they already have since the caller authenticated."""
     found = tailer.revocations.watch(principal, on_revoked)
     try:
         revoked = await revocation.check(tailer.store.pool, principal)
@@ -110,4 +110,6 @@ async def watch_credentials(
     if revoked is not None:
         found.cancel()
         raise revoked.error()
+    if principal.expires_at is not None:
+        found.expire_at(principal.expires_at)
     return found

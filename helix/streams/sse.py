@@ -15,11 +15,9 @@ not a thousand task wake-ups.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -97,7 +95,6 @@ async def stream(
     response = web.StreamResponse(status=200, headers=HEADERS)
     heartbeat.add(sub.poke)
     watch: Watch | None = None
-    expiry: asyncio.TimerHandle | None = None
     ending: list[HelixError] = []  # why the server ends the stream, if it does
 
     def end_with(error: HelixError) -> None:
@@ -109,11 +106,6 @@ async def stream(
         if not isinstance(principal, Principal):
             raise Unauthorized("authentication required")
         watch = await watch_credentials(sub.tailer, principal, lambda why: end_with(why.error()))
-        if principal.expires_at is not None:
-            expiry = _call_at(
-                principal.expires_at,
-                lambda: end_with(Unauthorized("the stream token has expired")),
-            )
         await response.prepare(request)
         await response.write(f"retry: {retry_ms}\n\n".encode())
         if show is None and end is None:
@@ -154,14 +146,7 @@ async def stream(
         sub.close()
         if watch is not None:
             watch.cancel()
-        if expiry is not None:
-            expiry.cancel()
     return response
-
-
-def _call_at(when: datetime, callback: Callable[[], None]) -> asyncio.TimerHandle:
-    delay = max(0.0, (when - datetime.now(UTC)).total_seconds())
-    return asyncio.get_running_loop().call_later(delay, callback)
 
 
 def _error_message(request: web.Request, error: HelixError) -> bytes:

@@ -89,10 +89,10 @@ async def open_socket(client: Client, **kwargs: Any) -> WS:
                 return ws
 
 
-async def closed(ws: WS) -> tuple[int | None, str]:
+async def closed(ws: WS, within: float = WITHIN) -> tuple[int | None, str]:
     """The close code and reason of a socket the server closes (failing if it does not in
     time)."""
-    async with asyncio.timeout(WITHIN):
+    async with asyncio.timeout(within):
         while True:
             msg = await ws.receive()
             if msg.type is aiohttp.WSMsgType.CLOSE:
@@ -255,6 +255,19 @@ async def test_a_role_change_closes_the_users_sockets_with_4403(
     await change_user(client, admin, user, role="admin")
 
     assert await closed(ws) == (4403, "the user's role has changed")
+
+
+async def test_a_socket_authenticated_with_a_stream_token_closes_with_4401_when_it_expires(
+    make_client: Any, user: Any
+) -> None:
+    client = await make_client(stream_token_ttl_seconds=1)
+    minted = await (await client.post("/api/v1/stream-tokens", headers=user.headers)).json()
+    ws = await client.ws_connect("/api/v1/ws")
+    await ws.send_json({"type": "auth", "payload": {"token": minted["token"]}})
+    ack = json.loads((await ws.receive(timeout=WITHIN)).data)
+
+    assert ack["type"] == "connection_ack"
+    assert await closed(ws, within=WITHIN + 2) == (4401, "the stream token has expired")
 
 
 # --- the check at registration ----------------------------------------------------------------
