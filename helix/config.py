@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -54,7 +55,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
         return True
     if raw in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"{name} must be true or false, not {env[name]!r}")
+    raise SettingError(f"{name} must be true or false, not {env[name]!r}")
 
 
 def _strings(env: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -75,6 +76,39 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     for value in found:
         _parsed(name, value, lambda v: ipaddress.ip_network(v, strict=False), "a network")
     return found
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(raw: str) -> str:
+    """An origin as a browser sends it in `Origin`: scheme://host[:port], lower case, without
+    the scheme's default port; ValueError for anything else (a path, a query, credentials)."""
+    if raw == "*":
+        return raw
+    parts = urllib.parse.urlsplit(raw)
+    if (
+        parts.scheme not in DEFAULT_PORTS
+        or not parts.hostname
+        or parts.username is not None
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or raw.endswith(("?", "#"))
+    ):
+        raise ValueError(raw)
+    port = parts.port  # ValueError if it is not a port
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    if port is None or port == DEFAULT_PORTS[parts.scheme]:
+        return f"{parts.scheme}://{host}"
+    return f"{parts.scheme}://{host}:{port}"
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(
+        _parsed(name, value, _origin, "an origin (scheme://host[:port], no path), or *")
+        for value in _strings(env, name)
+    )
 
 
 def _floats(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
@@ -116,6 +150,11 @@ class Settings:
     # Proxies (CIDRs) whose X-Forwarded-For is believed: the client address is the rightmost
     # address there that is not one of them. Empty: the TCP peer is the client.
     trusted_proxies: tuple[str, ...] = ()
+    # Browser pages on these origins (scheme://host[:port], or * for any) may call the API;
+    # empty: none. Credentials (cookies, TLS client certificates) only with exact origins.
+    cors_origins: tuple[str, ...] = ()
+    cors_allow_credentials: bool = False
+    cors_max_age: int = 600  # seconds a browser may cache a preflight's answer
     max_body_bytes: int = 1024 * 1024
     idempotency_ttl_seconds: int = 24 * 3600
     shutdown_timeout: float = 30.0
@@ -188,6 +227,13 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        cors_origins = _origins(env, "HELIX_CORS_ORIGINS")
+        cors_allow_credentials = _bool(env, "HELIX_CORS_ALLOW_CREDENTIALS", False)
+        if cors_allow_credentials and "*" in cors_origins:
+            # The Fetch standard refuses a credentialed response to `*`: name the origins.
+            raise SettingError(
+                "HELIX_CORS_ALLOW_CREDENTIALS needs exact origins in HELIX_CORS_ORIGINS, not *"
+            )
         return cls(
             database_url=env.get("HELIX_DATABASE_URL") or None,
             data_dir=Path(env.get("HELIX_DATA_DIR") or ".helix"),
@@ -233,6 +279,9 @@ class Settings:
             rate_limit_anonymous_per_minute=_int(env, "HELIX_RATE_LIMIT_ANONYMOUS_PER_MINUTE", 120),
             rate_limit_anonymous_burst=_int(env, "HELIX_RATE_LIMIT_ANONYMOUS_BURST", 0) or None,
             trusted_proxies=_networks(env, "HELIX_TRUSTED_PROXIES"),
+            cors_origins=cors_origins,
+            cors_allow_credentials=cors_allow_credentials,
+            cors_max_age=_int(env, "HELIX_CORS_MAX_AGE", 600),
             max_body_bytes=_int(env, "HELIX_MAX_BODY_BYTES", 1024 * 1024),
             idempotency_ttl_seconds=_int(env, "HELIX_IDEMPOTENCY_TTL_SECONDS", 24 * 3600),
             shutdown_timeout=_float(env, "HELIX_SHUTDOWN_TIMEOUT", 30.0),

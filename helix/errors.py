@@ -17,6 +17,16 @@ class HelixError(Exception):
         self.details: dict[str, Any] = details
 
 
+def error_body(
+    code: str, message: str, details: dict[str, Any] | None, request_id: str
+) -> dict[str, Any]:
+    """The one error envelope, in every answer and in a stream's final `error` event."""
+    return {
+        "error": {"code": code, "message": message, "details": details or {}},
+        "request_id": request_id,
+    }
+
+
 class ValidationError(HelixError):
     code = "VALIDATION_ERROR"
     status = 422

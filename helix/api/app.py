@@ -22,6 +22,7 @@ from helix.api import (
     webhooks,
     workers,
 )
+from helix.api.cors import add_cors_headers, cors_middleware
 from helix.api.errors import errors_middleware
 from helix.api.idempotency import idempotency_middleware, purge_expired_keys
 from helix.api.metrics import METRICS, Metrics, metrics_middleware
@@ -54,12 +55,13 @@ def create_app(
 ) -> web.Application:
     """The API over a started LogNode, serving with `components` (the process's own, built
     once by the caller; without them the app builds its own as it starts and closes them as it
-    stops). Middlewares, outermost first: request id, client address, metrics, error envelope,
-    authentication and rate limit, query text, body size limit, idempotency."""
+    stops). Middlewares, outermost first: request id, CORS preflights, client address, metrics,
+    error envelope, authentication and rate limit, query text, body size limit, idempotency."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[
             request_id_middleware,
+            cors_middleware,
             client_address_middleware,
             metrics_middleware,
             errors_middleware,
@@ -72,6 +74,7 @@ def create_app(
     _install_node(app, node, settings)
     app[LIMITER] = RateLimits.from_settings(settings)
     app[openapi.DOCUMENT] = {}
+    app.on_response_prepare.append(add_cors_headers)
     if components is not None:
         _install(app, components)
     else:

@@ -19,7 +19,7 @@ from aiohttp.typedefs import Handler
 
 from helix.appkeys import SETTINGS
 from helix.auth.principal import request_id
-from helix.errors import HelixError, RateLimited
+from helix.errors import HelixError, RateLimited, error_body
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,7 @@ def error_response(
     details: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> web.Response:
-    body = {
-        "error": {"code": code, "message": message, "details": details or {}},
-        "request_id": request_id(request),
-    }
+    body = error_body(code, message, details, request_id(request))
     return web.json_response(body, status=status, headers=headers, dumps=_dumps)
 
 

@@ -107,10 +107,15 @@ async def _serve_sse(request: web.Request, scope: Scope) -> web.StreamResponse:
     show: Callable[[Frame], bool] | None = None
     if scope.kind is ScopeKind.JOB:
         assert scope.id is not None
+        resumed = after is not None
         if after is None:
             after = 0  # a job stream replays the job from its start unless told otherwise
         if request.query.get("follow", "false").lower() not in ("1", "true", "yes"):
             end = JobEnd(tailer.store.pool, scope.id)
+            if resumed and await end.ended_by(after) is not None:
+                # The client has seen the job's end: 204 is how the WHATWG HTML standard has
+                # a server stop an EventSource from reconnecting for ever.
+                return web.Response(status=204)
             # The subscription watches every event of the job for its end; `types` only
             # chooses what is shown.
             show, types = _shown(types), ()
@@ -136,7 +141,8 @@ def _shown(types: tuple[str, ...]) -> Callable[[Frame], bool] | None:
 @public
 async def stream_job(request: web.Request) -> web.StreamResponse:
     """Server-sent events of one job; ends with `event: done` after the job's terminal event
-    unless `follow=true`. Without `after` it replays the job from its first event."""
+    unless `follow=true`. Without `after` it replays the job from its first event; resumed at
+    or after the job's end (`Last-Event-ID` or `after`), it is `204 No Content`."""
     return await _serve_sse(request, Scope.job(_scope_id(request, "job_id", "job")))
 
 

@@ -4,6 +4,7 @@ events a request appends record about it."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import attrs
 from aiohttp import web
@@ -20,6 +21,8 @@ class Principal:
     username: str
     role: Role
     key_id: uuid.UUID | None = None  # set when the caller used an API key
+    # When the credential stops holding by itself (a stream token); a live stream ends then.
+    expires_at: datetime | None = None
 
     @property
     def actor(self) -> str:

@@ -8,7 +8,7 @@ in a header: an API key, a JWT (own or external), or a stream token.
 
 A stream stays authorized only while its credentials hold: `watch_credentials` registers it with
 the tailer's revocations, which close it when its key is revoked or its user disabled or given
-another role.
+another role; a stream opened with a stream token ends when the token expires.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ import uuid
 from collections.abc import Callable
 
 import asyncpg
+import attrs
 from aiohttp import web
 
 from helix.access import PROJECT_OWNERS, Viewer, may_see_owned
 from helix.appkeys import ACCOUNTS, SETTINGS, VERIFIER
 from helix.auth.identify import identify
 from helix.auth.principal import PRINCIPAL, Principal
-from helix.errors import Forbidden, NotFound, Unauthorized
+from helix.errors import NotFound, Unauthorized
 from helix.streams import revocation, tokens
 from helix.streams.filters import Scope, ScopeKind
 from helix.streams.revocation import Revoked, Watch
@@ -50,8 +51,8 @@ async def stream_principal(request: web.Request) -> Principal:
 
 
 async def from_stream_token(app: web.Application, token: str) -> Principal:
-    user_id = tokens.verify(app[VERIFIER].own_secret, app[SETTINGS], token)
-    return await _principal_of(app, user_id)
+    user_id, expires_at = tokens.verify(app[VERIFIER].own_secret, app[SETTINGS], token)
+    return attrs.evolve(await _principal_of(app, user_id), expires_at=expires_at)
 
 
 async def from_any_token(request: web.Request, token: str) -> Principal:
@@ -98,8 +99,8 @@ async def check_scope(pool: asyncpg.Pool, scope: Scope, viewer: Viewer) -> None:
 async def watch_credentials(
     tailer: Tailer, principal: Principal, on_revoked: Callable[[Revoked], None]
 ) -> Watch:
-    """Have `on_revoked` called when the principal's credentials stop holding; 401 (403 for a
-    changed role) if they already have since the caller authenticated."""
+    """Have `on_revoked` called when the principal's credentials stop holding (or expire); 401
+    (403 for a changed role) if they already have since the caller authenticated."""
     found = tailer.revocations.watch(principal, on_revoked)
     try:
         revoked = await revocation.check(tailer.store.pool, principal)
@@ -108,5 +109,7 @@ async def watch_credentials(
         raise
     if revoked is not None:
         found.cancel()
-        raise (Forbidden if revoked.forbidden else Unauthorized)(revoked.reason)
+        raise revoked.error()
+    if principal.expires_at is not None:
+        found.expire_at(principal.expires_at)
     return found

@@ -1,5 +1,5 @@
 """Closing live streams whose credentials stop holding: a revoked API key, a disabled user, a
-changed role.
+changed role, an expired stream token.
 
 A stream is authorized once, when it opens, so each one registers its principal here for as long
 as it runs. The user and key events are events of the log like any other: the tailer hands
@@ -10,18 +10,24 @@ A stream authenticates (a database read) before it can register, so a revocation
 between would pass unseen: `check` reads the credentials once more after registering. Anything
 committed before that read is in it; anything later is sequenced, and so fanned out, after the
 registration.
+
+A stream token holds until it expires, so a watch of a principal that has `expires_at` also
+ends its stream then, as a revocation would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 
 import asyncpg
 import attrs
 
 from helix.auth.principal import Principal
 from helix.domain import user
+from helix.errors import Forbidden, HelixError, Unauthorized
 from helix.eventstore import RecordedEvent
 from helix.streams.frames import Frame
 from helix.streams.sql import QUERIES
@@ -42,18 +48,23 @@ class Revoked:
     reason: str
     forbidden: bool = False
 
+    def error(self) -> HelixError:
+        """The refusal a client is given: 401, or 403 for credentials that no longer grant."""
+        return (Forbidden if self.forbidden else Unauthorized)(self.reason)
+
 
 KEY_GONE = Revoked("the API key has been revoked")
 USER_DISABLED = Revoked("the user is disabled")
 USER_GONE = Revoked("the user no longer exists")
 ROLE_CHANGED_AWAY = Revoked("the user's role has changed", forbidden=True)
 UNREADABLE = Revoked("the user's credentials have changed")
+TOKEN_EXPIRED = Revoked("the stream token has expired")
 
 
 class Watch:
     """One stream's registration; `cancel` (or leaving the `with`) when the stream ends."""
 
-    __slots__ = ("_watcher", "on_revoked", "principal")
+    __slots__ = ("_expiry", "_watcher", "on_revoked", "principal")
 
     def __init__(
         self, watcher: Revocations, principal: Principal, on_revoked: Callable[[Revoked], None]
@@ -61,9 +72,21 @@ class Watch:
         self._watcher = watcher
         self.principal = principal
         self.on_revoked = on_revoked
+        self._expiry: asyncio.TimerHandle | None = None
 
     def cancel(self) -> None:
         self._watcher.forget(self)
+        if self._expiry is not None:
+            self._expiry.cancel()
+
+    def expire_at(self, when: datetime) -> None:
+        """Revoke the stream at `when` (on this event loop), unless it is cancelled first."""
+        delay = max(0.0, (when - datetime.now(UTC)).total_seconds())
+        self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
+
+    def _expired(self) -> None:
+        self.cancel()
+        self.on_revoked(TOKEN_EXPIRED)
 
     def __enter__(self) -> Watch:
         return self

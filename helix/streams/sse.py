@@ -3,13 +3,14 @@ job ends, the caller's credentials are revoked, or the server shuts down.
 
 Each event is `id: <position>`, `event: <type>`, `data: <envelope JSON>`; `event: caught_up`
 marks the switch from replay to live, `event: done` ends a job stream, and a comment line is
-the heartbeat. Writing awaits the socket, so a slow client slows only its own subscription,
-which the tailer switches to catch-up once its buffer is full. A live client that keeps up is
-written to by the tailer directly (`direct_writer`): a thousand clients cost a thousand socket
-writes per event, not a thousand task wake-ups.
+the heartbeat. A stream whose credentials stop holding (an API key revoked, a user disabled or
+given another role, a stream token expired) ends with `event: error`, whose data is the error
+envelope saying why, so a page can mint a new stream token and resume rather than retry.
 
-The format has no error event: a stream whose API key is revoked, or whose user is disabled or
-given another role, just ends, and the client's reconnect is refused.
+Writing awaits the socket, so a slow client slows only its own subscription, which the tailer
+switches to catch-up once its buffer is full. A live client that keeps up is written to by the
+tailer directly (`direct_writer`): a thousand clients cost a thousand socket writes per event,
+not a thousand task wake-ups.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from helix.auth.principal import PRINCIPAL, Principal
-from helix.errors import Unauthorized
+from helix.auth.principal import PRINCIPAL, Principal, request_id
+from helix.errors import HelixError, Unauthorized, error_body
 from helix.streams.credentials import watch_credentials
 from helix.streams.endings import JobEnd
 from helix.streams.frames import CaughtUp, Frame
@@ -94,11 +95,17 @@ async def stream(
     response = web.StreamResponse(status=200, headers=HEADERS)
     heartbeat.add(sub.poke)
     watch: Watch | None = None
+    ending: list[HelixError] = []  # why the server ends the stream, if it does
+
+    def end_with(error: HelixError) -> None:
+        ending.append(error)
+        sub.close()
+
     try:
         principal = request.get(PRINCIPAL)
         if not isinstance(principal, Principal):
             raise Unauthorized("authentication required")
-        watch = await watch_credentials(sub.tailer, principal, lambda _: sub.close())
+        watch = await watch_credentials(sub.tailer, principal, lambda why: end_with(why.error()))
         await response.prepare(request)
         await response.write(f"retry: {retry_ms}\n\n".encode())
         if show is None and end is None:
@@ -106,6 +113,9 @@ async def stream(
         while True:
             batch = await sub.next()
             if batch.closed:
+                if ending:
+                    await response.write(_error_message(request, ending[0]))
+                    await response.write_eof()
                 break
             out: list[bytes] = []
             done: int | None = None
@@ -137,3 +147,8 @@ async def stream(
         if watch is not None:
             watch.cancel()
     return response
+
+
+def _error_message(request: web.Request, error: HelixError) -> bytes:
+    body = error_body(error.code, error.message, error.details, request_id(request))
+    return named_message("error", body).encode()

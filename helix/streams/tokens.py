@@ -52,8 +52,9 @@ def is_stream_token(token: str, settings: Settings) -> bool:
     return aud == audience(settings) or (isinstance(aud, list) and audience(settings) in aud)
 
 
-def verify(secret: str, settings: Settings, token: str) -> uuid.UUID:
-    """The user a stream token was minted for; 401 if it is not a valid, unexpired one."""
+def verify(secret: str, settings: Settings, token: str) -> tuple[uuid.UUID, datetime]:
+    """The user a stream token was minted for, and when it expires; 401 if it is not a valid,
+    unexpired one."""
     try:
         claims = jwt.decode(
             token,
@@ -71,6 +72,7 @@ def verify(secret: str, settings: Settings, token: str) -> uuid.UUID:
     if claims.get("scope") != SCOPE:
         raise Unauthorized("the token is not a stream token")
     try:
-        return uuid.UUID(str(claims["sub"]))
+        user_id = uuid.UUID(str(claims["sub"]))
     except ValueError:
         raise Unauthorized("the stream token names no user") from None
+    return user_id, datetime.fromtimestamp(int(claims["exp"]), UTC)

@@ -7,7 +7,8 @@ payload: <event>}`, `caught_up {id, payload: {position}}`, `complete {id}` (a jo
 the job's end), `error {id, payload: {code, message}}`, `pong`.
 Close codes: 4400 a malformed message (after an `error` message without an id that says what
 was wrong; messages are JSON decoded by `helix.inputs`), 4401 no valid credentials (or none
-within the auth timeout, or the socket's API key revoked or its user disabled since), 4403 an
+within the auth timeout, or the socket's API key revoked, its user disabled or its stream
+token expired since), 4403 an
 `auth` naming another user than the socket's (or the user's role changed since), 4429 too many
 subscriptions.
 

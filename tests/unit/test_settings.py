@@ -57,3 +57,44 @@ def test_a_bad_proxy_or_anonymous_limit_is_refused_naming_the_setting(
 ) -> None:
     with pytest.raises(SettingError, match=name):
         Settings.from_env({name: value})
+
+
+def test_cors_origins_are_read_as_a_browser_sends_them() -> None:
+    env = {"HELIX_CORS_ORIGINS": "https://App.Example.com:443, http://127.0.0.1:8080,http://[::1]"}
+    assert Settings.from_env(env).cors_origins == (
+        "https://app.example.com",
+        "http://127.0.0.1:8080",
+        "http://[::1]",
+    )
+    assert Settings.from_env({}).cors_origins == ()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "app.example.com",
+        "https://app.example.com/",
+        "https://a.example/x",
+        "ftp://a.example",
+        "https://u@a.example",
+        "https://a.example:99999",
+        "https://a.example?x=1",
+        "https://",
+    ],
+)
+def test_a_cors_origin_that_is_not_scheme_host_and_port_is_refused_naming_the_setting(
+    bad: str,
+) -> None:
+    with pytest.raises(SettingError, match="HELIX_CORS_ORIGINS") as raised:
+        Settings.from_env({"HELIX_CORS_ORIGINS": f"http://ok.example,{bad}"})
+    assert repr(bad) in str(raised.value)
+
+
+def test_credentials_are_refused_for_any_origin_but_allowed_for_named_ones() -> None:
+    with pytest.raises(SettingError, match="HELIX_CORS_ALLOW_CREDENTIALS"):
+        Settings.from_env({"HELIX_CORS_ORIGINS": "*", "HELIX_CORS_ALLOW_CREDENTIALS": "true"})
+    named = {"HELIX_CORS_ORIGINS": "https://a.example", "HELIX_CORS_ALLOW_CREDENTIALS": "true"}
+    assert Settings.from_env(named).cors_allow_credentials is True
+    assert Settings.from_env({"HELIX_CORS_ORIGINS": "*"}).cors_origins == ("*",)
+    with pytest.raises(SettingError, match="HELIX_CORS_ALLOW_CREDENTIALS"):
+        Settings.from_env({"HELIX_CORS_ALLOW_CREDENTIALS": "maybe"})

@@ -20,7 +20,7 @@ def test_a_stream_token_names_its_user_and_expires_after_its_ttl() -> None:
     user_id = uuid.uuid4()
     token, expires = tokens.mint(SECRET, SETTINGS, user_id=user_id)
 
-    assert tokens.verify(SECRET, SETTINGS, token) == user_id
+    assert tokens.verify(SECRET, SETTINGS, token) == (user_id, expires)
     assert tokens.is_stream_token(token, SETTINGS)
     assert timedelta(seconds=290) < expires - datetime.now(UTC) <= timedelta(seconds=300)
 

@@ -1,6 +1,7 @@
 """Live streams end when their credentials stop holding: a revoked API key, a disabled user, a
-changed role. SSE responses just end; sockets close with 4401 (4403 for a role change). Other
-callers' streams go on."""
+changed role, an expired stream token. SSE responses end with a last `event: error` carrying
+the error envelope; sockets close with 4401 (4403 for a role change). Other callers' streams go
+on."""
 
 from __future__ import annotations
 
@@ -58,13 +59,24 @@ async def open_sse(client: Client, path: str, **kwargs: Any) -> EventStream:
     return stream
 
 
-async def ended(stream: EventStream) -> list[Any]:
+async def ended(stream: EventStream, within: float = WITHIN) -> list[Any]:
     """Every message until the server ends the stream (failing if it does not in time)."""
     got = []
-    async with asyncio.timeout(WITHIN):
-        while (message := await stream.next(WITHIN)) is not None:
+    async with asyncio.timeout(within):
+        while (message := await stream.next(within)) is not None:
             got.append(message)
     return got
+
+
+def told_why(stream: EventStream, messages: list[Any], code: str) -> str:
+    """The message of the stream's last event, an `error` in the envelope form; the
+    envelope names the stream's own request."""
+    last = messages[-1]
+    body = data(last)
+    assert (last.event, last.id) == ("error", None)  # no id: a resume starts where it was
+    assert body["error"]["code"] == code
+    assert body["request_id"] == stream.resp.headers["X-Request-ID"]
+    return str(body["error"]["message"])
 
 
 async def open_socket(client: Client, **kwargs: Any) -> WS:
@@ -77,10 +89,10 @@ async def open_socket(client: Client, **kwargs: Any) -> WS:
                 return ws
 
 
-async def closed(ws: WS) -> tuple[int | None, str]:
+async def closed(ws: WS, within: float = WITHIN) -> tuple[int | None, str]:
     """The close code and reason of a socket the server closes (failing if it does not in
     time)."""
-    async with asyncio.timeout(WITHIN):
+    async with asyncio.timeout(within):
         while True:
             msg = await ws.receive()
             if msg.type is aiohttp.WSMsgType.CLOSE:
@@ -130,6 +142,7 @@ async def test_revoking_an_api_key_ends_its_event_streams_and_no_other_stream(
     kept.resp.close()
     bystander.resp.close()
 
+    assert told_why(doomed, late, "UNAUTHORIZED") == "the API key has been revoked"
     assert all(m.event != "api_key.revoked" for m in late)  # nothing after the revocation
     assert data(events_of(seen)[-1])["project_id"] == str(project_id)
     # The same user's stream on another key goes on, and is told of the revocation.
@@ -146,9 +159,10 @@ async def test_disabling_a_user_ends_the_stream_they_opened_with_a_stream_token(
     stream = await open_sse(client, f"/api/v1/events/stream?access_token={token}")
 
     await change_user(client, admin, user, disabled=True)
-    await ended(stream)
+    late = await ended(stream)
     again = await client.get(f"/api/v1/events/stream?access_token={token}")
 
+    assert told_why(stream, late, "UNAUTHORIZED") == "the user is disabled"
     assert again.status == 401
 
 
@@ -167,9 +181,32 @@ async def test_a_role_change_ends_a_project_stream_opened_with_a_jwt(
     assert watches(app) == 1
 
     await change_user(client, admin, user, role="auditor")
-    await ended(stream)
+    late = await ended(stream)
 
+    assert told_why(stream, late, "FORBIDDEN") == "the user's role has changed"
     assert watches(app) == 0  # the ended stream no longer waits on the user's events
+
+
+async def test_a_stream_opened_with_a_stream_token_ends_when_the_token_expires_saying_so(
+    make_client: Any, user: Any
+) -> None:
+    client = await make_client(stream_token_ttl_seconds=1)
+    minted = await (await client.post("/api/v1/stream-tokens", headers=user.headers)).json()
+    by_token = await open_sse(client, f"/api/v1/events/stream?access_token={minted['token']}")
+    by_key = await open_sse(client, "/api/v1/events/stream", headers=user.headers)
+
+    late = await ended(by_token, within=WITHIN + 2)
+    await new_project_over_http(client, user)
+    kept = await by_key.until(lambda m: any(x.event == "project.created" for x in m))
+    by_key.resp.close()
+
+    assert told_why(by_token, late, "UNAUTHORIZED") == "the stream token has expired"
+    assert kept[-1].event == "project.created"  # a key does not expire: its stream goes on
+
+
+async def new_project_over_http(client: Client, caller: Any) -> None:
+    resp = await client.post("/api/v1/projects", json={"name": "later"}, headers=caller.headers)
+    assert resp.status == 201, await resp.text()
 
 
 # --- WebSocket --------------------------------------------------------------------------------
@@ -218,6 +255,19 @@ async def test_a_role_change_closes_the_users_sockets_with_4403(
     await change_user(client, admin, user, role="admin")
 
     assert await closed(ws) == (4403, "the user's role has changed")
+
+
+async def test_a_socket_authenticated_with_a_stream_token_closes_with_4401_when_it_expires(
+    make_client: Any, user: Any
+) -> None:
+    client = await make_client(stream_token_ttl_seconds=1)
+    minted = await (await client.post("/api/v1/stream-tokens", headers=user.headers)).json()
+    ws = await client.ws_connect("/api/v1/ws")
+    await ws.send_json({"type": "auth", "payload": {"token": minted["token"]}})
+    ack = json.loads((await ws.receive(timeout=WITHIN)).data)
+
+    assert ack["type"] == "connection_ack"
+    assert await closed(ws, within=WITHIN + 2) == (4401, "the stream token has expired")
 
 
 # --- the check at registration ----------------------------------------------------------------

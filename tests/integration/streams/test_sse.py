@@ -130,7 +130,7 @@ async def test_a_job_stream_ends_with_done_after_the_job_completes(
     assert end is None  # the server closed the stream
 
 
-async def test_a_job_stream_resumed_after_its_end_says_done_at_once_and_types_only_filter(
+async def test_a_job_stream_resumed_at_or_after_its_end_is_no_content_and_types_only_filter(
     client: Client, services: Services, user: Any
 ) -> None:
     project = await new_project(services, user)
@@ -139,15 +139,33 @@ async def test_a_job_stream_resumed_after_its_end_says_done_at_once_and_types_on
 
     resp = await client.get(f"/api/v1/stream/{job_id}?types=job.phase_*", headers=user.headers)
     replay = await EventStream(resp).until(lambda m: bool(m) and m[-1].event == "done")
-    last = int(events_of(replay)[-1].id or 0)
-    resp = await client.get(
-        f"/api/v1/stream/{job_id}", headers={**user.headers, "Last-Event-ID": str(last + 50)}
+    whole = await EventStream(
+        await client.get(f"/api/v1/stream/{job_id}", headers=user.headers)
+    ).until(lambda m: bool(m) and m[-1].event == "done")
+    end = int(events_of(whole)[-1].id or 0)  # the job's terminal event, the last one it sent
+    # What an EventSource sends when it reconnects after `done`, and later resumes.
+    again = [
+        await client.get(f"/api/v1/stream/{job_id}", headers={**user.headers, **resume})
+        for resume in ({"Last-Event-ID": str(end)}, {"Last-Event-ID": str(end + 50)})
+    ]
+    again.append(await client.get(f"/api/v1/stream/{job_id}?after={end}", headers=user.headers))
+    before = await client.get(
+        f"/api/v1/stream/{job_id}", headers={**user.headers, "Last-Event-ID": str(end - 1)}
     )
-    resumed = await EventStream(resp).until(lambda m: bool(m) and m[-1].event == "done")
+    rest = await EventStream(before).until(lambda m: bool(m) and m[-1].event == "done")
+    followed = await client.get(
+        f"/api/v1/stream/{job_id}?follow=true", headers={**user.headers, "Last-Event-ID": str(end)}
+    )
+    followed.close()
 
     assert {m.event.split(".")[0] for m in events_of(replay)} == {"job"}
     assert all(m.event.startswith("job.phase_") for m in events_of(replay))
-    assert [m.event for m in resumed] == ["caught_up", "done"]
+    assert whole[-1].event == "done" and events_of(whole)[-1].event == "job.completed"
+    assert [r.status for r in again] == [204, 204, 204]
+    assert [await r.read() for r in again] == [b"", b"", b""]
+    assert all("X-Request-ID" in r.headers for r in again)
+    assert [m.event for m in rest] == ["job.completed", "done"]
+    assert followed.status == 200  # following on, a client wants what comes after the end
 
 
 async def test_a_job_stream_with_follow_keeps_going_after_the_end(
