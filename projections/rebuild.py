@@ -66,10 +66,10 @@ async def rebuild(
                 await conn.execute(
                     SQL["clone_table"].format(fresh=ident(fresh[name]), live=ident(live[name]))
                 )
-        target = await store.head()
+        target = await store.head(conn)
         position = applied = 0
         while True:
-            batch = await store.read_all(position, batch_size, types=types)
+            batch = await store.read_all(position, batch_size, types=types, on=conn)
             if batch:
                 async with conn.transaction():
                     for event in batch:

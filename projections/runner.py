@@ -86,8 +86,8 @@ async def run_batch(store: EventStore, projection: Projection, batch_size: int =
         checkpoint: int = row["position"]
         # Read the head first: with fewer than a full batch, every matching event up to it is
         # in the batch, so the checkpoint may move past the events of other types up to it.
-        head = await store.head()
-        events = await store.read_all(checkpoint, batch_size, types=types)
+        head = await store.head(conn)
+        events = await store.read_all(checkpoint, batch_size, types=types, on=conn)
         for event in events:
             await projection.apply(conn, event, tables)
         position = events[-1].position if events else checkpoint

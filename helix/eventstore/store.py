@@ -53,7 +53,12 @@ def _arrays(
 
 
 async def read_windows(
-    pool: asyncpg.Pool, query: str, after: int, up_to: int, limit: int, *args: Any
+    pool: asyncpg.Pool | asyncpg.Connection,
+    query: str,
+    after: int,
+    up_to: int,
+    limit: int,
+    *args: Any,
 ) -> list[asyncpg.Record]:
     """At most `limit` rows of `query` in the positions (after, up_to], read a stretch of
     positions at a time. `query` takes (after, limit, end of the stretch, *args).
@@ -283,31 +288,35 @@ class EventStore:
         stream_id: str | None = None,
         project_id: uuid.UUID | None = None,
         types: Sequence[str] | None = None,
+        on: asyncpg.Connection | None = None,
     ) -> list[RecordedEvent]:
-        """Sequenced events after a position, in position order, optionally filtered.
+        """Sequenced events after a position, in position order, optionally filtered; `on` a
+        connection the caller holds (one that holds a connection must not wait for a second
+        from the same pool), else on the pool.
 
         Fewer than `limit` events means every matching event up to the head (as it was when
         the call began, or later) is in the result."""
+        db = self.pool if on is None else on
         patterns = like_patterns(types)
         if stream_id is not None:
-            rows = await self.pool.fetch(
+            rows = await db.fetch(
                 QUERIES["read_all_stream"], after_position, limit, stream_id, patterns, project_id
             )
         elif project_id is not None:
-            rows = await self.pool.fetch(
+            rows = await db.fetch(
                 QUERIES["read_all_project"], after_position, limit, project_id, patterns
             )
         elif patterns is not None:
-            head = await self.head()
+            head = await self.head(on)
             rows = await read_windows(
-                self.pool, QUERIES["read_window"], after_position, head, limit, patterns
+                db, QUERIES["read_window"], after_position, head, limit, patterns
             )
         else:
-            rows = await self.pool.fetch(QUERIES["read_all"], after_position, limit)
+            rows = await db.fetch(QUERIES["read_all"], after_position, limit)
         return [RecordedEvent.from_row(r) for r in rows]
 
-    async def head(self) -> int:
-        value = await self.pool.fetchval(QUERIES["head"])
+    async def head(self, on: asyncpg.Connection | None = None) -> int:
+        value = await (self.pool if on is None else on).fetchval(QUERIES["head"])
         return int(value)
 
     async def wait_for_position(self, position: int, timeout: float | None = None) -> bool:

@@ -12,9 +12,11 @@ import pytest
 
 from helix.bootstrap import LogNode
 from helix.config import Settings
+from helix.database import create_pool
 from helix.domain import job, project
 from helix.domain.job import OutputStream
 from helix.domain.project import PhaseSpec
+from helix.eventstore.store import EventStore
 from helix.services import Caller, Services
 from projections import registry
 from projections.rebuild import Progress, rebuild
@@ -97,6 +99,25 @@ async def test_the_runner_changes_nothing_that_was_applied_inline(
 
     assert await dump_all(node.store.pool) == before
     assert all(s.lag == 0 for s in await status(node.store.pool, registry.DOMAIN))
+
+
+async def test_catching_up_and_rebuilding_hold_one_connection_each(
+    node: LogNode, services: Services, database_url: str
+) -> None:
+    """Every projection of a node catches up at once, and rebuilds, on a pool with fewer
+    connections than projections: a batch reads the log on the connection it holds, so none
+    waits for a second connection that the others hold."""
+    await some_history(services)
+    head = await settled(node)
+    pool = await create_pool(database_url, Settings(), max_size=2)
+    try:
+        store = EventStore(pool, node.registry)
+        async with asyncio.timeout(60):
+            reached = await asyncio.gather(*(catch_up(store, p) for p in registry.ALL))
+            await asyncio.gather(*(rebuild(store, p) for p in registry.DOMAIN))
+    finally:
+        await pool.close()
+    assert reached == [head] * len(registry.ALL)
 
 
 async def test_a_gap_in_a_stream_is_filled_in_version_order(node: LogNode) -> None:
