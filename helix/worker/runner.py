@@ -54,6 +54,8 @@ class Worker:
 
     So at most one phase runs at a time, which is what lets the worker end every process of its
     phase user once a phase is over (`helix.worker.sweep`): none of them can be another phase's.
+    Its guard (`helix.worker.guard`), started with it, ends the running phase if the worker dies;
+    a worker starting ends what a dead one left (`helix.worker.leftovers`).
     """
 
     def __init__(self, config: WorkerConfig) -> None:
