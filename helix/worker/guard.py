@@ -78,6 +78,10 @@ class Guard:
             with contextlib.suppress(ProcessLookupError):
                 self._process.kill()
             await self._process.wait()
+            return
+        if self._process.returncode != 0:
+            # It did not run to the end (it was killed, say): the worker ran unguarded.
+            log.warning("the worker's guard had exited with status %s", self._process.returncode)
 
 
 def main(argv: list[str]) -> int:
