@@ -292,6 +292,8 @@ job_output_lines = sa.Table(
     sa.Column("stream", sa.Text, nullable=False),
     sa.Column("line", sa.Text, nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    # The attempt (the job's claim, 1, 2 …) that wrote the line.
+    sa.Column("attempt", sa.Integer, nullable=False),
 )
 sa.Index(
     "job_output_lines_phase_idx",

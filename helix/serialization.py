@@ -139,4 +139,15 @@ def default_registry() -> EventRegistry:
 
     registry = EventRegistry()
     registry.register_all(EVENTS)
+    _register_upcasters(registry)
     return registry
+
+
+def _register_upcasters(registry: EventRegistry) -> None:
+    """Every event type past its first schema version, with the steps that lift old payloads."""
+    from helix.domain.job.events import JobPhaseOutput
+
+    # v2 names the attempt that wrote the lines. A v1 batch was written before attempts were
+    # told apart: it is read as the first attempt's.
+    registry.register("job.phase_output", JobPhaseOutput, schema_version=2)
+    registry.upcaster("job.phase_output", 1)(lambda data: {**data, "attempt": 1})

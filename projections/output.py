@@ -31,7 +31,7 @@ class OutputProjection(StreamProjection):
         if isinstance(decoded, JobPhaseOutput):
             await conn.execute(
                 sql(SQL, "lines", t), decoded.job_id, decoded.phase, decoded.first_line_no,
-                decoded.stream.value, list(decoded.lines), decoded.at,
+                decoded.stream.value, list(decoded.lines), decoded.at, decoded.attempt,
             )  # fmt: skip
 
 

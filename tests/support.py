@@ -1,12 +1,14 @@
-"""Helpers shared by the integration and property tests: waiting for the sequencer, and a
-worker that claims and reports through the worker service, the path the API's worker routes
-take."""
+"""Helpers shared by the integration and property tests: waiting for the sequencer, a worker
+that claims and reports through the worker service, the path the API's worker routes take, and
+the processes of a process group."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 
 import asyncpg
 import attrs
@@ -83,3 +85,18 @@ class RegisteredWorker:
             state = await self.report(job_id, report)
         assert state is not None, "no reports to send"
         return state
+
+
+def group_of(pgid: int) -> list[int]:
+    """Every process of the process group `pgid` that still runs (not a zombie), from /proc."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            found.append(int(name))
+    return found

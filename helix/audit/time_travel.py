@@ -251,6 +251,7 @@ def output_tail(events: Sequence[Any], lines: int) -> list[dict[str, Any]]:
                     "n": n,
                     "phase": event.phase,
                     "line_no": event.first_line_no + offset,
+                    "attempt": event.attempt,
                     "stream": event.stream.value,
                     "line": line,
                     "at": rfc3339(event.at),

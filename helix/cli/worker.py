@@ -27,7 +27,9 @@ def register(commands: Any) -> None:
         "one at a time and runs each phase's command (as argv, no shell) in the project's "
         "workspace, streaming its output and reporting the files it changed. SIGTERM or "
         "Ctrl-C stops the running phase and exits; the job's lease then expires and it is "
-        "retried elsewhere. Started as root, it runs phases as an unprivileged user with a clean "
+        "retried elsewhere. Killed outright, it takes its running phase with it: a guard process "
+        "kills the phase's processes, and a worker started on the same workdir kills whatever a "
+        "dead one left there. Started as root, it runs phases as an unprivileged user with a clean "
         "environment. The worker logs its activity at INFO.",
     )
     p.add_argument(

@@ -107,6 +107,7 @@ def line_view(row: Row) -> dict[str, Any]:
         "n": row["seq"],
         "phase": row["phase"],
         "line_no": row["line_no"],
+        "attempt": row["attempt"],
         "stream": row["stream"],
         "line": row["line"],
         "at": rfc3339(row["at"]),

@@ -84,8 +84,10 @@ class JobRun:
         claim: Claim,
         config: WorkerConfig,
         user: PhaseUser,
+        running: Path | None = None,
     ) -> None:
         self.claim = claim
+        self._running = running
         self.fencing_token = claim.lease.fencing_token
         self._client = client
         self._config = config
@@ -227,7 +229,9 @@ class JobRun:
         command = Command(
             argv=argv, cwd=workspace, env=env, timeout_s=phase.timeout_s, user=self._user
         )
-        process = PhaseProcess(command, functools.partial(self._output, phase.name), self._options)
+        process = PhaseProcess(
+            command, functools.partial(self._output, phase.name), self._options, self._running
+        )
         self._process = process
         try:
             finished = await process.run()

@@ -6,7 +6,8 @@ process it starts; signals go to the group, never only to the leader, and whatev
 the group when the leader exits is stopped too. Given a phase user that is not the worker's
 (`helix.worker.isolation`), it starts as that user, and once the group is gone every process of
 that user is killed (`helix.worker.sweep`), so that what left the group (through setsid, say)
-does not outlive the phase either.
+does not outlive the phase either. While the group runs it is recorded
+(`helix.worker.leftovers`), so that it is ended even when the worker is killed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 import attrs
 
+from helix.worker import leftovers, procfs
 from helix.worker.isolation import PhaseUser
 from helix.worker.reports import MAX_LINE_CHARS
 from helix.worker.sweep import sweep
@@ -111,8 +113,17 @@ class _Child(asyncio.SubprocessProtocol):
 class PhaseProcess:
     """One run of one command. `stop()` may be called at any time, also before `run()`."""
 
-    def __init__(self, command: Command, sink: OutputSink, options: OutputOptions) -> None:
+    def __init__(
+        self,
+        command: Command,
+        sink: OutputSink,
+        options: OutputOptions,
+        running: Path | None = None,
+    ) -> None:
         self.command = command
+        # Where the group is recorded while it runs, for the worker's guard and its successor
+        # (`helix.worker.leftovers`); None: not recorded.
+        self._running = running
         self.options = options
         self._sink = sink
         self._stop_requested = asyncio.Event()
@@ -150,6 +161,7 @@ class PhaseProcess:
                 start_error=f"could not start {self.command.argv[0]!r}: {exc}",
             )
         pid = transport.get_pid()
+        held = self._record(pid)
         pumps = [
             asyncio.create_task(self._pump(child.stdout, "stdout")),
             asyncio.create_task(self._pump(child.stderr, "stderr")),
@@ -175,6 +187,8 @@ class PhaseProcess:
             transport.close()
             if not swept:
                 await asyncio.shield(self._sweep())
+            if held is not None:
+                held.remove()
         exit_code = transport.get_returncode()
         assert exit_code is not None
         stopped = self._how if self._stop_requested.is_set() and not timed_out else None
@@ -185,6 +199,22 @@ class PhaseProcess:
             timed_out=timed_out,
             stopped=stopped,
         )
+
+    def _record(self, pgid: int) -> leftovers.Held | None:
+        if self._running is None:
+            return None
+        user = self.command.user
+        try:
+            return leftovers.record(
+                self._running,
+                pgid,
+                uid=os.geteuid() if user is None else user.uid,
+                argv0=self.command.argv[0],
+                cwd=self.command.cwd,
+            )
+        except OSError as exc:
+            log.warning("could not record the process group of %s: %s", self.command.argv[0], exc)
+            return None
 
     async def _sweep(self) -> None:
         if self.command.user is not None:
@@ -339,29 +369,14 @@ async def read_line(reader: asyncio.StreamReader, max_chars: int = MAX_LINE_CHAR
 
 
 def group_alive(pgid: int) -> bool:
-    """Whether a process of the group still runs. Zombies do not count: where init does not
-    reap orphans (as in many containers), an orphan that has exited stays a zombie forever."""
+    """Whether a process of the group still runs (a zombie does not count)."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    if not os.path.isdir("/proc"):
-        return True
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # After the command name in parentheses: state, ppid, pgrp, ...
-        fields = stat.rpartition(b")")[2].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
+    return not os.path.isdir("/proc") or bool(procfs.group_members(pgid))
 
 
 def _signal_group(pgid: int, signum: signal.Signals) -> None:

@@ -16,13 +16,16 @@ import logging
 import socket
 import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 
 from helix.tasks import cancel_and_wait
+from helix.worker import leftovers
 from helix.worker.backoff import Backoff
 from helix.worker.config import WorkerConfig
+from helix.worker.guard import Guard
 from helix.worker.host import resources
 from helix.worker.isolation import PhaseUser, phase_user, prepare_workdir
 from helix.worker.job import JobRun
@@ -51,6 +54,8 @@ class Worker:
 
     So at most one phase runs at a time, which is what lets the worker end every process of its
     phase user once a phase is over (`helix.worker.sweep`): none of them can be another phase's.
+    Its guard (`helix.worker.guard`), started with it, ends the running phase if the worker dies;
+    a worker starting ends what a dead one left (`helix.worker.leftovers`).
     """
 
     def __init__(self, config: WorkerConfig) -> None:
@@ -59,6 +64,8 @@ class Worker:
         self.jobs_run = 0
         self._phase_user: PhaseUser | None = None
         self._phase_user_lock: PhaseUserLock | None = None
+        self._running: Path | None = None
+        self._guard: Guard | None = None
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._job: JobRun | None = None
@@ -78,12 +85,25 @@ class Worker:
             self._phase_user = user
         if self._phase_user.switch and self._phase_user_lock is None:
             self._phase_user_lock = await asyncio.to_thread(PhaseUserLock.take, self._phase_user)
-            # The user is this worker's now: whatever still runs as it, a worker before this one
-            # left behind (one that crashed, say).
-            await sweep(self._phase_user)
+        if self._guard is None:
+            self._running = await self._clean_up_after_a_dead_worker()
+            lock = self._phase_user_lock
+            self._guard = await Guard.start(
+                self._running, self._phase_user, None if lock is None else lock.fileno()
+            )
         self._stopping.clear()
         self._fatal = None
         self._task = asyncio.create_task(self._live(), name=f"helix-worker-{self.config.name}")
+
+    async def _clean_up_after_a_dead_worker(self) -> Path:
+        """End what a worker before this one on the workdir, or as its phase user, left running
+        (one that was killed together with its guard, say); where this one records its own."""
+        assert self._phase_user is not None
+        running = await asyncio.to_thread(leftovers.directory, self.config.workdir)
+        await asyncio.to_thread(leftovers.end_leftovers, running)
+        # The phase user is this worker's now: whatever still runs as it is a dead worker's.
+        await sweep(self._phase_user)
+        return running
 
     async def stop(self) -> None:
         """Stop claiming, terminate a running phase and hand its job back, and wait until the
@@ -93,7 +113,7 @@ class Worker:
             await asyncio.wait({self._task})
             if not self._task.cancelled():
                 self._task.exception()  # logged by _live; wait() still raises it
-        self._release_phase_user()
+        await self._release_phase_user()
 
     async def wait(self) -> None:
         """Until the worker ends: after `stop()`, `--once` or `--max-jobs`, or an error it
@@ -112,10 +132,14 @@ class Worker:
             log.exception("the worker stopped on an error")
             raise
         finally:
-            self._release_phase_user()
+            await self._release_phase_user()
 
-    def _release_phase_user(self) -> None:
-        # Every phase swept its processes as it ended: another worker may have the user.
+    async def _release_phase_user(self) -> None:
+        # Every phase swept its processes as it ended: another worker may have the user once
+        # the guard, which holds it too, has exited.
+        if self._guard is not None:
+            guard, self._guard = self._guard, None
+            await asyncio.shield(guard.close())
         if self._phase_user_lock is not None:
             self._phase_user_lock.release()
             self._phase_user_lock = None
@@ -209,7 +233,7 @@ class Worker:
 
     async def _run(self, client: Client, claim: Claim) -> None:
         assert self._phase_user is not None
-        job = JobRun(client, claim, self.config, self._phase_user)
+        job = JobRun(client, claim, self.config, self._phase_user, self._running)
         self._job = job
         self.jobs_run += 1
         if self._stopping.is_set():

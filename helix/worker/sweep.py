@@ -29,8 +29,7 @@ import signal
 import subprocess
 import time
 
-import attrs
-
+from helix.worker import procfs
 from helix.worker.isolation import DEFAULT_PATH, PhaseUser
 
 log = logging.getLogger(__name__)
@@ -68,13 +67,11 @@ async def sweep(user: PhaseUser) -> None:
 def processes_of(uid: int) -> list[tuple[int, str]]:
     """(pid, state) of every process running as `uid` (its real or effective uid). A zombie
     counts only while threads of it still run (its leader exited before them)."""
-    if not os.path.isdir("/proc"):
-        return []
     found: list[tuple[int, str]] = []
-    for entry in os.scandir("/proc"):
-        status = _status(entry.name) if entry.name.isdigit() else None
+    for pid in procfs.pids():
+        status = procfs.status_of(pid)
         if status is not None and uid in status.uids and status.alive:
-            found.append((int(entry.name), status.state))
+            found.append((pid, status.state))
     return found
 
 
@@ -131,32 +128,6 @@ async def _kill_as(user: PhaseUser) -> None:
         raise
 
 
-@attrs.frozen
-class _Status:
-    state: str
-    uids: tuple[int, int]  # real, effective
-    threads: int
-
-    @property
-    def alive(self) -> bool:
-        return self.state not in ("Z", "X") or self.threads > 1
-
-
-def _status(pid: str) -> _Status | None:
-    """What /proc says of the process `pid`; None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            fields = dict(line.split(b":", 1) for line in f.read().splitlines() if b":" in line)
-        real, effective = (int(n) for n in fields[b"Uid"].split()[:2])
-        return _Status(
-            state=fields[b"State"].split()[0].decode(),
-            uids=(real, effective),
-            threads=int(fields[b"Threads"]),
-        )
-    except (OSError, KeyError, ValueError):
-        return None
-
-
 def _open(pid: int, uid: int) -> int | None:
     """A pidfd of the process `pid` if it runs as `uid`; None when it is gone or not `uid`'s."""
     try:
@@ -168,7 +139,7 @@ def _open(pid: int, uid: int) -> int | None:
         return None
     # Checked once the pidfd is open: had `pid` been reused by another process since the look
     # through /proc, the pidfd would be that process's, and this would see it.
-    status = _status(str(pid))
+    status = procfs.status_of(pid)
     if status is not None and uid in status.uids:
         return pidfd
     os.close(pidfd)

@@ -67,6 +67,11 @@ class PhaseUserLock:
             raise
         return cls(user, fd)
 
+    def fileno(self) -> int | None:
+        """The lock's descriptor while it is held: a process that inherits it holds the user
+        too, until it exits (the worker's guard, `helix.worker.guard`)."""
+        return self._fd
+
     def release(self) -> None:
         if self._fd is None:
             return

@@ -433,6 +433,7 @@ def test_output_lines_are_numbered_densely_across_streams() -> None:
             stream=OutputStream.STDOUT,
             lines=("a", "b"),
             first_line_no=1,
+            attempt=1,
             at=at(3),
         )
     ]
@@ -834,6 +835,30 @@ def test_the_worker_that_lost_its_lease_can_no_longer_report() -> None:
 
     assert error.details["reason"] == "stale_fencing_token"
     assert given(StartPhase(fencing_token=2, phase="build", at=expiry), state=state)
+
+
+def test_output_of_a_retried_job_names_its_attempt_and_numbers_on_from_the_lost_one() -> None:
+    expiry = at(1 + LEASE_S)
+    state = given(
+        RecordOutput(
+            fencing_token=1, phase="build", stream=OutputStream.STDOUT, lines=("first",), at=at(3)
+        ),
+        ExpireLease(at=expiry),
+        ClaimJob(worker_id="w2", lease_s=LEASE_S, at=expiry + timedelta(seconds=5)),
+        StartPhase(fencing_token=2, phase="build", at=expiry + timedelta(seconds=6)),
+        state=in_phase("build"),
+    )
+
+    later = expiry + timedelta(seconds=7)
+    [again] = decide(
+        state,
+        RecordOutput(
+            fencing_token=2, phase="build", stream=OutputStream.STDOUT, lines=("second",), at=later
+        ),
+    )
+
+    assert isinstance(again, JobPhaseOutput)
+    assert (again.attempt, again.first_line_no, again.lines) == (2, 2, ("second",))
 
 
 def test_a_reaper_with_an_old_token_cannot_expire_a_new_lease() -> None:

@@ -454,6 +454,7 @@ def _report(state: JobState, command: WorkerReport, at: datetime) -> list[Event]
                     stream=stream,
                     lines=command.lines,
                     first_line_no=phase.output_lines + 1,
+                    attempt=state.attempt,
                     at=at,
                 )
             ]

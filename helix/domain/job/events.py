@@ -84,13 +84,15 @@ class JobPhaseStarted:
 @attrs.frozen(kw_only=True)
 class JobPhaseOutput:
     """A batch of output lines; line numbers are 1-based and dense per phase, across streams
-    and attempts, so a reader can order and de-duplicate them."""
+    and attempts, so a reader can order and de-duplicate them. `attempt` is the claim that
+    wrote them (1, 2 …): a retried job's lines tell one run from the next."""
 
     job_id: UUID
     phase: str
     stream: OutputStream
     lines: tuple[str, ...]
     first_line_no: int
+    attempt: int
     at: datetime
 
 

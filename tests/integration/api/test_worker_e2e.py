@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestClient
 from helix.bootstrap import LogNode
 from helix.config import Settings
 from helix.services.reaper import LeaseReaper
+from tests.support import group_of
 
 Client = TestClient[Any, Any]
 FAST = {
@@ -254,15 +255,28 @@ async def test_a_killed_workers_job_is_retried_on_another_and_its_late_reports_a
     await until(lambda: _has_line(client, user, job_id, "first attempt"))
     first.send_signal(signal.SIGKILL)
     await first.wait()
-    # The phase's process outlives its killed worker; it is not the server's to stop.
+    # The phase dies with its worker, before the retry runs in the same workspace.
     orphan = int((tmp_path / "workspaces" / project_id / "first-attempt.pid").read_text())
-    os.kill(orphan, signal.SIGKILL)
+    await until(lambda: _all_gone([orphan]), timeout=10)
 
     await workers.start()
     shown = await finished(client, user, job_id)
     assert (shown["status"], shown["attempt"]) == ("completed", 2)
-    assert "second attempt" in await lines_of(client, user, job_id)
+    body = await ok(await client.get(f"/api/v1/jobs/{job_id}/output", headers=user.headers))
+    assert [(line["attempt"], line["line"]) for line in body["lines"]] == [
+        (1, "first attempt"),
+        (2, "second attempt"),
+    ]
+    assert [(line["attempt"], line["line"]) for line in shown["output_tail"]] == [
+        (1, "first attempt"),
+        (2, "second attempt"),
+    ]
     history = await events_of(client, admin, job_id)
+    outputs = [e for e in history if e["type"] == "job.phase_output"]
+    assert [(e["data"]["attempt"], e["data"]["lines"]) for e in outputs] == [
+        (1, ["first attempt"]),
+        (2, ["second attempt"]),
+    ]
     types = [e["type"] for e in history]
     assert "job.stuck" in types and "job.retry_scheduled" in types
     claims = [e["data"] for e in history if e["type"] == "job.claimed"]
@@ -275,6 +289,70 @@ async def test_a_killed_workers_job_is_retried_on_another_and_its_late_reports_a
     resp = await client.post(f"/api/v1/jobs/{job_id}/reports", json=late, headers=worker.headers)
     assert resp.status == 409, await resp.text()
     assert len(await events_of(client, admin, job_id)) == len(history)
+
+
+# A child in the background and one in the foreground, in the phase's process group; with
+# ESCAPE, one more that leaves the group for a session of its own.
+GRANDCHILDREN = "sleep 300 & {escape}echo group $$; sleep 300"
+ESCAPE = (
+    "setsid sh -c 'echo $$ > escaped.pid; exec sleep 300' & sleep 0.2; "
+    "echo escaped $(cat escaped.pid); "
+)
+
+
+@pytest.mark.parametrize("isolated", [False, True], ids=["own-user", "phase-user"])
+async def test_every_process_of_a_phase_dies_with_its_worker_killed_by_sigkill(
+    client: Client,
+    workers: Workers,
+    user: Any,
+    isolated: bool,
+    request: pytest.FixtureRequest,
+) -> None:
+    if isolated:
+        # As root, phases run as a user of their own, whose every process the guard ends: what
+        # left the group too.
+        phase_user = request.getfixturevalue("spare_phase_user").name
+    else:
+        # Phases run as the worker's own user (as root, root: nothing to switch to).
+        phase_user = "root" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+    script = GRANDCHILDREN.format(escape=ESCAPE if isolated else "")
+    _, job_id = await execute(client, user, [{"name": "spawn", "command": ["sh", "-c", script]}])
+    worker = await workers.start(HELIX_PHASE_USER=phase_user)
+    prefixes = ("group ", "escaped ") if isolated else ("group ",)
+    lines = await until(lambda: _lines_starting(client, user, job_id, *prefixes))
+    pgid = int(lines["group "])
+    # sh and its two sleeps, the one in the background and the one it waits for.
+    await until(lambda: _group_has(pgid, 3), timeout=10)
+    escaped = [int(lines["escaped "])] if isolated else []
+    assert all(alive(pid) for pid in escaped) and not set(escaped) & set(group_of(pgid))
+
+    worker.send_signal(signal.SIGKILL)
+    await worker.wait()
+
+    await until(lambda: _none_left(pgid, escaped), timeout=15)
+    # The guard logs what it killed in the worker's log.
+    await until(lambda: _logged(workers.logs / "worker0.log", f"killed process group {pgid} (sh"))
+
+
+async def _lines_starting(client: Client, who: Any, job_id: str, *prefixes: str) -> Any:
+    found = {}
+    for line in await lines_of(client, who, job_id):
+        for prefix in prefixes:
+            if line.startswith(prefix):
+                found[prefix] = line.removeprefix(prefix).strip()
+    return found if len(found) == len(prefixes) else None
+
+
+async def _logged(path: Path, text: str) -> bool:
+    return text in await asyncio.to_thread(path.read_text)
+
+
+async def _group_has(pgid: int, count: int) -> bool:
+    return len(group_of(pgid)) == count
+
+
+async def _none_left(pgid: int, pids: list[int]) -> bool:
+    return not group_of(pgid) and not any(alive(pid) for pid in pids)
 
 
 async def _has_line(client: Client, who: Any, job_id: str, line: str) -> bool:
