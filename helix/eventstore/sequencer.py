@@ -173,7 +173,8 @@ class Sequencer:
         self._blocked_logged = -math.inf
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.is_leader = False
-        self.batches = 0
+        self.batches = 0  # batches written
+        self.waits = 0  # batches that found committed events waiting for a running transaction
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # What this leader knows between batches (see the module docstring): the head it wrote
@@ -258,6 +259,8 @@ class Sequencer:
 
     def _note_wait(self, batch: Batch, now: float) -> None:
         """Log, rate-limited, the append transaction that committed events have waited for."""
+        if batch.waiting:
+            self.waits += 1
         if not batch.waiting or batch.blocker is None:
             self._waiting_since = None
             return
