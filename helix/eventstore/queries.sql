@@ -179,6 +179,7 @@ LIMIT 1
 -- transaction's id, or with none the snapshot's xmax; and that transaction, if any.
 WITH oldest AS ({oldest_appender})
 SELECT coalesce((SELECT xid FROM oldest), pg_snapshot_xmax(pg_current_snapshot())) AS horizon,
+       pg_snapshot_xmin(pg_current_snapshot()) AS xmin,
        o.xid, o.pid, o.application_name, o.age
 FROM (SELECT) AS one
 LEFT JOIN oldest o ON true
@@ -194,21 +195,23 @@ WHERE EXISTS (
 )
 
 -- name: next_committed
--- The ordering argument is in sequencer.py. $3 is the horizon, read by the statement before:
--- rows below it that this statement's (later) snapshot does not show will never commit. $2 is
--- the sequencer's lower bound: no committed row below it is still without a position, so the
--- scan starts there instead of stepping over the index entries that positioned rows leave
--- behind until VACUUM.
+-- The ordering argument is in sequencer.py. The horizon is $3, the append transactions'
+-- horizon read by a statement before this one, or when $3 is NULL the xmin of this statement's
+-- own snapshot; rows below it that this snapshot does not show will never commit. Every row
+-- returned carries the horizon used. $2 is the sequencer's lower bound: no committed row below
+-- it is still without a position, so the scan starts there instead of stepping over the index
+-- entries that positioned rows leave behind until VACUUM.
 -- after_positioned: the row's predecessor in its stream has a position (or there is none);
 -- `streams` holds each stream's highest positioned version. With no eligible rows the one row
--- returned carries only `waiting` (committed rows held back by a running append transaction).
+-- returned carries only the horizon and `waiting` (committed rows held back by a running
+-- transaction).
 WITH eligible AS (
     SELECT id, event_id, stream_id, stream_type, version, project_id, type, schema_version,
            data, metadata, recorded_at, transaction_id
     FROM events
     WHERE position IS NULL
       AND transaction_id >= $2::xid8
-      AND transaction_id < $3::xid8
+      AND transaction_id < coalesce($3::xid8, pg_snapshot_xmin(pg_current_snapshot()))
     ORDER BY transaction_id, id
     LIMIT $1
 )
@@ -216,10 +219,11 @@ SELECT e.*,
        e.version <= 1 + coalesce(
            (SELECT s.version FROM streams s WHERE s.stream_id = e.stream_id), 0
        ) AS after_positioned,
+       coalesce($3::xid8, pg_snapshot_xmin(pg_current_snapshot())) AS horizon,
        e.event_id IS NULL AND EXISTS (
            SELECT 1 FROM events w
            WHERE w.position IS NULL
-             AND w.transaction_id >= $3::xid8
+             AND w.transaction_id >= coalesce($3::xid8, pg_snapshot_xmin(pg_current_snapshot()))
            ORDER BY w.transaction_id
            LIMIT 1
        ) AS waiting

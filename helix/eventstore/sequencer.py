@@ -13,26 +13,34 @@ function refuses a transaction that has an id but not the lock. (A savepoint tha
 lock and rolls back drops it, with the rows written under it, and the transaction may append
 no more.) Row ids are the top-level transaction's, also in a savepoint.
 
-A batch is two statements. The first reads the horizon H: the oldest id among the holders of
-the lock that its snapshot shows running, or that snapshot's xmax N if none is. The second
-reads, with its own, later snapshot, the unsequenced rows with `transaction_id < H`. Take any
-row with id x < H, of a transaction T. x < N, so T had its id before the first snapshot, and
-the lock before that. Were T still running when the first statement ended, it would have been
-running throughout: a holder when the statement read pg_locks (a transaction releases its
-locks after it has ended), with its id x published (pg_stat_activity's backend_xid, set as an
-id is assigned) and shown running by the snapshot, so H <= x. So T had ended before the first
-statement did, and the second snapshot sees it ended: if it committed, its rows are all
-visible, else they never will be. The rows with `transaction_id < H` thus form a closed set,
-ordered by (transaction_id, id). A prepared transaction keeps its locks and its id (read from
-its lock on that id), so it counts as running too.
+A batch positions the committed rows below a horizon, ordered by (transaction_id, id), and
+a horizon is sound if those rows form a closed set: every row below it that the batch's
+snapshot does not show will never commit. There are two. The first is the xmin of the
+batch's own snapshot, read in the same statement: the oldest transaction still running
+anywhere on the server, so every transaction below it has ended, and a transaction that has
+not yet written anything will get an id above it. It is free, and it is the one used until
+committed rows wait behind a running transaction. That transaction may not append at all (a
+psql session, a batch job, anything in another database of the server, or a Helix
+transaction that writes only read models or deliveries), and it must not stall the log, so
+the leader then reads the second, H, in a horizon statement of its own before the batch's:
+the oldest id among the holders of the append lock that the horizon statement's snapshot
+shows running, or that snapshot's xmax N if none is (advisory locks belong to one database,
+so Helix in another database holds its own). Take any row with id x < H, of a transaction T.
+x < N, so T had its id before that snapshot was taken, and the lock before that. Were T still
+running when the horizon statement ended, it would have been running throughout: a holder
+when the statement read pg_locks (a transaction releases its locks after it has ended), with
+its id x published (pg_stat_activity's backend_xid, set as an id is assigned) and shown
+running by the snapshot, so H <= x. So T had ended before the horizon statement did, and the
+batch's later snapshot sees it ended: if it committed, its rows are all visible, else they
+never will be. A prepared transaction keeps
+its locks and its id (read from its lock on that id), so it counts as running too. The
+leader keeps reading H before every batch while it passes the xmin, and stops once it no
+longer does.
 
-A transaction without the lock (a psql session, a batch job, anything in another database of
-the server: advisory locks belong to one database) does not hold H back, however long it runs.
-H never moves back: a holder with an id below the last H already held the lock, with that id,
-when the last H was read. Positions are dense and final because they are handed out only here,
-to committed rows, in one statement that also moves the head (see below), and a reader only
-sees them once that statement commits. Where committed rows do wait, they wait for a running
-append transaction, and `blocked_by` names it.
+Positions are dense and final because they are handed out only here, to committed rows, in
+one statement that also moves the head (see below), and a reader only sees them once that
+statement commits. Where committed rows do wait, they wait for a running append transaction,
+and `blocked_by` names it.
 
 One more rule keeps each stream in version order. Transaction ids are taken at a transaction's
 first write, not at its append: T2 may write something (taking id 100), then wait on the stream
@@ -49,11 +57,12 @@ same rows would fill every batch and the log would stop.
 
 Where the scan starts: positioned rows leave entries in the unsequenced index until VACUUM, so
 the leader keeps a lower bound and reads only `transaction_id >= lower`. It holds that no
-committed row below `lower` lacks a position: after a batch with horizon H, `lower` becomes H
-if every row the batch read got a position, else the id of the oldest transaction with a row
-left behind (deferred by the rule above, or beyond the batch's size). Rows below H can never
-appear later (the argument above), so none is skipped. A new leader, or one that lost track,
-starts again from 0.
+committed row below `lower` lacks a position: after a batch below a horizon, `lower` becomes
+that horizon if every row the batch read got a position, else the id of the oldest
+transaction with a row left behind (deferred by the rule above, or beyond the batch's size).
+Rows below a sound horizon can never appear later, so none is skipped. An xmin may lie below
+an H read earlier; `lower` then stays where it was, since each bound holds. A new leader, or
+one that lost track, starts again from 0.
 
 The head: the leader remembers the head (position and hash) it last wrote instead of reading and
 locking it every batch. The read and the write are two statements, and the write is a single
@@ -102,6 +111,12 @@ class Batch:
     full: bool  # as many eligible rows as a batch takes: more may be ready now
     waiting: bool  # committed rows left without a position, held back by a running transaction
     blocker: Blocker | None = None  # the oldest append transaction running, if rows wait
+
+
+@attrs.frozen
+class Horizon:
+    upto: int  # the oldest running append transaction's id, or the snapshot's xmax
+    blocker: Blocker | None  # that transaction, if one runs
 
 
 @attrs.frozen(kw_only=True)
@@ -181,6 +196,7 @@ class Sequencer:
         # last, and a transaction id below which every committed row has a position.
         self._head: tuple[int, bytes] | None = None
         self._lower = 0
+        self._precise = False  # read the append transactions' horizon before each batch
 
     def wake(self) -> None:
         self._wake.set()
@@ -209,6 +225,7 @@ class Sequencer:
     def _forget(self) -> None:
         self._head = None
         self._lower = 0
+        self._precise = False
 
     async def _lead(self, conn: asyncpg.Connection) -> None:
         while not await conn.fetchval(QUERIES["try_lead"], LEADER_LOCK):  # noqa: ASYNC110
@@ -290,17 +307,37 @@ class Sequencer:
         if self._head is None:
             head, head_hash = await conn.fetchrow(QUERIES["load_head"])
             self._head = (head, head_hash)
+        horizon = await self._horizon(conn) if self._precise else None
+        batch = await self._position(conn, horizon)
+        if horizon is None and batch.waiting and not batch.count:
+            # Held back by a running transaction: if it is not appending, the horizon of the
+            # append transactions passes it.
+            horizon = await self._horizon(conn)
+            batch = await self._position(conn, horizon)
+        return batch
+
+    async def _horizon(self, conn: asyncpg.Connection) -> Horizon:
+        """The horizon of the append transactions, read in a statement of its own, before the
+        batch's (the module docstring)."""
+        row = await conn.fetchrow(QUERIES["horizon"])
+        blocker = None if row["xid"] is None else Blocker.from_row(row)
+        # Read it again next batch while something that does not append holds xmin back.
+        self._precise = row["horizon"] > row["xmin"]
+        return Horizon(upto=row["horizon"], blocker=blocker)
+
+    async def _position(self, conn: asyncpg.Connection, horizon: Horizon | None) -> Batch:
+        """Position the committed rows below the horizon: the append transactions' if given,
+        else the xmin of the batch's own snapshot."""
+        assert self._head is not None
         head, head_hash = self._head
-        # Two statements, in this order: the second's snapshot must be later than the first's
-        # reading of the append lock's holders (the module docstring).
-        horizon = await conn.fetchrow(QUERIES["horizon"])
-        upto = horizon["horizon"]
-        blocker = None if horizon["xid"] is None else Blocker.from_row(horizon)
+        upto = None if horizon is None else horizon.upto
+        blocker = None if horizon is None else horizon.blocker
         limit = self.batch_size
         while True:
             fetched = await conn.fetch(QUERIES["next_committed"], limit, self._lower, upto)
+            used = fetched[0]["horizon"]
             if fetched[0]["event_id"] is None:
-                self._lower = upto
+                self._lower = max(self._lower, used)
                 waiting = fetched[0]["waiting"]
                 return Batch(
                     count=0, full=False, waiting=waiting, blocker=blocker if waiting else None
@@ -313,15 +350,17 @@ class Sequencer:
             # batch (older transactions appended later versions): read further, or the same
             # rows would fill every batch for ever.
             limit *= 2
-        # The next lower bound: xmin if every eligible row got a position, else the oldest
-        # transaction with a row left behind (deferred, or past the batch's size).
+        # The next lower bound: the horizon if every eligible row got a position, else the
+        # oldest transaction with a row left behind (deferred, or past the batch's size). An
+        # xmin may lie below the last lower bound (held back by what does not append), and
+        # each bound holds, so the greater does.
         kept = {row["event_id"] for row in rows}
         deferred = [row["transaction_id"] for row in fetched if row["event_id"] not in kept]
         beyond = [fetched[-1]["transaction_id"]] if full else []
-        lower = min(deferred + beyond, default=upto)
+        lower = min(deferred + beyond, default=used)
         if rows:
             await self._write(conn, head, head_hash, rows)
-        self._lower = lower
+        self._lower = max(self._lower, lower)
         return Batch(
             count=len(rows),
             full=full,
