@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from helix import migrate
-from helix.eventstore import sequencer_lag
+from helix.eventstore import blocked_by, sequencer_lag
 from helix.eventstore.sequencer import LEADER_LOCK
 from helix.sql import load
 
@@ -30,10 +30,13 @@ async def readiness(pool: asyncpg.Pool) -> dict[str, Any]:
             QUERIES["leader_held"], LEADER_LOCK >> 32, LEADER_LOCK & 0xFFFFFFFF
         )
     lag, pending = await sequencer_lag(pool)
+    # The append transaction those events wait for, if they wait for one (sequencer.py).
+    blocker = await blocked_by(pool) if pending else None
     checks["sequencer"] = {
         "leader": leaders > 0,
         "lag_seconds": round(lag, 3),
         "pending": pending,
+        "blocked_by": None if blocker is None else blocker.report(),
         "ok": leaders > 0 and lag < MAX_SEQUENCER_LAG,
     }
     return checks

@@ -3,6 +3,11 @@
 -- into the queries that name them in braces.
 
 -- name: append
+-- Every INSERT of an unpositioned event reads `helix_append_lock()` in its FROM list: the
+-- function takes the shared append lock before the statement's first row, so before this
+-- transaction's id is assigned (by the row, its transaction_id default or its identity), and
+-- the sequencer's horizon sees the transaction from then on (sequencer.py).
+--
 -- One statement. With an expected version ($9) the new rows are numbered on from it and go in
 -- only if the stream is there: version $9 exists (or $9 is 0, a new stream). If the stream is
 -- past $9, the row numbered $9 + 1 is already there and the unique (stream_id, version) index
@@ -12,7 +17,8 @@
 INSERT INTO events (event_id, stream_id, stream_type, version, project_id, type, schema_version,
                     data, metadata)
 SELECT e.event_id, $1, $2, $9 + e.n, $3, e.type, e.schema_version, e.data, $8
-FROM unnest($4::uuid[], $5::text[], $6::int[], $7::jsonb[])
+FROM (SELECT helix_append_lock() OFFSET 0) AS held,
+     unnest($4::uuid[], $5::text[], $6::int[], $7::jsonb[])
          WITH ORDINALITY AS e(event_id, type, schema_version, data, n)
 WHERE $9 = 0 OR EXISTS (SELECT FROM events WHERE stream_id = $1 AND version = $9)
 ORDER BY e.n
@@ -23,6 +29,7 @@ RETURNING version, recorded_at
 INSERT INTO events (event_id, stream_id, stream_type, version, project_id, type, schema_version,
                     data, metadata)
 SELECT $4, $1, $2, $9 + 1, $3, $5, $6, $7, $8
+FROM (SELECT helix_append_lock() OFFSET 0) AS held
 WHERE $9 = 0 OR EXISTS (SELECT FROM events WHERE stream_id = $1 AND version = $9)
 RETURNING version, recorded_at
 
@@ -35,11 +42,17 @@ WITH stream AS (
 INSERT INTO events (event_id, stream_id, stream_type, version, project_id, type, schema_version,
                     data, metadata)
 SELECT e.event_id, $1, $2, stream.version + e.n, $3, e.type, e.schema_version, e.data, $8
-FROM stream,
+FROM (SELECT helix_append_lock() OFFSET 0) AS held,
+     stream,
      unnest($4::uuid[], $5::text[], $6::int[], $7::jsonb[])
          WITH ORDINALITY AS e(event_id, type, schema_version, data, n)
 ORDER BY e.n
 RETURNING version, recorded_at
+
+-- name: begin_appending
+-- For a transaction that appends after writing something else (an idempotency record, say):
+-- the append lock, taken before anything gives the transaction an id.
+SELECT helix_append_lock()
 
 -- name: lock_stream
 SELECT pg_advisory_xact_lock(hashtextextended('helix.stream:' || $1, 0))
@@ -127,21 +140,78 @@ SET enable_mergejoin = off
 -- name: load_head
 SELECT head_position, head_hash FROM sequencer_state WHERE id = 1
 
+-- name: oldest_appender
+-- (A fragment.) The oldest transaction that holds the append lock in this database and has an
+-- id older than this statement's snapshot's xmax, with who it is. Its id comes from
+-- pg_stat_activity (the backend's own, published when it is assigned, before the transaction
+-- can write anything), or for a prepared transaction, which has no backend, from its lock on
+-- its own id. Advisory locks belong to a database, so Helix in another database of the server
+-- holds its own; a transaction that does not append holds none. An id is matched by its 32
+-- bits against the snapshot's running ids: they lie within 2^31 of each other.
+WITH locks AS MATERIALIZED (
+    SELECT locktype, pid, virtualtransaction, transactionid, mode, granted, classid, objid,
+           objsubid, database
+    FROM pg_locks
+    WHERE locktype IN ('advisory', 'transactionid')
+), holders AS (
+    SELECT coalesce(a.backend_xid, own.transactionid) AS xid, l.pid,
+           coalesce(a.application_name, 'prepared transaction ' || p.gid) AS application_name,
+           coalesce(a.xact_start, p.prepared) AS started
+    FROM locks l
+    LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+    LEFT JOIN locks own ON l.pid IS NULL AND own.locktype = 'transactionid'
+                       AND own.virtualtransaction = l.virtualtransaction
+                       AND own.mode = 'ExclusiveLock'
+    LEFT JOIN pg_prepared_xacts p ON l.pid IS NULL AND p.transaction = own.transactionid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+      AND l.classid::bigint = {append_lock_classid} AND l.objid::bigint = {append_lock_objid}
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+)
+SELECT running AS xid, h.pid, h.application_name,
+       extract(epoch FROM clock_timestamp() - h.started)::float8 AS age
+FROM pg_snapshot_xip(pg_current_snapshot()) AS running
+JOIN holders h ON h.xid = running::xid
+ORDER BY running
+LIMIT 1
+
+-- name: horizon
+-- The sequencer's horizon (the argument is in sequencer.py): the oldest running append
+-- transaction's id, or with none the snapshot's xmax; and that transaction, if any.
+WITH oldest AS ({oldest_appender})
+SELECT coalesce((SELECT xid FROM oldest), pg_snapshot_xmax(pg_current_snapshot())) AS horizon,
+       pg_snapshot_xmin(pg_current_snapshot()) AS xmin,
+       o.xid, o.pid, o.application_name, o.age
+FROM (SELECT) AS one
+LEFT JOIN oldest o ON true
+
+-- name: blocked_by
+-- The append transaction that committed events without a position wait for: the oldest one
+-- running, if an event younger than it waits.
+WITH oldest AS ({oldest_appender})
+SELECT o.xid, o.pid, o.application_name, o.age
+FROM oldest o
+WHERE EXISTS (
+    SELECT 1 FROM events WHERE position IS NULL AND transaction_id > o.xid
+)
+
 -- name: next_committed
--- The ordering argument is in sequencer.py. The rows and the snapshot's xmin come from one
--- statement, so both come from the same snapshot. $2 is the sequencer's lower bound: no
--- committed row below it is still without a position, so the scan starts there instead of
--- stepping over the index entries that positioned rows leave behind until VACUUM.
+-- The ordering argument is in sequencer.py. The horizon is $3, the append transactions'
+-- horizon read by a statement before this one, or when $3 is NULL the xmin of this statement's
+-- own snapshot; rows below it that this snapshot does not show will never commit. Every row
+-- returned carries the horizon used. $2 is the sequencer's lower bound: no committed row below
+-- it is still without a position, so the scan starts there instead of stepping over the index
+-- entries that positioned rows leave behind until VACUUM.
 -- after_positioned: the row's predecessor in its stream has a position (or there is none);
 -- `streams` holds each stream's highest positioned version. With no eligible rows the one row
--- returned carries only xmin and `waiting` (committed rows held back by a running transaction).
+-- returned carries only the horizon and `waiting` (committed rows held back by a running
+-- transaction).
 WITH eligible AS (
     SELECT id, event_id, stream_id, stream_type, version, project_id, type, schema_version,
            data, metadata, recorded_at, transaction_id
     FROM events
     WHERE position IS NULL
       AND transaction_id >= $2::xid8
-      AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+      AND transaction_id < coalesce($3::xid8, pg_snapshot_xmin(pg_current_snapshot()))
     ORDER BY transaction_id, id
     LIMIT $1
 )
@@ -149,11 +219,11 @@ SELECT e.*,
        e.version <= 1 + coalesce(
            (SELECT s.version FROM streams s WHERE s.stream_id = e.stream_id), 0
        ) AS after_positioned,
-       pg_snapshot_xmin(pg_current_snapshot()) AS xmin,
+       coalesce($3::xid8, pg_snapshot_xmin(pg_current_snapshot())) AS horizon,
        e.event_id IS NULL AND EXISTS (
            SELECT 1 FROM events w
            WHERE w.position IS NULL
-             AND w.transaction_id >= pg_snapshot_xmin(pg_current_snapshot())
+             AND w.transaction_id >= coalesce($3::xid8, pg_snapshot_xmin(pg_current_snapshot()))
            ORDER BY w.transaction_id
            LIMIT 1
        ) AS waiting

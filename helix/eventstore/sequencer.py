@@ -5,14 +5,42 @@ order. If T1 takes 10 and T2 takes 11 and T2 commits first, a reader that has se
 checkpoints there never sees 10. Positions must only be handed out for a set of rows that can
 no longer grow below them.
 
-The argument: in one statement we read the unsequenced rows together with the xmin of that
-statement's own snapshot (`pg_snapshot_xmin(pg_current_snapshot())`), the oldest transaction id
-still running. Every transaction with an id below xmin has finished, so its rows are either all
-visible to this snapshot (committed) or will never be (rolled back); and every transaction that
-has not yet written anything will get an id above the current xmin. So the rows with
-`transaction_id < xmin` form a closed set, ordered by (transaction_id, id). Positions are dense
-and final because they are handed out only here, to committed rows, in one statement that also
-moves the head (see below), and a reader only sees them once that statement commits.
+The argument. A transaction that appends holds the append lock, a shared transaction-level
+advisory lock in the log's database, from before it has a transaction id until it ends. The
+INSERT takes it (`helix_append_lock()`, in its FROM list) before its first row; a transaction
+that writes something else first takes it at its start (`EventStore.begin_appending`); the
+function refuses a transaction that has an id but not the lock. (A savepoint that took the
+lock and rolls back drops it, with the rows written under it, and the transaction may append
+no more.) Row ids are the top-level transaction's, also in a savepoint.
+
+A batch positions the committed rows below a horizon, ordered by (transaction_id, id), and
+a horizon is sound if those rows form a closed set: every row below it that the batch's
+snapshot does not show will never commit. There are two. The first is the xmin of the
+batch's own snapshot, read in the same statement: the oldest transaction still running
+anywhere on the server, so every transaction below it has ended, and a transaction that has
+not yet written anything will get an id above it. It is free, and it is the one used until
+committed rows wait behind a running transaction. That transaction may not append at all (a
+psql session, a batch job, anything in another database of the server, or a Helix
+transaction that writes only read models or deliveries), and it must not stall the log, so
+the leader then reads the second, H, in a horizon statement of its own before the batch's:
+the oldest id among the holders of the append lock that the horizon statement's snapshot
+shows running, or that snapshot's xmax N if none is (advisory locks belong to one database,
+so Helix in another database holds its own). Take any row with id x < H, of a transaction T.
+x < N, so T had its id before that snapshot was taken, and the lock before that. Were T still
+running when the horizon statement ended, it would have been running throughout: a holder
+when the statement read pg_locks (a transaction releases its locks after it has ended), with
+its id x published (pg_stat_activity's backend_xid, set as an id is assigned) and shown
+running by the snapshot, so H <= x. So T had ended before the horizon statement did, and the
+batch's later snapshot sees it ended: if it committed, its rows are all visible, else they
+never will be. A prepared transaction keeps
+its locks and its id (read from its lock on that id), so it counts as running too. The
+leader keeps reading H before every batch while it passes the xmin, and stops once it no
+longer does.
+
+Positions are dense and final because they are handed out only here, to committed rows, in
+one statement that also moves the head (see below), and a reader only sees them once that
+statement commits. Where committed rows do wait, they wait for a running append transaction,
+and `blocked_by` names it.
 
 One more rule keeps each stream in version order. Transaction ids are taken at a transaction's
 first write, not at its append: T2 may write something (taking id 100), then wait on the stream
@@ -29,10 +57,11 @@ same rows would fill every batch and the log would stop.
 
 Where the scan starts: positioned rows leave entries in the unsequenced index until VACUUM, so
 the leader keeps a lower bound and reads only `transaction_id >= lower`. It holds that no
-committed row below `lower` lacks a position: after a batch whose snapshot had xmin X, `lower`
-becomes X if every row the batch read got a position, else the id of the oldest transaction
-with a row left behind (deferred by the rule above, or beyond the batch's size). Rows below X
-can never appear later (their transactions had finished), so none is skipped. A new leader, or
+committed row below `lower` lacks a position: after a batch below a horizon, `lower` becomes
+that horizon if every row the batch read got a position, else the id of the oldest
+transaction with a row left behind (deferred by the rule above, or beyond the batch's size).
+Rows below a sound horizon can never appear later, so none is skipped. An xmin may lie below
+an H read earlier; `lower` then stays where it was, since each bound holds. A new leader, or
 one that lost track, starts again from 0.
 
 The head: the leader remembers the head (position and hash) it last wrote instead of reading and
@@ -81,6 +110,44 @@ class Batch:
     count: int  # events positioned
     full: bool  # as many eligible rows as a batch takes: more may be ready now
     waiting: bool  # committed rows left without a position, held back by a running transaction
+    blocker: Blocker | None = None  # the oldest append transaction running, if rows wait
+
+
+@attrs.frozen
+class Horizon:
+    upto: int  # the oldest running append transaction's id, or the snapshot's xmax
+    blocker: Blocker | None  # that transaction, if one runs
+
+
+@attrs.frozen(kw_only=True)
+class Blocker:
+    """A running append transaction that committed events wait for."""
+
+    pid: int | None  # None for a prepared transaction
+    application_name: str | None
+    age_seconds: float | None  # None where the server does not show its start to Helix's role
+    transaction_id: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Blocker:
+        age = row["age"]
+        return cls(
+            pid=row["pid"],
+            application_name=row["application_name"],
+            age_seconds=None if age is None else round(float(age), 3),
+            transaction_id=int(row["xid"]),
+        )
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "application_name": self.application_name,
+            "age_seconds": self.age_seconds,
+        }
+
+    def __str__(self) -> str:
+        age = "" if self.age_seconds is None else f", open {self.age_seconds:.1f} s"
+        return f"pid {self.pid} ({self.application_name or 'no application_name'}{age})"
 
 
 class HeadMoved(Exception):
@@ -98,6 +165,8 @@ class Sequencer:
         min_batch_interval: float = 0.010,
         name: str | None = None,
         supervisor: Supervisor | None = None,
+        blocked_log_after: float = 5.0,
+        blocked_log_interval: float = 60.0,
     ) -> None:
         self._connect = connect
         self.supervisor = supervisor or Supervisor()
@@ -111,15 +180,23 @@ class Sequencer:
         # also looks again every interval unasked, so that busy appenders can stop sending
         # wake-ups (wakeups.py).
         self.min_batch_interval = min_batch_interval
+        # Committed events that wait this long for a running append transaction are logged
+        # with its pid, application_name and age, at most once per `blocked_log_interval`.
+        self.blocked_log_after = blocked_log_after
+        self.blocked_log_interval = blocked_log_interval
+        self._waiting_since: float | None = None
+        self._blocked_logged = -math.inf
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.is_leader = False
-        self.batches = 0
+        self.batches = 0  # batches written
+        self.waits = 0  # batches that found committed events waiting for a running transaction
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # What this leader knows between batches (see the module docstring): the head it wrote
         # last, and a transaction id below which every committed row has a position.
         self._head: tuple[int, bytes] | None = None
         self._lower = 0
+        self._precise = False  # read the append transactions' horizon before each batch
 
     def wake(self) -> None:
         self._wake.set()
@@ -148,6 +225,7 @@ class Sequencer:
     def _forget(self) -> None:
         self._head = None
         self._lower = 0
+        self._precise = False
 
     async def _lead(self, conn: asyncpg.Connection) -> None:
         while not await conn.fetchval(QUERIES["try_lead"], LEADER_LOCK):  # noqa: ASYNC110
@@ -164,6 +242,7 @@ class Sequencer:
             self._wake.clear()
             started = loop.time()
             batch = await self._sequence(conn)
+            self._note_wait(batch, started)
             if batch.full:
                 continue
             if batch.count >= BUSY_BATCH:
@@ -195,6 +274,27 @@ class Sequencer:
             if pause > 0:
                 await asyncio.sleep(pause)
 
+    def _note_wait(self, batch: Batch, now: float) -> None:
+        """Log, rate-limited, the append transaction that committed events have waited for."""
+        if batch.waiting:
+            self.waits += 1
+        if not batch.waiting or batch.blocker is None:
+            self._waiting_since = None
+            return
+        if self._waiting_since is None:
+            self._waiting_since = now
+        if (
+            now - self._waiting_since >= self.blocked_log_after
+            and now - self._blocked_logged >= self.blocked_log_interval
+        ):
+            self._blocked_logged = now
+            log.warning(
+                "sequencer %s: committed events have waited %.1f s for append transaction %s",
+                self.name,
+                now - self._waiting_since,
+                batch.blocker,
+            )
+
     async def _sequence(self, conn: asyncpg.Connection) -> Batch:
         try:
             return await self._batch(conn)
@@ -207,14 +307,41 @@ class Sequencer:
         if self._head is None:
             head, head_hash = await conn.fetchrow(QUERIES["load_head"])
             self._head = (head, head_hash)
+        horizon = await self._horizon(conn) if self._precise else None
+        batch = await self._position(conn, horizon)
+        if horizon is None and batch.waiting and not batch.count:
+            # Held back by a running transaction: if it is not appending, the horizon of the
+            # append transactions passes it.
+            horizon = await self._horizon(conn)
+            batch = await self._position(conn, horizon)
+        return batch
+
+    async def _horizon(self, conn: asyncpg.Connection) -> Horizon:
+        """The horizon of the append transactions, read in a statement of its own, before the
+        batch's (the module docstring)."""
+        row = await conn.fetchrow(QUERIES["horizon"])
+        blocker = None if row["xid"] is None else Blocker.from_row(row)
+        # Read it again next batch while something that does not append holds xmin back.
+        self._precise = row["horizon"] > row["xmin"]
+        return Horizon(upto=row["horizon"], blocker=blocker)
+
+    async def _position(self, conn: asyncpg.Connection, horizon: Horizon | None) -> Batch:
+        """Position the committed rows below the horizon: the append transactions' if given,
+        else the xmin of the batch's own snapshot."""
+        assert self._head is not None
         head, head_hash = self._head
+        upto = None if horizon is None else horizon.upto
+        blocker = None if horizon is None else horizon.blocker
         limit = self.batch_size
         while True:
-            fetched = await conn.fetch(QUERIES["next_committed"], limit, self._lower)
-            xmin = fetched[0]["xmin"]
+            fetched = await conn.fetch(QUERIES["next_committed"], limit, self._lower, upto)
+            used = fetched[0]["horizon"]
             if fetched[0]["event_id"] is None:
-                self._lower = xmin
-                return Batch(count=0, full=False, waiting=fetched[0]["waiting"])
+                self._lower = max(self._lower, used)
+                waiting = fetched[0]["waiting"]
+                return Batch(
+                    count=0, full=False, waiting=waiting, blocker=blocker if waiting else None
+                )
             full = len(fetched) >= limit
             rows = order_batch(fetched)
             if rows or not full:
@@ -223,16 +350,23 @@ class Sequencer:
             # batch (older transactions appended later versions): read further, or the same
             # rows would fill every batch for ever.
             limit *= 2
-        # The next lower bound: xmin if every eligible row got a position, else the oldest
-        # transaction with a row left behind (deferred, or past the batch's size).
+        # The next lower bound: the horizon if every eligible row got a position, else the
+        # oldest transaction with a row left behind (deferred, or past the batch's size). An
+        # xmin may lie below the last lower bound (held back by what does not append), and
+        # each bound holds, so the greater does.
         kept = {row["event_id"] for row in rows}
         deferred = [row["transaction_id"] for row in fetched if row["event_id"] not in kept]
         beyond = [fetched[-1]["transaction_id"]] if full else []
-        lower = min(deferred + beyond, default=xmin)
+        lower = min(deferred + beyond, default=used)
         if rows:
             await self._write(conn, head, head_hash, rows)
-        self._lower = lower
-        return Batch(count=len(rows), full=full, waiting=bool(deferred))
+        self._lower = max(self._lower, lower)
+        return Batch(
+            count=len(rows),
+            full=full,
+            waiting=bool(deferred),
+            blocker=blocker if deferred else None,
+        )
 
     async def _write(
         self,
@@ -305,6 +439,12 @@ def order_batch(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     kept_ids = {row["event_id"] for run in kept.values() for row in run}
     dealt = {stream: iter(run) for stream, run in kept.items()}
     return [next(dealt[row["stream_id"]]) for row in rows if row["event_id"] in kept_ids]
+
+
+async def blocked_by(pool: asyncpg.Pool) -> Blocker | None:
+    """The running append transaction that committed events without a position wait for."""
+    row = await pool.fetchrow(QUERIES["blocked_by"])
+    return None if row is None else Blocker.from_row(row)
 
 
 async def sequencer_lag(pool: asyncpg.Pool) -> tuple[float, int]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -141,12 +140,12 @@ class EventStore:
         self._lane = Lane(pool)
         self._notifying: set[asyncio.Task[None]] = set()
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        """A unit of work: appends and read-model writes commit together, then wake the log."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield conn
-        self.committed()
+    async def begin_appending(self, conn: asyncpg.Connection) -> None:
+        """Take the append lock in `conn`'s transaction, as its first statement when it may
+        append after writing something else: the sequencer's horizon waits only for the
+        holders of this lock (sequencer.py), so an append in a transaction that got its id
+        without it is refused. A transaction whose first write is an append needs nothing."""
+        await conn.execute(QUERIES["begin_appending"])
 
     def committed(self, channels: Sequence[str] = ()) -> None:
         """Call after a transaction that appended commits (appends never NOTIFY themselves);

@@ -315,6 +315,8 @@ class Writer:
             transaction = conn.transaction()
             await transaction.start()
             try:
+                # Before the idempotency record or anything else the work writes first.
+                await self.store.begin_appending(conn)
                 if idempotency is not None:
                     await idempotency.reserve(conn)
                 tx = Tx(self.store, conn, caller, self.now())

@@ -5,7 +5,7 @@ retried job's output tells one run from the next. Every line stored before was w
 `job.phase_output` event of schema version 1, which reads as attempt 1: the column starts at 1
 for them, which is what a rebuild from the log gives, so the read model is not rebuilt.
 
-Revision ID: 0009_output_attempt
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-02
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_output_attempt"
+revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None

@@ -183,9 +183,10 @@ async def test_a_stream_keeps_version_order_when_an_older_transaction_appends_la
     # T2 takes the older transaction id by writing first, elsewhere.
     c2, t2 = await _open_tx(node)
     await store.append("other-1", 0, [ev(0)], conn=c2)
-    # T3 runs in between and holds the horizon, so T1's rows are not yet eligible.
+    # T3, an append transaction too, runs in between and holds the horizon, so T1's rows are
+    # not yet eligible.
     c3, t3 = await _open_tx(node)
-    await c3.execute("SELECT pg_current_xact_id()")
+    await store.append("between-1", 0, [ev(3)], conn=c3)
     await store.append("shared-1", 0, [ev(1)])  # T1: version 1, younger id, commits now
     await store.append("shared-1", 1, [ev(2)], conn=c2)  # T2: version 2
     await t2.commit()  # type: ignore[attr-defined]
@@ -198,7 +199,7 @@ async def test_a_stream_keeps_version_order_when_an_older_transaction_appends_la
     await t3.commit()  # type: ignore[attr-defined]
     for conn in (c2, c3):
         await pool.release(conn)
-    assert await store.wait_for_position(3, timeout=5)
+    assert await store.wait_for_position(4, timeout=5)
     shared = [e for e in await store.read_all(0) if e.stream_id == "shared-1"]
     assert [e.version for e in shared] == [1, 2]
     assert shared[0].position is not None and shared[1].position is not None

@@ -1,5 +1,6 @@
 """Concurrent writers and readers: every reader sees every committed event exactly once, in one
-shared order, with dense positions, and never a rolled-back event."""
+shared order, with dense positions, and never a rolled-back event; also while a transaction
+that does not append holds a transaction id older than every append."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ workload = st.lists(
     st.lists(transaction, min_size=1, max_size=6), min_size=WRITERS, max_size=WRITERS
 )
 reader_pages = st.lists(st.integers(1, 7), min_size=READERS, max_size=READERS)
+# A foreign transaction (an analyst's psql session) holding a transaction id for the whole run.
+foreign_xid = st.booleans()
 
 
 async def _writer(url: str, node: LogNode, txs: list[dict], committed: list[uuid.UUID]) -> None:  # type: ignore[type-arg]
@@ -84,13 +87,15 @@ async def _reader(node: LogNode, page: int, done: asyncio.Event) -> Seen:
             await asyncio.sleep(0.002)
 
 
-async def _run(url: str, plan: list[list[dict]], pages: list[int]) -> None:  # type: ignore[type-arg]
+async def _run(url: str, plan: list[list[dict]], pages: list[int], foreign: bool) -> None:  # type: ignore[type-arg]
     admin = await asyncpg.connect(url)
     await admin.execute(
         "TRUNCATE events, streams; UPDATE sequencer_state SET head_position = 0,"
         " head_hash = '\\x' || repeat('00', 32)::text::bytea"
     )
-    await admin.close()
+    if foreign:
+        await admin.execute("BEGIN")
+        await admin.execute("SELECT pg_current_xact_id()")
     node = LogNode(url, Settings(sequencer_poll_interval=0.05, wakeup_interval=0.001))
     await node.start()
     try:
@@ -108,6 +113,7 @@ async def _run(url: str, plan: list[list[dict]], pages: list[int]) -> None:  # t
             await asyncio.gather(*readers, return_exceptions=True)
     finally:
         await node.stop()
+        await admin.close()  # the foreign transaction, if any, ran until every event had a place
 
     expected = set(committed)
     first = views[0]
@@ -126,10 +132,11 @@ async def _run(url: str, plan: list[list[dict]], pages: list[int]) -> None:  # t
 @settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(plan=workload, pages=reader_pages)
+@given(plan=workload, pages=reader_pages, foreign=foreign_xid)
 def test_concurrent_readers_see_every_committed_event_once_in_one_dense_order(
     database_url: str,
     plan: list[list[dict]],
     pages: list[int],  # type: ignore[type-arg]
+    foreign: bool,
 ) -> None:
-    asyncio.run(_run(database_url, plan, pages))
+    asyncio.run(_run(database_url, plan, pages, foreign))
