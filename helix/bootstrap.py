@@ -47,7 +47,9 @@ class LogNode:
         self.pool: asyncpg.Pool | None = None
         self.sequencer: Sequencer | None = None
         # The process's background role loops (the sequencer's, and those `helix serve` adds).
-        self.supervisor = Supervisor()
+        self.supervisor = Supervisor(
+            settle=settings.role_settle_seconds, failing_after=settings.ready_role_failing_after
+        )
         self._store: EventStore | None = None
         self._wakeups: WakeUps | None = None
         self._head: HeadWatcher | None = None

@@ -307,7 +307,7 @@ def order_batch(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [next(dealt[row["stream_id"]]) for row in rows if row["event_id"] in kept_ids]
 
 
-async def sequencer_lag(pool: asyncpg.Pool) -> tuple[float, int]:
+async def sequencer_lag(db: asyncpg.Pool | asyncpg.Connection) -> tuple[float, int]:
     """Age in seconds of the oldest committed event without a position, and how many wait."""
-    row = await pool.fetchrow(QUERIES["sequencer_lag"])
+    row = await db.fetchrow(QUERIES["sequencer_lag"])
     return float(row["lag"]), int(row["pending"])

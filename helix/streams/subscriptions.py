@@ -40,8 +40,11 @@ class Batch:
 
 
 class Subscription:
-    def __init__(self, tailer: Tailer, filter: Filter, position: int, capacity: int) -> None:
+    def __init__(
+        self, tailer: Tailer, filter: Filter, position: int, capacity: int, *, transport: str
+    ) -> None:
         self.tailer = tailer
+        self.transport = transport
         self.filter = filter
         # Everything up to here is in the buffer or was handed out; the next event is after it.
         self.position = position

@@ -32,6 +32,8 @@ from helix.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
+TRANSPORTS = ("sse", "websocket")
+
 
 class Tailer:
     def __init__(
@@ -83,10 +85,13 @@ class Tailer:
 
     # --- subscribers --------------------------------------------------------------------------
 
-    def subscribe(self, filter: Filter, after: int | None = None) -> Subscription:
-        """Events matching `filter` after position `after` (None: from now on)."""
+    def subscribe(
+        self, filter: Filter, after: int | None = None, *, transport: str = "sse"
+    ) -> Subscription:
+        """Events matching `filter` after position `after` (None: from now on), for a client
+        on `transport` (`sse` or `websocket`, as the metrics count them)."""
         start = self.position if after is None else after
-        sub = Subscription(self, filter, start, self.buffer_size)
+        sub = Subscription(self, filter, start, self.buffer_size, transport=transport)
         self._index(sub).add(sub)
         if start >= self.position:
             sub.go_live()
@@ -113,6 +118,13 @@ class Tailer:
         return itertools.chain(
             self._everything, *self._by_stream.values(), *self._by_project.values()
         )
+
+    def subscribers(self) -> dict[str, int]:
+        """Open subscriptions by transport (every transport named)."""
+        counts = dict.fromkeys(TRANSPORTS, 0)
+        for sub in self.subscriptions():
+            counts[sub.transport] = counts.get(sub.transport, 0) + 1
+        return counts
 
     def queries(self) -> int:
         """Every query the streams made: log reads, catch-up reads, owner look-ups."""

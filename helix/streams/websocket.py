@@ -221,7 +221,7 @@ class Session:
             end = JobEnd(self.tailer.store.pool, scope.id)
         if scope.kind is ScopeKind.JOB and after is None:
             after = 0  # a job stream replays the job from its start unless told otherwise
-        sub = self.tailer.subscribe(Filter(scope, viewer, types), after)
+        sub = self.tailer.subscribe(Filter(scope, viewer, types), after, transport="websocket")
         await self.send(
             {
                 "type": "subscribed",
