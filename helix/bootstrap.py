@@ -71,9 +71,14 @@ class LogNode:
         self.pool = await create_pool(
             self.url, self.settings, application_name=self.application_name
         )
-        self._wakeups = WakeUps(self.pool, self.settings.wakeup_interval)
+        self._wakeups = WakeUps(
+            self.pool, self.settings.wakeup_interval, supervisor=self.supervisor
+        )
         self._head = HeadWatcher(
-            self.connector("listen"), self.pool, self.settings.sequencer_poll_interval
+            self.connector("listen"),
+            self.pool,
+            self.settings.sequencer_poll_interval,
+            supervisor=self.supervisor,
         )
         self._store = EventStore(self.pool, self.registry, self._wakeups, self._head)
         await self._wakeups.start()
@@ -140,7 +145,7 @@ class Components:
             await accounts.get_or_create_secret(SECRETS_KEY_NAME, new_key),
         )
         sealer = Sealer.from_text(keys)
-        claims = ChannelWatcher(node.connector("claims"), CLAIM_CHANNEL)
+        claims = ChannelWatcher(node.connector("claims"), CLAIM_CHANNEL, supervisor=node.supervisor)
         await claims.start()
         return cls(
             node=node,

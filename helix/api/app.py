@@ -24,6 +24,7 @@ from helix.api import (
 )
 from helix.api.cors import add_cors_headers, cors_middleware
 from helix.api.errors import errors_middleware
+from helix.api.health import SUPERVISOR
 from helix.api.idempotency import idempotency_middleware, purge_expired_keys
 from helix.api.metrics import METRICS, Metrics, metrics_middleware
 from helix.api.middleware import (
@@ -121,6 +122,9 @@ def _install_node(app: web.Application, node: LogNode, settings: Settings) -> No
     app[POOL] = node.pool
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    # The node's roles (and an API app's stream tailer, which joins them) are the ones /readyz
+    # and /metrics report.
+    app[SUPERVISOR] = node.supervisor
     app.on_response_prepare.append(add_common_headers)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import time
 from collections.abc import Iterator
 
@@ -28,6 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from helix.api.errors import database_unavailable
 from helix.api.health import SUPERVISOR
 from helix.api.requests import own_credentials, probe
 from helix.api.streams import TAILER
@@ -35,6 +37,8 @@ from helix.appkeys import POOL, SETTINGS
 from helix.errors import Forbidden, Unauthorized
 from helix.health import LogGauges, log_gauges
 from helix.supervisor import STATES, Supervisor
+
+log = logging.getLogger(__name__)
 
 
 class Metrics:
@@ -223,7 +227,14 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     public: see the README)."""
     authorize_scrape(request)
     metrics = request.app[METRICS]
-    metrics.gauges = await log_gauges(request.app[POOL])
+    try:
+        metrics.gauges = await log_gauges(request.app[POOL])
+    except Exception as exc:
+        if database_unavailable(exc):
+            raise  # a 503, like every route's
+        # The roles' states matter most when something is broken: they are still shown.
+        log.warning("the log's gauges could not be read: %s: %s", type(exc).__name__, exc)
+        metrics.gauges = None
     tailer = request.app.get(TAILER)
     metrics.subscribers = tailer.subscribers() if tailer is not None else {}
     metrics.supervisor = request.app.get(SUPERVISOR)

@@ -18,7 +18,6 @@ from aiohttp import web
 
 from helix import migrate
 from helix.api.app import create_app, create_probe_app
-from helix.api.health import SUPERVISOR
 from helix.auth.accounts import Accounts
 from helix.auth.sealing import parse_keys
 from helix.bootstrap import Components, LogNode
@@ -195,7 +194,6 @@ async def serve(
             app.on_shutdown.append(_ending_long_polls(components))
         else:
             app = create_probe_app(node, settings)
-        app[SUPERVISOR] = node.supervisor
         # The port first: one in use stops the start before any role has begun its work.
         runner = await _listen(app, settings)
         for role in background_roles(node, settings, roles, endpoints=components.endpoints):

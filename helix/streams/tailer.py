@@ -4,7 +4,8 @@ It follows the head through the process's HeadWatcher (one LISTEN connection, re
 backoff, polled as a fallback) and reads new events with one query per batch, so the database
 work per event does not depend on how many subscribers there are. It also reads on a slow timer
 of its own, the safety net for a head change it was never told about. A read that fails (lost
-connection, PostgreSQL restarting) is retried with backoff from the last position fanned out.
+connection, PostgreSQL restarting) ends the tailer's run, which its supervisor restarts with
+backoff from the last position fanned out.
 
 Subscribers are indexed by scope (a job's stream, a project, everything) so an event is only
 matched against the subscribers that could want it. The last `recent` events are kept so that
@@ -17,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -28,9 +28,8 @@ from helix.streams.filters import Filter, ScopeKind
 from helix.streams.frames import Frame
 from helix.streams.revocation import Revocations
 from helix.streams.subscriptions import Subscription
+from helix.supervisor import Supervisor
 from helix.tasks import cancel_and_wait
-
-log = logging.getLogger(__name__)
 
 TRANSPORTS = ("sse", "websocket")
 
@@ -46,8 +45,10 @@ class Tailer:
         recent: int = 4096,
         poll_interval: float = 5.0,
         ownership: Ownership | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.store = store
+        self.supervisor = supervisor or Supervisor()
         self.watcher = watcher if watcher is not None else store.head_watcher
         self.batch_size = batch_size
         self.buffer_size = buffer_size
@@ -70,13 +71,13 @@ class Tailer:
         self.position = await self.store.head()
         if self.watcher is not None:
             self.watcher.listeners.append(self._on_head)
-        self._task = asyncio.create_task(self._run(), name="helix-stream-tailer")
+        self._task = self.supervisor.start("stream-tailer", self._run)
 
     async def stop(self) -> None:
         self.close_all()
         if self.watcher is not None and self._on_head in self.watcher.listeners:
             self.watcher.listeners.remove(self._on_head)
-        await cancel_and_wait([self._task])
+        await self.supervisor.stop([self._task])
         self._task = None
 
     def close_all(self) -> None:
@@ -147,18 +148,10 @@ class Tailer:
             self._wake.set()
 
     async def _run(self) -> None:
-        backoff = 0.1
+        """Follow the log until stopped. A read that fails ends the run; the supervisor starts
+        it again after its backoff, and it resumes in place (from `position`)."""
         while True:
-            try:
-                await self._drain()
-                backoff = 0.1
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the loop must outlive any outage; it resumes in place
-                log.warning("stream tailer read failed at %d (%s)", self.position, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
+            await self._drain()
             if self.watcher is not None and self.watcher.head > self.position:
                 continue
             self._wake.clear()
