@@ -212,7 +212,7 @@ async def serve(
                 flush=True,
             )
         await stop.wait()
-        print("shutting down", file=sys.stderr, flush=True)
+        log.warning("shutting down")  # a log line, in HELIX_LOG_FORMAT like every other
     finally:
         # Order matters: the in-process worker stops while the API still answers it; then no
         # new requests and in-flight ones finished (their appends committed) before the roles,
