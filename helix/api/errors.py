@@ -44,7 +44,11 @@ UNAVAILABLE_RETRY_AFTER = 5
 
 # What a database that is down, restarting, failing over or out of connections raises: refused
 # or reset sockets and timeouts (OSError, TimeoutError included), a connection closed under a
-# query (asyncpg's InterfaceError and class 08 errors), and the server's own refusals.
+# query (asyncpg's InterfaceError and class 08 errors), and the server's own refusals. Also
+# what a server not in a state to serve the statement yet raises: class 55 (55000
+# object_not_in_prerequisite_state, e.g. "recovery is in progress" while a standby is promoted;
+# 55P03 a lock not available; 55006 an object in use) and 25006 (a read-only transaction: the
+# connection reached a standby during a failover). Each passes; retrying is the answer.
 DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.InterfaceError,
@@ -53,6 +57,8 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
+    asyncpg.ObjectNotInPrerequisiteStateError,
+    asyncpg.ReadOnlySQLTransactionError,
 )
 # InterfaceErrors that are the client's own mistakes, not a lost server: a query argument that
 # does not encode (asyncpg's is a ValueError), a misconfigured connection. They stay 500s.
@@ -117,19 +123,23 @@ def from_helix_error(request: web.Request, exc: HelixError) -> web.Response:
 
 def unavailable_response(request: web.Request, exc: BaseException) -> web.Response:
     log.warning(
-        "a connection failed in %s %s (request %s), answered 503: %s: %s",
+        "the database could not serve %s %s (request %s), answered 503: %s: %s",
         request.method,
         request.path,
         request_id(request),
         type(exc).__name__,
         exc,
     )
+    details: dict[str, Any] = {"reason": type(exc).__name__}
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate:
+        details["sqlstate"] = sqlstate
     return error_response(
         request,
         503,
         "SERVICE_UNAVAILABLE",
-        "the database is not reachable; try again shortly",
-        {"reason": type(exc).__name__},
+        "the database is not reachable or not ready; try again shortly",
+        details,
         {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
     )
 

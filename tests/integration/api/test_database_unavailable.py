@@ -13,11 +13,14 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from alembic import command
 
 from helix.api.app import create_app
-from helix.api.errors import database_unavailable
+from helix.api.errors import database_unavailable, errors_middleware
+from helix.api.middleware import add_common_headers, request_id_middleware
+from helix.appkeys import SETTINGS
 from helix.auth.accounts import Accounts
 from helix.bootstrap import LogNode
 from helix.config import Settings
@@ -195,3 +198,37 @@ async def test_a_connection_terminated_inside_a_write_is_503_and_writes_nothing(
     )
     again = await client.post("/api/v1/projects", json={"name": "cut off"}, headers=user.headers)
     assert again.status == 201, await again.text()
+
+
+NOT_READY_STATEMENTS = {
+    # 55000 object_not_in_prerequisite_state, as a standby being promoted answers
+    "/recovery": ("SELECT pg_wal_replay_pause()", False),
+    # 25006 read_only_sql_transaction, as a standby reached during a failover answers
+    "/read-only": ("CREATE TABLE written_on_a_standby (x int)", True),
+}
+
+
+async def test_a_database_not_in_the_state_a_statement_needs_is_a_503_not_a_500(
+    database_url: str, settings: Settings
+) -> None:
+    async def handle(request: web.Request) -> web.Response:
+        statement, read_only = NOT_READY_STATEMENTS[request.path]
+        conn = await asyncpg.connect(database_url)
+        try:
+            async with conn.transaction(readonly=read_only):
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+        return web.json_response({})
+
+    app = web.Application(middlewares=[request_id_middleware, errors_middleware])
+    app[SETTINGS] = settings
+    app.on_response_prepare.append(add_common_headers)
+    for path in NOT_READY_STATEMENTS:
+        app.router.add_get(path, handle)
+    async with TestClient(TestServer(app)) as client:
+        recovery = await unavailable(await client.get("/recovery"))
+        read_only = await unavailable(await client.get("/read-only"))
+
+    assert recovery["error"]["details"]["sqlstate"] == "55000"
+    assert read_only["error"]["details"]["sqlstate"] == "25006"
