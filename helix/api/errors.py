@@ -3,7 +3,8 @@
 Helix's own exceptions carry their code and status; aiohttp's HTTP exceptions (the router's 404
 and 405, the 413 of an oversized body) are mapped by status; a database that cannot be reached or
 a connection that dropped is a 503 the caller may retry; anything else is a logged 500 that shows
-no stack trace. Every 429 and 503 says when to come back (`Retry-After`).
+no stack trace. Every 429 and 503 says when to come back (`Retry-After`). What counts as an
+unavailable database is `helix.database.database_unavailable`'s to say.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import logging
 import math
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from helix.appkeys import SETTINGS
 from helix.auth.principal import request_id
+from helix.database import UNAVAILABLE_RETRY_AFTER, database_unavailable
 from helix.errors import HelixError, RateLimited, error_body
 
 log = logging.getLogger(__name__)
@@ -38,37 +39,6 @@ MESSAGES_BY_STATUS = {
 }
 # Headers of an aiohttp exception that still matter once it becomes an envelope.
 KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
-# Seconds a caller should wait before trying again after a 503: a database restart or failover
-# takes a few.
-UNAVAILABLE_RETRY_AFTER = 5
-
-# What a database that is down, restarting, failing over or out of connections raises: refused
-# or reset sockets and timeouts (OSError, TimeoutError included), a connection closed under a
-# query (asyncpg's InterfaceError and class 08 errors), and the server's own refusals. Also
-# what a server not in a state to serve the statement yet raises: class 55 (55000
-# object_not_in_prerequisite_state, e.g. "recovery is in progress" while a standby is promoted;
-# 55P03 a lock not available; 55006 an object in use) and 25006 (a read-only transaction: the
-# connection reached a standby during a failover). Each passes; retrying is the answer.
-DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.ObjectNotInPrerequisiteStateError,
-    asyncpg.ReadOnlySQLTransactionError,
-)
-# InterfaceErrors that are the client's own mistakes, not a lost server: a query argument that
-# does not encode (asyncpg's is a ValueError), a misconfigured connection. They stay 500s.
-NOT_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    ValueError,
-    asyncpg.exceptions.ClientConfigurationError,
-    asyncpg.exceptions.UnsupportedClientFeatureError,
-    asyncpg.exceptions.UnsupportedServerFeatureError,
-    asyncpg.exceptions.ProtocolViolationError,
-)
 
 
 def code_for_status(status: int) -> str:
@@ -91,18 +61,6 @@ def error_response(
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, default=str)
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """Whether `exc`, or an exception it was raised from, says the database cannot be reached."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, DATABASE_UNAVAILABLE) and not isinstance(current, NOT_UNAVAILABLE):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def retry_after(exc: HelixError) -> int:

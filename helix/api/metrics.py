@@ -27,11 +27,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from helix.api.errors import database_unavailable
 from helix.api.health import SUPERVISOR
 from helix.api.requests import own_credentials, probe
 from helix.api.streams import TAILER
 from helix.appkeys import POOL, SETTINGS
+from helix.database import database_unavailable
 from helix.errors import Forbidden, Unauthorized
 from helix.health import LogGauges, log_gauges
 from helix.supervisor import STATES, Supervisor

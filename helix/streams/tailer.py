@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
 from helix.access import Ownership
+from helix.database import database_unavailable
 from helix.eventstore import EventStore, HeadWatcher, RecordedEvent
 from helix.streams.filters import Filter, ScopeKind
 from helix.streams.frames import Frame
@@ -151,7 +152,15 @@ class Tailer:
         """Follow the log until stopped. A read that fails ends the run; the supervisor starts
         it again after its backoff, and it resumes in place (from `position`)."""
         while True:
-            await self._drain()
+            try:
+                await self._drain()
+            except Exception as exc:
+                if database_unavailable(exc):
+                    # Its subscribers are told and end, rather than wait with no end in sight;
+                    # each resumes from its last position once the database is back.
+                    for sub in list(self.subscriptions()):
+                        sub.end_unavailable(exc)
+                raise
             if self.watcher is not None and self.watcher.head > self.position:
                 continue
             self._wake.clear()

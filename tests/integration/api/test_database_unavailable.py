@@ -6,6 +6,7 @@ test's database."""
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,17 +19,18 @@ from aiohttp.test_utils import TestClient, TestServer
 from alembic import command
 
 from helix.api.app import create_app
-from helix.api.errors import database_unavailable, errors_middleware
+from helix.api.errors import errors_middleware
 from helix.api.middleware import add_common_headers, request_id_middleware
 from helix.appkeys import SETTINGS
 from helix.auth.accounts import Accounts
 from helix.bootstrap import LogNode
 from helix.config import Settings
-from helix.database import with_database
+from helix.database import database_unavailable, with_database
 from helix.domain.user import Role
 from helix.embedded import EmbeddedPostgres
 from helix.migrate import alembic_config
 from tests.integration.fixtures import TEST_CALLER
+from tests.integration.streams.streams_support import EventStream
 
 
 @pytest.fixture
@@ -232,3 +234,46 @@ async def test_a_database_not_in_the_state_a_statement_needs_is_a_503_not_a_500(
 
     assert recovery["error"]["details"]["sqlstate"] == "55000"
     assert read_only["error"]["details"]["sqlstate"] == "25006"
+
+
+async def test_live_streams_end_with_a_service_unavailable_error_when_the_database_drops(
+    own_server: tuple[EmbeddedPostgres, str],
+) -> None:
+    server, url = own_server
+    settings = Settings(
+        sequencer_poll_interval=0.2, wakeup_interval=0.001, stream_poll_interval=0.2
+    )
+    node = LogNode(url, settings)
+    await node.start()
+    try:
+        accounts = Accounts(node.store)
+        user = await accounts.create_user("alice", Role.USER, None, caller=TEST_CALLER)
+        _, key = await accounts.create_key(user.user_id, "key", caller=TEST_CALLER)
+        auth = {"Authorization": f"Bearer {key}"}
+        async with TestClient(TestServer(create_app(node, settings))) as client:
+            sse = EventStream(await client.get("/api/v1/events/stream", headers=auth))
+            assert sse.resp.status == 200
+            ws = await client.ws_connect("/api/v1/ws", headers=auth)
+            await ws.send_json({"type": "subscribe", "id": "s", "payload": {"stream": "all"}})
+            got = [await ws.receive_json(timeout=20)]
+            while got[-1]["type"] != "caught_up":
+                got.append(await ws.receive_json(timeout=20))
+
+            await asyncio.to_thread(server.stop)
+
+            messages = await sse.until(lambda ms: any(m.event == "error" for m in ms))
+            ending = json.loads(messages[-1].data)
+            assert await sse.next() is None  # and the stream has ended
+            after_drop = [await ws.receive_json(timeout=20)]
+            while after_drop[-1]["type"] != "error":
+                after_drop.append(await ws.receive_json(timeout=20))
+            error = after_drop[-1]
+            await ws.close()
+            await asyncio.to_thread(server.start)
+    finally:
+        await node.stop()
+
+    assert messages[-1].event == "error"
+    assert ending["error"]["code"] == "SERVICE_UNAVAILABLE"
+    assert ending["error"]["details"]["retry_after"] >= 1
+    assert (error["id"], error["payload"]["code"]) == ("s", "SERVICE_UNAVAILABLE"), after_drop
