@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -30,8 +29,6 @@ import asyncpg
 
 from helix.eventstore.sql import QUERIES
 from helix.supervisor import Supervisor
-
-log = logging.getLogger(__name__)
 
 APPENDED = "helix_appended"
 HEAD = "helix_head"
