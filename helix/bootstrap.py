@@ -47,7 +47,9 @@ class LogNode:
         self.pool: asyncpg.Pool | None = None
         self.sequencer: Sequencer | None = None
         # The process's background role loops (the sequencer's, and those `helix serve` adds).
-        self.supervisor = Supervisor()
+        self.supervisor = Supervisor(
+            settle=settings.role_settle_seconds, failing_after=settings.ready_role_failing_after
+        )
         self._store: EventStore | None = None
         self._wakeups: WakeUps | None = None
         self._head: HeadWatcher | None = None
@@ -69,9 +71,14 @@ class LogNode:
         self.pool = await create_pool(
             self.url, self.settings, application_name=self.application_name
         )
-        self._wakeups = WakeUps(self.pool, self.settings.wakeup_interval)
+        self._wakeups = WakeUps(
+            self.pool, self.settings.wakeup_interval, supervisor=self.supervisor
+        )
         self._head = HeadWatcher(
-            self.connector("listen"), self.pool, self.settings.sequencer_poll_interval
+            self.connector("listen"),
+            self.pool,
+            self.settings.sequencer_poll_interval,
+            supervisor=self.supervisor,
         )
         self._store = EventStore(self.pool, self.registry, self._wakeups, self._head)
         await self._wakeups.start()
@@ -138,7 +145,7 @@ class Components:
             await accounts.get_or_create_secret(SECRETS_KEY_NAME, new_key),
         )
         sealer = Sealer.from_text(keys)
-        claims = ChannelWatcher(node.connector("claims"), CLAIM_CHANNEL)
+        claims = ChannelWatcher(node.connector("claims"), CLAIM_CHANNEL, supervisor=node.supervisor)
         await claims.start()
         return cls(
             node=node,

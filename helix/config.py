@@ -26,6 +26,13 @@ class PhaseCommands(enum.StrEnum):
     TEMPLATES = "templates"  # nobody: only the configured templates' phases have commands
 
 
+class LogFormat(enum.StrEnum):
+    """How `helix serve` and `helix worker` write their log lines (HELIX_LOG_FORMAT)."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
 class SettingError(ValueError):
     """A `HELIX_*` variable whose value cannot be used; the message names the variable."""
 
@@ -223,6 +230,16 @@ class Settings:
     # without one, only loopback peers; metrics_public opts into anonymous access ---
     metrics_token: str | None = None
     metrics_public: bool = False
+    # --- readiness: /readyz turns 503 when the oldest committed event has waited longer than
+    # this for a position, or when a background role has been failing (restarting without a
+    # run lasting `role_settle_seconds`) for longer than `ready_role_failing_after` ---
+    ready_max_sequencer_lag: float = 30.0
+    ready_role_failing_after: float = 30.0
+    role_settle_seconds: float = 10.0
+    # --- logs: `text` lines for a terminal, or one JSON object a line for a log pipeline;
+    # one access log line per HTTP request unless access_log is off ---
+    log_format: LogFormat = LogFormat.TEXT
+    access_log: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -309,4 +326,9 @@ class Settings:
             stream_auth_timeout=_float(env, "HELIX_STREAM_AUTH_TIMEOUT", 10.0),
             metrics_token=env.get("HELIX_METRICS_TOKEN") or None,
             metrics_public=_bool(env, "HELIX_METRICS_PUBLIC", False),
+            ready_max_sequencer_lag=_float(env, "HELIX_READY_MAX_SEQUENCER_LAG", 30.0),
+            ready_role_failing_after=_float(env, "HELIX_READY_ROLE_FAILING_AFTER", 30.0),
+            role_settle_seconds=_float(env, "HELIX_ROLE_SETTLE_SECONDS", 10.0),
+            log_format=_choice(env, "HELIX_LOG_FORMAT", LogFormat.TEXT),
+            access_log=_bool(env, "HELIX_ACCESS_LOG", True),
         )

@@ -18,6 +18,50 @@ from helix.embedded import EmbeddedPostgres
 Connection = asyncpg.Connection
 Pool = asyncpg.Pool
 
+# Seconds a caller should wait before trying again after a 503: a database restart or failover
+# takes a few.
+UNAVAILABLE_RETRY_AFTER = 5
+
+# What a database that is down, restarting, failing over or out of connections raises: refused
+# or reset sockets and timeouts (OSError, TimeoutError included), a connection closed under a
+# query (asyncpg's InterfaceError and class 08 errors), and the server's own refusals. Also
+# what a server not in a state to serve the statement yet raises: class 55 (55000
+# object_not_in_prerequisite_state, e.g. "recovery is in progress" while a standby is promoted;
+# 55P03 a lock not available; 55006 an object in use) and 25006 (a read-only transaction: the
+# connection reached a standby during a failover). Each passes; retrying is the answer.
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.ObjectNotInPrerequisiteStateError,
+    asyncpg.ReadOnlySQLTransactionError,
+)
+# InterfaceErrors that are the client's own mistakes, not a lost server: a query argument that
+# does not encode (asyncpg's is a ValueError), a misconfigured connection. They stay 500s.
+NOT_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    ValueError,
+    asyncpg.exceptions.ClientConfigurationError,
+    asyncpg.exceptions.UnsupportedClientFeatureError,
+    asyncpg.exceptions.UnsupportedServerFeatureError,
+    asyncpg.exceptions.ProtocolViolationError,
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc`, or an exception it was raised from, says the database cannot be reached."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DATABASE_UNAVAILABLE) and not isinstance(current, NOT_UNAVAILABLE):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
 
 def with_database(url: str, database: str) -> str:
     """The URL of another database on the same server: host or socket directory, port, user and

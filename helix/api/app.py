@@ -24,9 +24,11 @@ from helix.api import (
 )
 from helix.api.cors import add_cors_headers, cors_middleware
 from helix.api.errors import errors_middleware
+from helix.api.health import SUPERVISOR
 from helix.api.idempotency import idempotency_middleware, purge_expired_keys
-from helix.api.metrics import METRICS, Metrics, metrics_middleware
+from helix.api.metrics import METRICS, Metrics
 from helix.api.middleware import (
+    access_middleware,
     add_common_headers,
     body_limit_middleware,
     client_address_middleware,
@@ -55,15 +57,16 @@ def create_app(
 ) -> web.Application:
     """The API over a started LogNode, serving with `components` (the process's own, built
     once by the caller; without them the app builds its own as it starts and closes them as it
-    stops). Middlewares, outermost first: request id, CORS preflights, client address, metrics,
-    error envelope, authentication and rate limit, query text, body size limit, idempotency."""
+    stops). Middlewares, outermost first: request id, CORS preflights, client address, access
+    log and metrics, error envelope, authentication and rate limit, query text, body size limit,
+    idempotency."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[
             request_id_middleware,
             cors_middleware,
             client_address_middleware,
-            metrics_middleware,
+            access_middleware,
             errors_middleware,
             auth.auth_middleware,
             query_text_middleware,
@@ -106,9 +109,7 @@ def create_probe_app(node: LogNode, settings: Settings) -> web.Application:
     """What a node without the API role serves on its port: `/healthz`, `/readyz` and
     `/metrics`, the same probes as an API node's, for an orchestrator and a scraper. Any other
     path is a 404 in the error envelope."""
-    app = web.Application(
-        middlewares=[request_id_middleware, metrics_middleware, errors_middleware]
-    )
+    app = web.Application(middlewares=[request_id_middleware, access_middleware, errors_middleware])
     _install_node(app, node, settings)
     app.add_routes(health.routes)
     app.add_routes(metrics.routes)
@@ -121,6 +122,9 @@ def _install_node(app: web.Application, node: LogNode, settings: Settings) -> No
     app[POOL] = node.pool
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    # The node's roles (and an API app's stream tailer, which joins them) are the ones /readyz
+    # and /metrics report.
+    app[SUPERVISOR] = node.supervisor
     app.on_response_prepare.append(add_common_headers)
 
 

@@ -3,7 +3,8 @@
 Helix's own exceptions carry their code and status; aiohttp's HTTP exceptions (the router's 404
 and 405, the 413 of an oversized body) are mapped by status; a database that cannot be reached or
 a connection that dropped is a 503 the caller may retry; anything else is a logged 500 that shows
-no stack trace. Every 429 and 503 says when to come back (`Retry-After`).
+no stack trace. Every 429 and 503 says when to come back (`Retry-After`). What counts as an
+unavailable database is `helix.database.database_unavailable`'s to say.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import logging
 import math
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from helix.appkeys import SETTINGS
 from helix.auth.principal import request_id
+from helix.database import UNAVAILABLE_RETRY_AFTER, database_unavailable
 from helix.errors import HelixError, RateLimited, error_body
 
 log = logging.getLogger(__name__)
@@ -38,31 +39,6 @@ MESSAGES_BY_STATUS = {
 }
 # Headers of an aiohttp exception that still matter once it becomes an envelope.
 KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
-# Seconds a caller should wait before trying again after a 503: a database restart or failover
-# takes a few.
-UNAVAILABLE_RETRY_AFTER = 5
-
-# What a database that is down, restarting, failing over or out of connections raises: refused
-# or reset sockets and timeouts (OSError, TimeoutError included), a connection closed under a
-# query (asyncpg's InterfaceError and class 08 errors), and the server's own refusals.
-DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-)
-# InterfaceErrors that are the client's own mistakes, not a lost server: a query argument that
-# does not encode (asyncpg's is a ValueError), a misconfigured connection. They stay 500s.
-NOT_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    ValueError,
-    asyncpg.exceptions.ClientConfigurationError,
-    asyncpg.exceptions.UnsupportedClientFeatureError,
-    asyncpg.exceptions.UnsupportedServerFeatureError,
-    asyncpg.exceptions.ProtocolViolationError,
-)
 
 
 def code_for_status(status: int) -> str:
@@ -87,18 +63,6 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-def database_unavailable(exc: BaseException) -> bool:
-    """Whether `exc`, or an exception it was raised from, says the database cannot be reached."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, DATABASE_UNAVAILABLE) and not isinstance(current, NOT_UNAVAILABLE):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
 def retry_after(exc: HelixError) -> int:
     """Whole seconds (at least one) before a refused caller should try again."""
     if isinstance(exc, RateLimited):
@@ -117,19 +81,23 @@ def from_helix_error(request: web.Request, exc: HelixError) -> web.Response:
 
 def unavailable_response(request: web.Request, exc: BaseException) -> web.Response:
     log.warning(
-        "a connection failed in %s %s (request %s), answered 503: %s: %s",
+        "the database could not serve %s %s (request %s), answered 503: %s: %s",
         request.method,
         request.path,
         request_id(request),
         type(exc).__name__,
         exc,
     )
+    details: dict[str, Any] = {"reason": type(exc).__name__}
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate:
+        details["sqlstate"] = sqlstate
     return error_response(
         request,
         503,
         "SERVICE_UNAVAILABLE",
-        "the database is not reachable; try again shortly",
-        {"reason": type(exc).__name__},
+        "the database is not reachable or not ready; try again shortly",
+        details,
         {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
     )
 

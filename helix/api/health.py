@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from helix.api.requests import probe
-from helix.appkeys import POOL
+from helix.appkeys import POOL, SETTINGS
 from helix.errors import Unavailable
 from helix.health import readiness
 from helix.supervisor import Supervisor
@@ -43,7 +43,9 @@ async def readyz(request: web.Request) -> web.Response:
     none of this process's background roles failing for long."""
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
-            checks = await readiness(request.app[POOL])
+            checks = await readiness(
+                request.app[POOL], request.app[SETTINGS].ready_max_sequencer_lag
+            )
     except Exception as exc:
         raise Unavailable(
             "not ready: the database is not reachable",

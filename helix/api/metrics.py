@@ -1,5 +1,7 @@
-"""Prometheus metrics: requests by route and status, the log's head and sequencer lag, and
-the background roles' states and restarts.
+"""Prometheus metrics: requests by route and status; the log's head and how far behind it
+each consumer is (sequencer, projections, webhook dispatcher), the claim queue, webhook
+deliveries by outcome and jobs by status (`helix.health.log_gauges`, a few aggregate queries at
+each scrape); this node's stream subscribers; the background roles' states and restarts.
 
 Each application has its own registry, so several apps in one process (tests) do not collide.
 Who may read them: the holder of `HELIX_METRICS_TOKEN` when it is set, else loopback peers
@@ -10,16 +12,14 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import time
+import logging
 from collections.abc import Iterator
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
 )
@@ -29,10 +29,14 @@ from prometheus_client.registry import Collector
 
 from helix.api.health import SUPERVISOR
 from helix.api.requests import own_credentials, probe
-from helix.appkeys import SETTINGS, STORE
+from helix.api.streams import TAILER
+from helix.appkeys import POOL, SETTINGS
+from helix.database import database_unavailable
 from helix.errors import Forbidden, Unauthorized
-from helix.eventstore import sequencer_lag
+from helix.health import LogGauges, log_gauges
 from helix.supervisor import STATES, Supervisor
+
+log = logging.getLogger(__name__)
 
 
 class Metrics:
@@ -49,24 +53,77 @@ class Metrics:
             labels,
             registry=self.registry,
         )
-        self.head = Gauge(
-            "helix_eventstore_head_position",
-            "Position of the newest sequenced event",
-            registry=self.registry,
-        )
-        self.lag = Gauge(
-            "helix_sequencer_lag_seconds",
-            "Age of the oldest committed event still without a position",
-            registry=self.registry,
-        )
-        self.pending = Gauge(
-            "helix_sequencer_pending_events",
-            "Committed events waiting for a position",
-            registry=self.registry,
-        )
-        # Set at each scrape from the app's supervisor, read by the role collector.
+        # Set at each scrape (the app's supervisor, the log's gauges, the tailer's subscribers),
+        # read by the collectors.
         self.supervisor: Supervisor | None = None
+        self.gauges: LogGauges | None = None
+        self.subscribers: dict[str, int] = {}
         self.registry.register(_RoleCollector(self))
+        self.registry.register(_LogCollector(self))
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+def _by(name: str, documentation: str, label: str, values: dict[str, int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
+
+
+class _LogCollector(Collector):
+    """The log's gauges and this node's stream subscribers, as read at the scrape."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        g = self.metrics.gauges
+        if g is not None:
+            yield _gauge(
+                "helix_eventstore_head_position", "Position of the newest sequenced event", g.head
+            )
+            yield _gauge(
+                "helix_sequencer_lag_seconds",
+                "Age of the oldest committed event still without a position",
+                g.sequencer_lag_seconds,
+            )
+            yield _gauge(
+                "helix_sequencer_pending_events",
+                "Committed events waiting for a position",
+                g.sequencer_pending,
+            )
+            yield _by(
+                "helix_projection_lag_events",
+                "Events between the head and a read model's checkpoint",
+                "projection",
+                g.projection_lag,
+            )
+            yield _gauge(
+                "helix_webhook_dispatcher_backlog_events",
+                "Positioned events the webhook dispatcher has not yet fanned out to deliveries",
+                g.dispatcher_backlog,
+            )
+            yield _by(
+                "helix_webhook_deliveries",
+                "Webhook deliveries by outcome (failed: pending a retry after failed attempts)",
+                "outcome",
+                g.deliveries,
+            )
+            yield _gauge(
+                "helix_jobs_claimable",
+                "Queued jobs a worker could claim now (due, not cancelling, project not paused)",
+                g.claimable_jobs,
+            )
+            yield _by("helix_jobs", "Jobs by status", "status", g.jobs)
+        yield _by(
+            "helix_stream_subscriptions",
+            "Open live stream subscriptions on this node, by transport",
+            "transport",
+            self.metrics.subscribers,
+        )
 
 
 class _RoleCollector(Collector):
@@ -104,19 +161,12 @@ def route_label(request: web.Request) -> str:
     return resource.canonical
 
 
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    finally:
-        labels = (request.method, route_label(request), str(status))
-        metrics = request.app[METRICS]
-        metrics.requests.labels(*labels).inc()
-        metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+def observe(request: web.Request, status: int, seconds: float) -> None:
+    """Count a handled request and its latency under its route's template."""
+    labels = (request.method, route_label(request), str(status))
+    metrics = request.app[METRICS]
+    metrics.requests.labels(*labels).inc()
+    metrics.latency.labels(*labels).observe(seconds)
 
 
 def _peer_is_loopback(request: web.Request) -> bool:
@@ -168,11 +218,16 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     public: see the README)."""
     authorize_scrape(request)
     metrics = request.app[METRICS]
-    store = request.app[STORE]
-    metrics.head.set(await store.head())
-    lag, pending = await sequencer_lag(store.pool)
-    metrics.lag.set(lag)
-    metrics.pending.set(pending)
+    try:
+        metrics.gauges = await log_gauges(request.app[POOL])
+    except Exception as exc:
+        if database_unavailable(exc):
+            raise  # a 503, like every route's
+        # The roles' states matter most when something is broken: they are still shown.
+        log.warning("the log's gauges could not be read: %s: %s", type(exc).__name__, exc)
+        metrics.gauges = None
+    tailer = request.app.get(TAILER)
+    metrics.subscribers = tailer.subscribers() if tailer is not None else {}
     metrics.supervisor = request.app.get(SUPERVISOR)
     return web.Response(
         body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}

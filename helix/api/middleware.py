@@ -1,9 +1,11 @@
-"""Request ids, the client's address, the rules for query strings and the body size, and the
-headers every response carries."""
+"""Request ids, the access log and request metrics, the client's address, the rules for query
+strings and the body size, and the headers every response carries."""
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
 import warnings
 
@@ -11,11 +13,15 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from helix.api import forwarded
+from helix.api.metrics import observe, route_label
 from helix.api.ratelimit import VERDICT
 from helix.appkeys import SETTINGS
-from helix.auth.principal import CLIENT_ADDRESS, REQUEST_ID
+from helix.auth.principal import CLIENT_ADDRESS, PRINCIPAL, REQUEST_ID, client_address
 from helix.errors import HelixError
 from helix.inputs import check_text
+from helix.logs import ACCESS_LOGGER
+
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 
@@ -35,6 +41,61 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         warnings.simplefilter("ignore", web.NotAppKeyWarning)
         request[REQUEST_ID] = rid
     return await handler(request)
+
+
+@web.middleware
+async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One access log line and the request metrics per request, once it is answered (a stream
+    once it ends). The line names the path but not its query string, where a stream token may
+    travel, and no header."""
+    started = time.perf_counter()
+    status = 500  # what the client sees of an exception that escapes every handler
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        seconds = time.perf_counter() - started
+        observe(request, status, seconds)
+        _log_access(request, status, seconds)
+
+
+def _log_access(request: web.Request, status: int, seconds: float) -> None:
+    principal = request.get(PRINCIPAL)
+    if principal is None:
+        who: dict[str, str | None] = {
+            "principal_id": None,
+            "principal_kind": "anonymous",
+            "credential": None,
+        }
+    else:  # the kind is the role; the credential what it was proven with, never its value
+        who = {
+            "principal_id": str(principal.user_id),
+            "principal_kind": principal.role.value,
+            "credential": "api_key" if principal.key_id else "token",
+        }
+    route = route_label(request)
+    latency_ms = round(seconds * 1000, 3)
+    access_log.info(
+        "%s %s %d %.1f ms",
+        request.method,
+        request.path,
+        status,
+        latency_ms,
+        extra={
+            "request_id": request.get(REQUEST_ID),
+            **who,
+            "method": request.method,
+            "route": route,
+            "path": request.path,
+            "status": status,
+            "latency_ms": latency_ms,
+            "client": client_address(request),
+        },
+    )
 
 
 @web.middleware

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from helix.api.health import SUPERVISOR
 from helix.api.openapi import describe
 from helix.api.requests import public
 from helix.appkeys import SETTINGS, STORE, VERIFIER
@@ -56,6 +57,7 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
         buffer_size=settings.stream_buffer_size,
         recent=settings.stream_recent_events,
         poll_interval=settings.stream_poll_interval,
+        supervisor=app.get(SUPERVISOR),
     )
     heartbeat = Heartbeat(settings.stream_heartbeat_interval)
     await tailer.start()

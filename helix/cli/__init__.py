@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from helix import logs
 from helix.cli import (
     audit,
     bench,
@@ -42,12 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = args.handler
     try:
-        Settings.from_env()  # a bad HELIX_* value stops every command before it starts
+        settings = Settings.from_env()  # a bad HELIX_* value stops every command before it starts
+        logs.configure(args.log_level, settings.log_format, access_log=settings.access_log)
         return asyncio.run(handler(args))
     except SettingError as exc:
         print(f"helix: {exc}", file=sys.stderr)

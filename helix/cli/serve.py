@@ -18,7 +18,6 @@ from aiohttp import web
 
 from helix import migrate
 from helix.api.app import create_app, create_probe_app
-from helix.api.health import SUPERVISOR
 from helix.auth.accounts import Accounts
 from helix.auth.sealing import parse_keys
 from helix.bootstrap import Components, LogNode
@@ -195,7 +194,6 @@ async def serve(
             app.on_shutdown.append(_ending_long_polls(components))
         else:
             app = create_probe_app(node, settings)
-        app[SUPERVISOR] = node.supervisor
         # The port first: one in use stops the start before any role has begun its work.
         runner = await _listen(app, settings)
         for role in background_roles(node, settings, roles, endpoints=components.endpoints):
@@ -214,7 +212,7 @@ async def serve(
                 flush=True,
             )
         await stop.wait()
-        print("shutting down", file=sys.stderr, flush=True)
+        log.warning("shutting down")  # a log line, in HELIX_LOG_FORMAT like every other
     finally:
         # Order matters: the in-process worker stops while the API still answers it; then no
         # new requests and in-flight ones finished (their appends committed) before the roles,

@@ -447,7 +447,7 @@ async def blocked_by(pool: asyncpg.Pool) -> Blocker | None:
     return None if row is None else Blocker.from_row(row)
 
 
-async def sequencer_lag(pool: asyncpg.Pool) -> tuple[float, int]:
+async def sequencer_lag(db: asyncpg.Pool | asyncpg.Connection) -> tuple[float, int]:
     """Age in seconds of the oldest committed event without a position, and how many wait."""
-    row = await pool.fetchrow(QUERIES["sequencer_lag"])
+    row = await db.fetchrow(QUERIES["sequencer_lag"])
     return float(row["lag"]), int(row["pending"])

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -29,9 +28,7 @@ from typing import Any
 import asyncpg
 
 from helix.eventstore.sql import QUERIES
-from helix.tasks import cancel_and_wait
-
-log = logging.getLogger(__name__)
+from helix.supervisor import Supervisor
 
 APPENDED = "helix_appended"
 HEAD = "helix_head"
@@ -49,8 +46,11 @@ RECENT_HEAD = 0.02
 class WakeUps:
     """Coalesced post-commit wake-ups for the sequencer."""
 
-    def __init__(self, pool: asyncpg.Pool, interval: float) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, interval: float, *, supervisor: Supervisor | None = None
+    ) -> None:
         self._pool = pool
+        self._supervisor = supervisor or Supervisor()
         self._interval = interval
         self._pending = asyncio.Event()
         self._channels: set[str] = set()  # further channels due with the next wake-up
@@ -72,13 +72,16 @@ class WakeUps:
         self._pending.set()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="helix-wakeups")
+        self._task = self._supervisor.start("wakeups", self._run)
 
     async def stop(self) -> None:
-        await cancel_and_wait([self._task])
+        await self._supervisor.stop([self._task])
         self._task = None
 
     async def _run(self) -> None:
+        """Send wake-ups until stopped. A failed one (the database down or the connection
+        dropped) is kept for the next try and ends the loop, for the supervisor to restart
+        after its backoff; meanwhile every waiting loop's poll covers it."""
         loop = asyncio.get_running_loop()
         while True:
             await self._pending.wait()
@@ -87,19 +90,21 @@ class WakeUps:
             started = loop.time()
             try:
                 await self._pool.execute(QUERIES["wake_sequencer"], [APPENDED, *channels])
-            except (asyncpg.PostgresError, OSError) as exc:
-                # The sequencer's poll covers a lost wake-up; do not spin on a down database.
-                log.warning("wake-up notification failed: %s", exc)
-                await asyncio.sleep(1.0)
+            except BaseException:
+                self._channels.update(channels)
+                self._pending.set()
+                raise
             remaining = self._interval - (loop.time() - started)
             if remaining > 0:
                 await asyncio.sleep(remaining)
 
 
 class Listening:
-    """One LISTEN connection kept open for a process. Reconnects with backoff when it is lost;
-    after each (re)connect, and every `poll_interval` while connected (if set), it calls
-    `catch_up`, since a notification may have been sent while nobody listened, or lost."""
+    """One LISTEN connection kept open for a process, run as the supervised role `role`: a lost
+    connection, or a failed catch-up, ends the run and the supervisor reconnects after its
+    backoff (and reports the role's state). After each (re)connect, and every `poll_interval`
+    while connected (if set), it calls `catch_up`, since a notification may have been sent
+    while nobody listened, or lost."""
 
     def __init__(
         self,
@@ -108,7 +113,12 @@ class Listening:
         on_notify: Callable[[Any, int, str, str], None],
         catch_up: Callable[[], Awaitable[None]],
         poll_interval: float | None = None,
+        *,
+        role: str,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self._role = role
+        self._supervisor = supervisor or Supervisor()
         self._connect = connect
         self._channel = channel
         self._on_notify = on_notify
@@ -119,10 +129,10 @@ class Listening:
         self._lost = asyncio.Event()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"helix-listen-{self._channel}")
+        self._task = self._supervisor.start(self._role, self._run)
 
     async def stop(self) -> None:
-        await cancel_and_wait([self._task])
+        await self._supervisor.stop([self._task])
         self._task = None
         await self._close()
 
@@ -140,24 +150,15 @@ class Listening:
         return conn
 
     async def _run(self) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                self._conn = await self._listen()
-                backoff = 0.1
-            except (asyncpg.PostgresError, OSError) as exc:
-                log.warning(
-                    "cannot listen on %s (%s); retrying in %.1fs", self._channel, exc, backoff
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
+        try:
+            self._conn = await self._listen()
             while not self._lost.is_set() and not self._conn.is_closed():
-                with contextlib.suppress(asyncpg.PostgresError, OSError):
-                    await self._catch_up()
+                await self._catch_up()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._poll_interval):
                         await self._lost.wait()
+            raise ConnectionError(f"the connection listening on {self._channel} was lost")
+        finally:
             await self._close()
 
 
@@ -168,7 +169,12 @@ class HeadWatcher:
     """
 
     def __init__(
-        self, connect: Callable[[], Any], pool: asyncpg.Pool, poll_interval: float = 1.0
+        self,
+        connect: Callable[[], Any],
+        pool: asyncpg.Pool,
+        poll_interval: float = 1.0,
+        *,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._pool = pool
         self.head = 0
@@ -176,7 +182,15 @@ class HeadWatcher:
         self.listeners: list[Callable[[int], None]] = []
         self._busy_at = -math.inf
         self._advancing: set[asyncio.Task[None]] = set()
-        self._listening = Listening(connect, HEAD, self._on_notify, self._refresh, poll_interval)
+        self._listening = Listening(
+            connect,
+            HEAD,
+            self._on_notify,
+            self._refresh,
+            poll_interval,
+            role="head-watcher",
+            supervisor=supervisor,
+        )
 
     async def start(self) -> None:
         await self._refresh()
@@ -231,10 +245,19 @@ class ChannelWatcher:
     number of waiters can sleep until the next one. After a reconnect it bumps the count once,
     since a notification may have been missed meanwhile."""
 
-    def __init__(self, connect: Callable[[], Any], channel: str) -> None:
+    def __init__(
+        self, connect: Callable[[], Any], channel: str, *, supervisor: Supervisor | None = None
+    ) -> None:
         self.count = 0
         self._changed = asyncio.Condition()
-        self._listening = Listening(connect, channel, self._on_notify, self._bump)
+        self._listening = Listening(
+            connect,
+            channel,
+            self._on_notify,
+            self._bump,
+            role=f"listen-{channel}",
+            supervisor=supervisor,
+        )
 
     async def start(self) -> None:
         await self._listening.start()

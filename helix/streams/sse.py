@@ -5,7 +5,9 @@ Each event is `id: <position>`, `event: <type>`, `data: <envelope JSON>`; `event
 marks the switch from replay to live, `event: done` ends a job stream, and a comment line is
 the heartbeat. A stream whose credentials stop holding (an API key revoked, a user disabled or
 given another role, a stream token expired) ends with `event: error`, whose data is the error
-envelope saying why, so a page can mint a new stream token and resume rather than retry.
+envelope saying why, so a page can mint a new stream token and resume rather than retry. A
+stream whose database drops ends the same way, with `SERVICE_UNAVAILABLE` and its
+`retry_after` seconds in the details: the client resumes from its last id once it is back.
 
 Writing awaits the socket, so a slow client slows only its own subscription, which the tailer
 switches to catch-up once its buffer is full. A live client that keeps up is written to by the
@@ -22,12 +24,13 @@ from collections.abc import Callable
 from aiohttp import web
 
 from helix.auth.principal import PRINCIPAL, Principal, request_id
-from helix.errors import HelixError, Unauthorized, error_body
+from helix.database import UNAVAILABLE_RETRY_AFTER, database_unavailable
+from helix.errors import HelixError, Unauthorized, Unavailable, error_body
 from helix.streams.credentials import watch_credentials
 from helix.streams.endings import JobEnd
 from helix.streams.frames import CaughtUp, Frame
 from helix.streams.revocation import Watch
-from helix.streams.subscriptions import Subscription
+from helix.streams.subscriptions import Batch, Subscription
 from helix.streams.tailer import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -111,27 +114,23 @@ async def stream(
         if show is None and end is None:
             sub.direct = direct_writer(request, response)
         while True:
-            batch = await sub.next()
-            if batch.closed:
-                if ending:
-                    await response.write(_error_message(request, ending[0]))
-                    await response.write_eof()
-                break
-            out: list[bytes] = []
-            done: int | None = None
-            for item in batch.items:
-                if isinstance(item, CaughtUp):
-                    out.append(named_message("caught_up", {"position": item.position}).encode())
-                    if end is not None:
-                        done = await end.ended_by(item.position)
-                else:
-                    if show is None or show(item):
-                        out.append(item.sse)
-                    if end is not None and end.is_end(item):
-                        done = item.position
-                if done is not None and end is not None:
-                    out.append(named_message("done", end.done(done)).encode())
+            try:
+                batch = await sub.next()
+                if batch.closed:
+                    if batch.unavailable is not None:
+                        ending.append(_unavailable(batch.unavailable))
+                    if ending:
+                        await response.write(_error_message(request, ending[0]))
+                        await response.write_eof()
                     break
+                out, done = await _render(batch, show, end)
+            except Exception as exc:
+                if not (database_unavailable(exc) and response.prepared):
+                    raise
+                reason = f"the database is not reachable ({type(exc).__name__})"
+                await response.write(_error_message(request, _unavailable(reason)))
+                await response.write_eof()
+                break
             if batch.heartbeat and not out:
                 out.append(KEEPALIVE.encode())
             if out:
@@ -152,3 +151,29 @@ async def stream(
 def _error_message(request: web.Request, error: HelixError) -> bytes:
     body = error_body(error.code, error.message, error.details, request_id(request))
     return named_message("error", body).encode()
+
+
+def _unavailable(reason: str) -> Unavailable:
+    return Unavailable(reason, retry_after=UNAVAILABLE_RETRY_AFTER)
+
+
+async def _render(
+    batch: Batch, show: Callable[[Frame], bool] | None, end: JobEnd | None
+) -> tuple[list[bytes], int | None]:
+    """A batch's bytes, and the position of the job's end if the batch reached it."""
+    out: list[bytes] = []
+    done: int | None = None
+    for item in batch.items:
+        if isinstance(item, CaughtUp):
+            out.append(named_message("caught_up", {"position": item.position}).encode())
+            if end is not None:
+                done = await end.ended_by(item.position)
+        else:
+            if show is None or show(item):
+                out.append(item.sse)
+            if end is not None and end.is_end(item):
+                done = item.position
+        if done is not None and end is not None:
+            out.append(named_message("done", end.done(done)).encode())
+            break
+    return out, done

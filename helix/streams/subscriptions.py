@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from helix.database import database_unavailable
 from helix.streams.filters import Filter
 from helix.streams.frames import CaughtUp, Frame, Item
 
@@ -32,16 +33,20 @@ log = logging.getLogger(__name__)
 class Batch:
     """What a consumer gets at once: events (and the caught-up marker) in order, and whether a
     heartbeat is due (possibly neither, after a quiet rejoin). `closed`: the subscription has
-    ended (shutdown); stop reading."""
+    ended (shutdown, or `unavailable`: the database dropped); stop reading."""
 
     items: list[Item]
     heartbeat: bool = False
     closed: bool = False
+    unavailable: str | None = None  # closed because the database cannot be read: why
 
 
 class Subscription:
-    def __init__(self, tailer: Tailer, filter: Filter, position: int, capacity: int) -> None:
+    def __init__(
+        self, tailer: Tailer, filter: Filter, position: int, capacity: int, *, transport: str
+    ) -> None:
         self.tailer = tailer
+        self.transport = transport
         self.filter = filter
         # Everything up to here is in the buffer or was handed out; the next event is after it.
         self.position = position
@@ -53,6 +58,7 @@ class Subscription:
         self._heartbeat = False
         self._announced = False
         self.closed = False
+        self.unavailable: str | None = None  # why the server ended it, when the database dropped
         # A consumer that can hand a frame to its client at once, without waking its task
         # (returns False when it cannot, e.g. the socket is backed up: the frame is buffered).
         self.direct: Callable[[Frame], bool] | None = None
@@ -98,6 +104,13 @@ class Subscription:
         self._heartbeat = True
         self._wake.set()
 
+    def end_unavailable(self, exc: BaseException) -> None:
+        """End the subscription because the database cannot be read: its consumer tells the
+        client (who resumes later from its last position) instead of waiting for ever."""
+        if not self.closed:
+            self.unavailable = f"the database is not reachable ({type(exc).__name__})"
+            self.close()
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -111,7 +124,7 @@ class Subscription:
         backoff = 0.1
         while True:
             if self.closed:
-                return Batch([], closed=True)
+                return Batch([], closed=True, unavailable=self.unavailable)
             if self._buffer or self._heartbeat:
                 items = list(self._buffer)
                 self._buffer.clear()
@@ -130,7 +143,10 @@ class Subscription:
                 backoff = 0.1
                 if self.live and not self._buffer:
                     return Batch([])  # rejoined with nothing new: let the consumer look
-            except Exception as exc:  # a database outage must not end the stream
+            except Exception as exc:
+                if database_unavailable(exc):
+                    self.end_unavailable(exc)
+                    continue
                 log.warning("catch-up read failed (%s); retrying in %.1fs", exc, backoff)
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):

@@ -4,7 +4,8 @@ It follows the head through the process's HeadWatcher (one LISTEN connection, re
 backoff, polled as a fallback) and reads new events with one query per batch, so the database
 work per event does not depend on how many subscribers there are. It also reads on a slow timer
 of its own, the safety net for a head change it was never told about. A read that fails (lost
-connection, PostgreSQL restarting) is retried with backoff from the last position fanned out.
+connection, PostgreSQL restarting) ends the tailer's run, which its supervisor restarts with
+backoff from the last position fanned out.
 
 Subscribers are indexed by scope (a job's stream, a project, everything) so an event is only
 matched against the subscribers that could want it. The last `recent` events are kept so that
@@ -17,20 +18,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
 from helix.access import Ownership
+from helix.database import database_unavailable
 from helix.eventstore import EventStore, HeadWatcher, RecordedEvent
 from helix.streams.filters import Filter, ScopeKind
 from helix.streams.frames import Frame
 from helix.streams.revocation import Revocations
 from helix.streams.subscriptions import Subscription
+from helix.supervisor import Supervisor
 from helix.tasks import cancel_and_wait
 
-log = logging.getLogger(__name__)
+TRANSPORTS = ("sse", "websocket")
 
 
 class Tailer:
@@ -44,8 +46,10 @@ class Tailer:
         recent: int = 4096,
         poll_interval: float = 5.0,
         ownership: Ownership | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.store = store
+        self.supervisor = supervisor or Supervisor()
         self.watcher = watcher if watcher is not None else store.head_watcher
         self.batch_size = batch_size
         self.buffer_size = buffer_size
@@ -68,13 +72,13 @@ class Tailer:
         self.position = await self.store.head()
         if self.watcher is not None:
             self.watcher.listeners.append(self._on_head)
-        self._task = asyncio.create_task(self._run(), name="helix-stream-tailer")
+        self._task = self.supervisor.start("stream-tailer", self._run)
 
     async def stop(self) -> None:
         self.close_all()
         if self.watcher is not None and self._on_head in self.watcher.listeners:
             self.watcher.listeners.remove(self._on_head)
-        await cancel_and_wait([self._task])
+        await self.supervisor.stop([self._task])
         self._task = None
 
     def close_all(self) -> None:
@@ -83,10 +87,13 @@ class Tailer:
 
     # --- subscribers --------------------------------------------------------------------------
 
-    def subscribe(self, filter: Filter, after: int | None = None) -> Subscription:
-        """Events matching `filter` after position `after` (None: from now on)."""
+    def subscribe(
+        self, filter: Filter, after: int | None = None, *, transport: str = "sse"
+    ) -> Subscription:
+        """Events matching `filter` after position `after` (None: from now on), for a client
+        on `transport` (`sse` or `websocket`, as the metrics count them)."""
         start = self.position if after is None else after
-        sub = Subscription(self, filter, start, self.buffer_size)
+        sub = Subscription(self, filter, start, self.buffer_size, transport=transport)
         self._index(sub).add(sub)
         if start >= self.position:
             sub.go_live()
@@ -114,6 +121,13 @@ class Tailer:
             self._everything, *self._by_stream.values(), *self._by_project.values()
         )
 
+    def subscribers(self) -> dict[str, int]:
+        """Open subscriptions by transport (every transport named)."""
+        counts = dict.fromkeys(TRANSPORTS, 0)
+        for sub in self.subscriptions():
+            counts[sub.transport] = counts.get(sub.transport, 0) + 1
+        return counts
+
     def queries(self) -> int:
         """Every query the streams made: log reads, catch-up reads, owner look-ups."""
         return self.reads + self.catch_up_reads + self.ownership.lookups
@@ -135,18 +149,18 @@ class Tailer:
             self._wake.set()
 
     async def _run(self) -> None:
-        backoff = 0.1
+        """Follow the log until stopped. A read that fails ends the run; the supervisor starts
+        it again after its backoff, and it resumes in place (from `position`)."""
         while True:
             try:
                 await self._drain()
-                backoff = 0.1
-            except asyncio.CancelledError:
+            except Exception as exc:
+                if database_unavailable(exc):
+                    # Its subscribers are told and end, rather than wait with no end in sight;
+                    # each resumes from its last position once the database is back.
+                    for sub in list(self.subscriptions()):
+                        sub.end_unavailable(exc)
                 raise
-            except Exception as exc:  # the loop must outlive any outage; it resumes in place
-                log.warning("stream tailer read failed at %d (%s)", self.position, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
             if self.watcher is not None and self.watcher.head > self.position:
                 continue
             self._wake.clear()

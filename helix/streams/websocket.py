@@ -4,7 +4,8 @@ Client → server: `auth {payload: {token}}` (or graphql-ws `connection_init`), 
 payload: {stream, after, types, follow}}`, `complete {id}`, `ping`/`pong`.
 Server → client: `connection_ack`, `subscribed {id, payload: {stream, position}}`, `event {id,
 payload: <event>}`, `caught_up {id, payload: {position}}`, `complete {id}` (a job stream after
-the job's end), `error {id, payload: {code, message}}`, `pong`.
+the job's end), `error {id, payload: {code, message}}` (`SERVICE_UNAVAILABLE` when the database
+dropped: the subscription has ended, subscribe again from its last position), `pong`.
 Close codes: 4400 a malformed message (after an `error` message without an id that says what
 was wrong; messages are JSON decoded by `helix.inputs`), 4401 no valid credentials (or none
 within the auth timeout, or the socket's API key revoked, its user disabled or its stream
@@ -29,6 +30,7 @@ from aiohttp import WSMsgType, web
 
 from helix.auth.principal import Principal
 from helix.config import Settings
+from helix.database import database_unavailable
 from helix.errors import Forbidden, HelixError, Unauthorized, ValidationError
 from helix.inputs import decode_json
 from helix.streams.credentials import check_scope, from_any_token, viewer_of, watch_credentials
@@ -221,7 +223,7 @@ class Session:
             end = JobEnd(self.tailer.store.pool, scope.id)
         if scope.kind is ScopeKind.JOB and after is None:
             after = 0  # a job stream replays the job from its start unless told otherwise
-        sub = self.tailer.subscribe(Filter(scope, viewer, types), after)
+        sub = self.tailer.subscribe(Filter(scope, viewer, types), after, transport="websocket")
         await self.send(
             {
                 "type": "subscribed",
@@ -246,6 +248,9 @@ class Session:
             while True:
                 batch = await sub.next()
                 if batch.closed:
+                    if batch.unavailable is not None:  # the client may subscribe again later
+                        self.pumps.pop(sub_id, None)
+                        await self.error(sub_id, "SERVICE_UNAVAILABLE", batch.unavailable)
                     return
                 for item in batch.items:
                     done: int | None = None
@@ -272,11 +277,18 @@ class Session:
                         return
         except ConnectionError:
             log.debug("a WebSocket client went away")
-        except Exception:
-            log.exception("WebSocket subscription %s failed", sub_id)
+        except Exception as exc:
             self.pumps.pop(sub_id, None)
+            if database_unavailable(exc):
+                code, message = "SERVICE_UNAVAILABLE", "the database is not reachable; resubscribe"
+                log.warning(
+                    "WebSocket subscription %s ended: %s: %s", sub_id, type(exc).__name__, exc
+                )
+            else:
+                code, message = "INTERNAL_ERROR", "the subscription failed; resubscribe"
+                log.exception("WebSocket subscription %s failed", sub_id)
             with contextlib.suppress(Exception):
-                await self.error(sub_id, "INTERNAL_ERROR", "the subscription failed; resubscribe")
+                await self.error(sub_id, code, message)
         finally:
             sub.close()
 

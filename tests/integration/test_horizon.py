@@ -78,7 +78,7 @@ async def test_a_foreign_transaction_holding_an_id_does_not_hold_back_positions(
         ]
         assert [r["position"] for r in rows] == [1, 2, 3, 4]
         assert node.pool is not None
-        sequencer = (await readiness(node.pool))["sequencer"]
+        sequencer = (await readiness(node.pool, node.settings.ready_max_sequencer_lag))["sequencer"]
         assert (sequencer["pending"], sequencer["blocked_by"]) == (0, None)
         await opened.rollback()
     finally:
@@ -164,7 +164,9 @@ async def test_an_open_append_transaction_holds_back_later_appends_and_readyz_an
         node.store.committed()
         assert await node.store.wait_for_position(2, timeout=10)
         assert [e.stream_id for e in await node.store.read_all(0)] == ["slow-1", "quick-1"]
-        assert (await readiness(node.pool))["sequencer"]["blocked_by"] is None
+        assert (await readiness(node.pool, node.settings.ready_max_sequencer_lag))["sequencer"][
+            "blocked_by"
+        ] is None
         assert (await verify_chain(node.pool)).ok
     finally:
         await slow.close()

@@ -13,15 +13,23 @@ from aiohttp.test_utils import TestClient
 
 from helix.api.app import create_app
 from helix.api.health import SUPERVISOR
-from helix.bootstrap import LogNode
+from helix.bootstrap import Components, LogNode
 from helix.config import Settings
+from helix.services import Services
 from helix.services.reaper import LeaseReaper
 from helix.supervisor import STATES, Supervisor
 from helix.webhooks import WebhookRoles
 from projections import registry
+from projections.jobs import CLAIM_CHANNEL
 from projections.runner import ProjectionRunner
 from tests.integration.api.test_workers_api import FAST, claim, execute, register
 from tests.integration.fixtures import Caller
+from tests.integration.streams.streams_support import (
+    EventStream,
+    events_of,
+    new_project,
+    queued_job,
+)
 from tests.integration.test_eventstore import ev
 from tests.integration.webhooks.webhook_support import wait_until
 
@@ -262,3 +270,68 @@ async def test_the_sequencer_restarts_after_its_connection_is_terminated_and_pos
     await node.store.append("test-after", 0, [ev()])
     assert await node.store.wait_for_position(2, timeout=15)
     assert node.supervisor.roles["sequencer"].state == "running"
+
+
+LISTENING_ROLES = ("head-watcher", f"listen-{CLAIM_CHANNEL}", "wakeups", "stream-tailer")
+
+
+async def test_listeners_wakeups_and_the_stream_tailer_recover_from_terminated_connections(
+    node: LogNode,
+    settings: Settings,
+    services: Services,
+    user: Caller,
+    aiohttp_client: Any,
+    admin_conn: asyncpg.Connection,
+) -> None:
+    components = await Components.start(node, settings)
+    try:
+        client = await aiohttp_client(create_app(node, settings, components))
+        resp = await client.get("/readyz")
+        body = await resp.json()
+        assert resp.status == 200, body
+        for name in LISTENING_ROLES:
+            assert body["roles"]["roles"][name]["state"] == "running", name
+
+        # Every connection of the node: the two LISTEN ones and the pool's, until both
+        # listeners have been restarted by the supervisor.
+        async def listeners_restarted() -> bool:
+            await admin_conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name IN ('helix', 'helix-listen', 'helix-claims') "
+                "AND datname = current_database()"
+            )
+            roles = node.supervisor.roles
+            return all(roles[n].restarts >= 1 for n in ("head-watcher", f"listen-{CLAIM_CHANNEL}"))
+
+        await wait_until(listeners_restarted)
+        assert node.pool is not None
+        await node.pool.expire_connections()
+
+        # The stream follows the log again: an event appended now reaches a live subscriber.
+        stream = EventStream(await client.get("/api/v1/events/stream", headers=user.headers))
+        assert stream.resp.status == 200
+        project_id = await new_project(services, user, "after-the-drop")
+        got = await stream.until(
+            lambda ms: any(m.data and str(project_id) in m.data for m in events_of(ms))
+        )
+        stream.resp.close()
+        assert any(m.event == "project.created" for m in events_of(got))
+
+        # Wake-ups reach claimers again: queueing a job notifies the claim channel.
+        seen = components.claims.count
+
+        async def woken() -> bool:
+            return components.claims.count > seen
+
+        await queued_job(services, user, project_id)
+        await wait_until(woken)
+
+        async def all_running() -> bool:
+            resp = await client.get("/readyz")
+            roles = (await resp.json())["roles"]["roles"]
+            return resp.status == 200 and all(roles[n]["state"] == "running" for n in roles)
+
+        await wait_until(all_running)
+    finally:
+        await components.stop()
+    assert node.supervisor.roles[f"listen-{CLAIM_CHANNEL}"].state == "stopped"

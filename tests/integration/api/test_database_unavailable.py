@@ -6,6 +6,7 @@ test's database."""
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,19 +14,23 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from alembic import command
 
 from helix.api.app import create_app
-from helix.api.errors import database_unavailable
+from helix.api.errors import errors_middleware
+from helix.api.middleware import add_common_headers, request_id_middleware
+from helix.appkeys import SETTINGS
 from helix.auth.accounts import Accounts
 from helix.bootstrap import LogNode
 from helix.config import Settings
-from helix.database import with_database
+from helix.database import database_unavailable, with_database
 from helix.domain.user import Role
 from helix.embedded import EmbeddedPostgres
 from helix.migrate import alembic_config
 from tests.integration.fixtures import TEST_CALLER
+from tests.integration.streams.streams_support import EventStream
 
 
 @pytest.fixture
@@ -195,3 +200,80 @@ async def test_a_connection_terminated_inside_a_write_is_503_and_writes_nothing(
     )
     again = await client.post("/api/v1/projects", json={"name": "cut off"}, headers=user.headers)
     assert again.status == 201, await again.text()
+
+
+NOT_READY_STATEMENTS = {
+    # 55000 object_not_in_prerequisite_state, as a standby being promoted answers
+    "/recovery": ("SELECT pg_wal_replay_pause()", False),
+    # 25006 read_only_sql_transaction, as a standby reached during a failover answers
+    "/read-only": ("CREATE TABLE written_on_a_standby (x int)", True),
+}
+
+
+async def test_a_database_not_in_the_state_a_statement_needs_is_a_503_not_a_500(
+    database_url: str, settings: Settings
+) -> None:
+    async def handle(request: web.Request) -> web.Response:
+        statement, read_only = NOT_READY_STATEMENTS[request.path]
+        conn = await asyncpg.connect(database_url)
+        try:
+            async with conn.transaction(readonly=read_only):
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+        return web.json_response({})
+
+    app = web.Application(middlewares=[request_id_middleware, errors_middleware])
+    app[SETTINGS] = settings
+    app.on_response_prepare.append(add_common_headers)
+    for path in NOT_READY_STATEMENTS:
+        app.router.add_get(path, handle)
+    async with TestClient(TestServer(app)) as client:
+        recovery = await unavailable(await client.get("/recovery"))
+        read_only = await unavailable(await client.get("/read-only"))
+
+    assert recovery["error"]["details"]["sqlstate"] == "55000"
+    assert read_only["error"]["details"]["sqlstate"] == "25006"
+
+
+async def test_live_streams_end_with_a_service_unavailable_error_when_the_database_drops(
+    own_server: tuple[EmbeddedPostgres, str],
+) -> None:
+    server, url = own_server
+    settings = Settings(
+        sequencer_poll_interval=0.2, wakeup_interval=0.001, stream_poll_interval=0.2
+    )
+    node = LogNode(url, settings)
+    await node.start()
+    try:
+        accounts = Accounts(node.store)
+        user = await accounts.create_user("alice", Role.USER, None, caller=TEST_CALLER)
+        _, key = await accounts.create_key(user.user_id, "key", caller=TEST_CALLER)
+        auth = {"Authorization": f"Bearer {key}"}
+        async with TestClient(TestServer(create_app(node, settings))) as client:
+            sse = EventStream(await client.get("/api/v1/events/stream", headers=auth))
+            assert sse.resp.status == 200
+            ws = await client.ws_connect("/api/v1/ws", headers=auth)
+            await ws.send_json({"type": "subscribe", "id": "s", "payload": {"stream": "all"}})
+            got = [await ws.receive_json(timeout=20)]
+            while got[-1]["type"] != "caught_up":
+                got.append(await ws.receive_json(timeout=20))
+
+            await asyncio.to_thread(server.stop)
+
+            messages = await sse.until(lambda ms: any(m.event == "error" for m in ms))
+            ending = json.loads(messages[-1].data)
+            assert await sse.next() is None  # and the stream has ended
+            after_drop = [await ws.receive_json(timeout=20)]
+            while after_drop[-1]["type"] != "error":
+                after_drop.append(await ws.receive_json(timeout=20))
+            error = after_drop[-1]
+            await ws.close()
+            await asyncio.to_thread(server.start)
+    finally:
+        await node.stop()
+
+    assert messages[-1].event == "error"
+    assert ending["error"]["code"] == "SERVICE_UNAVAILABLE"
+    assert ending["error"]["details"]["retry_after"] >= 1
+    assert (error["id"], error["payload"]["code"]) == ("s", "SERVICE_UNAVAILABLE"), after_drop

@@ -7,9 +7,11 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from helix.api.app import create_app
+from helix.api.app import create_app, create_probe_app
 from helix.bootstrap import LogNode
 from helix.eventstore import EncodedEvent
+from projections import registry
+from projections.runner import ProjectionRunner
 
 
 async def test_healthz_answers_without_credentials(client: TestClient[Any, Any]) -> None:
@@ -77,3 +79,34 @@ async def test_metrics_count_requests_by_route_and_status_and_show_the_log(
     assert "helix_eventstore_head_position" in text
     assert "helix_sequencer_lag_seconds" in text
     assert "helix_sequencer_pending_events" in text
+
+
+async def test_a_node_without_the_api_role_reports_its_roles_on_its_probes(
+    node: LogNode, settings: Any
+) -> None:
+    runner = ProjectionRunner(
+        node.store, [registry.BY_NAME["projects"]], poll_interval=0.1, supervisor=node.supervisor
+    )
+    await runner.start()
+    try:
+        async with TestClient(TestServer(create_probe_app(node, settings))) as client:
+            for _ in range(100):  # the sequencer takes its lock just after the node starts
+                ready = await client.get("/readyz")
+                if ready.status == 200:
+                    break
+                await asyncio.sleep(0.05)
+            body = await ready.json()
+            scraped = await (await client.get("/metrics")).text()
+            api = await client.get("/api/v1/users/me")
+            api_body = await api.json()
+    finally:
+        await runner.stop()
+
+    assert ready.status == 200, body
+    roles = body["roles"]["roles"]
+    assert {"sequencer", "head-watcher", "wakeups", "projection-projects"} <= set(roles)
+    assert all(role["state"] == "running" for role in roles.values())
+    assert 'helix_role_state{role="sequencer",state="running"} 1.0' in scraped
+    assert 'helix_role_state{role="projection-projects",state="running"} 1.0' in scraped
+    assert "# TYPE helix_projection_lag_events gauge" in scraped
+    assert api.status == 404 and api_body["error"]["code"] == "NOT_FOUND"
