@@ -9,11 +9,9 @@ import pwd
 import shutil
 import sys
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from alembic import command
 
@@ -24,6 +22,7 @@ from helix.embedded import EmbeddedPostgres
 from helix.migrate import alembic_config
 from helix.worker.isolation import PhaseUser, phase_user
 from helix.worker.sweep import stop_and_kill
+from tests.support import TEST_SETTINGS, FreshDatabases, admin_execute, started_node
 
 # The integration tests' shared fixtures, as pytest documents sharing them: a plugin named here.
 pytest_plugins = ["tests.integration.fixtures"]
@@ -47,19 +46,10 @@ def pg_url() -> Iterator[str]:
             server.stop()
 
 
-async def _admin(url: str, *statements: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def template_url(pg_url: str) -> str:
     asyncio.run(
-        _admin(
+        admin_execute(
             pg_url,
             f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)",
             f"CREATE DATABASE {TEMPLATE}",
@@ -70,31 +60,32 @@ def template_url(pg_url: str) -> str:
     return url
 
 
-@pytest.fixture
-async def database_url(pg_url: str, template_url: str) -> AsyncIterator[str]:
-    """A fresh, migrated database for one test."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    await _admin(pg_url, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+@pytest.fixture(scope="session")
+def fresh_databases(pg_url: str, template_url: str) -> Iterator[FreshDatabases]:
+    databases = FreshDatabases(pg_url, TEMPLATE)
     try:
-        yield with_database(pg_url, name)
+        yield databases
     finally:
-        await _admin(pg_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        databases.close()
+
+
+@pytest.fixture
+async def database_url(fresh_databases: FreshDatabases) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test."""
+    async with fresh_databases.database() as url:
+        yield url
 
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(sequencer_poll_interval=0.2, wakeup_interval=0.001)
+    return TEST_SETTINGS
 
 
 @pytest.fixture
 async def node(database_url: str, settings: Settings) -> AsyncIterator[LogNode]:
     """Store, head watcher and sequencer on a fresh database."""
-    log_node = LogNode(database_url, settings)
-    await log_node.start()
-    try:
+    async with started_node(database_url, settings) as log_node:
         yield log_node
-    finally:
-        await log_node.stop()
 
 
 def _others_may_run(program: Path) -> bool:

@@ -1,17 +1,22 @@
-"""Helpers shared by the integration and property tests: waiting for the sequencer, and a
-worker that claims and reports through the worker service, the path the API's worker routes
-take."""
+"""Helpers shared by the integration and property tests: fresh databases and a started node
+on one, waiting for the sequencer, and a worker that claims and reports through the worker
+service, the path the API's worker routes take."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import asyncpg
 import attrs
 
 from helix.bootstrap import LogNode
+from helix.config import Settings
+from helix.database import with_database
 from helix.domain.job import JobState
 from helix.domain.job.commands import WorkerReport
 from helix.eventstore import EventStore
@@ -83,3 +88,77 @@ class RegisteredWorker:
             state = await self.report(job_id, report)
         assert state is not None, "no reports to send"
         return state
+
+
+# The tests' settings: the sequencer's slow poll shorter, wake-ups sent at once.
+TEST_SETTINGS = Settings(sequencer_poll_interval=0.2, wakeup_interval=0.001)
+
+
+async def admin_execute(url: str, *statements: str) -> None:
+    """Run statements on their own connection (CREATE DATABASE runs in no transaction)."""
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+class FreshDatabases:
+    """Fresh databases cloned from the migrated template, made a few tests ahead of the tests
+    that take them and dropped after them on a thread of their own: a clone or a drop costs the
+    server a tenth of a second or more, which a test then spends on its own work instead of
+    waiting. Each test still gets a database nobody used before."""
+
+    def __init__(self, pg_url: str, template: str, *, ahead: int = 2) -> None:
+        self.pg_url = pg_url
+        self.template = template
+        self.ahead = ahead
+        # One thread, so the server clones and drops one database at a time, in order.
+        self._admin = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-databases")
+        self._made: collections.deque[Future[str]] = collections.deque()
+
+    def _run(self, statement: str) -> None:
+        asyncio.run(admin_execute(self.pg_url, statement))
+
+    def _clone(self, prefix: str) -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+        self._run(f"CREATE DATABASE {name} TEMPLATE {self.template}")
+        return name
+
+    def _drop(self, name: str) -> None:
+        self._run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def _make_ahead(self) -> None:
+        while len(self._made) < self.ahead:
+            self._made.append(self._admin.submit(self._clone, "t"))
+
+    @contextlib.asynccontextmanager
+    async def database(self) -> AsyncIterator[str]:
+        """A fresh database's URL for the block; dropped (in the background) after it."""
+        self._make_ahead()
+        name = await asyncio.wrap_future(self._made.popleft())
+        self._make_ahead()
+        try:
+            yield with_database(self.pg_url, name)
+        finally:
+            self._admin.submit(self._drop, name)
+
+    def close(self) -> None:
+        """Drop the databases made for tests that never came, after every pending drop."""
+        while self._made:
+            made = self._made.popleft()
+            with contextlib.suppress(Exception):
+                self._admin.submit(self._drop, made.result())
+        self._admin.shutdown(wait=True)
+
+
+@contextlib.asynccontextmanager
+async def started_node(url: str, settings: Settings) -> AsyncIterator[LogNode]:
+    """Store, head watcher and sequencer on the database at `url`, stopped after the block."""
+    log_node = LogNode(url, settings)
+    await log_node.start()
+    try:
+        yield log_node
+    finally:
+        await log_node.stop()
