@@ -4,12 +4,14 @@ migrated template."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
 import shutil
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -30,13 +32,9 @@ pytest_plugins = ["tests.integration.fixtures"]
 TEMPLATE = "helix_template"
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """The server's maintenance URL: HELIX_TEST_DATABASE_URL, or a private embedded server."""
-    external = os.environ.get("HELIX_TEST_DATABASE_URL")
-    if external:
-        yield external
-        return
+@contextlib.contextmanager
+def _embedded_server() -> Iterator[str]:
+    """A private embedded server for the session, non-durable; its maintenance URL."""
     with tempfile.TemporaryDirectory(prefix="helix-test-") as tmp:
         server = EmbeddedPostgres(Path(tmp) / "data", durable=False)
         url = server.start()
@@ -46,27 +44,56 @@ def pg_url() -> Iterator[str]:
             server.stop()
 
 
-@pytest.fixture(scope="session")
-def template_url(pg_url: str) -> str:
+def _migrated_template(url: str) -> str:
     asyncio.run(
         admin_execute(
-            pg_url,
-            f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)",
-            f"CREATE DATABASE {TEMPLATE}",
+            url, f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)", f"CREATE DATABASE {TEMPLATE}"
         )
     )
-    url = with_database(pg_url, TEMPLATE)
-    command.upgrade(alembic_config(url), "head")
-    return url
+    template = with_database(url, TEMPLATE)
+    command.upgrade(alembic_config(template), "head")
+    return template
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """The server's maintenance URL: HELIX_TEST_DATABASE_URL, or a private embedded server."""
+    external = os.environ.get("HELIX_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    with _embedded_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def template_url(pg_url: str) -> str:
+    return _migrated_template(pg_url)
 
 
 @pytest.fixture(scope="session")
 def fresh_databases(pg_url: str, template_url: str) -> Iterator[FreshDatabases]:
-    databases = FreshDatabases(pg_url, TEMPLATE)
-    try:
-        yield databases
-    finally:
-        databases.close()
+    """Fresh databases for the tests; without HELIX_TEST_DATABASE_URL, on the main embedded
+    server and a spare one, started in the background (see FreshDatabases)."""
+    if os.environ.get("HELIX_TEST_DATABASE_URL"):
+        databases = FreshDatabases(pg_url, TEMPLATE)
+        try:
+            yield databases
+        finally:
+            databases.close()
+        return
+    with contextlib.ExitStack() as stack, ThreadPoolExecutor(max_workers=1) as starter:
+
+        def start_spare() -> str:
+            url = stack.enter_context(_embedded_server())
+            _migrated_template(url)
+            return url
+
+        databases = FreshDatabases(pg_url, TEMPLATE, spare=starter.submit(start_spare))
+        try:
+            yield databases
+        finally:
+            databases.close()
 
 
 @pytest.fixture

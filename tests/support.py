@@ -5,7 +5,6 @@ service, the path the API's worker routes take."""
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -104,53 +103,83 @@ async def admin_execute(url: str, *statements: str) -> None:
         await conn.close()
 
 
-class FreshDatabases:
-    """Fresh databases cloned from the migrated template, made a few tests ahead of the tests
-    that take them and dropped after them on a thread of their own: a clone or a drop costs the
-    server a tenth of a second or more, which a test then spends on its own work instead of
-    waiting. Each test still gets a database nobody used before."""
+class _Server:
+    """One PostgreSQL server of the tests, with the migrated template, and the thread that
+    clones and drops its databases in the background."""
 
-    def __init__(self, pg_url: str, template: str, *, ahead: int = 2) -> None:
-        self.pg_url = pg_url
+    def __init__(self, url: Future[str] | str, template: str) -> None:
+        self._url = url
         self.template = template
-        self.ahead = ahead
-        # One thread, so the server clones and drops one database at a time, in order.
-        self._admin = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-databases")
-        self._made: collections.deque[Future[str]] = collections.deque()
+        self.admin = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-databases")
+        self.in_use = 0
+        self.ready: Future[str] | None = None
 
-    def _run(self, statement: str) -> None:
-        asyncio.run(admin_execute(self.pg_url, statement))
+    @property
+    def url(self) -> str:
+        return self._url if isinstance(self._url, str) else self._url.result()
 
-    def _clone(self, prefix: str) -> str:
-        name = f"{prefix}_{uuid.uuid4().hex[:16]}"
-        self._run(f"CREATE DATABASE {name} TEMPLATE {self.template}")
+    def run(self, statement: str) -> None:
+        asyncio.run(admin_execute(self.url, statement))
+
+    def clone(self) -> str:
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        self.run(f"CREATE DATABASE {name} TEMPLATE {self.template}")
         return name
 
-    def _drop(self, name: str) -> None:
-        self._run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    def drop(self, name: str) -> None:
+        self.run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
-    def _make_ahead(self) -> None:
-        while len(self._made) < self.ahead:
-            self._made.append(self._admin.submit(self._clone, "t"))
+
+class FreshDatabases:
+    """Fresh databases cloned from the migrated template, each used by one test (or module).
+
+    Cloning and dropping a database costs a tenth of a second or more, and it holds a
+    transaction id meanwhile, which holds back the xmin horizon of the whole server: a
+    sequencer there positions nothing until it commits. So with a spare server (one of the
+    tests' own, beside the main one), the tests take turns: while a test runs on one server,
+    the other drops the last test's database and clones the next test's, and no test waits for
+    either or has its log held back. A database taken while another is in use (a second
+    database for one test) is cloned and dropped in place, as it is with one server."""
+
+    def __init__(self, main: str, template: str, spare: Future[str] | None = None) -> None:
+        self._servers = [_Server(main, template)]
+        if spare is not None:
+            self._servers.append(_Server(spare, template))
+            for server in self._servers:
+                server.ready = server.admin.submit(server.clone)
+        self._turn = 0
 
     @contextlib.asynccontextmanager
     async def database(self) -> AsyncIterator[str]:
-        """A fresh database's URL for the block; dropped (in the background) after it."""
-        self._make_ahead()
-        name = await asyncio.wrap_future(self._made.popleft())
-        self._make_ahead()
+        """A fresh database's URL for the block; dropped after it."""
+        taken = next((s for s in self._servers if s.in_use), None)
+        in_turn = taken is None and len(self._servers) > 1
+        if in_turn:
+            server = self._servers[self._turn]
+            self._turn = (self._turn + 1) % len(self._servers)
+            assert server.ready is not None
+            name = await asyncio.wrap_future(server.ready)
+        else:
+            server = taken or self._servers[0]
+            name = await asyncio.to_thread(server.clone)
+        server.in_use += 1
         try:
-            yield with_database(self.pg_url, name)
+            yield with_database(server.url, name)
         finally:
-            self._admin.submit(self._drop, name)
+            server.in_use -= 1
+            if in_turn:
+                server.admin.submit(server.drop, name)
+                server.ready = server.admin.submit(server.clone)
+            else:
+                await asyncio.to_thread(server.drop, name)
 
     def close(self) -> None:
-        """Drop the databases made for tests that never came, after every pending drop."""
-        while self._made:
-            made = self._made.popleft()
-            with contextlib.suppress(Exception):
-                self._admin.submit(self._drop, made.result())
-        self._admin.shutdown(wait=True)
+        """Drop the databases cloned for tests that never came."""
+        for server in self._servers:
+            if server.ready is not None:
+                with contextlib.suppress(Exception):
+                    server.admin.submit(server.drop, server.ready.result())
+            server.admin.shutdown(wait=True)
 
 
 @contextlib.asynccontextmanager
