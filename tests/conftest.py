@@ -1,5 +1,5 @@
-"""Test fixtures: one embedded PostgreSQL per session, a fresh database per test cloned from a
-migrated template."""
+"""Test fixtures: embedded PostgreSQL servers for the session (the main one and a spare, see
+tests/support.py FreshDatabases), a fresh database per test cloned from a migrated template."""
 
 from __future__ import annotations
 
