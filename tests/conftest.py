@@ -30,6 +30,8 @@ from tests.support import TEST_SETTINGS, FreshDatabases, admin_execute, started_
 pytest_plugins = ["tests.integration.fixtures"]
 
 TEMPLATE = "helix_template"
+# Sessions with fewer tests that take a database than this make do with the main server.
+SPARE_AFTER = 20
 
 
 @contextlib.contextmanager
@@ -72,16 +74,13 @@ def template_url(pg_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def fresh_databases(pg_url: str, template_url: str) -> Iterator[FreshDatabases]:
-    """Fresh databases for the tests; without HELIX_TEST_DATABASE_URL, on the main embedded
-    server and a spare one, started in the background (see FreshDatabases)."""
-    if os.environ.get("HELIX_TEST_DATABASE_URL"):
-        databases = FreshDatabases(pg_url, TEMPLATE)
-        try:
-            yield databases
-        finally:
-            databases.close()
-        return
+def fresh_databases(
+    request: pytest.FixtureRequest, pg_url: str, template_url: str
+) -> Iterator[FreshDatabases]:
+    """Fresh databases for the tests; without HELIX_TEST_DATABASE_URL, and for a session of
+    more than a few tests, on the main embedded server and a spare one, started in the
+    background (see FreshDatabases): a spare costs seconds to start."""
+    users = sum("database_url" in item.fixturenames for item in request.session.items)
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(max_workers=1) as starter:
 
         def start_spare() -> str:
@@ -89,7 +88,9 @@ def fresh_databases(pg_url: str, template_url: str) -> Iterator[FreshDatabases]:
             _migrated_template(url)
             return url
 
-        databases = FreshDatabases(pg_url, TEMPLATE, spare=starter.submit(start_spare))
+        external = bool(os.environ.get("HELIX_TEST_DATABASE_URL"))
+        spare = None if external or users < SPARE_AFTER else starter.submit(start_spare)
+        databases = FreshDatabases(pg_url, TEMPLATE, spare=spare)
         try:
             yield databases
         finally:
