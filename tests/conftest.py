@@ -1,19 +1,18 @@
 """Test fixtures: one embedded PostgreSQL per session, a fresh database per test cloned from a
-migrated template."""
+migrated template (ahead of the test, see tests/support.py FreshDatabases)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
 import shutil
 import sys
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from alembic import command
 
@@ -24,6 +23,7 @@ from helix.embedded import EmbeddedPostgres
 from helix.migrate import alembic_config
 from helix.worker.isolation import PhaseUser, phase_user
 from helix.worker.sweep import stop_and_kill
+from tests.support import TEST_SETTINGS, FreshDatabases, admin_execute, started_node
 
 # The integration tests' shared fixtures, as pytest documents sharing them: a plugin named here.
 pytest_plugins = ["tests.integration.fixtures"]
@@ -31,13 +31,9 @@ pytest_plugins = ["tests.integration.fixtures"]
 TEMPLATE = "helix_template"
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """The server's maintenance URL: HELIX_TEST_DATABASE_URL, or a private embedded server."""
-    external = os.environ.get("HELIX_TEST_DATABASE_URL")
-    if external:
-        yield external
-        return
+@contextlib.contextmanager
+def _embedded_server() -> Iterator[str]:
+    """A private embedded server for the session, non-durable; its maintenance URL."""
     with tempfile.TemporaryDirectory(prefix="helix-test-") as tmp:
         server = EmbeddedPostgres(Path(tmp) / "data", durable=False)
         url = server.start()
@@ -47,54 +43,60 @@ def pg_url() -> Iterator[str]:
             server.stop()
 
 
-async def _admin(url: str, *statements: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
+def _migrated_template(url: str) -> str:
+    asyncio.run(
+        admin_execute(
+            url, f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)", f"CREATE DATABASE {TEMPLATE}"
+        )
+    )
+    template = with_database(url, TEMPLATE)
+    command.upgrade(alembic_config(template), "head")
+    return template
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """The server's maintenance URL: HELIX_TEST_DATABASE_URL, or a private embedded server."""
+    external = os.environ.get("HELIX_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    with _embedded_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def template_url(pg_url: str) -> str:
-    asyncio.run(
-        _admin(
-            pg_url,
-            f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)",
-            f"CREATE DATABASE {TEMPLATE}",
-        )
-    )
-    url = with_database(pg_url, TEMPLATE)
-    command.upgrade(alembic_config(url), "head")
-    return url
+    return _migrated_template(pg_url)
+
+
+@pytest.fixture(scope="session")
+def fresh_databases(pg_url: str, template_url: str) -> Iterator[FreshDatabases]:
+    """Fresh databases for the tests, each cloned while the test before it runs."""
+    databases = FreshDatabases(pg_url, TEMPLATE)
+    try:
+        yield databases
+    finally:
+        databases.close()
 
 
 @pytest.fixture
-async def database_url(pg_url: str, template_url: str) -> AsyncIterator[str]:
+async def database_url(fresh_databases: FreshDatabases) -> AsyncIterator[str]:
     """A fresh, migrated database for one test."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    await _admin(pg_url, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
-    try:
-        yield with_database(pg_url, name)
-    finally:
-        await _admin(pg_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    async with fresh_databases.database() as url:
+        yield url
 
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(sequencer_poll_interval=0.2, wakeup_interval=0.001)
+    return TEST_SETTINGS
 
 
 @pytest.fixture
 async def node(database_url: str, settings: Settings) -> AsyncIterator[LogNode]:
     """Store, head watcher and sequencer on a fresh database."""
-    log_node = LogNode(database_url, settings)
-    await log_node.start()
-    try:
+    async with started_node(database_url, settings) as log_node:
         yield log_node
-    finally:
-        await log_node.stop()
 
 
 def _others_may_run(program: Path) -> bool:

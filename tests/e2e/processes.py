@@ -58,7 +58,7 @@ class Server:
 
 async def wait_ready(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
     """The node's `/readyz` body once it answers 200."""
-    for _ in range(600):
+    for _ in range(3000):
         try:
             async with session.get(f"{url}/readyz") as resp:
                 if resp.status == 200:
@@ -66,5 +66,5 @@ async def wait_ready(session: aiohttp.ClientSession, url: str) -> dict[str, Any]
                     return body
         except aiohttp.ClientConnectionError:
             pass
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.02)
     raise AssertionError(f"{url} never became ready")

@@ -5,10 +5,12 @@ through their own indexes, and none of them falls back to scanning the whole log
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 import attrs
 import pytest
+import pytest_asyncio
 
 from helix.audit import log as audit_log
 from helix.audit.filters import EventFilter
@@ -16,16 +18,33 @@ from helix.bootstrap import LogNode
 from helix.eventstore import EncodedEvent
 from helix.eventstore.sql import QUERIES
 from helix.eventstore.store import MAX_WINDOW, MIN_WINDOW
+from tests.support import TEST_SETTINGS, FreshDatabases, started_node
 
 STREAMS = 50  # filler streams, each of one project
 PER_STREAM = 200  # 10,000 filler events: more than two stretches of a typed read
+
+# The tests here only read: they share one database, one node and one log of 10,000 events,
+# written once for the module (a log that size takes seconds to write).
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 def ev(type_: str, n: int) -> EncodedEvent:
     return EncodedEvent(type=type_, schema_version=1, data={"n": n})
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def database_url(fresh_databases: FreshDatabases) -> AsyncIterator[str]:
+    async with fresh_databases.database() as url:
+        yield url
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def node(database_url: str) -> AsyncIterator[LogNode]:
+    async with started_node(database_url, TEST_SETTINGS) as log_node:
+        yield log_node
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def log(node: LogNode) -> dict[str, list[int]]:
     """10,000 filler events in 50 streams with rare ones among them; positions by type family
     and of the stream `filler-0`."""

@@ -80,15 +80,17 @@ async def report(client: Client, who: Any, job_id: str, token: int, *reports: An
     return await client.post(f"/api/v1/jobs/{job_id}/reports", json=body, headers=who.headers)
 
 
-async def event_count(client: Client, admin: Any, job_id: str) -> int:
-    """The job's events in the audit log, once the sequencer has positioned every committed
-    event (the log shows positioned events only, so an earlier read could miss some)."""
+async def event_types(client: Client, admin: Any, stream_id: str) -> list[str]:
+    """The stream's event types in the audit log, once the sequencer has positioned every
+    committed event (the log shows positioned events only, so an earlier read could miss some)."""
     await settled(client.server.app[STORE])
-    resp = await client.get(
-        f"/api/v1/events?stream_id=job-{job_id}&limit=1000", headers=admin.headers
-    )
-    body = await ok(resp)
-    return len(body["items"])
+    query = f"/api/v1/events?stream_id={stream_id}&limit=1000"
+    resp = await client.get(query, headers=admin.headers)
+    return [e["type"] for e in (await ok(resp))["items"]]
+
+
+async def event_count(client: Client, admin: Any, job_id: str) -> int:
+    return len(await event_types(client, admin, f"job-{job_id}"))
 
 
 async def job_of(client: Client, who: Any, job_id: str) -> Any:
@@ -129,10 +131,7 @@ async def test_a_worker_registers_and_is_listed_to_its_user_admins_and_auditors(
     await error_of(resp, 403)
     resp = await wclient.post(f"/api/v1/workers/{worker_id}/claim", headers=other.headers)
     await error_of(resp, 403)
-    events = await ok(
-        await wclient.get(f"/api/v1/events?stream_id=worker-{worker_id}", headers=admin.headers)
-    )
-    assert [e["type"] for e in events["items"]] == ["worker.registered"]
+    assert await event_types(wclient, admin, f"worker-{worker_id}") == ["worker.registered"]
 
 
 async def test_bad_registrations_and_reports_are_refused_and_change_nothing(
@@ -267,10 +266,7 @@ async def test_workers_racing_for_one_job_exactly_one_gets_it(
     winners = [r for r in results if r is not None]
     assert len(winners) == 1
     assert winners[0]["job"]["id"] == job_id
-    events = await ok(
-        await wclient.get(f"/api/v1/events?stream_id=job-{job_id}", headers=admin.headers)
-    )
-    assert [e["type"] for e in events["items"]].count("job.claimed") == 1
+    assert (await event_types(wclient, admin, f"job-{job_id}")).count("job.claimed") == 1
 
 
 async def test_the_owners_running_limit_keeps_further_jobs_queued(
@@ -309,14 +305,7 @@ async def test_an_expired_lease_is_retried_elsewhere_and_the_old_token_is_refuse
             await asyncio.sleep(0.1)
             expired, _ = await reaper.run_once()
 
-    types = [
-        e["type"]
-        for e in (
-            await ok(
-                await wclient.get(f"/api/v1/events?stream_id=job-{job_id}", headers=admin.headers)
-            )
-        )["items"]
-    ]
+    types = await event_types(wclient, admin, f"job-{job_id}")
     assert types[-2:] == ["job.stuck", "job.retry_scheduled"]
     await asyncio.sleep(0.1)  # the retry backoff
     retried = await claim(wclient, worker, second)
@@ -413,10 +402,7 @@ async def test_a_silent_worker_goes_offline_and_comes_back(
     assert (await ok(resp))["job"] is None
     shown = await ok(await wclient.get(f"/api/v1/workers/{worker_id}", headers=worker.headers))
     assert (shown["online"], shown["status"], shown["resources"]) == (True, "idle", {"load": 0.5})
-    events = await ok(
-        await wclient.get(f"/api/v1/events?stream_id=worker-{worker_id}", headers=admin.headers)
-    )
-    assert [e["type"] for e in events["items"]] == [
+    assert await event_types(wclient, admin, f"worker-{worker_id}") == [
         "worker.registered",
         "worker.offline",
         "worker.online",
@@ -527,10 +513,7 @@ async def test_a_worker_offline_for_long_enough_is_pruned_and_a_rebuild_agrees(
     listed = await ok(await wclient.get("/api/v1/workers", headers=admin.headers))
     assert [w["id"] for w in listed["items"]] == [kept]
     assert (await wclient.get(f"/api/v1/workers/{gone}", headers=admin.headers)).status == 404
-    events = await ok(
-        await wclient.get(f"/api/v1/events?stream_id=worker-{gone}", headers=admin.headers)
-    )
-    assert [e["type"] for e in events["items"]] == [
+    assert await event_types(wclient, admin, f"worker-{gone}") == [
         "worker.registered",
         "worker.offline",
         "worker.pruned",

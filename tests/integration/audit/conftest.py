@@ -11,42 +11,27 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import attrs
 import pytest
 
 from helix.bootstrap import LogNode
 from helix.config import Settings
-from helix.database import with_database
 from helix.domain import job
 from helix.domain.job import OutputStream
 from helix.domain.project import PhaseSpec
 from helix.services import Caller as ServiceCaller
 from helix.services import Services
 from tests.integration.fixtures import Caller
-from tests.support import RegisteredWorker, settled
+from tests.support import FreshDatabases, RegisteredWorker, settled
 
-TEMPLATE = "helix_template"
 PLAN = (PhaseSpec(name="plan"), PhaseSpec(name="build", command=("make",)))
 
 
 @pytest.fixture
-async def second_database_url(pg_url: str, template_url: str) -> AsyncIterator[str]:
+async def second_database_url(fresh_databases: FreshDatabases) -> AsyncIterator[str]:
     """Another fresh, migrated database, beside `database_url`."""
-    name = f"t2_{uuid.uuid4().hex[:16]}"
-    conn = await asyncpg.connect(pg_url)
-    try:
-        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
-    finally:
-        await conn.close()
-    try:
-        yield with_database(pg_url, name)
-    finally:
-        conn = await asyncpg.connect(pg_url)
-        try:
-            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            await conn.close()
+    async with fresh_databases.database() as url:
+        yield url
 
 
 settle = settled  # the name the audit tests knew it by
