@@ -87,3 +87,36 @@ def test_the_sdist_carries_the_packages_the_tests_and_the_alembic_config(dist: D
     wanted |= {"README.md", "CHANGELOG.md", "setup.cfg", "pyproject.toml", "MANIFEST.in"}
     assert sorted(wanted - dist.sdist) == []
     assert not [name for name in dist.sdist if "__pycache__" in name or name.endswith(".pyc")]
+
+
+def _dockerfile_copies() -> list[str]:
+    """The sources of the Dockerfile's `COPY` lines: what the image's `pip install .` sees."""
+    copied = []
+    for line in (ROOT / "docker/Dockerfile").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"]:
+            copied += [w for w in words[1:-1] if not w.startswith("--")]
+    return copied
+
+
+def test_the_image_builds_the_same_wheel_from_what_the_dockerfile_copies(
+    dist: Dist, tmp_path: Path
+) -> None:
+    """The image runs `pip install .` on the files its Dockerfile copies (and no others): the
+    wheel built from those alone is the one the smoke test installs and runs."""
+    context = tmp_path / "image"
+    copied = _dockerfile_copies()
+    assert {"setup.cfg", "pyproject.toml", *PACKAGES} <= set(copied)
+    for name in _git_files(*copied):
+        (context / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, context / name)
+    out = tmp_path / "out"
+    built = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(context)],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = out.glob("helix-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert sorted(dist.wheel ^ names) == []
