@@ -101,6 +101,7 @@ EXECUTE = object_body(
     }
 )
 REASON = object_body({"reason": strings(max_length=MAX_REASON_CHARS)})
+PAUSE = object_body({"reason": strings(max_length=MAX_REASON_CHARS), "now": {"type": "boolean"}})
 ARCHIVED = ("true", "false", "all")
 PHASE_COMMANDS_REFUSED = "a phase command that HELIX_PHASE_COMMANDS does not allow the caller"
 
@@ -266,30 +267,30 @@ async def execute_project(request: web.Request) -> web.Response:
     return reply(result, status=202, location=f"/api/v1/jobs/{run.job.id}")
 
 
-async def _transition(request: web.Request, name: str) -> web.Response:
+@routes.post("/api/v1/projects/{project_id}/pause")
+@documented(PAUSE, _200="the project, now paused")
+async def pause_project(request: web.Request) -> web.Response:
+    """Pause a running project: its job is held before its next phase (the running phase
+    finishes; with `now` it is stopped and runs again on resume) and shows `paused`."""
     who = caller(request, write=True)
     project_id = path_id(request, "project_id", "project")
-    body = await optional_body(request, REASON)
-    service = services(request).projects
-    if name == "pause":
-        await service.pause(who, project_id, body.get("reason", ""))
-    else:
-        await service.resume(who, project_id, body.get("reason", ""))
+    body = await optional_body(request, PAUSE)
+    await services(request).projects.pause(
+        who, project_id, body.get("reason", ""), now=body.get("now", False)
+    )
     return await _show(request, project_id)
-
-
-@routes.post("/api/v1/projects/{project_id}/pause")
-@documented(REASON, _200="the project, now paused")
-async def pause_project(request: web.Request) -> web.Response:
-    """Pause a running project (workers take no new job of it until resumed)."""
-    return await _transition(request, "pause")
 
 
 @routes.post("/api/v1/projects/{project_id}/resume")
 @documented(REASON, _200="the project, running again")
 async def resume_project(request: web.Request) -> web.Response:
-    """Resume a paused project."""
-    return await _transition(request, "resume")
+    """Resume a paused project: its job goes back to the queue and continues with its next
+    phase (or the one a pause stopped) on any worker."""
+    who = caller(request, write=True)
+    project_id = path_id(request, "project_id", "project")
+    body = await optional_body(request, REASON)
+    await services(request).projects.resume(who, project_id, body.get("reason", ""))
+    return await _show(request, project_id)
 
 
 @routes.post("/api/v1/projects/{project_id}/cancel")

@@ -23,6 +23,7 @@ from helix.services.unit import Tx, Writer
 from projections import projects as projects_model
 
 DISCUSSION_NAME_CHARS = 60
+RUN_STATUSES = frozenset({ProjectStatus.RUNNING, ProjectStatus.PAUSED})
 
 
 @attrs.frozen(kw_only=True)
@@ -147,13 +148,41 @@ class ProjectService:
     async def mark_ready(self, caller: Caller, project_id: UUID) -> ProjectState:
         return await self._simple(caller, project_id, project.MarkReady(at=self.writer.now()))
 
-    async def pause(self, caller: Caller, project_id: UUID, reason: str = "") -> ProjectState:
-        command = project.PauseProject(reason=reason or "paused", at=self.writer.now())
-        return await self._simple(caller, project_id, command)
+    async def pause(
+        self, caller: Caller, project_id: UUID, reason: str = "", *, now: bool = False
+    ) -> ProjectState:
+        """Pause the project and hold its run's job before its next phase (with `now`, its
+        running phase is stopped and runs again on resume), in one transaction."""
+
+        async def work(tx: Tx) -> ProjectState:
+            await tx.visible_project(project_id)
+            command = project.PauseProject(reason=reason or "paused", at=tx.at)
+            state = await tx.decide_project(project_id, command)
+            pause = job.PauseJob(by=tx.caller.actor, reason=reason or "paused", now=now, at=tx.at)
+            await self._run_job(tx, state, pause)
+            return state
+
+        return await self.writer.run(caller, work)
 
     async def resume(self, caller: Caller, project_id: UUID, reason: str = "") -> ProjectState:
-        command = project.ResumeProject(reason=reason or "resumed", at=self.writer.now())
-        return await self._simple(caller, project_id, command)
+        """Resume the project; its paused job is queued again for any worker to claim."""
+
+        async def work(tx: Tx) -> ProjectState:
+            await tx.visible_project(project_id)
+            command = project.ResumeProject(reason=reason or "resumed", at=tx.at)
+            state = await tx.decide_project(project_id, command)
+            await self._run_job(tx, state, job.ResumeJob(by=tx.caller.actor, at=tx.at))
+            return state
+
+        return await self.writer.run(caller, work)
+
+    async def _run_job(self, tx: Tx, state: ProjectState, command: job.Command) -> None:
+        """Decide `command` on the job of the project's current run, if it has one going."""
+        if state.latest_job_id is None or state.status not in RUN_STATUSES:
+            return
+        current = await tx.job(state.latest_job_id)
+        if current.exists and not current.is_terminal:
+            await tx.decide_job(state.latest_job_id, command)
 
     async def post_message(
         self,
@@ -259,7 +288,7 @@ class ProjectService:
             if current is not None and state.status is ProjectStatus.READY:
                 # Cancelled already: the project is ready again with that job as its last run.
                 return Execution(project=state, job=await tx.job(current))
-            if current is None or state.status not in (ProjectStatus.RUNNING, ProjectStatus.PAUSED):
+            if current is None or state.status not in RUN_STATUSES:
                 # Let the decider refuse with the project's current state.
                 await tx.decide_project(
                     project_id, project.CancelRun(job_id=current or uuid.UUID(int=0), at=tx.at)
