@@ -579,3 +579,31 @@ async def test_pausing_now_stops_the_running_phase_and_resume_runs_it_again(
     [pause] = [e for e in events if e["type"] == "job.paused"]
     assert pause["data"]["stopped_phase"] == "one"
     assert shown["attempt"] == 2  # two claims: the one the pause stopped, and the rerun
+
+
+async def test_a_quick_action_runs_on_a_worker_and_a_wait_answers_with_its_end(
+    client: Client, workers: Workers, user: Any, phase_python: str
+) -> None:
+    say = "import os; print('ran with', os.environ.get('HELIX_MODEL'))"
+    body = {"prompt": "say hello", "model": "m-1",
+            "phases": [{"name": "say", "command": [phase_python, "-c", say]}]}  # fmt: skip
+    run = await ok(await client.post("/api/v1/quick-action", json=body, headers=user.headers), 202)
+    await workers.start()
+    waited = f"/api/v1/jobs/{run['job_id']}?wait=60"
+    shown = await ok(await client.get(waited, headers=user.headers))
+    assert shown["status"] == "completed", shown
+    assert 0 < shown["waited_seconds"] < 60
+    assert await lines_of(client, user, run["job_id"]) == ["ran with m-1"]
+
+    messages = f"/api/v1/projects/{run['project_id']}/messages"
+    again = {"content": "once more", "run": True, "model": "m-2"}
+    follow_up = await ok(await client.post(messages, json=again, headers=user.headers), 201)
+    second = await ok(
+        await client.get(f"/api/v1/jobs/{follow_up['job_id']}?wait=60", headers=user.headers)
+    )
+    assert second["status"] == "completed", second
+    assert await lines_of(client, user, follow_up["job_id"]) == ["ran with m-2"]
+    project = await ok(
+        await client.get(f"/api/v1/projects/{run['project_id']}", headers=user.headers)
+    )
+    assert (project["status"], project["latest_job_id"]) == ("completed", follow_up["job_id"])
