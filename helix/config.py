@@ -189,6 +189,8 @@ class Settings:
     job_retry_cap_s: float = 300.0
     reaper_interval: float = 1.0
     claim_max_wait: float = 60.0
+    # The longest `GET /api/v1/jobs/{id}?wait=N` long-poll, in seconds.
+    max_wait_seconds: float = 60.0
     phase_templates_file: Path | None = None
     default_template: str = "ai-development"
     projection_batch_size: int = 500
@@ -275,6 +277,7 @@ class Settings:
             job_retry_cap_s=_float(env, "HELIX_JOB_RETRY_CAP_S", 300.0),
             reaper_interval=_float(env, "HELIX_REAPER_INTERVAL", 1.0),
             claim_max_wait=_float(env, "HELIX_CLAIM_MAX_WAIT", 60.0),
+            max_wait_seconds=_float(env, "HELIX_MAX_WAIT_SECONDS", 60.0),
             phase_templates_file=Path(env["HELIX_PHASE_TEMPLATES"])
             if env.get("HELIX_PHASE_TEMPLATES")
             else None,

@@ -251,6 +251,8 @@ jobs = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
+    # Added later (migration 0011), so last, as the migrated table has it.
+    sa.Column("pause_requested", sa.Boolean, nullable=False),
 )
 sa.Index("jobs_owner_created_idx", jobs.c.owner, jobs.c.created_at)
 sa.Index("jobs_project_created_idx", jobs.c.project_id, jobs.c.created_at)

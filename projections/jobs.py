@@ -18,9 +18,12 @@ from helix.domain.job import (
     JobCompleted,
     JobFailed,
     JobLeaseRenewed,
+    JobPaused,
+    JobPauseRequested,
     JobPhaseCost,
     JobProgressReported,
     JobQueued,
+    JobResumed,
     JobRetryScheduled,
     JobStarted,
     JobStuck,
@@ -73,6 +76,12 @@ class JobsProjection(StreamProjection):
                 await conn.execute(sql(SQL, "cancel_requested", t), *key, decoded.reason)
             case JobCancelled():
                 await conn.execute(sql(SQL, "cancelled", t), *key)
+            case JobPauseRequested():
+                await conn.execute(sql(SQL, "pause_requested", t), *key)
+            case JobPaused():
+                await conn.execute(sql(SQL, "paused", t), *key)
+            case JobResumed():
+                await conn.execute(sql(SQL, "resumed", t), *key)
             case JobStuck():
                 await conn.execute(sql(SQL, "stuck", t), *key)
             case JobRetryScheduled():

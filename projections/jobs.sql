@@ -6,9 +6,10 @@
 INSERT INTO {jobs} (job_id, project_id, owner, status, start_phase, model, requested_by,
                     worker_id, fencing_token, lease_expires_at, attempt, max_attempts, not_before,
                     progress, cost_tokens, cost_usd, error, cancel_requested, cancel_reason,
-                    dead_lettered, created_at, started_at, finished_at, updated_at, version)
+                    dead_lettered, created_at, started_at, finished_at, updated_at, version,
+                    pause_requested)
 VALUES ($1, $4, $5, 'queued', $6, $7, $8, NULL, 0, NULL, 0, $9, NULL, 0, 0, 0, NULL, false, NULL,
-        false, $2, NULL, NULL, $2, $3)
+        false, $2, NULL, NULL, $2, $3, false)
 ON CONFLICT (job_id) DO NOTHING
 
 -- name: claimed
@@ -45,6 +46,21 @@ WHERE job_id = $1
 UPDATE {jobs}
 SET status = 'cancelled', lease_expires_at = NULL, finished_at = $2, updated_at = $2,
     version = $3
+WHERE job_id = $1
+
+-- name: pause_requested
+UPDATE {jobs} SET pause_requested = true, updated_at = $2, version = $3 WHERE job_id = $1
+
+-- name: paused
+UPDATE {jobs}
+SET status = 'paused', pause_requested = false, worker_id = NULL, lease_expires_at = NULL,
+    not_before = NULL, updated_at = $2, version = $3
+WHERE job_id = $1
+
+-- name: resumed
+UPDATE {jobs}
+SET status = CASE WHEN status = 'paused' THEN 'queued' ELSE status END,
+    pause_requested = false, updated_at = $2, version = $3
 WHERE job_id = $1
 
 -- name: stuck

@@ -8,6 +8,7 @@ from uuid import UUID
 import asyncpg
 
 from helix.domain.job import (
+    JobPaused,
     JobPhaseCompleted,
     JobPhaseCost,
     JobPhaseFailed,
@@ -42,6 +43,7 @@ class PhasesProjection(StreamProjection):
             "job.phase_failed",
             "job.phase_skipped",
             "job.retry_scheduled",
+            "job.paused",
         }
     )
     tables = TABLES
@@ -104,7 +106,7 @@ class PhasesProjection(StreamProjection):
                     sql(SQL, "skipped", t), decoded.job_id, decoded.phase, decoded.at,
                     decoded.reason,
                 )  # fmt: skip
-            case JobRetryScheduled():
+            case JobRetryScheduled() | JobPaused():
                 await conn.execute(sql(SQL, "retry_scheduled", t), decoded.job_id)
 
 

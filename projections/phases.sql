@@ -37,7 +37,7 @@ UPDATE {job_phases} SET status = 'skipped', finished_at = $3, skip_reason = $4
 WHERE job_id = $1 AND name = $2
 
 -- name: retry_scheduled
--- A lost attempt puts the running phase back to pending (its output, files and cost stay).
+-- A lost attempt, or a pause that stopped it, puts the running phase back to pending (its output, files and cost stay).
 UPDATE {job_phases} SET status = 'pending', started_at = NULL
 WHERE job_id = $1 AND status = 'running'
 

@@ -20,7 +20,9 @@ from helix.api.handlers import (
     strings,
     validated_body,
 )
+from helix.api.projects import run_view
 from helix.api.validation import object_body
+from helix.domain.job.decider import MAX_MODEL_CHARS
 from helix.domain.project import MessageRole
 from helix.domain.project.decider import (
     MAX_AUTHOR_CHARS,
@@ -29,6 +31,7 @@ from helix.domain.project.decider import (
     MAX_PROJECT_TYPE_CHARS,
 )
 from helix.envelope import rfc3339
+from helix.errors import ValidationError
 
 routes = web.RouteTableDef()
 THREAD_PAGE = 200
@@ -38,7 +41,14 @@ MESSAGE_FIELDS: dict[str, Any] = {
     "role": choice(MessageRole),
     "author": strings(min_length=1, max_length=MAX_AUTHOR_CHARS),
 }
-MESSAGE = object_body(MESSAGE_FIELDS, required=["content"])
+MESSAGE = object_body(
+    {
+        **MESSAGE_FIELDS,
+        "run": {"type": "boolean"},
+        "model": strings(min_length=1, max_length=MAX_MODEL_CHARS),
+    },
+    required=["content"],
+)
 DISCUSS = object_body(
     {
         **MESSAGE_FIELDS,
@@ -104,19 +114,34 @@ async def list_messages(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/projects/{project_id}/messages")
-@documented(MESSAGE, _201="the posted message")
+@documented(
+    MESSAGE,
+    _201="the posted message (with `run`: and the run it started, `job_id` and `stream_url`)",
+)
 async def post_message(request: web.Request) -> web.Response:
-    """Post a message (role user, assistant, agent or system) to a project's discussion."""
+    """Post a message (role user, assistant, agent or system) to a project's discussion; with
+    `"run": true` also start a new run of the project (with `model`), in one transaction: 409
+    and nothing posted while a run is in progress or the project is not ready."""
     who = caller(request, write=True)
     project_id = path_id(request, "project_id", "project")
     body = await validated_body(request, MESSAGE)
-    state = await services(request).projects.post_message(
-        who,
-        project_id,
-        content=body["content"],
-        role=MessageRole(body.get("role", MessageRole.USER.value)),
-        author=body.get("author"),
-    )
+    projects = services(request).projects
+    content = body["content"]
+    role = MessageRole(body.get("role", MessageRole.USER.value))
+    started: dict[str, Any] = {}
+    if body.get("run", False):
+        run = await projects.post_and_run(
+            who, project_id, content=content, role=role, author=body.get("author"),
+            model=body.get("model"),
+        )  # fmt: skip
+        state = run.project
+        started = {k: v for k, v in run_view(run).items() if k in ("job_id", "stream_url")}
+    else:
+        if "model" in body:
+            raise ValidationError("model is for a message that starts a run", field="model")
+        state = await projects.post_message(
+            who, project_id, content=content, role=role, author=body.get("author")
+        )
     message = state.messages[-1]
     result = {
         "id": str(message.message_id),
@@ -127,5 +152,6 @@ async def post_message(request: web.Request) -> web.Response:
         "content": message.content,
         "at": rfc3339(message.at),
         "project_status": state.status.value if state.status else None,
+        **started,
     }
     return reply(result, status=201)

@@ -49,7 +49,9 @@ async def list_jobs(request: web.Request) -> web.Response:
 @documented(_200="the job with its phases (status, timings, cost) and output tail")
 async def get_job(request: web.Request) -> web.Response:
     """Show a job with its phases, timings, cost totals and the tail of its output; with
-    `as_of` (a log position or an RFC 3339 time), as it stood then, folded from its events."""
+    `as_of` (a log position or an RFC 3339 time), as it stood then, folded from its events;
+    with `wait=N` (seconds, at most HELIX_MAX_WAIT_SECONDS), once it is terminal or N seconds
+    passed, with `waited_seconds`."""
     who = caller(request)
     job_id = path_id(request, "job_id", "job")
     if "as_of" in request.query:
@@ -57,8 +59,14 @@ async def get_job(request: web.Request) -> web.Response:
         tail = request.app[SETTINGS].output_tail_lines
         view = await time_travel.job_at(request.app[STORE], who, job_id, as_of, tail_lines=tail)
         return reply(view, at=as_of.position)
+    queries = services(request).queries
+    if "wait" in request.query:
+        limit = request.app[SETTINGS].max_wait_seconds
+        wait = int_query(request, "wait", 0, low=0, high=int(limit))
+        view, at = await queries.wait_for_job(who, job_id, wait)
+        return reply(view, at=at)
     at = position(request)
-    return reply(await services(request).queries.job(who, job_id), at=at)
+    return reply(await queries.job(who, job_id), at=at)
 
 
 @routes.get("/api/v1/jobs/{job_id}/output")

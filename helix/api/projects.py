@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import attrs
 from aiohttp import web
 
 from helix.api.handlers import (
@@ -39,6 +41,7 @@ from helix.domain.project.decider import (
     MAX_SEALED_CHARS,
 )
 from helix.errors import ValidationError
+from helix.services import Execution
 from helix.services.phase_secrets import MAX_SECRET_CHARS, PhaseDraft
 from helix.services.views import stream_url
 
@@ -46,6 +49,9 @@ routes = web.RouteTableDef()
 # Only the edge bounds a template's name: it is looked up, never stored.
 MAX_TEMPLATE_NAME_CHARS = 100
 OR_NULL = ["string", "null"]
+# A quick action's `metadata`, recorded with its events: a small JSON object.
+MAX_METADATA_KEYS = 50
+MAX_METADATA_CHARS = 8_192
 
 # An env value: plain text; `{"secret": "…"}`, a value to seal for the project (never shown
 # again); or `{"sealed": "…"}`, a secret sealed earlier, sent back as the project shows it.
@@ -89,8 +95,9 @@ PROJECT_FIELDS: dict[str, Any] = {
     "project_type": strings(min_length=1, max_length=MAX_PROJECT_TYPE_CHARS),
     "phases": {"type": "array", "items": PHASE, "maxItems": MAX_PHASES},
 }
+TEMPLATE_NAME = strings(min_length=1, max_length=MAX_TEMPLATE_NAME_CHARS)
 CREATE = object_body(
-    {**PROJECT_FIELDS, "template": strings(min_length=1, max_length=MAX_TEMPLATE_NAME_CHARS)},
+    {**PROJECT_FIELDS, "template": TEMPLATE_NAME},
     required=["name"],
 )
 UPDATE = object_body(PROJECT_FIELDS)
@@ -100,7 +107,19 @@ EXECUTE = object_body(
         "model": {**strings(min_length=1, max_length=MAX_MODEL_CHARS), "type": OR_NULL},
     }
 )
+QUICK_ACTION = object_body(
+    {
+        "prompt": strings(min_length=1, max_length=MAX_DESCRIPTION_CHARS),
+        "phases": {**PROJECT_FIELDS["phases"], "minItems": 1},
+        "template": TEMPLATE_NAME,
+        "model": strings(min_length=1, max_length=MAX_MODEL_CHARS),
+        "name": PROJECT_FIELDS["name"],
+        "metadata": {"type": "object", "maxProperties": MAX_METADATA_KEYS},
+    },
+    required=["prompt"],
+)
 REASON = object_body({"reason": strings(max_length=MAX_REASON_CHARS)})
+PAUSE = object_body({"reason": strings(max_length=MAX_REASON_CHARS), "now": {"type": "boolean"}})
 ARCHIVED = ("true", "false", "all")
 PHASE_COMMANDS_REFUSED = "a phase command that HELIX_PHASE_COMMANDS does not allow the caller"
 
@@ -255,41 +274,83 @@ async def execute_project(request: web.Request) -> web.Response:
     run = await services(request).projects.execute(
         who, project_id, start_phase=body.get("start_phase"), model=body.get("model")
     )
+    return run_reply(run)
+
+
+def run_view(run: Execution) -> dict[str, Any]:
+    """A run just started: its project and job, their status, and where to follow it."""
     assert run.job.id is not None and run.job.status is not None
-    result = {
-        "project_id": str(project_id),
+    return {
+        "project_id": str(run.project.id),
         "job_id": str(run.job.id),
         "status": run.job.status.value,
         "project_status": run.project.status.value if run.project.status else None,
         "stream_url": stream_url(run.job.id),
     }
-    return reply(result, status=202, location=f"/api/v1/jobs/{run.job.id}")
 
 
-async def _transition(request: web.Request, name: str) -> web.Response:
+def run_reply(run: Execution) -> web.Response:
+    return reply(run_view(run), status=202, location=f"/api/v1/jobs/{run.job.id}")
+
+
+@routes.post("/api/v1/quick-action")
+@documented(
+    QUICK_ACTION,
+    _202="the run: project_id, job_id, status, project_status, stream_url",
+    _403=PHASE_COMMANDS_REFUSED,
+    _429="the project limit is reached",
+)
+async def quick_action(request: web.Request) -> web.Response:
+    """Run a prompt in one call: create a project (the prompt is its description and first
+    message; `name`, if not given, is the prompt's start) with `phases`, a `template`'s or the
+    default template's, mark it ready and execute it, all in one transaction. `metadata` is
+    recorded with the events it causes. Follow it at `stream_url`, or wait for its end with
+    `GET /api/v1/jobs/{job_id}?wait=N`."""
     who = caller(request, write=True)
-    project_id = path_id(request, "project_id", "project")
-    body = await optional_body(request, REASON)
-    service = services(request).projects
-    if name == "pause":
-        await service.pause(who, project_id, body.get("reason", ""))
-    else:
-        await service.resume(who, project_id, body.get("reason", ""))
-    return await _show(request, project_id)
+    body = await validated_body(request, QUICK_ACTION)
+    metadata = body.get("metadata")
+    if metadata is not None:
+        if len(json.dumps(metadata)) > MAX_METADATA_CHARS:
+            raise ValidationError(
+                f"metadata must be at most {MAX_METADATA_CHARS} characters of JSON",
+                field="metadata",
+            )
+        who = attrs.evolve(who, client_metadata=metadata)
+    run = await services(request).projects.quick_action(
+        who,
+        prompt=body["prompt"],
+        phases=phase_specs(body.get("phases")),
+        template=body.get("template"),
+        model=body.get("model"),
+        name=body.get("name"),
+    )
+    return run_reply(run)
 
 
 @routes.post("/api/v1/projects/{project_id}/pause")
-@documented(REASON, _200="the project, now paused")
+@documented(PAUSE, _200="the project, now paused")
 async def pause_project(request: web.Request) -> web.Response:
-    """Pause a running project (workers take no new job of it until resumed)."""
-    return await _transition(request, "pause")
+    """Pause a running project: its job is held before its next phase (the running phase
+    finishes; with `now` it is stopped and runs again on resume) and shows `paused`."""
+    who = caller(request, write=True)
+    project_id = path_id(request, "project_id", "project")
+    body = await optional_body(request, PAUSE)
+    await services(request).projects.pause(
+        who, project_id, body.get("reason", ""), now=body.get("now", False)
+    )
+    return await _show(request, project_id)
 
 
 @routes.post("/api/v1/projects/{project_id}/resume")
 @documented(REASON, _200="the project, running again")
 async def resume_project(request: web.Request) -> web.Response:
-    """Resume a paused project."""
-    return await _transition(request, "resume")
+    """Resume a paused project: its job goes back to the queue and continues with its next
+    phase (or the one a pause stopped) on any worker."""
+    who = caller(request, write=True)
+    project_id = path_id(request, "project_id", "project")
+    body = await optional_body(request, REASON)
+    await services(request).projects.resume(who, project_id, body.get("reason", ""))
+    return await _show(request, project_id)
 
 
 @routes.post("/api/v1/projects/{project_id}/cancel")

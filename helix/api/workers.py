@@ -135,6 +135,7 @@ REPORTS: dict[str, dict[str, Any]] = {
     "job_completed": {},
     "job_failed": {"error": TEXT},
     "cancel_acknowledged": {},
+    "pause_acknowledged": {},
 }
 OPTIONAL = frozenset({"exit_code", "stderr_tail", "tokens", "usd"})
 # One report: its `type` picks the fields it takes, each type's rules under an if/then, so a
@@ -397,6 +398,7 @@ def _report_command(raw: dict[str, Any], token: int, at: datetime) -> WorkerRepo
         "job_completed": lambda: job.CompleteJob(fencing_token=token, at=at),
         "job_failed": lambda: job.FailJob(fencing_token=token, error=raw["error"], at=at),
         "cancel_acknowledged": lambda: job.AcknowledgeCancel(fencing_token=token, at=at),
+        "pause_acknowledged": lambda: job.AcknowledgePause(fencing_token=token, at=at),
     }
     return builders[kind]()
 
@@ -406,7 +408,7 @@ def _report_command(raw: dict[str, Any], token: int, at: datetime) -> WorkerRepo
 async def report(request: web.Request) -> web.Response:
     """A worker's reports on the job it holds, applied atomically in order under its fencing
     token: phase started, output lines, file written, cost, progress, phase completed / failed
-    / skipped, job completed / failed, cancel acknowledged. Each renews the lease. A stale
+    / skipped, job completed / failed, cancel or pause acknowledged. Each renews the lease. A stale
     token or an expired lease is a 409 and changes nothing."""
     who = caller(request, roles=WORKER_ROLES)
     job_id = path_id(request, "job_id", "job")

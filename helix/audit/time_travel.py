@@ -191,6 +191,7 @@ def job_summary(folded: Folded[JobState]) -> dict[str, Any]:
         "error": state.error,
         "cancel_requested": state.cancel_requested,
         "cancel_reason": state.cancel_reason,
+        "pause_requested": state.pause_requested,
         "dead_lettered": state.dead_lettered,
         "lease_expires_at": rfc3339(state.lease_expires_at),
         "not_before": rfc3339(state.not_before),

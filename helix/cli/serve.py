@@ -248,12 +248,13 @@ async def _listen(app: web.Application, settings: Settings) -> web.AppRunner:
 
 
 def _ending_long_polls(components: Components) -> Callable[[web.Application], Awaitable[None]]:
-    """Once the server stops accepting requests, waiting claims answer at once (no job): the
-    requests still in flight are then only the short ones, and the stop takes no longer than
-    they do."""
+    """Once the server stops accepting requests, waiting claims answer at once (no job) and
+    waiting job reads with the job as it stands: the requests still in flight are then only
+    the short ones, and the stop takes no longer than they do."""
 
     async def end(_: web.Application) -> None:
         components.services.workers.stop_waiting()
+        components.services.queries.stop_waiting()
 
     return end
 

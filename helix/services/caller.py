@@ -30,6 +30,9 @@ class Caller:
     admin: bool = False  # the role admin (an auditor sees everything too, but is no admin)
     request_id: str = attrs.field(factory=_new_request_id)
     source: str | None = None
+    # What the client asked to attach to the events of its request (a quick action's
+    # `metadata`): recorded under `client` in their metadata, when given.
+    client_metadata: dict[str, Any] | None = None
     # The request's idempotency key, if it sent one: the unit of work records it (see there).
     idempotency: Idempotency | None = attrs.field(default=None, eq=False, repr=False)
 
@@ -44,13 +47,16 @@ class Caller:
     def metadata(self, causation_id: uuid.UUID | None = None) -> dict[str, Any]:
         """The metadata of every event this caller causes: who, which request, and the event
         that caused it when another event did (a job's end causes its project's)."""
-        return {
+        metadata: dict[str, Any] = {
             "actor": self.actor,
             "request_id": self.request_id,
             "correlation_id": self.request_id,
             "causation_id": None if causation_id is None else str(causation_id),
             "source": self.source,
         }
+        if self.client_metadata is not None:
+            metadata["client"] = self.client_metadata
+        return metadata
 
 
 def system_caller(name: str = "helix") -> Caller:

@@ -19,10 +19,11 @@ from helix.errors import RateLimited, ValidationError
 from helix.services import phase_commands, templates
 from helix.services.caller import Caller
 from helix.services.phase_secrets import PhaseDraft, seal_plan
-from helix.services.unit import Tx, Writer
+from helix.services.unit import PROJECT, Tx, Writer
 from projections import projects as projects_model
 
 DISCUSSION_NAME_CHARS = 60
+RUN_STATUSES = frozenset({ProjectStatus.RUNNING, ProjectStatus.PAUSED})
 
 
 @attrs.frozen(kw_only=True)
@@ -46,6 +47,12 @@ class ProjectService:
         self.writer = writer
         self.settings = settings
         self.sealer = sealer
+
+    def _plan(self, phases: Plan | None, template: str | None) -> Plan:
+        """The phases given, or a named template's, or (given neither) the default one's."""
+        if phases is not None and template is not None:
+            raise ValidationError("give either phases or a template, not both", field="template")
+        return tuple(phases) if phases is not None else templates.resolve(self.settings, template)
 
     async def _create(
         self,
@@ -93,9 +100,7 @@ class ProjectService:
     ) -> ProjectState:
         """Create a project with the given phases (an empty plan is a plan), or a named
         template's, or (given neither) the configured default template's."""
-        if phases is not None and template is not None:
-            raise ValidationError("give either phases or a template, not both", field="template")
-        plan = tuple(phases) if phases is not None else templates.resolve(self.settings, template)
+        plan = self._plan(phases, template)
 
         async def work(tx: Tx) -> ProjectState:
             return await self._create(
@@ -147,13 +152,41 @@ class ProjectService:
     async def mark_ready(self, caller: Caller, project_id: UUID) -> ProjectState:
         return await self._simple(caller, project_id, project.MarkReady(at=self.writer.now()))
 
-    async def pause(self, caller: Caller, project_id: UUID, reason: str = "") -> ProjectState:
-        command = project.PauseProject(reason=reason or "paused", at=self.writer.now())
-        return await self._simple(caller, project_id, command)
+    async def pause(
+        self, caller: Caller, project_id: UUID, reason: str = "", *, now: bool = False
+    ) -> ProjectState:
+        """Pause the project and hold its run's job before its next phase (with `now`, its
+        running phase is stopped and runs again on resume), in one transaction."""
+
+        async def work(tx: Tx) -> ProjectState:
+            await tx.visible_project(project_id)
+            command = project.PauseProject(reason=reason or "paused", at=tx.at)
+            state = await tx.decide_project(project_id, command)
+            pause = job.PauseJob(by=tx.caller.actor, reason=reason or "paused", now=now, at=tx.at)
+            await self._run_job(tx, state, pause)
+            return state
+
+        return await self.writer.run(caller, work)
 
     async def resume(self, caller: Caller, project_id: UUID, reason: str = "") -> ProjectState:
-        command = project.ResumeProject(reason=reason or "resumed", at=self.writer.now())
-        return await self._simple(caller, project_id, command)
+        """Resume the project; its paused job is queued again for any worker to claim."""
+
+        async def work(tx: Tx) -> ProjectState:
+            await tx.visible_project(project_id)
+            command = project.ResumeProject(reason=reason or "resumed", at=tx.at)
+            state = await tx.decide_project(project_id, command)
+            await self._run_job(tx, state, job.ResumeJob(by=tx.caller.actor, at=tx.at))
+            return state
+
+        return await self.writer.run(caller, work)
+
+    async def _run_job(self, tx: Tx, state: ProjectState, command: job.Command) -> None:
+        """Decide `command` on the job of the project's current run, if it has one going."""
+        if state.latest_job_id is None or state.status not in RUN_STATUSES:
+            return
+        current = await tx.job(state.latest_job_id)
+        if current.exists and not current.is_terminal:
+            await tx.decide_job(state.latest_job_id, command)
 
     async def post_message(
         self,
@@ -170,17 +203,42 @@ class ProjectService:
 
         return await self.writer.run(caller, work)
 
+    async def post_and_run(
+        self,
+        caller: Caller,
+        project_id: UUID,
+        *,
+        content: str,
+        role: MessageRole = MessageRole.USER,
+        author: str | None = None,
+        model: str | None = None,
+    ) -> Execution:
+        """Post a message and start a new run of the project, in one transaction: a project
+        that cannot start a run (one is running or paused, or it is not ready) gets neither."""
+
+        async def work(tx: Tx) -> Execution:
+            state = await tx.visible_project(project_id)
+            message = self._message(tx, content, role, author)
+            return await self._start_run(tx, state, message, start_phase=None, model=model)
+
+        return await self.writer.run(caller, work)
+
     async def _post(
         self, tx: Tx, project_id: UUID, content: str, role: MessageRole, author: str | None
     ) -> ProjectState:
-        command = project.PostMessage(
+        return await tx.decide_project(project_id, self._message(tx, content, role, author))
+
+    @staticmethod
+    def _message(
+        tx: Tx, content: str, role: MessageRole, author: str | None
+    ) -> project.PostMessage:
+        return project.PostMessage(
             message_id=uuid.uuid4(),
             role=role,
             author=author or tx.caller.name,
             content=content,
             at=tx.at,
         )
-        return await tx.decide_project(project_id, command)
 
     async def discuss(
         self,
@@ -228,24 +286,73 @@ class ProjectService:
 
         async def work(tx: Tx) -> Execution:
             state = await tx.visible_project(project_id)
-            phase_commands.check(self.settings, tx.caller, state.phases)
-            job_id = uuid.uuid4()
-            state = await tx.decide_project(project_id, project.StartRun(job_id=job_id, at=tx.at))
-            queued = await tx.decide_job(
-                job_id,
-                job.QueueJob(
-                    job_id=job_id,
-                    project_id=project_id,
-                    owner=state.owner,
-                    phases=state.phases,
-                    requested_by=tx.caller.actor,
-                    start_phase=start_phase,
-                    model=model,
-                    max_attempts=self.settings.job_max_attempts,
-                    at=tx.at,
-                ),
+            return await self._start_run(tx, state, start_phase=start_phase, model=model)
+
+        return await self.writer.run(caller, work)
+
+    async def _start_run(
+        self,
+        tx: Tx,
+        state: ProjectState,
+        *commands: ProjectCommand,
+        start_phase: str | None,
+        model: str | None,
+    ) -> Execution:
+        """Decide `commands` and a new run on the project, and queue the run's job."""
+        assert state.id is not None
+        project_id = state.id
+        phase_commands.check(self.settings, tx.caller, state.phases)
+        job_id = uuid.uuid4()
+        state = await tx.decide(
+            PROJECT, project_id, *commands, project.StartRun(job_id=job_id, at=tx.at)
+        )
+        queued = await tx.decide_job(
+            job_id,
+            job.QueueJob(
+                job_id=job_id,
+                project_id=project_id,
+                owner=state.owner,
+                phases=state.phases,
+                requested_by=tx.caller.actor,
+                start_phase=start_phase,
+                model=model,
+                max_attempts=self.settings.job_max_attempts,
+                at=tx.at,
+            ),
+        )
+        return Execution(project=state, job=queued)
+
+    async def quick_action(
+        self,
+        caller: Caller,
+        *,
+        prompt: str,
+        phases: Plan | None = None,
+        template: str | None = None,
+        model: str | None = None,
+        name: str | None = None,
+    ) -> Execution:
+        """Create a project from a prompt (its description and first message; its name, if
+        not given, from the prompt's start), mark it ready and run it: one transaction, so a
+        refusal at any step leaves nothing behind."""
+        plan = self._plan(phases, template)
+
+        async def work(tx: Tx) -> Execution:
+            state = await self._create(
+                tx,
+                name=name or _draft_name(prompt),
+                description=prompt,
+                project_type=None,
+                phases=plan,
             )
-            return Execution(project=state, job=queued)
+            return await self._start_run(
+                tx,
+                state,
+                self._message(tx, prompt, MessageRole.USER, None),
+                project.MarkReady(at=tx.at),
+                start_phase=None,
+                model=model,
+            )
 
         return await self.writer.run(caller, work)
 
@@ -259,7 +366,7 @@ class ProjectService:
             if current is not None and state.status is ProjectStatus.READY:
                 # Cancelled already: the project is ready again with that job as its last run.
                 return Execution(project=state, job=await tx.job(current))
-            if current is None or state.status not in (ProjectStatus.RUNNING, ProjectStatus.PAUSED):
+            if current is None or state.status not in RUN_STATUSES:
                 # Let the decider refuse with the project's current state.
                 await tx.decide_project(
                     project_id, project.CancelRun(job_id=current or uuid.UUID(int=0), at=tx.at)

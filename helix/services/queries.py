@@ -5,6 +5,7 @@ Another user's project or job is reported as not found; admins and auditors see 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +15,7 @@ import asyncpg
 
 from helix import envelope
 from helix.config import Settings
+from helix.domain.job import TERMINAL
 from helix.errors import NotFound
 from helix.eventstore import EventStore
 from helix.services.caller import Caller
@@ -25,6 +27,7 @@ from helix.services.views import (
     phase_view,
     project_view,
 )
+from helix.tasks import cancel_and_wait
 from projections import jobs as jobs_model
 from projections import messages as messages_model
 from projections import output as output_model
@@ -40,6 +43,11 @@ class Queries:
     def __init__(self, store: EventStore, settings: Settings) -> None:
         self.store = store
         self.settings = settings
+        self._closing = asyncio.Event()
+
+    def stop_waiting(self) -> None:
+        """Answer every waiting job long-poll now, as it stands: the server is going away."""
+        self._closing.set()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -190,6 +198,38 @@ class Queries:
         view["current_phase"] = current_phase(row, phases)
         view["output_tail"] = [line_view(line) for line in tail]
         return view
+
+    async def wait_for_job(
+        self, caller: Caller, job_id: UUID, wait: float
+    ) -> tuple[dict[str, Any], int]:
+        """The job once it is terminal or `wait` seconds passed (or the server is closing),
+        with `waited_seconds`, and the log position the view reflects. It is read again each
+        time the log's head moves (the head watcher, which polls on a slow timer besides),
+        never on a timer of its own."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + wait
+        watcher = self.store.head_watcher
+        while True:
+            head = watcher.head if watcher is not None else 0
+            view = await self.job(caller, job_id)
+            remaining = deadline - loop.time()
+            if view["status"] in TERMINAL or remaining <= 0 or self._closing.is_set():
+                view["waited_seconds"] = round(loop.time() - started, 3)
+                return view, head
+            await self._next_head(head, remaining)
+
+    async def _next_head(self, seen: int, seconds: float) -> None:
+        """Until the log's head passes `seen`, `seconds` pass, or the server closes."""
+        watcher = self.store.head_watcher
+        moved = asyncio.create_task(
+            asyncio.sleep(seconds) if watcher is None else watcher.wait_for(seen + 1, seconds)
+        )
+        closing = asyncio.create_task(self._closing.wait())
+        try:
+            await asyncio.wait({moved, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait([moved, closing])
 
     async def output(
         self,

@@ -71,10 +71,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-# Events after which a waiting worker may find a job to claim: one was queued or is due for a
-# retry, a job ended (its owner has a running slot free), a paused project resumed.
-# A job queued or back for a retry can be claimed; one that ended frees a running slot.
-_CLAIM_EVENTS = frozenset({"job.queued", "job.retry_scheduled"}) | TERMINAL_EVENT_TYPES
+# Events after which a waiting worker may find a job to claim: one was queued, is due for a
+# retry or was resumed; a job ended or paused (its owner has a running slot free); a paused
+# project resumed.
+_CLAIM_EVENTS = (
+    frozenset({"job.queued", "job.retry_scheduled", "job.resumed", "job.paused"})
+    | TERMINAL_EVENT_TYPES
+)
 
 
 def _may_free_a_claim(event_type: str, data: dict[str, Any]) -> bool:

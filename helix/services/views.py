@@ -58,6 +58,7 @@ def job_view(row: Row) -> dict[str, Any]:
         "error": row["error"],
         "cancel_requested": row["cancel_requested"],
         "cancel_reason": row["cancel_reason"],
+        "pause_requested": row["pause_requested"],
         "dead_lettered": row["dead_lettered"],
         "lease_expires_at": rfc3339(row["lease_expires_at"]),
         "not_before": rfc3339(row["not_before"]),

@@ -5,7 +5,9 @@ the order they were made, so the server sees phase_started, then output and file
 phase's outcome. When the lease is lost (a 409 for a stale token or an expired lease, or a
 heartbeat saying so) the job is no longer this worker's: its process group is killed at once
 and nothing more is reported. When the worker shuts down it reports nothing either; the lease
-expires and the job is retried elsewhere.
+expires and the job is retried elsewhere. When a pause is requested the next phase does not
+start (the server refuses it): the worker acknowledges the pause and is done with the job, which
+any worker takes up again once resumed; a pause `now` takes the lease away, as above.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Outcome(enum.Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PAUSED = "paused"  # held before its next phase; resumed, any worker may take it up again
     LOST = "lost"  # the lease was taken away; nothing more was reported
     ABANDONED = "abandoned"  # the worker stopped; the job is handed back (or its lease expires)
 
@@ -71,6 +74,14 @@ class _Abandoned(Exception):
 
 class _Cancelled(Exception):
     pass
+
+
+class _Paused(Exception):
+    """A pause was requested: the worker starts no further phase and acknowledges it."""
+
+
+class _Resumed(Exception):
+    """The pause being acknowledged was withdrawn: the phases go on."""
 
 
 class _Rejected(Exception):
@@ -105,6 +116,7 @@ class JobRun:
         self._halted = asyncio.Event()  # lost or shut down: report nothing more
         self._send_lock = asyncio.Lock()
         self._process: PhaseProcess | None = None
+        self._completed: set[str] = set()  # phases this run completed
 
     @property
     def job_id(self) -> str:
@@ -150,8 +162,9 @@ class JobRun:
 
     async def run(self) -> Outcome:
         step: Callable[[], Awaitable[Outcome]] = self._run_phases
-        # At most: the phases, then acknowledging a cancel or failing the job, then failing it.
-        for _ in range(3):
+        # At most: the phases, then acknowledging a cancel or pause or failing the job (a pause
+        # withdrawn meanwhile: the phases again, and so on), then failing it.
+        for _ in range(5):
             try:
                 return await step()
             except _Lost:
@@ -161,6 +174,10 @@ class JobRun:
                 return Outcome.ABANDONED
             except _Cancelled:
                 step = self._acknowledge_cancel
+            except _Paused:
+                step = self._acknowledge_pause
+            except _Resumed:
+                step = self._run_phases
             except _Rejected as exc:
                 log.error("job %s: the server rejected a report: %s", self.job_id, exc)
                 step = functools.partial(self._fail, f"the worker's report was rejected: {exc}")
@@ -179,7 +196,7 @@ class JobRun:
             return await self._fail(f"the worker could not prepare the workspace: {exc}")
         total = len(self.claim.phases)
         for index, phase in enumerate(self.claim.phases):
-            if phase.status in DONE_PHASES:
+            if phase.status in DONE_PHASES or phase.name in self._completed:
                 continue
             self._check_halted()
             if self._cancel.is_set():
@@ -202,6 +219,7 @@ class JobRun:
             percent = 100 * (index + 1) // total
             if not await self._run_phase(phase, phase.command, workspace, percent):
                 return Outcome.FAILED
+            self._completed.add(phase.name)
         if self._cancel.is_set():
             raise _Cancelled
         await self._send([reports.job_completed()])
@@ -285,6 +303,10 @@ class JobRun:
             return
         log.info("job %s: handed back for a retry", self.job_id)
 
+    async def _acknowledge_pause(self) -> Outcome:
+        await self._send([reports.pause_acknowledged()])
+        return Outcome.PAUSED
+
     async def _acknowledge_cancel(self) -> Outcome:
         await self._send([reports.cancel_acknowledged()])
         return Outcome.CANCELLED
@@ -325,6 +347,10 @@ class JobRun:
                 if exc.status == 409 and exc.reason == "cancel_requested":
                     self.request_cancel()
                     raise _Cancelled from exc
+                if exc.status == 409 and exc.reason == "pause_requested":
+                    raise _Paused from exc
+                if exc.status == 409 and exc.reason == "pause_not_requested":
+                    raise _Resumed from exc
                 if exc.status == 409 and "idempotency_key" in exc.details:
                     # The previous try is still being applied; its answer decides.
                     await self._pause(backoff.next())

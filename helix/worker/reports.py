@@ -69,6 +69,10 @@ def cancel_acknowledged() -> Report:
     return {"type": "cancel_acknowledged"}
 
 
+def pause_acknowledged() -> Report:
+    return {"type": "pause_acknowledged"}
+
+
 def exit_error(exit_code: int) -> str:
     """Why a phase whose process ended with `exit_code` (negative: a signal) failed."""
     if exit_code >= 0:

@@ -77,10 +77,15 @@ _CODES = {
 _PATTERNS = {
     JobStatus.QUEUED: re.compile(r"d*p*\Z"),
     JobStatus.RUNNING: re.compile(r"d*[rf]?p*\Z"),
+    JobStatus.PAUSED: re.compile(r"d*p*\Z"),
     JobStatus.COMPLETED: re.compile(r"d*\Z"),
     JobStatus.FAILED: re.compile(r"d*f?d*\Z"),
     JobStatus.CANCELLED: re.compile(r"d*f?d*\Z"),
 }
+
+
+# What may happen to a paused job: it is resumed, or cancelled (its pending phases skipped).
+_WHILE_PAUSED = (job.JobResumed, job.JobCancelRequested, job.JobCancelled, job.JobPhaseSkipped)
 
 
 def _value(status: project.ProjectStatus | JobStatus | None) -> str | None:
@@ -153,7 +158,12 @@ class DomainMachine(RuleBasedStateMachine):
             assert not tokens or event.fencing_token > tokens[-1]
             assert event.fencing_token > before.fencing_token
             tokens.append(event.fencing_token)
+        if before.status is JobStatus.PAUSED:
+            assert isinstance(event, _WHILE_PAUSED), f"{event!r} recorded on a paused job"
         if isinstance(event, job.JobPhaseStarted):
+            assert before.status is JobStatus.RUNNING and not before.pause_requested, (
+                "a paused job, or one whose pause was requested, starts no phase"
+            )
             names = [p.name for p in before.phases]
             index = names.index(event.phase)
             assert before.phases[index].status is PhaseStatus.PENDING
@@ -484,6 +494,20 @@ class DomainMachine(RuleBasedStateMachine):
         token = state.fencing_token if with_token else None
         self.apply_job(index, job.ExpireLease(fencing_token=token, at=self.now))
 
+    @rule(index=job_index, now=st.booleans(), by=st.sampled_from(["alice", "alice", ""]))
+    def pause_job(self, index: int, now: bool, by: str) -> None:
+        self.apply_job(index, job.PauseJob(by=by, now=now, at=self.now))
+
+    @rule(index=job_index, by=st.sampled_from(["alice", "alice", ""]))
+    def resume_job(self, index: int, by: str) -> None:
+        self.apply_job(index, job.ResumeJob(by=by, at=self.now))
+
+    @rule(index=job_index, delta=token_delta)
+    def acknowledge_pause(self, index: int, delta: int) -> None:
+        self.apply_job(
+            index, job.AcknowledgePause(fencing_token=self.token(index, delta), at=self.now)
+        )
+
     def live_jobs(self) -> list[int]:
         return [
             index
@@ -497,6 +521,8 @@ class DomainMachine(RuleBasedStateMachine):
             if state.not_before is not None:
                 self.now = max(self.now, state.not_before)
             return job.ClaimJob(worker_id="w1", lease_s=30.0, at=self.now)
+        if state.status is JobStatus.PAUSED:
+            return job.ResumeJob(by="alice", at=self.now)  # its owner, after a while
         assert state.lease_expires_at is not None
         if self.now >= state.lease_expires_at:
             return job.ExpireLease(at=self.now)
@@ -505,6 +531,8 @@ class DomainMachine(RuleBasedStateMachine):
             return job.AcknowledgeCancel(fencing_token=token, at=self.now)
         if (running := state.running_phase) is not None:
             phase = running.name
+            if pick >= 8 and not state.pause_requested:  # meanwhile its owner pauses it
+                return job.PauseJob(by="alice", now=pick == 9, at=self.now)
             match pick % 5:
                 case 0:
                     lines = ("compiling", "done")
@@ -530,6 +558,8 @@ class DomainMachine(RuleBasedStateMachine):
                     )
                 case _:
                     return job.CompletePhase(fencing_token=token, phase=phase, at=self.now)
+        if state.pause_requested:
+            return job.AcknowledgePause(fencing_token=token, at=self.now)
         if (upcoming := state.next_phase) is not None:
             return job.StartPhase(fencing_token=token, phase=upcoming.name, at=self.now)
         return job.CompleteJob(fencing_token=token, at=self.now)
@@ -546,6 +576,15 @@ class DomainMachine(RuleBasedStateMachine):
     @rule(pick=st.integers(0, 9))
     def another_worker_takes_the_next_step(self, pick: int) -> None:
         self.a_worker_takes_the_next_step(pick)
+
+    def mid_phase_jobs(self) -> list[int]:
+        return [i for i in self.live_jobs() if self.jobs[JOB_IDS[i]].running_phase is not None]
+
+    @precondition(lambda self: bool(self.mid_phase_jobs()))
+    @rule(pick=st.integers(0, 9), now=st.sampled_from([False, False, True]))
+    def the_owner_pauses_a_job_mid_phase(self, pick: int, now: bool) -> None:
+        busy = self.mid_phase_jobs()
+        self.apply_job(busy[pick % len(busy)], job.PauseJob(by="alice", now=now, at=self.now))
 
     # --- invariants -----------------------------------------------------------------------------
 
@@ -567,7 +606,9 @@ class DomainMachine(RuleBasedStateMachine):
             if not state.exists:
                 continue
             assert state.status is not None
-            assert 0 <= state.attempt <= state.max_attempts
+            # Claims that ended in a pause are not lost attempts.
+            assert 0 <= state.attempt - state.paused_attempts <= state.max_attempts
+            assert 0 <= state.paused_attempts <= state.attempt
             assert 0 <= state.progress <= 100
             assert state.fencing_token == len(self.job_tokens[job_id])
             assert state.cost_tokens >= 0
@@ -582,6 +623,45 @@ class DomainMachine(RuleBasedStateMachine):
             if state.is_terminal:
                 assert state.lease_expires_at is None
                 assert state.finished_at is not None
+            if state.pause_requested and not state.is_terminal:
+                assert state.status is JobStatus.RUNNING
+            if state.status is JobStatus.PAUSED:
+                assert state.lease_expires_at is None and state.worker_id is None
+                assert not state.pause_requested and not state.cancel_requested
+
+    @invariant()
+    def a_pause_can_be_resumed_until_the_job_ends(self) -> None:
+        for state in self.jobs.values():
+            if state.is_terminal or not (state.status is JobStatus.PAUSED or state.pause_requested):
+                continue
+            events = job.decide(state, job.ResumeJob(by="alice", at=self.now))
+            assert [type(e) for e in events] == [job.JobResumed]
+            resumed = job.fold(events, state)
+            assert not resumed.pause_requested
+            expected = JobStatus.QUEUED if state.status is JobStatus.PAUSED else state.status
+            assert resumed.status is expected
+            if resumed.status is JobStatus.QUEUED:
+                claimed = job.decide(resumed, job.ClaimJob(worker_id="w2", at=self.now))
+                assert any(isinstance(e, job.JobClaimed) for e in claimed)
+
+    @invariant()
+    def a_paused_job_is_cancelled_at_once(self) -> None:
+        for state in self.jobs.values():
+            if state.status is not JobStatus.PAUSED:
+                continue
+            events = job.decide(state, job.RequestCancel(by="alice", at=self.now))
+            cancelled = job.fold(events, state)
+            assert cancelled.status is JobStatus.CANCELLED
+            assert all(p.status is not PhaseStatus.PENDING for p in cancelled.phases)
+            worker_report = job.StartPhase(
+                fencing_token=state.fencing_token, phase=state.phases[0].name, at=self.now
+            )
+            try:
+                job.decide(state, worker_report)
+            except InvalidTransition as refused:
+                assert refused.details["reason"] == "stale_fencing_token"
+            else:
+                raise AssertionError("a paused job took a report from its old worker")
 
 
 DomainMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=40, deadline=None)

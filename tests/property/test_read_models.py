@@ -75,7 +75,8 @@ BY_KIND: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
     ),
     "plan": st.tuples(st.just("plan"), slot, st.integers(0, 1)),
     "project": st.tuples(st.just("project"), slot, st.sampled_from(
-        ["ready", "execute", "execute_from", "pause", "resume", "cancel", "archive"])),
+        ["ready", "execute", "execute_from", "pause", "pause_now", "resume", "cancel",
+         "archive"])),
     "job": job_commands,
     "tick": st.tuples(st.just("tick"), st.integers(1, 60)),
 }  # fmt: skip
@@ -188,6 +189,8 @@ class Model:
                 await service.execute(who, pid, start_phase="build")
             case "pause":
                 await service.pause(who, pid)
+            case "pause_now":
+                await service.pause(who, pid, now=True)
             case "resume":
                 await service.resume(who, pid)
             case "cancel":
@@ -265,6 +268,8 @@ class Model:
                 command = job.CompleteJob(fencing_token=token, at=at)
             case "fail":
                 command = job.FailJob(fencing_token=token, error="gave up", at=at)
+            case "ack_pause":
+                command = job.AcknowledgePause(fencing_token=token, at=at)
             case _:
                 command = job.AcknowledgeCancel(fencing_token=token, at=at)
         await self.worker.report(jid, command)
@@ -281,6 +286,8 @@ class Model:
         running = state.running_phase
         if running is not None:
             return "output" if running.output_lines == 0 else "complete_phase"
+        if state.pause_requested:
+            return "ack_pause"
         return "start" if state.next_phase is not None else "complete"
 
 
@@ -310,7 +317,7 @@ def job_row(state: JobState, version: int) -> dict[str, Any]:
         "project_id", "owner", "start_phase", "model", "requested_by", "worker_id",
         "fencing_token", "lease_expires_at", "attempt", "max_attempts", "not_before", "progress",
         "cost_tokens", "cost_usd", "error", "cancel_requested", "cancel_reason", "dead_lettered",
-        "created_at", "started_at", "finished_at", "updated_at",
+        "created_at", "started_at", "finished_at", "updated_at", "pause_requested",
     ]  # fmt: skip
     row = {name: getattr(state, name) for name in names}
     row.update(job_id=state.id, status=state.status.value if state.status else None)

@@ -145,6 +145,31 @@ class AcknowledgeCancel:
 
 
 @attrs.frozen(kw_only=True)
+class PauseJob:
+    """Hold the job before its next phase. A running phase finishes first, unless `now`: then
+    it is stopped (its worker loses the lease) and runs again on resume."""
+
+    by: str
+    reason: str = "paused"
+    now: bool = False
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class ResumeJob:
+    by: str
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class AcknowledgePause:
+    """The worker, told that a pause was requested, stops before the next phase."""
+
+    fencing_token: int
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
 class ExpireLease:
     """Issued by a reaper once the lease has run out.
 
@@ -179,6 +204,9 @@ Command: TypeAlias = (
     | FailJob
     | RequestCancel
     | AcknowledgeCancel
+    | PauseJob
+    | ResumeJob
+    | AcknowledgePause
     | ExpireLease
 )
 
@@ -195,4 +223,5 @@ WorkerReport: TypeAlias = (
     | CompleteJob
     | FailJob
     | AcknowledgeCancel
+    | AcknowledgePause
 )

@@ -5,6 +5,7 @@ are in `helix.domain.job.state`).
        ▲                    │ ────FailJob─────▶ failed
        └─ExpireLease (retry)┤ ─ExpireLease (attempts used up)─▶ failed, dead-lettered
                             └─RequestCancel … AcknowledgeCancel─▶ cancelled
+    queued | running ──PauseJob (… AcknowledgePause)──▶ paused ──ResumeJob──▶ queued
 
 Rules worth knowing:
 
@@ -21,6 +22,12 @@ Rules worth knowing:
 - Terminal states are final. RequestCancel is idempotent: on a terminal job, or once already
   requested, it returns no events. A queued job is cancelled at once; a running one when its
   worker acknowledges, reports an end, or loses its lease.
+- Pause: a queued job, or a running one between phases, pauses at once; with a phase running
+  the pause is requested, no further phase may start, and the worker acknowledges it once the
+  phase ended (or its lease runs out). `now` pauses at once, the running phase back to pending.
+  A paused job holds no lease (its worker's reports are refused as stale), is not claimable,
+  and is cancelled at once; ResumeJob queues it again, or withdraws a pause still requested.
+  Claims that ended in a pause do not count against `max_attempts`.
 - A lost lease (ExpireLease) marks the job stuck and queues it again after a backoff, with the
   running phase back to pending, until `max_attempts` claims were made; then the job fails
   dead-lettered. A job whose phase already failed is failed instead of retried.
@@ -39,6 +46,7 @@ import attrs
 
 from helix.domain.job.commands import (
     AcknowledgeCancel,
+    AcknowledgePause,
     ClaimJob,
     Command,
     CompleteJob,
@@ -46,6 +54,7 @@ from helix.domain.job.commands import (
     ExpireLease,
     FailJob,
     FailPhase,
+    PauseJob,
     QueueJob,
     RecordCost,
     RecordFile,
@@ -53,6 +62,7 @@ from helix.domain.job.commands import (
     RenewLease,
     ReportProgress,
     RequestCancel,
+    ResumeJob,
     SkipPhase,
     StartPhase,
     WorkerReport,
@@ -66,6 +76,8 @@ from helix.domain.job.events import (
     JobCompleted,
     JobFailed,
     JobLeaseRenewed,
+    JobPaused,
+    JobPauseRequested,
     JobPhaseCompleted,
     JobPhaseCost,
     JobPhaseFailed,
@@ -75,6 +87,7 @@ from helix.domain.job.events import (
     JobPhaseStarted,
     JobProgressReported,
     JobQueued,
+    JobResumed,
     JobRetryScheduled,
     JobStarted,
     JobStatus,
@@ -111,6 +124,7 @@ SHA256_PATTERN = "^[0-9a-fA-F]{64}$"
 MAX_COST_TOKENS = 2**63 - 1
 
 _DONE = frozenset({PhaseStatus.COMPLETED, PhaseStatus.SKIPPED})
+_UNLEASED = frozenset({JobStatus.QUEUED, JobStatus.PAUSED})
 _TO_RUN = frozenset({PhaseStatus.PENDING, PhaseStatus.RUNNING})
 _SHA256 = re.compile(SHA256_PATTERN)
 
@@ -171,6 +185,13 @@ def decide(state: JobState, command: Command) -> list[Event]:
             return _claim(state, status, command, at)
         case ExpireLease():
             return _expire(state, status, command, at)
+        case PauseJob():
+            return _pause(state, status, command, at)
+        case ResumeJob():
+            check_text(command.by, "by", max_chars=MAX_AUTHOR_CHARS)
+            if status is JobStatus.PAUSED or state.pause_requested:
+                return [JobResumed(job_id=_id(state), by=command.by, at=at)]
+            return []
         case _:
             _check_lease(state, status, command.fencing_token, at)
             return _report(state, command, at)
@@ -266,7 +287,7 @@ def _claim(state: JobState, status: JobStatus, command: ClaimJob, at: datetime) 
 def _check_lease(state: JobState, status: JobStatus, fencing_token: int, at: datetime) -> None:
     # Fencing: only the holder of the live lease may report. A queued job holds no lease, so
     # any token presented to it belongs to a lease that was taken away.
-    if status is JobStatus.QUEUED or fencing_token != state.fencing_token:
+    if status in _UNLEASED or fencing_token != state.fencing_token:
         _refuse(state, "the fencing token is not the job's current lease", "stale_fencing_token")
     if state.lease_expires_at is not None and at >= state.lease_expires_at:
         _refuse(
@@ -278,8 +299,8 @@ def _check_lease(state: JobState, status: JobStatus, fencing_token: int, at: dat
 
 
 def _expire(state: JobState, status: JobStatus, command: ExpireLease, at: datetime) -> list[Event]:
-    if status is JobStatus.QUEUED:
-        _refuse(state, "a queued job holds no lease", "no_lease")
+    if status in _UNLEASED:
+        _refuse(state, f"a {status.value} job holds no lease", "no_lease")
     if command.handed_back and command.fencing_token is None:
         raise ValidationError("a job is handed back under its fencing token", field="fencing_token")
     if command.fencing_token is not None and command.fencing_token != state.fencing_token:
@@ -309,7 +330,17 @@ def _expire(state: JobState, status: JobStatus, command: ExpireLease, at: dateti
     elif failed is not None:
         error = f"phase {failed.name!r} failed: {failed.error}"
         events += [*_close_phases(state, error, at), JobFailed(job_id=job_id, error=error, at=at)]
-    elif state.attempt < state.max_attempts:
+    elif state.pause_requested:
+        running = state.running_phase
+        events.append(
+            JobPaused(
+                job_id=job_id,
+                reason=f"paused; {reason}",
+                stopped_phase=None if running is None else running.name,
+                at=at,
+            )
+        )
+    elif state.attempt - state.paused_attempts < state.max_attempts:
         delay = backoff(
             state.attempt,
             base=RETRY_BASE_S if command.retry_base_s is None else command.retry_base_s,
@@ -328,6 +359,23 @@ def _expire(state: JobState, status: JobStatus, command: ExpireLease, at: dateti
             JobFailed(job_id=job_id, error=error, dead_lettered=True, at=at),
         ]
     return events
+
+
+def _pause(state: JobState, status: JobStatus, command: PauseJob, at: datetime) -> list[Event]:
+    check_text(command.by, "by", max_chars=MAX_AUTHOR_CHARS)
+    reason = check_text(command.reason, "reason", max_chars=MAX_REASON_CHARS, required=False)
+    reason = reason or "paused"
+    failed = any(p.status is PhaseStatus.FAILED for p in state.phases)
+    # Paused already, or about to end (cancelled, or failing once its worker says so).
+    if status is JobStatus.PAUSED or state.cancel_requested or failed:
+        return []
+    running = state.running_phase
+    if running is None or command.now:
+        stopped = None if running is None else running.name
+        return [JobPaused(job_id=_id(state), reason=reason, stopped_phase=stopped, at=at)]
+    if state.pause_requested:
+        return []
+    return [JobPauseRequested(job_id=_id(state), by=command.by, reason=reason, at=at)]
 
 
 def _request_cancel(
@@ -382,6 +430,8 @@ def _check_next_phase(state: JobState, name: str) -> None:
     _known_phase(state, name)
     if state.cancel_requested:
         _refuse(state, "cancellation was requested; acknowledge it", "cancel_requested")
+    if state.pause_requested:
+        _refuse(state, "a pause was requested; acknowledge it", "pause_requested")
     for phase in state.phases:
         if phase.status is PhaseStatus.RUNNING:
             _refuse(state, f"phase {phase.name!r} is still running", "phase_running", phase=name)
@@ -551,6 +601,15 @@ def _report(state: JobState, command: WorkerReport, at: datetime) -> list[Event]
             if not state.cancel_requested:
                 _refuse(state, "no cancellation was requested", "cancel_not_requested")
             return _cancel_now(state, at)
+        case AcknowledgePause():
+            if not state.pause_requested:
+                _refuse(state, "no pause was requested", "pause_not_requested")
+            for phase in state.phases:
+                if phase.status is PhaseStatus.RUNNING:
+                    _refuse(state, f"phase {phase.name!r} is still running", "phase_running")
+                if phase.status is PhaseStatus.FAILED:
+                    _refuse(state, f"phase {phase.name!r} failed; fail the job", "phase_failed")
+            return [JobPaused(job_id=job_id, reason="paused before the next phase", at=at)]
         case _:
             assert_never(command)
 

@@ -15,6 +15,8 @@ from helix.domain.project.events import PhaseSpec
 class JobStatus(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
+    # Held before its next phase, holding no lease, until resumed (not claimable meanwhile).
+    PAUSED = "paused"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -164,6 +166,38 @@ class JobCancelled:
 
 
 @attrs.frozen(kw_only=True)
+class JobPauseRequested:
+    """The job is to pause once its running phase ends: no further phase starts until then."""
+
+    job_id: UUID
+    by: str
+    reason: str
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobPaused:
+    """The job is held before its next phase and its lease is released (its worker's token is
+    stale from now on). `stopped_phase`: the running phase, stopped and back to pending, so
+    that it runs again on resume."""
+
+    job_id: UUID
+    reason: str
+    stopped_phase: str | None = None
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobResumed:
+    """A paused job is queued again (any worker may claim it); a pause still waiting for its
+    phase to end is withdrawn."""
+
+    job_id: UUID
+    by: str
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
 class JobStuck:
     """The worker holding the lease stopped renewing it; its fencing token is now stale."""
 
@@ -213,6 +247,9 @@ Event: TypeAlias = (
     | JobProgressReported
     | JobCancelRequested
     | JobCancelled
+    | JobPauseRequested
+    | JobPaused
+    | JobResumed
     | JobStuck
     | JobRetryScheduled
     | JobCompleted
@@ -234,6 +271,9 @@ EVENTS: dict[str, type] = {
     "job.progress": JobProgressReported,
     "job.cancel_requested": JobCancelRequested,
     "job.cancelled": JobCancelled,
+    "job.pause_requested": JobPauseRequested,
+    "job.paused": JobPaused,
+    "job.resumed": JobResumed,
     "job.stuck": JobStuck,
     "job.retry_scheduled": JobRetryScheduled,
     "job.completed": JobCompleted,

@@ -18,6 +18,8 @@ from helix.domain.job.events import (
     JobCompleted,
     JobFailed,
     JobLeaseRenewed,
+    JobPaused,
+    JobPauseRequested,
     JobPhaseCompleted,
     JobPhaseCost,
     JobPhaseFailed,
@@ -27,6 +29,7 @@ from helix.domain.job.events import (
     JobPhaseStarted,
     JobProgressReported,
     JobQueued,
+    JobResumed,
     JobRetryScheduled,
     JobStarted,
     JobStatus,
@@ -109,6 +112,9 @@ class JobState:
     error: str | None = None
     cancel_requested: bool = False
     cancel_reason: str | None = None
+    pause_requested: bool = False
+    # Claims that ended in a pause rather than being lost: they do not use up the attempts.
+    paused_attempts: int = 0
     dead_lettered: bool = False
     created_at: datetime | None = None
     started_at: datetime | None = None
@@ -282,6 +288,23 @@ def evolve(state: JobState, event: Event) -> JobState:
                 finished_at=at,
                 updated_at=at,
             )
+        case JobPauseRequested():
+            return attrs.evolve(state, pause_requested=True, updated_at=at)
+        case JobPaused():
+            return attrs.evolve(
+                state,
+                status=JobStatus.PAUSED,
+                pause_requested=False,
+                paused_attempts=state.paused_attempts + (state.worker_id is not None),
+                worker_id=None,
+                lease_expires_at=None,
+                not_before=None,
+                phases=tuple(_reset_running(p) for p in state.phases),
+                updated_at=at,
+            )
+        case JobResumed():
+            status = JobStatus.QUEUED if state.status is JobStatus.PAUSED else state.status
+            return attrs.evolve(state, status=status, pause_requested=False, updated_at=at)
         case JobStuck():
             return attrs.evolve(state, worker_id=None, lease_expires_at=None, updated_at=at)
         case JobRetryScheduled():

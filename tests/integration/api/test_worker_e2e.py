@@ -459,3 +459,151 @@ async def test_a_worker_started_as_root_runs_a_users_phase_as_the_phase_user_wit
     found = workspace.stat()
     assert (found.st_uid, stat.S_IMODE(found.st_mode)) == (phase_user.pw_uid, 0o700)
     assert stat.S_IMODE(workers.workdir.stat().st_mode) == 0o711
+
+
+# Phase one waits for the test to open its gate; phase two leaves a mark.
+GATED = """
+import os, time
+print('one waiting', flush=True)
+while not os.path.exists('gate'):
+    time.sleep(0.05)
+print('one done', flush=True)
+"""
+SECOND = "open('two-ran', 'w').write('yes'); print('two ran')"
+
+
+async def _run_two_phases(
+    client: Client, workers: Workers, who: Any, py: str, first: str
+) -> tuple[str, str]:
+    """Execute phases `one` (the script `first`) and `two` (SECOND) with a worker running."""
+    phases = [
+        {"name": "one", "command": [py, "-c", first]},
+        {"name": "two", "command": [py, "-c", SECOND]},
+    ]
+    ran = await execute(client, who, phases)
+    await workers.start()
+    return ran
+
+
+async def _job_status(client: Client, who: Any, job_id: str, status: str) -> Any:
+    shown = await job_of(client, who, job_id)
+    return shown if shown["status"] == status else None
+
+
+async def test_a_paused_project_finishes_its_running_phase_then_holds_until_resumed(
+    client: Client, workers: Workers, user: Any, admin: Any, phase_python: str
+) -> None:
+    project_id, job_id = await _run_two_phases(client, workers, user, phase_python, GATED)
+    await until(lambda: _has_line(client, user, job_id, "one waiting"))
+
+    paused = await client.post(f"/api/v1/projects/{project_id}/pause", headers=user.headers)
+    assert (await ok(paused))["status"] == "paused"
+    waiting = await job_of(client, user, job_id)
+    assert (waiting["status"], waiting["pause_requested"]) == ("running", True)
+    (workers.workdir / project_id / "gate").write_text("open")
+    held = await until(lambda: _job_status(client, user, job_id, "paused"))
+
+    assert [(p["name"], p["status"]) for p in held["phases"]] == [
+        ("one", "completed"),
+        ("two", "pending"),
+    ]
+    assert (held["worker_id"], held["lease_expires_at"], held["pause_requested"]) == (
+        None,
+        None,
+        False,
+    )
+    await until(lambda: _logged(workers.logs / "worker0.log", f"job {job_id}: paused"))
+    still = await job_of(client, user, job_id)
+    assert still["status"] == "paused" and still["phases"][1]["status"] == "pending"
+    assert not (workers.workdir / project_id / "two-ran").exists()
+    project = await ok(await client.get(f"/api/v1/projects/{project_id}", headers=user.headers))
+    assert project["status"] == "paused"
+
+    resumed = await client.post(f"/api/v1/projects/{project_id}/resume", headers=user.headers)
+    assert (await ok(resumed))["status"] == "running"
+    shown = await finished(client, user, job_id)
+    assert shown["status"] == "completed", shown
+    assert [p["status"] for p in shown["phases"]] == ["completed", "completed"]
+    assert "two ran" in await lines_of(client, user, job_id)
+    types = [e["type"] for e in await events_of(client, admin, job_id)]
+    assert types.count("job.phase_started") == 2
+    order = [t for t in types if t in ("job.pause_requested", "job.paused", "job.resumed")]
+    assert order == ["job.pause_requested", "job.paused", "job.resumed"]
+    assert types.index("job.paused") > types.index("job.phase_completed")
+    project = await ok(await client.get(f"/api/v1/projects/{project_id}", headers=user.headers))
+    assert project["status"] == "completed"
+
+
+# Phase one runs until stopped the first time and completes the second time.
+RERUN = """
+import os, time
+first = not os.path.exists('ran-once')
+open('ran-once', 'a').write('x')
+if first:
+    open('pid', 'w').write(str(os.getpid()))
+    print('first run', flush=True)
+    time.sleep(60)
+print('second run', flush=True)
+"""
+
+
+async def test_pausing_now_stops_the_running_phase_and_resume_runs_it_again(
+    client: Client, workers: Workers, user: Any, admin: Any, phase_python: str
+) -> None:
+    project_id, job_id = await _run_two_phases(client, workers, user, phase_python, RERUN)
+    await until(lambda: _has_line(client, user, job_id, "first run"))
+    pid = int((workers.workdir / project_id / "pid").read_text())
+    assert alive(pid)
+
+    resp = await client.post(
+        f"/api/v1/projects/{project_id}/pause", json={"now": True}, headers=user.headers
+    )
+    assert (await ok(resp))["status"] == "paused"
+    held = await job_of(client, user, job_id)
+    assert held["status"] == "paused"
+    assert [p["status"] for p in held["phases"]] == ["pending", "pending"]
+    assert held["worker_id"] is None
+    await until(lambda: _all_gone([pid]), timeout=30)
+    still = await job_of(client, user, job_id)
+    assert still["status"] == "paused" and still["phases"][0]["status"] == "pending"
+
+    await ok(await client.post(f"/api/v1/projects/{project_id}/resume", headers=user.headers))
+    shown = await finished(client, user, job_id)
+    assert shown["status"] == "completed", shown
+    assert [p["status"] for p in shown["phases"]] == ["completed", "completed"]
+    lines = await lines_of(client, user, job_id)
+    assert lines.count("first run") == 1 and "second run" in lines and "two ran" in lines
+    events = await events_of(client, admin, job_id)
+    started = [e["data"]["phase"] for e in events if e["type"] == "job.phase_started"]
+    assert started == ["one", "one", "two"]
+    [pause] = [e for e in events if e["type"] == "job.paused"]
+    assert pause["data"]["stopped_phase"] == "one"
+    assert shown["attempt"] == 2  # two claims: the one the pause stopped, and the rerun
+
+
+async def test_a_quick_action_runs_on_a_worker_and_a_wait_answers_with_its_end(
+    client: Client, workers: Workers, user: Any, phase_python: str
+) -> None:
+    say = "import os; print('ran with', os.environ.get('HELIX_MODEL'))"
+    body = {"prompt": "say hello", "model": "m-1",
+            "phases": [{"name": "say", "command": [phase_python, "-c", say]}]}  # fmt: skip
+    run = await ok(await client.post("/api/v1/quick-action", json=body, headers=user.headers), 202)
+    await workers.start()
+    waited = f"/api/v1/jobs/{run['job_id']}?wait=60"
+    shown = await ok(await client.get(waited, headers=user.headers))
+    assert shown["status"] == "completed", shown
+    assert 0 < shown["waited_seconds"] < 60
+    assert await lines_of(client, user, run["job_id"]) == ["ran with m-1"]
+
+    messages = f"/api/v1/projects/{run['project_id']}/messages"
+    again = {"content": "once more", "run": True, "model": "m-2"}
+    follow_up = await ok(await client.post(messages, json=again, headers=user.headers), 201)
+    second = await ok(
+        await client.get(f"/api/v1/jobs/{follow_up['job_id']}?wait=60", headers=user.headers)
+    )
+    assert second["status"] == "completed", second
+    assert await lines_of(client, user, follow_up["job_id"]) == ["ran with m-2"]
+    project = await ok(
+        await client.get(f"/api/v1/projects/{run['project_id']}", headers=user.headers)
+    )
+    assert (project["status"], project["latest_job_id"]) == ("completed", follow_up["job_id"])
