@@ -4,7 +4,7 @@ to end (the job's status then becomes `paused`).
 No job was ever paused before, so every existing row starts false, which is what a rebuild
 from the log gives: the read model is not rebuilt.
 
-Revision ID: 0011_pause
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-02
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_pause"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
