@@ -26,7 +26,7 @@ from helix.envelope import rfc3339
 from helix.errors import NotFound, Unavailable, ValidationError
 from helix.globs import TypeGlobs
 from helix.streams import sse, tokens, websocket
-from helix.streams.credentials import check_scope, stream_principal, viewer_of
+from helix.streams.credentials import carried_by, check_scope, stream_principal, viewer_of
 from helix.streams.endings import JobEnd
 from helix.streams.filters import Filter, Scope, ScopeKind, parse_types
 from helix.streams.frames import Frame
@@ -187,8 +187,13 @@ async def create_stream_token(request: web.Request) -> web.Response:
     `?access_token=` or a WebSocket `auth` message)."""
     principal = principal_of(request)
     settings = request.app[SETTINGS]
+    # The token carries the caller's credential (its scopes, key or JWT): it never does more
+    # than that credential, and a revocation of it closes the token's streams too.
     token, expires = tokens.mint(
-        request.app[VERIFIER].own_secret, settings, user_id=principal.user_id
+        request.app[VERIFIER].own_secret,
+        settings,
+        user_id=principal.user_id,
+        carried=carried_by(principal),
     )
     return web.json_response(
         {

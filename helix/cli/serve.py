@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import secrets
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -93,7 +94,8 @@ def register(commands: Any) -> None:
         help="run Helix: database, migrations, API, sequencer and background roles",
         description="Start every role in one process. Without HELIX_DATABASE_URL an embedded "
         "PostgreSQL runs in HELIX_DATA_DIR (default ./.helix). On a database with no users it "
-        "creates the user 'admin' and prints a one-time admin API key. Ctrl-C or SIGTERM stops "
+        "creates the user 'admin' and prints a one-time admin API key and password (the "
+        "password is HELIX_ADMIN_PASSWORD when set, and then not printed). Ctrl-C or SIGTERM stops "
         "accepting requests, finishes those in flight, then stops the background roles, the "
         "sequencer and the database.",
     )
@@ -188,7 +190,7 @@ async def serve(
     components: Components | None = None
     try:
         components = await Components.start(node, settings)
-        await _first_admin(components.accounts)
+        await _first_admin(components.accounts, settings.admin_password)
         if "api" in roles:
             app = create_app(node, settings, components)
             app.on_shutdown.append(_ending_long_polls(components))
@@ -258,9 +260,16 @@ def _ending_long_polls(components: Components) -> Callable[[web.Application], Aw
     return end
 
 
-async def _first_admin(accounts: Accounts) -> None:
-    created = await accounts.ensure_first_admin(caller=SERVE_CALLER)
+async def _first_admin(accounts: Accounts, password: str | None) -> None:
+    generated = password is None
+    if password is None:
+        password = secrets.token_urlsafe(18)
+    created = await accounts.ensure_first_admin(password=password, caller=SERVE_CALLER)
     if created is not None:
         _, key = created
         print("Created the user 'admin'. Its API key, shown only this once:", flush=True)
         print(f"admin API key: {key}", flush=True)
+        if generated:
+            print(f"admin password: {password}", flush=True)
+        else:
+            print("admin password: the one in HELIX_ADMIN_PASSWORD", flush=True)

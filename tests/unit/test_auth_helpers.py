@@ -31,7 +31,9 @@ def test_a_password_verifies_against_its_hash_and_nothing_else() -> None:
 def test_short_and_huge_passwords_are_refused() -> None:
     assert passwords.password_problem("short")
     assert passwords.password_problem("x" * 2000)
-    assert passwords.password_problem("long enough") is None
+    assert passwords.password_problem("long enough!") is None
+    assert passwords.password_problem("long enough") == "a password needs at least 12 characters"
+    assert passwords.password_problem("eight ch", min_length=8) is None
 
 
 def test_api_keys_are_random_prefixed_and_matched_by_their_hash() -> None:
