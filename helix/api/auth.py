@@ -33,7 +33,7 @@ from helix.auth.principal import (
 from helix.auth.records import UserRecord
 from helix.auth.tokens import issue_token
 from helix.domain.user import MAX_KEY_NAME_CHARS, Role
-from helix.domain.user.scopes import SCOPES
+from helix.domain.user.scopes import SCOPES, USERS_ADMIN
 from helix.envelope import rfc3339
 from helix.errors import RateLimited, Unauthorized, ValidationError
 from helix.inputs import parse_time
@@ -167,6 +167,7 @@ def _target_user(request: web.Request, principal: Principal, raw: object) -> uui
         raise ValidationError("'user_id' must be a UUID", field="user_id") from None
     if user_id != principal.user_id:
         require_role(request, Role.ADMIN)
+        principal.require_scope(USERS_ADMIN)
     return user_id
 
 
@@ -198,9 +199,11 @@ async def create_api_key(request: web.Request) -> web.Response:
     name = body.get("name") or "api key"
     user_id = _target_user(request, principal, body.get("user_id"))
     scopes = body.get("scopes")
-    if user_id == principal.user_id and scopes is None and principal.scopes is not None:
-        scopes = sorted(principal.effective_scopes)  # a key made with a key: no more than it
-    if user_id == principal.user_id and scopes is not None:
+    if user_id == principal.user_id and principal.scopes is not None:
+        # A key made with a scoped credential: no more than that credential (the role's
+        # limit is the decider's).
+        if scopes is None:
+            scopes = sorted(principal.effective_scopes)
         beyond = sorted(set(scopes) - principal.effective_scopes)
         if beyond:
             raise ValidationError(
