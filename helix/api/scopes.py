@@ -13,6 +13,7 @@ import re
 
 from aiohttp import web
 
+from helix.api.requests import is_public
 from helix.auth.principal import Principal
 from helix.domain.user.scopes import (
     ACCOUNT,
@@ -109,13 +110,16 @@ def template(canonical: str) -> str:
     return PLACEHOLDER.sub(r"{\1}", canonical)
 
 
-def scope_of(method: str, canonical: str) -> str | None:
-    """The scope a route needs (None: none); 403 for a route the table does not declare, so
-    a route added without a scope is refused rather than open."""
+def scope_of(method: str, canonical: str, handler: object) -> str | None:
+    """The scope a route needs (None: none). A route the table does not declare needs
+    nothing if its handler is `@public`, and is refused (403) otherwise, so a route added
+    without a scope is closed rather than open."""
     key = ("GET" if method == "HEAD" else method, template(canonical))
-    if key not in ROUTE_SCOPES:
-        raise Forbidden("this route declares no scope", method=method, path=key[1])
-    return ROUTE_SCOPES[key]
+    if key in ROUTE_SCOPES:
+        return ROUTE_SCOPES[key]
+    if is_public(handler):
+        return None
+    raise Forbidden("this route declares no scope", method=method, path=key[1])
 
 
 def require_route_scope(request: web.Request, principal: Principal) -> None:
@@ -123,6 +127,6 @@ def require_route_scope(request: web.Request, principal: Principal) -> None:
     route = request.match_info.route
     if route.resource is None:
         return
-    needed = scope_of(request.method, route.resource.canonical)
+    needed = scope_of(request.method, route.resource.canonical, request.match_info.handler)
     if needed is not None:
         principal.require_scope(needed)

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from helix import migrate
 from helix.api.app import create_app, create_probe_app
+from helix.auth import passwords
 from helix.auth.accounts import Accounts
 from helix.auth.sealing import parse_keys
 from helix.bootstrap import Components, LogNode
@@ -139,6 +140,11 @@ async def run_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a TemplateError, or a HELIX_SECRETS_KEY that is not a key
         print(f"helix serve: {exc}", file=sys.stderr)
         return 2
+    if settings.admin_password is not None:
+        problem = passwords.password_problem(settings.admin_password, settings.password_min_length)
+        if problem:
+            print(f"helix serve: HELIX_ADMIN_PASSWORD: {problem}", file=sys.stderr)
+            return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

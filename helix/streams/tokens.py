@@ -44,11 +44,15 @@ def mint(
     *,
     user_id: uuid.UUID,
     carried: Carried = Carried(),
+    until: datetime | None = None,
     now: datetime | None = None,
 ) -> tuple[str, datetime]:
-    """A stream token for one user, and when it expires."""
+    """A stream token for one user, and when it expires: after the TTL, or at `until` (when
+    the credential it is minted with expires) if that is sooner."""
     now = now or datetime.now(UTC)
     expires = now + timedelta(seconds=settings.stream_token_ttl_seconds)
+    if until is not None:
+        expires = min(expires, until)
     claims: dict[str, Any] = {
         "sub": str(user_id),
         "scope": SCOPE,

@@ -419,3 +419,32 @@ async def test_account_events_are_in_the_audit_log_with_actor_and_source_for_aud
         assert event["metadata"]["source"] == "127.0.0.1"
         assert event["metadata"]["actor"] in ("anonymous", f"user:{carol.user_id}")
     assert "hash" not in str(events[2]["data"])
+
+
+async def test_a_route_added_without_a_declared_scope_is_refused_rather_than_open(
+    aiohttp_client: Any, app: web.Application, user: Any
+) -> None:
+    async def undeclared(request: web.Request) -> web.Response:
+        return web.json_response({"leaked": True})
+
+    app.router.add_get("/api/v1/undeclared", undeclared)
+    client = await aiohttp_client(app)
+
+    resp = await client.get("/api/v1/undeclared", headers=user.headers)
+
+    assert await refused(resp, 403) == "this route declares no scope"
+
+
+async def test_a_stream_token_never_outlives_the_key_it_was_minted_with(
+    client: Client, user: Any
+) -> None:
+    soon = (datetime.now(UTC) + timedelta(seconds=90)).replace(microsecond=0)
+    created = await client.post(
+        "/api/v1/auth/api-keys", json={"expires_at": soon.isoformat()}, headers=user.headers
+    )
+    key = (await created.json())["key"]
+
+    minted = await (await client.post("/api/v1/stream-tokens", headers=bearer(key))).json()
+
+    assert datetime.fromisoformat(minted["expires_at"]) <= soon
+    assert 0 < minted["expires_in"] <= 90
