@@ -137,7 +137,7 @@ class Components:
     async def start(cls, node: LogNode, settings: Settings) -> Components:
         store = node.store
         writer = Writer(store)
-        accounts = Accounts(store, writer=writer)
+        accounts = Accounts(store, writer=writer, password_min_length=settings.password_min_length)
         # Without HELIX_JWT_SECRET / HELIX_SECRETS_KEY, one kept in the database for every node
         # (the phase secrets key in the form HELIX_SECRETS_KEY takes, so it can move out later).
         jwt_secret = settings.jwt_secret or await accounts.get_or_create_secret(JWT_SECRET_NAME)

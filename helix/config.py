@@ -142,6 +142,11 @@ class Settings:
     jwt_issuer: str = "helix"
     jwt_audience: str = "helix"
     jwt_ttl_seconds: int = 3600
+    # The fewest characters a new password may have (HELIX_PASSWORD_MIN_LENGTH).
+    password_min_length: int = 12
+    # The first admin's password, on a database with no users (HELIX_ADMIN_PASSWORD); when
+    # unset, `helix serve` generates one and prints it once, beside the admin's API key.
+    admin_password: str | None = None
     # An external issuer (e.g. a chat front end) whose tokens Helix trusts: a shared secret
     # (HS*) or a public key (PEM text or a file path; RS*/ES*/EdDSA), checked with iss and aud.
     external_jwt_secret: str | None = None
@@ -290,6 +295,8 @@ class Settings:
             jwt_issuer=env.get("HELIX_JWT_ISSUER") or "helix",
             jwt_audience=env.get("HELIX_JWT_AUDIENCE") or "helix",
             jwt_ttl_seconds=_int(env, "HELIX_JWT_TTL_SECONDS", 3600),
+            password_min_length=_int(env, "HELIX_PASSWORD_MIN_LENGTH", 12),
+            admin_password=env.get("HELIX_ADMIN_PASSWORD") or None,
             external_jwt_secret=env.get("HELIX_EXTERNAL_JWT_SECRET") or None,
             external_jwt_public_key=env.get("HELIX_EXTERNAL_JWT_PUBLIC_KEY") or None,
             external_jwt_issuer=env.get("HELIX_EXTERNAL_JWT_ISSUER") or None,

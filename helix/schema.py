@@ -117,6 +117,8 @@ users = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("last_login_at", sa.DateTime(timezone=True)),
     sa.Column("version", sa.Integer, nullable=False),
+    # JWTs issued before this are refused (a password change, or all tokens revoked).
+    sa.Column("tokens_valid_after", sa.DateTime(timezone=True)),
     sa.CheckConstraint("role IN ('admin', 'user', 'worker', 'auditor')", name="users_role_known"),
 )
 
@@ -130,6 +132,19 @@ api_keys = sa.Table(
     sa.Column("key_sha256", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("scopes", pg.ARRAY(sa.Text)),  # NULL: all the user's role allows
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("expired_at", sa.DateTime(timezone=True)),  # when `api_key.expired` was recorded
+)
+
+# Logged-out JWTs, by `jti`, kept until their `exp` (part of the users projection).
+revoked_tokens = sa.Table(
+    "revoked_tokens",
+    metadata,
+    sa.Column("token_id", sa.Text, primary_key=True),
+    sa.Column("user_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 user_passwords = sa.Table(

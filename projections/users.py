@@ -4,6 +4,9 @@ Applied inline (the API authenticates against these tables, so a new key works a
 rebuildable from the log. Idempotent per event through `users.version`, the last stream
 version applied: an event at or below it changes nothing.
 
+`revoked_tokens` (logged-out JWTs) keeps a revocation only until the token's `exp`: each new
+revocation prunes the ones past it.
+
 Password hashes are not part of it: `user_passwords` is a credential table written beside the
 event by `helix.auth.accounts`, in the event's transaction, and a rebuild never touches it.
 """
@@ -19,8 +22,11 @@ import asyncpg
 from helix.domain.user.events import (
     EVENTS,
     ApiKeyCreated,
+    ApiKeyExpired,
     ApiKeyRevoked,
     LoginSucceeded,
+    TokenRevoked,
+    TokensRevoked,
     UserCreated,
     UserDisabled,
     UserEnabled,
@@ -52,7 +58,7 @@ class UsersProjection:
     name: ClassVar[str] = "users"
     version: ClassVar[int] = 1
     event_types: ClassVar[frozenset[str]] = frozenset(EVENTS)
-    tables: ClassVar[tuple[str, ...]] = ("users", "api_keys")
+    tables: ClassVar[tuple[str, ...]] = ("users", "api_keys", "revoked_tokens")
     inline: ClassVar[bool] = True
 
     async def apply(self, conn: asyncpg.Connection, event: RecordedEvent, t: Tables) -> None:
@@ -108,9 +114,23 @@ class UsersProjection:
                     decoded.prefix,
                     decoded.key_sha256,
                     decoded.at,
+                    None if decoded.scopes is None else list(decoded.scopes),
+                    decoded.expires_at,
                 )
             case ApiKeyRevoked():
                 await conn.execute(_sql("revoke_key", t), decoded.key_id, decoded.at)
+            case ApiKeyExpired():
+                await conn.execute(_sql("expire_key", t), decoded.key_id, decoded.at)
+            case UserPasswordChanged() | TokensRevoked():
+                await conn.execute(_sql("tokens_valid_after", t), decoded.user_id, decoded.at)
+            case TokenRevoked():
+                await conn.execute(
+                    _sql("revoke_token", t),
+                    decoded.token_id,
+                    decoded.user_id,
+                    decoded.expires_at,
+                    decoded.at,
+                )
 
 
 PROJECTION = UsersProjection()

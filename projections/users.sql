@@ -17,9 +17,23 @@ SET role = coalesce($3, role),
 WHERE user_id = $1 AND version < $2
 
 -- name: insert_key
-INSERT INTO {api_keys} (key_id, user_id, name, prefix, key_sha256, created_at)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO {api_keys} (key_id, user_id, name, prefix, key_sha256, created_at, scopes, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (key_id) DO NOTHING
 
 -- name: revoke_key
 UPDATE {api_keys} SET revoked_at = $2 WHERE key_id = $1 AND revoked_at IS NULL
+
+-- name: expire_key
+UPDATE {api_keys} SET expired_at = $2 WHERE key_id = $1 AND expired_at IS NULL
+
+-- name: tokens_valid_after
+UPDATE {users} SET tokens_valid_after = greatest(tokens_valid_after, $2) WHERE user_id = $1
+
+-- name: revoke_token
+-- Revoked tokens are kept only until they would have expired anyway: each revocation prunes
+-- the ones past their `exp` (a rebuild replays old revocations and prunes them the same way).
+WITH pruned AS (DELETE FROM {revoked_tokens} WHERE expires_at < now())
+INSERT INTO {revoked_tokens} (token_id, user_id, expires_at, revoked_at)
+SELECT $1, $2, $3, $4 WHERE $3 >= now()
+ON CONFLICT (token_id) DO NOTHING

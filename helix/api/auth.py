@@ -9,6 +9,7 @@ looked up and they are never rate limited.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -17,6 +18,7 @@ from helix.api.handlers import caller, optional_body, position, reply, validated
 from helix.api.openapi import describe
 from helix.api.ratelimit import LIMITER, VERDICT
 from helix.api.requests import has_own_credentials, is_probe, is_public, public
+from helix.api.scopes import require_route_scope
 from helix.api.validation import RequestSchema, object_body
 from helix.appkeys import ACCOUNTS, VERIFIER
 from helix.auth.identify import identify
@@ -31,8 +33,10 @@ from helix.auth.principal import (
 from helix.auth.records import UserRecord
 from helix.auth.tokens import issue_token
 from helix.domain.user import MAX_KEY_NAME_CHARS, Role
+from helix.domain.user.scopes import SCOPES, USERS_ADMIN
 from helix.envelope import rfc3339
 from helix.errors import RateLimited, Unauthorized, ValidationError
+from helix.inputs import parse_time
 
 routes = web.RouteTableDef()
 
@@ -69,10 +73,16 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     unmatched = request.match_info.http_exception is not None
     if principal is None and not unmatched and not is_public(request.match_info.handler):
         raise Unauthorized("authentication required")
+    if principal is not None and not unmatched:
+        require_route_scope(request, principal)
     return await handler(request)
 
 
-def _token_response(request: web.Request, user: UserRecord) -> web.Response:
+def token_response(
+    request: web.Request, user: UserRecord, scopes: Iterable[str] | None = None
+) -> web.Response:
+    """The one login view: a JWT for `user` (restricted to `scopes`, those of the credential it
+    is minted with), when it expires, and the user, with `roles` as a list."""
     verifier = request.app[VERIFIER]
     token, expires = issue_token(
         verifier.own_secret,
@@ -80,6 +90,7 @@ def _token_response(request: web.Request, user: UserRecord) -> web.Response:
         user_id=user.user_id,
         username=user.username,
         role=user.role.value,
+        scopes=scopes,
     )
     return web.json_response(
         {
@@ -87,7 +98,7 @@ def _token_response(request: web.Request, user: UserRecord) -> web.Response:
             "token_type": "Bearer",
             "expires_at": rfc3339(expires),
             "expires_in": verifier.settings.jwt_ttl_seconds,
-            "user": user.to_json(),
+            "user": {**user.to_json(), "roles": [user.role.value]},
         }
     )
 
@@ -110,14 +121,39 @@ async def login(request: web.Request) -> web.Response:
     user = await request.app[ACCOUNTS].login(
         body["username"], body["password"], caller=anonymous_caller(request)
     )
-    return _token_response(request, user)
+    return token_response(request, user)
 
 
 @routes.post("/api/v1/auth/token")
 async def refresh_token(request: web.Request) -> web.Response:
-    """A fresh JWT for the caller (with a key or a still-valid token)."""
+    """A fresh JWT for the caller (with a key or a still-valid token), with no more scopes
+    than the credential it is asked with."""
     principal = principal_of(request)
-    return _token_response(request, await request.app[ACCOUNTS].get(principal.user_id))
+    user = await request.app[ACCOUNTS].get(principal.user_id)
+    return token_response(request, user, principal.scopes)
+
+
+@routes.post("/api/v1/auth/logout")
+async def logout(request: web.Request) -> web.Response:
+    """Revoke the JWT this request presents (`user.token_revoked`): it is refused from now on,
+    and the streams opened with it close. An API key is revoked with DELETE api-keys/{id}."""
+    principal = principal_of(request)
+    if not principal.token_id:
+        raise ValidationError(
+            "logout ends a JWT; revoke an API key with DELETE /api/v1/auth/api-keys/{key_id}"
+        )
+    # Kept until the token's own `exp` (Helix's tokens always have one: it is required).
+    expires_at = request.app[VERIFIER].verify(_bearer(request)).expires_at
+    if expires_at is None:
+        raise Unauthorized("the token has no expiry")
+    await request.app[ACCOUNTS].revoke_token(
+        principal.user_id, principal.token_id, expires_at, caller=caller(request, roles=Role)
+    )
+    return web.Response(status=204)
+
+
+def _bearer(request: web.Request) -> str:
+    return request.headers["Authorization"].strip().partition(" ")[2].strip()
 
 
 def _target_user(request: web.Request, principal: Principal, raw: object) -> uuid.UUID:
@@ -130,6 +166,7 @@ def _target_user(request: web.Request, principal: Principal, raw: object) -> uui
         raise ValidationError("'user_id' must be a UUID", field="user_id") from None
     if user_id != principal.user_id:
         require_role(request, Role.ADMIN)
+        principal.require_scope(USERS_ADMIN)
     return user_id
 
 
@@ -137,6 +174,17 @@ CREATE_API_KEY_BODY = object_body(
     {
         "name": {"type": "string", "maxLength": MAX_KEY_NAME_CHARS},
         "user_id": {"type": "string", "format": "uuid", "description": "admins only"},
+        "scopes": {
+            "type": "array",
+            "items": {"type": "string", "enum": sorted(SCOPES)},
+            "description": "what the key may do (default: all its user's role allows); a "
+            "scope the role does not grant is refused",
+        },
+        "expires_at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "when the key stops working (default: never); in the future",
+        },
     }
 )
 
@@ -149,8 +197,23 @@ async def create_api_key(request: web.Request) -> web.Response:
     body = await optional_body(request, CREATE_API_KEY_BODY)
     name = body.get("name") or "api key"
     user_id = _target_user(request, principal, body.get("user_id"))
+    scopes = body.get("scopes")
+    if user_id == principal.user_id and principal.scopes is not None:
+        # A key made with a scoped credential: no more than that credential (the role's
+        # limit is the decider's).
+        if scopes is None:
+            scopes = sorted(principal.effective_scopes)
+        beyond = sorted(set(scopes) - principal.effective_scopes)
+        if beyond:
+            raise ValidationError(
+                f"the credentials of this request do not have: {', '.join(beyond)}",
+                field="scopes",
+            )
+    expires_at = None
+    if body.get("expires_at") is not None:
+        expires_at = parse_time(body["expires_at"], "expires_at")
     record, key = await request.app[ACCOUNTS].create_key(
-        user_id, name, caller=caller(request, roles=Role)
+        user_id, name, scopes=scopes, expires_at=expires_at, caller=caller(request, roles=Role)
     )
     return web.json_response({**record.to_json(), "key": key}, status=201)
 

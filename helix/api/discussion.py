@@ -21,6 +21,7 @@ from helix.api.handlers import (
     validated_body,
 )
 from helix.api.projects import run_view
+from helix.api.scopes import require_run_scope
 from helix.api.validation import object_body
 from helix.domain.job.decider import MAX_MODEL_CHARS
 from helix.domain.project import MessageRole
@@ -130,6 +131,7 @@ async def post_message(request: web.Request) -> web.Response:
     role = MessageRole(body.get("role", MessageRole.USER.value))
     started: dict[str, Any] = {}
     if body.get("run", False):
+        require_run_scope(request)
         run = await projects.post_and_run(
             who, project_id, content=content, role=role, author=body.get("author"),
             model=body.get("model"),

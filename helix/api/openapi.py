@@ -8,7 +8,6 @@ body and responses.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -16,7 +15,9 @@ from aiohttp import web
 
 from helix import __version__ as helix_version
 from helix.api.requests import is_public, public
+from helix.api.scopes import PLACEHOLDER, ROUTE_SCOPES, template
 from helix.api.validation import RequestSchema
+from helix.domain.user.scopes import SCOPES
 
 routes = web.RouteTableDef()
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,7 +47,6 @@ def describe(
 
 # Filled on first use: the router is frozen once the app serves, so one build is enough.
 DOCUMENT = web.AppKey("openapi_document", dict)
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^{}]*)?\}")
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -85,7 +85,7 @@ def served_routes(app: web.Application) -> list[tuple[str, str, Any]]:
         resource = route.resource
         if resource is None or route.method == "HEAD":
             continue
-        found.append((route.method, PLACEHOLDER.sub(r"{\1}", resource.canonical), route.handler))
+        found.append((route.method, template(resource.canonical), route.handler))
     return found
 
 
@@ -115,9 +115,21 @@ def _operation(method: str, path: str, handler: Any) -> dict[str, Any]:
             "required": extra.get("request_required", True),
             "content": {"application/json": {"schema": extra["request"]}},
         }
-    if is_public(handler):
+    scope = ROUTE_SCOPES.get((method, path))
+    if is_public(handler) and scope is None:
         operation["security"] = []
+    elif scope is not None:
+        # The scope a credential needs here (OpenAPI 3.1 lets any scheme list required roles).
+        operation["security"] = [{"bearer": [scope]}, {"apiKey": [scope]}]
     return operation
+
+
+SCOPE_TEXT = (
+    "Each operation lists the scope it needs; a credential may use its role's scopes, "
+    "narrowed to the scopes an API key was created with: "
+    + "; ".join(f"`{name}`: {text}" for name, text in SCOPES.items())
+    + "."
+)
 
 
 def build_document(app: web.Application) -> dict[str, Any]:
@@ -138,9 +150,14 @@ def build_document(app: web.Application) -> dict[str, Any]:
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "a JWT from /api/v1/auth/login, or an API key",
+                    "description": "a JWT from /api/v1/auth/login, or an API key. " + SCOPE_TEXT,
                 },
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "apiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-API-Key",
+                    "description": SCOPE_TEXT,
+                },
             },
             "schemas": {"Error": ERROR_SCHEMA},
             "responses": {

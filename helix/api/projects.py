@@ -22,6 +22,7 @@ from helix.api.handlers import (
     validated_body,
 )
 from helix.api.requests import int_query
+from helix.api.scopes import require_run_scope
 from helix.api.validation import object_body
 from helix.appkeys import STORE
 from helix.audit import time_travel
@@ -307,6 +308,7 @@ async def quick_action(request: web.Request) -> web.Response:
     recorded with the events it causes. Follow it at `stream_url`, or wait for its end with
     `GET /api/v1/jobs/{job_id}?wait=N`."""
     who = caller(request, write=True)
+    require_run_scope(request)
     body = await validated_body(request, QUICK_ACTION)
     metadata = body.get("metadata")
     if metadata is not None:

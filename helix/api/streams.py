@@ -12,7 +12,9 @@ streams: keep streaming after the job ended).
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -26,7 +28,7 @@ from helix.envelope import rfc3339
 from helix.errors import NotFound, Unavailable, ValidationError
 from helix.globs import TypeGlobs
 from helix.streams import sse, tokens, websocket
-from helix.streams.credentials import check_scope, stream_principal, viewer_of
+from helix.streams.credentials import carried_by, check_scope, stream_principal, viewer_of
 from helix.streams.endings import JobEnd
 from helix.streams.filters import Filter, Scope, ScopeKind, parse_types
 from helix.streams.frames import Frame
@@ -187,15 +189,24 @@ async def create_stream_token(request: web.Request) -> web.Response:
     `?access_token=` or a WebSocket `auth` message)."""
     principal = principal_of(request)
     settings = request.app[SETTINGS]
+    # The token carries the caller's credential (its scopes, key or JWT): it never does more
+    # than that credential, nor outlives its expiry, and a revocation of it closes the token's
+    # streams too.
+    now = datetime.now(UTC)
     token, expires = tokens.mint(
-        request.app[VERIFIER].own_secret, settings, user_id=principal.user_id
+        request.app[VERIFIER].own_secret,
+        settings,
+        user_id=principal.user_id,
+        carried=carried_by(principal),
+        until=principal.expires_at,
+        now=now,
     )
     return web.json_response(
         {
             "token": token,
             "token_type": "stream",
             "expires_at": rfc3339(expires),
-            "expires_in": settings.stream_token_ttl_seconds,
+            "expires_in": max(0, math.ceil((expires - now).total_seconds())),
         },
         status=201,
     )

@@ -10,6 +10,7 @@ import uuid
 
 from aiohttp import web
 
+from helix.api.auth import token_response
 from helix.api.handlers import caller, position, reply, strings, validated_body
 from helix.api.openapi import describe
 from helix.api.requests import int_query
@@ -76,7 +77,8 @@ async def list_users(request: web.Request) -> web.Response:
 CREATE_USER_BODY = object_body(
     {
         "username": {"type": "string", "pattern": USERNAME_PATTERN},
-        "password": strings(min_length=passwords.MIN_LENGTH, max_length=passwords.MAX_LENGTH),
+        # The minimum is a setting (`password_min_length`), checked by the accounts service.
+        "password": strings(max_length=passwords.MAX_LENGTH),
         "role": {"type": "string", "enum": ROLES, "default": "user"},
     },
     required=["username"],
@@ -124,4 +126,45 @@ async def update_user(request: web.Request) -> web.Response:
     user = await request.app[ACCOUNTS].update_user(
         user_id, role=role, disabled=disabled, caller=who
     )
+    return reply(user.to_json(), at=at)
+
+
+PASSWORD = strings(max_length=passwords.MAX_LENGTH)
+OWN_PASSWORD_BODY = object_body({"current": PASSWORD, "new": PASSWORD}, required=["current", "new"])
+SET_PASSWORD_BODY = object_body({"new": PASSWORD}, required=["new"])
+
+
+@routes.post("/api/v1/users/me/password")
+@describe(request=OWN_PASSWORD_BODY)
+async def change_own_password(request: web.Request) -> web.Response:
+    """Change the caller's password (the current one is needed): every JWT issued before is
+    revoked, and the answer carries a fresh one, as a login does."""
+    principal = principal_of(request)
+    body = await validated_body(request, OWN_PASSWORD_BODY)
+    accounts = request.app[ACCOUNTS]
+    who = caller(request, roles=Role)
+    await accounts.set_password(principal.user_id, body["new"], current=body["current"], caller=who)
+    user = await accounts.get(principal.user_id)
+    return token_response(request, user, principal.scopes)
+
+
+@routes.put("/api/v1/users/{user_id}/password")
+@describe(request=SET_PASSWORD_BODY)
+async def set_password(request: web.Request) -> web.Response:
+    """Set a user's password (admins only): every JWT of theirs issued before is revoked."""
+    who = caller(request, roles=(Role.ADMIN,))
+    user_id = _user_id(request)
+    body = await validated_body(request, SET_PASSWORD_BODY)
+    await request.app[ACCOUNTS].set_password(user_id, body["new"], caller=who)
+    return web.Response(status=204)
+
+
+@routes.post("/api/v1/users/{user_id}/revoke-tokens")
+async def revoke_tokens(request: web.Request) -> web.Response:
+    """Revoke every JWT the user was issued until now (admins only); their streams opened with
+    those tokens close. API keys are not affected."""
+    who = caller(request, roles=(Role.ADMIN,))
+    user_id = _user_id(request)
+    at = position(request)
+    user = await request.app[ACCOUNTS].revoke_tokens(user_id, caller=who)
     return reply(user.to_json(), at=at)

@@ -15,7 +15,8 @@ import asyncio
 import re
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 
 import asyncpg
 import attrs
@@ -25,7 +26,8 @@ from helix.auth.records import ApiKeyRecord, UserRecord
 from helix.auth.sql import QUERIES
 from helix.domain import user as domain
 from helix.domain.user import Role, UserState, check_username
-from helix.errors import Conflict, NotFound, Unauthorized, ValidationError
+from helix.envelope import rfc3339
+from helix.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationError
 from helix.eventstore import EventStore
 from helix.services.caller import Caller
 from helix.services.unit import Aggregate, Tx, Writer
@@ -38,7 +40,17 @@ USER: Aggregate[UserState, domain.Command] = Aggregate(
     decide=domain.decide,
 )
 
-__all__ = ["USER", "Accounts", "check_username"]
+__all__ = ["USER", "Accounts", "PresentedKey", "check_username"]
+
+
+@attrs.frozen(kw_only=True)
+class PresentedKey:
+    """An API key that authenticated a request: its id, own scopes (None: all its user's role
+    allows) and expiry."""
+
+    key_id: uuid.UUID
+    scopes: list[str] | None
+    expires_at: datetime | None
 
 
 # The users read model's unique constraint on the subject (NULLs, local users, never clash); a
@@ -59,21 +71,27 @@ async def _user(tx: Tx, user_id: uuid.UUID) -> UserState:
     return state
 
 
-async def _hashed(password: str) -> str:
-    problem = passwords.password_problem(password)
-    if problem:
-        raise ValidationError(problem, field="password")
-    return await asyncio.to_thread(passwords.hash_password, password)
-
-
 class Accounts:
     """User commands, each a unit of work of `writer` (one of its own when none is given), and
-    the reads of the users read model."""
+    the reads of the users read model. New passwords need `password_min_length` characters."""
 
-    def __init__(self, store: EventStore, writer: Writer | None = None) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        writer: Writer | None = None,
+        *,
+        password_min_length: int = passwords.MIN_LENGTH,
+    ) -> None:
         self.store = store
         self.pool = store.pool
         self.writer = writer if writer is not None else Writer(store)
+        self.password_min_length = password_min_length
+
+    async def _hashed(self, password: str, field: str = "password") -> str:
+        problem = passwords.password_problem(password, self.password_min_length)
+        if problem:
+            raise ValidationError(problem, field=field, min_length=self.password_min_length)
+        return await asyncio.to_thread(passwords.hash_password, password)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -87,7 +105,7 @@ class Accounts:
         external_subject: str | None = None,
     ) -> UserRecord:
         check_username(username)
-        password_hash = None if password is None else await _hashed(password)
+        password_hash = None if password is None else await self._hashed(password)
         user_id = uuid.uuid4()
 
         async def work(tx: Tx) -> UserRecord:
@@ -155,8 +173,19 @@ class Accounts:
 
         return await self.writer.run(caller, work)
 
-    async def set_password(self, user_id: uuid.UUID, password: str, *, caller: Caller) -> None:
-        password_hash = await _hashed(password)
+    async def set_password(
+        self, user_id: uuid.UUID, password: str, *, current: str | None = None, caller: Caller
+    ) -> None:
+        """Set a user's password (`user.password_changed`, which also ends the JWTs issued
+        before it). With `current`, only if it is the user's password now (403 if not)."""
+        password_hash = await self._hashed(password, field="new")
+        if current is not None:
+            stored = await self.pool.fetchval(QUERIES["password_of"], user_id)
+            ok = await asyncio.to_thread(
+                passwords.verify_password, current, stored or passwords.DUMMY_HASH
+            )
+            if stored is None or not ok:
+                raise Forbidden("the current password is not right")
 
         async def work(tx: Tx) -> None:
             await _user(tx, user_id)
@@ -166,19 +195,35 @@ class Accounts:
         await self.writer.run(caller, work)
 
     async def create_key(
-        self, user_id: uuid.UUID, name: str, *, caller: Caller
+        self,
+        user_id: uuid.UUID,
+        name: str,
+        *,
+        scopes: Iterable[str] | None = None,
+        expires_at: datetime | None = None,
+        caller: Caller,
     ) -> tuple[ApiKeyRecord, str]:
-        """A new key for the user: its record, and the key itself (shown once, never stored)."""
+        """A new key for the user: its record, and the key itself (shown once, never stored).
+        `scopes` None: all the user's role allows; `expires_at` None: it never expires."""
         name = name.strip() or "api key"
         key_id = uuid.uuid4()
+        limited = None if scopes is None else tuple(scopes)
 
         async def work(tx: Tx) -> tuple[ApiKeyRecord, str]:
-            key = await self._create_key(tx, user_id, key_id, name)
+            key = await self._create_key(tx, user_id, key_id, name, limited, expires_at)
             return await self._key(tx, key_id), key
 
         return await self.writer.run(caller, work)
 
-    async def _create_key(self, tx: Tx, user_id: uuid.UUID, key_id: uuid.UUID, name: str) -> str:
+    async def _create_key(
+        self,
+        tx: Tx,
+        user_id: uuid.UUID,
+        key_id: uuid.UUID,
+        name: str,
+        scopes: tuple[str, ...] | None = None,
+        expires_at: datetime | None = None,
+    ) -> str:
         await _user(tx, user_id)
         key = keys.generate_key()
         while await tx.conn.fetchval(QUERIES["prefix_taken"], keys.prefix_of(key)):
@@ -188,6 +233,8 @@ class Accounts:
             name=name,
             prefix=keys.prefix_of(key),
             key_sha256=keys.key_sha256(key),
+            scopes=scopes,
+            expires_at=expires_at,
             at=tx.at,
         )
         await tx.decide(USER, user_id, command)
@@ -204,6 +251,27 @@ class Accounts:
         async def work(tx: Tx) -> ApiKeyRecord:
             await tx.decide(USER, found.user_id, domain.RevokeApiKey(key_id=key_id, at=tx.at))
             return await self._key(tx, key_id)
+
+        return await self.writer.run(caller, work)
+
+    async def revoke_token(
+        self, user_id: uuid.UUID, token_id: str, expires_at: datetime, *, caller: Caller
+    ) -> None:
+        """Log one JWT out (`user.token_revoked`): it is refused from now until its `exp`."""
+
+        async def work(tx: Tx) -> None:
+            command = domain.RevokeToken(token_id=token_id, expires_at=expires_at, at=tx.at)
+            await tx.decide(USER, user_id, command)
+
+        await self.writer.run(caller, work)
+
+    async def revoke_tokens(self, user_id: uuid.UUID, *, caller: Caller) -> UserRecord:
+        """End every JWT of the user issued until now (`user.tokens_revoked`)."""
+
+        async def work(tx: Tx) -> UserRecord:
+            await _user(tx, user_id)
+            await tx.decide(USER, user_id, domain.RevokeTokens(at=tx.at))
+            return await self.get(user_id, conn=tx.conn)
 
         return await self.writer.run(caller, work)
 
@@ -276,15 +344,19 @@ class Accounts:
                     raise
         raise AssertionError("unreachable")
 
-    async def ensure_first_admin(self, *, caller: Caller) -> tuple[UserRecord, str] | None:
-        """On a database with no users: an `admin` user and a key for it (else None)."""
+    async def ensure_first_admin(
+        self, *, password: str | None = None, caller: Caller
+    ) -> tuple[UserRecord, str] | None:
+        """On a database with no users: an `admin` user (with `password`, if given) and a key
+        for it (else None)."""
         user_id = uuid.uuid4()
+        password_hash = None if password is None else await self._hashed(password)
 
         async def work(tx: Tx) -> tuple[UserRecord, str] | None:
             await tx.conn.execute(QUERIES["admin_lock"])
             if await tx.conn.fetchval(QUERIES["count_users"]):
                 return None
-            await self._create(tx, user_id, "admin", Role.ADMIN, None)
+            await self._create(tx, user_id, "admin", Role.ADMIN, password_hash)
             key = await self._create_key(tx, user_id, uuid.uuid4(), "first admin key")
             return await self.get(user_id, conn=tx.conn), key
 
@@ -327,18 +399,39 @@ class Accounts:
         rows = await self.pool.fetch(QUERIES["keys_of_user"], user_id, include_revoked)
         return [ApiKeyRecord.from_row(r) for r in rows]
 
-    async def authenticate_key(self, key: str) -> tuple[UserRecord, uuid.UUID]:
-        """The user a presented API key belongs to, and the key's id; 401 if it is not valid."""
+    async def authenticate_key(
+        self, key: str, *, now: datetime, caller: Caller
+    ) -> tuple[UserRecord, PresentedKey]:
+        """The user a presented API key belongs to, and the key; 401 if it is not valid, or
+        has expired by `now`. The first refusal of an expired key records `api_key.expired`
+        (under `caller`, named as the key), once: the decider makes a repeat no event."""
         row = await self.pool.fetchrow(QUERIES["key_for_auth"], keys.prefix_of(key))
         if row is None or not keys.key_matches(key, row["key_sha256"]):
             raise Unauthorized("the API key is not valid")
         if row["revoked_at"] is not None:
             raise Unauthorized("the API key has been revoked")
         user = UserRecord.from_row(row)
+        key_id: uuid.UUID = row["key_id"]
+        expires_at: datetime | None = row["expires_at"]
+        if expires_at is not None and expires_at <= now:
+            if row["expired_at"] is None:
+                await self._expired(user.user_id, key_id, now, caller)
+            raise Unauthorized("the API key has expired", expires_at=rfc3339(expires_at))
         if user.disabled:
             raise Unauthorized("the user is disabled")
-        await self.pool.execute(QUERIES["touch_key"], row["key_id"])
-        return user, row["key_id"]
+        await self.pool.execute(QUERIES["touch_key"], key_id)
+        return user, PresentedKey(key_id=key_id, scopes=row["scopes"], expires_at=expires_at)
+
+    async def _expired(
+        self, user_id: uuid.UUID, key_id: uuid.UUID, now: datetime, caller: Caller
+    ) -> None:
+        caller = attrs.evolve(caller, actor=f"key:{key_id}", idempotency=None)
+        command = domain.ExpireApiKey(key_id=key_id, at=now)
+        await self.writer.run(caller, lambda tx: tx.decide(USER, user_id, command))
+
+    async def token_revoked(self, token_id: str) -> bool:
+        """Whether a JWT (by its `jti`) has been logged out."""
+        return bool(await self.pool.fetchval(QUERIES["token_revoked"], token_id))
 
     async def get_or_create_secret(
         self, name: str, generate: Callable[[], str] = lambda: secrets.token_urlsafe(48)

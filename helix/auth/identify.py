@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
+import attrs
 from aiohttp import web
 
 from helix.appkeys import ACCOUNTS, VERIFIER
@@ -13,8 +15,8 @@ from helix.auth.records import UserRecord
 from helix.errors import NotFound, Unauthorized
 
 
-def _principal(user: UserRecord, key_id: uuid.UUID | None = None) -> Principal:
-    return Principal(user_id=user.user_id, username=user.username, role=user.role, key_id=key_id)
+def _principal(user: UserRecord) -> Principal:
+    return Principal(user_id=user.user_id, username=user.username, role=user.role)
 
 
 def _credentials(request: web.Request) -> tuple[str, str] | None:
@@ -40,7 +42,8 @@ def _printable(token: str) -> str:
     return token
 
 
-async def identify(request: web.Request) -> Principal | None:
+async def identify(request: web.Request, *, now: datetime | None = None) -> Principal | None:
+    """The caller the request's credentials name (None: it has none), as of `now`."""
     found = _credentials(request)
     if found is None:
         return None
@@ -49,8 +52,15 @@ async def identify(request: web.Request) -> Principal | None:
     if kind == "key":
         if not keys.looks_like_key(token):
             raise Unauthorized("the API key is not valid")
-        user, key_id = await accounts.authenticate_key(token)
-        return _principal(user, key_id)
+        user, key = await accounts.authenticate_key(
+            token, now=now or datetime.now(UTC), caller=anonymous_caller(request)
+        )
+        return attrs.evolve(
+            _principal(user),
+            key_id=key.key_id,
+            scopes=None if key.scopes is None else frozenset(key.scopes),
+            expires_at=key.expires_at,
+        )
     claims = request.app[VERIFIER].verify(token)
     if claims.external:
         who = anonymous_caller(request, actor=f"external:{claims.issuer}|{claims.subject}")
@@ -62,4 +72,16 @@ async def identify(request: web.Request) -> Principal | None:
             raise Unauthorized("the token names no Helix user") from None
     if user.disabled:
         raise Unauthorized("the user is disabled")
-    return _principal(user)
+    if claims.external:
+        return _principal(user)
+    principal = attrs.evolve(
+        _principal(user),
+        scopes=None if claims.scopes is None else frozenset(claims.scopes),
+        token_id=claims.token_id or "",
+        issued_at=claims.issued_at,
+    )
+    if principal.token_ended_by(user.tokens_valid_after) or (
+        claims.token_id is not None and await accounts.token_revoked(claims.token_id)
+    ):
+        raise Unauthorized("the token has been revoked")
+    return principal

@@ -14,7 +14,7 @@ import secrets
 N, R, P = 2**14, 8, 1
 DKLEN = 32
 SALT_BYTES = 16
-MIN_LENGTH = 8
+MIN_LENGTH = 12  # the default of the `password_min_length` setting
 MAX_LENGTH = 1024
 
 
@@ -48,10 +48,10 @@ def verify_password(password: str, stored: str) -> bool:
 DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 
 
-def password_problem(password: str) -> str | None:
+def password_problem(password: str, min_length: int = MIN_LENGTH) -> str | None:
     """Why a new password is refused, or None."""
-    if len(password) < MIN_LENGTH:
-        return f"a password needs at least {MIN_LENGTH} characters"
+    if len(password) < min_length:
+        return f"a password needs at least {min_length} characters"
     if len(password) > MAX_LENGTH:
         return f"a password has at most {MAX_LENGTH} characters"
     return None

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from helix import access
 from helix.domain.user import Role
+from helix.domain.user.scopes import effective
 from helix.errors import Forbidden, Unauthorized
 from helix.services.caller import Caller
 
@@ -21,8 +22,31 @@ class Principal:
     username: str
     role: Role
     key_id: uuid.UUID | None = None  # set when the caller used an API key
-    # When the credential stops holding by itself (a stream token); a live stream ends then.
+    # When the credential stops holding by itself (a stream token, a key with an expiry); a
+    # live stream ends then.
     expires_at: datetime | None = None
+    # The credential's own scopes (None: all the role allows); see `effective_scopes`.
+    scopes: frozenset[str] | None = None
+    # A JWT's `jti` and `iat`, so a logout or a revocation of all tokens can end it.
+    token_id: str | None = None
+    issued_at: datetime | None = None
+    stream_token: bool = False  # authenticated by a stream token (`expires_at` is its expiry)
+
+    @property
+    def effective_scopes(self) -> frozenset[str]:
+        """What this caller may do: its role's scopes intersected with the credential's."""
+        return effective(self.role, self.scopes)
+
+    def token_ended_by(self, cutoff: datetime | None) -> bool:
+        """Whether this is a JWT issued before `cutoff` (when all the user's tokens were ended:
+        a password change, or a revocation of every token)."""
+        if cutoff is None or self.token_id is None:
+            return False
+        return self.issued_at is None or self.issued_at < cutoff
+
+    def require_scope(self, scope: str) -> None:
+        if scope not in self.effective_scopes:
+            raise Forbidden(f"the credentials lack the scope {scope}", scope=scope)
 
     @property
     def actor(self) -> str:

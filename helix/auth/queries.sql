@@ -4,7 +4,7 @@
 
 -- name: user_columns
 u.user_id, u.username, u.role, u.disabled, u.external_subject, u.created_at,
-u.updated_at, u.last_login_at, u.version
+u.updated_at, u.last_login_at, u.version, u.tokens_valid_after
 
 -- name: user_by_id
 SELECT {user_columns} FROM users u WHERE u.user_id = $1
@@ -39,14 +39,17 @@ INSERT INTO user_passwords (user_id, password_hash, updated_at) VALUES ($1, $2, 
 ON CONFLICT (user_id) DO UPDATE SET password_hash = excluded.password_hash, updated_at = now()
 
 -- name: key_columns
-k.key_id, k.user_id, k.name, k.prefix, k.created_at, k.revoked_at, ku.last_used_at
+k.key_id, k.user_id, k.name, k.prefix, k.created_at, k.revoked_at, ku.last_used_at,
+k.scopes, k.expires_at, k.expired_at, ou.role AS owner_role
 
 -- name: key_by_id
-SELECT {key_columns} FROM api_keys k LEFT JOIN api_key_usage ku USING (key_id)
+SELECT {key_columns}
+FROM api_keys k JOIN users ou USING (user_id) LEFT JOIN api_key_usage ku USING (key_id)
 WHERE k.key_id = $1
 
 -- name: keys_of_user
-SELECT {key_columns} FROM api_keys k LEFT JOIN api_key_usage ku USING (key_id)
+SELECT {key_columns}
+FROM api_keys k JOIN users ou USING (user_id) LEFT JOIN api_key_usage ku USING (key_id)
 WHERE k.user_id = $1 AND ($2 OR k.revoked_at IS NULL)
 ORDER BY k.created_at, k.key_id
 
@@ -54,7 +57,8 @@ ORDER BY k.created_at, k.key_id
 SELECT EXISTS (SELECT 1 FROM api_keys WHERE prefix = $1)
 
 -- name: key_for_auth
-SELECT k.key_id, k.key_sha256, k.revoked_at, {user_columns}
+SELECT k.key_id, k.key_sha256, k.revoked_at, k.scopes, k.expires_at, k.expired_at,
+       {user_columns}
 FROM api_keys k JOIN users u USING (user_id)
 WHERE k.prefix = $1
 
@@ -63,6 +67,9 @@ WHERE k.prefix = $1
 INSERT INTO api_key_usage AS ku (key_id, last_used_at) VALUES ($1, now())
 ON CONFLICT (key_id) DO UPDATE SET last_used_at = excluded.last_used_at
 WHERE ku.last_used_at < excluded.last_used_at - interval '5 seconds'
+
+-- name: token_revoked
+SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE token_id = $1)
 
 -- name: secret_insert
 INSERT INTO helix_secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING

@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from helix.domain.user import Role
+from helix.domain.user.scopes import effective
 from helix.envelope import rfc3339
 
 
@@ -24,6 +25,8 @@ class UserRecord:
     updated_at: datetime
     last_login_at: datetime | None
     version: int
+    # JWTs issued before this are refused (not shown: it is a credential check).
+    tokens_valid_after: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> UserRecord:
@@ -37,6 +40,7 @@ class UserRecord:
             updated_at=row["updated_at"],
             last_login_at=row["last_login_at"],
             version=row["version"],
+            tokens_valid_after=row["tokens_valid_after"],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -61,6 +65,9 @@ class ApiKeyRecord:
     created_at: datetime
     revoked_at: datetime | None
     last_used_at: datetime | None
+    scopes: frozenset[str]  # effective: the owner's role intersected with the key's own
+    expires_at: datetime | None
+    expired_at: datetime | None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ApiKeyRecord:
@@ -72,7 +79,13 @@ class ApiKeyRecord:
             created_at=row["created_at"],
             revoked_at=row["revoked_at"],
             last_used_at=row["last_used_at"],
+            scopes=effective(Role(row["owner_role"]), row["scopes"]),
+            expires_at=row["expires_at"],
+            expired_at=row["expired_at"],
         )
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,4 +96,6 @@ class ApiKeyRecord:
             "created_at": rfc3339(self.created_at),
             "last_used_at": rfc3339(self.last_used_at),
             "revoked_at": rfc3339(self.revoked_at),
+            "scopes": sorted(self.scopes),
+            "expires_at": rfc3339(self.expires_at),
         }

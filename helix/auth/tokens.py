@@ -7,6 +7,7 @@ checks the signature, `exp`, `iss` and `aud` itself, so a forged `iss` gains not
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,11 @@ class Claims:
     external: bool
     role: str | None = None
     expires_at: datetime | None = None
+    # Helix's own tokens only: `jti`, `iat` and the scopes of the key it was minted with
+    # (None: all the role allows).
+    token_id: str | None = None
+    issued_at: datetime | None = None
+    scopes: tuple[str, ...] | None = None
 
 
 def issue_token(
@@ -50,21 +56,27 @@ def issue_token(
     user_id: uuid.UUID,
     username: str,
     role: str,
+    scopes: Iterable[str] | None = None,
     now: datetime | None = None,
 ) -> tuple[str, datetime]:
-    """A signed token for one user, and when it expires."""
+    """A signed token for one user, and when it expires. With `scopes` (a token minted with a
+    scoped API key), the token can do no more than they allow."""
     now = now or datetime.now(UTC)
     expires = now + timedelta(seconds=settings.jwt_ttl_seconds)
-    claims = {
+    claims: dict[str, Any] = {
         "sub": str(user_id),
         "name": username,
         "role": role,
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
-        "iat": int(now.timestamp()),
+        # Fractional (as NumericDate allows): "issued before" a revocation of all the user's
+        # tokens must hold within the same second too.
+        "iat": now.timestamp(),
         "exp": int(expires.timestamp()),
         "jti": uuid.uuid4().hex,
     }
+    if scopes is not None:
+        claims["scopes"] = sorted(scopes)
     return jwt.encode(claims, secret, algorithm=OWN_ALGORITHM), expires.replace(microsecond=0)
 
 
@@ -117,12 +129,17 @@ class TokenVerifier:
             self.settings.jwt_issuer,
             self.settings.jwt_audience,
         )
+        scopes = claims.get("scopes")
+        issued = claims.get("iat")
         return Claims(
             subject=str(claims["sub"]),
             issuer=self.settings.jwt_issuer,
             external=False,
             role=claims.get("role"),
             expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            token_id=str(claims["jti"]) if claims.get("jti") else None,
+            issued_at=datetime.fromtimestamp(issued, UTC) if issued is not None else None,
+            scopes=tuple(str(s) for s in scopes) if isinstance(scopes, list) else None,
         )
 
     @staticmethod

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import secrets
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from helix import migrate
 from helix.api.app import create_app, create_probe_app
+from helix.auth import passwords
 from helix.auth.accounts import Accounts
 from helix.auth.sealing import parse_keys
 from helix.bootstrap import Components, LogNode
@@ -93,7 +95,8 @@ def register(commands: Any) -> None:
         help="run Helix: database, migrations, API, sequencer and background roles",
         description="Start every role in one process. Without HELIX_DATABASE_URL an embedded "
         "PostgreSQL runs in HELIX_DATA_DIR (default ./.helix). On a database with no users it "
-        "creates the user 'admin' and prints a one-time admin API key. Ctrl-C or SIGTERM stops "
+        "creates the user 'admin' and prints a one-time admin API key and password (the "
+        "password is HELIX_ADMIN_PASSWORD when set, and then not printed). Ctrl-C or SIGTERM stops "
         "accepting requests, finishes those in flight, then stops the background roles, the "
         "sequencer and the database.",
     )
@@ -137,6 +140,11 @@ async def run_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a TemplateError, or a HELIX_SECRETS_KEY that is not a key
         print(f"helix serve: {exc}", file=sys.stderr)
         return 2
+    if settings.admin_password is not None:
+        problem = passwords.password_problem(settings.admin_password, settings.password_min_length)
+        if problem:
+            print(f"helix serve: HELIX_ADMIN_PASSWORD: {problem}", file=sys.stderr)
+            return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -188,7 +196,7 @@ async def serve(
     components: Components | None = None
     try:
         components = await Components.start(node, settings)
-        await _first_admin(components.accounts)
+        await _first_admin(components.accounts, settings.admin_password)
         if "api" in roles:
             app = create_app(node, settings, components)
             app.on_shutdown.append(_ending_long_polls(components))
@@ -259,9 +267,16 @@ def _ending_long_polls(components: Components) -> Callable[[web.Application], Aw
     return end
 
 
-async def _first_admin(accounts: Accounts) -> None:
-    created = await accounts.ensure_first_admin(caller=SERVE_CALLER)
+async def _first_admin(accounts: Accounts, password: str | None) -> None:
+    generated = password is None
+    if password is None:
+        password = secrets.token_urlsafe(18)
+    created = await accounts.ensure_first_admin(password=password, caller=SERVE_CALLER)
     if created is not None:
         _, key = created
         print("Created the user 'admin'. Its API key, shown only this once:", flush=True)
         print(f"admin API key: {key}", flush=True)
+        if generated:
+            print(f"admin password: {password}", flush=True)
+        else:
+            print("admin password: the one in HELIX_ADMIN_PASSWORD", flush=True)

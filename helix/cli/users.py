@@ -40,6 +40,15 @@ def register(commands: Any) -> None:
         help="read the password from the first line of standard input",
     )
     create.set_defaults(handler=run_create_user)
+    setpw = sub.add_parser(
+        "set-password",
+        help="set a user's password, read from standard input",
+        description="Set a user's password to the first line of standard input (never an "
+        "argument: arguments are visible to other local users). Every JWT the user holds is "
+        "revoked.",
+    )
+    setpw.add_argument("username", metavar="NAME", help="the user")
+    setpw.set_defaults(handler=run_set_password)
     listing = sub.add_parser("list", help="list users", description="List every user.")
     listing.set_defaults(handler=run_list_users)
 
@@ -73,9 +82,12 @@ def _caller() -> Caller:
 
 @asynccontextmanager
 async def _accounts() -> AsyncIterator[Accounts]:
-    async with pool(Settings.from_env()) as p:
+    settings = Settings.from_env()
+    async with pool(settings) as p:
         # No wake-ups from here: the running sequencer's polling picks the events up.
-        yield Accounts(EventStore(p, default_registry()))
+        yield Accounts(
+            EventStore(p, default_registry()), password_min_length=settings.password_min_length
+        )
 
 
 def _fail(exc: HelixError) -> int:
@@ -95,6 +107,25 @@ async def run_create_user(args: argparse.Namespace) -> int:
         except HelixError as exc:
             return _fail(exc)
     print(f"created user {user.username} ({user.user_id}) with role {user.role.value}")
+    return 0
+
+
+def _read_password() -> str:
+    """The first line of standard input; asked for without echo on a terminal."""
+    if sys.stdin.isatty():
+        return getpass.getpass("new password: ")
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+async def run_set_password(args: argparse.Namespace) -> int:
+    password = _read_password()
+    async with _accounts() as accounts:
+        try:
+            found = await accounts.by_username(args.username)
+            await accounts.set_password(found.user_id, password, caller=_caller())
+        except HelixError as exc:
+            return _fail(exc)
+    print(f"set the password of {found.username}; their JWTs are revoked")
     return 0
 
 

@@ -24,6 +24,7 @@ from helix.access import PROJECT_OWNERS, Viewer, may_see_owned
 from helix.appkeys import ACCOUNTS, SETTINGS, VERIFIER
 from helix.auth.identify import identify
 from helix.auth.principal import PRINCIPAL, Principal
+from helix.domain.user.scopes import EVENTS_READ
 from helix.errors import NotFound, Unauthorized
 from helix.streams import revocation, tokens
 from helix.streams.filters import Scope, ScopeKind
@@ -41,18 +42,42 @@ async def stream_principal(request: web.Request) -> Principal:
     stream token in `access_token`; 401 if neither."""
     found = request.get(PRINCIPAL)
     if isinstance(found, Principal):
+        found.require_scope(EVENTS_READ)
         return found
     token = request.query.get("access_token")
     if token:
         principal = await from_stream_token(request.app, token)
+        principal.require_scope(EVENTS_READ)
         request[PRINCIPAL] = principal  # for the stream's credential watch, as from a header
         return principal
     raise Unauthorized("authentication required (a header, or ?access_token=<stream token>)")
 
 
 async def from_stream_token(app: web.Application, token: str) -> Principal:
-    user_id, expires_at = tokens.verify(app[VERIFIER].own_secret, app[SETTINGS], token)
-    return attrs.evolve(await _principal_of(app, user_id), expires_at=expires_at)
+    """The principal of a stream token: its user as of now, restricted to (and ending with)
+    the credential it was minted with."""
+    user_id, expires_at, carried = tokens.verify_carried(
+        app[VERIFIER].own_secret, app[SETTINGS], token
+    )
+    return attrs.evolve(
+        await _principal_of(app, user_id),
+        expires_at=expires_at,
+        stream_token=True,
+        scopes=None if carried.scopes is None else frozenset(carried.scopes),
+        key_id=carried.key_id,
+        token_id=carried.token_id,
+        issued_at=carried.issued_at,
+    )
+
+
+def carried_by(principal: Principal) -> tokens.Carried:
+    """What a stream token minted by `principal` carries of its credential."""
+    return tokens.Carried(
+        scopes=None if principal.scopes is None else tuple(principal.scopes),
+        key_id=principal.key_id,
+        token_id=principal.token_id,
+        issued_at=principal.issued_at,
+    )
 
 
 async def from_any_token(request: web.Request, token: str) -> Principal:
@@ -63,11 +88,14 @@ async def from_any_token(request: web.Request, token: str) -> Principal:
     if not token:
         raise Unauthorized("the token is empty")
     if tokens.is_stream_token(token, request.app[SETTINGS]):
-        return await from_stream_token(request.app, token)
-    # The same checks as a header (API key, own or external JWT), through the same code.
-    found = await identify(request.clone(headers={"Authorization": f"Bearer {token}"}))
-    if found is None:
-        raise Unauthorized("authentication required")
+        found = await from_stream_token(request.app, token)
+    else:
+        # The same checks as a header (API key, own or external JWT), through the same code.
+        identified = await identify(request.clone(headers={"Authorization": f"Bearer {token}"}))
+        if identified is None:
+            raise Unauthorized("authentication required")
+        found = identified
+    found.require_scope(EVENTS_READ)
     return found
 
 

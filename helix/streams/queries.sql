@@ -12,9 +12,10 @@ ORDER BY position
 LIMIT 1
 
 -- name: credentials
--- $1 user id, $2 API key id (NULL: none): whether a stream's credentials still hold.
--- `key_found` is false for a key that is not the user's.
+-- $1 user id, $2 API key id (NULL: none), $3 a JWT's jti (NULL: none): whether a stream's
+-- credentials still hold. `key_found` is false for a key that is not the user's.
 SELECT u.disabled, u.role, k.key_id IS NOT NULL AS key_found,
-       k.revoked_at IS NOT NULL AS key_revoked
+       k.revoked_at IS NOT NULL AS key_revoked, u.tokens_valid_after,
+       EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.token_id = $3) AS token_revoked
 FROM users u LEFT JOIN api_keys k ON k.key_id = $2 AND k.user_id = u.user_id
 WHERE u.user_id = $1

@@ -1,5 +1,6 @@
 """Closing live streams whose credentials stop holding: a revoked API key, a disabled user, a
-changed role, an expired stream token.
+changed role, a logged-out or revoked JWT (a password change revokes them too), an expired
+stream token or API key.
 
 A stream is authorized once, when it opens, so each one registers its principal here for as long
 as it runs. The user and key events are events of the log like any other: the tailer hands
@@ -37,7 +38,12 @@ log = logging.getLogger(__name__)
 DISABLED = "user.disabled"
 ROLE_CHANGED = "user.role_changed"
 KEY_REVOKED = "api_key.revoked"
-WATCHED_TYPES = frozenset({DISABLED, ROLE_CHANGED, KEY_REVOKED})
+TOKEN_REVOKED = "user.token_revoked"
+TOKENS_REVOKED = "user.tokens_revoked"
+PASSWORD_CHANGED = "user.password_changed"
+WATCHED_TYPES = frozenset(
+    {DISABLED, ROLE_CHANGED, KEY_REVOKED, TOKEN_REVOKED, TOKENS_REVOKED, PASSWORD_CHANGED}
+)
 
 
 @attrs.frozen
@@ -59,6 +65,8 @@ USER_GONE = Revoked("the user no longer exists")
 ROLE_CHANGED_AWAY = Revoked("the user's role has changed", forbidden=True)
 UNREADABLE = Revoked("the user's credentials have changed")
 TOKEN_EXPIRED = Revoked("the stream token has expired")
+KEY_EXPIRED = Revoked("the API key has expired")
+TOKEN_GONE = Revoked("the token has been revoked")
 
 
 class Watch:
@@ -86,7 +94,7 @@ class Watch:
 
     def _expired(self) -> None:
         self.cancel()
-        self.on_revoked(TOKEN_EXPIRED)
+        self.on_revoked(TOKEN_EXPIRED if self.principal.stream_token else KEY_EXPIRED)
 
     def __enter__(self) -> Watch:
         return self
@@ -152,12 +160,20 @@ def revoked_by(event: object, principal: Principal) -> Revoked | None:
             return ROLE_CHANGED_AWAY
         case user.ApiKeyRevoked() if event.key_id == principal.key_id:
             return KEY_GONE
+        case user.TokenRevoked() if event.token_id == principal.token_id:
+            return TOKEN_GONE
+        case user.TokensRevoked() | user.UserPasswordChanged() if principal.token_ended_by(
+            event.at
+        ):
+            return TOKEN_GONE
     return None
 
 
 async def check(pool: asyncpg.Pool, principal: Principal) -> Revoked | None:
     """Whether the principal's credentials still hold now (one read of the read models)."""
-    row = await pool.fetchrow(QUERIES["credentials"], principal.user_id, principal.key_id)
+    row = await pool.fetchrow(
+        QUERIES["credentials"], principal.user_id, principal.key_id, principal.token_id
+    )
     if row is None:
         return USER_GONE
     if row["disabled"]:
@@ -166,4 +182,6 @@ async def check(pool: asyncpg.Pool, principal: Principal) -> Revoked | None:
         return ROLE_CHANGED_AWAY
     if principal.key_id is not None and (not row["key_found"] or row["key_revoked"]):
         return KEY_GONE
+    if row["token_revoked"] or principal.token_ended_by(row["tokens_valid_after"]):
+        return TOKEN_GONE
     return None

@@ -73,6 +73,7 @@ async def test_serve_prints_a_one_time_admin_key_serves_the_api_and_stops_cleanl
     server: Server, database_url: str, tmp_path: Path
 ) -> None:
     key = (await server.read_until("admin API key:")).split(":", 1)[1].strip()
+    password = (await server.read_until("admin password:")).split(":", 1)[1].strip()
     await server.read_until(f"serving on {server.url}")
     admin = {"Authorization": f"Bearer {key}"}
 
@@ -82,6 +83,10 @@ async def test_serve_prints_a_one_time_admin_key_serves_the_api_and_stops_cleanl
         async with session.get(f"{server.url}/api/v1/users/me", headers=admin) as resp:
             assert resp.status == 200
             assert (await resp.json())["role"] == "admin"
+        first = {"username": "admin", "password": password}
+        async with session.post(f"{server.url}/api/v1/auth/login", json=first) as resp:
+            assert resp.status == 200  # the printed password signs the first admin in
+            assert (await resp.json())["user"]["roles"] == ["admin"]
 
         # Another command on the same database while the server runs.
         env = helix_env(database_url, tmp_path / "data")
@@ -95,6 +100,12 @@ async def test_serve_prints_a_one_time_admin_key_serves_the_api_and_stops_cleanl
         async with session.get(f"{server.url}/api/v1/users/me", headers=bob) as resp:
             assert (await resp.json())["username"] == "bob"
         login = {"username": "bob", "password": "a long password"}
+        async with session.post(f"{server.url}/api/v1/auth/login", json=login) as resp:
+            assert resp.status == 200
+        code, out = await run_helix(env, "users", "set-password", "bob",
+                                    stdin=b"a longer password\n")  # fmt: skip
+        assert code == 0, out
+        login = {"username": "bob", "password": "a longer password"}
         async with session.post(f"{server.url}/api/v1/auth/login", json=login) as resp:
             assert resp.status == 200
 

@@ -60,3 +60,29 @@ async def test_a_taken_username_or_an_unknown_key_is_an_error_message_not_a_trac
 
     err = capsys.readouterr().err
     assert "that username is taken" in err and "no such API key" in err
+
+
+async def test_an_operator_sets_a_password_from_standard_input_and_a_short_one_is_refused(
+    node: LogNode, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (
+        await cli.run_create_user(
+            argparse.Namespace(username="erin", role="user", password_stdin=False)
+        )
+        == 0
+    )
+    monkeypatch.setattr("sys.stdin", io.StringIO("too short\n"))
+    assert await cli.run_set_password(argparse.Namespace(username="erin")) == 1
+    assert "a password needs at least 12 characters" in capsys.readouterr().err
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    assert await cli.run_set_password(argparse.Namespace(username="erin")) == 0
+
+    user_id = await node.store.pool.fetchval("SELECT user_id FROM users WHERE username = 'erin'")
+    events = await node.store.read_stream(f"user-{user_id}")
+    assert [e.type for e in events] == ["user.created", "user.password_changed"]
+    assert events[-1].metadata["actor"] == f"cli:{getpass.getuser()}"
+    stored = await node.store.pool.fetchval(
+        "SELECT password_hash FROM user_passwords WHERE user_id = $1", user_id
+    )
+    assert stored.startswith("scrypt$")

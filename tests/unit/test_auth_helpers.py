@@ -5,14 +5,18 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import attrs
 import jwt
 import pytest
 
 from helix.api.ratelimit import TokenBuckets
 from helix.auth import keys, passwords
 from helix.auth.accounts import check_username
+from helix.auth.principal import Principal
 from helix.auth.tokens import TokenVerifier, issue_token
 from helix.config import Settings
+from helix.domain.user import Role
+from helix.domain.user.scopes import ROLE_SCOPES, SCOPES, effective
 from helix.errors import Unauthorized, ValidationError
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
@@ -31,7 +35,9 @@ def test_a_password_verifies_against_its_hash_and_nothing_else() -> None:
 def test_short_and_huge_passwords_are_refused() -> None:
     assert passwords.password_problem("short")
     assert passwords.password_problem("x" * 2000)
-    assert passwords.password_problem("long enough") is None
+    assert passwords.password_problem("long enough!") is None
+    assert passwords.password_problem("long enough") == "a password needs at least 12 characters"
+    assert passwords.password_problem("eight ch", min_length=8) is None
 
 
 def test_api_keys_are_random_prefixed_and_matched_by_their_hash() -> None:
@@ -111,3 +117,24 @@ def test_a_username_with_a_line_break_or_outside_the_rule_is_refused(name: str) 
 
 def test_a_username_within_the_rule_is_kept() -> None:
     assert check_username("a.b_c@d-1") == "a.b_c@d-1"
+
+
+def test_a_credentials_scopes_are_its_roles_intersected_with_its_own() -> None:
+    assert effective(Role.USER, None) == ROLE_SCOPES[Role.USER]
+    assert effective(Role.USER, ["projects:read", "users:admin"]) == {"projects:read"}
+    assert effective(Role.AUDITOR, []) == frozenset()
+    for granted in ROLE_SCOPES.values():
+        assert granted <= set(SCOPES)
+
+
+def test_a_jwt_is_ended_by_a_cutoff_after_it_was_issued_and_a_key_never_is() -> None:
+    issued = datetime(2026, 5, 1, 12, 0, 0, 250_000, tzinfo=UTC)
+    jwt_user = Principal(
+        user_id=uuid.uuid4(), username="c", role=Role.USER, token_id="j", issued_at=issued
+    )
+    key_user = attrs.evolve(jwt_user, token_id=None, issued_at=None, key_id=uuid.uuid4())
+
+    assert jwt_user.token_ended_by(issued + timedelta(milliseconds=1))
+    assert not jwt_user.token_ended_by(issued)
+    assert not jwt_user.token_ended_by(None)
+    assert not key_user.token_ended_by(issued + timedelta(days=1))

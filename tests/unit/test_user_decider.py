@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
@@ -12,6 +12,7 @@ from helix.domain.user import (
     INITIAL,
     MAX_KEY_NAME_CHARS,
     ApiKeyCreated,
+    ApiKeyExpired,
     ApiKeyRevoked,
     ChangeRole,
     Command,
@@ -20,12 +21,16 @@ from helix.domain.user import (
     DisableUser,
     EnableUser,
     Event,
+    ExpireApiKey,
     LoginFailed,
     LoginSucceeded,
     RecordLogin,
     RevokeApiKey,
+    RevokeToken,
+    RevokeTokens,
     Role,
     SetPassword,
+    TokenRevoked,
     UserCreated,
     UserDisabled,
     UserEnabled,
@@ -266,3 +271,108 @@ def test_a_failed_login_names_its_reason(disabled: bool, failure: str | None, re
 def test_a_naive_time_is_refused() -> None:
     with pytest.raises(ValidationError):
         decide(created(), SetPassword(at=datetime(2026, 1, 1)))
+
+
+# --- key scopes and expiry, token revocation ------------------------------------------------
+
+
+def test_a_key_with_scopes_its_role_grants_records_them_sorted_and_once() -> None:
+    command = CreateApiKey(
+        key_id=KEY,
+        name="ci",
+        prefix="hx_abc",
+        key_sha256="s",
+        scopes=("projects:write", "projects:read", "projects:read"),
+        at=AT,
+    )
+
+    (event,) = decide(created(), command)
+
+    assert isinstance(event, ApiKeyCreated)
+    assert event.scopes == ("projects:read", "projects:write")
+    assert fold([event], created()).keys[KEY].scopes == ("projects:read", "projects:write")
+
+
+@pytest.mark.parametrize(
+    ("role", "scope", "message"),
+    [
+        (Role.USER, "users:admin", "the role user does not grant: users:admin"),
+        (Role.AUDITOR, "projects:write", "the role auditor does not grant: projects:write"),
+        (Role.ADMIN, "projects:everything", "unknown scopes: projects:everything"),
+    ],
+)
+def test_a_key_with_a_scope_beyond_its_users_role_or_unknown_is_a_422(
+    role: Role, scope: str, message: str
+) -> None:
+    command = CreateApiKey(
+        key_id=KEY, name="k", prefix="hx_abc", key_sha256="s", scopes=(scope,), at=AT
+    )
+
+    with pytest.raises(ValidationError) as refused:
+        decide(created(role), command)
+
+    assert refused.value.message == message
+    assert refused.value.details["field"] == "scopes"
+
+
+def test_a_key_that_would_expire_before_it_is_created_is_a_422() -> None:
+    command = CreateApiKey(
+        key_id=KEY, name="k", prefix="hx_abc", key_sha256="s", expires_at=AT, at=AT
+    )
+
+    with pytest.raises(ValidationError, match="'expires_at' must be in the future"):
+        decide(created(), command)
+
+
+def _expiring(at: datetime) -> UserState:
+    command = CreateApiKey(
+        key_id=KEY, name="k", prefix="hx_abc", key_sha256="s", expires_at=at, at=AT
+    )
+    return fold(decide(created(), command), created())
+
+
+def test_a_key_is_recorded_as_expired_once_and_only_after_its_expiry() -> None:
+    expires = AT + timedelta(hours=1)
+    state = _expiring(expires)
+
+    with pytest.raises(InvalidTransition) as early:
+        decide(state, ExpireApiKey(key_id=KEY, at=expires - timedelta(seconds=1)))
+    after, events = run(state, ExpireApiKey(key_id=KEY, at=expires))
+
+    assert early.value.details["reason"] == "not_expired"
+    assert events == [ApiKeyExpired(user_id=USER, key_id=KEY, at=expires)]
+    assert after.keys[KEY].expired
+    assert decide(after, ExpireApiKey(key_id=KEY, at=expires + timedelta(days=1))) == []
+
+
+def test_a_key_that_never_expires_cannot_be_recorded_expired_and_an_unknown_one_is_missing() -> (
+    None
+):
+    state = fold(
+        decide(created(), CreateApiKey(key_id=KEY, name="k", prefix="p", key_sha256="s", at=AT)),
+        created(),
+    )
+
+    with pytest.raises(InvalidTransition):
+        decide(state, ExpireApiKey(key_id=KEY, at=AT + timedelta(days=3650)))
+    with pytest.raises(NotFound):
+        decide(state, ExpireApiKey(key_id=UUID(int=99), at=AT))
+
+
+def test_revoking_one_token_records_its_id_and_expiry() -> None:
+    expires = AT + timedelta(hours=1)
+
+    events = decide(created(), RevokeToken(token_id="abc", expires_at=expires, at=AT))
+
+    assert events == [TokenRevoked(user_id=USER, token_id="abc", expires_at=expires, at=AT)]
+
+
+def test_revoking_all_tokens_or_changing_the_password_ends_the_tokens_issued_before() -> None:
+    later = AT + timedelta(minutes=5)
+
+    revoked, _ = run(created(), RevokeTokens(at=AT))
+    changed, _ = run(revoked, SetPassword(at=later))
+
+    assert revoked.tokens_valid_after == AT
+    assert changed.tokens_valid_after == later
+    assert changed.has_password

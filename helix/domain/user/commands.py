@@ -56,6 +56,32 @@ class CreateApiKey:
     name: str
     prefix: str
     key_sha256: str
+    scopes: tuple[str, ...] | None = None  # None: all the user's role allows
+    expires_at: datetime | None = None
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class ExpireApiKey:
+    """Record that a key was presented after its `expires_at` (once: a repeat is no event)."""
+
+    key_id: UUID
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class RevokeToken:
+    """Log a JWT out: `token_id` is its `jti`, `expires_at` its `exp`."""
+
+    token_id: str
+    expires_at: datetime
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class RevokeTokens:
+    """End every JWT of the user issued before `at`."""
+
     at: datetime
 
 
@@ -82,5 +108,8 @@ Command: TypeAlias = (
     | SetPassword
     | CreateApiKey
     | RevokeApiKey
+    | ExpireApiKey
+    | RevokeToken
+    | RevokeTokens
     | RecordLogin
 )

@@ -28,23 +28,30 @@ from helix.domain.user.commands import (
     CreateUser,
     DisableUser,
     EnableUser,
+    ExpireApiKey,
     RecordLogin,
     RevokeApiKey,
+    RevokeToken,
+    RevokeTokens,
     SetPassword,
 )
 from helix.domain.user.events import (
     ApiKeyCreated,
+    ApiKeyExpired,
     ApiKeyRevoked,
     Event,
     LoginFailed,
     LoginSucceeded,
     Role,
+    TokenRevoked,
+    TokensRevoked,
     UserCreated,
     UserDisabled,
     UserEnabled,
     UserPasswordChanged,
     UserRoleChanged,
 )
+from helix.domain.user.scopes import ROLE_SCOPES, SCOPES
 from helix.errors import InvalidTransition, NotFound, ValidationError
 
 # A username: 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit.
@@ -57,6 +64,9 @@ _USERNAME = re.compile(USERNAME_PATTERN)
 class ApiKeyState:
     prefix: str
     revoked: bool = False
+    scopes: tuple[str, ...] | None = None
+    expires_at: datetime | None = None
+    expired: bool = False  # `api_key.expired` is recorded
 
 
 @attrs.frozen(kw_only=True)
@@ -74,6 +84,8 @@ class UserState:
     disabled: bool = False
     external_subject: str | None = None
     has_password: bool = False
+    # JWTs issued before this are refused (a password change, or all tokens revoked).
+    tokens_valid_after: datetime | None = None
     keys: Mapping[UUID, ApiKeyState] = attrs.field(factory=dict)
 
     @property
@@ -156,6 +168,17 @@ def decide(state: UserState, command: Command) -> list[Event]:
                 if key.revoked
                 else [ApiKeyRevoked(user_id=user_id, key_id=command.key_id, at=at)]
             )
+        case ExpireApiKey():
+            return _expire_key(state, user_id, command.key_id, at)
+        case RevokeToken():
+            expires_at = _at(command.expires_at)
+            return [
+                TokenRevoked(
+                    user_id=user_id, token_id=command.token_id, expires_at=expires_at, at=at
+                )
+            ]
+        case RevokeTokens():
+            return [TokensRevoked(user_id=user_id, at=at)]
         case RecordLogin():
             return [_login(state, user_id, command, at)]
         case _:
@@ -193,6 +216,10 @@ def _create_key(
         _refuse(state, "the user is disabled", "disabled", user_id=str(user_id))
     if command.key_id in state.keys:
         _refuse(state, "the API key exists already", "exists", key_id=str(command.key_id))
+    scopes = None if command.scopes is None else _scopes(state.role, command.scopes)
+    expires_at = None if command.expires_at is None else _at(command.expires_at)
+    if expires_at is not None and expires_at <= at:
+        raise ValidationError("'expires_at' must be in the future", field="expires_at")
     return [
         ApiKeyCreated(
             user_id=user_id,
@@ -200,9 +227,40 @@ def _create_key(
             name=command.name,
             prefix=command.prefix,
             key_sha256=command.key_sha256,
+            scopes=scopes,
+            expires_at=expires_at,
             at=at,
         )
     ]
+
+
+def _scopes(role: Role, requested: tuple[str, ...]) -> tuple[str, ...]:
+    """The requested scopes, sorted and without repeats; 422 for one that is unknown or that
+    the role does not grant (a key never exceeds its user's role)."""
+    unknown = sorted(set(requested) - set(SCOPES))
+    if unknown:
+        raise ValidationError(
+            f"unknown scopes: {', '.join(unknown)}", field="scopes", allowed_values=sorted(SCOPES)
+        )
+    beyond = sorted(set(requested) - ROLE_SCOPES[role])
+    if beyond:
+        raise ValidationError(
+            f"the role {role.value} does not grant: {', '.join(beyond)}",
+            field="scopes",
+            allowed_values=sorted(ROLE_SCOPES[role]),
+        )
+    return tuple(sorted(set(requested)))
+
+
+def _expire_key(state: UserState, user_id: UUID, key_id: UUID, at: datetime) -> list[Event]:
+    key = state.keys.get(key_id)
+    if key is None:
+        raise NotFound("no such API key", key_id=str(key_id))
+    if key.expired or key.revoked:
+        return []
+    if key.expires_at is None or key.expires_at > at:
+        _refuse(state, "the API key has not expired", "not_expired", key_id=str(key_id))
+    return [ApiKeyExpired(user_id=user_id, key_id=key_id, at=at)]
 
 
 def _login(state: UserState, user_id: UUID, command: RecordLogin, at: datetime) -> Event:
@@ -234,9 +292,21 @@ def evolve(state: UserState, event: Event) -> UserState:
         case UserEnabled():
             return attrs.evolve(state, disabled=False)
         case UserPasswordChanged():
-            return attrs.evolve(state, has_password=True)
+            return attrs.evolve(state, has_password=True, tokens_valid_after=event.at)
+        case TokensRevoked():
+            return attrs.evolve(state, tokens_valid_after=event.at)
+        case TokenRevoked():
+            return state
         case ApiKeyCreated():
-            keys = {**state.keys, event.key_id: ApiKeyState(prefix=event.prefix)}
+            created = ApiKeyState(
+                prefix=event.prefix, scopes=event.scopes, expires_at=event.expires_at
+            )
+            return attrs.evolve(state, keys={**state.keys, event.key_id: created})
+        case ApiKeyExpired():
+            key = state.keys.get(event.key_id)
+            if key is None:
+                return state
+            keys = {**state.keys, event.key_id: attrs.evolve(key, expired=True)}
             return attrs.evolve(state, keys=keys)
         case ApiKeyRevoked():
             key = state.keys.get(event.key_id)

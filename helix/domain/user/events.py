@@ -58,7 +58,8 @@ class UserEnabled:
 
 @attrs.frozen(kw_only=True)
 class UserPasswordChanged:
-    """The hash itself is kept out of the log (see the module docstring)."""
+    """The hash itself is kept out of the log (see the module docstring). A new password also
+    ends every JWT of the user issued before `at`, as `TokensRevoked` does."""
 
     user_id: UUID
     at: datetime
@@ -71,6 +72,36 @@ class ApiKeyCreated:
     name: str
     prefix: str
     key_sha256: str
+    # None: every scope the user's role allows (keys created before scopes existed, too).
+    scopes: tuple[str, ...] | None = None
+    expires_at: datetime | None = None
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class ApiKeyExpired:
+    """Recorded once, the first time a key is refused because its `expires_at` has passed."""
+
+    user_id: UUID
+    key_id: UUID
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class TokenRevoked:
+    """One JWT (by its `jti`) is refused from now on, until it would have expired anyway."""
+
+    user_id: UUID
+    token_id: str
+    expires_at: datetime
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class TokensRevoked:
+    """Every JWT of the user issued before `at` is refused from now on."""
+
+    user_id: UUID
     at: datetime
 
 
@@ -107,6 +138,9 @@ Event: TypeAlias = (
     | UserPasswordChanged
     | ApiKeyCreated
     | ApiKeyRevoked
+    | ApiKeyExpired
+    | TokenRevoked
+    | TokensRevoked
     | LoginSucceeded
     | LoginFailed
 )
@@ -119,6 +153,9 @@ EVENTS: dict[str, type] = {
     "user.password_changed": UserPasswordChanged,
     "api_key.created": ApiKeyCreated,
     "api_key.revoked": ApiKeyRevoked,
+    "api_key.expired": ApiKeyExpired,
+    "user.token_revoked": TokenRevoked,
+    "user.tokens_revoked": TokensRevoked,
     "auth.login_succeeded": LoginSucceeded,
     "auth.login_failed": LoginFailed,
 }

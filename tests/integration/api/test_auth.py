@@ -246,7 +246,7 @@ async def test_an_admin_creates_a_user_who_can_then_log_in(
 ) -> None:
     resp = await client.post(
         "/api/v1/users",
-        json={"username": "dave", "password": "s3cret-pass", "role": "worker"},
+        json={"username": "dave", "password": "s3cret-passphrase", "role": "worker"},
         headers=admin.headers,
     )
     assert resp.status == 201
@@ -254,14 +254,14 @@ async def test_an_admin_creates_a_user_who_can_then_log_in(
     assert dave["role"] == "worker"
 
     login = await client.post(
-        "/api/v1/auth/login", json={"username": "dave", "password": "s3cret-pass"}
+        "/api/v1/auth/login", json={"username": "dave", "password": "s3cret-passphrase"}
     )
     assert login.status == 200
     created = (await node.store.read_stream(f"user-{dave['id']}"))[0]
     assert created.type == "user.created"
     assert created.metadata["actor"].startswith("key:")
     assert created.metadata["request_id"] and created.metadata["source"] == "127.0.0.1"
-    assert "s3cret-pass" not in str(created.data)
+    assert "s3cret-passphrase" not in str(created.data)
 
 
 async def test_a_taken_username_is_a_conflict(client: TestClient[Any, Any], admin: Any) -> None:

@@ -7,6 +7,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from helix.api.scopes import ROUTE_SCOPES
+from helix.domain.user.scopes import SCOPES
+
 
 def served(app: web.Application) -> set[tuple[str, str]]:
     return {
@@ -53,7 +56,28 @@ async def test_the_document_declares_bearer_and_api_key_security_and_public_rout
 
     schemes = doc["components"]["securitySchemes"]
     assert schemes["bearer"]["scheme"] == "bearer"
-    assert schemes["apiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert {k: v for k, v in schemes["apiKey"].items() if k != "description"} == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+    }
     assert doc["paths"]["/api/v1/auth/login"]["post"]["security"] == []
     assert doc["paths"]["/healthz"]["get"]["security"] == []
-    assert "security" not in doc["paths"]["/api/v1/users/me"]["get"]
+    assert doc["paths"]["/api/v1/users/me"]["get"]["security"] == [
+        {"bearer": ["account"]},
+        {"apiKey": ["account"]},
+    ]
+
+
+async def test_every_operation_names_the_scope_it_needs_and_the_schemes_list_every_scope(
+    client: TestClient[Any, Any],
+) -> None:
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+
+    for name in SCOPES:
+        assert f"`{name}`" in doc["components"]["securitySchemes"]["bearer"]["description"]
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            needed = ROUTE_SCOPES[(method.upper(), path)]
+            expected = [] if needed is None else [{"bearer": [needed]}, {"apiKey": [needed]}]
+            assert operation["security"] == expected, (method, path)

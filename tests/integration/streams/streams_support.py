@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient
 
 from helix.domain import job
 from helix.domain.project import PhaseSpec
@@ -21,6 +22,7 @@ from tests.integration.fixtures import Caller
 from tests.support import RegisteredWorker, settled
 
 PLAN = (PhaseSpec(name="plan"), PhaseSpec(name="build"))
+WITHIN = 5.0  # seconds: "within a few seconds"
 
 
 settled_head = settled  # the name the stream tests knew it by
@@ -121,3 +123,32 @@ def positions(messages: list[Message]) -> list[int]:
 
 def data(message: Message) -> Any:
     return json.loads(message.data)
+
+
+async def open_sse(client: TestClient[Any, Any], path: str, **kwargs: Any) -> EventStream:
+    resp = await client.get(path, **kwargs)
+    assert resp.status == 200, await resp.text()
+    stream = EventStream(resp)
+    first = await stream.next(WITHIN)
+    assert first is not None and first.event == "caught_up"
+    return stream
+
+
+async def ended(stream: EventStream, within: float = WITHIN) -> list[Any]:
+    """Every message until the server ends the stream (failing if it does not in time)."""
+    got = []
+    async with asyncio.timeout(within):
+        while (message := await stream.next(within)) is not None:
+            got.append(message)
+    return got
+
+
+def told_why(stream: EventStream, messages: list[Any], code: str) -> str:
+    """The message of the stream's last event, an `error` in the envelope form; the
+    envelope names the stream's own request."""
+    last = messages[-1]
+    body = data(last)
+    assert (last.event, last.id) == ("error", None)  # no id: a resume starts where it was
+    assert body["error"]["code"] == code
+    assert body["request_id"] == stream.resp.headers["X-Request-ID"]
+    return str(body["error"]["message"])

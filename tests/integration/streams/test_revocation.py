@@ -15,7 +15,17 @@ import attrs
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from streams_support import EventStream, data, events_of, new_project, settled, tailer_at
+from streams_support import (
+    WITHIN,
+    data,
+    ended,
+    events_of,
+    new_project,
+    open_sse,
+    settled,
+    tailer_at,
+    told_why,
+)
 
 from helix.api.streams import TAILER
 from helix.auth import keys
@@ -29,7 +39,6 @@ from helix.streams.credentials import watch_credentials
 
 Client = TestClient[Any, Any]
 WS = aiohttp.ClientWebSocketResponse
-WITHIN = 5.0  # seconds: "within a few seconds"
 CALLER = attrs.evolve(system_caller("test"), actor="test", source="pytest")
 
 
@@ -48,35 +57,6 @@ async def revoke(client: Client, admin: Any, key_id: uuid.UUID) -> None:
 async def change_user(client: Client, admin: Any, caller: Any, **body: Any) -> None:
     resp = await client.patch(f"/api/v1/users/{caller.user_id}", json=body, headers=admin.headers)
     assert resp.status == 200, await resp.text()
-
-
-async def open_sse(client: Client, path: str, **kwargs: Any) -> EventStream:
-    resp = await client.get(path, **kwargs)
-    assert resp.status == 200, await resp.text()
-    stream = EventStream(resp)
-    first = await stream.next(WITHIN)
-    assert first is not None and first.event == "caught_up"
-    return stream
-
-
-async def ended(stream: EventStream, within: float = WITHIN) -> list[Any]:
-    """Every message until the server ends the stream (failing if it does not in time)."""
-    got = []
-    async with asyncio.timeout(within):
-        while (message := await stream.next(within)) is not None:
-            got.append(message)
-    return got
-
-
-def told_why(stream: EventStream, messages: list[Any], code: str) -> str:
-    """The message of the stream's last event, an `error` in the envelope form; the
-    envelope names the stream's own request."""
-    last = messages[-1]
-    body = data(last)
-    assert (last.event, last.id) == ("error", None)  # no id: a resume starts where it was
-    assert body["error"]["code"] == code
-    assert body["request_id"] == stream.resp.headers["X-Request-ID"]
-    return str(body["error"]["message"])
 
 
 async def open_socket(client: Client, **kwargs: Any) -> WS:
