@@ -238,6 +238,7 @@ jobs = sa.Table(
     sa.Column("lease_expires_at", sa.DateTime(timezone=True)),
     sa.Column("attempt", sa.Integer, nullable=False),
     sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("max_duration_s", sa.Float),
     sa.Column("not_before", sa.DateTime(timezone=True)),
     sa.Column("progress", sa.Integer, nullable=False),
     sa.Column("cost_tokens", sa.BigInteger, nullable=False),

@@ -35,6 +35,7 @@ from helix.domain.project.decider import (
     MAX_PHASE_NAME_CHARS,
     MAX_PHASES,
     MAX_PROJECT_TYPE_CHARS,
+    MAX_PROMPT_CHARS,
     MAX_REASON_CHARS,
     MAX_SEALED_CHARS,
 )
@@ -71,6 +72,7 @@ PHASE: dict[str, Any] = {
             "maxItems": MAX_COMMAND_ARGS,
         },
         "timeout_s": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        "prompt": {**strings(min_length=1, max_length=MAX_PROMPT_CHARS), "type": OR_NULL},
         "capabilities": {
             "type": "array",
             "items": strings(min_length=1, max_length=MAX_CAPABILITY_CHARS),
@@ -126,6 +128,7 @@ def _draft(raw: dict[str, Any], index: int) -> PhaseDraft:
         timeout_s=float(raw["timeout_s"]) if raw.get("timeout_s") is not None else None,
         capabilities=tuple(raw.get("capabilities", ())),
         env=env,
+        prompt=raw.get("prompt"),
     )
     return PhaseDraft(spec=spec, secrets=secrets)
 

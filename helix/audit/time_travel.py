@@ -227,7 +227,7 @@ def phase_json(phase: PhaseState, ordinal: int) -> dict[str, Any]:
         "finished_at": rfc3339(finished),
         "duration_s": (finished - started).total_seconds() if started and finished else None,
         "output_lines": phase.output_lines,
-        "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in phase.files],
+        "files": [f.fields() for f in phase.files],
         "cost": {"tokens": phase.cost_tokens, "usd": phase.cost_usd},
         "exit_code": phase.exit_code,
         "error": phase.error,

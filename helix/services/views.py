@@ -53,6 +53,7 @@ def job_view(row: Row) -> dict[str, Any]:
         "worker_id": row["worker_id"],
         "attempt": row["attempt"],
         "max_attempts": row["max_attempts"],
+        "max_duration_s": row["max_duration_s"],
         "progress": row["progress"],
         "cost": {"tokens": row["cost_tokens"], "usd": row["cost_usd"]},
         "error": row["error"],

@@ -43,12 +43,14 @@ from helix.domain.job.commands import (
     Command,
     CompleteJob,
     CompletePhase,
+    EnforceDurationLimit,
     ExpireLease,
     FailJob,
     FailPhase,
     QueueJob,
     RecordCost,
     RecordFile,
+    RecordMessage,
     RecordOutput,
     RenewLease,
     ReportProgress,
@@ -58,8 +60,10 @@ from helix.domain.job.commands import (
     WorkerReport,
 )
 from helix.domain.job.events import (
+    DURATION_LIMIT,
     TERMINAL,
     Event,
+    FileChange,
     JobCancelled,
     JobCancelRequested,
     JobClaimed,
@@ -70,6 +74,7 @@ from helix.domain.job.events import (
     JobPhaseCost,
     JobPhaseFailed,
     JobPhaseFile,
+    JobPhaseMessage,
     JobPhaseOutput,
     JobPhaseSkipped,
     JobPhaseStarted,
@@ -105,6 +110,10 @@ MAX_ERROR_CHARS = 10_000
 MAX_PATH_CHARS = 4_096
 MAX_MODEL_CHARS = 200
 MAX_PERCENT = 100
+# An agent's message to the discussion: one line of its output at most.
+MAX_AGENT_MESSAGE_CHARS = 4_000
+# A job's duration limit, in seconds: a week at most.
+MAX_DURATION_S = 7 * 24 * 3600.0
 SHA256_PATTERN = "^[0-9a-fA-F]{64}$"
 # The job's cost totals are kept in a bigint and a float8: a report that would overflow them
 # is refused rather than failing the write.
@@ -171,6 +180,8 @@ def decide(state: JobState, command: Command) -> list[Event]:
             return _claim(state, status, command, at)
         case ExpireLease():
             return _expire(state, status, command, at)
+        case EnforceDurationLimit():
+            return _enforce_duration(state, status, command, at)
         case _:
             _check_lease(state, status, command.fencing_token, at)
             return _report(state, command, at)
@@ -193,6 +204,7 @@ def _queue(state: JobState, command: QueueJob) -> list[Event]:
         raise ValidationError(
             f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}", field="max_attempts"
         )
+    check_duration(command.max_duration_s, "max_duration_s")
     phases = normalise_phases(command.phases)
     if not phases:
         raise ValidationError("a job needs at least one phase", field="phases")
@@ -211,6 +223,7 @@ def _queue(state: JobState, command: QueueJob) -> list[Event]:
             model=command.model,
             requested_by=command.requested_by,
             max_attempts=command.max_attempts,
+            max_duration_s=command.max_duration_s,
             at=at,
         )
     ]
@@ -219,6 +232,43 @@ def _queue(state: JobState, command: QueueJob) -> list[Event]:
         for name in names[: names.index(command.start_phase)]:
             events.append(JobPhaseSkipped(job_id=command.job_id, phase=name, reason=reason, at=at))
     return events
+
+
+def check_duration(seconds: float | None, field: str) -> None:
+    """A duration limit is a positive number of seconds, up to MAX_DURATION_S, or None."""
+    if seconds is not None and not (math.isfinite(seconds) and 0 < seconds <= MAX_DURATION_S):
+        raise ValidationError(
+            f"{field} must be between 0 and {MAX_DURATION_S:g} seconds", field=field
+        )
+
+
+def overran(state: JobState, at: datetime) -> bool:
+    """Whether the job is running past its duration limit at `at`."""
+    if state.status is not JobStatus.RUNNING or state.max_duration_s is None:
+        return False
+    started = state.started_at
+    return started is not None and at >= started + timedelta(seconds=state.max_duration_s)
+
+
+def _enforce_duration(
+    state: JobState, status: JobStatus, command: EnforceDurationLimit, at: datetime
+) -> list[Event]:
+    if command.fencing_token is not None and command.fencing_token != state.fencing_token:
+        _refuse(state, "the fencing token is not the job's current lease", "stale_fencing_token")
+    if not overran(state, at):
+        _refuse(
+            state,
+            "the job is not running past its duration limit",
+            "within_duration_limit",
+            max_duration_s=state.max_duration_s,
+        )
+    error = f"the job ran past its duration limit of {state.max_duration_s:g} s"
+    if state.cancel_requested:
+        return _cancel_now(state, at)
+    return [
+        *_close_phases(state, error, at),
+        JobFailed(job_id=_id(state), error=error, reason=DURATION_LIMIT, at=at),
+    ]
 
 
 def _check_lease_s(lease_s: float) -> None:
@@ -468,6 +518,14 @@ def _report(state: JobState, command: WorkerReport, at: datetime) -> list[Event]
             sha256 = command.sha256.lower()
             if not _SHA256.fullmatch(sha256):
                 raise ValidationError("sha256 must be 64 hexadecimal digits", field="sha256")
+            change = None
+            if command.change is not None:
+                try:
+                    change = FileChange(command.change)
+                except ValueError:
+                    raise ValidationError(
+                        "change must be created or modified", field="change"
+                    ) from None
             return [
                 JobPhaseFile(
                     job_id=job_id,
@@ -475,9 +533,14 @@ def _report(state: JobState, command: WorkerReport, at: datetime) -> list[Event]
                     path=command.path,
                     size=command.size,
                     sha256=sha256,
+                    change=change,
                     at=at,
                 )
             ]
+        case RecordMessage():
+            _check_running_phase(state, command.phase)
+            content = check_text(command.content, "content", max_chars=MAX_AGENT_MESSAGE_CHARS)
+            return [JobPhaseMessage(job_id=job_id, phase=command.phase, content=content, at=at)]
         case RecordCost():
             _check_running_phase(state, command.phase)
             if command.tokens < 0:

@@ -64,6 +64,7 @@ MAX_PROJECT_TYPE_CHARS = 64
 MAX_AUTHOR_CHARS = 200
 MAX_MESSAGE_CHARS = 100_000
 MAX_REASON_CHARS = 2_000
+MAX_PROMPT_CHARS = 20_000
 MAX_PHASES = 100
 MAX_PHASE_NAME_CHARS = 100
 # A phase without capabilities needs the one named after it, so a capability is a phase name.
@@ -217,6 +218,12 @@ def normalise_phases(phases: Iterable[PhaseSpec]) -> tuple[PhaseSpec, ...]:
             )
         for capability in phase.capabilities:
             check_text(capability, f"{where}.capabilities", max_chars=MAX_CAPABILITY_CHARS)
+        if phase.prompt is not None:
+            check_text(phase.prompt, f"{where}.prompt", max_chars=MAX_PROMPT_CHARS)
+            if "\x00" in phase.prompt:
+                raise ValidationError(
+                    "a phase prompt must not contain NUL", field=f"{where}.prompt", phase=phase.name
+                )
         for key, value in phase.env.items():
             check_env_name(key, f"{where}.env", phase.name)
             if not _env_value_ok(value):

@@ -51,6 +51,7 @@ class PhaseSpec:
     `command` is an argv (no shell parsing); a phase without one is carried out by an agent
     worker. `capabilities` are what a worker must offer to run the phase. `env` values are
     plain text or sealed secrets; a worker gets the secrets' plaintext only with its claim.
+    `prompt` is what an agent phase is asked to do (its command gets it as HELIX_PROMPT).
     """
 
     name: str
@@ -58,6 +59,7 @@ class PhaseSpec:
     timeout_s: float | None = None
     capabilities: tuple[str, ...] = ()
     env: dict[str, EnvValue] = attrs.field(factory=dict)
+    prompt: str | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -1,0 +1,28 @@
+"""Jobs carry their duration limit.
+
+`jobs.max_duration_s` is the limit a job was queued with (seconds from its start; NULL: none),
+so the reaper finds the jobs running past theirs with one query. Every job queued before had no
+limit, which is what a rebuild from the log gives, so the read model is not rebuilt.
+
+Revision ID: 0011_job_duration
+Revises: 0010
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011_job_duration"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("jobs", sa.Column("max_duration_s", sa.Float))
+
+
+def downgrade() -> None:
+    op.drop_column("jobs", "max_duration_s")
