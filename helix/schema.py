@@ -214,6 +214,7 @@ projects = sa.Table(
     sa.Column("phases", pg.JSONB, nullable=False),
     sa.Column("latest_job_id", pg.UUID(as_uuid=True)),
     sa.Column("message_count", sa.Integer, nullable=False),
+    sa.Column("max_job_duration_s", sa.Float),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),

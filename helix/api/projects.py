@@ -31,6 +31,7 @@ from helix.domain.project.decider import (
     MAX_CAPABILITY_CHARS,
     MAX_COMMAND_ARGS,
     MAX_DESCRIPTION_CHARS,
+    MAX_DURATION_S,
     MAX_NAME_CHARS,
     MAX_PHASE_NAME_CHARS,
     MAX_PHASES,
@@ -90,6 +91,8 @@ PROJECT_FIELDS: dict[str, Any] = {
     "description": strings(max_length=MAX_DESCRIPTION_CHARS),
     "project_type": strings(min_length=1, max_length=MAX_PROJECT_TYPE_CHARS),
     "phases": {"type": "array", "items": PHASE, "maxItems": MAX_PHASES},
+    # Seconds a job may run before it is failed; on update, 0 clears it.
+    "max_job_duration": {"type": "number", "minimum": 0, "maximum": MAX_DURATION_S},
 }
 CREATE = object_body(
     {**PROJECT_FIELDS, "template": strings(min_length=1, max_length=MAX_TEMPLATE_NAME_CHARS)},
@@ -164,6 +167,7 @@ async def create_project(request: web.Request) -> web.Response:
         project_type=body.get("project_type"),
         phases=phase_specs(body.get("phases")),
         template=body.get("template"),
+        max_job_duration=body.get("max_job_duration") or None,
     )
     assert state.id is not None
     view = await services(request).queries.project(who, state.id)
@@ -220,6 +224,7 @@ async def update_project(request: web.Request) -> web.Response:
         description=body.get("description"),
         project_type=body.get("project_type"),
         phases=phase_specs(body.get("phases")),
+        max_job_duration=body.get("max_job_duration"),
     )
     return await _show(request, project_id)
 

@@ -35,6 +35,7 @@ def project_view(row: Row) -> dict[str, Any]:
         "phases": row["phases"],
         "latest_job_id": ident(row["latest_job_id"]),
         "message_count": row["message_count"],
+        "max_job_duration": row["max_job_duration_s"],
         "created_at": rfc3339(row["created_at"]),
         "updated_at": rfc3339(row["updated_at"]),
         "version": row["version"],

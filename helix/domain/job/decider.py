@@ -93,6 +93,7 @@ from helix.domain.project.decider import (
     MAX_REASON_CHARS,
     SHELL_CAPABILITY,
     as_utc,
+    check_duration,
     check_text,
     normalise_phases,
 )
@@ -112,8 +113,6 @@ MAX_MODEL_CHARS = 200
 MAX_PERCENT = 100
 # An agent's message to the discussion: one line of its output at most.
 MAX_AGENT_MESSAGE_CHARS = 4_000
-# A job's duration limit, in seconds: a week at most.
-MAX_DURATION_S = 7 * 24 * 3600.0
 SHA256_PATTERN = "^[0-9a-fA-F]{64}$"
 # The job's cost totals are kept in a bigint and a float8: a report that would overflow them
 # is refused rather than failing the write.
@@ -232,14 +231,6 @@ def _queue(state: JobState, command: QueueJob) -> list[Event]:
         for name in names[: names.index(command.start_phase)]:
             events.append(JobPhaseSkipped(job_id=command.job_id, phase=name, reason=reason, at=at))
     return events
-
-
-def check_duration(seconds: float | None, field: str) -> None:
-    """A duration limit is a positive number of seconds, up to MAX_DURATION_S, or None."""
-    if seconds is not None and not (math.isfinite(seconds) and 0 < seconds <= MAX_DURATION_S):
-        raise ValidationError(
-            f"{field} must be between 0 and {MAX_DURATION_S:g} seconds", field=field
-        )
 
 
 def overran(state: JobState, at: datetime) -> bool:

@@ -69,17 +69,21 @@ class ProjectCreated:
     description: str
     project_type: str
     owner: str
+    # Seconds a job of the project may run before it is failed; None: the deployment's limit.
+    max_job_duration_s: float | None = None
     at: datetime
 
 
 @attrs.frozen(kw_only=True)
 class ProjectUpdated:
-    """Only the fields that changed are set; None means unchanged."""
+    """Only the fields that changed are set; None means unchanged (and a `max_job_duration_s`
+    of 0, that the project's own limit was cleared)."""
 
     project_id: UUID
     name: str | None = None
     description: str | None = None
     project_type: str | None = None
+    max_job_duration_s: float | None = None
     at: datetime
 
 
