@@ -145,6 +145,31 @@ def phase_environment(
     return env
 
 
+def job_variables(
+    *,
+    job_id: str,
+    project_id: str,
+    phase: str,
+    workspace: Path,
+    context_file: Path,
+    model: str | None,
+    prompt: str | None,
+) -> dict[str, str]:
+    """The JOB_VARIABLES a phase gets (the model and prompt only when there are ones)."""
+    found = {
+        "HELIX_JOB_ID": job_id,
+        "HELIX_PROJECT_ID": project_id,
+        "HELIX_PHASE": phase,
+        "HELIX_WORKSPACE": str(workspace),
+        "HELIX_CONTEXT_FILE": str(context_file),
+    }
+    if model:
+        found["HELIX_MODEL"] = model
+    if prompt:
+        found["HELIX_PROMPT"] = prompt
+    return found
+
+
 def write_for_phase(path: Path, content: bytes, user: PhaseUser) -> None:
     """Write `content` to `path` in a workspace, as a new file (mode 0600) of the phase user's.
     Whatever was at `path` is removed first, so a link the last phase left there cannot send

@@ -31,6 +31,7 @@ from helix.worker.config import WorkerConfig
 from helix.worker.isolation import (
     IsolationError,
     PhaseUser,
+    job_variables,
     phase_environment,
     prepare_workspace,
     write_for_phase,
@@ -238,20 +239,18 @@ class JobRun:
         context_file = workspace / CONTEXT_FILE
         await asyncio.to_thread(self._write_context, context_file, context)
         before = await asyncio.to_thread(snapshot, workspace)
-        job_variables = {
-            "HELIX_JOB_ID": self.job_id,
-            "HELIX_PROJECT_ID": self.claim.project_id,
-            "HELIX_PHASE": phase.name,
-            "HELIX_WORKSPACE": str(workspace),
-            "HELIX_CONTEXT_FILE": str(context_file),
-        }
         model = self.claim.job.get("model")
-        if isinstance(model, str) and model:
-            job_variables["HELIX_MODEL"] = model
-        if phase.prompt:
-            job_variables["HELIX_PROMPT"] = phase.prompt
+        variables = job_variables(
+            job_id=self.job_id,
+            project_id=self.claim.project_id,
+            phase=phase.name,
+            workspace=workspace,
+            context_file=context_file,
+            model=model if isinstance(model, str) else None,
+            prompt=phase.prompt,
+        )
         env = phase_environment(
-            os.environ, user=self._user, workspace=workspace, extra={**phase.env, **job_variables}
+            os.environ, user=self._user, workspace=workspace, extra={**phase.env, **variables}
         )
         named: list[str] = []
         command = Command(

@@ -431,7 +431,12 @@ async def test_a_worker_started_as_root_runs_a_users_phase_as_the_phase_user_wit
     client: Client, workers: Workers, user: Any, worker: Any, as_root: None, phase_probe: Any
 ) -> None:
     planted = "planted-secret-of-the-worker-" + os.urandom(8).hex()
-    phase = {"name": "probe", "command": phase_probe.command, "env": {"PHASE_VAR": "declared"}}
+    phase = {
+        "name": "probe",
+        "command": phase_probe.command,
+        "env": {"PHASE_VAR": "declared"},
+        "prompt": "probe the phase",
+    }
     body = {"name": "probe", "phases": [phase]}
     project = await ok(await client.post("/api/v1/projects", json=body, headers=user.headers), 201)
     await ok(await client.post(f"/api/v1/projects/{project['id']}/ready", headers=user.headers))
@@ -448,13 +453,17 @@ async def test_a_worker_started_as_root_runs_a_users_phase_as_the_phase_user_wit
 
     assert shown["status"] == "completed", shown
     lines = await lines_of(client, user, run["job_id"])
-    phase_probe.assert_isolated(
-        lines, secrets=[planted, worker.key], declared={"PHASE_VAR", "HELIX_MODEL"}
-    )
+    phase_probe.assert_isolated(lines, secrets=[planted, worker.key], declared={"PHASE_VAR"})
     assert "env PHASE_VAR=declared" in lines and "env HELIX_MODEL=the-model" in lines
+    assert "env HELIX_PROMPT=probe the phase" in lines
     phase_user = pwd.getpwnam("helix-phase")
     workspace = workers.workdir / project["id"]
     assert f"env HOME={workspace.resolve()}" in lines
+    # The context file is the phase user's to read, and no one else's.
+    context = workspace / ".helix-context.json"
+    assert f"env HELIX_CONTEXT_FILE={context.resolve()}" in lines
+    found = context.stat()
+    assert (found.st_uid, stat.S_IMODE(found.st_mode)) == (phase_user.pw_uid, 0o600)
     made = (workspace / "made-by-the-phase").stat()
     assert (made.st_uid, stat.S_IMODE(made.st_mode)) == (phase_user.pw_uid, 0o600)
     found = workspace.stat()
