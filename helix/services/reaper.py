@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from helix.config import Settings
-from helix.errors import Conflict, NotFound, ValidationError
+from helix.errors import Conflict, NotFound
 from helix.eventstore import EventStore
 from helix.services.caller import system_caller
 from helix.services.jobs import JobService
@@ -74,7 +74,8 @@ class LeaseReaper:
         for row in await jobs_model.overrun(self.store.pool, self._writer.now()):
             try:
                 await self._jobs.enforce_duration(self._caller, row["job_id"], row["fencing_token"])
-            except (Conflict, NotFound, ValidationError) as lost:
+            except (Conflict, NotFound) as lost:
+                # Ended meanwhile (or failed by another reaper), or its lease was re-granted.
                 log.debug("job %s not failed for its duration: %s", row["job_id"], lost)
                 continue
             failed += 1

@@ -592,6 +592,11 @@ async def test_a_jobs_context_is_for_its_leaseholders_worker_alone(
     plan = [{"name": "build", "command": ["make"], "prompt": "Build it"}]
     body = {"name": "ctx", "description": "what it is", "phases": plan}
     project = await ok(await wclient.post("/api/v1/projects", json=body, headers=user.headers), 201)
+    assert project["phases"][0]["prompt"] == "Build it"
+    for prompt in ("", ["x"], "x" * 20_001):
+        wrong = {"name": "bad", "phases": [{"name": "a", "prompt": prompt}]}
+        refused = await wclient.post("/api/v1/projects", json=wrong, headers=user.headers)
+        assert refused.status in (400, 422) and "error" in await refused.json()
     base = f"/api/v1/projects/{project['id']}"
     said = {"content": "make it fast"}
     await ok(await wclient.post(f"{base}/messages", json=said, headers=user.headers), 201)
