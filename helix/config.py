@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import json
+import math
 import os
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -67,6 +69,36 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 def _strings(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in (env.get(name) or "").split(",") if x.strip())
+
+
+def _duration(env: Mapping[str, str], name: str) -> float | None:
+    """A positive number of seconds; unset, empty or 0: None (no limit)."""
+    seconds = _float(env, name, 0.0)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise SettingError(f"{name} must be a number of seconds, 0 for no limit")
+    return seconds or None
+
+
+def output_filter_patterns(
+    env: Mapping[str, str], name: str = "HELIX_OUTPUT_FILTER_PATTERNS"
+) -> tuple[str, ...]:
+    """A JSON array of regular expressions, each one the worker can run safely."""
+    from helix.worker.directives import OutputFilter, UnsafePattern
+
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return ()
+    try:
+        patterns = json.loads(raw)
+    except ValueError:
+        patterns = None
+    if not (isinstance(patterns, list) and all(isinstance(p, str) for p in patterns)):
+        raise SettingError(f'{name} must be a JSON array of regular expressions, e.g. ["^$"]')
+    try:
+        OutputFilter.of(patterns)
+    except UnsafePattern as exc:
+        raise SettingError(f"{name}: {exc}") from None
+    return tuple(patterns)
 
 
 def _choice(env: Mapping[str, str], name: str, default: E) -> E:
@@ -196,6 +228,11 @@ class Settings:
     claim_max_wait: float = 60.0
     # The longest `GET /api/v1/jobs/{id}?wait=N` long-poll, in seconds.
     max_wait_seconds: float = 60.0
+    # --- a job's run: the longest it may take from its start, in seconds (None: no limit; a
+    # project's own `max_job_duration` wins), and the regular expressions of output lines the
+    # in-process worker drops (`helix.worker.directives` says which are allowed) ---
+    max_job_duration: float | None = None
+    output_filter_patterns: tuple[str, ...] = ()
     phase_templates_file: Path | None = None
     default_template: str = "ai-development"
     projection_batch_size: int = 500
@@ -283,6 +320,8 @@ class Settings:
             reaper_interval=_float(env, "HELIX_REAPER_INTERVAL", 1.0),
             claim_max_wait=_float(env, "HELIX_CLAIM_MAX_WAIT", 60.0),
             max_wait_seconds=_float(env, "HELIX_MAX_WAIT_SECONDS", 60.0),
+            max_job_duration=_duration(env, "HELIX_MAX_JOB_DURATION"),
+            output_filter_patterns=output_filter_patterns(env),
             phase_templates_file=Path(env["HELIX_PHASE_TEMPLATES"])
             if env.get("HELIX_PHASE_TEMPLATES")
             else None,

@@ -229,6 +229,7 @@ projects = sa.Table(
     sa.Column("phases", pg.JSONB, nullable=False),
     sa.Column("latest_job_id", pg.UUID(as_uuid=True)),
     sa.Column("message_count", sa.Integer, nullable=False),
+    sa.Column("max_job_duration_s", sa.Float),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
@@ -266,8 +267,9 @@ jobs = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
-    # Added later (migration 0011), so last, as the migrated table has it.
+    # Added later (migrations 0011 and 0013), so last, as the migrated table has them.
     sa.Column("pause_requested", sa.Boolean, nullable=False),
+    sa.Column("max_duration_s", sa.Float),
 )
 sa.Index("jobs_owner_created_idx", jobs.c.owner, jobs.c.created_at)
 sa.Index("jobs_project_created_idx", jobs.c.project_id, jobs.c.created_at)

@@ -57,7 +57,7 @@ class JobsProjection(StreamProjection):
                 await conn.execute(
                     sql(SQL, "queued", t), *key, decoded.project_id, decoded.owner,
                     decoded.start_phase, decoded.model, decoded.requested_by,
-                    decoded.max_attempts,
+                    decoded.max_attempts, decoded.max_duration_s,
                 )  # fmt: skip
             case JobClaimed():
                 await conn.execute(
@@ -151,6 +151,12 @@ async def expired_leases(
     conn: asyncpg.Connection | asyncpg.Pool, at: datetime, limit: int = 100
 ) -> list[asyncpg.Record]:
     return list(await conn.fetch(SQL["expired_leases"], at, limit))
+
+
+async def overrun(
+    conn: asyncpg.Connection | asyncpg.Pool, at: datetime, limit: int = 100
+) -> list[asyncpg.Record]:
+    return list(await conn.fetch(SQL["overrun"], at, limit))
 
 
 async def next_due(conn: asyncpg.Connection | asyncpg.Pool, at: datetime) -> datetime | None:

@@ -7,9 +7,9 @@ INSERT INTO {jobs} (job_id, project_id, owner, status, start_phase, model, reque
                     worker_id, fencing_token, lease_expires_at, attempt, max_attempts, not_before,
                     progress, cost_tokens, cost_usd, error, cancel_requested, cancel_reason,
                     dead_lettered, created_at, started_at, finished_at, updated_at, version,
-                    pause_requested)
+                    pause_requested, max_duration_s)
 VALUES ($1, $4, $5, 'queued', $6, $7, $8, NULL, 0, NULL, 0, $9, NULL, 0, 0, 0, NULL, false, NULL,
-        false, $2, NULL, NULL, $2, $3, false)
+        false, $2, NULL, NULL, $2, $3, false, $10)
 ON CONFLICT (job_id) DO NOTHING
 
 -- name: claimed
@@ -138,6 +138,14 @@ SELECT pg_try_advisory_xact_lock(hashtextextended('helix.jobs.owner:' || $1, 0))
 SELECT job_id, fencing_token FROM jobs
 WHERE status = 'running' AND lease_expires_at <= $1
 ORDER BY lease_expires_at
+LIMIT $2
+
+-- name: overrun
+-- Running jobs past their duration limit at $1, with the token the reaper fails them under.
+SELECT job_id, fencing_token FROM jobs
+WHERE status = 'running' AND max_duration_s IS NOT NULL
+  AND started_at + make_interval(secs => max_duration_s) <= $1
+ORDER BY started_at
 LIMIT $2
 
 -- name: next_due

@@ -8,6 +8,7 @@ from uuid import UUID
 import asyncpg
 
 from helix.domain.job import (
+    FileRecord,
     JobPaused,
     JobPhaseCompleted,
     JobPhaseCost,
@@ -80,7 +81,12 @@ class PhasesProjection(StreamProjection):
                 files: list[dict[str, Any]] = (
                     await conn.fetchval(sql(SQL, "files", t), decoded.job_id, decoded.phase) or []
                 )
-                record = {"path": decoded.path, "size": decoded.size, "sha256": decoded.sha256}
+                record = FileRecord(
+                    path=decoded.path,
+                    size=decoded.size,
+                    sha256=decoded.sha256,
+                    change=None if decoded.change is None else decoded.change.value,
+                ).fields()
                 # A file written again replaces its earlier record, keeping its place.
                 if any(f["path"] == decoded.path for f in files):
                     files = [record if f["path"] == decoded.path else f for f in files]

@@ -43,11 +43,13 @@ class ProjectsProjection(StreamProjection):
                 await conn.execute(
                     sql(SQL, "created", t), decoded.project_id, decoded.name,
                     decoded.description, decoded.project_type, decoded.owner, decoded.at, v,
+                    decoded.max_job_duration_s,
                 )  # fmt: skip
             case ProjectUpdated():
                 await conn.execute(
                     sql(SQL, "updated", t), decoded.project_id, decoded.name,
                     decoded.description, decoded.project_type, decoded.at, v,
+                    decoded.max_job_duration_s,
                 )  # fmt: skip
             case ProjectPhasesPlanned():
                 phases = to_json(list(decoded.phases))

@@ -3,14 +3,18 @@
 
 -- name: created
 INSERT INTO {projects} (project_id, name, description, project_type, owner, status, archived,
-                        phases, latest_job_id, message_count, created_at, updated_at, version)
-VALUES ($1, $2, $3, $4, $5, 'draft', false, '[]'::jsonb, NULL, 0, $6, $6, $7)
+                        phases, latest_job_id, message_count, created_at, updated_at, version,
+                        max_job_duration_s)
+VALUES ($1, $2, $3, $4, $5, 'draft', false, '[]'::jsonb, NULL, 0, $6, $6, $7, $8)
 ON CONFLICT (project_id) DO NOTHING
 
 -- name: updated
 UPDATE {projects}
 SET name = coalesce($2, name), description = coalesce($3, description),
-    project_type = coalesce($4, project_type), updated_at = $5, version = $6
+    project_type = coalesce($4, project_type), updated_at = $5, version = $6,
+    -- NULL: unchanged; 0: the project's own limit cleared.
+    max_job_duration_s = CASE WHEN $7::float8 IS NULL THEN max_job_duration_s
+                              ELSE nullif($7::float8, 0) END
 WHERE project_id = $1
 
 -- name: phases_planned

@@ -169,8 +169,18 @@ touch "$HELIX_WORKSPACE/made-by-the-phase" && echo "wrote its workspace"
         for secret in secrets:
             assert secret not in text
         names = {line[4:].split("=", 1)[0] for line in lines if line.startswith("env ")}
-        job = {"HELIX_JOB_ID", "HELIX_PROJECT_ID", "HELIX_PHASE", "HELIX_WORKSPACE"}
-        allowed = self.variables | job | declared | {n for n in names if n.startswith("LC_")}
+        job = {
+            "HELIX_JOB_ID",
+            "HELIX_PROJECT_ID",
+            "HELIX_PHASE",
+            "HELIX_WORKSPACE",
+            "HELIX_CONTEXT_FILE",
+        }
+        # Only when the job has a model and the phase a prompt.
+        given = {"HELIX_MODEL", "HELIX_PROMPT"}
+        allowed = (
+            self.variables | job | given | declared | {n for n in names if n.startswith("LC_")}
+        )
         assert names <= allowed, names - allowed
         assert job <= names
         [environ] = [line for line in lines if line.startswith("parent-environ ")]

@@ -34,10 +34,12 @@ from helix.domain.project.decider import (
     MAX_CAPABILITY_CHARS,
     MAX_COMMAND_ARGS,
     MAX_DESCRIPTION_CHARS,
+    MAX_DURATION_S,
     MAX_NAME_CHARS,
     MAX_PHASE_NAME_CHARS,
     MAX_PHASES,
     MAX_PROJECT_TYPE_CHARS,
+    MAX_PROMPT_CHARS,
     MAX_REASON_CHARS,
     MAX_SEALED_CHARS,
 )
@@ -78,6 +80,7 @@ PHASE: dict[str, Any] = {
             "maxItems": MAX_COMMAND_ARGS,
         },
         "timeout_s": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        "prompt": {**strings(min_length=1, max_length=MAX_PROMPT_CHARS), "type": OR_NULL},
         "capabilities": {
             "type": "array",
             "items": strings(min_length=1, max_length=MAX_CAPABILITY_CHARS),
@@ -95,6 +98,8 @@ PROJECT_FIELDS: dict[str, Any] = {
     "description": strings(max_length=MAX_DESCRIPTION_CHARS),
     "project_type": strings(min_length=1, max_length=MAX_PROJECT_TYPE_CHARS),
     "phases": {"type": "array", "items": PHASE, "maxItems": MAX_PHASES},
+    # Seconds a job may run before it is failed; on update, 0 clears it.
+    "max_job_duration": {"type": "number", "minimum": 0, "maximum": MAX_DURATION_S},
 }
 TEMPLATE_NAME = strings(min_length=1, max_length=MAX_TEMPLATE_NAME_CHARS)
 CREATE = object_body(
@@ -146,6 +151,7 @@ def _draft(raw: dict[str, Any], index: int) -> PhaseDraft:
         timeout_s=float(raw["timeout_s"]) if raw.get("timeout_s") is not None else None,
         capabilities=tuple(raw.get("capabilities", ())),
         env=env,
+        prompt=raw.get("prompt"),
     )
     return PhaseDraft(spec=spec, secrets=secrets)
 
@@ -181,6 +187,7 @@ async def create_project(request: web.Request) -> web.Response:
         project_type=body.get("project_type"),
         phases=phase_specs(body.get("phases")),
         template=body.get("template"),
+        max_job_duration=body.get("max_job_duration") or None,
     )
     assert state.id is not None
     view = await services(request).queries.project(who, state.id)
@@ -237,6 +244,7 @@ async def update_project(request: web.Request) -> web.Response:
         description=body.get("description"),
         project_type=body.get("project_type"),
         phases=phase_specs(body.get("phases")),
+        max_job_duration=body.get("max_job_duration"),
     )
     return await _show(request, project_id)
 

@@ -105,6 +105,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/api/v1/workers/{worker_id}"): WORKERS_READ,
     ("POST", "/api/v1/jobs/{job_id}/reports"): WORKERS_RUN,
     ("POST", "/api/v1/jobs/{job_id}/release"): WORKERS_RUN,
+    ("GET", "/api/v1/jobs/{job_id}/context"): WORKERS_RUN,
 }
 
 

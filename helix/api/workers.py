@@ -26,12 +26,14 @@ from helix.api.handlers import (
 )
 from helix.api.validation import object_body
 from helix.appkeys import SERVICES, SETTINGS, VERIFIER
+from helix.audit.time_travel import phase_json
 from helix.auth.principal import principal_of
 from helix.auth.tokens import issue_token
 from helix.domain import job
-from helix.domain.job import OutputStream
+from helix.domain.job import FileChange, OutputStream
 from helix.domain.job.commands import WorkerReport
 from helix.domain.job.decider import (
+    MAX_AGENT_MESSAGE_CHARS,
     MAX_COST_TOKENS,
     MAX_ERROR_CHARS,
     MAX_LEASE_S,
@@ -53,7 +55,7 @@ from helix.domain.worker import MAX_HOSTNAME_CHARS, MAX_WORKER_NAME_CHARS
 from helix.envelope import rfc3339
 from helix.errors import ValidationError
 from helix.services import WorkerService
-from helix.services.workers import WORKER_STATUSES, Claim
+from helix.services.workers import CONTEXT_MESSAGES, WORKER_STATUSES, Claim, JobContext
 
 routes = web.RouteTableDef()
 WORKER_ROLES = (Role.WORKER, Role.ADMIN)
@@ -117,6 +119,11 @@ REPORTS: dict[str, dict[str, Any]] = {
         "path": strings(min_length=1, max_length=MAX_PATH_CHARS),
         "size": {"type": "integer", "minimum": 0},
         "sha256": {"type": "string", "pattern": SHA256_PATTERN},
+        "change": {"type": ["string", "null"], "enum": [*(c.value for c in FileChange), None]},
+    },
+    "message": {
+        "phase": PHASE,
+        "content": strings(min_length=1, max_length=MAX_AGENT_MESSAGE_CHARS),
     },
     "cost": {
         "phase": PHASE,
@@ -137,7 +144,7 @@ REPORTS: dict[str, dict[str, Any]] = {
     "cancel_acknowledged": {},
     "pause_acknowledged": {},
 }
-OPTIONAL = frozenset({"exit_code", "stderr_tail", "tokens", "usd"})
+OPTIONAL = frozenset({"exit_code", "stderr_tail", "tokens", "usd", "change"})
 # One report: its `type` picks the fields it takes, each type's rules under an if/then, so a
 # refusal names the field of that type's report that is wrong.
 REPORT: dict[str, Any] = {
@@ -311,6 +318,7 @@ def _claim_view(claimed: Claim) -> dict[str, Any]:
                 "command": list(p.command) if p.command is not None else None,
                 "timeout_s": p.timeout_s,
                 "capabilities": list(p.capabilities),
+                "prompt": p.prompt,
                 "env": {
                     name: value if isinstance(value, str) else claimed.secrets[p.name][name]
                     for name, value in p.env.items()
@@ -371,7 +379,11 @@ def _report_command(raw: dict[str, Any], token: int, at: datetime) -> WorkerRepo
             path=raw["path"],
             size=raw["size"],
             sha256=raw["sha256"],
+            change=FileChange(raw["change"]) if raw.get("change") else None,
             at=at,
+        ),
+        "message": lambda: job.RecordMessage(
+            fencing_token=token, phase=raw["phase"], content=raw["content"], at=at
         ),
         "cost": lambda: job.RecordCost(
             fencing_token=token,
@@ -407,8 +419,9 @@ def _report_command(raw: dict[str, Any], token: int, at: datetime) -> WorkerRepo
 @documented(REPORT_BATCH, _200="the job, its lease and whether cancellation was requested")
 async def report(request: web.Request) -> web.Response:
     """A worker's reports on the job it holds, applied atomically in order under its fencing
-    token: phase started, output lines, file written, cost, progress, phase completed / failed
-    / skipped, job completed / failed, cancel or pause acknowledged. Each renews the lease. A stale
+    token: phase started, output lines, file written (created or modified), cost, progress, a
+    message to the project's discussion (posted as role `agent`), phase completed / failed /
+    skipped, job completed / failed, cancel or pause acknowledged. Each renews the lease. A stale
     token or an expired lease is a 409 and changes nothing."""
     who = caller(request, roles=WORKER_ROLES)
     job_id = path_id(request, "job_id", "job")
@@ -430,6 +443,66 @@ async def report(request: web.Request) -> web.Response:
             "cancel_requested": state.cancel_requested,
         }
     )
+
+
+def _fencing_token(request: web.Request) -> int:
+    raw = request.query.get("fencing_token", "")
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise ValidationError("fencing_token must be a whole number", field="fencing_token")
+    return int(raw)
+
+
+def _context_view(found: JobContext, tail_lines: int) -> dict[str, Any]:
+    """A phase's context file: the project, its discussion, and the job's phases so far with
+    what each came to (its status, timings, files, cost, last output lines)."""
+    state, owner = found.job, found.project
+    tails: dict[str, list[str]] = {}
+    for row in found.output:
+        tails.setdefault(row["phase"], []).append(row["line"])
+    phases = [
+        {
+            **phase_json(p, index),
+            "prompt": p.prompt,
+            "output_tail": tails.get(p.name, [])[-tail_lines:] if tail_lines else [],
+        }
+        for index, p in enumerate(state.phases, start=1)
+    ]
+    return {
+        "project": {
+            "id": str(owner.id),
+            "name": owner.name,
+            "description": owner.description,
+            "project_type": owner.project_type,
+        },
+        "discussion": [
+            {"role": m.role.value, "author": m.author, "content": m.content, "at": rfc3339(m.at)}
+            for m in owner.messages[-CONTEXT_MESSAGES:]
+        ],
+        "job": {
+            "id": str(state.id),
+            "model": state.model,
+            "attempt": state.attempt,
+            "max_attempts": state.max_attempts,
+        },
+        "phases": phases,
+    }
+
+
+@routes.get("/api/v1/jobs/{job_id}/context")
+@documented(_200="the project, its discussion and the job's phases so far, for its phases")
+async def job_context(request: web.Request) -> web.Response:
+    """What the phases of a job may know, for the worker holding its lease
+    (`?fencing_token=`): the project's name, description and type, the latest messages of its
+    discussion, and each phase with its prompt, status, timings, files, cost and last output
+    lines. A worker writes it to the phase's context file, so no phase needs a credential of
+    its own. A stale token or a lease gone is a 409."""
+    who = caller(request, roles=WORKER_ROLES)
+    job_id = path_id(request, "job_id", "job")
+    token = _fencing_token(request)
+    found = await _service(request).context(who, job_id, token)
+    answer = reply(_context_view(found, request.app[SETTINGS].output_tail_lines))
+    answer.headers["Cache-Control"] = "no-store"
+    return answer
 
 
 @routes.post("/api/v1/jobs/{job_id}/release")

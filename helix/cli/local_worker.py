@@ -88,6 +88,7 @@ class LocalWorker:
             name="helix serve",
             workdir=self._settings.data_dir / "workspaces",
             phase_user=self._settings.phase_user,
+            output_filter=self._settings.output_filter_patterns,
         )
         self._worker = Worker(config)
         await self._worker.start()

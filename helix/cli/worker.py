@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from helix.config import output_filter_patterns
 from helix.system_users import PHASE_USER
 from helix.worker import ProtocolError, Worker, WorkerConfig
 from helix.worker.isolation import IsolationError
@@ -82,6 +83,13 @@ def register(commands: Any) -> None:
         default=5.0,
         help="seconds between SIGTERM and SIGKILL when stopping a phase (default 5)",
     )
+    p.add_argument(
+        "--output-filter",
+        action="append",
+        metavar="REGEX",
+        help="drop output lines this regular expression matches; may be repeated (default: "
+        "the JSON array in HELIX_OUTPUT_FILTER_PATTERNS)",
+    )
     p.add_argument("--once", action="store_true", help="exit after one job")
     p.add_argument("--max-jobs", type=int, help="exit after this many jobs")
     p.add_argument("--quiet", action="store_true", help="log only warnings and errors")
@@ -100,6 +108,7 @@ async def run_worker(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
+        output_filter = args.output_filter or output_filter_patterns(os.environ)
         config = WorkerConfig(
             server=args.server,
             key=key,
@@ -113,10 +122,11 @@ async def run_worker(args: argparse.Namespace) -> int:
             claim_wait=args.claim_wait,
             stderr_tail=args.stderr_tail,
             kill_grace=args.kill_grace,
+            output_filter=output_filter,
             once=args.once,
             max_jobs=args.max_jobs,
         )
-    except ValueError as exc:
+    except ValueError as exc:  # SettingError and UnsafePattern among them
         print(f"invalid option: {exc}", file=sys.stderr)
         return 2
     worker_log = logging.getLogger("helix.worker")

@@ -47,5 +47,18 @@ class JobService:
 
         return await self.writer.run(caller, work)
 
+    async def enforce_duration(
+        self, caller: Caller, job_id: UUID, fencing_token: int | None
+    ) -> JobState:
+        """Fail the job if it runs past its duration limit (its worker's next report is then
+        refused, and its heartbeat says the lease is gone)."""
+
+        async def work(tx: Tx) -> JobState:
+            await tx.visible_job(job_id)
+            command = job.EnforceDurationLimit(fencing_token=fencing_token, at=tx.at)
+            return await tx.decide_job(job_id, command)
+
+        return await self.writer.run(caller, work)
+
 
 __all__ = ["JobService"]

@@ -62,6 +62,7 @@ class ProjectService:
         description: str,
         project_type: str | None,
         phases: Plan,
+        max_job_duration: float | None = None,
     ) -> ProjectState:
         project_id = uuid.uuid4()
         plan = seal_plan(self.sealer, project_id, phases)
@@ -84,6 +85,7 @@ class ProjectService:
             description=description,
             project_type=project_type or DEFAULT_PROJECT_TYPE,
             phases=plan,
+            max_job_duration_s=max_job_duration,
             at=tx.at,
         )
         return await tx.decide_project(project_id, command)
@@ -97,14 +99,21 @@ class ProjectService:
         project_type: str | None = None,
         phases: Plan | None = None,
         template: str | None = None,
+        max_job_duration: float | None = None,
     ) -> ProjectState:
         """Create a project with the given phases (an empty plan is a plan), or a named
-        template's, or (given neither) the configured default template's."""
+        template's, or (given neither) the configured default template's; with
+        `max_job_duration`, its jobs' own duration limit in seconds."""
         plan = self._plan(phases, template)
 
         async def work(tx: Tx) -> ProjectState:
             return await self._create(
-                tx, name=name, description=description, project_type=project_type, phases=plan
+                tx,
+                name=name,
+                description=description,
+                project_type=project_type,
+                phases=plan,
+                max_job_duration=max_job_duration,
             )
 
         return await self.writer.run(caller, work)
@@ -118,13 +127,18 @@ class ProjectService:
         description: str | None = None,
         project_type: str | None = None,
         phases: Plan | None = None,
+        max_job_duration: float | None = None,
     ) -> ProjectState:
         async def work(tx: Tx) -> ProjectState:
             await tx.visible_project(project_id)
             state = await tx.decide_project(
                 project_id,
                 project.UpdateProject(
-                    name=name, description=description, project_type=project_type, at=tx.at
+                    name=name,
+                    description=description,
+                    project_type=project_type,
+                    max_job_duration_s=max_job_duration,
+                    at=tx.at,
                 ),
             )
             if phases is not None:
@@ -317,6 +331,7 @@ class ProjectService:
                 start_phase=start_phase,
                 model=model,
                 max_attempts=self.settings.job_max_attempts,
+                max_duration_s=state.max_job_duration_s or self.settings.max_job_duration,
                 at=tx.at,
             ),
         )

@@ -1,4 +1,5 @@
-"""The reaper: expires the leases workers stopped renewing, marks silent workers offline and
+"""The reaper: expires the leases workers stopped renewing, fails jobs running past their
+duration limit (`HELIX_MAX_JOB_DURATION`, or the project's), marks silent workers offline and
 prunes workers offline for longer than `HELIX_WORKER_PRUNE_AFTER_SECONDS`.
 
 Every node may run one; they do not need to agree. An expiry goes through the job's decider
@@ -60,12 +61,26 @@ class LeaseReaper:
                 continue
             expired += 1
             log.info("job %s lost its lease; now %s", row["job_id"], state.status)
+        await self._enforce_durations()
         offline = await self._workers.mark_offline(self._caller)
         pruned = await self._workers.prune(self._caller)
         if pruned:
             after = self.settings.worker_prune_after
             log.info("pruned %d workers offline for over %gs", pruned, after)
         return expired, offline
+
+    async def _enforce_durations(self) -> int:
+        failed = 0
+        for row in await jobs_model.overrun(self.store.pool, self._writer.now()):
+            try:
+                await self._jobs.enforce_duration(self._caller, row["job_id"], row["fencing_token"])
+            except (Conflict, NotFound) as lost:
+                # Ended meanwhile (or failed by another reaper), or its lease was re-granted.
+                log.debug("job %s not failed for its duration: %s", row["job_id"], lost)
+                continue
+            failed += 1
+            log.info("job %s ran past its duration limit; failed", row["job_id"])
+        return failed
 
     async def run(self) -> None:
         """A round every `reaper_interval`; an error ends the loop, for the supervisor to

@@ -6,7 +6,9 @@ offering the capability named after it (an agent that knows how to plan, review 
 deployment gives the phases commands — a coding agent's command line, a test runner — in a
 JSON file named by HELIX_PHASE_TEMPLATES, which may also add templates or replace this one:
 
-    {"templates": {"ai-development": [{"name": "plan", "command": ["agent", "plan"],
+    {"templates": {"ai-development": [{"name": "plan",
+                                       "command": ["sh", "-c", "agent -p \"$HELIX_PROMPT\""],
+                                       "prompt": "Write a plan for the project in PLAN.md",
                                        "timeout_s": 1800, "capabilities": ["shell"],
                                        "env": {"MODE": "plan"}}, ...]}}
 """
@@ -28,7 +30,7 @@ BUILTIN: dict[str, tuple[PhaseSpec, ...]] = {
         PhaseSpec(name=name) for name in ("plan", "implement", "test", "review", "document")
     ),
 }
-_PHASE_FIELDS = frozenset({"name", "command", "timeout_s", "capabilities", "env"})
+_PHASE_FIELDS = frozenset({"name", "command", "timeout_s", "capabilities", "env", "prompt"})
 
 
 class TemplateError(ValueError):
@@ -53,12 +55,16 @@ def phase_from_json(raw: Any, where: str) -> PhaseSpec:
         raise TemplateError(f"{where}.capabilities: a list of strings")
     if not (isinstance(env, dict) and all(isinstance(v, str) for v in env.values())):
         raise TemplateError(f"{where}.env: an object of strings")
+    prompt = raw.get("prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        raise TemplateError(f"{where}.prompt: a string")
     return PhaseSpec(
         name=raw["name"],
         command=tuple(command) if command is not None else None,
         timeout_s=float(timeout) if timeout is not None else None,
         capabilities=tuple(caps),
         env=dict(env),
+        prompt=prompt,
     )
 
 

@@ -33,9 +33,11 @@ import attrs
 
 from helix.auth.sealing import Sealer, SecretError
 from helix.config import Settings
-from helix.domain import job, worker
+from helix.domain import job, project, worker
 from helix.domain.job import JobState, JobStatus
 from helix.domain.job.commands import WorkerReport
+from helix.domain.project import ProjectState
+from helix.domain.project.events import MessageRole
 from helix.domain.worker import WorkerState
 from helix.domain.worker.commands import Command as WorkerCommand
 from helix.errors import (
@@ -52,6 +54,7 @@ from helix.services.phase_secrets import Masker, has_secrets, open_secrets
 from helix.services.unit import Aggregate, Tx, Writer
 from helix.tasks import cancel_and_wait
 from projections import jobs as jobs_model
+from projections import output as output_model
 from projections import workers as workers_model
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,8 @@ CLAIM_CANDIDATES = 20  # jobs one claim may pass over (owner at its limit) befor
 RENEW_BELOW = 0.75  # renew a lease once less than this share of it is left
 WORKER_STATUSES = ("idle", "busy", "draining")
 OFFLINE_BATCH = 100  # silent workers one reaper round marks offline at most
+CONTEXT_MESSAGES = 50  # the latest messages of the discussion a phase's context holds
+CONTEXT_OUTPUT_LINES = 500  # the job's latest output lines read for the phases' tails
 
 WORKER: Aggregate[WorkerState, WorkerCommand] = Aggregate(
     name="worker",
@@ -77,6 +82,16 @@ class Claim:
     lease_s: float
     # The plaintext of the job's phase secrets, by phase and variable: for this answer only.
     secrets: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class JobContext:
+    """What a claimed job's phases may know: the project, its discussion, the job so far."""
+
+    job: JobState
+    project: ProjectState
+    # The job's latest output lines (phase, line), oldest first.
+    output: list[asyncpg.Record]
 
 
 @attrs.frozen(kw_only=True)
@@ -326,8 +341,51 @@ class WorkerService:
             state = await self._leased_job(tx, job_id, fencing_token)
             if reports:
                 stamped = [attrs.evolve(report, at=tx.at) for report in reports]
-                state = await tx.decide_job_all(job_id, self._masked(state, stamped))
+                masked = self._masked(state, stamped)
+                state = await tx.decide_job_all(job_id, masked)
+                await self._post_messages(tx, state, masked)
             return await self._renew(tx, job_id, state)
+
+        return await self.writer.run(caller, work)
+
+    async def _post_messages(
+        self, tx: Tx, state: JobState, reports: Sequence[WorkerReport]
+    ) -> None:
+        """A phase's messages join the project's discussion, as role `agent`, in the same
+        transaction as the job's record of them."""
+        assert state.project_id is not None
+        for report in reports:
+            if not isinstance(report, job.RecordMessage):
+                continue
+            post = project.PostMessage(
+                message_id=uuid.uuid4(),
+                role=MessageRole.AGENT,
+                author=report.phase,
+                content=report.content,
+                at=tx.at,
+            )
+            try:
+                await tx.decide_project(state.project_id, post)
+            except InvalidTransition as refused:
+                # An archived project takes no message; the job's event still records it.
+                log.info("job %s: message not posted to its project: %s", state.id, refused)
+
+    async def context(self, caller: Caller, job_id: UUID, fencing_token: int) -> JobContext:
+        """The job's context for the worker holding its live lease (fenced as a report is)."""
+
+        async def work(tx: Tx) -> JobContext:
+            state = await self._leased_job(tx, job_id, fencing_token)
+            expires = state.lease_expires_at
+            if state.status is not JobStatus.RUNNING or expires is None or tx.at >= expires:
+                raise Conflict(
+                    "the job holds no live lease under this fencing token",
+                    reason="terminal" if state.is_terminal else "lease_expired",
+                    current_state=state.status.value if state.status else None,
+                )
+            assert state.project_id is not None
+            found = await tx.project(state.project_id)
+            output = await output_model.tail(tx.conn, job_id, CONTEXT_OUTPUT_LINES)
+            return JobContext(job=state, project=found, output=output)
 
         return await self.writer.run(caller, work)
 
@@ -430,4 +488,13 @@ async def _decide_each(
     return done
 
 
-__all__ = ["CLAIM_CHANNEL", "WORKER", "WORKER_STATUSES", "Claim", "HeartbeatJob", "WorkerService"]
+__all__ = [
+    "CLAIM_CHANNEL",
+    "CONTEXT_MESSAGES",
+    "WORKER",
+    "WORKER_STATUSES",
+    "Claim",
+    "HeartbeatJob",
+    "JobContext",
+    "WorkerService",
+]

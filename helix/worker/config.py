@@ -10,6 +10,7 @@ import attrs
 from attrs import validators as v
 
 from helix.system_users import PHASE_USER
+from helix.worker.directives import OutputFilter
 from helix.worker.reports import MAX_LINES_PER_REPORT, MAX_STDERR_TAIL_LINES
 
 MAX_CLAIM_WAIT_S = 60
@@ -24,6 +25,16 @@ def _names(value: str | Iterable[str]) -> tuple[str, ...]:
     """Capabilities as a tuple of names, from an iterable or a comma-separated string."""
     items = value.split(",") if isinstance(value, str) else value
     return tuple(name.strip() for name in items if name.strip())
+
+
+def _patterns(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _output_filter(
+    instance: object, attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]
+) -> None:
+    OutputFilter.of(value)  # UnsafePattern (a ValueError) names the pattern refused
 
 
 def _without_trailing_slash(url: str) -> str:
@@ -51,5 +62,9 @@ class WorkerConfig:
     claim_wait: int = attrs.field(default=20, validator=[v.ge(0), v.le(MAX_CLAIM_WAIT_S)])
     stderr_tail: int = attrs.field(default=20, validator=[v.ge(0), v.le(MAX_STDERR_TAIL_LINES)])
     kill_grace: float = attrs.field(default=5.0, validator=v.ge(0))
+    # Regular expressions of output lines to drop (`helix.worker.directives`).
+    output_filter: tuple[str, ...] = attrs.field(
+        default=(), converter=_patterns, validator=_output_filter
+    )
     once: bool = False
     max_jobs: int | None = attrs.field(default=None, validator=v.optional(v.ge(1)))

@@ -8,8 +8,10 @@ server's and the worker's `/proc/<pid>/environ`, memory and open files. As any o
 worker cannot switch users, so phases run as that same user; it says so once in its log.
 
 Whoever a phase runs as, its environment is built from nothing: the job's and the phase's
-variables, the workspace, the model, the phase's own `env`, and only PATH, HOME, USER and the
-locale beside them. No worker key, API key or database URL reaches it.
+variables (JOB_VARIABLES: the job, project, phase, workspace, model, prompt and context file),
+the phase's own `env`, and only PATH, HOME, USER and the locale beside them. No worker key, API
+key or database URL reaches it: what a phase may know of its project comes in the context file
+the worker writes into the workspace, never as a credential to ask the server with.
 
 Workspaces: `<workdir>` belongs to the worker and others may only pass through it (mode 0711:
 a phase reaches its own workspace by name and cannot list the others); `<workdir>/<project>` is
@@ -47,6 +49,20 @@ log = logging.getLogger(__name__)
 INHERITED_VARIABLES = frozenset({"PATH", "LANG", "LANGUAGE", "TZ"})
 INHERITED_PREFIXES = ("LC_",)
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+# What the worker tells each phase about its job, beside the phase's own `env` (which these
+# override). HELIX_MODEL and HELIX_PROMPT are set only when the job has a model and the phase a
+# prompt.
+JOB_VARIABLES = frozenset(
+    {
+        "HELIX_JOB_ID",
+        "HELIX_PROJECT_ID",
+        "HELIX_PHASE",
+        "HELIX_WORKSPACE",
+        "HELIX_CONTEXT_FILE",
+        "HELIX_MODEL",
+        "HELIX_PROMPT",
+    }
+)
 PRIVATE_UMASK = 0o077
 _PR_SET_NO_NEW_PRIVS = 38
 _warned_not_isolated = False
@@ -127,6 +143,48 @@ def phase_environment(
     env["USER"] = env["LOGNAME"] = user.name
     env.update(extra)
     return env
+
+
+def job_variables(
+    *,
+    job_id: str,
+    project_id: str,
+    phase: str,
+    workspace: Path,
+    context_file: Path,
+    model: str | None,
+    prompt: str | None,
+) -> dict[str, str]:
+    """The JOB_VARIABLES a phase gets (the model and prompt only when there are ones)."""
+    found = {
+        "HELIX_JOB_ID": job_id,
+        "HELIX_PROJECT_ID": project_id,
+        "HELIX_PHASE": phase,
+        "HELIX_WORKSPACE": str(workspace),
+        "HELIX_CONTEXT_FILE": str(context_file),
+    }
+    if model:
+        found["HELIX_MODEL"] = model
+    if prompt:
+        found["HELIX_PROMPT"] = prompt
+    return found
+
+
+def write_for_phase(path: Path, content: bytes, user: PhaseUser) -> None:
+    """Write `content` to `path` in a workspace, as a new file (mode 0600) of the phase user's.
+    Whatever was at `path` is removed first, so a link the last phase left there cannot send
+    the worker's write anywhere else."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            raise IsolationError(f"{path} is a directory")
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with open(fd, "wb") as f:
+        if user.switch:
+            os.fchown(f.fileno(), user.uid, user.gid)
+        f.write(content)
 
 
 def prepare_workdir(workdir: Path, user: PhaseUser) -> None:

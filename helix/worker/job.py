@@ -16,19 +16,28 @@ import asyncio
 import contextlib
 import enum
 import functools
+import json
 import logging
 import os
 import re
 import shlex
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
-from helix.worker import reports
+from helix.worker import directives, reports
 from helix.worker.backoff import Backoff
 from helix.worker.config import WorkerConfig
-from helix.worker.isolation import IsolationError, PhaseUser, phase_environment, prepare_workspace
+from helix.worker.isolation import (
+    IsolationError,
+    PhaseUser,
+    job_variables,
+    phase_environment,
+    prepare_workspace,
+    write_for_phase,
+)
 from helix.worker.process import (
     Command,
     Finished,
@@ -46,13 +55,23 @@ from helix.worker.protocol import (
     Report,
     Unavailable,
 )
-from helix.worker.workspace import changed_files, snapshot
+from helix.worker.workspace import (
+    CONTEXT_FILE,
+    FileRecord,
+    Snapshot,
+    changed_files,
+    named_file,
+    snapshot,
+)
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DONE_PHASES = frozenset({"completed", "skipped"})
 # A project id names a directory under the workdir: one plain path component, never '..'.
 _SAFE_DIRECTORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# Files one phase may name with `::helix file`; the rest are ignored.
+MAX_NAMED_FILES = 1000
 
 
 class Outcome(enum.Enum):
@@ -109,6 +128,7 @@ class JobRun:
             stderr_tail=config.stderr_tail,
             kill_grace=config.kill_grace,
         )
+        self._filter = directives.OutputFilter.of(config.output_filter)
         self._lease_deadline = time.monotonic() + claim.lease.lease_s
         self._cancel = asyncio.Event()
         self._lost = asyncio.Event()
@@ -231,24 +251,34 @@ class JobRun:
         """Run the phase and report how it ended (and, when it completed, the job's progress
         through its plan); True when it completed."""
         log.info("job %s: phase %r started: %s", self.job_id, phase.name, shlex.join(argv))
-        before = await asyncio.to_thread(snapshot, workspace)
-        job_variables = {
-            "HELIX_JOB_ID": self.job_id,
-            "HELIX_PROJECT_ID": self.claim.project_id,
-            "HELIX_PHASE": phase.name,
-            "HELIX_WORKSPACE": str(workspace),
-        }
-        model = self.claim.job.get("model")
-        if isinstance(model, str) and model:
-            job_variables["HELIX_MODEL"] = model
-        env = phase_environment(
-            os.environ, user=self._user, workspace=workspace, extra={**phase.env, **job_variables}
+        context = await self._reliably(
+            lambda: self._client.context(self.job_id, self.fencing_token)
         )
+        context_file = workspace / CONTEXT_FILE
+        await asyncio.to_thread(self._write_context, context_file, context)
+        before = await asyncio.to_thread(snapshot, workspace)
+        model = self.claim.job.get("model")
+        variables = job_variables(
+            job_id=self.job_id,
+            project_id=self.claim.project_id,
+            phase=phase.name,
+            workspace=workspace,
+            context_file=context_file,
+            model=model if isinstance(model, str) else None,
+            prompt=phase.prompt,
+        )
+        env = phase_environment(
+            os.environ, user=self._user, workspace=workspace, extra={**phase.env, **variables}
+        )
+        named: list[str] = []
         command = Command(
             argv=argv, cwd=workspace, env=env, timeout_s=phase.timeout_s, user=self._user
         )
         process = PhaseProcess(
-            command, functools.partial(self._output, phase.name), self._options, self._running
+            command,
+            functools.partial(self._output, phase.name, named),
+            self._options,
+            self._running,
         )
         self._process = process
         try:
@@ -256,7 +286,7 @@ class JobRun:
         finally:
             self._process = None
         self._check_halted()
-        files = await asyncio.to_thread(changed_files, workspace, before)
+        files = await asyncio.to_thread(self._files, workspace, before, named)
         found = [reports.file(phase.name, record) for record in files]
         if finished.stopped is not None and self._cancel.is_set():
             await self._send(found)
@@ -285,11 +315,60 @@ class JobRun:
         )
         return False
 
-    async def _output(self, phase: str, stream: str, lines: list[str]) -> None:
+    def _write_context(self, path: Path, context: Mapping[str, Any]) -> None:
+        write_for_phase(path, json.dumps(context, indent=1).encode(), self._user)
+
+    @staticmethod
+    def _files(workspace: Path, before: Snapshot, named: list[str]) -> list[FileRecord]:
+        """What the phase created or changed, and the files it named that exist in the
+        workspace (each once, by path)."""
+        found = {record.path: record for record in changed_files(workspace, before)}
+        for name in dict.fromkeys(named):
+            record = named_file(workspace, name, before)
+            if record is None:
+                log.info("not reporting %r: not a file inside the workspace", name)
+            elif record.path not in found:
+                found[record.path] = record
+        return [found[path] for path in sorted(found)]
+
+    async def _output(self, phase: str, named: list[str], stream: str, lines: list[str]) -> None:
         if not self.holds_lease:
             return  # lost or shutting down: the output has nowhere to go
-        with contextlib.suppress(_Abandoned):
-            await self._send([reports.output(phase, stream, lines)])
+        batch = self._reports_of(phase, named, stream, lines)
+        if batch:
+            with contextlib.suppress(_Abandoned):
+                await self._send(batch)
+
+    def _reports_of(
+        self, phase: str, named: list[str], stream: str, lines: list[str]
+    ) -> list[Report]:
+        """Output lines as reports: `::helix` directives on stdout become their reports (a file
+        is kept for the phase's end), the rest are output unless the filter drops them."""
+        batch: list[Report] = []
+        kept: list[str] = []
+        for line in lines:
+            directive = directives.parse(line) if stream == "stdout" else None
+            if directive is None:
+                if self._filter.keeps(line):
+                    kept.append(line)
+                continue
+            if isinstance(directive, directives.File):
+                if len(named) < MAX_NAMED_FILES:
+                    named.append(directive.path)
+                continue
+            if kept:
+                batch.append(reports.output(phase, stream, kept))
+                kept = []
+            match directive:
+                case directives.Progress():
+                    batch.append(reports.progress(directive.percent))
+                case directives.Cost():
+                    batch.append(reports.cost(phase, directive.tokens, directive.usd))
+                case directives.Message():
+                    batch.append(reports.message(phase, directive.content))
+        if kept:
+            batch.append(reports.output(phase, stream, kept))
+        return batch
 
     async def _hand_back(self) -> None:
         """The worker is stopping and its phase was ended: give the job back now, so that it is
@@ -330,14 +409,25 @@ class JobRun:
         # One idempotency key for every try of this request: a retry after a lost answer is
         # not applied twice.
         key = uuid.uuid4().hex
+        answer = await self._reliably(
+            lambda: self._client.report(
+                self.job_id, self.fencing_token, request, idempotency_key=key
+            )
+        )
+        if answer.fencing_token is not None:
+            self.fencing_token = answer.fencing_token
+        if answer.cancel_requested:
+            self.request_cancel()
+
+    async def _reliably(self, call: Callable[[], Awaitable[T]]) -> T:
+        """`call`'s answer, tried again while the server is unavailable (for up to a lease);
+        a lost lease, a cancel or a refusal raised as what the job run does about it."""
         backoff = Backoff(first=0.2, cap=5.0)
         first_try = time.monotonic()
         while True:
             self._check_halted()
             try:
-                answer = await self._client.report(
-                    self.job_id, self.fencing_token, request, idempotency_key=key
-                )
+                answer = await call()
             except AccessDenied:
                 raise
             except ProtocolError as exc:
@@ -372,11 +462,7 @@ class JobRun:
                 await self._pause(delay)
                 continue
             self._lease_deadline = time.monotonic() + self.claim.lease.lease_s
-            if answer.fencing_token is not None:
-                self.fencing_token = answer.fencing_token
-            if answer.cancel_requested:
-                self.request_cancel()
-            return
+            return answer
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

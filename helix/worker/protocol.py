@@ -20,8 +20,9 @@ T = TypeVar("T")
 REQUEST_TIMEOUT_S = 30.0
 RELEASE_TIMEOUT_S = 3.0  # a stopping worker waits no longer: the lease then expires instead
 
-# 409 reasons that mean the lease is gone: another worker may hold the job now.
-LEASE_LOST_REASONS = frozenset({"stale_fencing_token", "lease_expired"})
+# 409 reasons that mean the lease is gone: another worker may hold the job now, or the job
+# ended without its worker (it ran past its duration limit).
+LEASE_LOST_REASONS = frozenset({"stale_fencing_token", "lease_expired", "terminal"})
 
 
 class ProtocolError(Exception):
@@ -71,6 +72,7 @@ class Phase:
     timeout_s: float | None
     capabilities: tuple[str, ...] = ()
     env: Mapping[str, str] = attrs.field(factory=dict)
+    prompt: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -194,6 +196,19 @@ class Client:
             fencing_token=token if isinstance(token, int) else None,
         )
 
+    async def context(self, job_id: str, fencing_token: int) -> Mapping[str, Any]:
+        """What the job's phases may know of their project: its name, description, type,
+        discussion, and the job's phases so far (for the phase's context file)."""
+        data = await self._request(
+            "GET",
+            f"/api/v1/jobs/{job_id}/context",
+            None,
+            params={"fencing_token": str(fencing_token)},
+        )
+        if not isinstance(data, dict):
+            raise Unavailable("the server's job context is not an object")
+        return data
+
     async def release(self, job_id: str, fencing_token: int) -> None:
         """Hand the job back: this worker is stopping and will not finish it."""
         body = {"fencing_token": fencing_token}
@@ -208,10 +223,25 @@ class Client:
         headers: Mapping[str, str] | None = None,
         timeout: float = REQUEST_TIMEOUT_S,
     ) -> Any:
+        return await self._request(
+            "POST", path, body, params=params, headers=headers, timeout=timeout
+        )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = REQUEST_TIMEOUT_S,
+    ) -> Any:
         try:
-            async with self._session.post(
+            async with self._session.request(
+                method,
                 self.server + path,
-                data=json.dumps(body),
+                data=None if body is None else json.dumps(body),
                 params=params,
                 headers={**self._headers, "Content-Type": "application/json", **(headers or {})},
                 timeout=aiohttp.ClientTimeout(total=timeout),
@@ -276,4 +306,5 @@ def _phase(data: Mapping[str, Any]) -> Phase:
         timeout_s=None if timeout is None else float(timeout),
         capabilities=tuple(data.get("capabilities") or ()),
         env={str(k): str(v) for k, v in (data.get("env") or {}).items()},
+        prompt=None if data.get("prompt") is None else str(data["prompt"]),
     )

@@ -34,7 +34,16 @@ def file(phase: str, record: FileRecord) -> Report:
         "path": record.path,
         "size": record.size,
         "sha256": record.sha256,
+        "change": record.change,
     }
+
+
+def cost(phase: str, tokens: int, usd: float) -> Report:
+    return {"type": "cost", "phase": phase, "tokens": tokens, "usd": usd}
+
+
+def message(phase: str, content: str) -> Report:
+    return {"type": "message", "phase": phase, "content": content}
 
 
 def progress(percent: int) -> Report:

@@ -1,8 +1,10 @@
 """A project's workspace before and after a phase: which files the phase created or changed.
 
 A snapshot maps each regular file's relative path to its size and mtime; a file whose path is
-new, or whose size or mtime differs, after the phase is reported with its SHA-256. Symlinks are
-never followed (a link could point anywhere on the machine) and `.git` directories are skipped.
+new (`created`), or whose size or mtime differs (`modified`), after the phase is reported with
+its SHA-256. Symlinks are never followed (a link could point anywhere on the machine) and `.git`
+directories are skipped. A file a phase names itself (`::helix file`) is resolved, links and
+all, and reported only when it is a regular file inside the workspace.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ log = logging.getLogger(__name__)
 Snapshot = dict[str, tuple[int, int]]  # relative path → (size, mtime_ns)
 
 SKIPPED_DIRS = frozenset({".git"})
+# What the worker writes for each phase to read (`helix.worker.isolation.write_for_phase`):
+# never reported as the phase's.
+CONTEXT_FILE = ".helix-context.json"
 CHUNK_BYTES = 1024 * 1024
 
 
@@ -28,6 +33,7 @@ class FileRecord:
     path: str  # relative to the workspace, '/'-separated
     size: int
     sha256: str
+    change: str  # "created" or "modified"
 
 
 def snapshot(root: Path) -> Snapshot:
@@ -53,8 +59,31 @@ def changed_files(root: Path, before: Snapshot) -> list[FileRecord]:
             # Removed or unreadable since the walk: nothing trustworthy to report.
             log.warning("not reporting %s: %s", path, exc)
             continue
-        changed.append(FileRecord(path=_printable(path), size=size, sha256=digest))
+        change = "modified" if path in before else "created"
+        changed.append(FileRecord(path=_printable(path), size=size, sha256=digest, change=change))
     return changed
+
+
+def named_file(root: Path, name: str, before: Snapshot) -> FileRecord | None:
+    """The file a phase named (relative to `root`, or absolute), or None when it is not a
+    regular file inside `root` once every link on its way is resolved. Called once the phase's
+    processes are gone, so nothing swaps a link in between the check and the read."""
+    root = root.resolve()
+    try:
+        target = (root / name).resolve(strict=True)
+        relative = target.relative_to(root)
+    except (OSError, ValueError, RuntimeError):
+        return None
+    path = relative.as_posix()
+    if path in (".", CONTEXT_FILE) or SKIPPED_DIRS & set(relative.parts):
+        return None
+    try:
+        size, digest = sha256_of(target)
+    except OSError as exc:
+        log.warning("not reporting %s: %s", path, exc)
+        return None
+    change = "modified" if path in before else "created"
+    return FileRecord(path=_printable(path), size=size, sha256=digest, change=change)
 
 
 def sha256_of(path: Path) -> tuple[int, str]:
@@ -94,6 +123,8 @@ def _files(root: Path) -> list[tuple[str, os.DirEntry[str]]]:
                             if entry.name not in SKIPPED_DIRS:
                                 pending.append((prefix + entry.name + "/", entry.path))
                         elif entry.is_file(follow_symlinks=False):
+                            if not prefix and entry.name == CONTEXT_FILE:
+                                continue
                             found.append((prefix + entry.name, entry))
                     except OSError:
                         continue

@@ -47,6 +47,9 @@ class FakeServer:
         self.app.router.add_post("/api/v1/workers/heartbeat", self._heartbeat)
         self.app.router.add_post("/api/v1/workers/{worker_id}/claim", self._claim)
         self.app.router.add_post("/api/v1/jobs/{job_id}/reports", self._reports)
+        self.app.router.add_get("/api/v1/jobs/{job_id}/context", self._context)
+        # The fencing tokens each context request named, in order.
+        self.contexts: list[str] = []
 
     async def _record(self, request: web.Request) -> dict[str, Any]:
         body: dict[str, Any] = await request.json()
@@ -87,6 +90,11 @@ class FakeServer:
             return web.json_response(self.claims.pop(0))
         await asyncio.sleep(min(float(request.query["wait"]), 0.1))
         return web.Response(status=204)
+
+    async def _context(self, request: web.Request) -> web.Response:
+        self.contexts.append(request.query["fencing_token"])
+        project = {"id": "p-1", "name": "fake", "description": "", "project_type": "general"}
+        return web.json_response({"project": project, "discussion": [], "phases": []})
 
     async def _reports(self, request: web.Request) -> web.Response:
         body = await self._record(request)
@@ -259,8 +267,11 @@ async def test_a_two_phase_job_is_reported_in_order_under_its_fencing_token(
             "path": "out.txt",
             "size": 5,
             "sha256": hashlib.sha256(b"made\n").hexdigest(),
+            "change": "created",
         }
     ]
+    # Each phase read its context under the claim's token first.
+    assert server.contexts == [str(TOKEN), str(TOKEN)]
     # Each phase's output is reported after it started and before it completed.
     build_done = next(i for i, r in enumerate(reports) if r["type"] == "phase_completed")
     build_output = [i for i, r in enumerate(reports) if r.get("phase") == "build"]

@@ -1,5 +1,6 @@
 """A phase's environment is built from nothing: whatever the worker's holds, the phase gets
-PATH and the locale from it and nothing else, beside HOME, USER, LOGNAME and its own variables."""
+PATH and the locale from it and nothing else, beside HOME, USER, LOGNAME, its own variables and
+the job's (JOB_VARIABLES: the job, project, phase, workspace, context file, model, prompt)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ from helix.worker.isolation import (
     DEFAULT_PATH,
     INHERITED_PREFIXES,
     INHERITED_VARIABLES,
+    JOB_VARIABLES,
     PhaseUser,
+    job_variables,
     phase_environment,
 )
 
 names = st.one_of(
-    st.sampled_from(sorted(INHERITED_VARIABLES | {"HOME", "USER", "HELIX_WORKER_KEY", "LC_ALL"})),
+    st.sampled_from(
+        sorted(INHERITED_VARIABLES | JOB_VARIABLES | {"HOME", "USER", "HELIX_WORKER_KEY", "LC_ALL"})
+    ),
     st.text(min_size=1, max_size=12),
 )
 environments = st.dictionaries(names, st.text(max_size=20), max_size=12)
@@ -44,3 +49,36 @@ def test_a_phase_gets_nothing_of_the_workers_environment_but_path_and_the_locale
             assert name in INHERITED_VARIABLES or name.startswith(INHERITED_PREFIXES)
             assert value == worker_env[name]
     assert {"PATH", "HOME", "USER", "LOGNAME"} <= set(env)
+
+
+@given(
+    worker_env=environments,
+    phase_env=environments,
+    model=st.one_of(st.none(), st.text(max_size=20)),
+    prompt=st.one_of(st.none(), st.text(max_size=40)),
+)
+def test_a_phase_gets_its_jobs_variables_over_its_own_and_no_other_helix_variable(
+    worker_env: dict[str, str],
+    phase_env: dict[str, str],
+    model: str | None,
+    prompt: str | None,
+) -> None:
+    job = job_variables(
+        job_id="j1",
+        project_id="p1",
+        phase="plan",
+        workspace=WORKSPACE,
+        context_file=WORKSPACE / ".helix-context.json",
+        model=model,
+        prompt=prompt,
+    )
+    env = phase_environment(worker_env, user=USER, workspace=WORKSPACE, extra={**phase_env, **job})
+
+    assert set(job) <= JOB_VARIABLES
+    for name, value in job.items():
+        assert env[name] == value
+    assert ("HELIX_MODEL" in env) == bool(model) or "HELIX_MODEL" in phase_env
+    assert ("HELIX_PROMPT" in env) == bool(prompt) or "HELIX_PROMPT" in phase_env
+    assert env["HELIX_CONTEXT_FILE"] == str(WORKSPACE / ".helix-context.json")
+    helix = {n for n in env if n.startswith("HELIX_")}
+    assert helix <= JOB_VARIABLES | {n for n in phase_env if n.startswith("HELIX_")}

@@ -160,7 +160,10 @@ class Model:
         if kind == "create":
             who = USERS[op[2]]
             state = await self.projects.create(
-                who, name=f"p{slot}", phases=PLANS[1] if op[3] else ()
+                who,
+                name=f"p{slot}",
+                phases=PLANS[1] if op[3] else (),
+                max_job_duration=600.0 if op[3] else None,
             )
             assert state.id is not None
             self.slots[slot], self.owner[slot] = state.id, who
@@ -172,7 +175,13 @@ class Model:
         if kind == "message":
             await self.projects.post_message(who, pid, content=op[3], role=op[2])
         elif kind == "update":
-            await self.projects.update(who, pid, name=op[2], description="d" if op[3] else None)
+            await self.projects.update(
+                who,
+                pid,
+                name=op[2],
+                description="d" if op[3] else None,
+                max_job_duration=0 if op[3] else 90.0,
+            )
         elif kind == "plan":
             await self.projects.update(who, pid, phases=PLANS[op[2]])
         elif kind == "project":
@@ -258,7 +267,7 @@ class Model:
             case "file":
                 command = job.RecordFile(
                     fencing_token=token, phase=phase_name, path="f.txt", size=1, sha256="a" * 64,
-                    at=at,
+                    change=job.FileChange.MODIFIED, at=at,
                 )  # fmt: skip
             case "complete_phase":
                 command = job.CompletePhase(fencing_token=token, phase=phase_name, at=at)
@@ -306,6 +315,7 @@ def project_row(state: ProjectState, version: int) -> dict[str, Any]:
         "phases": to_json(list(state.phases)),
         "latest_job_id": state.latest_job_id,
         "message_count": len(state.messages),
+        "max_job_duration_s": state.max_job_duration_s,
         "created_at": state.created_at,
         "updated_at": state.updated_at,
         "version": version,
@@ -315,7 +325,8 @@ def project_row(state: ProjectState, version: int) -> dict[str, Any]:
 def job_row(state: JobState, version: int) -> dict[str, Any]:
     names = [
         "project_id", "owner", "start_phase", "model", "requested_by", "worker_id",
-        "fencing_token", "lease_expires_at", "attempt", "max_attempts", "not_before", "progress",
+        "fencing_token", "lease_expires_at", "attempt", "max_attempts", "max_duration_s",
+        "not_before", "progress",
         "cost_tokens", "cost_usd", "error", "cancel_requested", "cancel_reason", "dead_lettered",
         "created_at", "started_at", "finished_at", "updated_at", "pause_requested",
     ]  # fmt: skip
@@ -339,7 +350,7 @@ def phase_rows(state: JobState) -> list[dict[str, Any]]:
             "started_at": p.started_at,
             "finished_at": p.finished_at,
             "output_lines": p.output_lines,
-            "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in p.files],
+            "files": [f.fields() for f in p.files],
             "cost_tokens": p.cost_tokens,
             "cost_usd": p.cost_usd,
             "exit_code": p.exit_code,

@@ -33,7 +33,12 @@ def test_a_deployment_gives_the_default_template_commands_and_adds_its_own(
         {
             "templates": {
                 "ai-development": [
-                    {"name": "plan", "command": ["agent", "--plan"], "timeout_s": 600},
+                    {
+                        "name": "plan",
+                        "command": ["sh", "-c", 'agent -p "$HELIX_PROMPT"'],
+                        "timeout_s": 600,
+                        "prompt": "Write PLAN.md",
+                    },
                     {"name": "review", "capabilities": ["reviewer"], "env": {"MODE": "strict"}},
                 ],
                 "ci": [{"name": "test", "command": ["make", "test"]}],
@@ -47,10 +52,11 @@ def test_a_deployment_gives_the_default_template_commands_and_adds_its_own(
     ]
     flow = templates.resolve(settings, "ai-development")
     assert [(p.name, p.command, p.timeout_s, p.capabilities) for p in flow] == [
-        ("plan", ("agent", "--plan"), 600.0, ("shell",)),
+        ("plan", ("sh", "-c", 'agent -p "$HELIX_PROMPT"'), 600.0, ("shell",)),
         ("review", None, None, ("reviewer",)),
     ]
     assert flow[1].env == {"MODE": "strict"}
+    assert (flow[0].prompt, flow[1].prompt) == ("Write PLAN.md", None)
     with pytest.raises(ValidationError) as unknown:
         templates.resolve(settings, "nope")
     assert "ai-development, ci" in unknown.value.message
@@ -65,6 +71,8 @@ def test_a_deployment_gives_the_default_template_commands_and_adds_its_own(
         ({"templates": {"x": [{"name": "a", "shell": "ls"}]}}, "unknown fields"),
         ({"templates": {"x": [{"name": "a", "command": "ls -l"}]}}, "argv"),
         ({"templates": {"x": [{"name": "a"}, {"name": "a"}]}}, "used twice"),
+        ({"templates": {"x": [{"name": "a", "prompt": ["do"]}]}}, "prompt: a string"),
+        ({"templates": {"x": [{"name": "a", "prompt": " "}]}}, "prompt must not be empty"),
     ],
 )
 def test_a_broken_templates_file_is_refused_with_the_reason(

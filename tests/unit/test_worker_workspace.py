@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from helix.worker.workspace import FileRecord, changed_files, sha256_of, snapshot
+from helix.worker.workspace import (
+    CONTEXT_FILE,
+    FileRecord,
+    changed_files,
+    named_file,
+    sha256_of,
+    snapshot,
+)
 
 
 def write(path: Path, content: bytes) -> None:
@@ -17,8 +24,9 @@ def write(path: Path, content: bytes) -> None:
     path.write_bytes(content)
 
 
-def record(path: str, content: bytes) -> FileRecord:
-    return FileRecord(path=path, size=len(content), sha256=hashlib.sha256(content).hexdigest())
+def record(path: str, content: bytes, change: str = "created") -> FileRecord:
+    digest = hashlib.sha256(content).hexdigest()
+    return FileRecord(path=path, size=len(content), sha256=digest, change=change)
 
 
 def test_created_and_modified_files_are_reported_with_their_hash_and_size(
@@ -32,8 +40,8 @@ def test_created_and_modified_files_are_reported_with_their_hash_and_size(
     write(tmp_path / "build" / "out" / "report.json", b'{"ok": true}')
 
     assert changed_files(tmp_path, before) == [
-        record("build/out/report.json", b'{"ok": true}'),
-        record("src/main.py", b"print('version 2')\n"),
+        record("build/out/report.json", b'{"ok": true}', "created"),
+        record("src/main.py", b"print('version 2')\n", "modified"),
     ]
 
 
@@ -45,7 +53,7 @@ def test_a_rewrite_of_the_same_size_is_seen_by_its_mtime(tmp_path: Path) -> None
 
     write(target, b"bbbb")
 
-    assert changed_files(tmp_path, before) == [record("same.txt", b"bbbb")]
+    assert changed_files(tmp_path, before) == [record("same.txt", b"bbbb", "modified")]
 
 
 def test_an_untouched_workspace_reports_nothing(tmp_path: Path) -> None:
@@ -105,3 +113,51 @@ async def test_a_file_swapped_for_a_link_or_a_fifo_after_the_walk_is_not_read(
     with pytest.raises(OSError, match="no longer a regular file"):
         # Off the event loop: reading a FIFO with no writer would block for ever.
         await asyncio.wait_for(asyncio.to_thread(sha256_of, fifo), 5)
+
+
+def test_the_context_file_the_worker_writes_is_never_the_phases(tmp_path: Path) -> None:
+    before = snapshot(tmp_path)
+
+    write(tmp_path / CONTEXT_FILE, b"{}")
+    write(tmp_path / "sub" / CONTEXT_FILE, b"the phase's own")
+
+    assert [r.path for r in changed_files(tmp_path, before)] == [f"sub/{CONTEXT_FILE}"]
+    assert named_file(tmp_path, CONTEXT_FILE, before) is None
+
+
+def test_a_named_file_is_resolved_inside_the_workspace_and_says_if_it_is_new(
+    tmp_path: Path,
+) -> None:
+    workspace = tmp_path / "ws"
+    write(workspace / "old.txt", b"was there")
+    before = snapshot(workspace)
+    write(workspace / "out" / "new.txt", b"made now")
+    (workspace / "alias").symlink_to(workspace / "out" / "new.txt")
+
+    assert named_file(workspace, "old.txt", before) == record("old.txt", b"was there", "modified")
+    assert named_file(workspace, "out/../out/new.txt", before) == record("out/new.txt", b"made now")
+    assert named_file(workspace, str(workspace / "alias"), before) == record(
+        "out/new.txt", b"made now"
+    )
+
+
+def test_a_named_file_outside_the_workspace_or_not_a_file_is_not_reported(
+    tmp_path: Path,
+) -> None:
+    workspace = tmp_path / "ws"
+    write(tmp_path / "secret.txt", b"the worker's")
+    write(workspace / ".git" / "config", b"git's")
+    (workspace / "escape").symlink_to(tmp_path / "secret.txt")
+    (workspace / "dir").mkdir()
+    before = snapshot(workspace)
+
+    for name in (
+        "../secret.txt",
+        str(tmp_path / "secret.txt"),
+        "escape",
+        "dir",
+        ".",
+        "gone",
+        ".git/config",
+    ):
+        assert named_file(workspace, name, before) is None, name

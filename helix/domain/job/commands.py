@@ -13,7 +13,7 @@ from uuid import UUID
 
 import attrs
 
-from helix.domain.job.events import OutputStream
+from helix.domain.job.events import FileChange, OutputStream
 from helix.domain.project.events import PhaseSpec
 
 DEFAULT_MAX_ATTEMPTS = 3
@@ -30,6 +30,7 @@ class QueueJob:
     start_phase: str | None = None
     model: str | None = None
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    max_duration_s: float | None = None
     at: datetime
 
 
@@ -73,6 +74,17 @@ class RecordFile:
     path: str
     size: int
     sha256: str
+    change: FileChange | None = None
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class RecordMessage:
+    """The running phase posts `content` to the project's discussion."""
+
+    fencing_token: int
+    phase: str
+    content: str
     at: datetime
 
 
@@ -188,6 +200,15 @@ class ExpireLease:
     at: datetime
 
 
+@attrs.frozen(kw_only=True)
+class EnforceDurationLimit:
+    """Issued by a reaper: a running job past its `max_duration_s` fails. `fencing_token`,
+    when given, must still be the job's, as for ExpireLease."""
+
+    fencing_token: int | None = None
+    at: datetime
+
+
 Command: TypeAlias = (
     QueueJob
     | ClaimJob
@@ -195,6 +216,7 @@ Command: TypeAlias = (
     | StartPhase
     | RecordOutput
     | RecordFile
+    | RecordMessage
     | RecordCost
     | ReportProgress
     | CompletePhase
@@ -208,6 +230,7 @@ Command: TypeAlias = (
     | ResumeJob
     | AcknowledgePause
     | ExpireLease
+    | EnforceDurationLimit
 )
 
 WorkerReport: TypeAlias = (
@@ -215,6 +238,7 @@ WorkerReport: TypeAlias = (
     | StartPhase
     | RecordOutput
     | RecordFile
+    | RecordMessage
     | RecordCost
     | ReportProgress
     | CompletePhase

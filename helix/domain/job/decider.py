@@ -51,6 +51,7 @@ from helix.domain.job.commands import (
     Command,
     CompleteJob,
     CompletePhase,
+    EnforceDurationLimit,
     ExpireLease,
     FailJob,
     FailPhase,
@@ -58,6 +59,7 @@ from helix.domain.job.commands import (
     QueueJob,
     RecordCost,
     RecordFile,
+    RecordMessage,
     RecordOutput,
     RenewLease,
     ReportProgress,
@@ -68,8 +70,10 @@ from helix.domain.job.commands import (
     WorkerReport,
 )
 from helix.domain.job.events import (
+    DURATION_LIMIT,
     TERMINAL,
     Event,
+    FileChange,
     JobCancelled,
     JobCancelRequested,
     JobClaimed,
@@ -82,6 +86,7 @@ from helix.domain.job.events import (
     JobPhaseCost,
     JobPhaseFailed,
     JobPhaseFile,
+    JobPhaseMessage,
     JobPhaseOutput,
     JobPhaseSkipped,
     JobPhaseStarted,
@@ -101,6 +106,7 @@ from helix.domain.project.decider import (
     MAX_REASON_CHARS,
     SHELL_CAPABILITY,
     as_utc,
+    check_duration,
     check_text,
     normalise_phases,
 )
@@ -118,6 +124,8 @@ MAX_ERROR_CHARS = 10_000
 MAX_PATH_CHARS = 4_096
 MAX_MODEL_CHARS = 200
 MAX_PERCENT = 100
+# An agent's message to the discussion: one line of its output at most.
+MAX_AGENT_MESSAGE_CHARS = 4_000
 SHA256_PATTERN = "^[0-9a-fA-F]{64}$"
 # The job's cost totals are kept in a bigint and a float8: a report that would overflow them
 # is refused rather than failing the write.
@@ -192,6 +200,8 @@ def decide(state: JobState, command: Command) -> list[Event]:
             if status is JobStatus.PAUSED or state.pause_requested:
                 return [JobResumed(job_id=_id(state), by=command.by, at=at)]
             return []
+        case EnforceDurationLimit():
+            return _enforce_duration(state, status, command, at)
         case _:
             _check_lease(state, status, command.fencing_token, at)
             return _report(state, command, at)
@@ -214,6 +224,7 @@ def _queue(state: JobState, command: QueueJob) -> list[Event]:
         raise ValidationError(
             f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}", field="max_attempts"
         )
+    check_duration(command.max_duration_s, "max_duration_s")
     phases = normalise_phases(command.phases)
     if not phases:
         raise ValidationError("a job needs at least one phase", field="phases")
@@ -232,6 +243,7 @@ def _queue(state: JobState, command: QueueJob) -> list[Event]:
             model=command.model,
             requested_by=command.requested_by,
             max_attempts=command.max_attempts,
+            max_duration_s=command.max_duration_s,
             at=at,
         )
     ]
@@ -240,6 +252,35 @@ def _queue(state: JobState, command: QueueJob) -> list[Event]:
         for name in names[: names.index(command.start_phase)]:
             events.append(JobPhaseSkipped(job_id=command.job_id, phase=name, reason=reason, at=at))
     return events
+
+
+def overran(state: JobState, at: datetime) -> bool:
+    """Whether the job is running past its duration limit at `at`."""
+    if state.status is not JobStatus.RUNNING or state.max_duration_s is None:
+        return False
+    started = state.started_at
+    return started is not None and at >= started + timedelta(seconds=state.max_duration_s)
+
+
+def _enforce_duration(
+    state: JobState, status: JobStatus, command: EnforceDurationLimit, at: datetime
+) -> list[Event]:
+    if command.fencing_token is not None and command.fencing_token != state.fencing_token:
+        _refuse(state, "the fencing token is not the job's current lease", "stale_fencing_token")
+    if not overran(state, at):
+        _refuse(
+            state,
+            "the job is not running past its duration limit",
+            "within_duration_limit",
+            max_duration_s=state.max_duration_s,
+        )
+    error = f"the job ran past its duration limit of {state.max_duration_s:g} s"
+    if state.cancel_requested:
+        return _cancel_now(state, at)
+    return [
+        *_close_phases(state, error, at),
+        JobFailed(job_id=_id(state), error=error, reason=DURATION_LIMIT, at=at),
+    ]
 
 
 def _check_lease_s(lease_s: float) -> None:
@@ -518,6 +559,14 @@ def _report(state: JobState, command: WorkerReport, at: datetime) -> list[Event]
             sha256 = command.sha256.lower()
             if not _SHA256.fullmatch(sha256):
                 raise ValidationError("sha256 must be 64 hexadecimal digits", field="sha256")
+            change = None
+            if command.change is not None:
+                try:
+                    change = FileChange(command.change)
+                except ValueError:
+                    raise ValidationError(
+                        "change must be created or modified", field="change"
+                    ) from None
             return [
                 JobPhaseFile(
                     job_id=job_id,
@@ -525,9 +574,14 @@ def _report(state: JobState, command: WorkerReport, at: datetime) -> list[Event]
                     path=command.path,
                     size=command.size,
                     sha256=sha256,
+                    change=change,
                     at=at,
                 )
             ]
+        case RecordMessage():
+            _check_running_phase(state, command.phase)
+            content = check_text(command.content, "content", max_chars=MAX_AGENT_MESSAGE_CHARS)
+            return [JobPhaseMessage(job_id=job_id, phase=command.phase, content=content, at=at)]
         case RecordCost():
             _check_running_phase(state, command.phase)
             if command.tokens < 0:

@@ -35,6 +35,17 @@ class OutputStream(enum.StrEnum):
     STDERR = "stderr"
 
 
+class FileChange(enum.StrEnum):
+    """Whether a phase made a file the workspace did not have before it, or changed one."""
+
+    CREATED = "created"
+    MODIFIED = "modified"
+
+
+# `JobFailed.reason` of a job that ran past its duration limit.
+DURATION_LIMIT = "duration_limit"
+
+
 @attrs.frozen(kw_only=True)
 class JobQueued:
     """A job was created; `phases` is the project's plan as it was at that moment."""
@@ -47,6 +58,8 @@ class JobQueued:
     model: str | None
     requested_by: str
     max_attempts: int
+    # Seconds the job may run, from its start, before it is failed; None: no limit.
+    max_duration_s: float | None = None
     at: datetime
 
 
@@ -105,6 +118,18 @@ class JobPhaseFile:
     path: str
     size: int
     sha256: str
+    # None in events recorded before workers told created from modified.
+    change: FileChange | None = None
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobPhaseMessage:
+    """A running phase said something to the project's discussion (posted there as `agent`)."""
+
+    job_id: UUID
+    phase: str
+    content: str
     at: datetime
 
 
@@ -229,6 +254,8 @@ class JobFailed:
     job_id: UUID
     error: str
     dead_lettered: bool = False
+    # Why, where it is one of a few known causes (DURATION_LIMIT); None otherwise.
+    reason: str | None = None
     at: datetime
 
 
@@ -240,6 +267,7 @@ Event: TypeAlias = (
     | JobPhaseStarted
     | JobPhaseOutput
     | JobPhaseFile
+    | JobPhaseMessage
     | JobPhaseCost
     | JobPhaseCompleted
     | JobPhaseFailed
@@ -264,6 +292,7 @@ EVENTS: dict[str, type] = {
     "job.phase_started": JobPhaseStarted,
     "job.phase_output": JobPhaseOutput,
     "job.phase_file": JobPhaseFile,
+    "job.phase_message": JobPhaseMessage,
     "job.phase_cost": JobPhaseCost,
     "job.phase_completed": JobPhaseCompleted,
     "job.phase_failed": JobPhaseFailed,

@@ -24,6 +24,7 @@ from helix.domain.job.events import (
     JobPhaseCost,
     JobPhaseFailed,
     JobPhaseFile,
+    JobPhaseMessage,
     JobPhaseOutput,
     JobPhaseSkipped,
     JobPhaseStarted,
@@ -44,6 +45,15 @@ class FileRecord:
     path: str
     size: int
     sha256: str
+    change: str | None = None  # "created" | "modified"; None when the worker did not say
+
+    def fields(self) -> dict[str, Any]:
+        """The record as the phases read model and the views hold it (`change` only when the
+        worker said)."""
+        found: dict[str, Any] = {"path": self.path, "size": self.size, "sha256": self.sha256}
+        if self.change is not None:
+            found["change"] = self.change
+        return found
 
 
 @attrs.frozen(kw_only=True)
@@ -53,6 +63,7 @@ class PhaseState:
     timeout_s: float | None = None
     capabilities: tuple[str, ...] = ()
     env: dict[str, EnvValue] = attrs.field(factory=dict)
+    prompt: str | None = None
     status: PhaseStatus = PhaseStatus.PENDING
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -72,6 +83,7 @@ class PhaseState:
             timeout_s=spec.timeout_s,
             capabilities=spec.capabilities,
             env=dict(spec.env),
+            prompt=spec.prompt,
         )
 
     @property
@@ -82,6 +94,7 @@ class PhaseState:
             timeout_s=self.timeout_s,
             capabilities=self.capabilities,
             env=dict(self.env),
+            prompt=self.prompt,
         )
 
 
@@ -105,6 +118,7 @@ class JobState:
     lease_s: float = 0.0
     attempt: int = 0
     max_attempts: int = 0
+    max_duration_s: float | None = None
     not_before: datetime | None = None
     progress: int = 0
     cost_tokens: int = 0
@@ -201,6 +215,7 @@ def evolve(state: JobState, event: Event) -> JobState:
                 model=event.model,
                 requested_by=event.requested_by,
                 max_attempts=event.max_attempts,
+                max_duration_s=event.max_duration_s,
                 created_at=at,
                 updated_at=at,
             )
@@ -240,9 +255,14 @@ def evolve(state: JobState, event: Event) -> JobState:
             )
             return attrs.evolve(state, phases=phases, updated_at=at)
         case JobPhaseFile():
-            record = FileRecord(path=event.path, size=event.size, sha256=event.sha256)
+            change = None if event.change is None else event.change.value
+            record = FileRecord(
+                path=event.path, size=event.size, sha256=event.sha256, change=change
+            )
             phases = _map_phase(state, event.phase, lambda p: _with_file(p, record))
             return attrs.evolve(state, phases=phases, updated_at=at)
+        case JobPhaseMessage():
+            return attrs.evolve(state, updated_at=at)
         case JobPhaseCost():
             tokens, usd = event.tokens, event.usd
             phases = _map_phase(

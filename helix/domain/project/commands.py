@@ -25,16 +25,19 @@ class CreateProject:
     description: str = ""
     project_type: str = DEFAULT_PROJECT_TYPE
     phases: tuple[PhaseSpec, ...] = ()
+    max_job_duration_s: float | None = None
     at: datetime
 
 
 @attrs.frozen(kw_only=True)
 class UpdateProject:
-    """Fields left as None are not changed."""
+    """Fields left as None are not changed; a `max_job_duration_s` of 0 clears the project's
+    own limit."""
 
     name: str | None = None
     description: str | None = None
     project_type: str | None = None
+    max_job_duration_s: float | None = None
     at: datetime
 
 

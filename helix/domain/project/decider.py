@@ -64,6 +64,9 @@ MAX_PROJECT_TYPE_CHARS = 64
 MAX_AUTHOR_CHARS = 200
 MAX_MESSAGE_CHARS = 100_000
 MAX_REASON_CHARS = 2_000
+MAX_PROMPT_CHARS = 20_000
+# A job's duration limit, in seconds: a week at most.
+MAX_DURATION_S = 7 * 24 * 3600.0
 MAX_PHASES = 100
 MAX_PHASE_NAME_CHARS = 100
 # A phase without capabilities needs the one named after it, so a capability is a phase name.
@@ -117,6 +120,8 @@ class ProjectState:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     latest_job_id: UUID | None = None
+    # The project's own limit on a job's duration, in seconds; None: the deployment's.
+    max_job_duration_s: float | None = None
 
     @property
     def exists(self) -> bool:
@@ -154,6 +159,14 @@ def check_text(value: str, field: str, *, max_chars: int, required: bool = True)
             f"{field} must be at most {max_chars} characters", field=field, max_chars=max_chars
         )
     return value
+
+
+def check_duration(seconds: float | None, field: str) -> None:
+    """A duration limit is a positive number of seconds, up to MAX_DURATION_S, or None."""
+    if seconds is not None and not (math.isfinite(seconds) and 0 < seconds <= MAX_DURATION_S):
+        raise ValidationError(
+            f"{field} must be between 0 and {MAX_DURATION_S:g} seconds", field=field
+        )
 
 
 def check_env_name(name: str, field: str, phase: str) -> None:
@@ -217,6 +230,12 @@ def normalise_phases(phases: Iterable[PhaseSpec]) -> tuple[PhaseSpec, ...]:
             )
         for capability in phase.capabilities:
             check_text(capability, f"{where}.capabilities", max_chars=MAX_CAPABILITY_CHARS)
+        if phase.prompt is not None:
+            check_text(phase.prompt, f"{where}.prompt", max_chars=MAX_PROMPT_CHARS)
+            if "\x00" in phase.prompt:
+                raise ValidationError(
+                    "a phase prompt must not contain NUL", field=f"{where}.prompt", phase=phase.name
+                )
         for key, value in phase.env.items():
             check_env_name(key, f"{where}.env", phase.name)
             if not _env_value_ok(value):
@@ -308,6 +327,7 @@ def _create(state: ProjectState, command: CreateProject) -> list[Event]:
     check_text(command.description, "description", max_chars=MAX_DESCRIPTION_CHARS, required=False)
     check_text(command.project_type, "project_type", max_chars=MAX_PROJECT_TYPE_CHARS)
     check_text(command.owner, "owner", max_chars=MAX_AUTHOR_CHARS)
+    check_duration(command.max_job_duration_s, "max_job_duration")
     phases = normalise_phases(command.phases)
     events: list[Event] = [
         ProjectCreated(
@@ -316,6 +336,7 @@ def _create(state: ProjectState, command: CreateProject) -> list[Event]:
             description=command.description,
             project_type=command.project_type,
             owner=command.owner,
+            max_job_duration_s=command.max_job_duration_s,
             at=at,
         )
     ]
@@ -336,7 +357,13 @@ def _update(state: ProjectState, command: UpdateProject, at: datetime) -> list[E
         project_type = check_text(
             command.project_type, "project_type", max_chars=MAX_PROJECT_TYPE_CHARS
         )
-    if name is None and description is None and project_type is None:
+    limit = command.max_job_duration_s
+    if limit is not None and (limit or None) != state.max_job_duration_s:
+        # 0 clears the project's own limit (HELIX_MAX_JOB_DURATION applies again).
+        check_duration(limit or None, "max_job_duration")
+    else:
+        limit = None
+    if name is None and description is None and project_type is None and limit is None:
         return []
     return [
         ProjectUpdated(
@@ -344,6 +371,7 @@ def _update(state: ProjectState, command: UpdateProject, at: datetime) -> list[E
             name=name,
             description=description,
             project_type=project_type,
+            max_job_duration_s=limit,
             at=at,
         )
     ]
@@ -481,6 +509,7 @@ def evolve(state: ProjectState, event: Event) -> ProjectState:
                 description=event.description,
                 project_type=event.project_type,
                 owner=event.owner,
+                max_job_duration_s=event.max_job_duration_s,
                 status=ProjectStatus.DRAFT,
                 created_at=event.at,
                 updated_at=event.at,
@@ -492,6 +521,11 @@ def evolve(state: ProjectState, event: Event) -> ProjectState:
                 description=state.description if event.description is None else event.description,
                 project_type=(
                     state.project_type if event.project_type is None else event.project_type
+                ),
+                max_job_duration_s=(
+                    state.max_job_duration_s
+                    if event.max_job_duration_s is None
+                    else event.max_job_duration_s or None
                 ),
                 updated_at=event.at,
             )

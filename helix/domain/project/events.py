@@ -51,6 +51,7 @@ class PhaseSpec:
     `command` is an argv (no shell parsing); a phase without one is carried out by an agent
     worker. `capabilities` are what a worker must offer to run the phase. `env` values are
     plain text or sealed secrets; a worker gets the secrets' plaintext only with its claim.
+    `prompt` is what an agent phase is asked to do (its command gets it as HELIX_PROMPT).
     """
 
     name: str
@@ -58,6 +59,7 @@ class PhaseSpec:
     timeout_s: float | None = None
     capabilities: tuple[str, ...] = ()
     env: dict[str, EnvValue] = attrs.field(factory=dict)
+    prompt: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -67,17 +69,21 @@ class ProjectCreated:
     description: str
     project_type: str
     owner: str
+    # Seconds a job of the project may run before it is failed; None: the deployment's limit.
+    max_job_duration_s: float | None = None
     at: datetime
 
 
 @attrs.frozen(kw_only=True)
 class ProjectUpdated:
-    """Only the fields that changed are set; None means unchanged."""
+    """Only the fields that changed are set; None means unchanged (and a `max_job_duration_s`
+    of 0, that the project's own limit was cleared)."""
 
     project_id: UUID
     name: str | None = None
     description: str | None = None
     project_type: str | None = None
+    max_job_duration_s: float | None = None
     at: datetime
 
 

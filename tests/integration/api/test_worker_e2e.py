@@ -174,6 +174,7 @@ async def test_a_project_runs_end_to_end_with_its_output_files_and_history(
         "path": "result.txt",
         "size": 3,
         "sha256": hashlib.sha256(b"42\n").hexdigest(),
+        "change": "created",
     }
     assert shown["phases"][0]["files"] == []
     types = [e["type"] for e in await events_of(client, admin, job_id)]
@@ -430,7 +431,12 @@ async def test_a_worker_started_as_root_runs_a_users_phase_as_the_phase_user_wit
     client: Client, workers: Workers, user: Any, worker: Any, as_root: None, phase_probe: Any
 ) -> None:
     planted = "planted-secret-of-the-worker-" + os.urandom(8).hex()
-    phase = {"name": "probe", "command": phase_probe.command, "env": {"PHASE_VAR": "declared"}}
+    phase = {
+        "name": "probe",
+        "command": phase_probe.command,
+        "env": {"PHASE_VAR": "declared"},
+        "prompt": "probe the phase",
+    }
     body = {"name": "probe", "phases": [phase]}
     project = await ok(await client.post("/api/v1/projects", json=body, headers=user.headers), 201)
     await ok(await client.post(f"/api/v1/projects/{project['id']}/ready", headers=user.headers))
@@ -447,13 +453,17 @@ async def test_a_worker_started_as_root_runs_a_users_phase_as_the_phase_user_wit
 
     assert shown["status"] == "completed", shown
     lines = await lines_of(client, user, run["job_id"])
-    phase_probe.assert_isolated(
-        lines, secrets=[planted, worker.key], declared={"PHASE_VAR", "HELIX_MODEL"}
-    )
+    phase_probe.assert_isolated(lines, secrets=[planted, worker.key], declared={"PHASE_VAR"})
     assert "env PHASE_VAR=declared" in lines and "env HELIX_MODEL=the-model" in lines
+    assert "env HELIX_PROMPT=probe the phase" in lines
     phase_user = pwd.getpwnam("helix-phase")
     workspace = workers.workdir / project["id"]
     assert f"env HOME={workspace.resolve()}" in lines
+    # The context file is the phase user's to read, and no one else's.
+    context = workspace / ".helix-context.json"
+    assert f"env HELIX_CONTEXT_FILE={context.resolve()}" in lines
+    found = context.stat()
+    assert (found.st_uid, stat.S_IMODE(found.st_mode)) == (phase_user.pw_uid, 0o600)
     made = (workspace / "made-by-the-phase").stat()
     assert (made.st_uid, stat.S_IMODE(made.st_mode)) == (phase_user.pw_uid, 0o600)
     found = workspace.stat()
@@ -607,3 +617,137 @@ async def test_a_quick_action_runs_on_a_worker_and_a_wait_answers_with_its_end(
         await client.get(f"/api/v1/projects/{run['project_id']}", headers=user.headers)
     )
     assert (project["status"], project["latest_job_id"]) == ("completed", follow_up["job_id"])
+
+
+# A fake coding agent: it reads what a real one would (model, prompt, context file), works in
+# its workspace and reports through `::helix` lines, some of them malformed on purpose.
+FAKE_AGENT = r"""
+import json, os, pathlib
+context = json.load(open(os.environ["HELIX_CONTEXT_FILE"]))
+print("model", os.environ.get("HELIX_MODEL"))
+print("prompt", os.environ.get("HELIX_PROMPT"))
+print("project", context["project"]["name"], "/", context["project"]["description"])
+print("said", [(m["role"], m["content"]) for m in context["discussion"]])
+print("earlier", [(p["name"], p["status"], [(f["path"], f["change"]) for f in p["files"]],
+                   p["cost"]["tokens"]) for p in context["phases"] if p["status"] == "completed"])
+print("Thinking...")
+print("")
+if os.environ["HELIX_PHASE"] == "plan":
+    pathlib.Path("PLAN.md").write_text("1. write code\n")
+    print("::helix progress 40")
+    print("::helix cost tokens=1200 usd=0.03")
+    print("::helix file PLAN.md")
+    print("::helix file ../../escape")
+    print("::helix message The plan is ready")
+    print("::helix progress 140")
+    print("::helix cost usd=-1")
+    print("::helix wave")
+else:
+    pathlib.Path("PLAN.md").write_text("1. write code (done)\n")
+    pathlib.Path("code.py").write_text("print(42)\n")
+    print("::helix cost tokens=300")
+"""
+
+
+async def test_an_agent_phase_gets_model_prompt_and_context_and_reports_through_its_output(
+    client: Client, workers: Workers, user: Any, admin: Any, phase_python: str
+) -> None:
+    agent = [phase_python, "-c", FAKE_AGENT]
+    body = {
+        "name": "agentic",
+        "description": "A tool that prints 42",
+        "phases": [
+            {"name": "plan", "command": agent, "prompt": "Write the plan"},
+            {"name": "implement", "command": agent, "prompt": "Carry out PLAN.md"},
+        ],
+    }
+    project = await ok(await client.post("/api/v1/projects", json=body, headers=user.headers), 201)
+    base = f"/api/v1/projects/{project['id']}"
+    said = {"content": "Keep it small"}
+    await ok(await client.post(f"{base}/messages", json=said, headers=user.headers), 201)
+    await ok(await client.post(f"{base}/ready", headers=user.headers))
+    model = {"model": "claude-sonnet-4"}
+    run = await ok(await client.post(f"{base}/execute", json=model, headers=user.headers), 202)
+    await workers.start(HELIX_OUTPUT_FILTER_PATTERNS=r'["^Thinking\\.\\.\\.$", "^\\s*$"]')
+    shown = await finished(client, user, run["job_id"])
+
+    assert shown["status"] == "completed", shown
+    lines = await lines_of(client, user, run["job_id"])
+    assert lines.count("model claude-sonnet-4") == 2
+    assert "prompt Write the plan" in lines and "prompt Carry out PLAN.md" in lines
+    assert "project agentic / A tool that prints 42" in lines
+    assert "said [('user', 'Keep it small')]" in lines
+    # The second phase sees the first one's results, and the agent's message in the thread.
+    assert "earlier [('plan', 'completed', [('PLAN.md', 'created')], 1200)]" in lines
+    assert "said [('user', 'Keep it small'), ('agent', 'The plan is ready')]" in lines
+    # Directives are reports, not output; malformed ones stay output; filtered lines go.
+    assert [line for line in lines if line.startswith("::helix")] == [
+        "::helix progress 140",
+        "::helix cost usd=-1",
+        "::helix wave",
+    ]
+    assert "Thinking..." not in lines and "" not in lines
+    plan, implement = shown["phases"]
+    assert plan["cost"] == {"tokens": 1200, "usd": 0.03}
+    assert implement["cost"] == {"tokens": 300, "usd": 0.0}
+    assert shown["cost"] == {"tokens": 1500, "usd": 0.03}
+    assert [(f["path"], f["change"]) for f in plan["files"]] == [("PLAN.md", "created")]
+    assert [(f["path"], f["change"]) for f in implement["files"]] == [
+        ("PLAN.md", "modified"),
+        ("code.py", "created"),
+    ]
+    events = await events_of(client, admin, run["job_id"])
+    # The agent's 40, then the worker's own as each phase of the two completes.
+    assert [e["data"]["percent"] for e in events if e["type"] == "job.progress"] == [40, 50, 100]
+    [message] = [e["data"] for e in events if e["type"] == "job.phase_message"]
+    assert (message["phase"], message["content"]) == ("plan", "The plan is ready")
+    thread = await ok(await client.get(f"{base}/messages?role=agent", headers=user.headers))
+    assert [(m["author"], m["content"]) for m in thread["items"]] == [("plan", "The plan is ready")]
+
+
+async def test_a_job_past_its_projects_duration_limit_is_failed_and_its_phase_stopped(
+    client: Client, workers: Workers, user: Any, admin: Any, phase_python: str
+) -> None:
+    forever = [phase_python, "-c", "import time; print('working', flush=True); time.sleep(600)"]
+    body = {"name": "slow", "max_job_duration": 1, "phases": [{"name": "run", "command": forever}]}
+    project = await ok(await client.post("/api/v1/projects", json=body, headers=user.headers), 201)
+    assert project["max_job_duration"] == 1
+    base = f"/api/v1/projects/{project['id']}"
+    await ok(await client.post(f"{base}/ready", headers=user.headers))
+    run = await ok(await client.post(f"{base}/execute", headers=user.headers), 202)
+    assert (await job_of(client, user, run["job_id"]))["max_duration_s"] == 1
+    await workers.start()
+
+    shown = await finished(client, user, run["job_id"])
+    assert shown["status"] == "failed"
+    assert "duration limit" in shown["error"]
+    events = await events_of(client, admin, run["job_id"])
+    assert events[-1]["type"] == "job.failed"
+    assert events[-1]["data"]["reason"] == "duration_limit"
+    # The worker lets the job go (its report is fenced off) and kills the phase: it runs
+    # the next job long before the sleeping phase would have ended.
+    _, after = await execute(client, user, [{"name": "next", "command": ["true"]}])
+    assert (await finished(client, user, after))["status"] == "completed"
+
+
+async def test_the_deployments_duration_limit_applies_unless_the_project_has_its_own(
+    make_client: Callable[..., Awaitable[Client]], user: Any
+) -> None:
+    client = await make_client(max_job_duration=30.0)
+    plan = [{"name": "run", "command": ["true"]}]
+    _, default = await execute(client, user, plan)
+    assert (await job_of(client, user, default))["max_duration_s"] == 30.0
+
+    body = {"name": "own", "max_job_duration": 5, "phases": plan}
+    project = await ok(await client.post("/api/v1/projects", json=body, headers=user.headers), 201)
+    base = f"/api/v1/projects/{project['id']}"
+    await ok(await client.post(f"{base}/ready", headers=user.headers))
+    own = await ok(await client.post(f"{base}/execute", headers=user.headers), 202)
+    assert (await job_of(client, user, own["job_id"]))["max_duration_s"] == 5
+    # 0 clears the project's own limit.
+    cleared = {"max_job_duration": 0}
+    shown = await ok(await client.patch(base, json=cleared, headers=user.headers))
+    assert shown["max_job_duration"] is None
+    refused = await client.patch(base, json={"max_job_duration": -1}, headers=user.headers)
+    assert refused.status in (400, 422)
+    assert "error" in await refused.json()

@@ -564,3 +564,98 @@ async def test_only_the_leaseholders_own_worker_may_hand_a_job_back_and_a_refusa
         await wclient.post(path, json={"fencing_token": token}, headers=worker.headers)
     )
     assert released["job"]["status"] == "queued"
+
+
+async def test_a_jobs_context_is_for_its_leaseholders_worker_alone(
+    wclient: Client,
+    worker: Any,
+    make_caller: Callable[..., Awaitable[Any]],
+    user: Any,
+) -> None:
+    plan = [{"name": "build", "command": ["make"], "prompt": "Build it"}]
+    body = {"name": "ctx", "description": "what it is", "phases": plan}
+    project = await ok(await wclient.post("/api/v1/projects", json=body, headers=user.headers), 201)
+    assert project["phases"][0]["prompt"] == "Build it"
+    for prompt in ("", ["x"], "x" * 20_001):
+        wrong = {"name": "bad", "phases": [{"name": "a", "prompt": prompt}]}
+        refused = await wclient.post("/api/v1/projects", json=wrong, headers=user.headers)
+        assert refused.status in (400, 422) and "error" in await refused.json()
+    base = f"/api/v1/projects/{project['id']}"
+    said = {"content": "make it fast"}
+    await ok(await wclient.post(f"{base}/messages", json=said, headers=user.headers), 201)
+    await ok(await wclient.post(f"{base}/ready", headers=user.headers))
+    run = await ok(
+        await wclient.post(f"{base}/execute", json={"model": "m1"}, headers=user.headers), 202
+    )
+    mine = await register(wclient, worker)
+    claimed = await claim(wclient, worker, mine)
+    assert claimed["phases"][0]["prompt"] == "Build it"
+    token = claimed["lease"]["fencing_token"]
+    path = f"/api/v1/jobs/{run['job_id']}/context"
+    stranger = await make_caller("worker", username="stranger")
+
+    context = await ok(await wclient.get(f"{path}?fencing_token={token}", headers=worker.headers))
+    assert context["project"] == {
+        "id": project["id"],
+        "name": "ctx",
+        "description": "what it is",
+        "project_type": project["project_type"],
+    }
+    assert [(m["role"], m["content"]) for m in context["discussion"]] == [("user", "make it fast")]
+    assert context["job"]["model"] == "m1"
+    assert [(p["name"], p["status"], p["prompt"]) for p in context["phases"]] == [
+        ("build", "pending", "Build it")
+    ]
+    stale = await wclient.get(f"{path}?fencing_token={token + 1}", headers=worker.headers)
+    other = await wclient.get(f"{path}?fencing_token={token}", headers=stranger.headers)
+    by_owner = await wclient.get(f"{path}?fencing_token={token}", headers=user.headers)
+    assert (await error_of(stale, 409))["details"]["reason"] == "stale_fencing_token"
+    assert other.status in (403, 404) and by_owner.status == 403
+    for bad in ("", "?fencing_token=x", "?fencing_token=-1", "?fencing_token=" + "9" * 40):
+        assert (await wclient.get(path + bad, headers=worker.headers)).status in (400, 422)
+
+    failed = {"type": "job_failed", "error": "gave up"}
+    await ok(await report(wclient, worker, run["job_id"], token, failed))
+    ended = await wclient.get(f"{path}?fencing_token={token}", headers=worker.headers)
+    assert (await error_of(ended, 409))["details"]["reason"] == "terminal"
+
+
+async def test_a_phases_message_report_joins_the_discussion_as_the_agent(
+    wclient: Client, worker: Any, user: Any, admin: Any
+) -> None:
+    job_id = await execute(wclient, user)
+    mine = await register(wclient, worker)
+    claimed = await claim(wclient, worker, mine)
+    token = claimed["lease"]["fencing_token"]
+    project_id = claimed["job"]["project_id"]
+    started = {"type": "phase_started", "phase": "build"}
+    message = {"type": "message", "phase": "build", "content": "Built in 3 s"}
+    sha = hashlib.sha256(b"x").hexdigest()
+    made = {"type": "file", "phase": "build", "path": "a.out", "size": 1, "sha256": sha}
+    await ok(
+        await report(
+            wclient, worker, job_id, token, started, message, {**made, "change": "modified"}
+        )
+    )
+    before = await event_count(wclient, admin, job_id)
+    for bad in (
+        {**message, "content": ""},
+        {**message, "content": "x" * 4001},
+        {**message, "phase": "test"},
+        {**made, "change": "deleted"},
+    ):
+        refused = await report(wclient, worker, job_id, token, bad)
+        assert refused.status in (400, 409, 422), bad
+        assert "error" in await refused.json()
+    assert await event_count(wclient, admin, job_id) == before
+
+    thread = await ok(
+        await wclient.get(f"/api/v1/projects/{project_id}/messages", headers=user.headers)
+    )
+    assert [(m["role"], m["author"], m["content"]) for m in thread["items"]] == [
+        ("agent", "build", "Built in 3 s")
+    ]
+    shown = await job_of(wclient, user, job_id)
+    assert shown["phases"][0]["files"] == [
+        {"path": "a.out", "size": 1, "sha256": sha, "change": "modified"}
+    ]
