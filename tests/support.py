@@ -9,6 +9,7 @@ import os
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import attrs
@@ -100,3 +101,11 @@ def group_of(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
             found.append(int(name))
     return found
+
+
+async def error_of(resp: Any, status: int) -> dict[str, Any]:
+    """The error of an API response that must have `status`: its envelope's `error`."""
+    assert resp.status == status, await resp.text()
+    body = await resp.json()
+    assert body["request_id"]
+    return dict(body["error"])

@@ -8,6 +8,7 @@ and the server cannot disagree.
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -88,6 +89,24 @@ def caller(
 def services(request: web.Request) -> Services:
     """The process's services (built once, by the composition root)."""
     return request.app[SERVICES]
+
+
+# A path segment named `…_id` matches only a UUID in its canonical form, so a path whose id is
+# not one names no resource (the router's 404, on every route alike) and never reaches a
+# handler or another route's `Allow` (`/users/me` is not `/users/{user_id}`).
+UUID_SEGMENT = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_ID_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*_id)\}")
+
+
+def uuid_ids(routes: Iterable[web.AbstractRouteDef]) -> list[web.AbstractRouteDef]:
+    """The route table with each plain `{…_id}` placeholder restricted to a UUID."""
+    rewritten: list[web.AbstractRouteDef] = []
+    for route in routes:
+        if isinstance(route, web.RouteDef):
+            path = _ID_PLACEHOLDER.sub(rf"{{\1:{UUID_SEGMENT}}}", route.path)
+            route = web.RouteDef(route.method, path, route.handler, route.kwargs)
+        rewritten.append(route)
+    return rewritten
 
 
 def path_id(request: web.Request, name: str, what: str) -> uuid.UUID:

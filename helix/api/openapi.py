@@ -46,7 +46,8 @@ def describe(
 
 # Filled on first use: the router is frozen once the app serves, so one build is enough.
 DOCUMENT = web.AppKey("openapi_document", dict)
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^{}]*)?\}")
+# `{name}` or `{name:regex}`, the regex with at most one level of braces (as aiohttp allows).
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(?:[^{}]|\{[^{}]*\})*)?\}")
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
