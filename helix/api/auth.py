@@ -13,7 +13,14 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from helix.api.handlers import caller, optional_body, position, reply, validated_body
+from helix.api.handlers import (
+    caller,
+    listing,
+    optional_body,
+    position,
+    reply,
+    validated_body,
+)
 from helix.api.openapi import describe
 from helix.api.ratelimit import LIMITER, VERDICT
 from helix.api.requests import has_own_credentials, is_probe, is_public, public
@@ -163,7 +170,7 @@ async def list_api_keys(request: web.Request) -> web.Response:
     include_revoked = request.query.get("include_revoked", "false").lower() in ("1", "true")
     at = position(request)  # the api_keys read model is inline: the head before the read
     found = await request.app[ACCOUNTS].list_keys(user_id, include_revoked=include_revoked)
-    return reply({"keys": [k.to_json() for k in found]}, at=at)
+    return reply(listing(request, [k.to_json() for k in found], more=False), at=at)
 
 
 @routes.delete("/api/v1/auth/api-keys/{key_id}")

@@ -11,6 +11,7 @@ from helix.api.handlers import (
     caller,
     choice,
     documented,
+    offset_listing,
     paging,
     path_id,
     position,
@@ -89,7 +90,7 @@ async def discuss(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/projects/{project_id}/messages")
-@documented(_200="a page of the thread in posting order: items, total, limit, offset")
+@documented(_200="a page of the thread in posting order: items, next, has_more")
 async def list_messages(request: web.Request) -> web.Response:
     """A project's discussion in posting order, optionally of one role."""
     who = caller(request)
@@ -100,7 +101,7 @@ async def list_messages(request: web.Request) -> web.Response:
     thread = await services(request).queries.messages(
         who, project_id, role=role, limit=limit, offset=offset
     )
-    return reply(thread, at=at)
+    return reply(offset_listing(request, thread["items"], thread["total"], offset), at=at)
 
 
 @routes.post("/api/v1/projects/{project_id}/messages")

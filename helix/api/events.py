@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from helix.api.handlers import caller, documented, position, reply
+from helix.api.handlers import caller, documented, listing, position, reply
 from helix.api.requests import int_query
 from helix.appkeys import POOL
 from helix.audit import log
@@ -45,7 +45,7 @@ def _selection(request: web.Request, who: Caller) -> EventFilter:
 
 
 @routes.get("/api/v1/events")
-@documented(_200="a page of events in log order: items, after, limit, next_after, has_more")
+@documented(_200="a page of events in log order: items, next, has_more")
 async def list_events(request: web.Request) -> web.Response:
     """The audit log: events after a position, filtered by stream_id, project_id, type globs
     (comma-separated or repeated), actor, and recorded_at (since inclusive, until exclusive,
@@ -59,7 +59,8 @@ async def list_events(request: web.Request) -> web.Response:
     # A full page stops at its last event (events after it were not read). A short one read
     # every match up to the head too, so a subscriber need not scan that stretch again.
     last = result["next_after"]
-    return reply(result, at=last if result["has_more"] else max(last, head))
+    page = listing(request, result["items"], more=result["has_more"], after=last)
+    return reply(page, at=last if result["has_more"] else max(last, head))
 
 
 @routes.get(r"/api/v1/events/{position:\d+}")

@@ -144,6 +144,23 @@ def paging(request: web.Request, default: int = 50) -> tuple[int, int]:
     return limit, offset
 
 
+def listing(request: web.Request, items: list[Any], *, more: bool, **cursor: int) -> dict[str, Any]:
+    """The one list envelope of every list route: `items`, `has_more`, and `next`, the link to
+    the next page (this request's path and query with `cursor` moved on; null on the last)."""
+    following = None
+    if more:
+        following = str(request.rel_url.update_query({k: str(v) for k, v in cursor.items()}))
+    return {"items": items, "next": following, "has_more": more}
+
+
+def offset_listing(
+    request: web.Request, items: list[Any], total: int, offset: int
+) -> dict[str, Any]:
+    """`listing` for a list paged by `offset` (newest first): more if `total` goes on."""
+    end = offset + len(items)
+    return listing(request, items, more=end < total, offset=end)
+
+
 def position(request: web.Request) -> int:
     """The log position a read reflects, taken before the read: the read models hold at least
     every event up to it, so a client that subscribes from it misses nothing."""

@@ -7,6 +7,8 @@ from aiohttp import web
 from helix.api.handlers import (
     caller,
     documented,
+    listing,
+    offset_listing,
     optional_body,
     paging,
     path_id,
@@ -31,7 +33,7 @@ CANCEL = object_body({"reason": strings(max_length=MAX_REASON_CHARS)})
 
 
 @routes.get("/api/v1/jobs")
-@documented(_200="a page of jobs: items, total, limit, offset")
+@documented(_200="a page of jobs, newest first: items, next, has_more")
 async def list_jobs(request: web.Request) -> web.Response:
     """List jobs, newest first, filtered by project_id and status."""
     who = caller(request)
@@ -42,7 +44,8 @@ async def list_jobs(request: web.Request) -> web.Response:
     result = await services(request).queries.jobs(
         who, project_id=project_id, status=status, limit=limit, offset=offset
     )
-    return reply(result, at=at)
+    page = offset_listing(request, result["items"], result["total"], offset)
+    return reply(page, at=at)
 
 
 @routes.get("/api/v1/jobs/{job_id}")
@@ -62,7 +65,7 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/jobs/{job_id}/output")
-@documented(_200="output lines after the job-wide line number `after`: lines, next_after")
+@documented(_200="output lines after the job-wide line number `after`: items, next, has_more")
 async def job_output(request: web.Request) -> web.Response:
     """A job's output lines, optionally of one phase, after a line number (each line's n)."""
     who = caller(request)
@@ -74,7 +77,8 @@ async def job_output(request: web.Request) -> web.Response:
     result = await services(request).queries.output(
         who, job_id, phase=phase, after=after, limit=limit
     )
-    return reply(result, at=at)
+    page = listing(request, result["lines"], more=result["has_more"], after=result["next_after"])
+    return reply(page, at=at)
 
 
 @routes.post("/api/v1/jobs/{job_id}/cancel")

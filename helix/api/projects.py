@@ -9,6 +9,8 @@ from aiohttp import web
 from helix.api.handlers import (
     caller,
     documented,
+    listing,
+    offset_listing,
     optional_body,
     paging,
     path_id,
@@ -168,7 +170,7 @@ async def create_project(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/projects")
-@documented(_200="a page of projects: items, total, limit, offset")
+@documented(_200="a page of projects, newest first: items, next, has_more")
 async def list_projects(request: web.Request) -> web.Response:
     """List projects, newest first, filtered by status, project_type and archived."""
     who = caller(request)
@@ -187,7 +189,7 @@ async def list_projects(request: web.Request) -> web.Response:
         limit=limit,
         offset=offset,
     )
-    return reply(result, at=at)
+    return reply(offset_listing(request, result["items"], result["total"], offset), at=at)
 
 
 @routes.get("/api/v1/projects/{project_id}")
@@ -324,7 +326,7 @@ async def project_status(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/projects/{project_id}/history")
-@documented(_200="the project's events in log order: items, next_after, has_more")
+@documented(_200="the project's events in log order: items, next, has_more")
 async def project_history(request: web.Request) -> web.Response:
     """The events of a project and of its jobs, in log order, after a position."""
     who = caller(request)
@@ -332,4 +334,5 @@ async def project_history(request: web.Request) -> web.Response:
     after = int_query(request, "after", 0, low=0, high=2**62)
     limit = int_query(request, "limit", 100, low=1, high=1000)
     history = await services(request).queries.history(who, project_id, after=after, limit=limit)
-    return reply(history, at=history["next_after"])
+    last = history["next_after"]
+    return reply(listing(request, history["items"], more=history["has_more"], after=last), at=last)

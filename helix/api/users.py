@@ -10,7 +10,14 @@ import uuid
 
 from aiohttp import web
 
-from helix.api.handlers import caller, position, reply, strings, validated_body
+from helix.api.handlers import (
+    caller,
+    offset_listing,
+    position,
+    reply,
+    strings,
+    validated_body,
+)
 from helix.api.openapi import describe
 from helix.api.requests import int_query
 from helix.api.validation import object_body
@@ -62,15 +69,7 @@ async def list_users(request: web.Request) -> web.Response:
     role = _role(request.query.get("role"))
     at = position(request)
     found, total = await request.app[ACCOUNTS].list_users(role=role, limit=limit, offset=offset)
-    return reply(
-        {
-            "users": [u.to_json() for u in found],
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-        },
-        at=at,
-    )
+    return reply(offset_listing(request, [u.to_json() for u in found], total, offset), at=at)
 
 
 CREATE_USER_BODY = object_body(

@@ -21,6 +21,7 @@ from helix import globs
 from helix.api.handlers import (
     caller,
     documented,
+    offset_listing,
     optional_body,
     paging,
     path_id,
@@ -118,7 +119,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
 
 
 @routes.get(BASE)
-@documented(_200="a page of endpoints: items, total, limit, offset")
+@documented(_200="a page of endpoints: items, next, has_more")
 async def list_endpoints(request: web.Request) -> web.Response:
     """List the caller's endpoints (an admin's: everyone's), newest first."""
     who = caller(request)
@@ -126,7 +127,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
     at = position(request)
     rows, total = await _registry(request).page(who, limit=limit, offset=offset)
     items = [endpoint_view(r) for r in rows]
-    return reply({"items": items, "total": total, "limit": limit, "offset": offset}, at=at)
+    return reply(offset_listing(request, items, total, offset), at=at)
 
 
 @routes.get(ONE)
@@ -231,14 +232,14 @@ async def recover_failed(request: web.Request) -> web.Response:
 
 
 @routes.get(ONE + "/deliveries")
-@documented(_200="a page of deliveries, newest first: items, total, limit, offset")
+@documented(_200="a page of deliveries, newest first: items, next, has_more")
 async def list_deliveries(request: web.Request) -> web.Response:
     """List an endpoint's deliveries, optionally by status (pending, succeeded, dead)."""
     endpoint_id = await _endpoint(request, write=False)
     status = query_choice(request, "status", DeliveryStatus)
     limit, offset = paging(request)
     at, items, total = await delivery_page(request.app[POOL], endpoint_id, status, limit, offset)
-    return reply({"items": items, "total": total, "limit": limit, "offset": offset}, at=at)
+    return reply(offset_listing(request, items, total, offset), at=at)
 
 
 @routes.get(ONE + "/deliveries/{delivery_id}")

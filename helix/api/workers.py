@@ -16,6 +16,7 @@ from aiohttp import web
 from helix.api.handlers import (
     caller,
     documented,
+    offset_listing,
     optional_body,
     paging,
     path_id,
@@ -324,7 +325,7 @@ def _claim_view(claimed: Claim) -> dict[str, Any]:
 
 
 @routes.get("/api/v1/workers")
-@documented(_200="a page of workers: items, total, limit, offset")
+@documented(_200="a page of workers: items, next, has_more")
 async def list_workers(request: web.Request) -> web.Response:
     """Workers with their status, capabilities and last heartbeat (`?online=true|false`);
     a worker's user sees its own workers, admins and auditors all."""
@@ -337,7 +338,7 @@ async def list_workers(request: web.Request) -> web.Response:
     at = position(request)
     rows, total = await _service(request).page(who, online=online, limit=limit, offset=offset)
     items = [worker_view(r) for r in rows]
-    return reply({"items": items, "total": total, "limit": limit, "offset": offset}, at=at)
+    return reply(offset_listing(request, items, total, offset), at=at)
 
 
 @routes.get("/api/v1/workers/{worker_id}")

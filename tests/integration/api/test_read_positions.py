@@ -160,9 +160,10 @@ async def test_a_short_page_of_the_log_reports_the_head_and_a_full_page_its_last
 
     page, full_page = await short.json(), await full.json()
     assert [e["data"]["n"] for e in page["items"]] == [1, 2]
-    assert page["next_after"] == head - 1  # paging goes on from the last event...
+    assert page["items"][-1]["position"] == head - 1  # paging goes on from the last event...
     assert position_of(short) == head  # ...but everything up to the head was read
-    assert position_of(full) == full_page["next_after"] == head - 2
+    assert full_page["next"] == f"/api/v1/events?type=test.a&limit=1&after={head - 2}"
+    assert position_of(full) == full_page["items"][-1]["position"] == head - 2
     assert position_of(one) == head - 1  # one event: nothing after it was read
     assert after_short["data"] == {"n": 4}
 
