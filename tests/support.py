@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 import attrs
+from hypothesis import HealthCheck, settings
 
 from helix.bootstrap import LogNode
 from helix.domain.job import JobState
@@ -109,3 +110,16 @@ async def error_of(resp: Any, status: int) -> dict[str, Any]:
     body = await resp.json()
     assert body["request_id"]
     return dict(body["error"])
+
+
+def bounded(*, examples: int) -> settings:
+    """Hypothesis settings for tests against the server: the same examples on every run (no
+    example database), without deadlines: a request's time depends on the machine, not on the
+    input."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )

@@ -23,7 +23,7 @@ from helix.api.handlers import (
 )
 from helix.api.openapi import describe
 from helix.api.ratelimit import LIMITER, VERDICT
-from helix.api.requests import has_own_credentials, is_probe, is_public, public
+from helix.api.requests import has_own_credentials, is_probe, is_public, public, query_params
 from helix.api.validation import RequestSchema, object_body
 from helix.appkeys import ACCOUNTS, VERIFIER
 from helix.auth.identify import identify
@@ -163,6 +163,7 @@ async def create_api_key(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/auth/api-keys")
+@query_params("user_id", "include_revoked")
 async def list_api_keys(request: web.Request) -> web.Response:
     """List the caller's API keys by prefix, with their last use."""
     principal = principal_of(request)

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from helix.api.handlers import (
+    PAGING,
     caller,
     choice,
     documented,
@@ -21,6 +22,7 @@ from helix.api.handlers import (
     strings,
     validated_body,
 )
+from helix.api.requests import query_params
 from helix.api.validation import object_body
 from helix.domain.project import MessageRole
 from helix.domain.project.decider import (
@@ -90,6 +92,7 @@ async def discuss(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/projects/{project_id}/messages")
+@query_params(*PAGING, "role")
 @documented(_200="a page of the thread in posting order: items, next, has_more")
 async def list_messages(request: web.Request) -> web.Response:
     """A project's discussion in posting order, optionally of one role."""

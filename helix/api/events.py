@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from helix.api.handlers import caller, documented, listing, position, reply
-from helix.api.requests import int_query
+from helix.api.requests import int_query, query_params
 from helix.appkeys import POOL
 from helix.audit import log
 from helix.audit.filters import EventFilter, check_range, parse_types, parse_uuid
@@ -20,6 +20,8 @@ from helix.services import Caller
 
 routes = web.RouteTableDef()
 MAX_POSITION = 2**62
+# The HelixCode seed's names for the filters, taken as aliases (one name or the other).
+SEED_NAMES = {"event_type": "type", "start_time": "since", "end_time": "until"}
 
 
 def _viewer(who: Caller) -> str | None:
@@ -45,6 +47,17 @@ def _selection(request: web.Request, who: Caller) -> EventFilter:
 
 
 @routes.get("/api/v1/events")
+@query_params(
+    "after",
+    "limit",
+    "stream_id",
+    "project_id",
+    "type",
+    "actor",
+    "since",
+    "until",
+    aliases=SEED_NAMES,
+)
 @documented(_200="a page of events in log order: items, next, has_more")
 async def list_events(request: web.Request) -> web.Response:
     """The audit log: events after a position, filtered by stream_id, project_id, type globs

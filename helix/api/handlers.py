@@ -30,6 +30,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 READERS = (Role.ADMIN, Role.USER, Role.AUDITOR)
 WRITERS = (Role.ADMIN, Role.USER)
 MAX_PAGE = 200
+# The query parameters of a list paged by offset (`paging`).
+PAGING = ("limit", "offset")
 
 
 def documented(request: RequestSchema | None = None, **responses: str) -> Callable[[F], F]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from helix.api.handlers import (
+    PAGING,
     caller,
     documented,
     listing,
@@ -19,7 +20,7 @@ from helix.api.handlers import (
     services,
     strings,
 )
-from helix.api.requests import int_query
+from helix.api.requests import int_query, query_params
 from helix.api.validation import object_body
 from helix.appkeys import SETTINGS, STORE
 from helix.audit import time_travel
@@ -33,6 +34,7 @@ CANCEL = object_body({"reason": strings(max_length=MAX_REASON_CHARS)})
 
 
 @routes.get("/api/v1/jobs")
+@query_params(*PAGING, "project_id", "status")
 @documented(_200="a page of jobs, newest first: items, next, has_more")
 async def list_jobs(request: web.Request) -> web.Response:
     """List jobs, newest first, filtered by project_id and status."""
@@ -49,6 +51,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/jobs/{job_id}")
+@query_params("as_of")
 @documented(_200="the job with its phases (status, timings, cost) and output tail")
 async def get_job(request: web.Request) -> web.Response:
     """Show a job with its phases, timings, cost totals and the tail of its output; with
@@ -65,6 +68,7 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/jobs/{job_id}/output")
+@query_params("after", "limit", "phase")
 @documented(_200="output lines after the job-wide line number `after`: items, next, has_more")
 async def job_output(request: web.Request) -> web.Response:
     """A job's output lines, optionally of one phase, after a line number (each line's n)."""

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from helix.api.handlers import (
+    PAGING,
     caller,
     documented,
     listing,
@@ -21,7 +22,7 @@ from helix.api.handlers import (
     strings,
     validated_body,
 )
-from helix.api.requests import int_query
+from helix.api.requests import int_query, query_params
 from helix.api.validation import object_body
 from helix.appkeys import STORE
 from helix.audit import time_travel
@@ -170,6 +171,7 @@ async def create_project(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/projects")
+@query_params(*PAGING, "status", "archived", "project_type")
 @documented(_200="a page of projects, newest first: items, next, has_more")
 async def list_projects(request: web.Request) -> web.Response:
     """List projects, newest first, filtered by status, project_type and archived."""
@@ -193,6 +195,7 @@ async def list_projects(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/projects/{project_id}")
+@query_params("as_of")
 @documented(_200="the project with its phases, current phase and latest job")
 async def get_project(request: web.Request) -> web.Response:
     """Show a project with its phase plan, current phase and latest job; with `as_of` (a log
@@ -326,6 +329,7 @@ async def project_status(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/projects/{project_id}/history")
+@query_params("after", "limit")
 @documented(_200="the project's events in log order: items, next, has_more")
 async def project_history(request: web.Request) -> web.Response:
     """The events of a project and of its jobs, in log order, after a position."""

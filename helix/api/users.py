@@ -11,6 +11,7 @@ import uuid
 from aiohttp import web
 
 from helix.api.handlers import (
+    PAGING,
     caller,
     offset_listing,
     position,
@@ -19,7 +20,7 @@ from helix.api.handlers import (
     validated_body,
 )
 from helix.api.openapi import describe
-from helix.api.requests import int_query
+from helix.api.requests import int_query, query_params
 from helix.api.validation import object_body
 from helix.appkeys import ACCOUNTS
 from helix.auth import passwords
@@ -61,6 +62,7 @@ async def me(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/users")
+@query_params(*PAGING, "role")
 async def list_users(request: web.Request) -> web.Response:
     """List users (admins only), optionally by role."""
     require_role(request, Role.ADMIN)

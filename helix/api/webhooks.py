@@ -19,6 +19,7 @@ from aiohttp import web
 
 from helix import globs
 from helix.api.handlers import (
+    PAGING,
     caller,
     documented,
     offset_listing,
@@ -31,6 +32,7 @@ from helix.api.handlers import (
     strings,
     validated_body,
 )
+from helix.api.requests import query_params
 from helix.api.validation import object_body
 from helix.appkeys import ENDPOINTS, POOL
 from helix.domain import webhook
@@ -119,6 +121,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
 
 
 @routes.get(BASE)
+@query_params(*PAGING)
 @documented(_200="a page of endpoints: items, next, has_more")
 async def list_endpoints(request: web.Request) -> web.Response:
     """List the caller's endpoints (an admin's: everyone's), newest first."""
@@ -232,6 +235,7 @@ async def recover_failed(request: web.Request) -> web.Response:
 
 
 @routes.get(ONE + "/deliveries")
+@query_params(*PAGING, "status")
 @documented(_200="a page of deliveries, newest first: items, next, has_more")
 async def list_deliveries(request: web.Request) -> web.Response:
     """List an endpoint's deliveries, optionally by status (pending, succeeded, dead)."""

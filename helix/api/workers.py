@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from helix.api.handlers import (
+    PAGING,
     caller,
     documented,
     offset_listing,
@@ -25,6 +26,7 @@ from helix.api.handlers import (
     strings,
     validated_body,
 )
+from helix.api.requests import query_params
 from helix.api.validation import object_body
 from helix.appkeys import SERVICES, SETTINGS, VERIFIER
 from helix.auth.principal import principal_of
@@ -270,6 +272,7 @@ def _wait(request: web.Request) -> float:
 
 
 @routes.post("/api/v1/workers/{worker_id}/claim")
+@query_params("wait")
 @documented(CLAIM, _200="the job, its phase plan and the lease", _204="no job within `wait`")
 async def claim(request: web.Request) -> web.Response:
     """Claim the oldest queued job whose phases this worker's capabilities cover, waiting up
@@ -325,6 +328,7 @@ def _claim_view(claimed: Claim) -> dict[str, Any]:
 
 
 @routes.get("/api/v1/workers")
+@query_params(*PAGING, "online")
 @documented(_200="a page of workers: items, next, has_more")
 async def list_workers(request: web.Request) -> web.Response:
     """Workers with their status, capabilities and last heartbeat (`?online=true|false`);

@@ -3,12 +3,21 @@ the same on every route."""
 
 from __future__ import annotations
 
+import string
+import uuid
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tests.support import error_of
+from helix.api.openapi import PLACEHOLDER
+from helix.api.requests import query_rule
+from helix.bootstrap import LogNode
+from helix.eventstore import ANY_VERSION, EncodedEvent
+from tests.support import bounded, error_of, settled
 
 Client = TestClient[Any, Any]
 NOT_A_UUID = "0000-not-a-uuid"
@@ -56,3 +65,121 @@ async def test_a_wrong_method_is_405_method_not_allowed_with_the_paths_own_metho
     assert error["code"] == "METHOD_NOT_ALLOWED"
     assert resp.headers["Allow"] == allow
     assert error["details"]["allowed_methods"] == allow.split(",")
+
+
+async def append_tests(node: LogNode, kinds: str) -> int:
+    """Events `test.<kind>` for each letter, sequenced; the head after them."""
+    events = [EncodedEvent(type=f"test.{kind}", schema_version=1, data={}) for kind in kinds]
+    await node.store.append(f"test-{uuid.uuid4()}", ANY_VERSION, events)
+    return await settled(node)
+
+
+# --- query parameters -------------------------------------------------------------------------
+
+
+def get_routes(app: web.Application) -> list[tuple[str, frozenset[str]]]:
+    """Every GET route (path template, the query names it takes, aliases included)."""
+    found = []
+    for route in app.router.routes():
+        if route.method != "GET" or route.resource is None:
+            continue
+        rule = query_rule(route.handler)
+        template = PLACEHOLDER.sub(r"{\1}", route.resource.canonical)
+        found.append((template, rule.names | frozenset(rule.aliases)))
+    return sorted(found)
+
+
+def filled(template: str) -> str:
+    return PLACEHOLDER.sub(
+        lambda m: "1" if m.group(1) == "position" else str(uuid.uuid4()), template
+    )
+
+
+NAMES = st.sampled_from(["page", "page_size", "per_page", "types", "q", "sort"]) | st.text(
+    string.ascii_letters + string.digits + "_-.[]", min_size=1, max_size=24
+)
+
+
+@bounded(examples=150)
+@given(data=st.data())
+async def test_an_unknown_query_parameter_on_any_get_route_is_a_422_listing_the_known_ones(
+    client: Client, app: web.Application, admin: Any, data: st.DataObject
+) -> None:
+    template, known = data.draw(st.sampled_from(get_routes(app)), label="route")
+    name = data.draw(NAMES.filter(lambda n: n not in known), label="name")
+
+    resp = await client.get(filled(template), params={name: "1"}, headers=admin.headers)
+
+    error = await error_of(resp, 422)
+    assert error["code"] == "VALIDATION_ERROR"
+    assert (error["details"]["field"], error["details"]["known"]) == (name, sorted(known))
+
+
+def test_every_get_route_is_in_the_property_test_and_lists_declare_their_paging(
+    app: web.Application,
+) -> None:
+    routes = dict(get_routes(app))
+    assert len(routes) > 20
+    assert routes["/api/v1/users"] >= {"limit", "offset", "role"}
+    assert routes["/api/v1/events"] >= {"type", "event_type", "since", "start_time"}
+    assert routes["/healthz"] == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "right"),
+    [
+        ("/api/v1/events", "types", "type"),
+        ("/api/v1/events/stream", "types", "type"),
+        ("/api/v1/projects", "page", "offset"),
+        ("/api/v1/jobs", "page_size", "limit"),
+    ],
+)
+async def test_a_name_from_elsewhere_is_refused_naming_the_right_one(
+    client: Client, admin: Any, path: str, name: str, right: str
+) -> None:
+    resp = await client.get(path, params={name: "2"}, headers=admin.headers)
+
+    error = await error_of(resp, 422)
+    assert f"use '{right}'" in error["message"] and right in error["details"]["known"]
+
+
+async def test_the_audit_log_takes_the_seeds_filter_names_as_aliases(
+    client: Client, node: LogNode, admin: Any
+) -> None:
+    await append_tests(node, "aba")
+
+    async def types(params: dict[str, str]) -> list[str]:
+        resp = await client.get("/api/v1/events", params=params, headers=admin.headers)
+        assert resp.status == 200, await resp.text()
+        return [e["type"] for e in (await resp.json())["items"]]
+
+    assert await types({"event_type": "test.a"}) == ["test.a", "test.a"]
+    assert await types({"event_type": "test.a"}) == await types({"type": "test.a"})
+    window = {"start_time": "2000-01-01T00:00:00Z", "end_time": "2000-01-02T00:00:00Z"}
+    assert await types(window) == []
+    assert await types({"type": "test.b", "start_time": "2000-01-01T00:00:00Z"}) == ["test.b"]
+    for both in ({"type": "a", "event_type": "b"}, {"since": window["start_time"], **window}):
+        resp = await client.get("/api/v1/events", params=both, headers=admin.headers)
+        assert "not both" in (await error_of(resp, 422))["message"], both
+    resp = await client.get(
+        "/api/v1/events", params={"start_time": "yesterday"}, headers=admin.headers
+    )
+    assert (await error_of(resp, 422))["details"]["field"] == "since"
+
+
+async def test_a_stream_filters_by_type_as_the_audit_log_does(
+    client: Client, node: LogNode, admin: Any
+) -> None:
+    await append_tests(node, "ab")
+
+    resp = await client.get(
+        "/api/v1/events/stream",
+        params={"type": "test.b", "after": "0"},
+        headers=admin.headers,
+    )
+    assert resp.status == 200
+    seen = b""
+    while b"event: test.b" not in seen:
+        seen += await resp.content.readany()
+    resp.close()
+    assert b"event: test.a" not in seen
