@@ -94,7 +94,8 @@ def _token_response(request: web.Request, user: UserRecord) -> web.Response:
             "token_type": "Bearer",
             "expires_at": rfc3339(expires),
             "expires_in": verifier.settings.jwt_ttl_seconds,
-            "user": user.to_json(),
+            # `roles` beside `role`, as the HelixCode seed reads it: a user has one role.
+            "user": {**user.to_json(), "roles": [user.role.value]},
         }
     )
 
@@ -159,7 +160,7 @@ async def create_api_key(request: web.Request) -> web.Response:
     record, key = await request.app[ACCOUNTS].create_key(
         user_id, name, caller=caller(request, roles=Role)
     )
-    return web.json_response({**record.to_json(), "key": key}, status=201)
+    return reply({**record.to_json(), "key": key}, status=201, at=position(request))
 
 
 @routes.get("/api/v1/auth/api-keys")

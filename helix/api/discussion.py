@@ -41,7 +41,9 @@ MESSAGE_FIELDS: dict[str, Any] = {
     "role": choice(MessageRole),
     "author": strings(min_length=1, max_length=MAX_AUTHOR_CHARS),
 }
-MESSAGE = object_body(MESSAGE_FIELDS, required=["content"])
+# The HELIX v4 seed posts `message`: an alias of `content` (one or the other).
+SEED_NAMES = {"message": "content"}
+MESSAGE = object_body(MESSAGE_FIELDS, required=["content"], aliases=SEED_NAMES)
 DISCUSS = object_body(
     {
         **MESSAGE_FIELDS,
@@ -50,6 +52,7 @@ DISCUSS = object_body(
         "project_type": strings(min_length=1, max_length=MAX_PROJECT_TYPE_CHARS),
     },
     required=["content"],
+    aliases=SEED_NAMES,
 )
 
 
@@ -132,4 +135,4 @@ async def post_message(request: web.Request) -> web.Response:
         "at": rfc3339(message.at),
         "project_status": state.status.value if state.status else None,
     }
-    return reply(result, status=201)
+    return reply(result, status=201, at=position(request))

@@ -20,6 +20,7 @@ from helix.api.openapi import describe
 from helix.api.requests import int_query, read_json
 from helix.api.validation import RequestSchema
 from helix.appkeys import SERVICES, STORE
+from helix.audit import time_travel
 from helix.auth.principal import client_address, request_id, require_role
 from helix.domain.user import Role
 from helix.errors import NotFound, ValidationError
@@ -57,9 +58,7 @@ def choice(values: Iterable[enum.Enum]) -> dict[str, Any]:
 
 async def validated_body(request: web.Request, schema: RequestSchema) -> dict[str, Any]:
     """The body, decoded by the one JSON decoder and then validated against `schema`."""
-    body = await read_json(request)
-    schema.validate(body)
-    return body
+    return schema.validated(await read_json(request))
 
 
 async def optional_body(request: web.Request, schema: RequestSchema) -> dict[str, Any]:
@@ -161,6 +160,21 @@ def offset_listing(
     """`listing` for a list paged by `offset` (newest first): more if `total` goes on."""
     end = offset + len(items)
     return listing(request, items, more=end < total, offset=end)
+
+
+async def as_of(request: web.Request) -> time_travel.AsOf:
+    """`?as_of=`, a log position or an RFC 3339 time; a position past the log's head names a
+    state that does not exist (yet), refused with 422 rather than echoed."""
+    found = time_travel.parse_as_of(request.query["as_of"])
+    if found.position is not None:
+        head = await request.app[STORE].head()
+        if found.position > head:
+            raise ValidationError(
+                f"'as_of' {found.position} is past the log's head ({head})",
+                field="as_of",
+                head=head,
+            )
+    return found
 
 
 def position(request: web.Request) -> int:

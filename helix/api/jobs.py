@@ -6,6 +6,7 @@ from aiohttp import web
 
 from helix.api.handlers import (
     PAGING,
+    as_of,
     caller,
     documented,
     listing,
@@ -59,10 +60,10 @@ async def get_job(request: web.Request) -> web.Response:
     who = caller(request)
     job_id = path_id(request, "job_id", "job")
     if "as_of" in request.query:
-        as_of = time_travel.parse_as_of(request.query["as_of"])
+        when = await as_of(request)
         tail = request.app[SETTINGS].output_tail_lines
-        view = await time_travel.job_at(request.app[STORE], who, job_id, as_of, tail_lines=tail)
-        return reply(view, at=as_of.position)
+        view = await time_travel.job_at(request.app[STORE], who, job_id, when, tail_lines=tail)
+        return reply(view, at=when.position)
     at = position(request)
     return reply(await services(request).queries.job(who, job_id), at=at)
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from helix.api.handlers import (
     PAGING,
+    as_of,
     caller,
     documented,
     listing,
@@ -166,8 +167,9 @@ async def create_project(request: web.Request) -> web.Response:
         template=body.get("template"),
     )
     assert state.id is not None
+    at = position(request)
     view = await services(request).queries.project(who, state.id)
-    return reply(view, status=201, location=f"/api/v1/projects/{state.id}")
+    return reply(view, status=201, at=at, location=f"/api/v1/projects/{state.id}")
 
 
 @routes.get("/api/v1/projects")
@@ -201,10 +203,10 @@ async def get_project(request: web.Request) -> web.Response:
     """Show a project with its phase plan, current phase and latest job; with `as_of` (a log
     position or an RFC 3339 time), as it stood then, folded from its events."""
     if "as_of" in request.query:
-        as_of = time_travel.parse_as_of(request.query["as_of"])
+        when = await as_of(request)
         project_id = path_id(request, "project_id", "project")
-        view = await time_travel.project_at(request.app[STORE], caller(request), project_id, as_of)
-        return reply(view, at=as_of.position)
+        view = await time_travel.project_at(request.app[STORE], caller(request), project_id, when)
+        return reply(view, at=when.position)
     return await _show(request, path_id(request, "project_id", "project"))
 
 
@@ -268,7 +270,8 @@ async def execute_project(request: web.Request) -> web.Response:
         "project_status": run.project.status.value if run.project.status else None,
         "stream_url": stream_url(run.job.id),
     }
-    return reply(result, status=202, location=f"/api/v1/jobs/{run.job.id}")
+    at = position(request)
+    return reply(result, status=202, at=at, location=f"/api/v1/jobs/{run.job.id}")
 
 
 async def _transition(request: web.Request, name: str) -> web.Response:
@@ -315,7 +318,7 @@ async def cancel_project(request: web.Request) -> web.Response:
         "project_status": run.project.status.value if run.project.status else None,
         "stream_url": stream_url(run.job.id),
     }
-    return reply(result)
+    return reply(result, at=position(request))
 
 
 @routes.get("/api/v1/projects/{project_id}/status")

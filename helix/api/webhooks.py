@@ -66,11 +66,15 @@ ENDPOINT_FIELDS: dict[str, Any] = {
     "description": strings(max_length=webhook.MAX_DESCRIPTION_CHARS),
     "enabled": {"type": "boolean"},
 }
-CREATE = object_body(
-    {**ENDPOINT_FIELDS, "secret": strings(min_length=1, max_length=webhook.MAX_SECRET_CHARS)},
-    required=["url"],
-)
-UPDATE = object_body(ENDPOINT_FIELDS)
+# The HelixCode seed's name for `event_types` (one or the other).
+SEED_NAMES = {"events": "event_types"}
+# `whsec_…`, or a plain secret whose bytes become the signing key (`signing_secret`).
+SECRET = {
+    **strings(min_length=1, max_length=webhook.MAX_SECRET_CHARS),
+    "description": "whsec_ and base64, or 24 to 64 printable ASCII characters used as the key",
+}
+CREATE = object_body({**ENDPOINT_FIELDS, "secret": SECRET}, required=["url"], aliases=SEED_NAMES)
+UPDATE = object_body(ENDPOINT_FIELDS, aliases=SEED_NAMES)
 REPLAY = object_body(
     {
         "since_position": {"type": "integer", "minimum": 1},

@@ -229,7 +229,8 @@ async def register_worker(request: web.Request) -> web.Response:
         "heartbeat_interval_s": settings.worker_heartbeat_interval,
         "lease_s": settings.worker_lease_s,
     }
-    return reply(body, status=201, location=f"/api/v1/workers/{row['worker_id']}")
+    at = position(request)
+    return reply(body, status=201, at=at, location=f"/api/v1/workers/{row['worker_id']}")
 
 
 @routes.post("/api/v1/workers/heartbeat")
@@ -259,7 +260,8 @@ async def heartbeat(request: web.Request) -> web.Response:
             "lease_valid": seen.lease_valid,
             "lease_expires_at": rfc3339(seen.lease_expires_at),
         }
-    return reply({"acknowledged": True, "worker_id": str(worker_id), "job": job_view})
+    body = {"acknowledged": True, "worker_id": str(worker_id), "job": job_view}
+    return reply(body, at=position(request))
 
 
 def _wait(request: web.Request) -> float:
@@ -285,7 +287,7 @@ async def claim(request: web.Request) -> web.Response:
     claimed = await service.claim(who, worker_id, wait=wait, lease_s=body.get("lease_s"))
     if claimed is None:
         return web.Response(status=204)
-    answer = reply(_claim_view(claimed))
+    answer = reply(_claim_view(claimed), at=position(request))
     # It carries the job's phase secrets: no cache, and no idempotency record, may keep it.
     answer.headers["Cache-Control"] = "no-store"
     return answer
@@ -431,7 +433,8 @@ async def report(request: web.Request) -> web.Response:
             },
             "lease": _lease_view(state),
             "cancel_requested": state.cancel_requested,
-        }
+        },
+        at=position(request),
     )
 
 
@@ -445,9 +448,8 @@ async def release(request: web.Request) -> web.Response:
     job_id = path_id(request, "job_id", "job")
     body = await validated_body(request, RELEASE)
     state = await _service(request).release(who, job_id, body["fencing_token"])
-    return reply(
-        {"job": {"id": str(state.id), "status": state.status.value if state.status else None}}
-    )
+    job = {"id": str(state.id), "status": state.status.value if state.status else None}
+    return reply({"job": job}, at=position(request))
 
 
 __all__ = ["routes", "worker_view"]

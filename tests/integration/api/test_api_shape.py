@@ -17,6 +17,7 @@ from helix.api.openapi import PLACEHOLDER
 from helix.api.requests import query_rule
 from helix.bootstrap import LogNode
 from helix.eventstore import ANY_VERSION, EncodedEvent
+from helix.webhooks.signatures import secret_key, signing_secret
 from tests.support import bounded, error_of, settled
 
 Client = TestClient[Any, Any]
@@ -183,3 +184,124 @@ async def test_a_stream_filters_by_type_as_the_audit_log_does(
         seen += await resp.content.readany()
     resp.close()
     assert b"event: test.a" not in seen
+
+
+# --- positions --------------------------------------------------------------------------------
+
+
+def position_of(resp: Any) -> int:
+    return int(resp.headers["X-Helix-Position"])
+
+
+async def test_create_message_execute_and_cancel_answers_carry_the_log_position(
+    client: Client, node: LogNode, user: Any
+) -> None:
+    before = await append_tests(node, "a")
+    created = await client.post(
+        "/api/v1/projects", json={"name": "stamped", "phases": [{"name": "plan"}]},
+        headers=user.headers,
+    )  # fmt: skip
+    assert created.status == 201
+    project_id = (await created.json())["id"]
+    base = f"/api/v1/projects/{project_id}"
+    message = await client.post(f"{base}/messages", json={"content": "hi"}, headers=user.headers)
+    assert message.status == 201
+    await client.post(f"{base}/ready", headers=user.headers)
+    executed = await client.post(f"{base}/execute", headers=user.headers)
+    assert executed.status == 202
+    cancelled = await client.post(f"{base}/cancel", headers=user.headers)
+    assert cancelled.status == 200
+    key = await client.post("/api/v1/auth/api-keys", json={"name": "k"}, headers=user.headers)
+    assert key.status == 201
+
+    stamps = [position_of(r) for r in (created, message, executed, cancelled, key)]
+    head = await settled(node)
+    # Each is a head the server saw after the write committed: never behind what came before,
+    # never past the log, and never going back.
+    assert before <= stamps[0] and stamps == sorted(stamps) and stamps[-1] <= head
+
+
+async def test_as_of_past_the_head_is_refused_not_echoed(
+    client: Client, node: LogNode, user: Any
+) -> None:
+    created = await client.post("/api/v1/projects", json={"name": "then"}, headers=user.headers)
+    project_id = (await created.json())["id"]
+    head = await settled(node)
+    path = f"/api/v1/projects/{project_id}"
+
+    at_head = await client.get(path, params={"as_of": str(head)}, headers=user.headers)
+    assert at_head.status == 200 and position_of(at_head) == head
+    past = await client.get(path, params={"as_of": str(head + 1)}, headers=user.headers)
+
+    error = await error_of(past, 422)
+    assert (error["details"]["field"], error["details"]["head"]) == ("as_of", head)
+    assert "X-Helix-Position" not in past.headers
+
+
+# --- seed compatibility -----------------------------------------------------------------------
+
+
+async def test_discuss_takes_message_as_an_alias_of_content_but_not_both(
+    client: Client, user: Any
+) -> None:
+    started = await client.post(
+        "/api/v1/discuss", json={"message": "Build a CLI.", "name": "seed"}, headers=user.headers
+    )
+    assert started.status == 201, await started.text()
+    body = await started.json()
+    assert [m["content"] for m in body["messages"]] == ["Build a CLI."]
+    path = f"/api/v1/projects/{body['project_id']}/messages"
+    posted = await client.post(path, json={"message": "In Go."}, headers=user.headers)
+    assert posted.status == 201 and (await posted.json())["content"] == "In Go."
+
+    both = await client.post(
+        "/api/v1/discuss", json={"message": "a", "content": "b"}, headers=user.headers
+    )
+    assert "not both" in (await error_of(both, 422))["message"]
+    neither = await client.post("/api/v1/discuss", json={"name": "x"}, headers=user.headers)
+    error = await error_of(neither, 422)
+    assert error["details"]["field"] == "content" and "message" in error["message"]
+    thread = await (await client.get(path, headers=user.headers)).json()
+    assert [m["content"] for m in thread["items"]] == ["Build a CLI.", "In Go."]
+
+
+async def test_a_webhook_takes_events_and_a_plain_secret_that_is_never_shown_again(
+    client: Client, node: LogNode, user: Any
+) -> None:
+    plain = "helixcode-shared-secret-0123456789"
+    resp = await client.post(
+        "/api/v1/webhooks",
+        json={"url": "https://hooks.example.com/seed", "events": ["job.*"], "secret": plain},
+        headers=user.headers,
+    )
+    assert resp.status == 201, await resp.text()
+    created = await resp.json()
+    assert created["event_types"] == ["job.*"]
+    assert created["secret"] == signing_secret(plain)
+    stored = await node.store.pool.fetchval(
+        "SELECT secret FROM webhook_secrets WHERE endpoint_id = $1", uuid.UUID(created["id"])
+    )
+    assert secret_key(stored) == plain.encode()
+    for path in ("/api/v1/webhooks", f"/api/v1/webhooks/{created['id']}"):
+        text = await (await client.get(path, headers=user.headers)).text()
+        assert plain not in text and created["secret"] not in text and 'secret"' not in text
+
+    for body in (
+        {"url": "https://hooks.example.com/a", "events": ["*"], "event_types": ["*"]},
+        {"url": "https://hooks.example.com/b", "secret": "too-short"},
+    ):
+        refused = await client.post("/api/v1/webhooks", json=body, headers=user.headers)
+        await error_of(refused, 422)
+
+
+async def test_login_answers_the_users_roles_beside_their_role(
+    client: Client, make_caller: Any
+) -> None:
+    await make_caller("auditor", username="ann", password="correct horse battery")
+    resp = await client.post(
+        "/api/v1/auth/login", json={"username": "ann", "password": "correct horse battery"}
+    )
+
+    assert resp.status == 200
+    user = (await resp.json())["user"]
+    assert (user["role"], user["roles"]) == ("auditor", ["auditor"])

@@ -73,7 +73,7 @@ def position_of(resp: Any) -> int:
 async def first_event_after(client: Client, who: Any, after: int, types: str) -> dict[str, Any]:
     """The first event a subscriber from `after` receives."""
     resp = await client.get(
-        f"/api/v1/events/stream?after={after}&types={types}", headers=who.headers
+        f"/api/v1/events/stream?after={after}&type={types}", headers=who.headers
     )
     parser = Parser()
     try:

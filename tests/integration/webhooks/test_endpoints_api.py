@@ -206,10 +206,11 @@ async def test_retry_recover_and_ping_keep_the_webhook_id_and_show_their_attempt
     dead = (await resp.json())["items"]
     resp = await client.get(f"{base}/deliveries/{dead[0]['id']}", headers=user.headers)
     shown = await resp.json()
-    assert [a["status_code"] for a in shown["attempts"]] == [500] * len(
+    assert [a["status_code"] for a in shown["attempt_log"]] == [500] * len(
         settings.webhook_retry_schedule
     )
-    assert shown["attempts"][0]["response_body"] == "ok"
+    assert shown["attempts"] == len(settings.webhook_retry_schedule) == dead[0]["attempts"]
+    assert shown["attempt_log"][0]["response_body"] == "ok"
 
     receiver.status = lambda _r: 200
     resp = await client.post(f"{base}/deliveries/{dead[0]['id']}/retry", headers=user.headers)
