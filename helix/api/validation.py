@@ -71,38 +71,28 @@ class RequestSchema:
     """One request body's JSON schema and the validator compiled from it, and the other names
     (`aliases`: other name → property) the body may give a property by."""
 
-    def __init__(
-        self,
-        document: dict[str, Any],
-        aliases: Mapping[str, str] | None = None,
-        required: Iterable[str] = (),
-    ) -> None:
+    def __init__(self, document: dict[str, Any], aliases: Mapping[str, str] | None = None) -> None:
         self.document: dict[str, Any] = copy.deepcopy(document)
         self.aliases = dict(aliases or {})
-        self._required = frozenset(required)
         _Validator.check_schema(self.document)
         self._validator = _Validator(self.document, format_checker=_FORMATS)
 
     def validate(self, value: Any) -> None:
         """Raise ValidationError (422) naming the field and the rule unless `value` matches."""
-        if isinstance(value, dict):
-            for alias, name in self.aliases.items():
-                if alias in value and name in value:
-                    raise ValidationError(
-                        f"give {name} or its alias {alias}, not both", field=alias, alias_of=name
-                    )
-                if name in self._required and alias not in value and name not in value:
-                    raise ValidationError(
-                        f"{name} (or its alias {alias}) is required", field=name, rule="required"
-                    )
         error = best_match(self._validator.iter_errors(value))
         if error is not None:
             raise refusal(error)
 
     def validated(self, value: dict[str, Any]) -> dict[str, Any]:
-        """The body once valid, each alias renamed to the property it stands for."""
-        self.validate(value)
-        return {self.aliases.get(k, k): v for k, v in value.items()}
+        """The body, each alias renamed to the property it stands for, once it matches."""
+        for alias, name in self.aliases.items():
+            if alias in value and name in value:
+                raise ValidationError(
+                    f"give {name} or its alias {alias}, not both", field=alias, alias_of=name
+                )
+        renamed = {self.aliases.get(k, k): v for k, v in value.items()}
+        self.validate(renamed)
+        return renamed
 
 
 def object_body(
@@ -111,27 +101,14 @@ def object_body(
     required: Iterable[str] = (),
     aliases: Mapping[str, str] | None = None,
 ) -> RequestSchema:
-    """A body that is a JSON object of these properties and no others. Each alias (other
-    name → property) takes the property's schema, and a body gives one name or the other
-    (exactly one, if the property is required)."""
-    aliases = dict(aliases or {})
-    needed = list(required)
-    properties = dict(properties)
-    pairs: list[dict[str, Any]] = []
-    for alias, name in aliases.items():
-        properties[alias] = {**properties[name], "description": f"an alias of {name}"}
-        if name in needed:
-            needed.remove(name)
-            pairs.append({"oneOf": [{"required": [name]}, {"required": [alias]}]})
-        else:
-            pairs.append({"not": {"required": [name, alias]}})
+    """A body that is a JSON object of these properties and no others. A body may give a
+    property by one of its `aliases` (other name -> property) instead, never by both names:
+    the alias is renamed before the schema is checked, so its rules are the property's."""
     document: dict[str, Any] = {"type": "object"}
-    if needed:
-        document["required"] = needed
-    if pairs:
-        document["allOf"] = pairs
+    if required:
+        document["required"] = list(required)
     document.update(additionalProperties=False, properties=properties)
-    return RequestSchema(document, aliases, required)
+    return RequestSchema(document, aliases)
 
 
 def json_path(parts: Iterable[str | int]) -> str:
