@@ -11,9 +11,11 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import attrs
+from hypothesis import HealthCheck, settings
 
 from helix.bootstrap import LogNode
 from helix.config import Settings
@@ -184,3 +186,24 @@ async def started_node(url: str, settings: Settings) -> AsyncIterator[LogNode]:
         yield log_node
     finally:
         await log_node.stop()
+
+
+async def error_of(resp: Any, status: int) -> dict[str, Any]:
+    """The error of an API response that must have `status`: its envelope's `error`."""
+    assert resp.status == status, await resp.text()
+    body = await resp.json()
+    assert body["request_id"]
+    return dict(body["error"])
+
+
+def bounded(*, examples: int) -> settings:
+    """Hypothesis settings for tests against the server: the same examples on every run (no
+    example database), without deadlines: a request's time depends on the machine, not on the
+    input."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )

@@ -24,6 +24,7 @@ from helix.api import (
 )
 from helix.api.cors import add_cors_headers, cors_middleware
 from helix.api.errors import errors_middleware
+from helix.api.handlers import uuid_ids
 from helix.api.health import SUPERVISOR
 from helix.api.idempotency import idempotency_middleware, purge_expired_keys
 from helix.api.metrics import METRICS, Metrics
@@ -100,7 +101,7 @@ def create_app(
         workers,
     )
     for module in resources:
-        app.add_routes(module.routes)
+        app.add_routes(uuid_ids(module.routes))
     streams.install(app)
     return app
 

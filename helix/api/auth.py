@@ -14,10 +14,17 @@ from collections.abc import Iterable
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from helix.api.handlers import caller, optional_body, position, reply, validated_body
+from helix.api.handlers import (
+    caller,
+    listing,
+    optional_body,
+    position,
+    reply,
+    validated_body,
+)
 from helix.api.openapi import describe
 from helix.api.ratelimit import LIMITER, VERDICT
-from helix.api.requests import has_own_credentials, is_probe, is_public, public
+from helix.api.requests import has_own_credentials, is_probe, is_public, public, query_params
 from helix.api.scopes import require_route_scope
 from helix.api.validation import RequestSchema, object_body
 from helix.appkeys import ACCOUNTS, VERIFIER
@@ -98,6 +105,7 @@ def token_response(
             "token_type": "Bearer",
             "expires_at": rfc3339(expires),
             "expires_in": verifier.settings.jwt_ttl_seconds,
+            # `roles` beside `role`, as the HelixCode seed reads it: a user has one role.
             "user": {**user.to_json(), "roles": [user.role.value]},
         }
     )
@@ -215,10 +223,11 @@ async def create_api_key(request: web.Request) -> web.Response:
     record, key = await request.app[ACCOUNTS].create_key(
         user_id, name, scopes=scopes, expires_at=expires_at, caller=caller(request, roles=Role)
     )
-    return web.json_response({**record.to_json(), "key": key}, status=201)
+    return reply({**record.to_json(), "key": key}, status=201, at=position(request))
 
 
 @routes.get("/api/v1/auth/api-keys")
+@query_params("user_id", "include_revoked")
 async def list_api_keys(request: web.Request) -> web.Response:
     """List the caller's API keys by prefix, with their last use."""
     principal = principal_of(request)
@@ -226,7 +235,7 @@ async def list_api_keys(request: web.Request) -> web.Response:
     include_revoked = request.query.get("include_revoked", "false").lower() in ("1", "true")
     at = position(request)  # the api_keys read model is inline: the head before the read
     found = await request.app[ACCOUNTS].list_keys(user_id, include_revoked=include_revoked)
-    return reply({"keys": [k.to_json() for k in found]}, at=at)
+    return reply(listing(request, [k.to_json() for k in found], more=False), at=at)
 
 
 @routes.delete("/api/v1/auth/api-keys/{key_id}")

@@ -8,9 +8,11 @@ from typing import Any
 from aiohttp import web
 
 from helix.api.handlers import (
+    PAGING,
     caller,
     choice,
     documented,
+    offset_listing,
     paging,
     path_id,
     position,
@@ -21,6 +23,7 @@ from helix.api.handlers import (
     validated_body,
 )
 from helix.api.projects import run_view
+from helix.api.requests import query_params
 from helix.api.scopes import require_run_scope
 from helix.api.validation import object_body
 from helix.domain.job.decider import MAX_MODEL_CHARS
@@ -42,6 +45,8 @@ MESSAGE_FIELDS: dict[str, Any] = {
     "role": choice(MessageRole),
     "author": strings(min_length=1, max_length=MAX_AUTHOR_CHARS),
 }
+# The HELIX v4 seed posts `message`: an alias of `content` (one or the other).
+SEED_NAMES = {"message": "content"}
 MESSAGE = object_body(
     {
         **MESSAGE_FIELDS,
@@ -49,6 +54,7 @@ MESSAGE = object_body(
         "model": strings(min_length=1, max_length=MAX_MODEL_CHARS),
     },
     required=["content"],
+    aliases=SEED_NAMES,
 )
 DISCUSS = object_body(
     {
@@ -58,6 +64,7 @@ DISCUSS = object_body(
         "project_type": strings(min_length=1, max_length=MAX_PROJECT_TYPE_CHARS),
     },
     required=["content"],
+    aliases=SEED_NAMES,
 )
 
 
@@ -100,7 +107,8 @@ async def discuss(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/projects/{project_id}/messages")
-@documented(_200="a page of the thread in posting order: items, total, limit, offset")
+@query_params(*PAGING, "role")
+@documented(_200="a page of the thread in posting order: items, next, has_more")
 async def list_messages(request: web.Request) -> web.Response:
     """A project's discussion in posting order, optionally of one role."""
     who = caller(request)
@@ -111,7 +119,7 @@ async def list_messages(request: web.Request) -> web.Response:
     thread = await services(request).queries.messages(
         who, project_id, role=role, limit=limit, offset=offset
     )
-    return reply(thread, at=at)
+    return reply(offset_listing(request, thread["items"], thread["total"], offset), at=at)
 
 
 @routes.post("/api/v1/projects/{project_id}/messages")
@@ -156,4 +164,4 @@ async def post_message(request: web.Request) -> web.Response:
         "project_status": state.status.value if state.status else None,
         **started,
     }
-    return reply(result, status=201)
+    return reply(result, status=201, at=position(request))

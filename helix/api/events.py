@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from helix.api.handlers import caller, documented, position, reply
-from helix.api.requests import int_query
+from helix.api.handlers import caller, documented, listing, position, reply
+from helix.api.requests import int_query, query_params
 from helix.appkeys import POOL
 from helix.audit import log
 from helix.audit.filters import EventFilter, check_range, parse_types, parse_uuid
@@ -20,6 +20,8 @@ from helix.services import Caller
 
 routes = web.RouteTableDef()
 MAX_POSITION = 2**62
+# The HelixCode seed's names for the filters, taken as aliases (one name or the other).
+SEED_NAMES = {"event_type": "type", "start_time": "since", "end_time": "until"}
 
 
 def _viewer(who: Caller) -> str | None:
@@ -45,7 +47,18 @@ def _selection(request: web.Request, who: Caller) -> EventFilter:
 
 
 @routes.get("/api/v1/events")
-@documented(_200="a page of events in log order: items, after, limit, next_after, has_more")
+@query_params(
+    "after",
+    "limit",
+    "stream_id",
+    "project_id",
+    "type",
+    "actor",
+    "since",
+    "until",
+    aliases=SEED_NAMES,
+)
+@documented(_200="a page of events in log order: items, next, has_more")
 async def list_events(request: web.Request) -> web.Response:
     """The audit log: events after a position, filtered by stream_id, project_id, type globs
     (comma-separated or repeated), actor, and recorded_at (since inclusive, until exclusive,
@@ -59,7 +72,8 @@ async def list_events(request: web.Request) -> web.Response:
     # A full page stops at its last event (events after it were not read). A short one read
     # every match up to the head too, so a subscriber need not scan that stretch again.
     last = result["next_after"]
-    return reply(result, at=last if result["has_more"] else max(last, head))
+    page = listing(request, result["items"], more=result["has_more"], after=last)
+    return reply(page, at=last if result["has_more"] else max(last, head))
 
 
 @routes.get(r"/api/v1/events/{position:\d+}")

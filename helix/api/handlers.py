@@ -8,6 +8,7 @@ and the server cannot disagree.
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from helix.api.openapi import describe
 from helix.api.requests import int_query, read_json
 from helix.api.validation import RequestSchema
 from helix.appkeys import SERVICES, STORE
+from helix.audit import time_travel
 from helix.auth.principal import client_address, request_id, require_role
 from helix.domain.user import Role
 from helix.errors import NotFound, ValidationError
@@ -29,6 +31,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 READERS = (Role.ADMIN, Role.USER, Role.AUDITOR)
 WRITERS = (Role.ADMIN, Role.USER)
 MAX_PAGE = 200
+# The query parameters of a list paged by offset (`paging`).
+PAGING = ("limit", "offset")
 
 
 def documented(request: RequestSchema | None = None, **responses: str) -> Callable[[F], F]:
@@ -54,9 +58,7 @@ def choice(values: Iterable[enum.Enum]) -> dict[str, Any]:
 
 async def validated_body(request: web.Request, schema: RequestSchema) -> dict[str, Any]:
     """The body, decoded by the one JSON decoder and then validated against `schema`."""
-    body = await read_json(request)
-    schema.validate(body)
-    return body
+    return schema.validated(await read_json(request))
 
 
 async def optional_body(request: web.Request, schema: RequestSchema) -> dict[str, Any]:
@@ -88,6 +90,24 @@ def caller(
 def services(request: web.Request) -> Services:
     """The process's services (built once, by the composition root)."""
     return request.app[SERVICES]
+
+
+# A path segment named `…_id` matches only a UUID in its canonical form, so a path whose id is
+# not one names no resource (the router's 404, on every route alike) and never reaches a
+# handler or another route's `Allow` (`/users/me` is not `/users/{user_id}`).
+UUID_SEGMENT = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_ID_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*_id)\}")
+
+
+def uuid_ids(routes: Iterable[web.AbstractRouteDef]) -> list[web.AbstractRouteDef]:
+    """The route table with each plain `{…_id}` placeholder restricted to a UUID."""
+    rewritten: list[web.AbstractRouteDef] = []
+    for route in routes:
+        if isinstance(route, web.RouteDef):
+            path = _ID_PLACEHOLDER.sub(rf"{{\1:{UUID_SEGMENT}}}", route.path)
+            route = web.RouteDef(route.method, path, route.handler, route.kwargs)
+        rewritten.append(route)
+    return rewritten
 
 
 def path_id(request: web.Request, name: str, what: str) -> uuid.UUID:
@@ -123,6 +143,38 @@ def paging(request: web.Request, default: int = 50) -> tuple[int, int]:
     limit = int_query(request, "limit", default, low=1, high=MAX_PAGE)
     offset = int_query(request, "offset", 0, low=0, high=2**31 - 1)
     return limit, offset
+
+
+def listing(request: web.Request, items: list[Any], *, more: bool, **cursor: int) -> dict[str, Any]:
+    """The one list envelope of every list route: `items`, `has_more`, and `next`, the link to
+    the next page (this request's path and query with `cursor` moved on; null on the last)."""
+    following = None
+    if more:
+        following = str(request.rel_url.update_query({k: str(v) for k, v in cursor.items()}))
+    return {"items": items, "next": following, "has_more": more}
+
+
+def offset_listing(
+    request: web.Request, items: list[Any], total: int, offset: int
+) -> dict[str, Any]:
+    """`listing` for a list paged by `offset` (newest first): more if `total` goes on."""
+    end = offset + len(items)
+    return listing(request, items, more=end < total, offset=end)
+
+
+async def as_of(request: web.Request) -> time_travel.AsOf:
+    """`?as_of=`, a log position or an RFC 3339 time; a position past the log's head names a
+    state that does not exist (yet), refused with 422 rather than echoed."""
+    found = time_travel.parse_as_of(request.query["as_of"])
+    if found.position is not None:
+        head = await request.app[STORE].head()
+        if found.position > head:
+            raise ValidationError(
+                f"'as_of' {found.position} is past the log's head ({head})",
+                field="as_of",
+                head=head,
+            )
+    return found
 
 
 def position(request: web.Request) -> int:

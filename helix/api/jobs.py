@@ -5,8 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from helix.api.handlers import (
+    PAGING,
+    as_of,
     caller,
     documented,
+    listing,
+    offset_listing,
     optional_body,
     paging,
     path_id,
@@ -17,7 +21,7 @@ from helix.api.handlers import (
     services,
     strings,
 )
-from helix.api.requests import int_query
+from helix.api.requests import int_query, query_params
 from helix.api.validation import object_body
 from helix.appkeys import SETTINGS, STORE
 from helix.audit import time_travel
@@ -31,7 +35,8 @@ CANCEL = object_body({"reason": strings(max_length=MAX_REASON_CHARS)})
 
 
 @routes.get("/api/v1/jobs")
-@documented(_200="a page of jobs: items, total, limit, offset")
+@query_params(*PAGING, "project_id", "status")
+@documented(_200="a page of jobs, newest first: items, next, has_more")
 async def list_jobs(request: web.Request) -> web.Response:
     """List jobs, newest first, filtered by project_id and status."""
     who = caller(request)
@@ -42,10 +47,12 @@ async def list_jobs(request: web.Request) -> web.Response:
     result = await services(request).queries.jobs(
         who, project_id=project_id, status=status, limit=limit, offset=offset
     )
-    return reply(result, at=at)
+    page = offset_listing(request, result["items"], result["total"], offset)
+    return reply(page, at=at)
 
 
 @routes.get("/api/v1/jobs/{job_id}")
+@query_params("as_of", "wait")
 @documented(_200="the job with its phases (status, timings, cost) and output tail")
 async def get_job(request: web.Request) -> web.Response:
     """Show a job with its phases, timings, cost totals and the tail of its output; with
@@ -55,10 +62,10 @@ async def get_job(request: web.Request) -> web.Response:
     who = caller(request)
     job_id = path_id(request, "job_id", "job")
     if "as_of" in request.query:
-        as_of = time_travel.parse_as_of(request.query["as_of"])
+        when = await as_of(request)
         tail = request.app[SETTINGS].output_tail_lines
-        view = await time_travel.job_at(request.app[STORE], who, job_id, as_of, tail_lines=tail)
-        return reply(view, at=as_of.position)
+        view = await time_travel.job_at(request.app[STORE], who, job_id, when, tail_lines=tail)
+        return reply(view, at=when.position)
     queries = services(request).queries
     if "wait" in request.query:
         limit = request.app[SETTINGS].max_wait_seconds
@@ -70,7 +77,8 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/jobs/{job_id}/output")
-@documented(_200="output lines after the job-wide line number `after`: lines, next_after")
+@query_params("after", "limit", "phase")
+@documented(_200="output lines after the job-wide line number `after`: items, next, has_more")
 async def job_output(request: web.Request) -> web.Response:
     """A job's output lines, optionally of one phase, after a line number (each line's n)."""
     who = caller(request)
@@ -82,7 +90,8 @@ async def job_output(request: web.Request) -> web.Response:
     result = await services(request).queries.output(
         who, job_id, phase=phase, after=after, limit=limit
     )
-    return reply(result, at=at)
+    page = listing(request, result["lines"], more=result["has_more"], after=result["next_after"])
+    return reply(page, at=at)
 
 
 @routes.post("/api/v1/jobs/{job_id}/cancel")

@@ -15,6 +15,7 @@ from aiohttp.typedefs import Handler
 from helix.api import forwarded
 from helix.api.metrics import observe, route_label
 from helix.api.ratelimit import VERDICT
+from helix.api.requests import checked_query, query_rule
 from helix.appkeys import SETTINGS
 from helix.auth.principal import CLIENT_ADDRESS, PRINCIPAL, REQUEST_ID, client_address
 from helix.errors import HelixError
@@ -115,10 +116,16 @@ async def client_address_middleware(request: web.Request, handler: Handler) -> w
 @web.middleware
 async def query_text_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every query parameter, whatever route reads it, follows the rule for client text (no
-    NUL, no lone surrogate): a filter never reaches the database with what it cannot hold."""
+    NUL, no lone surrogate): a filter never reaches the database with what it cannot hold.
+    And it is one the route declares (`helix.api.requests.query_params`): a misspelt filter is
+    a 422 listing the known names, never a filter silently ignored."""
     for name, value in request.query.items():
         check_text(name, name)
         check_text(value, name)
+    match = request.match_info
+    if match.http_exception is None:
+        # Only a routed request has a handler whose parameters are known (others get their 404).
+        request = checked_query(request, query_rule(match.handler))
     return await handler(request)
 
 

@@ -9,8 +9,12 @@ import attrs
 from aiohttp import web
 
 from helix.api.handlers import (
+    PAGING,
+    as_of,
     caller,
     documented,
+    listing,
+    offset_listing,
     optional_body,
     paging,
     path_id,
@@ -21,7 +25,7 @@ from helix.api.handlers import (
     strings,
     validated_body,
 )
-from helix.api.requests import int_query
+from helix.api.requests import int_query, query_params
 from helix.api.scopes import require_run_scope
 from helix.api.validation import object_body
 from helix.appkeys import STORE
@@ -190,12 +194,14 @@ async def create_project(request: web.Request) -> web.Response:
         max_job_duration=body.get("max_job_duration") or None,
     )
     assert state.id is not None
+    at = position(request)
     view = await services(request).queries.project(who, state.id)
-    return reply(view, status=201, location=f"/api/v1/projects/{state.id}")
+    return reply(view, status=201, at=at, location=f"/api/v1/projects/{state.id}")
 
 
 @routes.get("/api/v1/projects")
-@documented(_200="a page of projects: items, total, limit, offset")
+@query_params(*PAGING, "status", "archived", "project_type")
+@documented(_200="a page of projects, newest first: items, next, has_more")
 async def list_projects(request: web.Request) -> web.Response:
     """List projects, newest first, filtered by status, project_type and archived."""
     who = caller(request)
@@ -214,19 +220,20 @@ async def list_projects(request: web.Request) -> web.Response:
         limit=limit,
         offset=offset,
     )
-    return reply(result, at=at)
+    return reply(offset_listing(request, result["items"], result["total"], offset), at=at)
 
 
 @routes.get("/api/v1/projects/{project_id}")
+@query_params("as_of")
 @documented(_200="the project with its phases, current phase and latest job")
 async def get_project(request: web.Request) -> web.Response:
     """Show a project with its phase plan, current phase and latest job; with `as_of` (a log
     position or an RFC 3339 time), as it stood then, folded from its events."""
     if "as_of" in request.query:
-        as_of = time_travel.parse_as_of(request.query["as_of"])
+        when = await as_of(request)
         project_id = path_id(request, "project_id", "project")
-        view = await time_travel.project_at(request.app[STORE], caller(request), project_id, as_of)
-        return reply(view, at=as_of.position)
+        view = await time_travel.project_at(request.app[STORE], caller(request), project_id, when)
+        return reply(view, at=when.position)
     return await _show(request, path_id(request, "project_id", "project"))
 
 
@@ -283,7 +290,7 @@ async def execute_project(request: web.Request) -> web.Response:
     run = await services(request).projects.execute(
         who, project_id, start_phase=body.get("start_phase"), model=body.get("model")
     )
-    return run_reply(run)
+    return run_reply(request, run)
 
 
 def run_view(run: Execution) -> dict[str, Any]:
@@ -298,8 +305,9 @@ def run_view(run: Execution) -> dict[str, Any]:
     }
 
 
-def run_reply(run: Execution) -> web.Response:
-    return reply(run_view(run), status=202, location=f"/api/v1/jobs/{run.job.id}")
+def run_reply(request: web.Request, run: Execution) -> web.Response:
+    at = position(request)
+    return reply(run_view(run), status=202, at=at, location=f"/api/v1/jobs/{run.job.id}")
 
 
 @routes.post("/api/v1/quick-action")
@@ -334,7 +342,7 @@ async def quick_action(request: web.Request) -> web.Response:
         model=body.get("model"),
         name=body.get("name"),
     )
-    return run_reply(run)
+    return run_reply(request, run)
 
 
 @routes.post("/api/v1/projects/{project_id}/pause")
@@ -381,7 +389,7 @@ async def cancel_project(request: web.Request) -> web.Response:
         "project_status": run.project.status.value if run.project.status else None,
         "stream_url": stream_url(run.job.id),
     }
-    return reply(result)
+    return reply(result, at=position(request))
 
 
 @routes.get("/api/v1/projects/{project_id}/status")
@@ -395,7 +403,8 @@ async def project_status(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/projects/{project_id}/history")
-@documented(_200="the project's events in log order: items, next_after, has_more")
+@query_params("after", "limit")
+@documented(_200="the project's events in log order: items, next, has_more")
 async def project_history(request: web.Request) -> web.Response:
     """The events of a project and of its jobs, in log order, after a position."""
     who = caller(request)
@@ -403,4 +412,5 @@ async def project_history(request: web.Request) -> web.Response:
     after = int_query(request, "after", 0, low=0, high=2**62)
     limit = int_query(request, "limit", 100, low=1, high=1000)
     history = await services(request).queries.history(who, project_id, after=after, limit=limit)
-    return reply(history, at=history["next_after"])
+    last = history["next_after"]
+    return reply(listing(request, history["items"], more=history["has_more"], after=last), at=last)

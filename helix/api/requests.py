@@ -1,11 +1,13 @@
-"""Small helpers every route module uses: the JSON body, integer queries, public routes."""
+"""Small helpers every route module uses: the JSON body, query parameters, public routes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import attrs
 from aiohttp import web
+from multidict import MultiDict
 
 from helix.errors import BadRequest, ValidationError
 from helix.inputs import decode_json
@@ -17,6 +19,66 @@ def public(handler: F) -> F:
     """Marks a handler that anonymous callers may use (every other route needs credentials)."""
     handler.__helix_public__ = True  # type: ignore[attr-defined]
     return handler
+
+
+@attrs.frozen
+class QueryRule:
+    """The query parameters a handler reads, and other names it takes for one of them."""
+
+    names: frozenset[str]
+    aliases: Mapping[str, str]
+
+
+NO_QUERY = QueryRule(frozenset(), {})
+# Names clients bring from elsewhere, and the one Helix reads instead (said in the refusal).
+MISNAMED = {"types": "type", "page": "offset", "page_size": "limit", "per_page": "limit"}
+
+
+def query_params(*names: str, aliases: Mapping[str, str] | None = None) -> Callable[[F], F]:
+    """Declares the query parameters a handler reads; `aliases` maps another name to one of
+    them (`event_type` for `type`). Any other name is refused with 422 before the handler
+    runs (`checked_query`), and a handler that declares none takes none."""
+    rule = QueryRule(frozenset(names), dict(aliases or {}))
+    assert set(rule.aliases.values()) <= rule.names, "an alias names a declared parameter"
+
+    def mark(handler: F) -> F:
+        handler.__helix_query__ = rule  # type: ignore[attr-defined]
+        return handler
+
+    return mark
+
+
+def query_rule(handler: object) -> QueryRule:
+    rule = getattr(handler, "__helix_query__", NO_QUERY)
+    assert isinstance(rule, QueryRule)
+    return rule
+
+
+def checked_query(request: web.Request, rule: QueryRule) -> web.Request:
+    """The request if its query names are all `rule`'s, with each alias renamed to the name it
+    stands for (a clone of the request); 422 naming the known names otherwise, or if a
+    parameter is given under both its names."""
+    given = set(request.query)
+    unknown = sorted(given - rule.names - set(rule.aliases))
+    if unknown:
+        name = unknown[0]
+        known = sorted(rule.names | set(rule.aliases))
+        listed = ", ".join(known) or "none"
+        instead = MISNAMED.get(name)
+        hint = f"; use '{instead}'" if instead in rule.names else ""
+        raise ValidationError(
+            f"unknown query parameter '{name}'{hint} (known: {listed})", field=name, known=known
+        )
+    used = {alias: name for alias, name in rule.aliases.items() if alias in given}
+    if not used:
+        return request
+    for alias, name in used.items():
+        if name in given:
+            raise ValidationError(
+                f"give '{name}' or its alias '{alias}', not both", field=alias, alias_of=name
+            )
+    renamed = MultiDict((used.get(k, k), v) for k, v in request.query.items())
+    return request.clone(rel_url=request.rel_url.with_query(renamed))
 
 
 def is_public(handler: object) -> bool:

@@ -30,8 +30,9 @@ from helix.domain.user.scopes import (
 )
 from helix.errors import Forbidden
 
-# `{name}` or `{name:regex}` in an aiohttp path.
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^{}]*)?\}")
+# `{name}` or `{name:regex}` in an aiohttp path, the regex with at most one level of braces (as
+# aiohttp allows; the ids' UUID pattern has them).
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(?:[^{}]|\{[^{}]*\})*)?\}")
 
 PROJECT = "/api/v1/projects/{project_id}"
 WEBHOOK = "/api/v1/webhooks/{endpoint_id}"

@@ -21,8 +21,9 @@ from aiohttp import web
 
 from helix.api.health import SUPERVISOR
 from helix.api.openapi import describe
-from helix.api.requests import public
+from helix.api.requests import public, query_params
 from helix.appkeys import SETTINGS, STORE, VERIFIER
+from helix.audit.filters import parse_types as query_types
 from helix.auth.principal import PRINCIPAL, Principal, principal_of
 from helix.envelope import rfc3339
 from helix.errors import NotFound, Unavailable, ValidationError
@@ -30,7 +31,7 @@ from helix.globs import TypeGlobs
 from helix.streams import sse, tokens, websocket
 from helix.streams.credentials import carried_by, check_scope, stream_principal, viewer_of
 from helix.streams.endings import JobEnd
-from helix.streams.filters import Filter, Scope, ScopeKind, parse_types
+from helix.streams.filters import Filter, Scope, ScopeKind
 from helix.streams.frames import Frame
 from helix.streams.position import parse_resume_position
 from helix.streams.tailer import Heartbeat, Tailer
@@ -104,7 +105,8 @@ async def _serve_sse(request: web.Request, scope: Scope) -> web.StreamResponse:
     viewer = viewer_of(principal)
     tailer = _tailer(request)
     await check_scope(tailer.store.pool, scope, viewer)
-    types = parse_types(request.query.get("types"))
+    # `type`, repeated or comma-separated, as on /events (the WebSocket's JSON says `types`).
+    types = query_types(request.query.getall("type", []))
     after = _after(request)
     settings = request.app[SETTINGS]
     end: JobEnd | None = None
@@ -143,6 +145,7 @@ def _shown(types: tuple[str, ...]) -> Callable[[Frame], bool] | None:
 
 @routes.get("/api/v1/stream/{job_id}")
 @public
+@query_params("after", "type", "follow", "access_token")
 async def stream_job(request: web.Request) -> web.StreamResponse:
     """Server-sent events of one job; ends with `event: done` after the job's terminal event
     unless `follow=true`. Without `after` it replays the job from its first event; resumed at
@@ -152,6 +155,7 @@ async def stream_job(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/api/v1/projects/{project_id}/stream")
 @public
+@query_params("after", "type", "access_token")
 async def stream_project(request: web.Request) -> web.StreamResponse:
     """Server-sent events of one project and its jobs, live from now or after a position."""
     return await _serve_sse(request, Scope.project(_scope_id(request, "project_id", "project")))
@@ -159,6 +163,7 @@ async def stream_project(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/api/v1/events/stream")
 @public
+@query_params("after", "type", "access_token")
 async def stream_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events of everything the caller may see, live from now or after a
     position."""
@@ -167,6 +172,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/api/v1/ws")
 @public
+@query_params("access_token")
 async def stream_websocket(request: web.Request) -> web.StreamResponse:
     """WebSocket subscriptions (graphql-ws message shape) to `job:<id>`, `project:<id>` or
     `all`, each with its own resume position."""

@@ -11,9 +11,17 @@ import uuid
 from aiohttp import web
 
 from helix.api.auth import token_response
-from helix.api.handlers import caller, position, reply, strings, validated_body
+from helix.api.handlers import (
+    PAGING,
+    caller,
+    offset_listing,
+    position,
+    reply,
+    strings,
+    validated_body,
+)
 from helix.api.openapi import describe
-from helix.api.requests import int_query
+from helix.api.requests import int_query, query_params
 from helix.api.validation import object_body
 from helix.appkeys import ACCOUNTS
 from helix.auth import passwords
@@ -55,6 +63,7 @@ async def me(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/users")
+@query_params(*PAGING, "role")
 async def list_users(request: web.Request) -> web.Response:
     """List users (admins only), optionally by role."""
     require_role(request, Role.ADMIN)
@@ -63,15 +72,7 @@ async def list_users(request: web.Request) -> web.Response:
     role = _role(request.query.get("role"))
     at = position(request)
     found, total = await request.app[ACCOUNTS].list_users(role=role, limit=limit, offset=offset)
-    return reply(
-        {
-            "users": [u.to_json() for u in found],
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-        },
-        at=at,
-    )
+    return reply(offset_listing(request, [u.to_json() for u in found], total, offset), at=at)
 
 
 CREATE_USER_BODY = object_body(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from jsonschema import Draft202012Validator, validators
@@ -68,10 +68,12 @@ _LIMITS = frozenset(
 
 
 class RequestSchema:
-    """One request body's JSON schema and the validator compiled from it."""
+    """One request body's JSON schema and the validator compiled from it, and the other names
+    (`aliases`: other name → property) the body may give a property by."""
 
-    def __init__(self, document: dict[str, Any]) -> None:
+    def __init__(self, document: dict[str, Any], aliases: Mapping[str, str] | None = None) -> None:
         self.document: dict[str, Any] = copy.deepcopy(document)
+        self.aliases = dict(aliases or {})
         _Validator.check_schema(self.document)
         self._validator = _Validator(self.document, format_checker=_FORMATS)
 
@@ -81,14 +83,32 @@ class RequestSchema:
         if error is not None:
             raise refusal(error)
 
+    def validated(self, value: dict[str, Any]) -> dict[str, Any]:
+        """The body, each alias renamed to the property it stands for, once it matches."""
+        for alias, name in self.aliases.items():
+            if alias in value and name in value:
+                raise ValidationError(
+                    f"give {name} or its alias {alias}, not both", field=alias, alias_of=name
+                )
+        renamed = {self.aliases.get(k, k): v for k, v in value.items()}
+        self.validate(renamed)
+        return renamed
 
-def object_body(properties: dict[str, Any], *, required: Iterable[str] = ()) -> RequestSchema:
-    """A body that is a JSON object of these properties and no others."""
+
+def object_body(
+    properties: dict[str, Any],
+    *,
+    required: Iterable[str] = (),
+    aliases: Mapping[str, str] | None = None,
+) -> RequestSchema:
+    """A body that is a JSON object of these properties and no others. A body may give a
+    property by one of its `aliases` (other name -> property) instead, never by both names:
+    the alias is renamed before the schema is checked, so its rules are the property's."""
     document: dict[str, Any] = {"type": "object"}
     if required:
         document["required"] = list(required)
     document.update(additionalProperties=False, properties=properties)
-    return RequestSchema(document)
+    return RequestSchema(document, aliases)
 
 
 def json_path(parts: Iterable[str | int]) -> str:

@@ -19,8 +19,10 @@ from aiohttp import web
 
 from helix import globs
 from helix.api.handlers import (
+    PAGING,
     caller,
     documented,
+    offset_listing,
     optional_body,
     paging,
     path_id,
@@ -30,6 +32,7 @@ from helix.api.handlers import (
     strings,
     validated_body,
 )
+from helix.api.requests import query_params
 from helix.api.validation import object_body
 from helix.appkeys import ENDPOINTS, POOL
 from helix.domain import webhook
@@ -63,11 +66,15 @@ ENDPOINT_FIELDS: dict[str, Any] = {
     "description": strings(max_length=webhook.MAX_DESCRIPTION_CHARS),
     "enabled": {"type": "boolean"},
 }
-CREATE = object_body(
-    {**ENDPOINT_FIELDS, "secret": strings(min_length=1, max_length=webhook.MAX_SECRET_CHARS)},
-    required=["url"],
-)
-UPDATE = object_body(ENDPOINT_FIELDS)
+# The HelixCode seed's name for `event_types` (one or the other).
+SEED_NAMES = {"events": "event_types"}
+# `whsec_…`, or a plain secret whose bytes become the signing key (`signing_secret`).
+SECRET = {
+    **strings(min_length=1, max_length=webhook.MAX_SECRET_CHARS),
+    "description": "whsec_ and base64, or 24 to 64 printable ASCII characters used as the key",
+}
+CREATE = object_body({**ENDPOINT_FIELDS, "secret": SECRET}, required=["url"], aliases=SEED_NAMES)
+UPDATE = object_body(ENDPOINT_FIELDS, aliases=SEED_NAMES)
 REPLAY = object_body(
     {
         "since_position": {"type": "integer", "minimum": 1},
@@ -118,7 +125,8 @@ async def create_endpoint(request: web.Request) -> web.Response:
 
 
 @routes.get(BASE)
-@documented(_200="a page of endpoints: items, total, limit, offset")
+@query_params(*PAGING)
+@documented(_200="a page of endpoints: items, next, has_more")
 async def list_endpoints(request: web.Request) -> web.Response:
     """List the caller's endpoints (an admin's: everyone's), newest first."""
     who = caller(request)
@@ -126,7 +134,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
     at = position(request)
     rows, total = await _registry(request).page(who, limit=limit, offset=offset)
     items = [endpoint_view(r) for r in rows]
-    return reply({"items": items, "total": total, "limit": limit, "offset": offset}, at=at)
+    return reply(offset_listing(request, items, total, offset), at=at)
 
 
 @routes.get(ONE)
@@ -231,14 +239,15 @@ async def recover_failed(request: web.Request) -> web.Response:
 
 
 @routes.get(ONE + "/deliveries")
-@documented(_200="a page of deliveries, newest first: items, total, limit, offset")
+@query_params(*PAGING, "status")
+@documented(_200="a page of deliveries, newest first: items, next, has_more")
 async def list_deliveries(request: web.Request) -> web.Response:
     """List an endpoint's deliveries, optionally by status (pending, succeeded, dead)."""
     endpoint_id = await _endpoint(request, write=False)
     status = query_choice(request, "status", DeliveryStatus)
     limit, offset = paging(request)
     at, items, total = await delivery_page(request.app[POOL], endpoint_id, status, limit, offset)
-    return reply({"items": items, "total": total, "limit": limit, "offset": offset}, at=at)
+    return reply(offset_listing(request, items, total, offset), at=at)
 
 
 @routes.get(ONE + "/deliveries/{delivery_id}")

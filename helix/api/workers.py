@@ -14,8 +14,10 @@ from typing import Any
 from aiohttp import web
 
 from helix.api.handlers import (
+    PAGING,
     caller,
     documented,
+    offset_listing,
     optional_body,
     paging,
     path_id,
@@ -24,6 +26,7 @@ from helix.api.handlers import (
     strings,
     validated_body,
 )
+from helix.api.requests import query_params
 from helix.api.validation import object_body
 from helix.appkeys import SERVICES, SETTINGS, VERIFIER
 from helix.audit.time_travel import phase_json
@@ -234,7 +237,8 @@ async def register_worker(request: web.Request) -> web.Response:
         "heartbeat_interval_s": settings.worker_heartbeat_interval,
         "lease_s": settings.worker_lease_s,
     }
-    return reply(body, status=201, location=f"/api/v1/workers/{row['worker_id']}")
+    at = position(request)
+    return reply(body, status=201, at=at, location=f"/api/v1/workers/{row['worker_id']}")
 
 
 @routes.post("/api/v1/workers/heartbeat")
@@ -264,7 +268,8 @@ async def heartbeat(request: web.Request) -> web.Response:
             "lease_valid": seen.lease_valid,
             "lease_expires_at": rfc3339(seen.lease_expires_at),
         }
-    return reply({"acknowledged": True, "worker_id": str(worker_id), "job": job_view})
+    body = {"acknowledged": True, "worker_id": str(worker_id), "job": job_view}
+    return reply(body, at=position(request))
 
 
 def _wait(request: web.Request) -> float:
@@ -277,6 +282,7 @@ def _wait(request: web.Request) -> float:
 
 
 @routes.post("/api/v1/workers/{worker_id}/claim")
+@query_params("wait")
 @documented(CLAIM, _200="the job, its phase plan and the lease", _204="no job within `wait`")
 async def claim(request: web.Request) -> web.Response:
     """Claim the oldest queued job whose phases this worker's capabilities cover, waiting up
@@ -289,7 +295,7 @@ async def claim(request: web.Request) -> web.Response:
     claimed = await service.claim(who, worker_id, wait=wait, lease_s=body.get("lease_s"))
     if claimed is None:
         return web.Response(status=204)
-    answer = reply(_claim_view(claimed))
+    answer = reply(_claim_view(claimed), at=position(request))
     # It carries the job's phase secrets: no cache, and no idempotency record, may keep it.
     answer.headers["Cache-Control"] = "no-store"
     return answer
@@ -333,7 +339,8 @@ def _claim_view(claimed: Claim) -> dict[str, Any]:
 
 
 @routes.get("/api/v1/workers")
-@documented(_200="a page of workers: items, total, limit, offset")
+@query_params(*PAGING, "online")
+@documented(_200="a page of workers: items, next, has_more")
 async def list_workers(request: web.Request) -> web.Response:
     """Workers with their status, capabilities and last heartbeat (`?online=true|false`);
     a worker's user sees its own workers, admins and auditors all."""
@@ -346,7 +353,7 @@ async def list_workers(request: web.Request) -> web.Response:
     at = position(request)
     rows, total = await _service(request).page(who, online=online, limit=limit, offset=offset)
     items = [worker_view(r) for r in rows]
-    return reply({"items": items, "total": total, "limit": limit, "offset": offset}, at=at)
+    return reply(offset_listing(request, items, total, offset), at=at)
 
 
 @routes.get("/api/v1/workers/{worker_id}")
@@ -441,7 +448,8 @@ async def report(request: web.Request) -> web.Response:
             },
             "lease": _lease_view(state),
             "cancel_requested": state.cancel_requested,
-        }
+        },
+        at=position(request),
     )
 
 
@@ -489,6 +497,7 @@ def _context_view(found: JobContext, tail_lines: int) -> dict[str, Any]:
 
 
 @routes.get("/api/v1/jobs/{job_id}/context")
+@query_params("fencing_token")
 @documented(_200="the project, its discussion and the job's phases so far, for its phases")
 async def job_context(request: web.Request) -> web.Response:
     """What the phases of a job may know, for the worker holding its lease
@@ -499,8 +508,9 @@ async def job_context(request: web.Request) -> web.Response:
     who = caller(request, roles=WORKER_ROLES)
     job_id = path_id(request, "job_id", "job")
     token = _fencing_token(request)
+    at = position(request)
     found = await _service(request).context(who, job_id, token)
-    answer = reply(_context_view(found, request.app[SETTINGS].output_tail_lines))
+    answer = reply(_context_view(found, request.app[SETTINGS].output_tail_lines), at=at)
     answer.headers["Cache-Control"] = "no-store"
     return answer
 
@@ -515,9 +525,8 @@ async def release(request: web.Request) -> web.Response:
     job_id = path_id(request, "job_id", "job")
     body = await validated_body(request, RELEASE)
     state = await _service(request).release(who, job_id, body["fencing_token"])
-    return reply(
-        {"job": {"id": str(state.id), "status": state.status.value if state.status else None}}
-    )
+    job = {"id": str(state.id), "status": state.status.value if state.status else None}
+    return reply({"job": job}, at=position(request))
 
 
 __all__ = ["routes", "worker_view"]

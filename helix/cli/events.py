@@ -63,7 +63,7 @@ async def tail(
 ) -> int:
     out = out or sys.stdout
     path = f"/api/v1/projects/{project}/stream" if project else "/api/v1/events/stream"
-    params = {"types": types} if types else None
+    params = {"type": types} if types else None
     printed = 0
     # No read timeout: heartbeats keep the connection busy, and a dead one is found by TCP.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)

@@ -45,5 +45,6 @@ async def delivery_with_attempts(
         raise NotFound("delivery not found", delivery_id=str(delivery_id))
     attempts = await pool.fetch(QUERIES["attempt_list"], delivery_id)
     view = delivery_view(row)
-    view["attempts"] = [attempt_view(a) for a in attempts]
+    # `attempts` is the count in every delivery view; the attempts themselves are the log.
+    view["attempt_log"] = [attempt_view(a) for a in attempts]
     return at, view

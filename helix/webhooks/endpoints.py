@@ -30,7 +30,7 @@ from helix.errors import NotFound, ValidationError
 from helix.eventstore import EventStore
 from helix.services.caller import Caller
 from helix.services.unit import Aggregate, Tx, Writer
-from helix.webhooks.signatures import new_secret, secret_key
+from helix.webhooks.signatures import new_secret, signing_secret
 from helix.webhooks.sql import QUERIES
 from helix.webhooks.ssrf import SETTING, AddressGuard, BlockedURL
 
@@ -124,7 +124,7 @@ class Endpoints:
             secret = new_secret()
         else:
             try:
-                secret_key(secret)
+                secret = signing_secret(secret)
             except ValueError as exc:
                 raise ValidationError(str(exc), field="secret") from None
         endpoint_id, owner = uuid.uuid4(), uuid.UUID(caller.user_id)

@@ -40,6 +40,23 @@ def secret_key(secret: str) -> bytes:
     return key
 
 
+def signing_secret(given: str) -> str:
+    """The `whsec_…` secret an endpoint signs with, from the one a client gave: a `whsec_`
+    secret as it is, or a plain one (as other webhook APIs take), whose UTF-8 bytes are then the
+    HMAC key (`whsec_` + base64 of them). A plain secret is 24 to 64 printable ASCII characters
+    without spaces, so it is as strong as a generated key may be short. ValueError otherwise."""
+    if given.startswith(PREFIX):
+        secret_key(given)
+        return given
+    if not all("!" <= ch <= "~" for ch in given):
+        raise ValueError("a plain webhook secret is printable ASCII without spaces")
+    if not MIN_SECRET_BYTES <= len(given) <= MAX_SECRET_BYTES:
+        raise ValueError(
+            f"a plain webhook secret has {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} characters"
+        )
+    return PREFIX + base64.b64encode(given.encode("ascii")).decode("ascii")
+
+
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     signed = f"{message_id}.{timestamp}.".encode() + body
     digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()

@@ -184,7 +184,7 @@ async def test_a_users_phase_in_a_default_serve_as_root_cannot_reach_the_servers
         job = await _run_project(session, server.url, user, [phase])
         assert job["status"] == "completed", job
         async with session.get(f"{server.url}/api/v1/jobs/{job['id']}/output", headers=user) as r:
-            lines = [line["line"] for line in (await r.json())["lines"]]
+            lines = [line["line"] for line in (await r.json())["items"]]
 
     phase_probe.assert_isolated(
         lines, secrets=[JWT_SECRET, admin_key], declared={"READ_PROBES", "LIST_PROBES"}

@@ -94,8 +94,11 @@ async def test_as_root_a_sweep_kills_processes_that_stop_whoever_comes_to_kill_t
     spare_phase_user: PhaseUser, spawn: Spawner, phase_python: str
 ) -> None:
     uid = spare_phase_user.uid
-    spawn(phase_python, "-c", STOPPING_OTHERS)
+    # The sleeper first: once the stopper runs, it would stop a child of ours between its
+    # change of user and its exec, and the spawn would wait for that child for ever.
     spawn("sleep", "300")
+    await eventually(lambda: len(processes_of(uid)) == 1, uid)
+    spawn(phase_python, "-c", STOPPING_OTHERS)
     await eventually(lambda: len(processes_of(uid)) == 2, uid)
 
     await sweep(spare_phase_user)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from helix.webhooks.sender import headers_for
-from helix.webhooks.signatures import new_secret, secret_key, sign
+from helix.webhooks.signatures import new_secret, secret_key, sign, signing_secret
 
 
 def test_a_signed_message_verifies_with_the_standardwebhooks_library() -> None:
@@ -52,3 +56,28 @@ def test_the_signature_is_v1_and_base64_of_hmac_sha256() -> None:
     body = b'{"test": 2432232314}'
     expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
     assert sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == expected
+
+
+def test_a_plain_secret_is_the_hmac_key_itself() -> None:
+    plain = "my-helixcode-secret-0123456789"
+    secret = signing_secret(plain)
+    body = b'{"id":"e4"}'
+    headers = headers_for("e4", body, [secret])
+    # What a subscriber holding only the plain secret computes, by the Standard Webhooks rule.
+    signed = f"e4.{headers['webhook-timestamp']}.".encode() + body
+    digest = hmac.new(plain.encode(), signed, hashlib.sha256).digest()
+    assert headers["webhook-signature"] == "v1," + base64.b64encode(digest).decode()
+    Webhook(secret).verify(body, headers)
+
+
+def test_a_whsec_secret_is_kept_as_it_is() -> None:
+    secret = new_secret()
+    assert signing_secret(secret) == secret
+
+
+@pytest.mark.parametrize(
+    "bad", ["short", "x" * 65, "has a space in it 0123456789", "ünïcødé-0123456789-abcdefg"]
+)
+def test_a_plain_secret_too_short_too_long_or_not_printable_ascii_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError):
+        signing_secret(bad)

@@ -141,7 +141,7 @@ async def test_a_key_created_with_an_expiry_and_scopes_lists_them(
 
     listing = await (await client.get("/api/v1/auth/api-keys", headers=user.headers)).json()
 
-    by_name = {k["name"]: k for k in listing["keys"]}
+    by_name = {k["name"]: k for k in listing["items"]}
     assert datetime.fromisoformat(by_name["ci"]["expires_at"]) == expires
     assert by_name["ci"]["scopes"] == ["projects:read"]
     assert by_name["test key"]["expires_at"] is None

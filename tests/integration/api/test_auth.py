@@ -181,11 +181,11 @@ async def test_an_api_key_is_shown_once_listed_by_prefix_and_works_until_revoked
     assert used.status == 200 and (await used.json())["authenticated_with"] == "api_key"
 
     listing = await (await client.get("/api/v1/auth/api-keys", headers=user.headers)).json()
-    mine = {k["id"]: k for k in listing["keys"]}
+    mine = {k["id"]: k for k in listing["items"]}
     assert set(mine) >= {body["id"]}
     assert mine[body["id"]]["prefix"] == body["prefix"]
     assert mine[body["id"]]["last_used_at"] is not None
-    assert all("key" not in k and "key_sha256" not in k for k in listing["keys"])
+    assert all("key" not in k and "key_sha256" not in k for k in listing["items"])
 
     revoked = await client.delete(f"/api/v1/auth/api-keys/{body['id']}", headers=user.headers)
     assert revoked.status == 200 and (await revoked.json())["revoked_at"] is not None
@@ -208,7 +208,7 @@ async def test_another_users_key_cannot_be_revoked_and_looks_absent(
     client: TestClient[Any, Any], user: Any, other_user: Any
 ) -> None:
     theirs = await (await client.get("/api/v1/auth/api-keys", headers=other_user.headers)).json()
-    key_id = theirs["keys"][0]["id"]
+    key_id = theirs["items"][0]["id"]
 
     resp = await client.delete(f"/api/v1/auth/api-keys/{key_id}", headers=user.headers)
 
@@ -237,8 +237,8 @@ async def test_only_admins_list_create_and_change_users(
         assert (await resp.json())["error"]["code"] == "FORBIDDEN"
 
     listing = await (await client.get("/api/v1/users", headers=admin.headers)).json()
-    assert {u["username"] for u in listing["users"]} == {"root", "alice", "worker1", "auditor1"}
-    assert listing["total"] == 4
+    assert {u["username"] for u in listing["items"]} == {"root", "alice", "worker1", "auditor1"}
+    assert (listing["has_more"], listing["next"]) == (False, None)
 
 
 async def test_an_admin_creates_a_user_who_can_then_log_in(

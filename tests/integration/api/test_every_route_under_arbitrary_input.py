@@ -21,11 +21,12 @@ import aiohttp
 import attrs
 import pytest
 from aiohttp.test_utils import TestClient
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from helix.api.workers import OPTIONAL, REPORTS
 from helix.bootstrap import LogNode
+from tests.support import bounded
 
 Client = TestClient[Any, Any]
 BODY_METHODS = ("POST", "PATCH", "PUT")
@@ -287,18 +288,6 @@ def paths(template: str, world: World) -> st.SearchStrategy[str]:
         return path
 
     return st.tuples(*(each(n) for n in names)).map(fill)
-
-
-def bounded(*, examples: int) -> settings:
-    """The same examples on every run (no example database), without deadlines: a request's
-    time depends on the machine, not on the input."""
-    return settings(
-        max_examples=examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )
 
 
 async def last_event(node: LogNode) -> int:

@@ -200,7 +200,7 @@ async def test_only_the_claiming_worker_gets_the_plaintext_and_reports_are_maske
     await ok(resp)
 
     output = await ok(await client.get(f"/api/v1/jobs/{job_id}/output", headers=user.headers))
-    assert [line["line"] for line in output["lines"]] == ["token=***", "plain line", "******"]
+    assert [line["line"] for line in output["items"]] == ["token=***", "plain line", "******"]
     for who in (user, admin):
         for url in (f"/api/v1/jobs/{job_id}", f"/api/v1/events?stream_id=job-{job_id}"):
             text = await (await client.get(url, headers=who.headers)).text()

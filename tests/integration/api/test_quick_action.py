@@ -90,7 +90,7 @@ async def test_a_quick_action_is_idempotent_with_a_key(client: Client, user: Any
     assert (first.status, again.status) == (202, 202)
     assert (await again.json())["job_id"] == (await first.json())["job_id"]
     assert again.headers.get("Idempotent-Replayed") == "true"
-    assert (await get(client, user, "/api/v1/projects"))["total"] == 1
+    assert len((await get(client, user, "/api/v1/projects"))["items"]) == 1
     other = await client.post(
         "/api/v1/quick-action", json={**body, "prompt": "another"}, headers=headers
     )
@@ -118,7 +118,7 @@ async def test_a_bad_quick_action_is_a_422_and_leaves_nothing(
     resp = await client.post("/api/v1/quick-action", json=body, headers=user.headers)
     assert (await error_of(resp, 422))["details"]["field"] == field
     assert await event_count(node) == before
-    assert (await get(client, user, "/api/v1/projects"))["total"] == 0
+    assert (await get(client, user, "/api/v1/projects"))["items"] == []
 
 
 async def test_waiting_for_a_job_answers_at_its_end_woken_by_the_log(

@@ -29,6 +29,7 @@ NOT_READS = {
     "/api/v1/projects/{project_id}/stream": "a live stream",
     "/api/v1/stream/{job_id}": "a live stream",
     "/api/v1/ws": "a WebSocket",
+    "/api/v1/jobs/{job_id}/context": "the leaseholder's read (test_workers_api), under a lease",
 }
 PLAN = [{"name": "plan"}]
 
@@ -73,7 +74,7 @@ def position_of(resp: Any) -> int:
 async def first_event_after(client: Client, who: Any, after: int, types: str) -> dict[str, Any]:
     """The first event a subscriber from `after` receives."""
     resp = await client.get(
-        f"/api/v1/events/stream?after={after}&types={types}", headers=who.headers
+        f"/api/v1/events/stream?after={after}&type={types}", headers=who.headers
     )
     parser = Parser()
     try:
@@ -160,9 +161,10 @@ async def test_a_short_page_of_the_log_reports_the_head_and_a_full_page_its_last
 
     page, full_page = await short.json(), await full.json()
     assert [e["data"]["n"] for e in page["items"]] == [1, 2]
-    assert page["next_after"] == head - 1  # paging goes on from the last event...
+    assert page["items"][-1]["position"] == head - 1  # paging goes on from the last event...
     assert position_of(short) == head  # ...but everything up to the head was read
-    assert position_of(full) == full_page["next_after"] == head - 2
+    assert full_page["next"] == f"/api/v1/events?type=test.a&limit=1&after={head - 2}"
+    assert position_of(full) == full_page["items"][-1]["position"] == head - 2
     assert position_of(one) == head - 1  # one event: nothing after it was read
     assert after_short["data"] == {"n": 4}
 

@@ -132,7 +132,7 @@ async def finished(client: Client, who: Any, job_id: str, timeout: float = 60) -
 
 async def lines_of(client: Client, who: Any, job_id: str) -> list[str]:
     body = await ok(await client.get(f"/api/v1/jobs/{job_id}/output", headers=who.headers))
-    return [line["line"] for line in body["lines"]]
+    return [line["line"] for line in body["items"]]
 
 
 async def events_of(client: Client, admin: Any, job_id: str) -> list[dict[str, Any]]:
@@ -264,7 +264,7 @@ async def test_a_killed_workers_job_is_retried_on_another_and_its_late_reports_a
     shown = await finished(client, user, job_id)
     assert (shown["status"], shown["attempt"]) == ("completed", 2)
     body = await ok(await client.get(f"/api/v1/jobs/{job_id}/output", headers=user.headers))
-    assert [(line["attempt"], line["line"]) for line in body["lines"]] == [
+    assert [(line["attempt"], line["line"]) for line in body["items"]] == [
         (1, "first attempt"),
         (2, "second attempt"),
     ]

@@ -124,7 +124,8 @@ async def test_a_worker_registers_and_is_listed_to_its_user_admins_and_auditors(
     )
     assert seen["last_heartbeat_at"] is not None
     for who in (admin, auditor):
-        assert (await ok(await wclient.get("/api/v1/workers", headers=who.headers)))["total"] == 2
+        listed = await ok(await wclient.get("/api/v1/workers", headers=who.headers))
+        assert (len(listed["items"]), listed["has_more"]) == (2, False)
     await error_of(await wclient.get("/api/v1/workers", headers=user.headers), 403)
     # A user cannot register a worker; another worker user cannot claim for this one.
     resp = await wclient.post("/api/v1/workers/register", json=body, headers=user.headers)
@@ -215,7 +216,7 @@ async def test_a_job_runs_through_reports_and_the_read_models_show_it(
     ]
     assert [f["path"] for p in shown["phases"] for f in p["files"]] == ["build.txt", "test.txt"]
     output = await ok(await wclient.get(f"/api/v1/jobs/{job_id}/output", headers=user.headers))
-    assert [line["line"] for line in output["lines"]] == ["a", "b", "c", "a", "b", "c"]
+    assert [line["line"] for line in output["items"]] == ["a", "b", "c", "a", "b", "c"]
     project = await ok(
         await wclient.get(f"/api/v1/projects/{shown['project_id']}", headers=user.headers)
     )

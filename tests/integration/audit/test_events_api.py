@@ -13,7 +13,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from helix.bootstrap import LogNode
-from helix.eventstore import RecordedEvent
+from helix.eventstore import ANY_VERSION, EncodedEvent, RecordedEvent
+from tests.support import settled
 
 Client = TestClient[Any, Any]
 
@@ -54,18 +55,20 @@ def matches(event: RecordedEvent, query: dict[str, str]) -> bool:
 async def fetch_all(
     client: Client, headers: dict[str, str], query: dict[str, str], limit: int = 7
 ) -> list[int]:
-    """Every position the API returns for `query`, following `next_after` page by page."""
+    """Every position the API returns for `query`, following `next` page by page."""
     positions: list[int] = []
-    after = int(query.get("after", "0"))
+    resp = await client.get(
+        "/api/v1/events", params={**query, "limit": str(limit)}, headers=headers
+    )
     for _ in range(1000):
-        params = {**query, "after": str(after), "limit": str(limit)}
-        resp = await client.get("/api/v1/events", params=params, headers=headers)
         assert resp.status == 200, await resp.text()
         body = await resp.json()
+        assert set(body) == {"items", "next", "has_more"}
         positions += [item["position"] for item in body["items"]]
         if not body["has_more"]:
+            assert body["next"] is None
             return positions
-        after = body["next_after"]
+        resp = await client.get(body["next"], headers=headers)
     raise AssertionError("paging did not end")
 
 
@@ -222,9 +225,17 @@ async def test_malformed_filters_are_refused_with_the_field_named(
 async def test_the_default_page_is_100_events_and_workers_may_not_read_the_log(
     client: Client, node: LogNode, admin: Any, worker: Any, history: Callable[..., Any]
 ) -> None:
+    await node.store.append(
+        "test-many",
+        ANY_VERSION,
+        [EncodedEvent(type="test.tick", schema_version=1, data={"n": n}) for n in range(101)],
+    )
+    await settled(node)
     resp = await client.get("/api/v1/events", headers=admin.headers)
     body = await resp.json()
-    assert body["limit"] == 100 and body["after"] == 0
+    assert len(body["items"]) == 100 and body["has_more"]
+    last = body["items"][-1]["position"]
+    assert body["next"] == f"/api/v1/events?after={last}"
 
     resp = await client.get("/api/v1/events", headers=worker.headers)
     assert resp.status == 403

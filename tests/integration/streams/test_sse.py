@@ -140,7 +140,7 @@ async def test_a_job_stream_resumed_at_or_after_its_end_is_no_content_and_types_
     job_id = await queued_job(services, user, project)
     await run_job(services, job_id)
 
-    resp = await client.get(f"/api/v1/stream/{job_id}?types=job.phase_*", headers=user.headers)
+    resp = await client.get(f"/api/v1/stream/{job_id}?type=job.phase_*", headers=user.headers)
     replay = await EventStream(resp).until(lambda m: bool(m) and m[-1].event == "done")
     whole = await EventStream(
         await client.get(f"/api/v1/stream/{job_id}", headers=user.headers)
@@ -265,8 +265,8 @@ async def test_streams_need_credentials_and_accept_a_stream_token_in_the_query(
     assert as_bearer.status == 401  # a stream token opens streams, nothing else
 
 
-async def test_bad_after_or_types_is_a_validation_error(client: Client, admin: Any) -> None:
-    for query in ("after=-1", "after=x", "types=job.%25", "types=a%20b"):
+async def test_bad_after_or_type_is_a_validation_error(client: Client, admin: Any) -> None:
+    for query in ("after=-1", "after=x", "type=job.%25", "type=a%20b"):
         resp = await client.get(f"/api/v1/events/stream?{query}", headers=admin.headers)
         assert resp.status in (400, 422), query
         assert (await resp.json())["error"]["code"] == "VALIDATION_ERROR"
@@ -289,7 +289,7 @@ async def test_twenty_sse_clients_with_mixed_filters_get_exactly_their_events_in
         path = "/api/v1/events/stream"
         if i % 3 == 0 and who != "admin":
             path = f"/api/v1/projects/{projects[who]}/stream"
-        resp = await client.get(f"{path}?after={start}&types={types}", headers=callers[who].headers)
+        resp = await client.get(f"{path}?after={start}&type={types}", headers=callers[who].headers)
         clients.append((who, types, path, EventStream(resp)))
 
     async def writer(w: int) -> None:

@@ -63,7 +63,7 @@ async def test_streams_with_32_stalling_globs_deliver_their_events_and_the_serve
     start = await head_of(node)
     resp = await client.get(
         "/api/v1/events/stream",
-        params={"types": ",".join(globs), "after": str(start)},
+        params={"type": ",".join(globs), "after": str(start)},
         headers=admin.headers,
     )
     assert resp.status == 200
@@ -113,13 +113,13 @@ async def test_sse_and_the_audit_log_refuse_globs_past_the_bounds_with_a_422(
     client: Client, admin: Any, globs: list[str]
 ) -> None:
     sse = await client.get(
-        "/api/v1/events/stream", params={"types": ",".join(globs)}, headers=admin.headers
+        "/api/v1/events/stream", params={"type": ",".join(globs)}, headers=admin.headers
     )
     audit = await client.get(
         "/api/v1/events", params=[("type", g) for g in globs], headers=admin.headers
     )
 
-    assert (await error_of(sse))["details"] == {"field": "types"}
+    assert (await error_of(sse))["details"] == {"field": "type"}
     assert (await error_of(audit))["details"] == {"field": "type"}
 
 

@@ -77,7 +77,7 @@ async def test_metrics_show_the_jobs_deliveries_lags_and_subscribers_the_test_ma
             headers=user.headers,
         )
         assert resp.status == 201, await resp.text()
-    # Three jobs: one run to completion, two queued, one of those in a paused project.
+    # Three jobs: one run to completion, one queued, one held by its project's pause.
     projects = [await new_project(services, user, f"m{n}") for n in range(3)]
     jobs = [await queued_job(services, user, p) for p in projects]
     await run_job(services, jobs[0])
@@ -90,7 +90,7 @@ async def test_metrics_show_the_jobs_deliveries_lags_and_subscribers_the_test_ma
     # Nothing has dispatched yet: every event is backlog.
     assert before[("helix_webhook_dispatcher_backlog_events", ())] == head
     assert by(before, "helix_jobs", "status") == {
-        "queued": 2, "running": 0, "completed": 1, "failed": 0, "cancelled": 0,
+        "queued": 1, "running": 0, "paused": 1, "completed": 1, "failed": 0, "cancelled": 0,
     }  # fmt: skip
     assert before[("helix_jobs_claimable", ())] == 1
 

@@ -360,7 +360,8 @@ async def test_a_delivery_the_guard_refuses_records_the_guards_reason(
     assert "in 127.0.0.0/8 (loopback)" in delivery["last_error"]
     assert SETTING in delivery["last_error"]
     shown = await (await client.get(f"{path}/{delivery['id']}", headers=user.headers)).json()
-    [attempt] = shown["attempts"]
+    [attempt] = shown["attempt_log"]
+    assert shown["attempts"] == 1
     assert attempt["error_class"] == "blocked_address"
     assert attempt["error"] == delivery["last_error"]
     assert receiver.received == []
