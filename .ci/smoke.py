@@ -105,7 +105,7 @@ def run_job(base: str, key: str) -> None:
     if job["status"] != "completed":
         fail(f"job {job_id} ended {job['status']}: {job}")
     output = expect(200, call(f"{base}/api/v1/jobs/{job_id}/output", key), "output")
-    lines = [line["line"] for line in output["lines"]]
+    lines = [line["line"] for line in output["items"]]
     if lines != ["hi"]:
         fail(f"job {job_id} printed {lines!r}, expected ['hi']")
     print(f"smoke: job {job_id} completed and printed {lines!r}", flush=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import time
 import uuid
@@ -35,6 +36,7 @@ from helix.bootstrap import LogNode
 from helix.config import Settings
 from helix.domain.user import Role
 from helix.eventstore import EncodedEvent
+from helix.logs import ACCESS_LOGGER
 from helix.services import system_caller
 
 METADATA = {"actor": "bench", "source": "helix bench stream"}
@@ -194,6 +196,9 @@ async def run(
     settle: float = 11.0,
 ) -> int:
     settings = attrs.evolve(settings, rate_limit_per_minute=0, stream_buffer_size=10_000)
+    # The benchmark's own requests are not an operator's traffic: no access lines among its
+    # figures.
+    logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
     node = LogNode(url, settings, sequencer=False)
     await node.start()
     sequencer = await start_sequencer_process(url)
