@@ -118,6 +118,8 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# The claim of an external JWT that names its user (HELIX_EXTERNAL_JWT_SUBJECT_CLAIM).
+DEFAULT_SUBJECT_CLAIM = "sub"
 
 
 def _origin(raw: str) -> str:
@@ -180,11 +182,14 @@ class Settings:
     # unset, `helix serve` generates one and prints it once, beside the admin's API key.
     admin_password: str | None = None
     # An external issuer (e.g. a chat front end) whose tokens Helix trusts: a shared secret
-    # (HS*) or a public key (PEM text or a file path; RS*/ES*/EdDSA), checked with iss and aud.
+    # (HS*) or a public key (PEM text or a file path; RS*/ES*/EdDSA); `iss` and `aud` checked
+    # when configured (and then required), the user named by the subject claim (`sub`, or e.g.
+    # `id` for Open WebUI's tokens).
     external_jwt_secret: str | None = None
     external_jwt_public_key: str | None = None
     external_jwt_issuer: str | None = None
     external_jwt_audience: str | None = None
+    external_jwt_subject_claim: str = DEFAULT_SUBJECT_CLAIM
     # Authenticated callers have a bucket per principal; anonymous ones (logins, bad
     # credentials, the OpenAPI document) a smaller one per client address. 0 disables a limit.
     rate_limit_per_minute: int = 600
@@ -340,6 +345,8 @@ class Settings:
             external_jwt_public_key=env.get("HELIX_EXTERNAL_JWT_PUBLIC_KEY") or None,
             external_jwt_issuer=env.get("HELIX_EXTERNAL_JWT_ISSUER") or None,
             external_jwt_audience=env.get("HELIX_EXTERNAL_JWT_AUDIENCE") or None,
+            external_jwt_subject_claim=(env.get("HELIX_EXTERNAL_JWT_SUBJECT_CLAIM") or "").strip()
+            or DEFAULT_SUBJECT_CLAIM,
             rate_limit_per_minute=_int(env, "HELIX_RATE_LIMIT_PER_MINUTE", 600),
             rate_limit_burst=_int(env, "HELIX_RATE_LIMIT_BURST", 0) or None,
             rate_limit_anonymous_per_minute=_int(env, "HELIX_RATE_LIMIT_ANONYMOUS_PER_MINUTE", 120),
