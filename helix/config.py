@@ -7,6 +7,7 @@ import ipaddress
 import json
 import math
 import os
+import shlex
 import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -99,6 +100,23 @@ def output_filter_patterns(
     except UnsafePattern as exc:
         raise SettingError(f"{name}: {exc}") from None
     return tuple(patterns)
+
+
+def agent_command(
+    env: Mapping[str, str], name: str = "HELIX_AGENT_COMMAND"
+) -> tuple[str, ...] | None:
+    """A command line (split as a POSIX shell would, but run as argv, with no shell) that a
+    worker runs for every phase without a command of its own; unset or blank: None."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        argv = tuple(shlex.split(raw))
+    except ValueError as exc:
+        raise SettingError(f"{name}: {exc} in {raw!r}") from None
+    if not argv or "\x00" in raw:
+        raise SettingError(f"{name} must name a program")
+    return argv
 
 
 def _choice(env: Mapping[str, str], name: str, default: E) -> E:
@@ -238,6 +256,11 @@ class Settings:
     # in-process worker drops (`helix.worker.directives` says which are allowed) ---
     max_job_duration: float | None = None
     output_filter_patterns: tuple[str, ...] = ()
+    # The command line the in-process worker runs for each phase without a command of its own
+    # (a coding agent's CLI, reading HELIX_PROMPT, HELIX_MODEL and HELIX_CONTEXT_FILE); with
+    # one, that worker offers the capabilities of the templates' command-less phases and
+    # `agent`. None: it runs only phases with a command.
+    agent_command: tuple[str, ...] | None = None
     phase_templates_file: Path | None = None
     default_template: str = "ai-development"
     projection_batch_size: int = 500
@@ -327,6 +350,7 @@ class Settings:
             max_wait_seconds=_float(env, "HELIX_MAX_WAIT_SECONDS", 60.0),
             max_job_duration=_duration(env, "HELIX_MAX_JOB_DURATION"),
             output_filter_patterns=output_filter_patterns(env),
+            agent_command=agent_command(env),
             phase_templates_file=Path(env["HELIX_PHASE_TEMPLATES"])
             if env.get("HELIX_PHASE_TEMPLATES")
             else None,
