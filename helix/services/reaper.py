@@ -1,6 +1,7 @@
 """The reaper: expires the leases workers stopped renewing, fails jobs running past their
 duration limit (`HELIX_MAX_JOB_DURATION`, or the project's), marks silent workers offline and
-prunes workers offline for longer than `HELIX_WORKER_PRUNE_AFTER_SECONDS`.
+prunes workers offline for longer than `HELIX_WORKER_PRUNE_AFTER_SECONDS`, and drops artifact
+uploads a stopped server left unrecorded.
 
 Every node may run one; they do not need to agree. An expiry goes through the job's decider
 with the fencing token the reaper read, so a lease renewed or re-granted meanwhile is left
@@ -15,6 +16,7 @@ import logging
 from helix.config import Settings
 from helix.errors import Conflict, NotFound
 from helix.eventstore import EventStore
+from helix.services.artifacts import ArtifactService
 from helix.services.caller import system_caller
 from helix.services.jobs import JobService
 from helix.services.unit import Writer
@@ -36,6 +38,7 @@ class LeaseReaper:
         self._writer = writer
         self._jobs = JobService(writer, settings)
         self._workers = WorkerService(writer, settings)
+        self._artifacts = ArtifactService(writer, settings, self._workers)
         self._caller = system_caller("reaper")
         self._task: asyncio.Task[None] | None = None
 
@@ -62,6 +65,8 @@ class LeaseReaper:
             expired += 1
             log.info("job %s lost its lease; now %s", row["job_id"], state.status)
         await self._enforce_durations()
+        if dropped := await self._artifacts.drop_abandoned(self._writer.now()):
+            log.info("dropped %d abandoned artifact uploads", dropped)
         offline = await self._workers.mark_offline(self._caller)
         pruned = await self._workers.prune(self._caller)
         if pruned:
