@@ -335,3 +335,37 @@ def test_only_a_plain_file_inside_the_workspace_is_opened_for_upload(tmp_path: P
                  str(tmp_path / "secret"), "dir", "missing"):  # fmt: skip
         with pytest.raises(OSError):
             open_for_upload(root, name)
+
+
+async def test_a_rerun_attempt_replaces_the_file_for_downloads_and_the_old_lease_uploads_nothing(
+    client: Client, worker: Any, user: Any
+) -> None:
+    leased = await lease(client, user, worker)
+    job_id, first = leased["job_id"], leased["token"]
+    old, new = b"attempt one\n", b"attempt two, longer\n"
+    url = upload_url(job_id, "result.txt", first, old)
+    await ok(await client.put(url, data=old, headers=worker.headers), 201)
+    release = {"fencing_token": first}
+    await ok(
+        await client.post(f"/api/v1/jobs/{job_id}/release", json=release, headers=worker.headers)
+    )
+    again = await claim(client, worker, leased["worker_id"], wait=5)
+    second = again["lease"]["fencing_token"]
+    assert (again["job"]["attempt"], second) == (2, first + 1)
+    started = {"type": "phase_started", "phase": "build"}
+    await ok(await report(client, worker, job_id, second, started))
+
+    url = upload_url(job_id, "result.txt", first, new)
+    resp = await client.put(url, data=new, headers=worker.headers)
+    assert resp.status == 409
+    assert (await resp.json())["error"]["details"]["reason"] == "stale_fencing_token"
+    [listed] = await files_of(client, user, job_id)
+    assert (listed["attempt"], listed["size"]) == (1, len(old))
+
+    url = upload_url(job_id, "result.txt", second, new)
+    await ok(await client.put(url, data=new, headers=worker.headers), 201)
+    [listed] = await files_of(client, user, job_id)
+    assert (listed["attempt"], listed["size"], listed["stored"]) == (2, len(new), True)
+    resp = await client.get(listed["download_url"], headers=user.headers)
+    assert await resp.read() == new
+    assert await blob_count(client) == 2  # the first attempt's bytes are kept, not served
