@@ -176,10 +176,13 @@ async def download_file(request: web.Request) -> web.StreamResponse:
     if etag in (t.strip() for t in request.headers.get("If-None-Match", "").split(",")):
         return web.Response(status=304, headers=headers)
     response = web.StreamResponse(headers=headers)
-    response.content_type = mimetypes.guess_type(artifact.path)[0] or "application/octet-stream"
+    kind, encoding = mimetypes.guess_type(artifact.path)
+    # A compressed file (`x.tar.gz`) is its own bytes, not a tar sent with Content-Encoding.
+    response.content_type = kind if kind and not encoding else "application/octet-stream"
     response.content_length = artifact.size
     await response.prepare(request)
-    async for chunk in artifacts.chunks(found):
-        await response.write(chunk)
+    if request.method != "HEAD":
+        async for chunk in artifacts.chunks(found):
+            await response.write(chunk)
     await response.write_eof()
     return response

@@ -4,6 +4,7 @@ mismatches and other users are refused; uploads stream in chunks."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import os
@@ -21,6 +22,7 @@ from helix.appkeys import POOL
 from helix.services.artifacts import CHUNK_BYTES
 from helix.worker import job as worker_job
 from helix.worker.protocol import Client as WorkerClient
+from helix.worker.protocol import ProtocolError
 from helix.worker.workspace import open_for_upload
 from tests.integration.api.test_worker_e2e import (  # noqa: F401  (fixtures)
     FAST,
@@ -30,6 +32,7 @@ from tests.integration.api.test_worker_e2e import (  # noqa: F401  (fixtures)
     finished,
     ok,
     reaper,
+    until,
     workers,
 )
 from tests.integration.api.test_workers_api import claim, register, report
@@ -87,11 +90,16 @@ async def test_a_phases_files_are_listed_and_downloaded_byte_identical_within_th
     other_user: Any,
     admin: Any,
     phase_python: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     _, job_id = await execute(
         client, user, [{"name": "make", "command": [phase_python, "-c", PHASE]}]
     )
-    await workers.start()
+    # As root, phases run as a user of the test's own, which no other worker on the machine has.
+    spare = {}
+    if os.geteuid() == 0:
+        spare["HELIX_PHASE_USER"] = request.getfixturevalue("spare_phase_user").name
+    await workers.start(**spare)
     shown = await finished(client, user, job_id)
     assert shown["status"] == "completed", shown
 
@@ -130,6 +138,8 @@ async def test_a_phases_files_are_listed_and_downloaded_byte_identical_within_th
     assert resp.headers["Content-Disposition"] == (
         "attachment; filename=\"report_one.txt\"; filename*=UTF-8''report%20one.txt"
     )
+    resp = await client.head(big["download_url"], headers=user.headers)
+    assert (resp.status, resp.headers["Content-Length"]) == (200, str(len(BIG)))
     again = {"If-None-Match": f'"{big["sha256"]}"', **user.headers}
     assert (await client.get(big["download_url"], headers=again)).status == 304
 
@@ -289,6 +299,19 @@ async def test_the_worker_streams_a_large_file_a_chunk_at_a_time(
     base = str(client.make_url("/"))
     async with aiohttp.ClientSession() as session:
         protocol = WorkerClient(base, worker.key, session)
+        # Refused before the body is read: the worker hears why, rather than a broken pipe.
+        with pytest.raises(ProtocolError) as refused:
+            await protocol.upload(
+                leased["job_id"],
+                leased["token"] + 1,
+                phase="build",
+                path="large.bin",
+                size=size,
+                sha256=digest,
+                change="created",
+                body=worker_job.read_chunks(open_for_upload(tmp_path, "large.bin")),
+            )
+        assert refused.value.lease_lost
         tracemalloc.start()
         try:
             await protocol.upload(
@@ -369,3 +392,38 @@ async def test_a_rerun_attempt_replaces_the_file_for_downloads_and_the_old_lease
     resp = await client.get(listed["download_url"], headers=user.headers)
     assert await resp.read() == new
     assert await blob_count(client) == 2  # the first attempt's bytes are kept, not served
+
+
+async def test_a_cut_or_malformed_upload_keeps_nothing_and_is_no_server_error(
+    client: Client, worker: Any, user: Any
+) -> None:
+    leased = await lease(client, user, worker)
+    data = b"0123456789" * 100
+    url = upload_url(leased["job_id"], "cut.bin", leased["token"], data)
+    auth = "".join(f"{k}: {v}\r\n" for k, v in worker.headers.items())
+    host, port = client.server.host, client.server.port
+
+    async def raw(head: str, body: bytes, *, close: bool) -> bytes:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(f"PUT {url} HTTP/1.1\r\nHost: x\r\n{auth}{head}\r\n".encode() + body)
+        await writer.drain()
+        if close:
+            writer.close()
+            await writer.wait_closed()
+            return b""
+        answer = await asyncio.wait_for(reader.read(4096), 10)
+        writer.close()
+        return answer
+
+    await raw(f"Content-Length: {len(data)}\r\n", data[:10], close=True)
+    answer = await raw("Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\nzz\r\n", close=False)
+    # The HTTP parser's own refusal, before any handler could answer.
+    assert answer.split(b"\r\n")[0].endswith(b" 400 Bad Request"), answer
+
+    async def nothing_kept() -> bool:
+        return await blob_count(client) == 0
+
+    await until(nothing_kept, timeout=10)
+    assert await files_of(client, user, leased["job_id"]) == []
+    resp = await client.put(url, data=data, headers=worker.headers)
+    assert resp.status == 201, await resp.text()
