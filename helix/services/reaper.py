@@ -25,6 +25,7 @@ from helix.supervisor import Supervisor
 from projections import jobs as jobs_model
 
 log = logging.getLogger(__name__)
+UPLOAD_SWEEP_INTERVAL_S = 600.0
 
 
 class LeaseReaper:
@@ -39,6 +40,7 @@ class LeaseReaper:
         self._jobs = JobService(writer, settings)
         self._workers = WorkerService(writer, settings)
         self._artifacts = ArtifactService(writer, settings, self._workers)
+        self._next_upload_sweep = 0.0  # loop time of the next look for abandoned uploads
         self._caller = system_caller("reaper")
         self._task: asyncio.Task[None] | None = None
 
@@ -65,14 +67,23 @@ class LeaseReaper:
             expired += 1
             log.info("job %s lost its lease; now %s", row["job_id"], state.status)
         await self._enforce_durations()
-        if dropped := await self._artifacts.drop_abandoned(self._writer.now()):
-            log.info("dropped %d abandoned artifact uploads", dropped)
+        await self._drop_abandoned_uploads()
         offline = await self._workers.mark_offline(self._caller)
         pruned = await self._workers.prune(self._caller)
         if pruned:
             after = self.settings.worker_prune_after
             log.info("pruned %d workers offline for over %gs", pruned, after)
         return expired, offline
+
+    async def _drop_abandoned_uploads(self) -> None:
+        # Uploads are abandoned only when a server stops mid-upload, and the look scans every
+        # upload: now and then is enough.
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._next_upload_sweep:
+            return
+        self._next_upload_sweep = loop.time() + UPLOAD_SWEEP_INTERVAL_S
+        if dropped := await self._artifacts.drop_abandoned(self._writer.now()):
+            log.info("dropped %d abandoned artifact uploads", dropped)
 
     async def _enforce_durations(self) -> int:
         failed = 0

@@ -9,7 +9,9 @@ import hashlib
 import math
 import os
 import tracemalloc
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,8 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from helix.appkeys import POOL
-from helix.services.artifacts import CHUNK_BYTES
+from helix.services import Services
+from helix.services.artifacts import ABANDONED_AFTER, CHUNK_BYTES
 from helix.worker import job as worker_job
 from helix.worker.protocol import Client as WorkerClient
 from helix.worker.protocol import ProtocolError
@@ -427,3 +430,27 @@ async def test_a_cut_or_malformed_upload_keeps_nothing_and_is_no_server_error(
     assert await files_of(client, user, leased["job_id"]) == []
     resp = await client.put(url, data=data, headers=worker.headers)
     assert resp.status == 201, await resp.text()
+
+
+async def test_an_upload_the_server_abandoned_is_dropped_and_a_stored_one_kept(
+    client: Client, worker: Any, user: Any, services: Services
+) -> None:
+    leased = await lease(client, user, worker)
+    data = b"kept\n"
+    url = upload_url(leased["job_id"], "kept.txt", leased["token"], data)
+    await ok(await client.put(url, data=data, headers=worker.headers), 201)
+    orphan = uuid.uuid4()
+    async with client.server.app[POOL].acquire() as conn:
+        await conn.execute(
+            "INSERT INTO artifact_blobs (blob_id, job_id) VALUES ($1, $2)", orphan, uuid.uuid4()
+        )
+        await conn.execute(
+            "INSERT INTO artifact_chunks (blob_id, seq, data) VALUES ($1, 0, 'half')", orphan
+        )
+    now = datetime.now(UTC)
+    assert await services.artifacts.drop_abandoned(now) == 0  # too recent to be abandoned
+    assert await services.artifacts.drop_abandoned(now + ABANDONED_AFTER * 2) == 1
+    assert await blob_count(client) == 1
+    [listed] = await files_of(client, user, leased["job_id"])
+    resp = await client.get(listed["download_url"], headers=user.headers)
+    assert await resp.read() == data
