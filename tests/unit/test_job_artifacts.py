@@ -48,7 +48,7 @@ def running() -> JobState:
     """Claimed at t=1 (attempt 1, token 1), its first phase running since t=2."""
     queue = QueueJob(
         job_id=JOB_ID, project_id=UUID(int=1), owner="alice", phases=PLAN, requested_by="alice",
-        at=at(0),
+        max_attempts=10, at=at(0),
     )  # fmt: skip
     return applied(
         initial_state(),
@@ -153,3 +153,53 @@ def test_an_accepted_path_never_leads_out_of_the_workspace(path: str) -> None:
     assert normal == path
     assert not posixpath.isabs(normal) and normal.split("/")[0] != ".."
     assert "\x00" not in path
+
+
+JOB_LIMIT = 100
+FILE_LIMIT = 60
+OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["store", "not_stored", "retry"]),
+        st.sampled_from(["a", "b", "dir/c"]),
+        st.integers(min_value=0, max_value=80),
+    ),
+    max_size=30,
+)
+
+
+@given(OPERATIONS)
+def test_each_path_shows_its_last_accepted_version_and_the_job_stays_within_its_limit(
+    operations: list[tuple[str, str, int]],
+) -> None:
+    state, token, t = running(), 1, 3.0
+    last: dict[str, tuple[int, bool, int]] = {}  # path → (size, stored, attempt)
+    for kind, path, size in operations:
+        t += 1
+        if kind == "retry":
+            if state.attempt + 1 >= state.max_attempts:
+                continue  # the next lost lease would fail the job
+            state = applied(
+                state,
+                ExpireLease(at=at(t + 1000)),
+                ClaimJob(worker_id="w", lease_s=1000, at=at(t + 2000)),
+                StartPhase(fencing_token=token + 1, phase="plan", at=at(t + 2001)),
+            )
+            token, t = token + 1, t + 2001
+            continue
+        if kind == "store":
+            command: object = store(
+                path, size, token=token, t=t, max_bytes=FILE_LIMIT, job_max_bytes=JOB_LIMIT
+            )
+        else:
+            command = RecordArtifactNotStored(
+                fencing_token=token, phase="plan", path=path, size=size, reason="no", at=at(t)
+            )
+        try:
+            state = applied(state, command)
+        except PayloadTooLarge:
+            assert size > FILE_LIMIT or state.stored_bytes(besides=path) + size > JOB_LIMIT
+            continue
+        last[path] = (size, kind == "store", state.attempt)
+        assert state.stored_bytes() <= JOB_LIMIT
+    assert {p: (a.size, a.stored, a.attempt) for p, a in state.artifacts.items()} == last
+    assert state.stored_bytes() == sum(size for size, stored, _ in last.values() if stored)
