@@ -113,14 +113,17 @@ class ArtifactService:
 
     async def _decided(
         self, tx: Tx, job_id: UUID, command: job.StoreArtifact, *, dry: bool
-    ) -> JobState:
+    ) -> tuple[JobState, str]:
+        """The job with the upload decided (appended unless `dry`) and the path it is stored
+        under: the file's own, with any of the job's secrets in it masked, as in its report."""
         state = await self.workers.leased_job(tx, job_id, command.fencing_token)
-        stamped = attrs.evolve(command, at=tx.at)
+        [stamped] = self.workers.masked(state, [attrs.evolve(command, at=tx.at)])
+        assert isinstance(stamped, job.StoreArtifact)
         if dry:
             job.decide(state, stamped)  # refusals only: nothing is appended yet
-            return state
+            return state, stamped.path
         state = await tx.decide_job(job_id, stamped)
-        return await self.workers.renew(tx, job_id, state)
+        return await self.workers.renew(tx, job_id, state), stamped.path
 
     async def _write(
         self, job_id: UUID, blob_id: UUID, command: job.StoreArtifact, body: AsyncIterable[bytes]
@@ -170,10 +173,10 @@ class ArtifactService:
     ) -> tuple[Artifact, bool]:
         """Record the checked upload (the event) and make its blob the content's, in one
         transaction; whether the blob was adopted (not when the content was already here)."""
-        state = await self._decided(tx, job_id, command, dry=False)
+        state, path = await self._decided(tx, job_id, command, dry=False)
         sha256 = command.sha256.lower()
         adopted = await tx.conn.fetchval(SQL["adopt_blob"], sha256, blob_id, command.size, chunks)
-        return state.artifacts[command.path], adopted is not None
+        return state.artifacts[path], adopted is not None
 
     # --- reads ------------------------------------------------------------------------------
 

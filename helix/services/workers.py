@@ -341,7 +341,7 @@ class WorkerService:
             state = await self.leased_job(tx, job_id, fencing_token)
             if reports:
                 stamped = [attrs.evolve(report, at=tx.at) for report in reports]
-                masked = self._masked(state, stamped)
+                masked = self.masked(state, stamped)
                 state = await tx.decide_job_all(job_id, masked)
                 await self._post_messages(tx, state, masked)
             return await self.renew(tx, job_id, state)
@@ -421,7 +421,8 @@ class WorkerService:
         await self._own_worker(tx, UUID(state.worker_id))
         return state
 
-    def _masked(self, state: JobState, reports: list[WorkerReport]) -> list[WorkerReport]:
+    def masked(self, state: JobState, reports: list[WorkerReport]) -> list[WorkerReport]:
+        """The reports with the job's secrets masked (`***`) wherever a phase could print one."""
         if not has_secrets(state):
             return reports
         try:

@@ -454,3 +454,32 @@ async def test_an_upload_the_server_abandoned_is_dropped_and_a_stored_one_kept(
     [listed] = await files_of(client, user, leased["job_id"])
     resp = await client.get(listed["download_url"], headers=user.headers)
     assert await resp.read() == data
+
+
+async def test_a_secret_in_a_files_name_is_masked_in_what_is_recorded(
+    client: Client, worker: Any, user: Any
+) -> None:
+    secret = "s3cr3t-value-42"
+    plan = [{"name": "build", "command": ["make"], "env": {"TOKEN": {"secret": secret}}}]
+    _, job_id = await execute(client, user, plan)
+    claimed = await claim(client, worker, await register(client, worker))
+    token = claimed["lease"]["fencing_token"]
+    await ok(
+        await report(client, worker, job_id, token, {"type": "phase_started", "phase": "build"})
+    )
+    data = b"named after the secret\n"
+    url = upload_url(job_id, f"out/{secret}.txt", token, data)
+    stored = await ok(await client.put(url, data=data, headers=worker.headers), 201)
+    assert stored["path"] == "out/***.txt"
+    [listed] = await files_of(client, user, job_id)
+    resp = await client.get(listed["download_url"], headers=user.headers)
+    assert await resp.read() == data
+    refused = {"type": "artifact_not_stored", "phase": "build", "path": f"{secret}.bin",
+               "size": 1, "reason": f"too big for {secret}"}  # fmt: skip
+    await ok(await report(client, worker, job_id, token, refused))
+    listed = await files_of(client, user, job_id)
+    assert secret not in str(listed)
+    assert [(f["path"], f["reason"]) for f in listed] == [
+        ("***.bin", "too big for ***"),
+        ("out/***.txt", None),
+    ]
