@@ -1,4 +1,5 @@
-"""The worker protocol: register, heartbeat, claim (long-poll), report; and the worker list.
+"""The worker protocol: register, heartbeat, claim (long-poll), report, upload a phase's files;
+and the worker list.
 
 Workers authenticate as a user whose role is `worker` (admins may act for any worker). A
 worker may only heartbeat, claim and report as a worker its own user registered.
@@ -132,7 +133,7 @@ REPORTS: dict[str, dict[str, Any]] = {
         "phase": PHASE,
         "path": strings(min_length=1, max_length=MAX_PATH_CHARS),
         "size": {"type": "integer", "minimum": 0},
-        "sha256": {"type": ["string", "null"], "pattern": SHA256_PATTERN},
+        "sha256": {"type": "string", "pattern": SHA256_PATTERN},
         "change": {"type": ["string", "null"], "enum": [*(c.value for c in FileChange), None]},
         "reason": strings(min_length=1, max_length=MAX_REASON_CHARS),
     },
@@ -159,7 +160,7 @@ REPORTS: dict[str, dict[str, Any]] = {
     "cancel_acknowledged": {},
     "pause_acknowledged": {},
 }
-OPTIONAL = frozenset({"exit_code", "stderr_tail", "tokens", "usd", "change", "sha256"})
+OPTIONAL = frozenset({"exit_code", "stderr_tail", "tokens", "usd", "change"})
 # One report: its `type` picks the fields it takes, each type's rules under an if/then, so a
 # refusal names the field of that type's report that is wrong.
 REPORT: dict[str, Any] = {
@@ -170,11 +171,7 @@ REPORT: dict[str, Any] = {
         {
             "if": {"required": ["type"], "properties": {"type": {"const": kind}}},
             "then": {
-                "required": [
-                    name
-                    for name in fields
-                    if name not in OPTIONAL or (kind, name) == ("file", "sha256")
-                ],
+                "required": [name for name in fields if name not in OPTIONAL],
                 "additionalProperties": False,
                 "properties": {"type": {"const": kind}, **fields},
             },
@@ -415,7 +412,7 @@ def _report_command(raw: dict[str, Any], token: int, at: datetime) -> WorkerRepo
             phase=raw["phase"],
             path=raw["path"],
             size=raw["size"],
-            sha256=raw.get("sha256"),
+            sha256=raw["sha256"],
             change=FileChange(raw["change"]) if raw.get("change") else None,
             reason=raw["reason"],
             at=at,

@@ -2,12 +2,15 @@
 
 Every report carries the fencing token of the claim. Reports go out one request at a time, in
 the order they were made, so the server sees phase_started, then output and files, then the
-phase's outcome. When the lease is lost (a 409 for a stale token or an expired lease, or a
-heartbeat saying so) the job is no longer this worker's: its process group is killed at once
-and nothing more is reported. When the worker shuts down it reports nothing either; the lease
-expires and the job is retried elsewhere. When a pause is requested the next phase does not
-start (the server refuses it): the worker acknowledges the pause and is done with the job, which
-any worker takes up again once resumed; a pause `now` takes the lease away, as above.
+phase's outcome. A phase's files are uploaded (`PUT .../files/{path}`, streamed, within the
+limits the claim names) once its processes are gone and before its outcome is reported; each
+one not stored is reported with the reason. When the lease is lost (a 409 for a stale token or
+an expired lease, or a heartbeat saying so) the job is no longer this worker's: its process
+group is killed at once and nothing more is reported. When the worker shuts down it reports
+nothing either; the lease expires and the job is retried elsewhere. When a pause is requested
+the next phase does not start (the server refuses it): the worker acknowledges the pause and
+is done with the job, which any worker takes up again once resumed; a pause `now` takes the
+lease away, as above.
 """
 
 from __future__ import annotations

@@ -475,7 +475,7 @@ async def test_a_secret_in_a_files_name_is_masked_in_what_is_recorded(
     resp = await client.get(listed["download_url"], headers=user.headers)
     assert await resp.read() == data
     refused = {"type": "artifact_not_stored", "phase": "build", "path": f"{secret}.bin",
-               "size": 1, "reason": f"too big for {secret}"}  # fmt: skip
+               "size": 1, "sha256": "ab" * 32, "reason": f"too big for {secret}"}  # fmt: skip
     await ok(await report(client, worker, job_id, token, refused))
     listed = await files_of(client, user, job_id)
     assert secret not in str(listed)
