@@ -72,6 +72,14 @@ def _strings(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in (env.get(name) or "").split(",") if x.strip())
 
 
+def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
+    """A number of bytes, 0 for no limit."""
+    value = _int(env, name, default)
+    if value < 0:
+        raise SettingError(f"{name} must be a number of bytes, 0 for no limit")
+    return value
+
+
 def _duration(env: Mapping[str, str], name: str) -> float | None:
     """A positive number of seconds; unset, empty or 0: None (no limit)."""
     seconds = _float(env, name, 0.0)
@@ -255,6 +263,10 @@ class Settings:
     # project's own `max_job_duration` wins), and the regular expressions of output lines the
     # in-process worker drops (`helix.worker.directives` says which are allowed) ---
     max_job_duration: float | None = None
+    # --- artifacts: the largest file a phase's worker uploads, and the most the current
+    # versions of one job's files may take together, in bytes (0: no limit) ---
+    artifact_max_bytes: int = 10 * 1024 * 1024
+    job_artifacts_max_bytes: int = 100 * 1024 * 1024
     output_filter_patterns: tuple[str, ...] = ()
     # The command line the in-process worker runs for each phase without a command of its own
     # (a coding agent's CLI, reading HELIX_PROMPT, HELIX_MODEL and HELIX_CONTEXT_FILE); with
@@ -349,6 +361,8 @@ class Settings:
             claim_max_wait=_float(env, "HELIX_CLAIM_MAX_WAIT", 60.0),
             max_wait_seconds=_float(env, "HELIX_MAX_WAIT_SECONDS", 60.0),
             max_job_duration=_duration(env, "HELIX_MAX_JOB_DURATION"),
+            artifact_max_bytes=_bytes(env, "HELIX_ARTIFACT_MAX_BYTES", 10 * 1024 * 1024),
+            job_artifacts_max_bytes=_bytes(env, "HELIX_JOB_ARTIFACTS_MAX_BYTES", 100 * 1024 * 1024),
             output_filter_patterns=output_filter_patterns(env),
             agent_command=agent_command(env),
             phase_templates_file=Path(env["HELIX_PHASE_TEMPLATES"])

@@ -1,7 +1,8 @@
 """The reaper: says once of each queued job no online worker can claim that it waits
 (`job.waiting`), expires the leases workers stopped renewing, fails jobs running past their
 duration limit (`HELIX_MAX_JOB_DURATION`, or the project's), marks silent workers offline and
-prunes workers offline for longer than `HELIX_WORKER_PRUNE_AFTER_SECONDS`.
+prunes workers offline for longer than `HELIX_WORKER_PRUNE_AFTER_SECONDS`, and drops artifact
+uploads a stopped server left unrecorded.
 
 Every node may run one; they do not need to agree. An expiry goes through the job's decider
 with the fencing token the reaper read, so a lease renewed or re-granted meanwhile is left
@@ -17,6 +18,7 @@ import logging
 from helix.config import Settings
 from helix.errors import Conflict, NotFound
 from helix.eventstore import EventStore
+from helix.services.artifacts import ArtifactService
 from helix.services.caller import system_caller
 from helix.services.jobs import JobService
 from helix.services.unit import Writer
@@ -25,6 +27,7 @@ from helix.supervisor import Supervisor
 from projections import jobs as jobs_model
 
 log = logging.getLogger(__name__)
+UPLOAD_SWEEP_INTERVAL_S = 600.0
 
 
 class LeaseReaper:
@@ -38,6 +41,8 @@ class LeaseReaper:
         self._writer = writer
         self._jobs = JobService(writer, settings)
         self._workers = WorkerService(writer, settings)
+        self._artifacts = ArtifactService(writer, settings, self._workers)
+        self._next_upload_sweep = 0.0  # loop time of the next look for abandoned uploads
         self._caller = system_caller("reaper")
         self._task: asyncio.Task[None] | None = None
 
@@ -68,6 +73,7 @@ class LeaseReaper:
             expired += 1
             log.info("job %s lost its lease; now %s", row["job_id"], state.status)
         await self._enforce_durations()
+        await self._drop_abandoned_uploads()
         offline = await self._workers.mark_offline(self._caller)
         pruned = await self._workers.prune(self._caller)
         if pruned:
@@ -85,6 +91,16 @@ class LeaseReaper:
         if said:
             log.info("%d queued jobs wait for a worker offering their capabilities", said)
         return said
+
+    async def _drop_abandoned_uploads(self) -> None:
+        # Uploads are abandoned only when a server stops mid-upload, and the look scans every
+        # upload: now and then is enough.
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._next_upload_sweep:
+            return
+        self._next_upload_sweep = loop.time() + UPLOAD_SWEEP_INTERVAL_S
+        if dropped := await self._artifacts.drop_abandoned(self._writer.now()):
+            log.info("dropped %d abandoned artifact uploads", dropped)
 
     async def _enforce_durations(self) -> int:
         failed = 0

@@ -5,11 +5,12 @@ An event's JSON is not here: it is `helix.envelope`'s.
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from helix.domain.job import TERMINAL, Waiting
+from helix.domain.job import TERMINAL, Artifact, Waiting
 from helix.envelope import rfc3339
 
 Row = Mapping[str, Any]
@@ -21,6 +22,29 @@ def ident(value: UUID | None) -> str | None:
 
 def stream_url(job_id: UUID) -> str:
     return f"/api/v1/stream/{job_id}"
+
+
+def file_url(job_id: UUID, path: str) -> str:
+    """Where a job's stored file is downloaded: its path, each part percent-encoded."""
+    return f"/api/v1/jobs/{job_id}/files/{urllib.parse.quote(path, safe='/')}"
+
+
+def artifact_view(job_id: UUID, artifact: Artifact) -> dict[str, Any]:
+    """One of a job's files: its current version, stored (with its download URL) or not (with
+    the reason)."""
+    return {
+        "path": artifact.path,
+        "phase": artifact.phase,
+        "attempt": artifact.attempt,
+        "size": artifact.size,
+        "sha256": artifact.sha256,
+        "change": artifact.change,
+        "stored": artifact.stored,
+        "reason": artifact.reason,
+        "download_url": file_url(job_id, artifact.path) if artifact.stored else None,
+        "created_at": rfc3339(artifact.created_at),
+        "updated_at": rfc3339(artifact.updated_at),
+    }
 
 
 def project_view(row: Row) -> dict[str, Any]:

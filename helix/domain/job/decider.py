@@ -58,6 +58,7 @@ from helix.domain.job.commands import (
     MarkWaiting,
     PauseJob,
     QueueJob,
+    RecordArtifactNotStored,
     RecordCost,
     RecordFile,
     RecordMessage,
@@ -68,6 +69,7 @@ from helix.domain.job.commands import (
     ResumeJob,
     SkipPhase,
     StartPhase,
+    StoreArtifact,
     WorkerReport,
 )
 from helix.domain.job.events import (
@@ -75,6 +77,8 @@ from helix.domain.job.events import (
     TERMINAL,
     Event,
     FileChange,
+    JobArtifactNotStored,
+    JobArtifactStored,
     JobCancelled,
     JobCancelRequested,
     JobClaimed,
@@ -114,7 +118,7 @@ from helix.domain.project.decider import (
     normalise_phases,
 )
 from helix.domain.project.events import PhaseSpec
-from helix.errors import InvalidTransition, ValidationError
+from helix.errors import InvalidTransition, PayloadTooLarge, ValidationError
 
 RETRY_BASE_S = 5.0
 RETRY_CAP_S = 300.0
@@ -138,6 +142,34 @@ _DONE = frozenset({PhaseStatus.COMPLETED, PhaseStatus.SKIPPED})
 _UNLEASED = frozenset({JobStatus.QUEUED, JobStatus.PAUSED})
 _TO_RUN = frozenset({PhaseStatus.PENDING, PhaseStatus.RUNNING})
 _SHA256 = re.compile(SHA256_PATTERN)
+
+
+def check_artifact_path(path: str) -> str:
+    """A stored file's path: relative to the workspace, '/'-separated, with no empty, `.` or
+    `..` part and no NUL, as the worker reports it; the key its download is found by."""
+    check_text(path, "path", max_chars=MAX_PATH_CHARS)
+    parts = path.split("/")
+    if "\x00" in path or any(part in ("", ".", "..") for part in parts):
+        raise ValidationError(
+            "path must be relative, with no empty, '.' or '..' part and no NUL", field="path"
+        )
+    return path
+
+
+def _check_sha256(value: str) -> str:
+    sha256 = value.lower()
+    if not _SHA256.fullmatch(sha256):
+        raise ValidationError("sha256 must be 64 hexadecimal digits", field="sha256")
+    return sha256
+
+
+def _check_change(value: FileChange | None) -> FileChange | None:
+    if value is None:
+        return None
+    try:
+        return FileChange(value)
+    except ValueError:
+        raise ValidationError("change must be created or modified", field="change") from None
 
 
 def backoff(attempt: int, *, base: float = RETRY_BASE_S, cap: float = RETRY_CAP_S) -> float:
@@ -579,25 +611,51 @@ def _report(state: JobState, command: WorkerReport, at: datetime) -> list[Event]
                 raise ValidationError("path must not contain NUL", field="path")
             if command.size < 0:
                 raise ValidationError("size must not be negative", field="size")
-            sha256 = command.sha256.lower()
-            if not _SHA256.fullmatch(sha256):
-                raise ValidationError("sha256 must be 64 hexadecimal digits", field="sha256")
-            change = None
-            if command.change is not None:
-                try:
-                    change = FileChange(command.change)
-                except ValueError:
-                    raise ValidationError(
-                        "change must be created or modified", field="change"
-                    ) from None
             return [
                 JobPhaseFile(
                     job_id=job_id,
                     phase=command.phase,
                     path=command.path,
                     size=command.size,
-                    sha256=sha256,
-                    change=change,
+                    sha256=_check_sha256(command.sha256),
+                    change=_check_change(command.change),
+                    at=at,
+                )
+            ]
+        case StoreArtifact():
+            _check_running_phase(state, command.phase)
+            path = check_artifact_path(command.path)
+            _check_artifact_size(
+                state, path, command.size, command.max_bytes, command.job_max_bytes
+            )
+            return [
+                JobArtifactStored(
+                    job_id=job_id,
+                    phase=command.phase,
+                    path=path,
+                    size=command.size,
+                    sha256=_check_sha256(command.sha256),
+                    change=_check_change(command.change),
+                    attempt=state.attempt,
+                    at=at,
+                )
+            ]
+        case RecordArtifactNotStored():
+            _check_running_phase(state, command.phase)
+            path = check_artifact_path(command.path)
+            if command.size < 0:
+                raise ValidationError("size must not be negative", field="size")
+            reason = check_text(command.reason, "reason", max_chars=MAX_REASON_CHARS)
+            return [
+                JobArtifactNotStored(
+                    job_id=job_id,
+                    phase=command.phase,
+                    path=path,
+                    size=command.size,
+                    sha256=None if command.sha256 is None else _check_sha256(command.sha256),
+                    change=_check_change(command.change),
+                    attempt=state.attempt,
+                    reason=reason,
                     at=at,
                 )
             ]
@@ -689,6 +747,31 @@ def _report(state: JobState, command: WorkerReport, at: datetime) -> list[Event]
             return [JobPaused(job_id=job_id, reason="paused before the next phase", at=at)]
         case _:
             assert_never(command)
+
+
+def _check_artifact_size(
+    state: JobState, path: str, size: int, max_bytes: int | None, job_max_bytes: int | None
+) -> None:
+    """Refuses a file over the limit per file, or one whose storing would take the job's
+    current versions over the limit per job (the version it replaces does not count)."""
+    if size < 0:
+        raise ValidationError("size must not be negative", field="size")
+    if max_bytes is not None and size > max_bytes:
+        raise PayloadTooLarge(
+            f"the file is {size} bytes, more than the {max_bytes} bytes a file may have",
+            field="size",
+            max_bytes=max_bytes,
+        )
+    if job_max_bytes is not None:
+        stored = state.stored_bytes(besides=path)
+        if stored + size > job_max_bytes:
+            raise PayloadTooLarge(
+                f"the job's stored files would take {stored + size} bytes, more than the "
+                f"{job_max_bytes} bytes a job may store",
+                field="size",
+                job_max_bytes=job_max_bytes,
+                stored_bytes=stored,
+            )
 
 
 def _output_stream(value: OutputStream) -> OutputStream:

@@ -124,6 +124,40 @@ class JobPhaseFile:
 
 
 @attrs.frozen(kw_only=True)
+class JobArtifactStored:
+    """A file of the running phase was uploaded, checked against its SHA-256 and stored: the
+    bytes live in the artifact store under that digest, the event says what they are. It is
+    the path's current version from now on (for downloads), whatever attempt or phase wrote
+    the one before."""
+
+    job_id: UUID
+    phase: str
+    path: str
+    size: int
+    sha256: str
+    change: FileChange | None = None
+    attempt: int
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobArtifactNotStored:
+    """A file of the running phase was not uploaded (over a size limit, unreadable, changed
+    while it was read); `reason` says why. The path's current version from now on, as for
+    JobArtifactStored: nothing is downloadable under it until a later attempt stores it."""
+
+    job_id: UUID
+    phase: str
+    path: str
+    size: int
+    sha256: str | None = None
+    change: FileChange | None = None
+    attempt: int
+    reason: str
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
 class JobPhaseMessage:
     """A running phase said something to the project's discussion (posted there as `agent`)."""
 
@@ -279,6 +313,8 @@ Event: TypeAlias = (
     | JobPhaseStarted
     | JobPhaseOutput
     | JobPhaseFile
+    | JobArtifactStored
+    | JobArtifactNotStored
     | JobPhaseMessage
     | JobPhaseCost
     | JobPhaseCompleted
@@ -305,6 +341,8 @@ EVENTS: dict[str, type] = {
     "job.phase_started": JobPhaseStarted,
     "job.phase_output": JobPhaseOutput,
     "job.phase_file": JobPhaseFile,
+    "job.artifact_stored": JobArtifactStored,
+    "job.artifact_not_stored": JobArtifactNotStored,
     "job.phase_message": JobPhaseMessage,
     "job.phase_cost": JobPhaseCost,
     "job.phase_completed": JobPhaseCompleted,

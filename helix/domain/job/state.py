@@ -12,6 +12,8 @@ import attrs
 from helix.domain.job.events import (
     TERMINAL,
     Event,
+    JobArtifactNotStored,
+    JobArtifactStored,
     JobCancelled,
     JobCancelRequested,
     JobClaimed,
@@ -56,6 +58,24 @@ class FileRecord:
         if self.change is not None:
             found["change"] = self.change
         return found
+
+
+@attrs.frozen(kw_only=True)
+class Artifact:
+    """The current version of one of the job's files: stored (downloadable by its sha256) or
+    not, with the reason. A later attempt's (or phase's) record for the same path replaces it."""
+
+    path: str
+    phase: str
+    attempt: int
+    size: int
+    sha256: str | None
+    change: str | None
+    stored: bool
+    reason: str | None
+    # When the path was first recorded, and when its current version was.
+    created_at: datetime
+    updated_at: datetime
 
 
 @attrs.frozen(kw_only=True)
@@ -135,6 +155,8 @@ class JobState:
     # Said by `job.waiting` while queued: no online worker could claim it; cleared once it is
     # claimed, paused or over, so that a later wait is said again.
     waiting: Waiting | None = None
+    # The current version of each file the job's phases reported for upload, by path.
+    artifacts: dict[str, Artifact] = attrs.field(factory=dict)
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -159,6 +181,10 @@ class JobState:
 
     def phase(self, name: str) -> PhaseState | None:
         return next((p for p in self.phases if p.name == name), None)
+
+    def stored_bytes(self, *, besides: str | None = None) -> int:
+        """The size of the current stored versions of the job's files (but `besides`)."""
+        return sum(a.size for a in self.artifacts.values() if a.stored and a.path != besides)
 
 
 INITIAL = JobState()
@@ -197,6 +223,27 @@ def _with_file(phase: PhaseState, record: FileRecord) -> PhaseState:
     else:
         files = (*phase.files, record)
     return attrs.evolve(phase, files=files)
+
+
+def _with_artifact(
+    state: JobState, event: JobArtifactStored | JobArtifactNotStored, stored: bool
+) -> JobState:
+    earlier = state.artifacts.get(event.path)
+    artifact = Artifact(
+        path=event.path,
+        phase=event.phase,
+        attempt=event.attempt,
+        size=event.size,
+        sha256=event.sha256,
+        change=None if event.change is None else event.change.value,
+        stored=stored,
+        reason=None if stored or isinstance(event, JobArtifactStored) else event.reason,
+        created_at=earlier.created_at if earlier is not None else event.at,
+        updated_at=event.at,
+    )
+    return attrs.evolve(
+        state, artifacts={**state.artifacts, event.path: artifact}, updated_at=event.at
+    )
 
 
 def _reset_running(phase: PhaseState) -> PhaseState:
@@ -267,6 +314,10 @@ def evolve(state: JobState, event: Event) -> JobState:
             )
             phases = _map_phase(state, event.phase, lambda p: _with_file(p, record))
             return attrs.evolve(state, phases=phases, updated_at=at)
+        case JobArtifactStored():
+            return _with_artifact(state, event, stored=True)
+        case JobArtifactNotStored():
+            return _with_artifact(state, event, stored=False)
         case JobPhaseMessage():
             return attrs.evolve(state, updated_at=at)
         case JobPhaseCost():
