@@ -43,6 +43,8 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/readyz"): None,
     ("GET", "/metrics"): None,
     ("GET", "/api/v1/openapi.json"): None,
+    ("GET", "/"): None,
+    ("GET", "/ui/{asset}"): None,
     ("POST", "/api/v1/auth/login"): None,
     ("POST", "/api/v1/auth/token"): ACCOUNT,
     ("POST", "/api/v1/auth/logout"): ACCOUNT,
