@@ -248,6 +248,8 @@ async def test_a_user_signs_in_runs_a_project_watches_it_live_pauses_resumes_and
     job_id = (await in_thread(lambda: browser.current_url)).rsplit("/", 1)[1]
     assert await in_thread(shown_events, browser) == await log_positions(serve, token, job_id)
 
+    await screenshot(browser, "job")
+
     # The file the last phase made and reported is listed, and downloads as it was written.
     def download() -> bool:
         browser.find_element(By.XPATH, "//*[@id='files']//button[.='Download']").click()
@@ -258,7 +260,6 @@ async def test_a_user_signs_in_runs_a_project_watches_it_live_pauses_resumes_and
     saved = downloads / "out.txt"
     await until(browser, saved.exists, "the downloaded file")
     assert (await in_thread(saved.read_text)) == ARTIFACT + "\n"
-    await screenshot(browser, "job")
 
     # The audit log shows the pause and the resume, and travels back in time to them.
     await in_thread(lambda: browser.find_element(By.LINK_TEXT, "Audit log").click())
