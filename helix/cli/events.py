@@ -11,7 +11,6 @@ from typing import Any, TextIO
 import aiohttp
 
 from helix.cli import events_io
-from helix.streams.client import StreamGone, messages
 
 DEFAULT_SERVER = "http://127.0.0.1:8100"
 
@@ -61,6 +60,8 @@ async def tail(
     count: int | None = None,
     out: TextIO | None = None,
 ) -> int:
+    from helix.streams.client import StreamGone, messages  # the SSE client, only when tailing
+
     out = out or sys.stdout
     path = f"/api/v1/projects/{project}/stream" if project else "/api/v1/events/stream"
     params = {"type": types} if types else None

@@ -8,51 +8,11 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
-import attrs
+
+from helix.client.sse import Message, Parser
 
 log = logging.getLogger(__name__)
-
-
-@attrs.frozen
-class Message:
-    event: str
-    data: str
-    id: str | None = None
-
-
-class Parser:
-    """Incremental SSE parsing (the WHATWG rules Helix's server needs: id, event, data,
-    comments, blank-line dispatch)."""
-
-    def __init__(self) -> None:
-        self._event = ""
-        self._data: list[str] = []
-        self._id: str | None = None
-        self.last_id: str | None = None
-        self.retry_ms: int | None = None
-
-    def feed_line(self, line: str) -> Message | None:
-        if line == "":
-            if not self._data and not self._event:
-                return None
-            message = Message(self._event or "message", "\n".join(self._data), self._id)
-            if self._id is not None:
-                self.last_id = self._id
-            self._event, self._data, self._id = "", [], None
-            return message
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        elif name == "id":
-            self._id = value
-        elif name == "retry" and value.isdigit():
-            self.retry_ms = int(value)
-        return None
+__all__ = ["Message", "Parser", "StreamGone", "messages"]
 
 
 class StreamGone(Exception):
