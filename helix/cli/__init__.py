@@ -15,6 +15,7 @@ from helix.cli import (
     database,
     events,
     projections,
+    remote,
     serve,
     users,
     webhooks,
@@ -23,7 +24,7 @@ from helix.cli import (
 from helix.cli.context import NoDatabase
 from helix.config import SettingError, Settings
 
-GROUPS = [serve, database, users, projections, events, webhooks, audit, bench, worker]
+GROUPS = [serve, database, users, remote, projections, events, webhooks, audit, bench, worker]
 
 
 def build_parser() -> argparse.ArgumentParser:
