@@ -20,13 +20,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+import attrs
+
 if TYPE_CHECKING:
     from helix.client import AsyncClient
     from helix.client.types import Event
 
 DEFAULT_SERVER = "http://127.0.0.1:8100"
 FAILED, USAGE, UNREACHABLE, REFUSED = 1, 2, 3, 4
-Action = Callable[["AsyncClient", argparse.Namespace, TextIO], Awaitable[int]]
+Action = Callable[["AsyncClient", argparse.Namespace, TextIO], Awaitable["Shown | int"]]
 
 
 def _common() -> argparse.ArgumentParser:
@@ -156,8 +158,13 @@ async def run(args: argparse.Namespace, action: Action, out: TextIO | None = Non
     from helix.client import ApiError, ConnectionFailed
 
     try:
+        out = out or sys.stdout
         async with _client(args) as client:
-            return await action(client, args, out or sys.stdout)
+            result = await action(client, args, out)
+        if isinstance(result, Shown):
+            result.write(out, args.json)
+            return 0
+        return result
     except ApiError as exc:
         where = f" (request {exc.request_id})" if exc.request_id else ""
         print(f"helix: {exc.code}: {exc.message}{where}", file=sys.stderr)
@@ -173,16 +180,26 @@ async def run(args: argparse.Namespace, action: Action, out: TextIO | None = Non
         return USAGE
 
 
-def _json(out: TextIO, value: Any) -> None:
-    out.write(json.dumps(value, indent=2) + "\n")
+@attrs.frozen
+class Shown:
+    """What a command shows: the API's JSON (with --json), or its text for a person."""
+
+    value: Any
+    text: str
+
+    def write(self, out: TextIO, as_json: bool) -> None:
+        text = json.dumps(self.value, indent=2) if as_json else self.text
+        out.write(text + "\n" if text else "")
 
 
-def _table(out: TextIO, rows: Iterable[list[str]], header: list[str]) -> None:
+def _table(rows: Iterable[list[str]], header: list[str]) -> str:
     rows = [header, *rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    lines = []
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
 
 
 def _phases(args: argparse.Namespace) -> list[dict[str, Any]] | None:
@@ -209,7 +226,7 @@ def _phases(args: argparse.Namespace) -> list[dict[str, Any]] | None:
 # --- projects -------------------------------------------------------------------------------
 
 
-async def create_project(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+async def create_project(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> Shown:
     project = await client.create_project(
         args.name,
         description=args.description,
@@ -217,15 +234,13 @@ async def create_project(client: AsyncClient, args: argparse.Namespace, out: Tex
         template=args.template,
         phases=_phases(args),
     )
-    if args.json:
-        _json(out, project)
-    else:
-        phases = ", ".join(p["name"] for p in project["phases"]) or "none"
-        out.write(f"{project['id']}  {project['status']}  {project['name']}  phases: {phases}\n")
-    return 0
+    phases = ", ".join(p["name"] for p in project["phases"]) or "none"
+    return Shown(
+        project, f"{project['id']}  {project['status']}  {project['name']}  phases: {phases}"
+    )
 
 
-async def list_projects(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+async def list_projects(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> Shown:
     if args.limit < 1:
         raise ValueError("--limit must be at least 1")
     archived: Any = "all" if args.archived == "all" else args.archived == "true"
@@ -236,12 +251,8 @@ async def list_projects(client: AsyncClient, args: argparse.Namespace, out: Text
         page_size=min(args.limit, 200),
     )
     projects = [p async for p in _first(found, args.limit)]
-    if args.json:
-        _json(out, projects)
-    else:
-        rows = [[p["id"], p["status"], p["updated_at"], p["name"]] for p in projects]
-        _table(out, rows, ["ID", "STATUS", "UPDATED", "NAME"])
-    return 0
+    rows = [[p["id"], p["status"], p["updated_at"], p["name"]] for p in projects]
+    return Shown(projects, _table(rows, ["ID", "STATUS", "UPDATED", "NAME"]))
 
 
 async def _first(items: AsyncIterator[Any], limit: int) -> AsyncIterator[Any]:
@@ -253,79 +264,67 @@ async def _first(items: AsyncIterator[Any], limit: int) -> AsyncIterator[Any]:
         yield item
 
 
-async def show_project(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+async def show_project(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> Shown:
     project = await client.get_project(args.project_id)
-    if args.json:
-        _json(out, project)
-        return 0
-    out.write(f"{project['name']}  ({project['id']})\n")
-    out.write(f"status: {project['status']}{'  (archived)' if project['archived'] else ''}\n")
+    text = [
+        f"{project['name']}  ({project['id']})",
+        f"status: {project['status']}{'  (archived)' if project['archived'] else ''}",
+    ]
     if project["description"]:
-        out.write(f"description: {project['description']}\n")
-    out.write(f"messages: {project['message_count']}   updated: {project['updated_at']}\n")
-    out.write("phases:\n")
+        text.append(f"description: {project['description']}")
+    text.append(f"messages: {project['message_count']}   updated: {project['updated_at']}")
+    text.append("phases:")
     for phase in project["phases"]:
         command = " ".join(phase["command"]) if phase["command"] else "(agent)"
-        out.write(f"  {phase['name']}: {command}\n")
+        text.append(f"  {phase['name']}: {command}")
     latest = project.get("latest_job")
     if latest:
-        out.write(f"latest job: {latest['id']}  {latest['status']}  {latest['progress']}%\n")
-    return 0
+        text.append(f"latest job: {latest['id']}  {latest['status']}  {latest['progress']}%")
+    return Shown(project, "\n".join(text))
 
 
-async def execute_project(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+async def execute_project(
+    client: AsyncClient, args: argparse.Namespace, out: TextIO
+) -> Shown | int:
     project = await client.get_project(args.project_id)
     if project["status"] in ("draft", "discussing"):
         await client.ready(args.project_id)
     run = await client.execute(args.project_id, start_phase=args.start_phase, model=args.model)
     if not args.watch:
-        if args.json:
-            _json(out, run)
-        else:
-            out.write(f"{run['job_id']}  {run['status']}\n")
-        return 0
+        return Shown(run, f"{run['job_id']}  {run['status']}")
     if not args.json:
         out.write(f"job {run['job_id']} {run['status']}\n")
     return await _watch(client, run["job_id"], args, out)
 
 
-async def cancel_project(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+async def cancel_project(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> Shown:
     run = await client.cancel(args.project_id, reason=args.reason)
-    if args.json:
-        _json(out, run)
-    else:
-        pending = " (cancel requested; the worker stops it)" if run.get("cancel_requested") else ""
-        out.write(f"{run['job_id']}  {run['status']}{pending}\n")
-    return 0
+    pending = " (cancel requested; the worker stops it)" if run.get("cancel_requested") else ""
+    return Shown(run, f"{run['job_id']}  {run['status']}{pending}")
 
 
 # --- jobs -----------------------------------------------------------------------------------
 
 
-async def show_job(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+async def show_job(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> Shown:
     job = await client.get_job(args.job_id)
-    if args.json:
-        _json(out, job)
-        return 0
-    out.write(f"job {job['id']}  (project {job['project_id']})\n")
-    out.write(f"status: {job['status']}   progress: {job['progress']}%\n")
+    text = [
+        f"job {job['id']}  (project {job['project_id']})",
+        f"status: {job['status']}   progress: {job['progress']}%",
+    ]
     if job["error"]:
-        out.write(f"error: {job['error']}\n")
-    out.write(f"attempt: {job['attempt']}/{job['max_attempts']}   worker: {job['worker_id']}\n")
+        text.append(f"error: {job['error']}")
+    text.append(f"attempt: {job['attempt']}/{job['max_attempts']}   worker: {job['worker_id']}")
     for phase in job.get("phases", []):
         exit_code = "" if phase["exit_code"] is None else f"  exit {phase['exit_code']}"
-        out.write(f"  {phase['ordinal']}. {phase['name']}: {phase['status']}{exit_code}\n")
-    return 0
+        text.append(f"  {phase['ordinal']}. {phase['name']}: {phase['status']}{exit_code}")
+    return Shown(job, "\n".join(text))
 
 
-async def cancel_job(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+async def cancel_job(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> Shown:
     job = await client.cancel_job(args.job_id, reason=args.reason)
-    if args.json:
-        _json(out, job)
-    else:
-        pending = " (cancel requested)" if job["cancel_requested"] else ""
-        out.write(f"{job['id']}  {job['status']}{pending}\n")
-    return 0
+    pending = " (cancel requested)" if job["cancel_requested"] else ""
+    return Shown(job, f"{job['id']}  {job['status']}{pending}")
 
 
 async def watch_job(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
@@ -387,7 +386,7 @@ def _describe(event: Event, names: list[str], output: bool) -> str | None:
     return None
 
 
-async def job_logs(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+async def job_logs(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> Shown | int:
     if args.follow:
         # The job's stream replays it from its start: every line once, then the live ones.
         async for event in client.stream(args.job_id, types=["job.phase_output"]):
@@ -399,21 +398,14 @@ async def job_logs(client: AsyncClient, args: argparse.Namespace, out: TextIO) -
             out.flush()
         return 0
     lines = [line async for line in client.output(args.job_id, phase=args.phase)]
-    if args.json:
-        _json(out, lines)
-    else:
-        out.writelines(line["line"] + "\n" for line in lines)
-    return 0
+    return Shown(lines, "\n".join(line["line"] for line in lines))
 
 
 # --- keys -----------------------------------------------------------------------------------
 
 
-async def list_keys(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:
+async def list_keys(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> Shown:
     keys = [k async for k in client.list_keys(include_revoked=args.all)]
-    if args.json:
-        _json(out, keys)
-        return 0
     rows = [
         [
             k["id"],
@@ -424,5 +416,4 @@ async def list_keys(client: AsyncClient, args: argparse.Namespace, out: TextIO) 
         ]
         for k in keys
     ]
-    _table(out, rows, ["ID", "PREFIX", "STATE", "LAST USED", "NAME"])
-    return 0
+    return Shown(keys, _table(rows, ["ID", "PREFIX", "STATE", "LAST USED", "NAME"]))

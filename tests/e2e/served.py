@@ -4,7 +4,6 @@ database, with its first admin's key: the server the client and CLI tests talk t
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import aiohttp
 import attrs
 import pytest
 
-from tests.e2e.processes import HELIX, STARTUP_TIMEOUT, Server, free_port, helix_env, wait_ready
+from tests.e2e.processes import HELIX, Server, free_port, helix_env, stop, wait_ready
 
 ANONYMOUS_PER_MINUTE = 4
 PHASE_USER = "helix-phase-sdk"
@@ -49,10 +48,4 @@ async def served(database_url: str, tmp_path: Path) -> AsyncIterator[Served]:
             await wait_ready(session, server.url)
         yield Served(server.url, key, server)
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), STARTUP_TIMEOUT)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop(proc)
