@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -37,6 +38,7 @@ from helix.client.http import Params, Transport, refused
 from helix.client.sse import Parser, lines
 from helix.domain.job import TERMINAL
 
+log = logging.getLogger(__name__)
 TERMINAL_STATUSES = frozenset(status.value for status in TERMINAL)
 Id = str | uuid.UUID
 
@@ -536,9 +538,11 @@ class AsyncClient:
             else:
                 cause = None
             if failures >= self.stream_retries:
+                log.warning("the stream %s gave up after %d reconnects", path, failures)
                 raise ConnectionFailed(
                     f"the stream {path} ended {failures + 1} times in a row without an event"
                 ) from cause
+            log.info("the stream %s ended (%s); resuming after %s", path, cause or "closed", last)
             await asyncio.sleep(self._http.delay(min(failures, 6), pause))
             failures += 1
 

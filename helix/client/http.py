@@ -63,10 +63,10 @@ class Transport:
 
     def headers(self) -> dict[str, str]:
         headers = {"User-Agent": f"helix-client/{__version__}", "Accept": "application/json"}
-        if self.api_key is not None:
-            headers["X-API-Key"] = self.api_key
-        elif self.token is not None:
-            headers["Authorization"] = f"Bearer {self.token}"
+        credential = self.api_key if self.api_key is not None else self.token
+        if credential is not None:
+            # The server takes a key or a JWT as a bearer credential alike.
+            headers["Authorization"] = f"Bearer {credential}"
         return headers
 
     def session(self) -> aiohttp.ClientSession:
