@@ -507,7 +507,7 @@ class AsyncClient:
                 async with self._http.stream(path, params, last, self.stream_read_timeout) as resp:
                     if resp.status == 204:
                         return  # resumed after the job's end: the stream is over
-                    if resp.status >= 400:
+                    if resp.status >= 300:
                         error = await refused(resp)
                         if resp.status not in (429, 502, 503, 504):
                             raise error

@@ -1,6 +1,9 @@
 """The client's one HTTP path: credentials, an `Idempotency-Key` on every POST, retries of the
 requests that are safe to repeat, and error answers raised as `helix.client.errors`.
 
+Credentials go only to `base_url`: the API never redirects, so a redirect is not followed, and
+a list's `next` is a path on the same server.
+
 A request is repeated (after a connection error, a timeout or a 503, with exponential backoff
 and jitter, honouring `Retry-After`) only if repeating it cannot do its work twice: GET, PUT
 and DELETE, and a POST, whose key makes the server answer a repeat with the stored response
@@ -111,10 +114,10 @@ class Transport:
             try:
                 async with self.session().request(
                     method, self.base_url + path, params=query(params), data=data,
-                    headers=headers, timeout=limit,
+                    headers=headers, timeout=limit, allow_redirects=False,
                 ) as resp:  # fmt: skip
                     raw = await resp.read()
-                    if resp.status < 400:
+                    if resp.status < 300:
                         return json.loads(raw) if raw and resp.status != 204 else None
                     error = api_error(resp.status, raw, resp.headers)
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -140,7 +143,11 @@ class Transport:
         # No total: a stream lasts; a silent connection (no heartbeat) is a dead one.
         limit = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=read_timeout)
         async with self.session().get(
-            self.base_url + path, params=query(params), headers=headers, timeout=limit
+            self.base_url + path,
+            params=query(params),
+            headers=headers,
+            timeout=limit,
+            allow_redirects=False,
         ) as resp:
             yield resp
 
