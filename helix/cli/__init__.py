@@ -31,8 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="helix",
         description="Helix: an event-sourced control plane for AI development work. Every "
-        "command finds the database the same way: HELIX_DATABASE_URL, else the embedded "
-        "PostgreSQL in HELIX_DATA_DIR (default ./.helix).",
+        "command that works on the database finds it the same way: HELIX_DATABASE_URL, else "
+        "the embedded PostgreSQL in HELIX_DATA_DIR (default ./.helix). `projects`, `jobs`, "
+        "`keys list` and `events tail` talk to a running server's API instead (--server, "
+        "HELIX_SERVER).",
     )
     parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

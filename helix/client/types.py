@@ -1,8 +1,9 @@
 """The API's JSON views as TypedDicts: what the client returns is the decoded JSON itself, so
 a field here is a field of the answer, with the same name and type (ids are strings, times are
-RFC 3339 strings in UTC)."""
+RFC 3339 strings in UTC).
 
-from __future__ import annotations
+Without postponed annotations, so that `__required_keys__` and `__optional_keys__` tell the
+truth at run time too (a `NotRequired` in a string annotation is not seen there)."""
 
 from typing import Any, Generic, NotRequired, TypedDict, TypeVar
 

@@ -5,6 +5,7 @@ resume after dropped connections, and waiting for a job."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -22,6 +23,7 @@ from helix.client import (
     ValidationFailed,
     WaitTimeout,
 )
+from helix.client import types as t
 from tests.e2e.cutting_proxy import CuttingProxy
 from tests.e2e.processes import free_port
 from tests.e2e.served import ANONYMOUS_PER_MINUTE, Served, served
@@ -34,6 +36,16 @@ CHATTY = [
     {"name": "count", "command": ["sh", "-c", "for i in $(seq 12); do echo $i; sleep 0.1; done"]},
     {"name": "after", "command": ["sh", "-c", "echo done counting"]},
 ]  # fmt: skip
+
+
+def fits(value: Any, view: Any) -> bool:
+    """`value` has every field the TypedDict `view` requires and none it does not name (the
+    client's types are the API's JSON, with nothing invented and nothing missing)."""
+    keys = set(value)
+    required, optional = set(view.__required_keys__), set(view.__optional_keys__)
+    assert required <= keys, (view.__name__, required - keys)
+    assert keys <= required | optional, (view.__name__, keys - required - optional)
+    return True
 
 
 def _port(url: str) -> int:
@@ -50,6 +62,8 @@ async def test_async_client_drives_a_project_from_creation_to_its_completed_job(
         assert me["role"] == "admin" and me["authenticated_with"] == "api_key"
         made = [await helix.create_project(f"p{i}", phases=HELLO) for i in range(3)]
         assert all(p["status"] == "draft" for p in made)
+        assert fits(me, t.User) and fits(made[0], t.Project)
+        assert fits(made[0]["phases"][0], t.PhasePlan)
 
         # Pages of two, followed through `next`: every project once, newest first.
         listed = [p["id"] async for p in helix.list_projects(page_size=2)]
@@ -60,29 +74,39 @@ async def test_async_client_drives_a_project_from_creation_to_its_completed_job(
         talk = await helix.discuss("make it loud", project_id=project["id"])
         assert talk["project_id"] == project["id"]
         assert [m["content"] for m in talk["messages"]] == ["make it loud"]
+        assert fits(talk, t.Discussion) and fits(talk["messages"][0], t.Message)
         posted = await helix.post_message(project["id"], "and short", role="assistant")
-        assert posted["seq"] == 2 and posted["role"] == "assistant"
+        assert (
+            posted["seq"] == 2 and posted["role"] == "assistant" and fits(posted, t.PostedMessage)
+        )
         thread = [m["content"] async for m in helix.list_messages(project["id"], page_size=1)]
         assert thread == ["make it loud", "and short"]
 
         assert (await helix.ready(project["id"]))["status"] == "ready"
         run = await helix.execute(project["id"])
         assert run["status"] == "queued" and run["stream_url"].endswith(run["job_id"])
+        assert fits(run, t.Run)
         job = await helix.wait_job(run["job_id"], timeout=60)
         assert job["status"] == "completed" and job["progress"] == 100
         assert [p["status"] for p in job["phases"]] == ["completed"]
+        assert fits(job, t.Job) and fits(job["phases"][0], t.Phase)
+        assert fits(job["output_tail"][0], t.OutputLine) and fits(job["cost"], t.Cost)
         lines = [line["line"] async for line in helix.output(run["job_id"], page_size=1)]
         assert lines == ["hello", "world"]
         assert [j["id"] async for j in helix.list_jobs(project_id=project["id"])] == [job["id"]]
         status = await helix.project_status(project["id"])
         assert status["status"] == "completed" and status["latest_job"] is not None
         assert status["latest_job"]["id"] == job["id"]
+        assert fits(status, t.ProjectStatus) and fits(status["latest_job"], t.JobSummary)
+        shown = await helix.get_project(project["id"])
+        assert fits(shown, t.Project) and shown["latest_job"] is not None
+        assert fits(shown["latest_job"], t.Job)
 
         history = [e async for e in helix.project_history(project["id"], page_size=3)]
         types = [e["type"] for e in history]
         assert types[0] == "project.created" and "job.completed" in types
         positions = [e["position"] for e in history]
-        assert positions == sorted(set(positions))
+        assert positions == sorted(set(positions)) and all(fits(e, t.Event) for e in history)
         logged = [
             e["type"] async for e in helix.list_events(project_id=project["id"], types=["job.*"])
         ]
@@ -101,9 +125,11 @@ async def test_async_client_drives_a_project_from_creation_to_its_completed_job(
         assert (await helix.wait_job(quick["job_id"], timeout=60))["status"] == "completed"
         workers = [w async for w in helix.list_workers()]
         assert len(workers) == 1 and workers[0]["capabilities"] == ["shell"]
+        assert fits(workers[0], t.Worker)
         assert (await helix.get_worker(workers[0]["id"]))["name"] == workers[0]["name"]
         token = await helix.create_stream_token()
         assert token["token_type"] == "stream" and token["expires_in"] > 0
+        assert fits(token, t.StreamToken)
 
 
 def test_blocking_client_manages_keys_users_and_webhooks(served: Served) -> None:
@@ -111,7 +137,7 @@ def test_blocking_client_manages_keys_users_and_webhooks(served: Served) -> None
         alice = admin.create_user("alice", password="a long password", role="user")
         assert "alice" in [u["username"] for u in admin.list_users(role="user")]
         key = admin.create_key(name="for alice", user_id=alice["id"])
-        assert key["key"].startswith(key["prefix"])
+        assert key["key"].startswith(key["prefix"]) and fits(key, t.ApiKey)
 
         with Client(served.url, api_key=key["key"]) as as_alice:
             assert as_alice.me()["username"] == "alice"
@@ -131,7 +157,7 @@ def test_blocking_client_manages_keys_users_and_webhooks(served: Served) -> None
         hook = admin.create_webhook(
             "https://hooks.example.com/helix", event_types=["job.*"], description="ci"
         )
-        assert hook["secret"].startswith("whsec_")
+        assert hook["secret"].startswith("whsec_") and fits(hook, t.Webhook)
         assert admin.get_webhook(hook["id"])["event_types"] == ["job.*"]
         assert "secret" not in admin.get_webhook(hook["id"])
         changed = admin.update_webhook(hook["id"], enabled=False, event_types=["project.*"])
@@ -140,13 +166,16 @@ def test_blocking_client_manages_keys_users_and_webhooks(served: Served) -> None
         assert rotated["secret"] != hook["secret"]
         ping = admin.test_webhook(hook["id"])
         assert ping["kind"] == "ping" and ping["endpoint_id"] == hook["id"]
+        assert fits(ping, t.Delivery)
         deliveries = list(admin.list_deliveries(hook["id"]))
         assert [d["id"] for d in deliveries] == [ping["id"]]
         shown = admin.get_delivery(hook["id"], ping["id"])
         assert shown["id"] == ping["id"] and isinstance(shown["attempt_log"], list)
+        assert fits(shown, t.Delivery)
         admin.create_project("hooked", phases=HELLO)
         replayed = admin.replay_webhook(hook["id"], since_position=1)
         assert replayed["deliveries"] >= 1  # project.created, at least
+        assert fits(replayed, t.Replayed)
         assert [h["id"] for h in admin.list_webhooks()] == [hook["id"]]
         admin.delete_webhook(hook["id"])
         with pytest.raises(NotFound):
