@@ -9,8 +9,7 @@ import sys
 from typing import Any, TextIO
 
 from helix.cli import events_io
-
-DEFAULT_SERVER = "http://127.0.0.1:8100"
+from helix.cli.remote import DEFAULT_SERVER
 
 
 def register(commands: Any) -> None:
@@ -27,7 +26,9 @@ def register(commands: Any) -> None:
     tail.add_argument("--types", help="comma-separated type globs, e.g. 'job.*,project.created'")
     tail.add_argument("--project", help="only this project's events (its jobs' included)")
     tail.add_argument("--after", type=int, help="replay from after this position first")
-    tail.add_argument("--server", default=DEFAULT_SERVER, help=f"default {DEFAULT_SERVER}")
+    tail.add_argument(
+        "--server", help=f"the server's URL (default: HELIX_SERVER, else {DEFAULT_SERVER})"
+    )
     tail.add_argument("--key", help="API key or token (default: HELIX_API_KEY)")
     tail.add_argument("--count", type=int, help="stop after printing this many events")
     tail.set_defaults(handler=run_tail)
@@ -39,7 +40,7 @@ async def run_tail(args: argparse.Namespace) -> int:
         print("an API key is needed: --key or HELIX_API_KEY", file=sys.stderr)
         return 2
     return await tail(
-        args.server,
+        args.server or os.environ.get("HELIX_SERVER") or DEFAULT_SERVER,
         key,
         types=args.types,
         project=args.project,
