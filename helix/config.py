@@ -7,6 +7,7 @@ import ipaddress
 import json
 import math
 import os
+import shlex
 import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -101,6 +102,23 @@ def output_filter_patterns(
     return tuple(patterns)
 
 
+def agent_command(
+    env: Mapping[str, str], name: str = "HELIX_AGENT_COMMAND"
+) -> tuple[str, ...] | None:
+    """A command line (split as a POSIX shell would, but run as argv, with no shell) that a
+    worker runs for every phase without a command of its own; unset or blank: None."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        argv = tuple(shlex.split(raw))
+    except ValueError as exc:
+        raise SettingError(f"{name}: {exc} in {raw!r}") from None
+    if not argv or "\x00" in raw:
+        raise SettingError(f"{name} must name a program")
+    return argv
+
+
 def _choice(env: Mapping[str, str], name: str, default: E) -> E:
     raw = env.get(name)
     if raw in (None, ""):
@@ -118,6 +136,8 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# The claim of an external JWT that names its user (HELIX_EXTERNAL_JWT_SUBJECT_CLAIM).
+DEFAULT_SUBJECT_CLAIM = "sub"
 
 
 def _origin(raw: str) -> str:
@@ -180,11 +200,14 @@ class Settings:
     # unset, `helix serve` generates one and prints it once, beside the admin's API key.
     admin_password: str | None = None
     # An external issuer (e.g. a chat front end) whose tokens Helix trusts: a shared secret
-    # (HS*) or a public key (PEM text or a file path; RS*/ES*/EdDSA), checked with iss and aud.
+    # (HS*) or a public key (PEM text or a file path; RS*/ES*/EdDSA); `iss` and `aud` checked
+    # when configured (and then required), the user named by the subject claim (`sub`, or e.g.
+    # `id` for Open WebUI's tokens).
     external_jwt_secret: str | None = None
     external_jwt_public_key: str | None = None
     external_jwt_issuer: str | None = None
     external_jwt_audience: str | None = None
+    external_jwt_subject_claim: str = DEFAULT_SUBJECT_CLAIM
     # Authenticated callers have a bucket per principal; anonymous ones (logins, bad
     # credentials, the OpenAPI document) a smaller one per client address. 0 disables a limit.
     rate_limit_per_minute: int = 600
@@ -233,6 +256,11 @@ class Settings:
     # in-process worker drops (`helix.worker.directives` says which are allowed) ---
     max_job_duration: float | None = None
     output_filter_patterns: tuple[str, ...] = ()
+    # The command line the in-process worker runs for each phase without a command of its own
+    # (a coding agent's CLI, reading HELIX_PROMPT, HELIX_MODEL and HELIX_CONTEXT_FILE); with
+    # one, that worker offers the capabilities of the templates' command-less phases and
+    # `agent`. None: it runs only phases with a command.
+    agent_command: tuple[str, ...] | None = None
     phase_templates_file: Path | None = None
     default_template: str = "ai-development"
     projection_batch_size: int = 500
@@ -322,6 +350,7 @@ class Settings:
             max_wait_seconds=_float(env, "HELIX_MAX_WAIT_SECONDS", 60.0),
             max_job_duration=_duration(env, "HELIX_MAX_JOB_DURATION"),
             output_filter_patterns=output_filter_patterns(env),
+            agent_command=agent_command(env),
             phase_templates_file=Path(env["HELIX_PHASE_TEMPLATES"])
             if env.get("HELIX_PHASE_TEMPLATES")
             else None,
@@ -340,6 +369,8 @@ class Settings:
             external_jwt_public_key=env.get("HELIX_EXTERNAL_JWT_PUBLIC_KEY") or None,
             external_jwt_issuer=env.get("HELIX_EXTERNAL_JWT_ISSUER") or None,
             external_jwt_audience=env.get("HELIX_EXTERNAL_JWT_AUDIENCE") or None,
+            external_jwt_subject_claim=(env.get("HELIX_EXTERNAL_JWT_SUBJECT_CLAIM") or "").strip()
+            or DEFAULT_SUBJECT_CLAIM,
             rate_limit_per_minute=_int(env, "HELIX_RATE_LIMIT_PER_MINUTE", 600),
             rate_limit_burst=_int(env, "HELIX_RATE_LIMIT_BURST", 0) or None,
             rate_limit_anonymous_per_minute=_int(env, "HELIX_RATE_LIMIT_ANONYMOUS_PER_MINUTE", 120),

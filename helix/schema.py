@@ -267,9 +267,10 @@ jobs = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
-    # Added later (migrations 0011 and 0013), so last, as the migrated table has them.
+    # Added later (migrations 0011, 0013 and 0014), so last, as the migrated table has them.
     sa.Column("pause_requested", sa.Boolean, nullable=False),
     sa.Column("max_duration_s", sa.Float),
+    sa.Column("waiting_since", sa.DateTime(timezone=True)),
 )
 sa.Index("jobs_owner_created_idx", jobs.c.owner, jobs.c.created_at)
 sa.Index("jobs_project_created_idx", jobs.c.project_id, jobs.c.created_at)

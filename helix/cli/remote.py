@@ -290,6 +290,8 @@ async def execute_project(
     if project["status"] in ("draft", "discussing"):
         await client.ready(args.project_id)
     run = await client.execute(args.project_id, start_phase=args.start_phase, model=args.model)
+    for warning in run.get("warnings", []):
+        print(f"helix: warning: {warning['message']}", file=sys.stderr)
     if not args.watch:
         return Shown(run, f"{run['job_id']}  {run['status']}")
     if not args.json:
@@ -379,6 +381,8 @@ def _describe(event: Event, names: list[str], output: bool) -> str | None:
             return f"phase {phase} skipped: {data.get('reason')}"
         case "progress":
             return "progress"
+        case "waiting":
+            return f"waiting: {data.get('reason')}"
         case "cancel_requested" | "pause_requested" | "stuck" | "retry_scheduled":
             return kind.replace("_", " ")
         case "phase_output" if output:

@@ -64,6 +64,13 @@ class OutputLine(TypedDict):
     at: str
 
 
+class Waiting(TypedDict):
+    """Why a queued job can be claimed by no online worker: none offers `capabilities`."""
+
+    reason: str
+    capabilities: list[str]
+
+
 class Job(TypedDict):
     id: str
     project_id: str
@@ -82,6 +89,7 @@ class Job(TypedDict):
     cancel_requested: bool
     cancel_reason: str | None
     pause_requested: bool
+    waiting: Waiting | None
     dead_lettered: bool
     lease_expires_at: str | None
     not_before: str | None
@@ -124,6 +132,7 @@ class JobSummary(TypedDict):
     progress: int
     cancel_requested: bool
     error: str | None
+    waiting: Waiting | None
     stream_url: str
 
 
@@ -136,8 +145,17 @@ class ProjectStatus(TypedDict):
     updated_at: str
 
 
+class RunWarning(TypedDict):
+    """What the caller of a run should know, e.g. `no_capable_worker`: no registered worker
+    offers `capabilities`, so the job may never run."""
+
+    code: str
+    message: str
+    capabilities: list[str]
+
+
 class Run(TypedDict):
-    """A run just started (execute, quick action) or being cancelled (cancel adds
+    """A run just started (execute, quick action: with `warnings`) or being cancelled (with
     `cancel_requested`)."""
 
     project_id: str
@@ -145,6 +163,7 @@ class Run(TypedDict):
     status: str
     project_status: str | None
     stream_url: str
+    warnings: NotRequired[list[RunWarning]]
     cancel_requested: NotRequired[bool]
 
 
@@ -164,6 +183,7 @@ class PostedMessage(Message):
     project_status: str | None
     job_id: NotRequired[str]
     stream_url: NotRequired[str]
+    warnings: NotRequired[list[RunWarning]]
 
 
 class Discussion(TypedDict):

@@ -1,10 +1,12 @@
-"""The reaper: expires the leases workers stopped renewing, fails jobs running past their
+"""The reaper: says once of each queued job no online worker can claim that it waits
+(`job.waiting`), expires the leases workers stopped renewing, fails jobs running past their
 duration limit (`HELIX_MAX_JOB_DURATION`, or the project's), marks silent workers offline and
 prunes workers offline for longer than `HELIX_WORKER_PRUNE_AFTER_SECONDS`.
 
 Every node may run one; they do not need to agree. An expiry goes through the job's decider
 with the fencing token the reaper read, so a lease renewed or re-granted meanwhile is left
-alone, and two reapers expiring the same lease conflict on the job's stream: one wins.
+alone, and two reapers expiring the same lease conflict on the job's stream: one wins. The
+same conflict keeps `job.waiting` to one event when two reapers see the same job at once.
 """
 
 from __future__ import annotations
@@ -48,7 +50,11 @@ class LeaseReaper:
 
     async def run_once(self) -> tuple[int, int]:
         """Expire every lease that ran out and mark silent workers offline: how many of each.
-        Workers offline for long enough are pruned too."""
+        Workers offline for long enough are pruned too, and queued jobs no online worker can
+        claim are said to wait."""
+        # Before the expiries: a job queued again this round is looked at in the next one, by
+        # when the workers that just went silent are offline too.
+        await self._report_waiting()
         expired = 0
         for row in await jobs_model.expired_leases(self.store.pool, self._writer.now()):
             try:
@@ -68,6 +74,17 @@ class LeaseReaper:
             after = self.settings.worker_prune_after
             log.info("pruned %d workers offline for over %gs", pruned, after)
         return expired, offline
+
+    async def _report_waiting(self) -> int:
+        said = 0
+        for job_id in await jobs_model.unreported_waiting(self.store.pool):
+            try:
+                said += await self._jobs.mark_waiting(self._caller, job_id)
+            except NotFound:  # gone meanwhile (an import replaced the log)
+                continue
+        if said:
+            log.info("%d queued jobs wait for a worker offering their capabilities", said)
+        return said
 
     async def _enforce_durations(self) -> int:
         failed = 0

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from helix.domain.job import TERMINAL
+from helix.domain.job import TERMINAL, Waiting
 from helix.envelope import rfc3339
 
 Row = Mapping[str, Any]
@@ -42,7 +42,15 @@ def project_view(row: Row) -> dict[str, Any]:
     }
 
 
-def job_view(row: Row) -> dict[str, Any]:
+def waiting_view(waiting: Waiting | None) -> dict[str, Any] | None:
+    if waiting is None:
+        return None
+    return {"reason": waiting.reason, "capabilities": list(waiting.capabilities)}
+
+
+def job_view(row: Row, waiting: Waiting | None = None) -> dict[str, Any]:
+    """`waiting`: why the queued job can be claimed by no online worker (None: it can, or it
+    is not queued)."""
     return {
         "id": str(row["job_id"]),
         "project_id": str(row["project_id"]),
@@ -61,6 +69,7 @@ def job_view(row: Row) -> dict[str, Any]:
         "cancel_requested": row["cancel_requested"],
         "cancel_reason": row["cancel_reason"],
         "pause_requested": row["pause_requested"],
+        "waiting": waiting_view(waiting),
         "dead_lettered": row["dead_lettered"],
         "lease_expires_at": rfc3339(row["lease_expires_at"]),
         "not_before": rfc3339(row["not_before"]),

@@ -223,8 +223,9 @@ class JobRun:
                 raise _Cancelled
             if phase.status == "failed":
                 return await self._fail(f"phase {phase.name!r} had already failed")
-            if phase.command is None:
-                error = f"phase {phase.name!r} has no command, and this worker only runs commands"
+            argv = phase.command or self._config.agent_command
+            if argv is None:
+                error = f"phase {phase.name!r} has no command, and this worker has no agent command"
                 await self._send(
                     [
                         reports.phase_started(phase.name),
@@ -237,7 +238,7 @@ class JobRun:
             if self._cancel.is_set():
                 raise _Cancelled
             percent = 100 * (index + 1) // total
-            if not await self._run_phase(phase, phase.command, workspace, percent):
+            if not await self._run_phase(phase, argv, workspace, percent):
                 return Outcome.FAILED
             self._completed.add(phase.name)
         if self._cancel.is_set():

@@ -17,6 +17,7 @@ from helix.domain.job.commands import (
     ExpireLease,
     FailJob,
     FailPhase,
+    MarkWaiting,
     PauseJob,
     QueueJob,
     RecordCost,
@@ -37,6 +38,7 @@ from helix.domain.job.decider import (
     backoff,
     decide,
     missing_capabilities,
+    needs,
     overran,
     phase_capabilities_cover,
 )
@@ -70,6 +72,7 @@ from helix.domain.job.events import (
     JobStarted,
     JobStatus,
     JobStuck,
+    JobWaiting,
     OutputStream,
     PhaseStatus,
 )
@@ -82,6 +85,7 @@ from helix.domain.job.state import (
     fold,
     initial_state,
 )
+from helix.domain.job.waiting import Need, Waiting, unmet
 
 STREAM_TYPE = "job"
 
@@ -138,6 +142,9 @@ __all__ = [
     "JobState",
     "JobStatus",
     "JobStuck",
+    "JobWaiting",
+    "MarkWaiting",
+    "Need",
     "OutputStream",
     "PauseJob",
     "PhaseState",
@@ -153,6 +160,7 @@ __all__ = [
     "ResumeJob",
     "SkipPhase",
     "StartPhase",
+    "Waiting",
     "WorkerReport",
     "backoff",
     "decide",
@@ -160,7 +168,9 @@ __all__ = [
     "fold",
     "initial_state",
     "missing_capabilities",
+    "needs",
     "overran",
     "phase_capabilities_cover",
     "stream_id",
+    "unmet",
 ]

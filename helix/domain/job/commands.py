@@ -209,6 +209,16 @@ class EnforceDurationLimit:
     at: datetime
 
 
+@attrs.frozen(kw_only=True)
+class MarkWaiting:
+    """Issued by a reaper: no online worker can claim the queued job (`helix.domain.job.waiting`
+    says why). A job already said to be waiting, or no longer queued, gives no event."""
+
+    reason: str
+    capabilities: tuple[str, ...]
+    at: datetime
+
+
 Command: TypeAlias = (
     QueueJob
     | ClaimJob
@@ -231,6 +241,7 @@ Command: TypeAlias = (
     | AcknowledgePause
     | ExpireLease
     | EnforceDurationLimit
+    | MarkWaiting
 )
 
 WorkerReport: TypeAlias = (

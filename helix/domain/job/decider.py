@@ -55,6 +55,7 @@ from helix.domain.job.commands import (
     ExpireLease,
     FailJob,
     FailPhase,
+    MarkWaiting,
     PauseJob,
     QueueJob,
     RecordCost,
@@ -97,10 +98,12 @@ from helix.domain.job.events import (
     JobStarted,
     JobStatus,
     JobStuck,
+    JobWaiting,
     OutputStream,
     PhaseStatus,
 )
 from helix.domain.job.state import JobState, PhaseState
+from helix.domain.job.waiting import Need
 from helix.domain.project.decider import (
     MAX_AUTHOR_CHARS,
     MAX_REASON_CHARS,
@@ -142,23 +145,27 @@ def backoff(attempt: int, *, base: float = RETRY_BASE_S, cap: float = RETRY_CAP_
     return min(base * 2.0 ** min(max(attempt - 1, 0), 64), cap)
 
 
-def missing_capabilities(
-    worker_caps: Iterable[str], phases: Iterable[PhaseState | PhaseSpec]
-) -> frozenset[str]:
-    """The capabilities still-to-run phases need that the worker does not offer.
-
-    A PhaseSpec always still has to run; a PhaseState only while pending or running.
-    """
-    offered = frozenset(worker_caps)
-    needed: set[str] = set()
+def needs(phases: Iterable[PhaseState | PhaseSpec]) -> list[Need]:
+    """What each phase still to run needs: its capabilities (`shell` for a command that names
+    none), and whether it has a command. A PhaseSpec always still has to run; a PhaseState
+    only while pending or running."""
+    found = []
     for phase in phases:
         if isinstance(phase, PhaseState) and phase.status not in _TO_RUN:
             continue
         caps = phase.capabilities
         if not caps and phase.command is not None:
             caps = (SHELL_CAPABILITY,)
-        needed.update(caps)
-    return frozenset(needed - offered)
+        found.append(Need(capabilities=tuple(caps), has_command=phase.command is not None))
+    return found
+
+
+def missing_capabilities(
+    worker_caps: Iterable[str], phases: Iterable[PhaseState | PhaseSpec]
+) -> frozenset[str]:
+    """The capabilities still-to-run phases need that the worker does not offer."""
+    needed = {c for need in needs(phases) for c in need.capabilities}
+    return frozenset(needed - frozenset(worker_caps))
 
 
 def phase_capabilities_cover(
@@ -186,6 +193,8 @@ def decide(state: JobState, command: Command) -> list[Event]:
     at = as_utc(command.at)
     if isinstance(command, RequestCancel):
         return _request_cancel(state, status, command, at)
+    if isinstance(command, MarkWaiting):
+        return _mark_waiting(state, status, command, at)
     if status in TERMINAL:
         _refuse(state, f"job is {status.value}", "terminal")
     match command:
@@ -210,6 +219,20 @@ def decide(state: JobState, command: Command) -> list[Event]:
 def _id(state: JobState) -> UUID:
     assert state.id is not None
     return state.id
+
+
+def _mark_waiting(
+    state: JobState, status: JobStatus, command: MarkWaiting, at: datetime
+) -> list[Event]:
+    # Idempotent, not refused: reapers on several nodes may say it at once, and a job claimed
+    # meanwhile simply needs no word.
+    if status is not JobStatus.QUEUED or state.cancel_requested or state.waiting is not None:
+        return []
+    reason = check_text(command.reason, "reason", max_chars=MAX_ERROR_CHARS)
+    capabilities = tuple(
+        check_text(c, "capabilities", max_chars=MAX_ERROR_CHARS) for c in command.capabilities
+    )
+    return [JobWaiting(job_id=_id(state), reason=reason, capabilities=capabilities, at=at)]
 
 
 def _queue(state: JobState, command: QueueJob) -> list[Event]:

@@ -234,6 +234,18 @@ class JobStuck:
 
 
 @attrs.frozen(kw_only=True)
+class JobWaiting:
+    """The queued job can be claimed by no online worker: none offers `capabilities` (all of
+    them, together). Said once per episode: again only after the job was claimed, paused or
+    ended and queued once more."""
+
+    job_id: UUID
+    reason: str
+    capabilities: tuple[str, ...]
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
 class JobRetryScheduled:
     """The job is queued again; `attempt` is the number the next claim will get."""
 
@@ -279,6 +291,7 @@ Event: TypeAlias = (
     | JobPaused
     | JobResumed
     | JobStuck
+    | JobWaiting
     | JobRetryScheduled
     | JobCompleted
     | JobFailed
@@ -304,6 +317,7 @@ EVENTS: dict[str, type] = {
     "job.paused": JobPaused,
     "job.resumed": JobResumed,
     "job.stuck": JobStuck,
+    "job.waiting": JobWaiting,
     "job.retry_scheduled": JobRetryScheduled,
     "job.completed": JobCompleted,
     "job.failed": JobFailed,

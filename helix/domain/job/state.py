@@ -35,8 +35,10 @@ from helix.domain.job.events import (
     JobStarted,
     JobStatus,
     JobStuck,
+    JobWaiting,
     PhaseStatus,
 )
+from helix.domain.job.waiting import Waiting
 from helix.domain.project.events import EnvValue, PhaseSpec
 
 
@@ -130,6 +132,9 @@ class JobState:
     # Claims that ended in a pause rather than being lost: they do not use up the attempts.
     paused_attempts: int = 0
     dead_lettered: bool = False
+    # Said by `job.waiting` while queued: no online worker could claim it; cleared once it is
+    # claimed, paused or over, so that a later wait is said again.
+    waiting: Waiting | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -228,6 +233,7 @@ def evolve(state: JobState, event: Event) -> JobState:
                 lease_s=(event.lease_expires_at - event.at).total_seconds(),
                 attempt=event.attempt,
                 not_before=None,
+                waiting=None,
                 updated_at=at,
             )
         case JobLeaseRenewed():
@@ -305,6 +311,7 @@ def evolve(state: JobState, event: Event) -> JobState:
                 state,
                 status=JobStatus.CANCELLED,
                 lease_expires_at=None,
+                waiting=None,
                 finished_at=at,
                 updated_at=at,
             )
@@ -315,6 +322,7 @@ def evolve(state: JobState, event: Event) -> JobState:
                 state,
                 status=JobStatus.PAUSED,
                 pause_requested=False,
+                waiting=None,
                 paused_attempts=state.paused_attempts + (state.worker_id is not None),
                 worker_id=None,
                 lease_expires_at=None,
@@ -327,6 +335,9 @@ def evolve(state: JobState, event: Event) -> JobState:
             return attrs.evolve(state, status=status, pause_requested=False, updated_at=at)
         case JobStuck():
             return attrs.evolve(state, worker_id=None, lease_expires_at=None, updated_at=at)
+        case JobWaiting():
+            waiting = Waiting(reason=event.reason, capabilities=tuple(event.capabilities))
+            return attrs.evolve(state, waiting=waiting, updated_at=at)
         case JobRetryScheduled():
             return attrs.evolve(
                 state,
@@ -341,6 +352,7 @@ def evolve(state: JobState, event: Event) -> JobState:
                 status=JobStatus.COMPLETED,
                 progress=100,
                 lease_expires_at=None,
+                waiting=None,
                 finished_at=at,
                 updated_at=at,
             )
@@ -351,6 +363,7 @@ def evolve(state: JobState, event: Event) -> JobState:
                 error=event.error,
                 dead_lettered=event.dead_lettered,
                 lease_expires_at=None,
+                waiting=None,
                 finished_at=at,
                 updated_at=at,
             )
