@@ -4,6 +4,7 @@ resume after dropped connections, and waiting for a job."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -102,6 +103,9 @@ async def test_async_client_drives_a_project_from_creation_to_its_completed_job(
         assert fits(shown, t.Project) and shown["latest_job"] is not None
         assert fits(shown["latest_job"], t.Job)
 
+        # The stream ends once the job's end is in the log: every read after it sees it all.
+        streamed = [e async for e in helix.stream(job["id"])]
+        assert streamed[-1]["type"] == "job.completed"
         history = [e async for e in helix.project_history(project["id"], page_size=3)]
         types = [e["type"] for e in history]
         assert types[0] == "project.created" and "job.completed" in types
@@ -112,8 +116,6 @@ async def test_async_client_drives_a_project_from_creation_to_its_completed_job(
         ]
         assert logged == [t for t in types if t.startswith("job.")]
         assert (await helix.get_event(positions[0]))["type"] == "project.created"
-        streamed = [e async for e in helix.stream(job["id"])]
-        assert streamed[-1]["type"] == "job.completed"
         assert [e["type"] for e in streamed] == [t for t in types if t.startswith("job.")]
 
         archived = await helix.archive_project(project["id"])
@@ -173,6 +175,11 @@ def test_blocking_client_manages_keys_users_and_webhooks(served: Served) -> None
         assert shown["id"] == ping["id"] and isinstance(shown["attempt_log"], list)
         assert fits(shown, t.Delivery)
         admin.create_project("hooked", phases=HELLO)
+        # Replay covers the sequenced log: wait until the new project's event is in it.
+        for _ in range(200):
+            if list(admin.list_events(types=["project.created"])):
+                break
+            time.sleep(0.05)
         replayed = admin.replay_webhook(hook["id"], since_position=1)
         assert replayed["deliveries"] >= 1  # project.created, at least
         assert fits(replayed, t.Replayed)
