@@ -15,6 +15,7 @@ from helix.cli import (
     database,
     events,
     projections,
+    remote,
     serve,
     users,
     webhooks,
@@ -23,15 +24,17 @@ from helix.cli import (
 from helix.cli.context import NoDatabase
 from helix.config import SettingError, Settings
 
-GROUPS = [serve, database, users, projections, events, webhooks, audit, bench, worker]
+GROUPS = [serve, database, users, remote, projections, events, webhooks, audit, bench, worker]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="helix",
         description="Helix: an event-sourced control plane for AI development work. Every "
-        "command finds the database the same way: HELIX_DATABASE_URL, else the embedded "
-        "PostgreSQL in HELIX_DATA_DIR (default ./.helix).",
+        "command that works on the database finds it the same way: HELIX_DATABASE_URL, else "
+        "the embedded PostgreSQL in HELIX_DATA_DIR (default ./.helix). `projects`, `jobs`, "
+        "`keys list` and `events tail` talk to a running server's API instead (--server, "
+        "HELIX_SERVER).",
     )
     parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

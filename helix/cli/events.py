@@ -8,12 +8,8 @@ import os
 import sys
 from typing import Any, TextIO
 
-import aiohttp
-
 from helix.cli import events_io
-from helix.streams.client import StreamGone, messages
-
-DEFAULT_SERVER = "http://127.0.0.1:8100"
+from helix.cli.remote import DEFAULT_SERVER
 
 
 def register(commands: Any) -> None:
@@ -30,7 +26,9 @@ def register(commands: Any) -> None:
     tail.add_argument("--types", help="comma-separated type globs, e.g. 'job.*,project.created'")
     tail.add_argument("--project", help="only this project's events (its jobs' included)")
     tail.add_argument("--after", type=int, help="replay from after this position first")
-    tail.add_argument("--server", default=DEFAULT_SERVER, help=f"default {DEFAULT_SERVER}")
+    tail.add_argument(
+        "--server", help=f"the server's URL (default: HELIX_SERVER, else {DEFAULT_SERVER})"
+    )
     tail.add_argument("--key", help="API key or token (default: HELIX_API_KEY)")
     tail.add_argument("--count", type=int, help="stop after printing this many events")
     tail.set_defaults(handler=run_tail)
@@ -42,7 +40,7 @@ async def run_tail(args: argparse.Namespace) -> int:
         print("an API key is needed: --key or HELIX_API_KEY", file=sys.stderr)
         return 2
     return await tail(
-        args.server,
+        args.server or os.environ.get("HELIX_SERVER") or DEFAULT_SERVER,
         key,
         types=args.types,
         project=args.project,
@@ -61,29 +59,30 @@ async def tail(
     count: int | None = None,
     out: TextIO | None = None,
 ) -> int:
+    from helix.client import ApiError, AsyncClient, ConnectionFailed  # only when tailing
+
     out = out or sys.stdout
-    path = f"/api/v1/projects/{project}/stream" if project else "/api/v1/events/stream"
-    params = {"type": types} if types else None
+    globs = types.split(",") if types else None
     printed = 0
-    # No read timeout: heartbeats keep the connection busy, and a dead one is found by TCP.
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with AsyncClient(server, api_key=key) as client:
         try:
-            async for message in messages(
-                session,
-                server.rstrip("/") + path,
-                headers={"Authorization": f"Bearer {key}"},
-                params=params,
-                last_id=str(after) if after is not None else None,
-            ):
-                if message.event in ("caught_up", "done"):
-                    continue
-                out.write(json.dumps(json.loads(message.data), separators=(",", ":")) + "\n")
+            if project:
+                events = client.stream_project(project, after=after, types=globs)
+            else:
+                events = client.stream_events(after=after, types=globs)
+            async for event in events:
+                out.write(json.dumps(event, separators=(",", ":")) + "\n")
                 out.flush()
                 printed += 1
                 if count is not None and printed >= count:
                     return 0
-        except StreamGone as gone:
-            print(f"the server refused the stream: {gone}", file=sys.stderr)
+        except ApiError as exc:
+            print(f"the server refused the stream: {exc}", file=sys.stderr)
             return 1
+        except ConnectionFailed as exc:
+            print(f"the stream could not be resumed: {exc}", file=sys.stderr)
+            return 1
+        except ValueError as exc:
+            print(f"helix: {exc}", file=sys.stderr)
+            return 2
     return 0

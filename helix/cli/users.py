@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from helix.auth.accounts import Accounts
+from helix.cli import remote
 from helix.cli.context import pool
 from helix.config import Settings
 from helix.domain.user import Role
@@ -52,7 +53,9 @@ def register(commands: Any) -> None:
     listing = sub.add_parser("list", help="list users", description="List every user.")
     listing.set_defaults(handler=run_list_users)
 
-    keys = commands.add_parser("keys", help="create and revoke API keys")
+    keys = commands.add_parser(
+        "keys", help="create and revoke API keys (database); list yours (through the API)"
+    )
     ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     kcreate = ksub.add_parser(
         "create",
@@ -66,6 +69,7 @@ def register(commands: Any) -> None:
     krevoke = ksub.add_parser("revoke", help="revoke an API key", description="Revoke a key.")
     krevoke.add_argument("key_id", metavar="KEY_ID", help="the key's id (a UUID)")
     krevoke.set_defaults(handler=run_revoke_key)
+    remote.add_keys_list(ksub)
 
 
 def _caller() -> Caller:

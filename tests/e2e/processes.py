@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,18 @@ class Server:
             self.lines.append(line)
             if marker in line:
                 return line
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM, as a service manager stops it, then SIGKILL if it does not end in time."""
+    if proc.returncode is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), STARTUP_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
 
 
 async def wait_ready(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:

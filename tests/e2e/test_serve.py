@@ -24,6 +24,7 @@ from tests.e2e.processes import (
     free_port,
     helix_env,
     run_helix,
+    stop,
     wait_ready,
 )
 
@@ -60,13 +61,7 @@ async def default_server(tmp_path: Path) -> AsyncIterator[Server]:
     try:
         yield running
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), STARTUP_TIMEOUT)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop(proc)
 
 
 async def test_serve_prints_a_one_time_admin_key_serves_the_api_and_stops_cleanly_on_sigterm(

@@ -6,9 +6,9 @@ import json
 import uuid
 from datetime import UTC, datetime
 
+from helix.client.sse import Message, Parser
 from helix.eventstore import RecordedEvent
 from helix.streams import Frame
-from helix.streams.client import Message, Parser
 from helix.streams.sse import KEEPALIVE, named_message
 
 

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 
 from helix.auth.sealing import key_id, new_key, parse_keys
 from helix.bootstrap import LogNode
-from helix.streams.client import Parser
+from helix.client.sse import Parser
 from tests.support import settled
 
 Client = TestClient[Any, Any]

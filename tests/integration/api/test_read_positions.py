@@ -13,9 +13,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from helix.bootstrap import LogNode
+from helix.client.sse import Parser
 from helix.config import Settings
 from helix.eventstore import ANY_VERSION, EncodedEvent
-from helix.streams.client import Parser
 from helix.webhooks.dispatcher import Dispatcher
 from tests.support import settled
 

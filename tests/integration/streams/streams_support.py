@@ -12,12 +12,12 @@ from typing import Any
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
+from helix.client.sse import Message, Parser
 from helix.domain import job
 from helix.domain.project import PhaseSpec
 from helix.services import Caller as ServiceCaller
 from helix.services import Services
 from helix.streams import Tailer
-from helix.streams.client import Message, Parser
 from tests.integration.fixtures import Caller
 from tests.support import RegisteredWorker, settled
 

@@ -18,7 +18,7 @@ from webhook_support import Caller, Receiver
 
 from helix.audit.export import export_events
 from helix.bootstrap import LogNode
-from helix.streams.client import Parser
+from helix.client.sse import Parser
 from helix.webhooks import WebhookRoles
 
 MakeProjects = Callable[..., Awaitable[list[uuid.UUID]]]
