@@ -84,6 +84,10 @@ SET status = 'failed', error = $4, dead_lettered = $5, lease_expires_at = NULL, 
     updated_at = $2, version = $3
 WHERE job_id = $1
 
+-- name: applied
+-- The version each job in $1 reflects (see projections/seen.py).
+SELECT job_id AS id, version FROM {jobs} WHERE job_id = ANY ($1::uuid[])
+
 -- name: get
 SELECT * FROM {jobs} WHERE job_id = $1
 
