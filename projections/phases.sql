@@ -50,9 +50,13 @@ WHERE job_id = $1 AND name = $2
 
 -- name: retry_scheduled
 -- A lost attempt, or a pause that stopped it, puts the running phase back to pending (its
--- output, files and cost stay).
-UPDATE {job_phases} SET status = 'pending', started_at = NULL, version = $2
-WHERE job_id = $1 AND status = 'running'
+-- output, files and cost stay). The first phase takes the version too, so that the event is
+-- recorded as applied even when no phase was running.
+UPDATE {job_phases}
+SET status = CASE WHEN status = 'running' THEN 'pending' ELSE status END,
+    started_at = CASE WHEN status = 'running' THEN NULL ELSE started_at END,
+    version = $2
+WHERE job_id = $1 AND (status = 'running' OR ordinal = 1)
 
 -- name: applied
 -- The version each job in $1 reflects (see projections/seen.py).
