@@ -92,6 +92,8 @@ async def rebuild(
                 )
             if len(batch) < batch_size:
                 break
+        for name in projection.tables:
+            await conn.execute(SQL["log_table"].format(table=ident(fresh[name])))
         async with conn.transaction():
             applied += await _swap(conn, projection, live, fresh, position)
     return RebuildReport(

@@ -38,7 +38,13 @@ ORDER BY position NULLS LAST, transaction_id, id
 DROP TABLE IF EXISTS {table}
 
 -- name: clone_table
-CREATE TABLE {fresh} (LIKE {live} INCLUDING ALL)
+-- Unlogged while the replay writes it (every row is rewritten once per event; none of that
+-- needs the WAL, since a rebuild that fails starts again from the log), logged before the swap.
+CREATE UNLOGGED TABLE {fresh} (LIKE {live} INCLUDING ALL)
+
+-- name: log_table
+-- One rewrite of the finished clone into the WAL, outside the swap's locks.
+ALTER TABLE {table} SET LOGGED
 
 -- name: lock_tables
 -- ACCESS EXCLUSIVE from the start, not EXCLUSIVE and then the rename's ACCESS EXCLUSIVE: an
