@@ -48,6 +48,7 @@ class JobsProjection(StreamProjection):
     tables = TABLES
     blocks = SQL
     primary = "jobs"
+    guarded = True
 
     def writes(self, event: RecordedEvent, decoded: Any, t: Tables) -> list[Write]:
         key = (decoded.job_id, decoded.at, event.version)

@@ -34,6 +34,7 @@ class ProjectsProjection(StreamProjection):
     tables = TABLES
     blocks = SQL
     primary = "projects"
+    guarded = True
 
     def writes(self, event: RecordedEvent, decoded: Any, t: Tables) -> list[Write]:
         v = event.version

@@ -12,7 +12,8 @@ events are not committed, so no one else sees them, and no later version of the 
 commit before it). Only events that are already committed, met by the runner or pulled in to
 fill a gap, can race; their appliers take a per-stream advisory lock (no row, no WAL) and read
 the applied version again under it. The common inline apply takes no lock and costs one read
-(`check`) beside its writes.
+(`check`) beside its writes, or for a `guarded` projection (a row per stream, written only
+from the version before) nothing but its one write.
 
 A handler returns its writes (`Write`: SQL and arguments) instead of running them, so a
 rebuild can send a batch's writes in bulk (`replay`): the log arrives in position order, and
@@ -109,6 +110,10 @@ class StreamProjection:
     inline: ClassVar[bool] = True
     blocks: ClassVar[Mapping[str, str]]
     primary: ClassVar[str]
+    # Every event of the stream writes one row (the primary table's), and only from the version
+    # before: an inline apply is then that one statement, looked at again only if it changed
+    # nothing (a gap to fill first; `check`).
+    guarded: ClassVar[bool] = False
 
     def writes(self, event: RecordedEvent, decoded: Any, t: Tables) -> list[Write]:
         raise NotImplementedError
@@ -138,6 +143,11 @@ class StreamProjection:
         key = stream_key(event.stream_id)
         if key is None:
             return
+        if self.guarded and event.position is None:
+            # The append transaction's own event: no one else can apply it (see above).
+            [(query, args)] = self.writes(event, decode(event), t)
+            if not (await conn.execute(query, *args)).endswith(" 0"):
+                return
         applied, missed = await self._check(conn, key, event, t)
         if applied >= event.version:
             return
