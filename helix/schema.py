@@ -191,19 +191,10 @@ idempotency_keys = sa.Table(
 sa.Index("idempotency_keys_created_idx", idempotency_keys.c.created_at)
 
 # --- read models (projections/) ----------------------------------------------------------------
-# Each projection owns its tables and a `<table>_seen` table holding, per stream, the last
-# version it applied; that is what makes applying an event twice (inline, then by the runner) a
-# no-op. Read-model tables have no sequences, so `projections rebuild` can clone them with LIKE.
-
-
-def _seen(name: str) -> sa.Table:
-    return sa.Table(
-        name,
-        metadata,
-        sa.Column("stream_id", sa.Text, primary_key=True),
-        sa.Column("version", sa.Integer, nullable=False),
-    )
-
+# Each projection owns its tables, and their rows carry the version of the stream they reflect
+# (`version`); that is what makes applying an event twice (inline, then by the runner) a no-op
+# (projections/seen.py). Read-model tables have no sequences, so `projections rebuild` can
+# clone them with LIKE.
 
 projection_checkpoints = sa.Table(
     "projection_checkpoints",
@@ -237,7 +228,6 @@ projects = sa.Table(
 sa.Index("projects_owner_created_idx", projects.c.owner, projects.c.created_at)
 sa.Index("projects_status_idx", projects.c.status)
 sa.Index("projects_type_idx", projects.c.project_type)
-projects_seen = _seen("projects_seen")
 
 jobs = sa.Table(
     "jobs",
@@ -275,7 +265,6 @@ jobs = sa.Table(
 sa.Index("jobs_owner_created_idx", jobs.c.owner, jobs.c.created_at)
 sa.Index("jobs_project_created_idx", jobs.c.project_id, jobs.c.created_at)
 sa.Index("jobs_status_idx", jobs.c.status, jobs.c.owner)
-jobs_seen = _seen("jobs_seen")
 
 job_phases = sa.Table(
     "job_phases",
@@ -297,9 +286,10 @@ job_phases = sa.Table(
     sa.Column("exit_code", sa.Integer),
     sa.Column("error", sa.Text),
     sa.Column("skip_reason", sa.Text),
+    # Added later (migration 0014), so last, as the migrated table has it.
+    sa.Column("version", sa.Integer, nullable=False),
     sa.UniqueConstraint("job_id", "name", name="job_phases_job_name_key"),
 )
-job_phases_seen = _seen("job_phases_seen")
 
 job_output_lines = sa.Table(
     "job_output_lines",
@@ -314,6 +304,8 @@ job_output_lines = sa.Table(
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     # The attempt (the job's claim, 1, 2 …) that wrote the line.
     sa.Column("attempt", sa.Integer, nullable=False),
+    # The version of the job's stream that wrote it (migration 0014).
+    sa.Column("version", sa.Integer, nullable=False),
 )
 sa.Index(
     "job_output_lines_phase_idx",
@@ -322,7 +314,6 @@ sa.Index(
     job_output_lines.c.line_no,
     unique=True,
 )
-job_output_seen = _seen("job_output_seen")
 
 project_messages = sa.Table(
     "project_messages",
@@ -335,6 +326,8 @@ project_messages = sa.Table(
     sa.Column("author", sa.Text, nullable=False),
     sa.Column("content", sa.Text, nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    # The version of the project's stream that posted it (migration 0014).
+    sa.Column("version", sa.Integer, nullable=False),
 )
 sa.Index(
     "project_messages_project_seq_idx",
@@ -342,7 +335,6 @@ sa.Index(
     project_messages.c.seq,
     unique=True,
 )
-project_messages_seen = _seen("project_messages_seen")
 
 # --- webhooks ---
 # Endpoints are a projection of the `webhook-<uuid>` streams; their signing secrets (never in an
@@ -369,7 +361,6 @@ webhook_endpoints = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
 )
 sa.Index("webhook_endpoints_owner_idx", webhook_endpoints.c.owner, webhook_endpoints.c.created_at)
-webhook_endpoints_seen = _seen("webhook_endpoints_seen")
 
 # Credentials: written by the endpoint service in the transaction of the event that creates or
 # rotates them, removed with the endpoint; a rebuild of the projection never touches them.
@@ -492,7 +483,13 @@ workers = sa.Table(
 )
 sa.Index("workers_user_idx", workers.c.user_id, workers.c.registered_at)
 sa.Index("workers_online_idx", workers.c.online, workers.c.registered_at)
-workers_seen = _seen("workers_seen")
+# The version a pruned worker's stream reached (its `workers` row has left).
+workers_pruned = sa.Table(
+    "workers_pruned",
+    metadata,
+    sa.Column("worker_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)
 
 # Not a projection: liveness that is not an event (a worker heartbeats every few seconds),
 # written in place by heartbeats and claims. No foreign key, since `workers` is swapped whole

@@ -7,12 +7,15 @@ can run the same code into fresh tables and swap them in while the live ones kee
 
 `apply` must be idempotent per event: inline projections run in the append transaction (the
 event has no position yet) and the runner later meets the same event in position order; read
-models record the stream version they reflect and ignore what they have already seen.
+models record the stream version they reflect and ignore what they have already seen. The
+runner asks `pending` which events of a batch are still to apply (one query, no writes), so
+what was applied inline costs it nothing more; a rebuild hands `replay` whole stretches of the
+log for fresh tables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import ClassVar, Protocol
 
 import asyncpg
@@ -31,3 +34,16 @@ class Projection(Protocol):
     inline: ClassVar[bool]
 
     async def apply(self, conn: asyncpg.Connection, event: RecordedEvent, t: Tables) -> None: ...
+
+    async def pending(
+        self, conn: asyncpg.Connection, events: Sequence[RecordedEvent], t: Tables
+    ) -> list[RecordedEvent]:
+        """The events of a stretch of the log (in position order) not applied yet."""
+        ...
+
+    async def replay(
+        self, conn: asyncpg.Connection, events: Sequence[RecordedEvent], t: Tables
+    ) -> None:
+        """Apply a stretch of the log, in position order, each event once, to tables that
+        hold nothing after it (a rebuild's fresh tables)."""
+        ...

@@ -33,10 +33,10 @@ from helix.domain.job import (
 from helix.eventstore import RecordedEvent
 from helix.sql import load
 from projections.base import Tables
-from projections.seen import StreamProjection, live_tables, sql
+from projections.seen import StreamProjection, Write, live_tables, sql
 
 SQL = load("projections", "jobs.sql", shared=access.LIST_FRAGMENTS)
-TABLES: tuple[str, ...] = ("jobs_seen", "jobs")
+TABLES: tuple[str, ...] = ("jobs",)
 LIVE = live_tables(TABLES)
 # Claimers LISTEN here; a commit that queued a job, scheduled a retry or freed a running slot
 # wakes them (after the commit, never inside it: see helix.services.unit).
@@ -48,56 +48,53 @@ class JobsProjection(StreamProjection):
     version = 1
     event_types: ClassVar[frozenset[str]] = frozenset(EVENTS)
     tables = TABLES
-    seen = "jobs_seen"
+    blocks = SQL
+    primary = "jobs"
+    guarded = True
 
-    async def handle(
-        self, conn: asyncpg.Connection, event: RecordedEvent, decoded: Any, t: Tables
-    ) -> None:
+    def writes(self, event: RecordedEvent, decoded: Any, t: Tables) -> list[Write]:
         key = (decoded.job_id, decoded.at, event.version)
         match decoded:
             case JobQueued():
-                await conn.execute(
-                    sql(SQL, "queued", t), *key, decoded.project_id, decoded.owner,
-                    decoded.start_phase, decoded.model, decoded.requested_by,
-                    decoded.max_attempts, decoded.max_duration_s,
-                )  # fmt: skip
+                return [(sql(SQL, "queued", t), (
+                    *key, decoded.project_id, decoded.owner, decoded.start_phase, decoded.model,
+                    decoded.requested_by, decoded.max_attempts, decoded.max_duration_s,
+                ))]  # fmt: skip
             case JobClaimed():
-                await conn.execute(
-                    sql(SQL, "claimed", t), *key, decoded.worker_id, decoded.fencing_token,
-                    decoded.lease_expires_at, decoded.attempt,
-                )  # fmt: skip
+                return [(sql(SQL, "claimed", t), (
+                    *key, decoded.worker_id, decoded.fencing_token, decoded.lease_expires_at,
+                    decoded.attempt,
+                ))]  # fmt: skip
             case JobLeaseRenewed():
-                await conn.execute(sql(SQL, "lease_renewed", t), *key, decoded.lease_expires_at)
+                return [(sql(SQL, "lease_renewed", t), (*key, decoded.lease_expires_at))]
             case JobStarted():
-                await conn.execute(sql(SQL, "started", t), *key)
+                return [(sql(SQL, "started", t), key)]
             case JobPhaseCost():
-                await conn.execute(sql(SQL, "cost", t), *key, decoded.tokens, decoded.usd)
+                return [(sql(SQL, "cost", t), (*key, decoded.tokens, decoded.usd))]
             case JobProgressReported():
-                await conn.execute(sql(SQL, "progress", t), *key, decoded.percent)
+                return [(sql(SQL, "progress", t), (*key, decoded.percent))]
             case JobCancelRequested():
-                await conn.execute(sql(SQL, "cancel_requested", t), *key, decoded.reason)
+                return [(sql(SQL, "cancel_requested", t), (*key, decoded.reason))]
             case JobCancelled():
-                await conn.execute(sql(SQL, "cancelled", t), *key)
+                return [(sql(SQL, "cancelled", t), key)]
             case JobPauseRequested():
-                await conn.execute(sql(SQL, "pause_requested", t), *key)
+                return [(sql(SQL, "pause_requested", t), key)]
             case JobPaused():
-                await conn.execute(sql(SQL, "paused", t), *key)
+                return [(sql(SQL, "paused", t), key)]
             case JobResumed():
-                await conn.execute(sql(SQL, "resumed", t), *key)
+                return [(sql(SQL, "resumed", t), key)]
             case JobStuck():
-                await conn.execute(sql(SQL, "stuck", t), *key)
+                return [(sql(SQL, "stuck", t), key)]
             case JobWaiting():
-                await conn.execute(sql(SQL, "waiting", t), *key)
+                return [(sql(SQL, "waiting", t), key)]
             case JobRetryScheduled():
-                await conn.execute(sql(SQL, "retry_scheduled", t), *key, decoded.not_before)
+                return [(sql(SQL, "retry_scheduled", t), (*key, decoded.not_before))]
             case JobCompleted():
-                await conn.execute(sql(SQL, "completed", t), *key)
+                return [(sql(SQL, "completed", t), key)]
             case JobFailed():
-                await conn.execute(
-                    sql(SQL, "failed", t), *key, decoded.error, decoded.dead_lettered
-                )
+                return [(sql(SQL, "failed", t), (*key, decoded.error, decoded.dead_lettered))]
             case _:  # the phase events: only the job's clock and version move
-                await conn.execute(sql(SQL, "touched", t), *key)
+                return [(sql(SQL, "touched", t), key)]
 
 
 PROJECTION = JobsProjection()

@@ -1,6 +1,8 @@
 -- Named blocks of the `jobs` projection. `{jobs}` is the physical table (live, or fresh during
 -- a rebuild); the read queries at the end always name the live one. Every block that changes a
--- job sets `updated_at` ($2) and `version` ($3) with the job id in $1.
+-- job sets `updated_at` ($2) and `version` ($3) with the job id in $1, and changes it only from
+-- the version before (`version = $3 - 1`): an inline apply is then one statement, and one that
+-- changes no row (a gap, or already applied) is looked at again (projections/seen.py).
 
 -- name: queued
 INSERT INTO {jobs} (job_id, project_id, owner, status, start_phase, model, requested_by,
@@ -16,76 +18,84 @@ ON CONFLICT (job_id) DO NOTHING
 UPDATE {jobs}
 SET worker_id = $4, fencing_token = $5, lease_expires_at = $6, attempt = $7, not_before = NULL,
     waiting_since = NULL, updated_at = $2, version = $3
-WHERE job_id = $1
+WHERE job_id = $1 AND version = $3 - 1
 
 -- name: lease_renewed
-UPDATE {jobs} SET lease_expires_at = $4, updated_at = $2, version = $3 WHERE job_id = $1
+UPDATE {jobs} SET lease_expires_at = $4, updated_at = $2, version = $3
+WHERE job_id = $1 AND version = $3 - 1
 
 -- name: started
 UPDATE {jobs}
 SET status = 'running', started_at = coalesce(started_at, $2), updated_at = $2, version = $3
-WHERE job_id = $1
+WHERE job_id = $1 AND version = $3 - 1
 
 -- name: touched
-UPDATE {jobs} SET updated_at = $2, version = $3 WHERE job_id = $1
+UPDATE {jobs} SET updated_at = $2, version = $3 WHERE job_id = $1 AND version = $3 - 1
 
 -- name: cost
 UPDATE {jobs}
 SET cost_tokens = cost_tokens + $4, cost_usd = cost_usd + $5, updated_at = $2, version = $3
-WHERE job_id = $1
+WHERE job_id = $1 AND version = $3 - 1
 
 -- name: progress
-UPDATE {jobs} SET progress = $4, updated_at = $2, version = $3 WHERE job_id = $1
+UPDATE {jobs} SET progress = $4, updated_at = $2, version = $3
+WHERE job_id = $1 AND version = $3 - 1
 
 -- name: cancel_requested
 UPDATE {jobs}
 SET cancel_requested = true, cancel_reason = $4, updated_at = $2, version = $3
-WHERE job_id = $1
+WHERE job_id = $1 AND version = $3 - 1
 
 -- name: cancelled
 UPDATE {jobs}
 SET status = 'cancelled', lease_expires_at = NULL, waiting_since = NULL, finished_at = $2,
     updated_at = $2, version = $3
-WHERE job_id = $1
+WHERE job_id = $1 AND version = $3 - 1
 
 -- name: pause_requested
-UPDATE {jobs} SET pause_requested = true, updated_at = $2, version = $3 WHERE job_id = $1
+UPDATE {jobs} SET pause_requested = true, updated_at = $2, version = $3
+WHERE job_id = $1 AND version = $3 - 1
 
 -- name: paused
 UPDATE {jobs}
 SET status = 'paused', pause_requested = false, worker_id = NULL, lease_expires_at = NULL,
     not_before = NULL, waiting_since = NULL, updated_at = $2, version = $3
-WHERE job_id = $1
+WHERE job_id = $1 AND version = $3 - 1
 
 -- name: resumed
 UPDATE {jobs}
 SET status = CASE WHEN status = 'paused' THEN 'queued' ELSE status END,
     pause_requested = false, updated_at = $2, version = $3
-WHERE job_id = $1
+WHERE job_id = $1 AND version = $3 - 1
 
 -- name: stuck
 UPDATE {jobs}
 SET worker_id = NULL, lease_expires_at = NULL, updated_at = $2, version = $3
-WHERE job_id = $1
+WHERE job_id = $1 AND version = $3 - 1
 
 -- name: waiting
-UPDATE {jobs} SET waiting_since = $2, updated_at = $2, version = $3 WHERE job_id = $1
+UPDATE {jobs} SET waiting_since = $2, updated_at = $2, version = $3
+WHERE job_id = $1 AND version = $3 - 1
 
 -- name: retry_scheduled
 UPDATE {jobs} SET status = 'queued', not_before = $4, updated_at = $2, version = $3
-WHERE job_id = $1
+WHERE job_id = $1 AND version = $3 - 1
 
 -- name: completed
 UPDATE {jobs}
 SET status = 'completed', progress = 100, lease_expires_at = NULL, waiting_since = NULL,
     finished_at = $2, updated_at = $2, version = $3
-WHERE job_id = $1
+WHERE job_id = $1 AND version = $3 - 1
 
 -- name: failed
 UPDATE {jobs}
 SET status = 'failed', error = $4, dead_lettered = $5, lease_expires_at = NULL,
     waiting_since = NULL, finished_at = $2, updated_at = $2, version = $3
-WHERE job_id = $1
+WHERE job_id = $1 AND version = $3 - 1
+
+-- name: applied
+-- The version each job in $1 reflects (see projections/seen.py).
+SELECT job_id AS id, version FROM {jobs} WHERE job_id = ANY ($1::uuid[])
 
 -- name: get
 SELECT * FROM {jobs} WHERE job_id = $1

@@ -11,10 +11,10 @@ from helix.domain.project import ProjectMessagePosted
 from helix.eventstore import RecordedEvent
 from helix.sql import load
 from projections.base import Tables
-from projections.seen import StreamProjection, live_tables, sql
+from projections.seen import StreamProjection, Write, live_tables, sql
 
 SQL = load("projections", "messages.sql")
-TABLES: tuple[str, ...] = ("project_messages_seen", "project_messages")
+TABLES: tuple[str, ...] = ("project_messages",)
 LIVE = live_tables(TABLES)
 
 
@@ -23,16 +23,16 @@ class MessagesProjection(StreamProjection):
     version = 1
     event_types: ClassVar[frozenset[str]] = frozenset({"project.message_posted"})
     tables = TABLES
-    seen = "project_messages_seen"
+    blocks = SQL
+    primary = "project_messages"
 
-    async def handle(
-        self, conn: asyncpg.Connection, event: RecordedEvent, decoded: Any, t: Tables
-    ) -> None:
-        if isinstance(decoded, ProjectMessagePosted):
-            await conn.execute(
-                sql(SQL, "posted", t), decoded.message_id, decoded.project_id,
-                decoded.role.value, decoded.author, decoded.content, decoded.at,
-            )  # fmt: skip
+    def writes(self, event: RecordedEvent, decoded: Any, t: Tables) -> list[Write]:
+        if not isinstance(decoded, ProjectMessagePosted):
+            return []
+        return [(sql(SQL, "posted", t), (
+            decoded.message_id, decoded.project_id, decoded.role.value, decoded.author,
+            decoded.content, decoded.at, event.version,
+        ))]  # fmt: skip
 
 
 PROJECTION = MessagesProjection()

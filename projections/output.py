@@ -11,10 +11,10 @@ from helix.domain.job import JobPhaseOutput
 from helix.eventstore import RecordedEvent
 from helix.sql import load
 from projections.base import Tables
-from projections.seen import StreamProjection, live_tables, sql
+from projections.seen import StreamProjection, Write, live_tables, sql
 
 SQL = load("projections", "output.sql")
-TABLES: tuple[str, ...] = ("job_output_seen", "job_output_lines")
+TABLES: tuple[str, ...] = ("job_output_lines",)
 LIVE = live_tables(TABLES)
 
 
@@ -23,16 +23,16 @@ class OutputProjection(StreamProjection):
     version = 1
     event_types: ClassVar[frozenset[str]] = frozenset({"job.phase_output"})
     tables = TABLES
-    seen = "job_output_seen"
+    blocks = SQL
+    primary = "job_output_lines"
 
-    async def handle(
-        self, conn: asyncpg.Connection, event: RecordedEvent, decoded: Any, t: Tables
-    ) -> None:
-        if isinstance(decoded, JobPhaseOutput):
-            await conn.execute(
-                sql(SQL, "lines", t), decoded.job_id, decoded.phase, decoded.first_line_no,
-                decoded.stream.value, list(decoded.lines), decoded.at, decoded.attempt,
-            )  # fmt: skip
+    def writes(self, event: RecordedEvent, decoded: Any, t: Tables) -> list[Write]:
+        if not isinstance(decoded, JobPhaseOutput):
+            return []
+        return [(sql(SQL, "lines", t), (
+            decoded.job_id, decoded.phase, decoded.first_line_no, decoded.stream.value,
+            list(decoded.lines), decoded.at, decoded.attempt, event.version,
+        ))]  # fmt: skip
 
 
 PROJECTION = OutputProjection()

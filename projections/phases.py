@@ -23,10 +23,10 @@ from helix.domain.job import (
 from helix.eventstore import RecordedEvent
 from helix.sql import load
 from projections.base import Tables
-from projections.seen import StreamProjection, live_tables, sql, to_json
+from projections.seen import StreamProjection, Write, live_tables, sql, to_json
 
 SQL = load("projections", "phases.sql")
-TABLES: tuple[str, ...] = ("job_phases_seen", "job_phases")
+TABLES: tuple[str, ...] = ("job_phases",)
 LIVE = live_tables(TABLES)
 
 
@@ -48,72 +48,53 @@ class PhasesProjection(StreamProjection):
         }
     )
     tables = TABLES
-    seen = "job_phases_seen"
+    blocks = SQL
+    primary = "job_phases"
 
-    async def handle(
-        self, conn: asyncpg.Connection, event: RecordedEvent, decoded: Any, t: Tables
-    ) -> None:
+    def writes(self, event: RecordedEvent, decoded: Any, t: Tables) -> list[Write]:
+        v = event.version
         match decoded:
             case JobQueued():
-                rows = [
-                    (
-                        decoded.job_id,
-                        ordinal,
-                        spec.name,
-                        to_json(spec.command),
-                        spec.timeout_s,
-                        to_json(spec.capabilities),
-                        to_json(spec.env),
-                    )
+                return [
+                    (sql(SQL, "planned", t), (
+                        decoded.job_id, ordinal, spec.name, to_json(spec.command), spec.timeout_s,
+                        to_json(spec.capabilities), to_json(spec.env), v,
+                    ))
                     for ordinal, spec in enumerate(decoded.phases, start=1)
-                ]
-                if rows:
-                    await conn.executemany(sql(SQL, "planned", t), rows)
+                ]  # fmt: skip
             case JobPhaseStarted():
-                await conn.execute(
-                    sql(SQL, "started", t), decoded.job_id, decoded.phase, decoded.at
-                )
+                return [(sql(SQL, "started", t), (decoded.job_id, decoded.phase, v, decoded.at))]
             case JobPhaseOutput():
-                await conn.execute(
-                    sql(SQL, "output", t), decoded.job_id, decoded.phase, len(decoded.lines)
-                )
+                lines = len(decoded.lines)
+                return [(sql(SQL, "output", t), (decoded.job_id, decoded.phase, v, lines))]
             case JobPhaseFile():
-                files: list[dict[str, Any]] = (
-                    await conn.fetchval(sql(SQL, "files", t), decoded.job_id, decoded.phase) or []
-                )
                 record = FileRecord(
                     path=decoded.path,
                     size=decoded.size,
                     sha256=decoded.sha256,
                     change=None if decoded.change is None else decoded.change.value,
                 ).fields()
-                # A file written again replaces its earlier record, keeping its place.
-                if any(f["path"] == decoded.path for f in files):
-                    files = [record if f["path"] == decoded.path else f for f in files]
-                else:
-                    files.append(record)
-                await conn.execute(sql(SQL, "set_files", t), decoded.job_id, decoded.phase, files)
+                return [(sql(SQL, "file", t), (decoded.job_id, decoded.phase, v, record))]
             case JobPhaseCost():
-                await conn.execute(
-                    sql(SQL, "cost", t), decoded.job_id, decoded.phase, decoded.tokens, decoded.usd
-                )
+                return [(sql(SQL, "cost", t), (
+                    decoded.job_id, decoded.phase, v, decoded.tokens, decoded.usd,
+                ))]  # fmt: skip
             case JobPhaseCompleted():
-                await conn.execute(
-                    sql(SQL, "completed", t), decoded.job_id, decoded.phase, decoded.at,
-                    decoded.exit_code,
-                )  # fmt: skip
+                return [(sql(SQL, "completed", t), (
+                    decoded.job_id, decoded.phase, v, decoded.at, decoded.exit_code,
+                ))]  # fmt: skip
             case JobPhaseFailed():
-                await conn.execute(
-                    sql(SQL, "failed", t), decoded.job_id, decoded.phase, decoded.at,
-                    decoded.exit_code, decoded.error,
-                )  # fmt: skip
+                return [(sql(SQL, "failed", t), (
+                    decoded.job_id, decoded.phase, v, decoded.at, decoded.exit_code,
+                    decoded.error,
+                ))]  # fmt: skip
             case JobPhaseSkipped():
-                await conn.execute(
-                    sql(SQL, "skipped", t), decoded.job_id, decoded.phase, decoded.at,
-                    decoded.reason,
-                )  # fmt: skip
+                return [(sql(SQL, "skipped", t), (
+                    decoded.job_id, decoded.phase, v, decoded.at, decoded.reason,
+                ))]  # fmt: skip
             case JobRetryScheduled() | JobPaused():
-                await conn.execute(sql(SQL, "retry_scheduled", t), decoded.job_id)
+                return [(sql(SQL, "retry_scheduled", t), (decoded.job_id, v))]
+        return []
 
 
 PROJECTION = PhasesProjection()

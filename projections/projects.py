@@ -20,10 +20,10 @@ from helix.domain.project import (
 from helix.eventstore import RecordedEvent
 from helix.sql import load
 from projections.base import Tables
-from projections.seen import StreamProjection, live_tables, sql, to_json
+from projections.seen import StreamProjection, Write, live_tables, sql, to_json
 
 SQL = load("projections", "projects.sql", shared=access.LIST_FRAGMENTS)
-TABLES: tuple[str, ...] = ("projects_seen", "projects")
+TABLES: tuple[str, ...] = ("projects",)
 LIVE = live_tables(TABLES)
 
 
@@ -32,39 +32,37 @@ class ProjectsProjection(StreamProjection):
     version = 1
     event_types: ClassVar[frozenset[str]] = frozenset(EVENTS)
     tables = TABLES
-    seen = "projects_seen"
+    blocks = SQL
+    primary = "projects"
+    guarded = True
 
-    async def handle(
-        self, conn: asyncpg.Connection, event: RecordedEvent, decoded: Any, t: Tables
-    ) -> None:
+    def writes(self, event: RecordedEvent, decoded: Any, t: Tables) -> list[Write]:
         v = event.version
         match decoded:
             case ProjectCreated():
-                await conn.execute(
-                    sql(SQL, "created", t), decoded.project_id, decoded.name,
-                    decoded.description, decoded.project_type, decoded.owner, decoded.at, v,
-                    decoded.max_job_duration_s,
-                )  # fmt: skip
+                return [(sql(SQL, "created", t), (
+                    decoded.project_id, decoded.name, decoded.description, decoded.project_type,
+                    decoded.owner, decoded.at, v, decoded.max_job_duration_s,
+                ))]  # fmt: skip
             case ProjectUpdated():
-                await conn.execute(
-                    sql(SQL, "updated", t), decoded.project_id, decoded.name,
-                    decoded.description, decoded.project_type, decoded.at, v,
-                    decoded.max_job_duration_s,
-                )  # fmt: skip
+                return [(sql(SQL, "updated", t), (
+                    decoded.project_id, decoded.name, decoded.description, decoded.project_type,
+                    decoded.at, v, decoded.max_job_duration_s,
+                ))]  # fmt: skip
             case ProjectPhasesPlanned():
                 phases = to_json(list(decoded.phases))
-                await conn.execute(
-                    sql(SQL, "phases_planned", t), decoded.project_id, phases, decoded.at, v
-                )
+                return [
+                    (sql(SQL, "phases_planned", t), (decoded.project_id, phases, decoded.at, v))
+                ]
             case ProjectStatusChanged():
-                await conn.execute(
-                    sql(SQL, "status_changed", t), decoded.project_id,
-                    decoded.to_status.value, decoded.job_id, decoded.at, v,
-                )  # fmt: skip
+                return [(sql(SQL, "status_changed", t), (
+                    decoded.project_id, decoded.to_status.value, decoded.job_id, decoded.at, v,
+                ))]  # fmt: skip
             case ProjectMessagePosted():
-                await conn.execute(sql(SQL, "message_posted", t), decoded.project_id, decoded.at, v)
+                return [(sql(SQL, "message_posted", t), (decoded.project_id, decoded.at, v))]
             case ProjectArchived():
-                await conn.execute(sql(SQL, "archived", t), decoded.project_id, decoded.at, v)
+                return [(sql(SQL, "archived", t), (decoded.project_id, decoded.at, v))]
+        return []
 
 
 PROJECTION = ProjectsProjection()

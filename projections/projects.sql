@@ -1,5 +1,6 @@
 -- Named blocks of the `projects` projection. `{projects}` is the physical table (the live one,
--- or a fresh one during a rebuild); the read queries at the end always name the live one.
+-- or a fresh one during a rebuild); the read queries at the end always name the live one. Every
+-- block that changes a project changes it only from the version before its own (see jobs.sql).
 
 -- name: created
 INSERT INTO {projects} (project_id, name, description, project_type, owner, status, archived,
@@ -15,23 +16,29 @@ SET name = coalesce($2, name), description = coalesce($3, description),
     -- NULL: unchanged; 0: the project's own limit cleared.
     max_job_duration_s = CASE WHEN $7::float8 IS NULL THEN max_job_duration_s
                               ELSE nullif($7::float8, 0) END
-WHERE project_id = $1
+WHERE project_id = $1 AND version = $6 - 1
 
 -- name: phases_planned
-UPDATE {projects} SET phases = $2, updated_at = $3, version = $4 WHERE project_id = $1
+UPDATE {projects} SET phases = $2, updated_at = $3, version = $4
+WHERE project_id = $1 AND version = $4 - 1
 
 -- name: status_changed
 UPDATE {projects}
 SET status = $2, latest_job_id = coalesce($3, latest_job_id), updated_at = $4, version = $5
-WHERE project_id = $1
+WHERE project_id = $1 AND version = $5 - 1
 
 -- name: message_posted
 UPDATE {projects}
 SET message_count = message_count + 1, updated_at = $2, version = $3
-WHERE project_id = $1
+WHERE project_id = $1 AND version = $3 - 1
 
 -- name: archived
-UPDATE {projects} SET archived = true, updated_at = $2, version = $3 WHERE project_id = $1
+UPDATE {projects} SET archived = true, updated_at = $2, version = $3
+WHERE project_id = $1 AND version = $3 - 1
+
+-- name: applied
+-- The version each project in $1 reflects (see projections/seen.py).
+SELECT project_id AS id, version FROM {projects} WHERE project_id = ANY ($1::uuid[])
 
 -- name: get
 SELECT * FROM {projects} WHERE project_id = $1

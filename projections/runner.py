@@ -2,8 +2,10 @@
 
 Each batch runs in one transaction that locks the projection's checkpoint row, applies the
 events after it, and stores the new checkpoint, so a batch's effect happens exactly once even
-with runners on several nodes. Between batches the runner waits for the head to pass its
-checkpoint (woken by the sequencer's NOTIFY, with a polling fallback).
+with runners on several nodes. What the append transactions already applied inline is known from
+the read models' own versions, read for the whole batch in one query (`pending`), and skipped
+with no further statement and no write. Between batches the runner waits for the head to pass
+its checkpoint (woken by the sequencer's NOTIFY, with a polling fallback).
 """
 
 from __future__ import annotations
@@ -69,8 +71,9 @@ async def status(
 
 @attrs.frozen
 class Batch:
-    applied: int  # events applied; fewer than the batch size means caught up
+    read: int  # events read; fewer than the batch size means caught up
     position: int  # the checkpoint after the batch
+    applied: int = 0  # events the batch applied (the rest were applied already, inline)
 
 
 async def run_batch(store: EventStore, projection: Projection, batch_size: int = 500) -> Batch:
@@ -88,7 +91,8 @@ async def run_batch(store: EventStore, projection: Projection, batch_size: int =
         # in the batch, so the checkpoint may move past the events of other types up to it.
         head = await store.head(conn)
         events = await store.read_all(checkpoint, batch_size, types=types, on=conn)
-        for event in events:
+        pending = await projection.pending(conn, events, tables) if events else []
+        for event in pending:
             await projection.apply(conn, event, tables)
         position = events[-1].position if events else checkpoint
         assert position is not None
@@ -98,14 +102,14 @@ async def run_batch(store: EventStore, projection: Projection, batch_size: int =
             await conn.execute(
                 SQL["save_checkpoint"], projection.name, projection.version, position
             )
-    return Batch(len(events), position)
+    return Batch(len(events), position, len(pending))
 
 
 async def catch_up(store: EventStore, projection: Projection, batch_size: int = 500) -> int:
     """Apply everything up to the head; returns the checkpoint reached."""
     while True:
         batch = await run_batch(store, projection, batch_size)
-        if batch.applied < batch_size:
+        if batch.read < batch_size:
             return batch.position
 
 
@@ -148,5 +152,5 @@ class ProjectionRunner:
             await rebuild(self.store, projection, batch_size=self.batch_size)
         while True:
             batch = await run_batch(self.store, projection, self.batch_size)
-            if batch.applied < self.batch_size:
+            if batch.read < self.batch_size:
                 await self.store.wait_for_position(batch.position + 1, self.poll_interval)

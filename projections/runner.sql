@@ -38,10 +38,21 @@ ORDER BY position NULLS LAST, transaction_id, id
 DROP TABLE IF EXISTS {table}
 
 -- name: clone_table
-CREATE TABLE {fresh} (LIKE {live} INCLUDING ALL)
+-- Unlogged while the replay writes it (every row is rewritten once per event; none of that
+-- needs the WAL, since a rebuild that fails starts again from the log), logged before the swap.
+CREATE UNLOGGED TABLE {fresh} (LIKE {live} INCLUDING ALL)
+
+-- name: log_table
+-- One rewrite of the finished clone into the WAL, outside the swap's locks.
+ALTER TABLE {table} SET LOGGED
 
 -- name: lock_tables
-LOCK TABLE {tables} IN EXCLUSIVE MODE
+-- ACCESS EXCLUSIVE from the start, not EXCLUSIVE and then the rename's ACCESS EXCLUSIVE: an
+-- inline writer reads a read model (its applied version) before it writes it, and one that read
+-- before this lock and then waits to write would hold its read lock against that upgrade (a
+-- deadlock). Asked for at once, the lock waits for such a writer to commit. Readers wait for
+-- the swap as they would for the rename anyway.
+LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE
 
 -- name: rename_table
 ALTER TABLE {table} RENAME TO {to}

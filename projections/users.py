@@ -13,6 +13,7 @@ event by `helix.auth.accounts`, in the event's transaction, and a rebuild never 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import ClassVar
 from uuid import UUID
@@ -37,6 +38,7 @@ from helix.eventstore import RecordedEvent
 from helix.serialization import EventRegistry, default_registry
 from helix.sql import load
 from projections.base import Tables
+from projections.seen import pending_by_version
 
 SQL = load("projections", "users.sql")
 
@@ -60,6 +62,18 @@ class UsersProjection:
     event_types: ClassVar[frozenset[str]] = frozenset(EVENTS)
     tables: ClassVar[tuple[str, ...]] = ("users", "api_keys", "revoked_tokens")
     inline: ClassVar[bool] = True
+
+    async def pending(
+        self, conn: asyncpg.Connection, events: Sequence[RecordedEvent], t: Tables
+    ) -> list[RecordedEvent]:
+        mine = [e for e in events if e.stream_type == "user"]
+        return await pending_by_version(conn, mine, self.event_types, _sql("applied", t))
+
+    async def replay(
+        self, conn: asyncpg.Connection, events: Sequence[RecordedEvent], t: Tables
+    ) -> None:
+        for event in events:
+            await self.apply(conn, event, t)
 
     async def apply(self, conn: asyncpg.Connection, event: RecordedEvent, t: Tables) -> None:
         if event.type not in self.event_types or event.stream_type != "user":

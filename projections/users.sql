@@ -16,6 +16,10 @@ SET role = coalesce($3, role),
     version = $2
 WHERE user_id = $1 AND version < $2
 
+-- name: applied
+-- The version each user in $1 reflects.
+SELECT user_id AS id, version FROM {users} WHERE user_id = ANY ($1::uuid[])
+
 -- name: insert_key
 INSERT INTO {api_keys} (key_id, user_id, name, prefix, key_sha256, created_at, scopes, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)

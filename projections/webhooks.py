@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import asyncpg
-
 from helix import globs
 from helix.domain.webhook import (
     EVENTS,
@@ -30,10 +28,10 @@ from helix.domain.webhook import (
 from helix.eventstore import RecordedEvent
 from helix.sql import load
 from projections.base import Tables
-from projections.seen import StreamProjection, sql
+from projections.seen import StreamProjection, Write, sql
 
 SQL = load("projections", "webhooks.sql")
-TABLES: tuple[str, ...] = ("webhook_endpoints_seen", "webhook_endpoints")
+TABLES: tuple[str, ...] = ("webhook_endpoints",)
 
 
 class WebhooksProjection(StreamProjection):
@@ -41,41 +39,39 @@ class WebhooksProjection(StreamProjection):
     version = 1
     event_types: ClassVar[frozenset[str]] = frozenset(EVENTS)
     tables = TABLES
-    seen = "webhook_endpoints_seen"
+    blocks = SQL
+    primary = "webhook_endpoints"
 
-    async def handle(
-        self, conn: asyncpg.Connection, event: RecordedEvent, decoded: Any, t: Tables
-    ) -> None:
+    def writes(self, event: RecordedEvent, decoded: Any, t: Tables) -> list[Write]:
         v = event.version
         match decoded:
             case WebhookCreated():
                 types = list(decoded.event_types)
                 after = decoded.after_position
-                await conn.execute(
-                    sql(SQL, "created", t), decoded.endpoint_id, decoded.owner, decoded.url,
-                    types, globs.like_patterns(types), decoded.description, decoded.enabled,
+                return [(sql(SQL, "created", t), (
+                    decoded.endpoint_id, decoded.owner, decoded.url, types,
+                    globs.like_patterns(types), decoded.description, decoded.enabled,
                     event.position if after is None else after, decoded.at, v,
-                )  # fmt: skip
+                ))]  # fmt: skip
             case WebhookUpdated():
                 wanted = None if decoded.event_types is None else list(decoded.event_types)
-                await conn.execute(
-                    sql(SQL, "updated", t), decoded.endpoint_id, decoded.url, wanted,
-                    globs.like_patterns(wanted), decoded.description, decoded.at, v,
-                )  # fmt: skip
+                return [(sql(SQL, "updated", t), (
+                    decoded.endpoint_id, decoded.url, wanted, globs.like_patterns(wanted),
+                    decoded.description, decoded.at, v,
+                ))]  # fmt: skip
             case WebhookDisabled():
-                await conn.execute(
-                    sql(SQL, "disabled", t), decoded.endpoint_id, decoded.reason.value,
-                    decoded.at, v,
-                )  # fmt: skip
+                return [(sql(SQL, "disabled", t), (
+                    decoded.endpoint_id, decoded.reason.value, decoded.at, v,
+                ))]  # fmt: skip
             case WebhookEnabled():
-                await conn.execute(sql(SQL, "enabled", t), decoded.endpoint_id, decoded.at, v)
+                return [(sql(SQL, "enabled", t), (decoded.endpoint_id, decoded.at, v))]
             case WebhookSecretRotated():
-                await conn.execute(
-                    sql(SQL, "secret_rotated", t), decoded.endpoint_id,
-                    decoded.previous_valid_until, decoded.at, v,
-                )  # fmt: skip
+                return [(sql(SQL, "secret_rotated", t), (
+                    decoded.endpoint_id, decoded.previous_valid_until, decoded.at, v,
+                ))]  # fmt: skip
             case WebhookDeleted():
-                await conn.execute(sql(SQL, "deleted", t), decoded.endpoint_id, decoded.at, v)
+                return [(sql(SQL, "deleted", t), (decoded.endpoint_id, decoded.at, v))]
+        return []
 
 
 PROJECTION = WebhooksProjection()

@@ -37,3 +37,7 @@ WHERE endpoint_id = $1
 UPDATE {webhook_endpoints}
 SET enabled = false, deleted_at = $2, updated_at = $2, version = $3
 WHERE endpoint_id = $1
+
+-- name: applied
+-- The version each endpoint in $1 reflects (see projections/seen.py).
+SELECT endpoint_id AS id, version FROM {webhook_endpoints} WHERE endpoint_id = ANY ($1::uuid[])

@@ -1,12 +1,12 @@
 """The worker registry: the `workers` projection and the `worker_heartbeats` runtime table.
 
 `workers` is folded from the worker streams (registration, offline, online, pruned: the row
-leaves), inline and by the
-runner, and `helix projections rebuild workers` rebuilds it from the log. Liveness is not: a
-worker heartbeats every few seconds for as long as it lives, so its reported status, current
-job, latest resources and last heartbeat go to `worker_heartbeats`, written by heartbeats and
-claims in place, and never exported or rebuilt (a worker that beats again restores it). The
-reads join the two.
+leaves, and `workers_pruned` keeps the version it reached, so that the worker's earlier events
+stay applied), inline and by the runner, and `helix projections rebuild workers` rebuilds it
+from the log. Liveness is not: a worker heartbeats every few seconds for as long as it lives, so
+its reported status, current job, latest resources and last heartbeat go to `worker_heartbeats`,
+written by heartbeats and claims in place, and never exported or rebuilt (a worker that beats
+again restores it). The reads join the two.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from helix.domain.worker import (
 from helix.eventstore import RecordedEvent
 from helix.sql import load
 from projections.base import Tables
-from projections.seen import StreamProjection, sql
+from projections.seen import StreamProjection, Write, sql
 
 SQL = load("projections", "workers.sql", fragments=("view",))
-TABLES: tuple[str, ...] = ("workers_seen", "workers")
+TABLES: tuple[str, ...] = ("workers", "workers_pruned")
 
 
 class WorkersProjection(StreamProjection):
@@ -38,25 +38,24 @@ class WorkersProjection(StreamProjection):
     version = 1
     event_types: ClassVar[frozenset[str]] = frozenset(EVENTS)
     tables = TABLES
-    seen = "workers_seen"
+    blocks = SQL
+    primary = "workers"
 
-    async def handle(
-        self, conn: asyncpg.Connection, event: RecordedEvent, decoded: Any, t: Tables
-    ) -> None:
+    def writes(self, event: RecordedEvent, decoded: Any, t: Tables) -> list[Write]:
         v = event.version
         match decoded:
             case WorkerRegistered():
-                await conn.execute(
-                    sql(SQL, "registered", t), decoded.worker_id, decoded.user_id, decoded.name,
-                    decoded.hostname, list(decoded.capabilities), decoded.resources, decoded.at,
-                    v,
-                )  # fmt: skip
+                return [(sql(SQL, "registered", t), (
+                    decoded.worker_id, decoded.user_id, decoded.name, decoded.hostname,
+                    list(decoded.capabilities), decoded.resources, decoded.at, v,
+                ))]  # fmt: skip
             case WorkerWentOffline():
-                await conn.execute(sql(SQL, "went_offline", t), decoded.worker_id, decoded.at, v)
+                return [(sql(SQL, "went_offline", t), (decoded.worker_id, decoded.at, v))]
             case WorkerCameOnline():
-                await conn.execute(sql(SQL, "came_online", t), decoded.worker_id, v)
+                return [(sql(SQL, "came_online", t), (decoded.worker_id, v))]
             case WorkerPruned():
-                await conn.execute(sql(SQL, "pruned", t), decoded.worker_id)
+                return [(sql(SQL, "pruned", t), (decoded.worker_id, v))]
+        return []
 
 
 PROJECTION = WorkersProjection()

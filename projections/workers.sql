@@ -16,7 +16,17 @@ UPDATE {workers} SET online = false, offline_since = $2, version = $3 WHERE work
 UPDATE {workers} SET online = true, offline_since = NULL, version = $2 WHERE worker_id = $1
 
 -- name: pruned
-DELETE FROM {workers} WHERE worker_id = $1
+-- The row leaves; the version it reached stays, so the worker's earlier events stay applied.
+WITH gone AS (DELETE FROM {workers} WHERE worker_id = $1)
+INSERT INTO {workers_pruned} (worker_id, version) VALUES ($1, $2)
+ON CONFLICT (worker_id) DO UPDATE SET version = excluded.version
+
+-- name: applied
+-- The version each worker in $1 reflects, registered or pruned (see projections/seen.py).
+SELECT k.id,
+       coalesce((SELECT w.version FROM {workers} w WHERE w.worker_id = k.id),
+                (SELECT p.version FROM {workers_pruned} p WHERE p.worker_id = k.id)) AS version
+FROM unnest($1::uuid[]) AS k(id)
 
 -- name: view
 -- A worker as the API shows it: the registry row with its liveness. A worker that has not

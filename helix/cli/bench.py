@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from helix.bench import append, stream, webhooks
+from helix.bench import append, rebuild, stream, webhooks
 from helix.bench.common import scratch_database
 from helix.cli.context import database_url
 from helix.config import Settings
@@ -43,6 +44,20 @@ def register(commands: Any) -> None:
         "--settle", type=float, default=11.0, help="seconds of quiet before reading statistics"
     )
     s.set_defaults(handler=run_stream)
+    r = sub.add_parser(
+        "rebuild", help="projection rebuilds beside a raw decoded read of the same log"
+    )
+    size = r.add_mutually_exclusive_group()
+    size.add_argument(
+        "--events", type=int, default=20_000, help="events in the log (default 20000)"
+    )
+    size.add_argument(
+        "--large", action="store_const", const=100_000, dest="events", help="100000 events"
+    )
+    r.add_argument(
+        "--batch-size", type=int, default=5000, help="events per page and batch (default 5000)"
+    )
+    r.set_defaults(handler=run_rebuild)
     w = sub.add_parser("webhooks", help="deliveries per second and event-to-delivery latency")
     w.add_argument("--events", type=int, default=2000, help="events per measurement")
     w.add_argument("--latency-samples", type=int, default=200, help="events timed one by one")
@@ -64,6 +79,15 @@ async def run_webhooks(args: argparse.Namespace) -> int:
         return await webhooks.run(
             url, settings, events=args.events, latency_samples=args.latency_samples
         )
+
+
+async def run_rebuild(args: argparse.Namespace) -> int:
+    if args.events < 1 or args.batch_size < 1:
+        print("error: --events and --batch-size must be at least 1", file=sys.stderr)
+        return 2
+    settings = Settings.from_env()
+    async with database_url(settings) as server, scratch_database(server) as url:
+        return await rebuild.run(url, settings, events=args.events, batch_size=args.batch_size)
 
 
 async def run_stream(args: argparse.Namespace) -> int:

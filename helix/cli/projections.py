@@ -38,7 +38,9 @@ def register(commands: Any) -> None:
     again.add_argument(
         "name", help=f"one of: {', '.join(sorted(registry.BY_NAME))}, or {ALL!r} for every one"
     )
-    again.add_argument("--batch-size", type=int, default=1000, help="events per batch")
+    again.add_argument(
+        "--batch-size", type=int, default=5000, help="events per batch (default 5000)"
+    )
     again.set_defaults(handler=run_rebuild)
 
 

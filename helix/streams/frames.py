@@ -9,6 +9,10 @@ import attrs
 from helix import envelope
 from helix.eventstore import RecordedEvent
 
+# One encoder for every frame: `json.dumps` with options builds a new one per call, which a
+# replay of tens of thousands of events a second notices.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
 
 class Frame:
     """One event as the tailer fans it out. Shared by every subscriber that receives it, so the
@@ -28,7 +32,7 @@ class Frame:
     @property
     def json(self) -> str:
         if self._json is None:
-            self._json = json.dumps(envelope.public(self.event), separators=(",", ":"), default=str)
+            self._json = _ENCODE(envelope.public(self.event))
         return self._json
 
     @property

@@ -15,12 +15,13 @@ from helix.config import Settings
 from helix.database import create_pool
 from helix.domain import job, project
 from helix.domain.job import OutputStream
-from helix.domain.project import PhaseSpec
+from helix.domain.project import MessageRole, PhaseSpec
+from helix.eventstore import RecordedEvent
 from helix.eventstore.store import EventStore
 from helix.services import Caller, Services
 from projections import registry
 from projections.rebuild import Progress, rebuild
-from projections.runner import ProjectionRunner, catch_up, status
+from projections.runner import ProjectionRunner, catch_up, run_batch, status
 from tests.support import RegisteredWorker, settled
 
 ALICE = Caller(user_id="alice-id", name="alice", actor="user:alice-id")
@@ -218,7 +219,7 @@ async def test_a_running_runner_follows_new_events_and_rebuilds_a_changed_projec
     await node.store.pool.execute(
         "INSERT INTO projection_checkpoints (name, version, position) VALUES ('projects', 0, 0)"
     )
-    await node.store.pool.execute("TRUNCATE projects, projects_seen")  # as if built by old code
+    await node.store.pool.execute("TRUNCATE projects")  # as if built by old code
     runner = ProjectionRunner(node.store, registry.DOMAIN, poll_interval=0.05)
     await runner.start()
     try:
@@ -234,3 +235,134 @@ async def test_a_running_runner_follows_new_events_and_rebuilds_a_changed_projec
     finally:
         await runner.stop()
     assert len(await dump(node.store.pool, "projects")) == 1
+
+
+async def applies(store: EventStore, projection: registry.Projection) -> tuple[int, int]:
+    """(events read, events applied) by the runner catching `projection` up."""
+    read = applied = 0
+    while True:
+        batch = await run_batch(store, projection, batch_size=50)
+        read, applied = read + batch.read, applied + batch.applied
+        if batch.read < 50:
+            return read, applied
+
+
+async def raw_message(store: EventStore, pid: uuid.UUID, content: str) -> RecordedEvent:
+    """A message appended to the project's stream without the inline projections."""
+    stream = project.stream_id(pid)
+    recorded = await store.read_stream(stream)
+    state = project.fold(store.decode(e) for e in recorded)
+    posted = project.decide(
+        state,
+        project.PostMessage(
+            message_id=uuid.uuid4(), role=MessageRole.USER, author="alice", content=content, at=AT
+        ),
+    )
+    await store.append(stream, recorded[-1].version, posted, project_id=pid)
+    return (await store.read_stream(stream))[-1]
+
+
+async def test_the_runner_skips_what_was_applied_inline_and_applies_only_the_rest(
+    node: LogNode, services: Services
+) -> None:
+    await some_history(services)
+    pid = uuid.uuid4()
+    created = project.decide(
+        project.INITIAL,
+        project.CreateProject(project_id=pid, name="raw", owner="o", phases=PLAN, at=AT),
+    )
+    await node.store.append(project.stream_id(pid), 0, created, project_id=pid)
+    await settled(node)
+    before = await dump_all(node.store.pool)
+
+    counts = {p.name: await applies(node.store, p) for p in registry.DOMAIN}
+
+    # Every event was read; only the two appended past the inline projections were applied.
+    assert all(read > 0 for read, _ in counts.values())
+    assert {name: applied for name, (_, applied) in counts.items()} == {
+        "projects": len(created), "messages": 0, "jobs": 0, "phases": 0, "output": 0,
+    }  # fmt: skip
+    after = await dump_all(node.store.pool)
+    assert [r for r in after["projects"] if r not in before["projects"]] == [
+        r for r in after["projects"] if r["project_id"] == pid
+    ]
+    assert {k: v for k, v in after.items() if k != "projects"} == {
+        k: v for k, v in before.items() if k != "projects"
+    }
+    assert {name: await applies(node.store, registry.get(name)) for name in counts} == {
+        name: (0, 0) for name in counts
+    }
+
+
+async def _lock_waiters(pool: asyncpg.Pool) -> int:
+    return int(
+        await pool.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        )
+    )
+
+
+async def test_an_inline_apply_filling_a_gap_waits_for_the_runner_applying_it_and_applies_once(
+    node: LogNode, services: Services
+) -> None:
+    """Two messages appended past the inline projections; the runner applies them in a
+    transaction held open while a unit of work posts a third, whose inline apply must fill the
+    same gap: it waits for the runner's lock, then finds the gap filled and applies only its
+    own event. Each message counts once."""
+    store = node.store
+    state = await services.projects.create(ALICE, name="race")
+    assert state.id is not None
+    pid = state.id
+    await raw_message(store, pid, "one")
+    second = await raw_message(store, pid, "two")
+    await settled(node)
+    [second] = [e for e in await store.read_stream(second.stream_id) if e.version == second.version]
+    projects = registry.get("projects")
+
+    async with store.pool.acquire() as runner, runner.transaction():
+        await projects.apply(runner, second, registry.live(projects))  # fills in "one" first
+        posting = asyncio.create_task(services.projects.post_message(ALICE, pid, content="3"))
+        async with asyncio.timeout(20):
+            while not await _lock_waiters(store.pool):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert not posting.done()
+    await posting
+
+    version = second.version + 1
+    row = await store.pool.fetchrow("SELECT * FROM projects WHERE project_id = $1", pid)
+    assert (row["message_count"], row["version"]) == (3, version)
+    for name in ("projects", "messages"):
+        await catch_up(store, registry.get(name))
+    row = await store.pool.fetchrow("SELECT * FROM projects WHERE project_id = $1", pid)
+    assert (row["message_count"], row["version"]) == (3, version)
+    thread = await services.queries.messages(ALICE, pid, limit=10)
+    assert [(m["seq"], m["content"]) for m in thread["items"]] == [(1, "one"), (2, "two"), (3, "3")]
+
+
+class Stop(Exception):
+    pass
+
+
+async def test_a_rebuild_that_fails_half_way_leaves_the_live_tables_as_they_were(
+    node: LogNode, services: Services
+) -> None:
+    await some_history(services)
+    await settled(node)
+    live = await dump_all(node.store.pool)
+    checkpoints = await node.store.pool.fetch("SELECT * FROM projection_checkpoints ORDER BY 1")
+
+    def crash(progress: Progress) -> None:
+        if progress.events:
+            raise Stop
+
+    for projection in registry.DOMAIN:
+        with pytest.raises(Stop):
+            await rebuild(node.store, projection, batch_size=2, progress=crash)
+
+    assert await dump_all(node.store.pool) == live
+    assert await node.store.pool.fetch("SELECT * FROM projection_checkpoints ORDER BY 1") == (
+        checkpoints
+    )
+    for projection in registry.DOMAIN:
+        await rebuild(node.store, projection)
+    assert await dump_all(node.store.pool) == live

@@ -107,13 +107,13 @@ async def test_upgrading_keeps_every_worker_and_its_liveness_and_equals_a_rebuil
             CLAIMED_BACK: (False, later, 2),
         }
         assert rows[BUSY]["resources"] == {"cpus": 2}  # as registered; the latest is liveness
-        seen = await pool.fetch("SELECT * FROM workers_seen ORDER BY 1")
+        pruned = await pool.fetch("SELECT * FROM workers_pruned ORDER BY 1")
 
         await rebuild(node.store, registry.get("workers"))
 
         rebuilt = {r["worker_id"]: dict(r) for r in await pool.fetch("SELECT * FROM workers")}
         assert rebuilt == rows
-        assert await pool.fetch("SELECT * FROM workers_seen ORDER BY 1") == seen
+        assert await pool.fetch("SELECT * FROM workers_pruned ORDER BY 1") == pruned
     finally:
         await node.stop()
 

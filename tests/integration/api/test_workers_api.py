@@ -438,7 +438,7 @@ async def test_a_rebuilt_worker_registry_equals_the_live_one_and_leaves_liveness
         (False, "offline"),
     ]
     registry_rows = await rows_of(node, "workers")
-    seen = await rows_of(node, "workers_seen")
+    pruned = await rows_of(node, "workers_pruned")
     liveness = await rows_of(node, "worker_heartbeats")
     versions = {str(r["worker_id"]): r["version"] for r in registry_rows}
     assert [versions[worker_id] for worker_id in ids] == [1, 1, 3, 2]
@@ -447,7 +447,7 @@ async def test_a_rebuilt_worker_registry_equals_the_live_one_and_leaves_liveness
 
     assert report.events == 4 + 2 + 1
     assert await rows_of(node, "workers") == registry_rows
-    assert await rows_of(node, "workers_seen") == seen
+    assert await rows_of(node, "workers_pruned") == pruned
     assert await rows_of(node, "worker_heartbeats") == liveness
     assert await ok(await wclient.get("/api/v1/workers", headers=admin.headers)) == listed
 

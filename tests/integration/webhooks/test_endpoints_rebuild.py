@@ -20,7 +20,7 @@ from helix.webhooks.endpoints import Endpoints
 from projections import registry
 from projections.rebuild import rebuild
 
-TABLES = ("webhook_endpoints", "webhook_endpoints_seen", "webhook_secrets", "webhook_health")
+TABLES = ("webhook_endpoints", "webhook_secrets", "webhook_health")
 
 
 async def _tables(pool: asyncpg.Pool) -> dict[str, list[dict[str, Any]]]:
