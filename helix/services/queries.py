@@ -15,7 +15,7 @@ import asyncpg
 
 from helix import envelope
 from helix.config import Settings
-from helix.domain.job import TERMINAL
+from helix.domain.job import TERMINAL, JobPriority
 from helix.errors import NotFound
 from helix.eventstore import EventStore
 from helix.services.caller import Caller
@@ -177,13 +177,20 @@ class Queries:
         *,
         project_id: UUID | None = None,
         status: str | None = None,
+        priority: JobPriority | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> dict[str, Any]:
         owner = caller.viewer.owner_filter
         async with self._reading(caller) as conn:
             rows, total = await jobs_model.page(
-                conn, owner=owner, project_id=project_id, status=status, limit=limit, offset=offset
+                conn,
+                owner=owner,
+                project_id=project_id,
+                status=status,
+                priority=priority,
+                limit=limit,
+                offset=offset,
             )
         return page([job_view(r) for r in rows], total, limit, offset)
 

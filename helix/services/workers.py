@@ -1,8 +1,11 @@
 """The worker protocol: register, heartbeat, claim (long-poll), report.
 
-A claim locks the oldest claimable job with `FOR UPDATE SKIP LOCKED`, so concurrent claimers
-never wait for each other and never get the same job; the job's own stream (optimistic
-concurrency on its version) is the second guard. A claimer with nothing to take sleeps until a
+A claim locks the next claimable job (a job that waited longer than the priority aging, oldest
+first; else the highest priority, oldest first) with `FOR UPDATE SKIP LOCKED`, so concurrent
+claimers never wait for each other on a job and never get the same one; the job's own stream
+(optimistic concurrency on its version) is the second guard. The per-owner running limit is
+read from the owner's kept count under its row lock, so claims of one owner's jobs take turns
+there for the length of a claim. A claimer with nothing to take sleeps until a
 `helix_jobs` notification (a job was queued, came back for a retry, or freed a running slot),
 the next retry falls due, or a slow poll.
 
@@ -292,15 +295,19 @@ class WorkerService:
         passed: list[UUID] = []
         for _ in range(CLAIM_CANDIDATES):
             found = await jobs_model.claimable(
-                tx.conn, capabilities=capabilities, at=tx.at, limit=limit, passed=passed
+                tx.conn,
+                capabilities=capabilities,
+                at=tx.at,
+                limit=limit,
+                passed=passed,
+                aging_s=self.settings.priority_aging_s,
             )
             if found is None:
                 return None
             job_id, owner = found["job_id"], found["owner"]
-            # The running limit holds across concurrent claimers: count under the owner's lock.
-            if not await jobs_model.try_lock_owner(tx.conn, owner) or (
-                await jobs_model.count_running(tx.conn, owner) >= limit
-            ):
+            # The running limit holds across concurrent claimers: the kept count, re-read under
+            # the owner's row lock (the candidate was chosen on a count read without it).
+            if await jobs_model.lock_owner(tx.conn, owner) >= limit:
                 passed.append(job_id)
                 continue
             command = job.ClaimJob(
