@@ -150,21 +150,22 @@ WHERE {owner_visible}
 
 -- name: claim_filter
 -- A job a worker offering capabilities $1 (a jsonb array) may take at time $2: queued and not
--- cancelling (what the claim indexes hold), due, its project not paused, every phase still to
--- run covered, its owner under the running limit $3 (the kept count), and not among the jobs $4
--- this claimer already turned down in this transaction.
+-- cancelling (what the claim indexes hold), due, its owner under the running limit $3 (the kept
+-- count), its project not paused, every phase still to run covered, and not among the jobs $4
+-- this claimer already turned down in this transaction. The checks of other tables are scalar
+-- subqueries on purpose: each runs for a candidate as the index hands it over, where a NOT
+-- EXISTS would become an anti-join, and the join would make the planner sort every claimable
+-- job instead of reading the index in order and stopping at the first that passes.
 j.status = 'queued'
   AND NOT j.cancel_requested
   AND (j.not_before IS NULL OR j.not_before <= $2)
   AND j.job_id <> ALL($4::uuid[])
-  AND NOT EXISTS (SELECT 1 FROM job_owners o WHERE o.owner = j.owner AND o.running >= $3)
-  AND NOT EXISTS (
-      SELECT 1 FROM projects p WHERE p.project_id = j.project_id AND p.status = 'paused')
-  AND NOT EXISTS (
-      SELECT 1 FROM job_phases ph
-      WHERE ph.job_id = j.job_id
-        AND ph.status IN ('pending', 'running')
-        AND NOT ph.capabilities <@ $1::jsonb)
+  AND coalesce((SELECT o.running FROM job_owners o WHERE o.owner = j.owner), 0) < $3
+  AND (SELECT p.status FROM projects p WHERE p.project_id = j.project_id) <> 'paused'
+  AND NOT coalesce(
+      (SELECT bool_or(NOT ph.capabilities <@ $1::jsonb) FROM job_phases ph
+       WHERE ph.job_id = j.job_id AND ph.status IN ('pending', 'running')),
+      false)
 
 -- name: claimable
 -- The next job to claim, locked; rows another claimer holds are skipped, not waited for. A job
