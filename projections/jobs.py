@@ -147,10 +147,10 @@ async def claimable(
     return row
 
 
-async def lock_owner(conn: asyncpg.Connection, owner: str) -> int:
-    """The owner's running jobs, its count locked until this transaction ends."""
-    running: int | None = await conn.fetchval(SQL["lock_owner"], owner)
-    return running or 0
+async def running(conn: asyncpg.Connection, owner: str) -> int:
+    """The owner's running jobs, as the kept count has them (in this transaction)."""
+    count: int | None = await conn.fetchval(SQL["running"], owner)
+    return count or 0
 
 
 async def expired_leases(

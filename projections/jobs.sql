@@ -19,8 +19,8 @@ WHERE (after.status = 'running') <> (before.status = 'running')
 ON CONFLICT (owner) DO UPDATE SET running = c.running + excluded.running
 
 -- name: queued
--- The owner's running count starts at 0 with its first job, so a claim always finds the row to
--- lock (see `lock_owner`).
+-- The owner's running count starts at 0 with its first job (so every owner with a job has one,
+-- as the migration that introduced the counts left them).
 WITH queued AS (
 INSERT INTO {jobs} (job_id, project_id, owner, status, start_phase, model, requested_by,
                     worker_id, fencing_token, lease_expires_at, attempt, max_attempts, not_before,
@@ -184,11 +184,8 @@ WHERE job_id = coalesce(
      ORDER BY j.priority DESC, j.created_at, j.job_id
      LIMIT 1 FOR UPDATE OF j SKIP LOCKED))
 
--- name: lock_owner
--- The owner's running count, its row locked until the claim commits: concurrent claims of one
--- owner's jobs take turns here, each seeing the count the previous one left, so the limit holds.
--- (The row exists from the owner's first queued job on.)
-SELECT running FROM job_owners WHERE owner = $1 FOR UPDATE
+-- name: running
+SELECT running FROM job_owners WHERE owner = $1
 
 -- name: expired_leases
 -- Running jobs whose lease ran out before $1, with the token the reaper expires.
