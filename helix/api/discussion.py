@@ -126,7 +126,8 @@ async def list_messages(request: web.Request) -> web.Response:
 @routes.post("/api/v1/projects/{project_id}/messages")
 @documented(
     MESSAGE,
-    _201="the posted message (with `run`: and the run it started, `job_id` and `stream_url`)",
+    _201="the posted message (with `run`: and the run it started: `job_id`, `stream_url` and "
+    "`warnings`)",
 )
 async def post_message(request: web.Request) -> web.Response:
     """Post a message (role user, assistant, agent or system) to a project's discussion; with
@@ -146,7 +147,8 @@ async def post_message(request: web.Request) -> web.Response:
             model=body.get("model"), priority=priority_of(body),
         )  # fmt: skip
         state = run.project
-        started = {k: v for k, v in run_view(run).items() if k in ("job_id", "stream_url")}
+        shown = ("job_id", "stream_url", "warnings")
+        started = {k: v for k, v in run_view(run).items() if k in shown}
     else:
         for field in ("model", "priority"):
             if field in body:

@@ -78,6 +78,8 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/api/v1/jobs"): PROJECTS_READ,
     ("GET", "/api/v1/jobs/{job_id}"): PROJECTS_READ,
     ("GET", "/api/v1/jobs/{job_id}/output"): PROJECTS_READ,
+    ("GET", "/api/v1/jobs/{job_id}/files"): PROJECTS_READ,
+    ("GET", "/api/v1/jobs/{job_id}/files/{path}"): PROJECTS_READ,
     ("POST", "/api/v1/jobs/{job_id}/cancel"): JOBS_RUN,
     ("GET", "/api/v1/stream/{job_id}"): EVENTS_READ,
     ("GET", PROJECT + "/stream"): EVENTS_READ,
@@ -107,6 +109,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/v1/jobs/{job_id}/reports"): WORKERS_RUN,
     ("POST", "/api/v1/jobs/{job_id}/release"): WORKERS_RUN,
     ("GET", "/api/v1/jobs/{job_id}/context"): WORKERS_RUN,
+    ("PUT", "/api/v1/jobs/{job_id}/files/{path}"): WORKERS_RUN,
 }
 
 

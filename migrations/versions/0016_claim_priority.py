@@ -8,8 +8,8 @@ a few index entries however many jobs ever ran. `job_owners` keeps each owner's 
 (part of the `jobs` read model, kept by its projection), so the per-owner limit is read, not
 counted, at every claim; it starts from the jobs as they are, a row for every owner.
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-02
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
