@@ -15,7 +15,7 @@ from helix.auth.accounts import Accounts
 from helix.auth.sealing import Sealer, new_key
 from helix.auth.tokens import TokenVerifier
 from helix.config import Settings
-from helix.database import connect, create_pool
+from helix.database import QueryLogger, connect, create_pool
 from helix.eventstore import ChannelWatcher, EventStore, HeadWatcher, Sequencer, WakeUps
 from helix.serialization import EventRegistry, default_registry
 from helix.services import Services, Writer
@@ -38,8 +38,10 @@ class LogNode:
         sequencer: bool = True,
         registry: EventRegistry | None = None,
         application_name: str = "helix",
+        query_logger: QueryLogger | None = None,
     ) -> None:
         self.url = url
+        self.query_logger = query_logger
         self.settings = settings
         self.run_sequencer = sequencer
         self.registry = registry or default_registry()
@@ -57,7 +59,10 @@ class LogNode:
     def connector(self, role: str) -> Callable[[], Awaitable[asyncpg.Connection]]:
         async def open_connection() -> asyncpg.Connection:
             return await connect(
-                self.url, self.settings, application_name=f"{self.application_name}-{role}"
+                self.url,
+                self.settings,
+                application_name=f"{self.application_name}-{role}",
+                query_logger=self.query_logger,
             )
 
         return open_connection
@@ -69,7 +74,10 @@ class LogNode:
 
     async def start(self) -> None:
         self.pool = await create_pool(
-            self.url, self.settings, application_name=self.application_name
+            self.url,
+            self.settings,
+            application_name=self.application_name,
+            query_logger=self.query_logger,
         )
         self._wakeups = WakeUps(
             self.pool, self.settings.wakeup_interval, supervisor=self.supervisor

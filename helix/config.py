@@ -88,6 +88,14 @@ def _duration(env: Mapping[str, str], name: str) -> float | None:
     return seconds or None
 
 
+def _aging(env: Mapping[str, str], name: str, default: float) -> float | None:
+    """Seconds, default `default`; 0: None (never)."""
+    seconds = _float(env, name, default)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise SettingError(f"{name} must be a number of seconds, 0 for never")
+    return seconds or None
+
+
 def output_filter_patterns(
     env: Mapping[str, str], name: str = "HELIX_OUTPUT_FILTER_PATTERNS"
 ) -> tuple[str, ...]:
@@ -242,6 +250,9 @@ class Settings:
     # limit stay queued until a claim is allowed), output tail size, the projection runner ---
     max_projects_per_user: int = 100
     max_concurrent_jobs: int = 3
+    # A queued job waiting longer than this many seconds is claimed before any younger one,
+    # whatever its priority, so no priority starves (None: never; priority alone decides).
+    priority_aging_s: float | None = 300.0
     output_tail_lines: int = 20
     # --- workers: the lease a claim grants (every report and heartbeat renews it), how often
     # workers heartbeat and when a silent one is offline, retries of a job whose lease ran out
@@ -349,6 +360,7 @@ class Settings:
             wakeup_interval=_float(env, "HELIX_WAKEUP_INTERVAL", 0.002),
             max_projects_per_user=_int(env, "HELIX_MAX_PROJECTS_PER_USER", 100),
             max_concurrent_jobs=_int(env, "HELIX_MAX_CONCURRENT_JOBS", 3),
+            priority_aging_s=_aging(env, "HELIX_PRIORITY_AGING_SECONDS", 300.0),
             output_tail_lines=_int(env, "HELIX_OUTPUT_TAIL_LINES", 20),
             worker_lease_s=_float(env, "HELIX_WORKER_LEASE_S", 60.0),
             worker_heartbeat_interval=_float(env, "HELIX_WORKER_HEARTBEAT_INTERVAL", 5.0),

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import atexit
 import json
+from collections.abc import Awaitable, Callable
 
 import asyncpg
+from asyncpg.connection import LoggedQuery
 from sqlalchemy.engine import make_url
 
 from helix.config import Settings
@@ -105,15 +107,37 @@ async def _no_session_reset(conn: asyncpg.Connection) -> None:
     release, is skipped. An open transaction is still rolled back by asyncpg itself."""
 
 
+QueryLogger = Callable[[LoggedQuery], object]
+
+
+def _initializer(
+    query_logger: QueryLogger | None,
+) -> Callable[[asyncpg.Connection], Awaitable[None]]:
+    """Connection set-up, with `query_logger` told of every statement (a benchmark counts
+    them)."""
+
+    async def init(conn: asyncpg.Connection) -> None:
+        await init_connection(conn)
+        if query_logger is not None:
+            conn.add_query_logger(query_logger)
+
+    return init
+
+
 async def create_pool(
-    url: str, settings: Settings, *, application_name: str = "helix", max_size: int | None = None
+    url: str,
+    settings: Settings,
+    *,
+    application_name: str = "helix",
+    max_size: int | None = None,
+    query_logger: QueryLogger | None = None,
 ) -> asyncpg.Pool:
     size = max_size or settings.pool_size
     pool = await asyncpg.create_pool(
         url,
         min_size=min(2, size),
         max_size=size,
-        init=init_connection,
+        init=_initializer(query_logger),
         reset=_no_session_reset,
         # Idle connections are not closed on a timer: the timer costs a call_later per release.
         max_inactive_connection_lifetime=0,
@@ -123,9 +147,15 @@ async def create_pool(
     return pool
 
 
-async def connect(url: str, settings: Settings, *, application_name: str) -> asyncpg.Connection:
+async def connect(
+    url: str,
+    settings: Settings,
+    *,
+    application_name: str,
+    query_logger: QueryLogger | None = None,
+) -> asyncpg.Connection:
     conn = await asyncpg.connect(url, server_settings=server_settings(settings, application_name))
-    await init_connection(conn)
+    await _initializer(query_logger)(conn)
     return conn
 
 

@@ -257,14 +257,32 @@ jobs = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
-    # Added later (migrations 0011, 0013 and 0014), so last, as the migrated table has them.
+    # Added later (migrations 0011, 0013, 0014 and 0016), so last, as the migrated table has them.
     sa.Column("pause_requested", sa.Boolean, nullable=False),
     sa.Column("max_duration_s", sa.Float),
     sa.Column("waiting_since", sa.DateTime(timezone=True)),
+    sa.Column("priority", sa.SmallInteger, nullable=False),  # JobPriority.rank
 )
 sa.Index("jobs_owner_created_idx", jobs.c.owner, jobs.c.created_at)
 sa.Index("jobs_project_created_idx", jobs.c.project_id, jobs.c.created_at)
 sa.Index("jobs_status_idx", jobs.c.status, jobs.c.owner)
+# Only the claimable jobs, so a claim reads a few entries however many jobs ever ran.
+_CLAIMABLE = sa.and_(jobs.c.status == "queued", sa.not_(jobs.c.cancel_requested))
+sa.Index(
+    "jobs_claim_order_idx",
+    jobs.c.priority.desc(),
+    jobs.c.created_at,
+    jobs.c.job_id,
+    postgresql_where=_CLAIMABLE,
+)
+sa.Index("jobs_claim_age_idx", jobs.c.created_at, jobs.c.job_id, postgresql_where=_CLAIMABLE)
+# Each owner's running jobs, kept by the jobs projection for the claim's per-owner limit.
+job_owners = sa.Table(
+    "job_owners",
+    metadata,
+    sa.Column("owner", sa.Text, primary_key=True),
+    sa.Column("running", sa.Integer, nullable=False),
+)
 
 job_phases = sa.Table(
     "job_phases",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -21,6 +21,7 @@ from helix.domain.job import (
     JobPaused,
     JobPauseRequested,
     JobPhaseCost,
+    JobPriority,
     JobProgressReported,
     JobQueued,
     JobResumed,
@@ -35,8 +36,13 @@ from helix.sql import load
 from projections.base import Tables
 from projections.seen import StreamProjection, Write, live_tables, sql
 
-SQL = load("projections", "jobs.sql", shared=access.LIST_FRAGMENTS)
-TABLES: tuple[str, ...] = ("jobs",)
+SQL = load(
+    "projections",
+    "jobs.sql",
+    fragments=("before", "running_follows", "claim_filter"),
+    shared=access.LIST_FRAGMENTS,
+)
+TABLES: tuple[str, ...] = ("jobs", "job_owners")
 LIVE = live_tables(TABLES)
 # Claimers LISTEN here; a commit that queued a job, scheduled a retry or freed a running slot
 # wakes them (after the commit, never inside it: see helix.services.unit).
@@ -59,6 +65,7 @@ class JobsProjection(StreamProjection):
                 return [(sql(SQL, "queued", t), (
                     *key, decoded.project_id, decoded.owner, decoded.start_phase, decoded.model,
                     decoded.requested_by, decoded.max_attempts, decoded.max_duration_s,
+                    decoded.priority.rank,
                 ))]  # fmt: skip
             case JobClaimed():
                 return [(sql(SQL, "claimed", t), (
@@ -116,16 +123,12 @@ async def page(
     status: str | None,
     limit: int,
     offset: int,
+    priority: JobPriority | None = None,
 ) -> tuple[list[asyncpg.Record], int]:
-    filters = (owner, project_id, status)
+    filters = (owner, project_id, status, None if priority is None else priority.rank)
     rows = await conn.fetch(sql(SQL, "list", LIVE), *filters, limit, offset)
     total: int = await conn.fetchval(sql(SQL, "count", LIVE), *filters)
     return list(rows), total
-
-
-async def count_running(conn: asyncpg.Connection, owner: str) -> int:
-    count: int = await conn.fetchval(sql(SQL, "count_running", LIVE), owner)
-    return count
 
 
 async def claimable(
@@ -135,17 +138,21 @@ async def claimable(
     at: datetime,
     limit: int,
     passed: Sequence[UUID],
+    aging_s: float | None,
 ) -> asyncpg.Record | None:
-    """Lock and return the next job this worker may claim (see the `claimable` block)."""
+    """Lock and return the next job this worker may claim (see the `claimable` block): one
+    that waited longer than `aging_s` first, else the highest priority, oldest first."""
+    promoted = None if aging_s is None else at - timedelta(seconds=aging_s)
     row: asyncpg.Record | None = await conn.fetchrow(
-        SQL["claimable"], list(capabilities), at, limit, list(passed)
+        SQL["claimable"], list(capabilities), at, limit, list(passed), promoted
     )
     return row
 
 
-async def try_lock_owner(conn: asyncpg.Connection, owner: str) -> bool:
-    locked: bool = await conn.fetchval(SQL["try_lock_owner"], owner)
-    return locked
+async def running(conn: asyncpg.Connection, owner: str) -> int:
+    """The owner's running jobs, as the kept count has them (in this transaction)."""
+    count: int | None = await conn.fetchval(SQL["running"], owner)
+    return count or 0
 
 
 async def expired_leases(

@@ -2,17 +2,44 @@
 -- a rebuild); the read queries at the end always name the live one. Every block that changes a
 -- job sets `updated_at` ($2) and `version` ($3) with the job id in $1, and changes it only from
 -- the version before (`version = $3 - 1`): an inline apply is then one statement, and one that
--- changes no row (a gap, or already applied) is looked at again (projections/seen.py).
+-- changes no row (a gap, or already applied) is looked at again (projections/seen.py). A block
+-- with a CTE answers `SELECT 1 FROM` its change, so its command tag still says whether it
+-- changed the job's row.
+--
+-- A block that changes the job's status keeps its owner's running count in `{job_owners}` in
+-- the same statement: `before` reads the row as the statement's snapshot has it, `after` is the
+-- update's result. The snapshot holds the job's previous event: the events of one job are
+-- applied one transaction after another (its stream's version admits one appender at a time,
+-- and the second one's statements start after the first committed).
+
+-- name: before
+SELECT status FROM {jobs} WHERE job_id = $1
+
+-- name: running_follows
+, follows AS (
+    INSERT INTO {job_owners} AS c (owner, running)
+    SELECT after.owner, (after.status = 'running')::int - (before.status = 'running')::int
+    FROM before, after
+    WHERE (after.status = 'running') <> (before.status = 'running')
+    ON CONFLICT (owner) DO UPDATE SET running = c.running + excluded.running)
+SELECT 1 FROM after
 
 -- name: queued
+-- The owner's running count starts at 0 with its first job (so every owner with a job has one,
+-- as the migration that introduced the counts left them).
+WITH queued AS (
 INSERT INTO {jobs} (job_id, project_id, owner, status, start_phase, model, requested_by,
                     worker_id, fencing_token, lease_expires_at, attempt, max_attempts, not_before,
                     progress, cost_tokens, cost_usd, error, cancel_requested, cancel_reason,
                     dead_lettered, created_at, started_at, finished_at, updated_at, version,
-                    pause_requested, max_duration_s)
+                    pause_requested, max_duration_s, priority)
 VALUES ($1, $4, $5, 'queued', $6, $7, $8, NULL, 0, NULL, 0, $9, NULL, 0, 0, 0, NULL, false, NULL,
-        false, $2, NULL, NULL, $2, $3, false, $10)
+        false, $2, NULL, NULL, $2, $3, false, $10, $11)
 ON CONFLICT (job_id) DO NOTHING
+RETURNING owner), owners AS (
+    INSERT INTO {job_owners} (owner, running) SELECT owner, 0 FROM queued
+    ON CONFLICT (owner) DO NOTHING)
+SELECT 1 FROM queued
 
 -- name: claimed
 UPDATE {jobs}
@@ -25,9 +52,12 @@ UPDATE {jobs} SET lease_expires_at = $4, updated_at = $2, version = $3
 WHERE job_id = $1 AND version = $3 - 1
 
 -- name: started
-UPDATE {jobs}
-SET status = 'running', started_at = coalesce(started_at, $2), updated_at = $2, version = $3
-WHERE job_id = $1 AND version = $3 - 1
+WITH before AS ({before}), after AS (
+    UPDATE {jobs}
+    SET status = 'running', started_at = coalesce(started_at, $2), updated_at = $2, version = $3
+    WHERE job_id = $1 AND version = $3 - 1
+    RETURNING owner, status)
+{running_follows}
 
 -- name: touched
 UPDATE {jobs} SET updated_at = $2, version = $3 WHERE job_id = $1 AND version = $3 - 1
@@ -47,26 +77,35 @@ SET cancel_requested = true, cancel_reason = $4, updated_at = $2, version = $3
 WHERE job_id = $1 AND version = $3 - 1
 
 -- name: cancelled
-UPDATE {jobs}
-SET status = 'cancelled', lease_expires_at = NULL, waiting_since = NULL, finished_at = $2,
-    updated_at = $2, version = $3
-WHERE job_id = $1 AND version = $3 - 1
+WITH before AS ({before}), after AS (
+    UPDATE {jobs}
+    SET status = 'cancelled', lease_expires_at = NULL, waiting_since = NULL, finished_at = $2,
+        updated_at = $2, version = $3
+    WHERE job_id = $1 AND version = $3 - 1
+    RETURNING owner, status)
+{running_follows}
 
 -- name: pause_requested
 UPDATE {jobs} SET pause_requested = true, updated_at = $2, version = $3
 WHERE job_id = $1 AND version = $3 - 1
 
 -- name: paused
-UPDATE {jobs}
-SET status = 'paused', pause_requested = false, worker_id = NULL, lease_expires_at = NULL,
-    not_before = NULL, waiting_since = NULL, updated_at = $2, version = $3
-WHERE job_id = $1 AND version = $3 - 1
+WITH before AS ({before}), after AS (
+    UPDATE {jobs}
+    SET status = 'paused', pause_requested = false, worker_id = NULL, lease_expires_at = NULL,
+        not_before = NULL, waiting_since = NULL, updated_at = $2, version = $3
+    WHERE job_id = $1 AND version = $3 - 1
+    RETURNING owner, status)
+{running_follows}
 
 -- name: resumed
-UPDATE {jobs}
-SET status = CASE WHEN status = 'paused' THEN 'queued' ELSE status END,
-    pause_requested = false, updated_at = $2, version = $3
-WHERE job_id = $1 AND version = $3 - 1
+WITH before AS ({before}), after AS (
+    UPDATE {jobs}
+    SET status = CASE WHEN status = 'paused' THEN 'queued' ELSE status END,
+        pause_requested = false, updated_at = $2, version = $3
+    WHERE job_id = $1 AND version = $3 - 1
+    RETURNING owner, status)
+{running_follows}
 
 -- name: stuck
 UPDATE {jobs}
@@ -78,20 +117,29 @@ UPDATE {jobs} SET waiting_since = $2, updated_at = $2, version = $3
 WHERE job_id = $1 AND version = $3 - 1
 
 -- name: retry_scheduled
-UPDATE {jobs} SET status = 'queued', not_before = $4, updated_at = $2, version = $3
-WHERE job_id = $1 AND version = $3 - 1
+WITH before AS ({before}), after AS (
+    UPDATE {jobs} SET status = 'queued', not_before = $4, updated_at = $2, version = $3
+    WHERE job_id = $1 AND version = $3 - 1
+    RETURNING owner, status)
+{running_follows}
 
 -- name: completed
-UPDATE {jobs}
-SET status = 'completed', progress = 100, lease_expires_at = NULL, waiting_since = NULL,
-    finished_at = $2, updated_at = $2, version = $3
-WHERE job_id = $1 AND version = $3 - 1
+WITH before AS ({before}), after AS (
+    UPDATE {jobs}
+    SET status = 'completed', progress = 100, lease_expires_at = NULL, waiting_since = NULL,
+        finished_at = $2, updated_at = $2, version = $3
+    WHERE job_id = $1 AND version = $3 - 1
+    RETURNING owner, status)
+{running_follows}
 
 -- name: failed
-UPDATE {jobs}
-SET status = 'failed', error = $4, dead_lettered = $5, lease_expires_at = NULL,
-    waiting_since = NULL, finished_at = $2, updated_at = $2, version = $3
-WHERE job_id = $1 AND version = $3 - 1
+WITH before AS ({before}), after AS (
+    UPDATE {jobs}
+    SET status = 'failed', error = $4, dead_lettered = $5, lease_expires_at = NULL,
+        waiting_since = NULL, finished_at = $2, updated_at = $2, version = $3
+    WHERE job_id = $1 AND version = $3 - 1
+    RETURNING owner, status)
+{running_follows}
 
 -- name: applied
 -- The version each job in $1 reflects (see projections/seen.py).
@@ -101,50 +149,61 @@ SELECT job_id AS id, version FROM {jobs} WHERE job_id = ANY ($1::uuid[])
 SELECT * FROM {jobs} WHERE job_id = $1
 
 -- name: list
--- $1 owner (NULL: everyone's; `Viewer.owner_filter`, spliced in by `helix.access`), $2 project_id, $3 status.
+-- $1 owner (NULL: everyone's; `Viewer.owner_filter`, spliced in by `helix.access`), $2 project_id, $3 status,
+-- $4 priority (its rank).
 SELECT * FROM {jobs}
 WHERE {owner_visible}
   AND ($2::uuid IS NULL OR project_id = $2)
   AND ($3::text IS NULL OR status = $3)
+  AND ($4::smallint IS NULL OR priority = $4)
 ORDER BY created_at DESC, job_id
-LIMIT $4 OFFSET $5
+LIMIT $5 OFFSET $6
 
 -- name: count
 SELECT count(*) FROM {jobs}
 WHERE {owner_visible}
   AND ($2::uuid IS NULL OR project_id = $2)
   AND ($3::text IS NULL OR status = $3)
+  AND ($4::smallint IS NULL OR priority = $4)
 
--- name: count_running
-SELECT count(*) FROM {jobs} WHERE owner = $1 AND status = 'running'
-
--- name: claimable
--- The oldest queued job a worker offering capabilities $1 (a jsonb array) may take at time $2:
--- due, not cancelling, its project not paused, every phase still to run covered, its owner
--- under the running limit $3. Rows another claimer holds are skipped, not waited for; $4 lists
--- jobs this claimer already turned down in this transaction.
-SELECT j.job_id, j.owner
-FROM jobs j
-JOIN projects p ON p.project_id = j.project_id
-WHERE j.status = 'queued'
+-- name: claim_filter
+-- A job a worker offering capabilities $1 (a jsonb array) may take at time $2: queued and not
+-- cancelling (what the claim indexes hold), due, its owner under the running limit $3 (the kept
+-- count), its project not paused, every phase still to run covered, and not among the jobs $4
+-- this claimer already turned down in this transaction. The checks of other tables are scalar
+-- subqueries on purpose: each runs for a candidate as the index hands it over, where a NOT
+-- EXISTS would become an anti-join, and the join would make the planner sort every claimable
+-- job instead of reading the index in order and stopping at the first that passes.
+j.status = 'queued'
   AND NOT j.cancel_requested
   AND (j.not_before IS NULL OR j.not_before <= $2)
-  AND p.status <> 'paused'
-  AND NOT EXISTS (
-      SELECT 1 FROM job_phases ph
-      WHERE ph.job_id = j.job_id
-        AND ph.status IN ('pending', 'running')
-        AND NOT ph.capabilities <@ $1::jsonb)
-  AND (SELECT count(*) FROM jobs r WHERE r.owner = j.owner AND r.status = 'running') < $3
   AND j.job_id <> ALL($4::uuid[])
-ORDER BY j.created_at, j.job_id
-LIMIT 1
-FOR UPDATE OF j SKIP LOCKED
+  AND coalesce((SELECT o.running FROM job_owners o WHERE o.owner = j.owner), 0) < $3
+  AND (SELECT p.status FROM projects p WHERE p.project_id = j.project_id) <> 'paused'
+  AND NOT coalesce(
+      (SELECT bool_or(NOT ph.capabilities <@ $1::jsonb) FROM job_phases ph
+       WHERE ph.job_id = j.job_id AND ph.status IN ('pending', 'running')),
+      false)
 
--- name: try_lock_owner
--- Serializes the concurrency-limit checks of one owner's claims; a claimer that cannot have it
--- at once moves on to another job.
-SELECT pg_try_advisory_xact_lock(hashtextextended('helix.jobs.owner:' || $1, 0))
+-- name: claimable
+-- The next job to claim, locked; rows another claimer holds are skipped, not waited for. A job
+-- queued at or before $5 (now less the priority aging; NULL: no aging) goes first, oldest
+-- first; otherwise the highest priority, oldest first within it. Each is the first entry of a
+-- partial index (`jobs_claim_age_idx`, `jobs_claim_order_idx`) that passes the filter, and the
+-- second is read only when the first finds none (COALESCE stops at the first non-null).
+SELECT job_id, owner FROM jobs
+WHERE job_id = coalesce(
+    (SELECT j.job_id FROM jobs j
+     WHERE {claim_filter} AND j.created_at <= $5
+     ORDER BY j.created_at, j.job_id
+     LIMIT 1 FOR UPDATE OF j SKIP LOCKED),
+    (SELECT j.job_id FROM jobs j
+     WHERE {claim_filter}
+     ORDER BY j.priority DESC, j.created_at, j.job_id
+     LIMIT 1 FOR UPDATE OF j SKIP LOCKED))
+
+-- name: running
+SELECT running FROM job_owners WHERE owner = $1
 
 -- name: expired_leases
 -- Running jobs whose lease ran out before $1, with the token the reaper expires.

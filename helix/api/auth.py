@@ -22,6 +22,7 @@ from helix.api.handlers import (
     reply,
     validated_body,
 )
+from helix.api.idempotency import checked_first
 from helix.api.openapi import describe
 from helix.api.ratelimit import LIMITER, VERDICT
 from helix.api.requests import has_own_credentials, is_probe, is_public, public, query_params
@@ -122,6 +123,7 @@ LOGIN_BODY = RequestSchema(
 
 @routes.post("/api/v1/auth/login")
 @public
+@checked_first
 @describe(request=LOGIN_BODY)
 async def login(request: web.Request) -> web.Response:
     """Exchange a username and password for a JWT."""

@@ -22,7 +22,7 @@ from helix.api.handlers import (
     strings,
     validated_body,
 )
-from helix.api.projects import run_view
+from helix.api.projects import PRIORITY, priority_of, run_view
 from helix.api.requests import query_params
 from helix.api.scopes import require_run_scope
 from helix.api.validation import object_body
@@ -52,6 +52,7 @@ MESSAGE = object_body(
         **MESSAGE_FIELDS,
         "run": {"type": "boolean"},
         "model": strings(min_length=1, max_length=MAX_MODEL_CHARS),
+        "priority": PRIORITY,
     },
     required=["content"],
     aliases=SEED_NAMES,
@@ -143,14 +144,15 @@ async def post_message(request: web.Request) -> web.Response:
         require_run_scope(request)
         run = await projects.post_and_run(
             who, project_id, content=content, role=role, author=body.get("author"),
-            model=body.get("model"),
+            model=body.get("model"), priority=priority_of(body),
         )  # fmt: skip
         state = run.project
         shown = ("job_id", "stream_url", "warnings")
         started = {k: v for k, v in run_view(run).items() if k in shown}
     else:
-        if "model" in body:
-            raise ValidationError("model is for a message that starts a run", field="model")
+        for field in ("model", "priority"):
+            if field in body:
+                raise ValidationError(f"{field} is for a message that starts a run", field=field)
         state = await projects.post_message(
             who, project_id, content=content, role=role, author=body.get("author")
         )

@@ -9,8 +9,15 @@ Stored bodies are sealed with the server's secrets key ring (`helix.auth.sealing
 Errors are never stored, and neither is a response marked `Cache-Control: no-store` (a claim,
 which carries phase secrets). Records expire after the configured TTL.
 
-Logins (whose attempt is recorded whatever the answer) get their response recorded after they
-commit, in a statement of its own.
+No statement of its own comes before the request: a command's unit of work looks the key up
+when it reserves it, in its own transaction, and answers a committed one with its stored
+response (`Replay`), so a POST costs no transaction more than its command. A request that
+reached no unit of work and was refused looks for a stored response then (its retry may be
+refused where the first try was not, and the first try's answer is the one to give). Requests
+whose writes commit apart from the key (logins, whose attempt is recorded whatever the answer)
+are marked `checked_first`: their stored response is looked up before they run, and theirs is
+recorded after they commit, in a statement of its own; another request that reached no unit of
+work records its answer so too, or gives the one a concurrent try stored first.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -31,6 +39,7 @@ from helix.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
+F = TypeVar("F", bound=Callable[..., Any])
 MAX_KEY_CHARS = 255
 STORED_HEADERS = ("Content-Type", "Location", "X-Helix-Position", "ETag")
 PURGE_INTERVAL = 600.0
@@ -41,6 +50,17 @@ IDEMPOTENCY = web.RequestKey("idempotency", Idempotency)
 # a fault injected here is a crash between commit and answer.
 Hook = Callable[[web.Request], Awaitable[None]]
 COMMITTED: web.AppKey[Hook] = web.AppKey("idempotency_committed")
+
+
+def checked_first(handler: F) -> F:
+    """Marks a handler whose writes commit apart from the request's key: a retry is answered
+    from the stored response before the handler runs again."""
+    handler.__helix_checked_first__ = True  # type: ignore[attr-defined]
+    return handler
+
+
+def _checked_first(request: web.Request) -> bool:
+    return bool(getattr(request.match_info.handler, "__helix_checked_first__", False))
 
 
 def _scope(request: web.Request) -> str:
@@ -79,14 +99,21 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
         fingerprint=hashlib.sha256(await request.read()).hexdigest(),
         ttl_seconds=request.app[SETTINGS].idempotency_ttl_seconds,
     )
-    stored = await idempotency.stored()
-    if stored is not None:
-        return _replay(stored)
+    if _checked_first(request):
+        stored = await idempotency.stored()
+        if stored is not None:
+            return _replay(stored)
     request[IDEMPOTENCY] = idempotency
     try:
         response = await handler(request)
-    except Replay as replay:  # a concurrent request with this key committed first
+    except Replay as replay:  # the unit of work found this key's committed response
         return _replay(replay.response)
+    except Exception:
+        await asyncio.shield(idempotency.abandon())
+        stored = None if idempotency.reserved else await idempotency.stored()
+        if stored is not None:
+            return _replay(stored)
+        raise
     except BaseException:
         await asyncio.shield(idempotency.abandon())
         raise
@@ -97,7 +124,9 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
         if hook is not None:
             await hook(request)
     elif rendered is not None:
-        await idempotency.store_after(rendered)
+        earlier = await idempotency.store_after(rendered)
+        if earlier is not None:
+            return _replay(earlier)
     return response
 
 

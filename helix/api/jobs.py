@@ -31,7 +31,7 @@ from helix.api.requests import int_query, query_params
 from helix.api.validation import object_body
 from helix.appkeys import SETTINGS, STORE
 from helix.audit import time_travel
-from helix.domain.job import JobStatus
+from helix.domain.job import JobPriority, JobStatus
 from helix.domain.project.decider import MAX_REASON_CHARS
 from helix.services.views import artifact_view
 
@@ -42,17 +42,23 @@ CANCEL = object_body({"reason": strings(max_length=MAX_REASON_CHARS)})
 
 
 @routes.get("/api/v1/jobs")
-@query_params(*PAGING, "project_id", "status")
+@query_params(*PAGING, "project_id", "status", "priority")
 @documented(_200="a page of jobs, newest first: items, next, has_more")
 async def list_jobs(request: web.Request) -> web.Response:
-    """List jobs, newest first, filtered by project_id and status."""
+    """List jobs, newest first, filtered by project_id, status and priority."""
     who = caller(request)
     project_id = query_id(request, "project_id")
     status = query_choice(request, "status", JobStatus)
+    priority = query_choice(request, "priority", JobPriority)
     limit, offset = paging(request)
     at = position(request)
     result = await services(request).queries.jobs(
-        who, project_id=project_id, status=status, limit=limit, offset=offset
+        who,
+        project_id=project_id,
+        status=status,
+        priority=None if priority is None else JobPriority(priority),
+        limit=limit,
+        offset=offset,
     )
     page = offset_listing(request, result["items"], result["total"], offset)
     return reply(page, at=at)

@@ -12,6 +12,7 @@ from helix.api.handlers import (
     PAGING,
     as_of,
     caller,
+    choice,
     documented,
     listing,
     offset_listing,
@@ -30,6 +31,7 @@ from helix.api.scopes import require_run_scope
 from helix.api.validation import object_body
 from helix.appkeys import STORE
 from helix.audit import time_travel
+from helix.domain.job import JobPriority
 from helix.domain.job.decider import MAX_MODEL_CHARS
 from helix.domain.project import EnvValue, PhaseSpec, ProjectStatus, SealedSecret
 from helix.domain.project.decider import (
@@ -111,10 +113,13 @@ CREATE = object_body(
     required=["name"],
 )
 UPDATE = object_body(PROJECT_FIELDS)
+# How soon the run's job is claimed (default normal; see the claim order in the README).
+PRIORITY = choice(JobPriority)
 EXECUTE = object_body(
     {
         "start_phase": {**strings(min_length=1, max_length=MAX_PHASE_NAME_CHARS), "type": OR_NULL},
         "model": {**strings(min_length=1, max_length=MAX_MODEL_CHARS), "type": OR_NULL},
+        "priority": PRIORITY,
     }
 )
 QUICK_ACTION = object_body(
@@ -123,6 +128,7 @@ QUICK_ACTION = object_body(
         "phases": {**PROJECT_FIELDS["phases"], "minItems": 1},
         "template": TEMPLATE_NAME,
         "model": strings(min_length=1, max_length=MAX_MODEL_CHARS),
+        "priority": PRIORITY,
         "name": PROJECT_FIELDS["name"],
         "metadata": {"type": "object", "maxProperties": MAX_METADATA_KEYS},
     },
@@ -288,9 +294,18 @@ async def execute_project(request: web.Request) -> web.Response:
     project_id = path_id(request, "project_id", "project")
     body = await optional_body(request, EXECUTE)
     run = await services(request).projects.execute(
-        who, project_id, start_phase=body.get("start_phase"), model=body.get("model")
+        who,
+        project_id,
+        start_phase=body.get("start_phase"),
+        model=body.get("model"),
+        priority=priority_of(body),
     )
     return run_reply(request, run)
+
+
+def priority_of(body: dict[str, Any]) -> JobPriority:
+    """A run's priority as its (validated) body gives it."""
+    return JobPriority(body.get("priority", JobPriority.NORMAL.value))
 
 
 def run_view(run: Execution) -> dict[str, Any]:
@@ -300,6 +315,7 @@ def run_view(run: Execution) -> dict[str, Any]:
         "project_id": str(run.project.id),
         "job_id": str(run.job.id),
         "status": run.job.status.value,
+        "priority": run.job.priority.value,
         "project_status": run.project.status.value if run.project.status else None,
         "stream_url": stream_url(run.job.id),
         "warnings": run_warnings(run),
@@ -353,6 +369,7 @@ async def quick_action(request: web.Request) -> web.Response:
         phases=phase_specs(body.get("phases")),
         template=body.get("template"),
         model=body.get("model"),
+        priority=priority_of(body),
         name=body.get("name"),
     )
     return run_reply(request, run)

@@ -325,6 +325,7 @@ def _claim_view(claimed: Claim, settings: Settings) -> dict[str, Any]:
             "owner": state.owner,
             "status": state.status.value if state.status else None,
             "model": state.model,
+            "priority": state.priority.value,
             "attempt": state.attempt,
             "max_attempts": state.max_attempts,
             "stream_url": f"/api/v1/stream/{state.id}",

@@ -188,6 +188,7 @@ def job_summary(folded: Folded[JobState]) -> dict[str, Any]:
         "attempt": state.attempt,
         "max_attempts": state.max_attempts,
         "max_duration_s": state.max_duration_s,
+        "priority": state.priority.value,
         "progress": state.progress,
         "cost": {"tokens": state.cost_tokens, "usd": state.cost_usd},
         "error": state.error,

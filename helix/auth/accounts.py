@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -58,6 +59,10 @@ class PresentedKey:
 SUBJECT_UNIQUE = "users_external_subject_key"
 # First requests of new external subjects that may lose a race for a username in a row.
 PROVISION_ATTEMPTS = 5
+# A key's `last_used_at` is written at most this often: by each process (it remembers when it
+# last wrote it) and in the database (a write from another process that recently did is none).
+KEY_TOUCH_S = 5.0
+KEY_TOUCH_MEMORY = 10_000  # keys remembered per process before the memory starts over
 
 
 def _taken(username: str) -> Conflict:
@@ -86,6 +91,7 @@ class Accounts:
         self.pool = store.pool
         self.writer = writer if writer is not None else Writer(store)
         self.password_min_length = password_min_length
+        self._touched: dict[uuid.UUID, float] = {}  # key → when this process last wrote its use
 
     async def _hashed(self, password: str, field: str = "password") -> str:
         problem = passwords.password_problem(password, self.password_min_length)
@@ -419,8 +425,19 @@ class Accounts:
             raise Unauthorized("the API key has expired", expires_at=rfc3339(expires_at))
         if user.disabled:
             raise Unauthorized("the user is disabled")
-        await self.pool.execute(QUERIES["touch_key"], key_id)
+        await self._touch(key_id)
         return user, PresentedKey(key_id=key_id, scopes=row["scopes"], expires_at=expires_at)
+
+    async def _touch(self, key_id: uuid.UUID) -> None:
+        """Record the key's use, unless this process did less than `KEY_TOUCH_S` ago."""
+        clock = time.monotonic()
+        last = self._touched.get(key_id)
+        if last is not None and clock - last < KEY_TOUCH_S:
+            return
+        if len(self._touched) >= KEY_TOUCH_MEMORY:
+            self._touched.clear()
+        self._touched[key_id] = clock
+        await self.pool.execute(QUERIES["touch_key"], key_id, KEY_TOUCH_S)
 
     async def _expired(
         self, user_id: uuid.UUID, key_id: uuid.UUID, now: datetime, caller: Caller

@@ -63,10 +63,18 @@ FROM api_keys k JOIN users u USING (user_id)
 WHERE k.prefix = $1
 
 -- name: touch_key
--- Written at most every few seconds per key, so a busy key does not write on every request.
-INSERT INTO api_key_usage AS ku (key_id, last_used_at) VALUES ($1, now())
-ON CONFLICT (key_id) DO UPDATE SET last_used_at = excluded.last_used_at
-WHERE ku.last_used_at < excluded.last_used_at - interval '5 seconds'
+-- Written at most every $2 seconds per key, so a busy key does not write on every request, and
+-- without a row lock unless it writes: an UPDATE whose condition is false on the row locks
+-- nothing (an ON CONFLICT DO UPDATE would lock the row whatever its WHERE said), and the first
+-- use inserts with DO NOTHING, which never locks either. Concurrent requests of one key so never
+-- queue behind one another's commit here.
+WITH touched AS (
+    UPDATE api_key_usage SET last_used_at = now()
+    WHERE key_id = $1 AND last_used_at < now() - make_interval(secs => $2)
+    RETURNING key_id)
+INSERT INTO api_key_usage (key_id, last_used_at)
+SELECT $1, now() WHERE NOT EXISTS (SELECT 1 FROM api_key_usage WHERE key_id = $1)
+ON CONFLICT (key_id) DO NOTHING
 
 -- name: token_revoked
 SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE token_id = $1)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from typing import Any
 
-from helix.bench import append, rebuild, stream, webhooks
+from helix.bench import append, jobs, rebuild, stream, webhooks
 from helix.bench.common import scratch_database
 from helix.cli.context import database_url
 from helix.config import Settings
@@ -62,6 +63,13 @@ def register(commands: Any) -> None:
     w.add_argument("--events", type=int, default=2000, help="events per measurement")
     w.add_argument("--latency-samples", type=int, default=200, help="events timed one by one")
     w.set_defaults(handler=run_webhooks)
+    j = sub.add_parser(
+        "jobs", help="jobs per second and execute-to-completed latency, beside procrastinate"
+    )
+    j.add_argument("--jobs", type=int, default=200, help="jobs per worker count (default 200)")
+    j.add_argument("--latency-samples", type=int, default=50, help="jobs timed one by one")
+    j.add_argument("--no-peer", action="store_true", help="leave procrastinate out")
+    j.set_defaults(handler=run_jobs)
 
 
 async def run_append(args: argparse.Namespace) -> int:
@@ -103,3 +111,21 @@ async def run_stream(args: argparse.Namespace) -> int:
             catch_up_events=args.catch_up,
             settle=args.settle,
         )
+
+
+async def run_jobs(args: argparse.Namespace) -> int:
+    if args.jobs < 1 or args.latency_samples < 1:
+        raise SystemExit("--jobs and --latency-samples must be at least 1")
+    if not args.no_peer and importlib.util.find_spec("procrastinate") is None:
+        raise SystemExit("the peer needs procrastinate: install helix[bench], or pass --no-peer")
+    settings = Settings.from_env()
+    count, samples = args.jobs, args.latency_samples
+    async with database_url(settings) as server:
+        async with scratch_database(server) as url:
+            ours = await jobs.run_helix(url, settings, jobs=count, samples=samples)
+        peer = None
+        if not args.no_peer:
+            async with scratch_database(server) as url:
+                peer = await jobs.run_peer(url, jobs=count, samples=samples)
+    jobs.report(ours, peer, count, samples)
+    return 0

@@ -79,6 +79,7 @@ class Idempotency:
         self.fingerprint = fingerprint
         self.ttl = float(ttl_seconds)
         self.conn: asyncpg.Connection | None = None
+        self.reserved = False  # a unit of work took the key in its transaction
         self._transaction: Transaction | None = None
         self._after_commit: list[Callable[[], object]] = []
 
@@ -133,6 +134,7 @@ class Idempotency:
         """In the command's transaction, before it decides: take the key, or raise `Replay` /
         `Conflict` when a committed request holds it."""
         args = (self.scope, self.key, self.fingerprint, self.ttl)
+        self.reserved = True
         if await conn.fetchval(SQL["reserve"], *args):
             return
         # Read committed: this statement sees the record the waited-for transaction committed.
@@ -199,10 +201,11 @@ class Idempotency:
         if conn is not None:
             await asyncio.shield(self.pool.release(conn))
 
-    async def store_after(self, response: StoredResponse) -> None:
+    async def store_after(self, response: StoredResponse) -> StoredResponse | None:
         """For a request whose writes did not go through the unit of work: record its response
-        after them (a crash in between loses the record, not the writes)."""
-        await self.pool.execute(
+        after them (a crash in between loses the record, not the writes). A response an earlier
+        request of this key committed wins: it comes back, to be answered instead."""
+        stored = await self.pool.fetchval(
             SQL["store"],
             self.scope,
             self.key,
@@ -212,6 +215,7 @@ class Idempotency:
             self._seal(response.body),
             self.ttl,
         )
+        return None if stored else await self.stored()
 
 
 async def purge_expired(pool: asyncpg.Pool, ttl_seconds: float) -> None:

@@ -34,6 +34,7 @@ SET fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status, headers = EXCL
     body = EXCLUDED.body, created_at = now(), completed_at = now()
 WHERE idempotency_keys.status IS NULL
    OR idempotency_keys.created_at < now() - make_interval(secs => $7)
+RETURNING true
 
 -- name: purge
 DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)

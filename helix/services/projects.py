@@ -11,7 +11,7 @@ import attrs
 from helix.auth.sealing import Sealer
 from helix.config import Settings
 from helix.domain import job, project
-from helix.domain.job import JobState, Waiting
+from helix.domain.job import JobPriority, JobState, Waiting
 from helix.domain.project import MessageRole, PhaseSpec, ProjectState, ProjectStatus
 from helix.domain.project.commands import DEFAULT_PROJECT_TYPE
 from helix.domain.project.commands import Command as ProjectCommand
@@ -229,6 +229,7 @@ class ProjectService:
         role: MessageRole = MessageRole.USER,
         author: str | None = None,
         model: str | None = None,
+        priority: JobPriority = JobPriority.NORMAL,
     ) -> Execution:
         """Post a message and start a new run of the project, in one transaction: a project
         that cannot start a run (one is running or paused, or it is not ready) gets neither."""
@@ -236,7 +237,9 @@ class ProjectService:
         async def work(tx: Tx) -> Execution:
             state = await tx.visible_project(project_id)
             message = self._message(tx, content, role, author)
-            return await self._start_run(tx, state, message, start_phase=None, model=model)
+            return await self._start_run(
+                tx, state, message, start_phase=None, model=model, priority=priority
+            )
 
         return await self.writer.run(caller, work)
 
@@ -297,13 +300,16 @@ class ProjectService:
         *,
         start_phase: str | None = None,
         model: str | None = None,
+        priority: JobPriority = JobPriority.NORMAL,
     ) -> Execution:
         """Start a run: the project moves to `running` and its job is queued in one transaction.
         Jobs beyond the owner's running limit wait in the queue (the limit applies at claim)."""
 
         async def work(tx: Tx) -> Execution:
             state = await tx.visible_project(project_id)
-            return await self._start_run(tx, state, start_phase=start_phase, model=model)
+            return await self._start_run(
+                tx, state, start_phase=start_phase, model=model, priority=priority
+            )
 
         return await self.writer.run(caller, work)
 
@@ -314,6 +320,7 @@ class ProjectService:
         *commands: ProjectCommand,
         start_phase: str | None,
         model: str | None,
+        priority: JobPriority = JobPriority.NORMAL,
     ) -> Execution:
         """Decide `commands` and a new run on the project, and queue the run's job."""
         assert state.id is not None
@@ -335,6 +342,7 @@ class ProjectService:
                 model=model,
                 max_attempts=self.settings.job_max_attempts,
                 max_duration_s=state.max_job_duration_s or self.settings.max_job_duration,
+                priority=priority,
                 at=tx.at,
             ),
         )
@@ -351,6 +359,7 @@ class ProjectService:
         template: str | None = None,
         model: str | None = None,
         name: str | None = None,
+        priority: JobPriority = JobPriority.NORMAL,
     ) -> Execution:
         """Create a project from a prompt (its description and first message; its name, if
         not given, from the prompt's start), mark it ready and run it: one transaction, so a
@@ -372,6 +381,7 @@ class ProjectService:
                 project.MarkReady(at=tx.at),
                 start_phase=None,
                 model=model,
+                priority=priority,
             )
 
         return await self.writer.run(caller, work)

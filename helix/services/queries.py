@@ -16,7 +16,7 @@ import asyncpg
 from helix import envelope
 from helix.config import Settings
 from helix.domain import job as job_domain
-from helix.domain.job import TERMINAL, Waiting
+from helix.domain.job import TERMINAL, JobPriority, Waiting
 from helix.errors import NotFound
 from helix.eventstore import EventStore
 from helix.services.caller import Caller
@@ -181,13 +181,20 @@ class Queries:
         *,
         project_id: UUID | None = None,
         status: str | None = None,
+        priority: JobPriority | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> dict[str, Any]:
         owner = caller.viewer.owner_filter
         async with self._reading(caller) as conn:
             rows, total = await jobs_model.page(
-                conn, owner=owner, project_id=project_id, status=status, limit=limit, offset=offset
+                conn,
+                owner=owner,
+                project_id=project_id,
+                status=status,
+                priority=priority,
+                limit=limit,
+                offset=offset,
             )
             waiting = await _waiting(conn, rows)
         return page([job_view(r, waiting.get(r["job_id"])) for r in rows], total, limit, offset)

@@ -39,7 +39,7 @@ from helix.domain.job.events import TERMINAL_EVENT_TYPES
 from helix.domain.project import ProjectState
 from helix.domain.project.commands import Command as ProjectCommand
 from helix.domain.project.decider import MAX_REASON_CHARS
-from helix.errors import ConcurrencyError, InvalidTransition, NotFound
+from helix.errors import ConcurrencyError, Conflict, InvalidTransition, NotFound
 from helix.eventstore import ANY_VERSION, EventStore, RecordedEvent
 from helix.eventstore.records import stream_type_of
 from helix.services.caller import Caller
@@ -51,6 +51,11 @@ T = TypeVar("T")
 S = TypeVar("S")
 C = TypeVar("C")
 RETRIES = 10
+
+
+class Contended(Conflict):
+    """The work found that a concurrent commit moved what it decided on (beyond what the
+    stream versions guard, e.g. a kept count): it runs again on a fresh read."""
 
 
 @attrs.frozen
@@ -291,7 +296,7 @@ class Writer:
                 if idempotency is not None and idempotency.conn is not None:
                     return await self._join(idempotency.conn, caller, work)
                 return await self._once(caller, work)
-            except (ConcurrencyError, asyncpg.DeadlockDetectedError):
+            except (ConcurrencyError, Contended, asyncpg.DeadlockDetectedError):
                 if attempt == self.retries:
                     raise
                 await asyncio.sleep(random.uniform(0, 0.002 * attempt))

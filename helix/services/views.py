@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from helix.domain.job import TERMINAL, Artifact, Waiting
+from helix.domain.job import TERMINAL, Artifact, JobPriority, Waiting
 from helix.envelope import rfc3339
 
 Row = Mapping[str, Any]
@@ -87,6 +87,7 @@ def job_view(row: Row, waiting: Waiting | None = None) -> dict[str, Any]:
         "attempt": row["attempt"],
         "max_attempts": row["max_attempts"],
         "max_duration_s": row["max_duration_s"],
+        "priority": JobPriority.of_rank(row["priority"]).value,
         "progress": row["progress"],
         "cost": {"tokens": row["cost_tokens"], "usd": row["cost_usd"]},
         "error": row["error"],

@@ -1,8 +1,11 @@
 """The worker protocol: register, heartbeat, claim (long-poll), report.
 
-A claim locks the oldest claimable job with `FOR UPDATE SKIP LOCKED`, so concurrent claimers
-never wait for each other and never get the same job; the job's own stream (optimistic
-concurrency on its version) is the second guard. A claimer with nothing to take sleeps until a
+A claim locks the next claimable job (a job that waited longer than the priority aging, oldest
+first; else the highest priority, oldest first) with `FOR UPDATE SKIP LOCKED`, so concurrent
+claimers never wait for each other on a job and never get the same one; the job's own stream
+(optimistic concurrency on its version) is the second guard. The per-owner running limit is
+read from the owner's kept count; a claim that finds, after its own increment, that a
+concurrent one took the last slot runs again. A claimer with nothing to take sleeps until a
 `helix_jobs` notification (a job was queued, came back for a retry, or freed a running slot),
 the next retry falls due, or a slow poll.
 
@@ -51,7 +54,7 @@ from helix.errors import (
 from helix.eventstore import ChannelWatcher
 from helix.services.caller import Caller
 from helix.services.phase_secrets import Masker, has_secrets, open_secrets
-from helix.services.unit import Aggregate, Tx, Writer
+from helix.services.unit import Aggregate, Contended, Tx, Writer
 from helix.tasks import cancel_and_wait
 from projections import jobs as jobs_model
 from projections import output as output_model
@@ -292,21 +295,27 @@ class WorkerService:
         passed: list[UUID] = []
         for _ in range(CLAIM_CANDIDATES):
             found = await jobs_model.claimable(
-                tx.conn, capabilities=capabilities, at=tx.at, limit=limit, passed=passed
+                tx.conn,
+                capabilities=capabilities,
+                at=tx.at,
+                limit=limit,
+                passed=passed,
+                aging_s=self.settings.priority_aging_s,
             )
             if found is None:
                 return None
             job_id, owner = found["job_id"], found["owner"]
-            # The running limit holds across concurrent claimers: count under the owner's lock.
-            if not await jobs_model.try_lock_owner(tx.conn, owner) or (
-                await jobs_model.count_running(tx.conn, owner) >= limit
-            ):
-                passed.append(job_id)
-                continue
             command = job.ClaimJob(
                 worker_id=str(worker_id), lease_s=lease_s, capabilities=capabilities, at=tx.at
             )
             state = await tx.decide_job(job_id, command)
+            # The candidate was chosen on the owner's count as last committed; the claim's own
+            # increment waited for any concurrent claim of the owner's and added to its count,
+            # so a count past the limit means one got there first: claim again, afresh. The
+            # owner's row is locked only now, after the job's own rows, the order every other
+            # writer of a job takes them in (taking it first deadlocked with them).
+            if await jobs_model.running(tx.conn, owner) > limit:
+                raise Contended(f"another claim took owner {owner}'s last running slot")
             try:
                 secrets = open_secrets(self.sealer, state)
             except SecretError as exc:

@@ -344,7 +344,7 @@ def job_row(state: JobState, version: int, events: list[Any]) -> dict[str, Any]:
     ]  # fmt: skip
     row = {name: getattr(state, name) for name in names}
     row.update(job_id=state.id, status=state.status.value if state.status else None)
-    row["version"] = version
+    row.update(version=version, priority=state.priority.rank)
     said = [e.at for e in events if isinstance(e, job.JobWaiting)]
     row["waiting_since"] = said[-1] if state.waiting is not None else None
     return row
@@ -386,6 +386,13 @@ async def rows(pool: asyncpg.Pool, query: str, *args: Any) -> list[dict[str, Any
 
 async def assert_read_models_equal_the_fold(node: LogNode) -> None:
     store, pool = node.store, node.store.pool
+    # Each owner's kept running count is the number of its jobs running.
+    kept = await rows(pool, "SELECT owner, running FROM job_owners WHERE running <> 0")
+    counted = await rows(
+        pool,
+        "SELECT owner, count(*) AS running FROM jobs WHERE status = 'running' GROUP BY owner",
+    )
+    assert sorted(kept, key=str) == sorted(counted, key=str)
     for (stream_id,) in await pool.fetch("SELECT stream_id FROM streams ORDER BY stream_id"):
         recorded = await store.read_stream(stream_id)
         events = [store.decode(e) for e in recorded]

@@ -13,7 +13,7 @@ from uuid import UUID
 
 import attrs
 
-from helix.domain.job.events import FileChange, OutputStream
+from helix.domain.job.events import FileChange, JobPriority, OutputStream
 from helix.domain.project.events import PhaseSpec
 
 DEFAULT_MAX_ATTEMPTS = 3
@@ -31,6 +31,7 @@ class QueueJob:
     model: str | None = None
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     max_duration_s: float | None = None
+    priority: JobPriority = JobPriority.NORMAL
     at: datetime
 
 

@@ -299,6 +299,7 @@ def _queue(state: JobState, command: QueueJob) -> list[Event]:
             requested_by=command.requested_by,
             max_attempts=command.max_attempts,
             max_duration_s=command.max_duration_s,
+            priority=command.priority,
             at=at,
         )
     ]

@@ -22,6 +22,25 @@ class JobStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+class JobPriority(enum.StrEnum):
+    """How soon a queued job is claimed: higher first, oldest first within one (the claim
+    promotes a job that waited long enough, so none starves; see `projections/jobs.sql`)."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        """Its place in the claim order, as the read model stores it: 0 (low) to 3."""
+        return list(JobPriority).index(self)
+
+    @classmethod
+    def of_rank(cls, rank: int) -> JobPriority:
+        return list(cls)[rank]
+
+
 class PhaseStatus(enum.StrEnum):
     PENDING = "pending"
     RUNNING = "running"
@@ -60,6 +79,8 @@ class JobQueued:
     max_attempts: int
     # Seconds the job may run, from its start, before it is failed; None: no limit.
     max_duration_s: float | None = None
+    # Jobs queued before priorities existed were all alike: `normal`.
+    priority: JobPriority = JobPriority.NORMAL
     at: datetime
 
 

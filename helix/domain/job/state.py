@@ -30,6 +30,7 @@ from helix.domain.job.events import (
     JobPhaseOutput,
     JobPhaseSkipped,
     JobPhaseStarted,
+    JobPriority,
     JobProgressReported,
     JobQueued,
     JobResumed,
@@ -141,6 +142,7 @@ class JobState:
     attempt: int = 0
     max_attempts: int = 0
     max_duration_s: float | None = None
+    priority: JobPriority = JobPriority.NORMAL
     not_before: datetime | None = None
     progress: int = 0
     cost_tokens: int = 0
@@ -268,6 +270,7 @@ def evolve(state: JobState, event: Event) -> JobState:
                 requested_by=event.requested_by,
                 max_attempts=event.max_attempts,
                 max_duration_s=event.max_duration_s,
+                priority=event.priority,
                 created_at=at,
                 updated_at=at,
             )
