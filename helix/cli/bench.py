@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from helix.bench import append, stream, webhooks
+from helix.bench import append, output, stream, webhooks
 from helix.bench.common import scratch_database
 from helix.cli.context import database_url
 from helix.config import Settings
@@ -47,6 +47,10 @@ def register(commands: Any) -> None:
     w.add_argument("--events", type=int, default=2000, help="events per measurement")
     w.add_argument("--latency-samples", type=int, default=200, help="events timed one by one")
     w.set_defaults(handler=run_webhooks)
+    o = sub.add_parser("output", help="phase output lines per second, end to end into the log")
+    o.add_argument("--lines", type=int, default=100_000, help="lines the phase prints (100000)")
+    o.add_argument("--runs", type=int, default=2, help="jobs run one after another (default 2)")
+    o.set_defaults(handler=run_output)
 
 
 async def run_append(args: argparse.Namespace) -> int:
@@ -79,3 +83,9 @@ async def run_stream(args: argparse.Namespace) -> int:
             catch_up_events=args.catch_up,
             settle=args.settle,
         )
+
+
+async def run_output(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    async with database_url(settings) as server, scratch_database(server) as url:
+        return await output.run(url, settings, lines=args.lines, runs=args.runs)
