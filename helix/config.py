@@ -7,6 +7,7 @@ import ipaddress
 import json
 import math
 import os
+import shlex
 import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -71,6 +72,14 @@ def _strings(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in (env.get(name) or "").split(",") if x.strip())
 
 
+def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
+    """A number of bytes, 0 for no limit."""
+    value = _int(env, name, default)
+    if value < 0:
+        raise SettingError(f"{name} must be a number of bytes, 0 for no limit")
+    return value
+
+
 def _duration(env: Mapping[str, str], name: str) -> float | None:
     """A positive number of seconds; unset, empty or 0: None (no limit)."""
     seconds = _float(env, name, 0.0)
@@ -101,6 +110,23 @@ def output_filter_patterns(
     return tuple(patterns)
 
 
+def agent_command(
+    env: Mapping[str, str], name: str = "HELIX_AGENT_COMMAND"
+) -> tuple[str, ...] | None:
+    """A command line (split as a POSIX shell would, but run as argv, with no shell) that a
+    worker runs for every phase without a command of its own; unset or blank: None."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        argv = tuple(shlex.split(raw))
+    except ValueError as exc:
+        raise SettingError(f"{name}: {exc} in {raw!r}") from None
+    if not argv or "\x00" in raw:
+        raise SettingError(f"{name} must name a program")
+    return argv
+
+
 def _choice(env: Mapping[str, str], name: str, default: E) -> E:
     raw = env.get(name)
     if raw in (None, ""):
@@ -118,6 +144,8 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# The claim of an external JWT that names its user (HELIX_EXTERNAL_JWT_SUBJECT_CLAIM).
+DEFAULT_SUBJECT_CLAIM = "sub"
 
 
 def _origin(raw: str) -> str:
@@ -180,11 +208,14 @@ class Settings:
     # unset, `helix serve` generates one and prints it once, beside the admin's API key.
     admin_password: str | None = None
     # An external issuer (e.g. a chat front end) whose tokens Helix trusts: a shared secret
-    # (HS*) or a public key (PEM text or a file path; RS*/ES*/EdDSA), checked with iss and aud.
+    # (HS*) or a public key (PEM text or a file path; RS*/ES*/EdDSA); `iss` and `aud` checked
+    # when configured (and then required), the user named by the subject claim (`sub`, or e.g.
+    # `id` for Open WebUI's tokens).
     external_jwt_secret: str | None = None
     external_jwt_public_key: str | None = None
     external_jwt_issuer: str | None = None
     external_jwt_audience: str | None = None
+    external_jwt_subject_claim: str = DEFAULT_SUBJECT_CLAIM
     # Authenticated callers have a bucket per principal; anonymous ones (logins, bad
     # credentials, the OpenAPI document) a smaller one per client address. 0 disables a limit.
     rate_limit_per_minute: int = 600
@@ -232,7 +263,16 @@ class Settings:
     # project's own `max_job_duration` wins), and the regular expressions of output lines the
     # in-process worker drops (`helix.worker.directives` says which are allowed) ---
     max_job_duration: float | None = None
+    # --- artifacts: the largest file a phase's worker uploads, and the most the current
+    # versions of one job's files may take together, in bytes (0: no limit) ---
+    artifact_max_bytes: int = 10 * 1024 * 1024
+    job_artifacts_max_bytes: int = 100 * 1024 * 1024
     output_filter_patterns: tuple[str, ...] = ()
+    # The command line the in-process worker runs for each phase without a command of its own
+    # (a coding agent's CLI, reading HELIX_PROMPT, HELIX_MODEL and HELIX_CONTEXT_FILE); with
+    # one, that worker offers the capabilities of the templates' command-less phases and
+    # `agent`. None: it runs only phases with a command.
+    agent_command: tuple[str, ...] | None = None
     phase_templates_file: Path | None = None
     default_template: str = "ai-development"
     projection_batch_size: int = 500
@@ -321,7 +361,10 @@ class Settings:
             claim_max_wait=_float(env, "HELIX_CLAIM_MAX_WAIT", 60.0),
             max_wait_seconds=_float(env, "HELIX_MAX_WAIT_SECONDS", 60.0),
             max_job_duration=_duration(env, "HELIX_MAX_JOB_DURATION"),
+            artifact_max_bytes=_bytes(env, "HELIX_ARTIFACT_MAX_BYTES", 10 * 1024 * 1024),
+            job_artifacts_max_bytes=_bytes(env, "HELIX_JOB_ARTIFACTS_MAX_BYTES", 100 * 1024 * 1024),
             output_filter_patterns=output_filter_patterns(env),
+            agent_command=agent_command(env),
             phase_templates_file=Path(env["HELIX_PHASE_TEMPLATES"])
             if env.get("HELIX_PHASE_TEMPLATES")
             else None,
@@ -340,6 +383,8 @@ class Settings:
             external_jwt_public_key=env.get("HELIX_EXTERNAL_JWT_PUBLIC_KEY") or None,
             external_jwt_issuer=env.get("HELIX_EXTERNAL_JWT_ISSUER") or None,
             external_jwt_audience=env.get("HELIX_EXTERNAL_JWT_AUDIENCE") or None,
+            external_jwt_subject_claim=(env.get("HELIX_EXTERNAL_JWT_SUBJECT_CLAIM") or "").strip()
+            or DEFAULT_SUBJECT_CLAIM,
             rate_limit_per_minute=_int(env, "HELIX_RATE_LIMIT_PER_MINUTE", 600),
             rate_limit_burst=_int(env, "HELIX_RATE_LIMIT_BURST", 0) or None,
             rate_limit_anonymous_per_minute=_int(env, "HELIX_RATE_LIMIT_ANONYMOUS_PER_MINUTE", 120),

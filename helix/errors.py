@@ -37,6 +37,13 @@ class BadRequest(HelixError):
     status = 400
 
 
+class PayloadTooLarge(HelixError):
+    """A body, or a file to be stored, over a configured size limit."""
+
+    code = "VALIDATION_ERROR"
+    status = 413
+
+
 class Unauthorized(HelixError):
     code = "UNAUTHORIZED"
     status = 401

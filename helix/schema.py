@@ -267,9 +267,10 @@ jobs = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
-    # Added later (migrations 0011 and 0013), so last, as the migrated table has them.
+    # Added later (migrations 0011, 0013 and 0014), so last, as the migrated table has them.
     sa.Column("pause_requested", sa.Boolean, nullable=False),
     sa.Column("max_duration_s", sa.Float),
+    sa.Column("waiting_since", sa.DateTime(timezone=True)),
 )
 sa.Index("jobs_owner_created_idx", jobs.c.owner, jobs.c.created_at)
 sa.Index("jobs_project_created_idx", jobs.c.project_id, jobs.c.created_at)
@@ -506,3 +507,43 @@ worker_heartbeats = sa.Table(
     sa.Column("last_heartbeat_at", sa.DateTime(timezone=True), nullable=False),
 )
 sa.Index("worker_heartbeats_last_idx", worker_heartbeats.c.last_heartbeat_at)
+
+# --- artifacts (helix/artifacts.py): the bytes of the files phases produced ------------------
+# Not a projection: the log says what each stored file is (`job.artifact_stored`: path, size,
+# sha256); these tables hold the bytes, once per content (by sha256), in chunks. An upload is
+# written to a blob of its own and becomes that content's only once checked and recorded.
+artifact_blobs = sa.Table(
+    "artifact_blobs",
+    metadata,
+    sa.Column("blob_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("job_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")
+    ),
+)
+artifact_chunks = sa.Table(
+    "artifact_chunks",
+    metadata,
+    sa.Column(
+        "blob_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey("artifact_blobs.blob_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+artifact_contents = sa.Table(
+    "artifact_contents",
+    metadata,
+    sa.Column("sha256", sa.Text, primary_key=True),
+    sa.Column(
+        "blob_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey("artifact_blobs.blob_id"),
+        nullable=False,
+        unique=True,
+    ),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("chunks", sa.Integer, nullable=False),
+)

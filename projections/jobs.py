@@ -27,6 +27,8 @@ from helix.domain.job import (
     JobRetryScheduled,
     JobStarted,
     JobStuck,
+    JobWaiting,
+    Need,
 )
 from helix.eventstore import RecordedEvent
 from helix.sql import load
@@ -84,6 +86,8 @@ class JobsProjection(StreamProjection):
                 await conn.execute(sql(SQL, "resumed", t), *key)
             case JobStuck():
                 await conn.execute(sql(SQL, "stuck", t), *key)
+            case JobWaiting():
+                await conn.execute(sql(SQL, "waiting", t), *key)
             case JobRetryScheduled():
                 await conn.execute(sql(SQL, "retry_scheduled", t), *key, decoded.not_before)
             case JobCompleted():
@@ -157,6 +161,21 @@ async def overrun(
     conn: asyncpg.Connection | asyncpg.Pool, at: datetime, limit: int = 100
 ) -> list[asyncpg.Record]:
     return list(await conn.fetch(SQL["overrun"], at, limit))
+
+
+async def unreported_waiting(
+    conn: asyncpg.Connection | asyncpg.Pool, limit: int = 100
+) -> list[UUID]:
+    return [row["job_id"] for row in await conn.fetch(SQL["unreported_waiting"], limit)]
+
+
+async def needs(conn: asyncpg.Connection, job_ids: Sequence[UUID]) -> dict[UUID, list[Need]]:
+    """What the phases still to run of each of these jobs need (a job with none: absent)."""
+    found: dict[UUID, list[Need]] = {}
+    for row in await conn.fetch(SQL["needs"], list(job_ids)):
+        need = Need(capabilities=tuple(row["capabilities"]), has_command=row["has_command"])
+        found.setdefault(row["job_id"], []).append(need)
+    return found
 
 
 async def next_due(conn: asyncpg.Connection | asyncpg.Pool, at: datetime) -> datetime | None:

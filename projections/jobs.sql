@@ -15,7 +15,7 @@ ON CONFLICT (job_id) DO NOTHING
 -- name: claimed
 UPDATE {jobs}
 SET worker_id = $4, fencing_token = $5, lease_expires_at = $6, attempt = $7, not_before = NULL,
-    updated_at = $2, version = $3
+    waiting_since = NULL, updated_at = $2, version = $3
 WHERE job_id = $1
 
 -- name: lease_renewed
@@ -44,8 +44,8 @@ WHERE job_id = $1
 
 -- name: cancelled
 UPDATE {jobs}
-SET status = 'cancelled', lease_expires_at = NULL, finished_at = $2, updated_at = $2,
-    version = $3
+SET status = 'cancelled', lease_expires_at = NULL, waiting_since = NULL, finished_at = $2,
+    updated_at = $2, version = $3
 WHERE job_id = $1
 
 -- name: pause_requested
@@ -54,7 +54,7 @@ UPDATE {jobs} SET pause_requested = true, updated_at = $2, version = $3 WHERE jo
 -- name: paused
 UPDATE {jobs}
 SET status = 'paused', pause_requested = false, worker_id = NULL, lease_expires_at = NULL,
-    not_before = NULL, updated_at = $2, version = $3
+    not_before = NULL, waiting_since = NULL, updated_at = $2, version = $3
 WHERE job_id = $1
 
 -- name: resumed
@@ -68,20 +68,23 @@ UPDATE {jobs}
 SET worker_id = NULL, lease_expires_at = NULL, updated_at = $2, version = $3
 WHERE job_id = $1
 
+-- name: waiting
+UPDATE {jobs} SET waiting_since = $2, updated_at = $2, version = $3 WHERE job_id = $1
+
 -- name: retry_scheduled
 UPDATE {jobs} SET status = 'queued', not_before = $4, updated_at = $2, version = $3
 WHERE job_id = $1
 
 -- name: completed
 UPDATE {jobs}
-SET status = 'completed', progress = 100, lease_expires_at = NULL, finished_at = $2,
-    updated_at = $2, version = $3
+SET status = 'completed', progress = 100, lease_expires_at = NULL, waiting_since = NULL,
+    finished_at = $2, updated_at = $2, version = $3
 WHERE job_id = $1
 
 -- name: failed
 UPDATE {jobs}
-SET status = 'failed', error = $4, dead_lettered = $5, lease_expires_at = NULL, finished_at = $2,
-    updated_at = $2, version = $3
+SET status = 'failed', error = $4, dead_lettered = $5, lease_expires_at = NULL,
+    waiting_since = NULL, finished_at = $2, updated_at = $2, version = $3
 WHERE job_id = $1
 
 -- name: get
@@ -147,6 +150,29 @@ WHERE status = 'running' AND max_duration_s IS NOT NULL
   AND started_at + make_interval(secs => max_duration_s) <= $1
 ORDER BY started_at
 LIMIT $2
+
+-- name: unreported_waiting
+-- Queued jobs not yet said to be waiting that no online worker can claim: none offers every
+-- capability their phases still to run need (the `claimable` block's match), oldest first, at
+-- most $1. The reaper decides each through its decider, which says it once.
+SELECT j.job_id FROM jobs j
+WHERE j.status = 'queued' AND j.waiting_since IS NULL AND NOT j.cancel_requested
+  AND NOT EXISTS (
+      SELECT 1 FROM workers w
+      WHERE w.online
+        AND NOT EXISTS (
+            SELECT 1 FROM job_phases ph
+            WHERE ph.job_id = j.job_id
+              AND ph.status IN ('pending', 'running')
+              AND NOT ph.capabilities <@ w.capabilities))
+ORDER BY j.created_at, j.job_id
+LIMIT $1
+
+-- name: needs
+-- The phases still to run of jobs $1 (an array): capabilities and whether each has a command.
+SELECT job_id, capabilities, command IS NOT NULL AS has_command FROM job_phases
+WHERE job_id = ANY($1::uuid[]) AND status IN ('pending', 'running')
+ORDER BY job_id, ordinal
 
 -- name: next_due
 -- When the next retry becomes claimable (NULL: none waits), so claimers can sleep until then.

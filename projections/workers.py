@@ -105,3 +105,8 @@ async def prunable(
 
 async def forget_heartbeat(conn: asyncpg.Connection, worker_id: UUID) -> None:
     await conn.execute(SQL["forget_heartbeat"], worker_id)
+
+
+async def offers(conn: asyncpg.Connection, *, online: bool) -> list[list[str]]:
+    """The capability sets of the workers online (or, `online=False`, of every registered one)."""
+    return [list(row["capabilities"]) for row in await conn.fetch(SQL["offers"], online)]

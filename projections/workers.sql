@@ -51,6 +51,10 @@ SELECT count(*) FROM workers w
 WHERE ($1::uuid IS NULL OR w.user_id = $1)
   AND ($2::boolean IS NULL OR w.online = $2)
 
+-- name: offers
+-- The distinct capability sets of the workers online ($1 true) or of every registered one.
+SELECT DISTINCT capabilities FROM workers WHERE online OR NOT $1
+
 -- name: heartbeat
 -- $1 worker, $2 status, $3 current job, $4 resources (NULL: unchanged), $5 time.
 INSERT INTO worker_heartbeats AS h (worker_id, status, current_job_id, resources,

@@ -10,6 +10,7 @@ from aiohttp import web
 from helix.api import (
     audit,
     auth,
+    dashboard,
     discussion,
     events,
     health,
@@ -99,6 +100,7 @@ def create_app(
         audit,
         webhooks,
         workers,
+        dashboard,
     )
     for module in resources:
         app.add_routes(uuid_ids(module.routes))

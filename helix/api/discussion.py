@@ -125,7 +125,8 @@ async def list_messages(request: web.Request) -> web.Response:
 @routes.post("/api/v1/projects/{project_id}/messages")
 @documented(
     MESSAGE,
-    _201="the posted message (with `run`: and the run it started, `job_id` and `stream_url`)",
+    _201="the posted message (with `run`: and the run it started: `job_id`, `stream_url` and "
+    "`warnings`)",
 )
 async def post_message(request: web.Request) -> web.Response:
     """Post a message (role user, assistant, agent or system) to a project's discussion; with
@@ -145,7 +146,8 @@ async def post_message(request: web.Request) -> web.Response:
             model=body.get("model"),
         )  # fmt: skip
         state = run.project
-        started = {k: v for k, v in run_view(run).items() if k in ("job_id", "stream_url")}
+        shown = ("job_id", "stream_url", "warnings")
+        started = {k: v for k, v in run_view(run).items() if k in shown}
     else:
         if "model" in body:
             raise ValidationError("model is for a message that starts a run", field="model")

@@ -1,6 +1,11 @@
-"""Jobs: list, show with phases and output tail, page through output, cancel."""
+"""Jobs: list, show with phases and output tail, page through output, files, cancel."""
 
 from __future__ import annotations
+
+import mimetypes
+import re
+import urllib.parse
+from typing import Any
 
 from aiohttp import web
 
@@ -21,12 +26,14 @@ from helix.api.handlers import (
     services,
     strings,
 )
+from helix.api.openapi import describe
 from helix.api.requests import int_query, query_params
 from helix.api.validation import object_body
 from helix.appkeys import SETTINGS, STORE
 from helix.audit import time_travel
 from helix.domain.job import JobStatus
 from helix.domain.project.decider import MAX_REASON_CHARS
+from helix.services.views import artifact_view
 
 routes = web.RouteTableDef()
 MAX_OUTPUT_PAGE = 5_000
@@ -105,3 +112,77 @@ async def cancel_job(request: web.Request) -> web.Response:
     service = services(request)
     await service.jobs.cancel(who, job_id, body.get("reason", ""))
     return reply(await service.queries.job(who, job_id), at=position(request))
+
+
+@routes.get("/api/v1/jobs/{job_id}/files")
+@query_params(*PAGING)
+@documented(_200="a page of the job's files, by path: items, next, has_more")
+async def list_files(request: web.Request) -> web.Response:
+    """The files the job's phases produced, by path, each in its current version: the phase
+    and attempt that wrote it, size, sha256, created or modified, and either `stored` with its
+    `download_url` or the `reason` it was not stored (over a size limit, say)."""
+    who = caller(request)
+    job_id = path_id(request, "job_id", "job")
+    limit, offset = paging(request, default=100)
+    at = position(request)
+    files = await services(request).artifacts.listed(who, job_id)
+    items = [artifact_view(job_id, f) for f in files[offset : offset + limit]]
+    return reply(offset_listing(request, items, len(files), offset), at=at)
+
+
+# What a download's plain `filename` keeps of a name; the rest is in `filename*`.
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _disposition(path: str) -> str:
+    """`attachment` with the file's own name: plain ASCII in `filename` (for every client),
+    the name itself percent-encoded in `filename*` (RFC 6266)."""
+    name = path.rsplit("/", 1)[-1]
+    plain = _UNSAFE_FILENAME.sub("_", name).strip("._") or "file"
+    encoded = urllib.parse.quote(name, safe="")
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{encoded}"
+
+
+DOWNLOAD: dict[str, Any] = {
+    "200": {
+        "description": "the file's bytes (ETag: its sha256), as an attachment",
+        "content": {"application/octet-stream": {}},
+    },
+    "304": {"description": "the file is the one `If-None-Match` names"},
+    "default": {"$ref": "#/components/responses/Error"},
+}
+
+
+@routes.get("/api/v1/jobs/{job_id}/files/{path:.+}")
+@describe(responses=DOWNLOAD)
+async def download_file(request: web.Request) -> web.StreamResponse:
+    """Download the stored current version of the job's file at `path` (which may hold
+    slashes), streamed, as an attachment, with its sha256 as ETag. A path with nothing stored
+    (never reported, or not stored) is a 404, as is a job the caller may not see."""
+    who = caller(request)
+    job_id = path_id(request, "job_id", "job")
+    artifacts = services(request).artifacts
+    found = await artifacts.download(who, job_id, request.match_info["path"])
+    artifact = found.artifact
+    etag = f'"{artifact.sha256}"'
+    headers = {
+        "ETag": etag,
+        "Content-Disposition": _disposition(artifact.path),
+        "X-Content-Type-Options": "nosniff",
+        # Never a page of Helix's origin, whatever the file holds.
+        "Content-Security-Policy": "sandbox",
+        "Cache-Control": "private, no-cache",
+    }
+    if etag in (t.strip() for t in request.headers.get("If-None-Match", "").split(",")):
+        return web.Response(status=304, headers=headers)
+    response = web.StreamResponse(headers=headers)
+    kind, encoding = mimetypes.guess_type(artifact.path)
+    # A compressed file (`x.tar.gz`) is its own bytes, not a tar sent with Content-Encoding.
+    response.content_type = kind if kind and not encoding else "application/octet-stream"
+    response.content_length = artifact.size
+    await response.prepare(request)
+    if request.method != "HEAD":
+        async for chunk in artifacts.chunks(found):
+            await response.write(chunk)
+    await response.write_eof()
+    return response

@@ -15,21 +15,16 @@ from aiohttp.typedefs import Handler
 from helix.api import forwarded
 from helix.api.metrics import observe, route_label
 from helix.api.ratelimit import VERDICT
-from helix.api.requests import checked_query, query_rule
+from helix.api.requests import checked_query, has_streamed_body, query_rule
 from helix.appkeys import SETTINGS
 from helix.auth.principal import CLIENT_ADDRESS, PRINCIPAL, REQUEST_ID, client_address
-from helix.errors import HelixError
+from helix.errors import PayloadTooLarge
 from helix.inputs import check_text
 from helix.logs import ACCESS_LOGGER
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
-
-
-class PayloadTooLarge(HelixError):
-    code = "VALIDATION_ERROR"
-    status = 413
 
 
 @web.middleware
@@ -132,7 +127,10 @@ async def query_text_middleware(request: web.Request, handler: Handler) -> web.S
 @web.middleware
 async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuses a declared oversized body before reading it; a chunked one is stopped while it
-    is read (the application's client_max_size)."""
+    is read (the application's client_max_size). A handler that streams its body bounds it
+    itself (`helix.api.requests.streamed_body`)."""
+    if request.match_info.http_exception is None and has_streamed_body(request.match_info.handler):
+        return await handler(request)
     limit = request.app[SETTINGS].max_body_bytes
     length = request.content_length
     if length is not None and length > limit:

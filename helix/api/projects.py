@@ -279,7 +279,7 @@ async def mark_ready(request: web.Request) -> web.Response:
 @routes.post("/api/v1/projects/{project_id}/execute")
 @documented(
     EXECUTE,
-    _202="the queued job: project_id, job_id, status, stream_url",
+    _202="the queued job: project_id, job_id, status, stream_url, warnings",
     _403=PHASE_COMMANDS_REFUSED,
 )
 async def execute_project(request: web.Request) -> web.Response:
@@ -302,7 +302,20 @@ def run_view(run: Execution) -> dict[str, Any]:
         "status": run.job.status.value,
         "project_status": run.project.status.value if run.project.status else None,
         "stream_url": stream_url(run.job.id),
+        "warnings": run_warnings(run),
     }
+
+
+def run_warnings(run: Execution) -> list[dict[str, Any]]:
+    """What the caller of a run should know: a plan no registered worker could ever run is
+    queued all the same (a capable worker may register later), with a warning saying so."""
+    never = run.never_runs
+    if never is None:
+        return []
+    message = f"the job may never run: {never.reason}"
+    return [
+        {"code": "no_capable_worker", "message": message, "capabilities": list(never.capabilities)}
+    ]
 
 
 def run_reply(request: web.Request, run: Execution) -> web.Response:
@@ -313,7 +326,7 @@ def run_reply(request: web.Request, run: Execution) -> web.Response:
 @routes.post("/api/v1/quick-action")
 @documented(
     QUICK_ACTION,
-    _202="the run: project_id, job_id, status, project_status, stream_url",
+    _202="the run: project_id, job_id, status, project_status, stream_url, warnings",
     _403=PHASE_COMMANDS_REFUSED,
     _429="the project limit is reached",
 )

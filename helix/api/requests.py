@@ -81,6 +81,17 @@ def checked_query(request: web.Request, rule: QueryRule) -> web.Request:
     return request.clone(rel_url=request.rel_url.with_query(renamed))
 
 
+def streamed_body(handler: F) -> F:
+    """Marks a handler that reads its body as a stream and bounds it itself (an artifact
+    upload): the body size middleware leaves it to the handler."""
+    handler.__helix_streamed_body__ = True  # type: ignore[attr-defined]
+    return handler
+
+
+def has_streamed_body(handler: object) -> bool:
+    return bool(getattr(handler, "__helix_streamed_body__", False))
+
+
 def is_public(handler: object) -> bool:
     return bool(getattr(handler, "__helix_public__", False))
 

@@ -43,6 +43,8 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/readyz"): None,
     ("GET", "/metrics"): None,
     ("GET", "/api/v1/openapi.json"): None,
+    ("GET", "/"): None,
+    ("GET", "/ui/{asset}"): None,
     ("POST", "/api/v1/auth/login"): None,
     ("POST", "/api/v1/auth/token"): ACCOUNT,
     ("POST", "/api/v1/auth/logout"): ACCOUNT,
@@ -78,6 +80,8 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/api/v1/jobs"): PROJECTS_READ,
     ("GET", "/api/v1/jobs/{job_id}"): PROJECTS_READ,
     ("GET", "/api/v1/jobs/{job_id}/output"): PROJECTS_READ,
+    ("GET", "/api/v1/jobs/{job_id}/files"): PROJECTS_READ,
+    ("GET", "/api/v1/jobs/{job_id}/files/{path}"): PROJECTS_READ,
     ("POST", "/api/v1/jobs/{job_id}/cancel"): JOBS_RUN,
     ("GET", "/api/v1/stream/{job_id}"): EVENTS_READ,
     ("GET", PROJECT + "/stream"): EVENTS_READ,
@@ -107,6 +111,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/v1/jobs/{job_id}/reports"): WORKERS_RUN,
     ("POST", "/api/v1/jobs/{job_id}/release"): WORKERS_RUN,
     ("GET", "/api/v1/jobs/{job_id}/context"): WORKERS_RUN,
+    ("PUT", "/api/v1/jobs/{job_id}/files/{path}"): WORKERS_RUN,
 }
 
 

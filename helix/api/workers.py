@@ -1,4 +1,5 @@
-"""The worker protocol: register, heartbeat, claim (long-poll), report; and the worker list.
+"""The worker protocol: register, heartbeat, claim (long-poll), report, upload a phase's files;
+and the worker list.
 
 Workers authenticate as a user whose role is `worker` (admins may act for any worker). A
 worker may only heartbeat, claim and report as a worker its own user registered.
@@ -22,16 +23,18 @@ from helix.api.handlers import (
     paging,
     path_id,
     position,
+    query_choice,
     reply,
     strings,
     validated_body,
 )
-from helix.api.requests import query_params
+from helix.api.requests import int_query, query_params, streamed_body
 from helix.api.validation import object_body
 from helix.appkeys import SERVICES, SETTINGS, VERIFIER
 from helix.audit.time_travel import phase_json
 from helix.auth.principal import principal_of
 from helix.auth.tokens import issue_token
+from helix.config import Settings
 from helix.domain import job
 from helix.domain.job import FileChange, OutputStream
 from helix.domain.job.commands import WorkerReport
@@ -58,6 +61,8 @@ from helix.domain.worker import MAX_HOSTNAME_CHARS, MAX_WORKER_NAME_CHARS
 from helix.envelope import rfc3339
 from helix.errors import ValidationError
 from helix.services import WorkerService
+from helix.services.artifacts import CHUNK_BYTES
+from helix.services.views import artifact_view, file_url
 from helix.services.workers import CONTEXT_MESSAGES, WORKER_STATUSES, Claim, JobContext
 
 routes = web.RouteTableDef()
@@ -123,6 +128,14 @@ REPORTS: dict[str, dict[str, Any]] = {
         "size": {"type": "integer", "minimum": 0},
         "sha256": {"type": "string", "pattern": SHA256_PATTERN},
         "change": {"type": ["string", "null"], "enum": [*(c.value for c in FileChange), None]},
+    },
+    "artifact_not_stored": {
+        "phase": PHASE,
+        "path": strings(min_length=1, max_length=MAX_PATH_CHARS),
+        "size": {"type": "integer", "minimum": 0},
+        "sha256": {"type": "string", "pattern": SHA256_PATTERN},
+        "change": {"type": ["string", "null"], "enum": [*(c.value for c in FileChange), None]},
+        "reason": strings(min_length=1, max_length=MAX_REASON_CHARS),
     },
     "message": {
         "phase": PHASE,
@@ -295,13 +308,13 @@ async def claim(request: web.Request) -> web.Response:
     claimed = await service.claim(who, worker_id, wait=wait, lease_s=body.get("lease_s"))
     if claimed is None:
         return web.Response(status=204)
-    answer = reply(_claim_view(claimed), at=position(request))
+    answer = reply(_claim_view(claimed, request.app[SETTINGS]), at=position(request))
     # It carries the job's phase secrets: no cache, and no idempotency record, may keep it.
     answer.headers["Cache-Control"] = "no-store"
     return answer
 
 
-def _claim_view(claimed: Claim) -> dict[str, Any]:
+def _claim_view(claimed: Claim, settings: Settings) -> dict[str, Any]:
     """The claimed job for its worker: the one answer that carries phase secrets' plaintext,
     in each phase's `env` beside its plain values (`secret_env` names them)."""
     state = claimed.job
@@ -335,6 +348,11 @@ def _claim_view(claimed: Claim) -> dict[str, Any]:
             for index, p in enumerate(state.phases, start=1)
         ],
         "lease": {**_lease_view(state), "lease_s": claimed.lease_s},
+        # What the worker may upload of the phases' files (bytes; null: no limit).
+        "artifacts": {
+            "max_bytes": settings.artifact_max_bytes or None,
+            "job_max_bytes": settings.job_artifacts_max_bytes or None,
+        },
     }
 
 
@@ -387,6 +405,16 @@ def _report_command(raw: dict[str, Any], token: int, at: datetime) -> WorkerRepo
             size=raw["size"],
             sha256=raw["sha256"],
             change=FileChange(raw["change"]) if raw.get("change") else None,
+            at=at,
+        ),
+        "artifact_not_stored": lambda: job.RecordArtifactNotStored(
+            fencing_token=token,
+            phase=raw["phase"],
+            path=raw["path"],
+            size=raw["size"],
+            sha256=raw["sha256"],
+            change=FileChange(raw["change"]) if raw.get("change") else None,
+            reason=raw["reason"],
             at=at,
         ),
         "message": lambda: job.RecordMessage(
@@ -513,6 +541,47 @@ async def job_context(request: web.Request) -> web.Response:
     answer = reply(_context_view(found, request.app[SETTINGS].output_tail_lines), at=at)
     answer.headers["Cache-Control"] = "no-store"
     return answer
+
+
+# The largest `size` an upload may declare (the decider holds it to the configured limits).
+MAX_UPLOAD_BYTES = 2**62
+
+
+@routes.put("/api/v1/jobs/{job_id}/files/{path:.+}")
+@query_params("fencing_token", "phase", "size", "sha256", "change")
+@streamed_body
+@documented(_201="the file, stored: path, phase, attempt, size, sha256, download_url")
+async def upload_file(request: web.Request) -> web.Response:
+    """The worker holding the job's lease (`?fencing_token=`) uploads a file its running
+    `phase` produced, as the raw body (streamed, any length up to the limits), with its `size`
+    and `sha256` (and `change`: created or modified). Checked before a byte is read: the token
+    (a stale one is a 409), the phase, the path (relative, no `.`/`..` part), and the size
+    against HELIX_ARTIFACT_MAX_BYTES and HELIX_JOB_ARTIFACTS_MAX_BYTES (413). A body that is
+    not `size` bytes (400) or whose sha256 differs (422) is refused and nothing is kept.
+    Recorded as `job.artifact_stored`; it is the path's current version from now on."""
+    who = caller(request, roles=WORKER_ROLES)
+    job_id = path_id(request, "job_id", "job")
+    phase = request.query.get("phase", "")
+    if not 1 <= len(phase) <= MAX_PHASE_NAME_CHARS:
+        raise ValidationError(
+            f"phase must be 1 to {MAX_PHASE_NAME_CHARS} characters", field="phase"
+        )
+    if "size" not in request.query or "sha256" not in request.query:
+        raise ValidationError("an upload needs its size and sha256", field="size")
+    change = query_choice(request, "change", FileChange)
+    service = request.app[SERVICES].artifacts
+    command = service.command(
+        fencing_token=_fencing_token(request),
+        phase=phase,
+        path=request.match_info["path"],
+        size=int_query(request, "size", 0, low=0, high=MAX_UPLOAD_BYTES),
+        sha256=request.query["sha256"],
+        change=FileChange(change) if change else None,
+    )
+    stored = await service.store(who, job_id, command, request.content.iter_chunked(CHUNK_BYTES))
+    at = position(request)
+    location = file_url(job_id, stored.path)
+    return reply(artifact_view(job_id, stored), status=201, at=at, location=location)
 
 
 @routes.post("/api/v1/jobs/{job_id}/release")

@@ -17,7 +17,7 @@ from uuid import UUID
 import attrs
 
 from helix.domain import job, project
-from helix.domain.job import JobPhaseOutput, JobState, PhaseState
+from helix.domain.job import JobPhaseOutput, JobState, JobStatus, PhaseState
 from helix.domain.project import ProjectState
 from helix.envelope import rfc3339
 from helix.errors import NotFound, ValidationError
@@ -25,7 +25,7 @@ from helix.eventstore import EventStore, RecordedEvent
 from helix.eventstore.sql import QUERIES
 from helix.inputs import parse_time
 from helix.services.caller import Caller
-from helix.services.views import current_phase, ident, stream_url
+from helix.services.views import current_phase, ident, stream_url, waiting_view
 from projections.seen import to_json
 
 S = TypeVar("S")
@@ -194,6 +194,8 @@ def job_summary(folded: Folded[JobState]) -> dict[str, Any]:
         "cancel_requested": state.cancel_requested,
         "cancel_reason": state.cancel_reason,
         "pause_requested": state.pause_requested,
+        # As the log said it then (`job.waiting`): which workers were online is not in the log.
+        "waiting": waiting_view(state.waiting if state.status is JobStatus.QUEUED else None),
         "dead_lettered": state.dead_lettered,
         "lease_expires_at": rfc3339(state.lease_expires_at),
         "not_before": rfc3339(state.not_before),

@@ -26,7 +26,7 @@ from helix.auth.accounts import Accounts
 from helix.config import Settings
 from helix.domain.user import Role
 from helix.errors import NotFound
-from helix.services import system_caller
+from helix.services import system_caller, templates
 from helix.system_users import private_file
 from helix.worker import Worker, WorkerConfig
 from helix.worker.isolation import PhaseUser
@@ -62,6 +62,14 @@ def key_name(settings: Settings) -> str:
     return f"{KEY_NAME} on {where} (node {node_id(settings.data_dir)})"
 
 
+def capabilities(settings: Settings) -> tuple[str, ...]:
+    """`shell`, and with an agent command what it lets this worker run (the templates' phases
+    without a command among them)."""
+    if settings.agent_command is None:
+        return ("shell",)
+    return ("shell", *templates.agent_capabilities(settings))
+
+
 class LocalWorker:
     def __init__(self, accounts: Accounts, settings: Settings, server: str) -> None:
         self._accounts = accounts
@@ -84,11 +92,12 @@ class LocalWorker:
         config = WorkerConfig(
             server=self._server,
             key=key,
-            capabilities=("shell",),
+            capabilities=capabilities(self._settings),
             name="helix serve",
             workdir=self._settings.data_dir / "workspaces",
             phase_user=self._settings.phase_user,
             output_filter=self._settings.output_filter_patterns,
+            agent_command=self._settings.agent_command,
         )
         self._worker = Worker(config)
         await self._worker.start()

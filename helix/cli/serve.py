@@ -9,6 +9,7 @@ import contextlib
 import errno
 import logging
 import secrets
+import shlex
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -164,8 +165,15 @@ async def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _worker_line(user: PhaseUser) -> str:
+def _worker_line(user: PhaseUser, settings: Settings) -> str:
     line = "An in-process worker runs phases with the `shell` capability"
+    if settings.agent_command is not None:
+        # The program only: the rest of the line may carry what a log should not.
+        program = shlex.quote(settings.agent_command[0])
+        line = (
+            "An in-process worker runs phases with the `shell` capability, and phases without "
+            f"a command with the agent command ({program} …)"
+        )
     if user.switch:
         return f"{line}, as the unprivileged user {user.name}."
     return f"{line}, as {user.name}, the server's own user: they are not isolated from it."
@@ -212,7 +220,7 @@ async def serve(
             if worker:
                 local = LocalWorker(components.accounts, settings, _loopback_url(settings))
                 await local.start()
-                print(_worker_line(local.phase_user), flush=True)
+                print(_worker_line(local.phase_user, settings), flush=True)
         else:
             print(
                 f"Helix is running the roles: {', '.join(sorted(roles))}; its probes are on "

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from helix.config import output_filter_patterns
+from helix.config import agent_command, output_filter_patterns
 from helix.system_users import PHASE_USER
 from helix.worker import ProtocolError, Worker, WorkerConfig
 from helix.worker.isolation import IsolationError
@@ -47,6 +47,12 @@ def register(commands: Any) -> None:
         "--capabilities",
         default="shell",
         help="comma-separated capabilities this worker offers (default shell)",
+    )
+    p.add_argument(
+        "--agent-command",
+        help="a command line run (as argv, no shell) for each phase without a command of its "
+        "own, e.g. a coding agent's CLI reading HELIX_PROMPT (default: HELIX_AGENT_COMMAND); "
+        "offer the capabilities of those phases with --capabilities",
     )
     p.add_argument("--name", default=socket.gethostname(), help="default: the hostname")
     p.add_argument(
@@ -115,6 +121,9 @@ async def run_worker(args: argparse.Namespace) -> int:
         )
     try:
         output_filter = args.output_filter or output_filter_patterns(os.environ)
+        agent = agent_command(
+            {"HELIX_AGENT_COMMAND": args.agent_command} if args.agent_command else os.environ
+        )
         config = WorkerConfig(
             server=args.server,
             key=key,
@@ -129,6 +138,7 @@ async def run_worker(args: argparse.Namespace) -> int:
             stderr_tail=args.stderr_tail,
             kill_grace=args.kill_grace,
             output_filter=output_filter,
+            agent_command=agent,
             once=args.once,
             max_jobs=args.max_jobs,
         )

@@ -12,6 +12,7 @@ import attrs
 from helix.auth.sealing import Sealer
 from helix.config import Settings
 from helix.eventstore import ChannelWatcher, EventStore
+from helix.services.artifacts import ArtifactService
 from helix.services.caller import Caller, system_caller
 from helix.services.jobs import JobService
 from helix.services.projects import Execution, ProjectService
@@ -26,6 +27,7 @@ class Services:
     jobs: JobService
     queries: Queries
     workers: WorkerService
+    artifacts: ArtifactService
 
     @classmethod
     def build(
@@ -40,15 +42,18 @@ class Services:
         """Without a `sealer`, plans with phase secrets are refused and jobs with them fail;
         without a `signal`, claims poll."""
         writer = writer or Writer(store)
+        workers = WorkerService(writer, settings, signal, sealer)
         return cls(
             projects=ProjectService(writer, settings, sealer),
             jobs=JobService(writer, settings),
             queries=Queries(store, settings),
-            workers=WorkerService(writer, settings, signal, sealer),
+            workers=workers,
+            artifacts=ArtifactService(writer, settings, workers),
         )
 
 
 __all__ = [
+    "ArtifactService",
     "Caller",
     "Execution",
     "JobService",

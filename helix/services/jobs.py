@@ -1,4 +1,4 @@
-"""Commands on jobs: cancel (users) and lease expiry (the reaper).
+"""Commands on jobs: cancel (users); lease expiry, duration limits and waiting (the reaper).
 
 Workers claim jobs and report on them through the worker service (`services/workers.py`).
 """
@@ -12,6 +12,7 @@ from helix.domain import job
 from helix.domain.job import JobState
 from helix.services.caller import Caller
 from helix.services.unit import Tx, Writer
+from projections import workers as workers_model
 
 
 class JobService:
@@ -57,6 +58,24 @@ class JobService:
             await tx.visible_job(job_id)
             command = job.EnforceDurationLimit(fencing_token=fencing_token, at=tx.at)
             return await tx.decide_job(job_id, command)
+
+        return await self.writer.run(caller, work)
+
+    async def mark_waiting(self, caller: Caller, job_id: UUID) -> bool:
+        """Say once that the queued job waits for a capable worker, if no online worker can
+        claim it now; whether `job.waiting` was appended."""
+
+        async def work(tx: Tx) -> bool:
+            state = await tx.visible_job(job_id)
+            offers = await workers_model.offers(tx.conn, online=True)
+            waiting = job.unmet(job.needs(state.phases), offers, "online")
+            if waiting is None:
+                return False
+            command = job.MarkWaiting(
+                reason=waiting.reason, capabilities=waiting.capabilities, at=tx.at
+            )
+            after = await tx.decide_job(job_id, command)
+            return after.waiting is not None and state.waiting is None
 
         return await self.writer.run(caller, work)
 

@@ -19,9 +19,11 @@ from helix.domain.job import (
     FailJob,
     FailPhase,
     JobState,
+    RecordArtifactNotStored,
     RecordFile,
     RecordOutput,
     SkipPhase,
+    StoreArtifact,
     WorkerReport,
 )
 from helix.domain.job.decider import MAX_LINE_CHARS
@@ -174,8 +176,11 @@ class Masker:
                 return attrs.evolve(report, error=self.text(report.error))
             case SkipPhase():
                 return attrs.evolve(report, reason=self.text(report.reason))
-            case RecordFile():
+            case RecordFile() | StoreArtifact():
                 return attrs.evolve(report, path=self.text(report.path))
+            case RecordArtifactNotStored():
+                path, reason = self.text(report.path), self.text(report.reason)
+                return attrs.evolve(report, path=path, reason=reason)
         return report
 
 

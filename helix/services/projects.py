@@ -11,7 +11,7 @@ import attrs
 from helix.auth.sealing import Sealer
 from helix.config import Settings
 from helix.domain import job, project
-from helix.domain.job import JobState
+from helix.domain.job import JobState, Waiting
 from helix.domain.project import MessageRole, PhaseSpec, ProjectState, ProjectStatus
 from helix.domain.project.commands import DEFAULT_PROJECT_TYPE
 from helix.domain.project.commands import Command as ProjectCommand
@@ -21,6 +21,7 @@ from helix.services.caller import Caller
 from helix.services.phase_secrets import PhaseDraft, seal_plan
 from helix.services.unit import PROJECT, Tx, Writer
 from projections import projects as projects_model
+from projections import workers as workers_model
 
 DISCUSSION_NAME_CHARS = 60
 RUN_STATUSES = frozenset({ProjectStatus.RUNNING, ProjectStatus.PAUSED})
@@ -30,6 +31,8 @@ RUN_STATUSES = frozenset({ProjectStatus.RUNNING, ProjectStatus.PAUSED})
 class Execution:
     project: ProjectState
     job: JobState
+    # A run just started that no registered worker, online or not, could ever claim: why.
+    never_runs: Waiting | None = None
 
 
 def _draft_name(content: str) -> str:
@@ -335,7 +338,9 @@ class ProjectService:
                 at=tx.at,
             ),
         )
-        return Execution(project=state, job=queued)
+        offers = await workers_model.offers(tx.conn, online=False)
+        never = job.unmet(job.needs(queued.phases), offers, "registered")
+        return Execution(project=state, job=queued, never_runs=never)
 
     async def quick_action(
         self,

@@ -6,7 +6,7 @@ Another user's project or job is reported as not found; admins and auditors see 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
@@ -15,7 +15,8 @@ import asyncpg
 
 from helix import envelope
 from helix.config import Settings
-from helix.domain.job import TERMINAL
+from helix.domain import job as job_domain
+from helix.domain.job import TERMINAL, Waiting
 from helix.errors import NotFound
 from helix.eventstore import EventStore
 from helix.services.caller import Caller
@@ -33,6 +34,7 @@ from projections import messages as messages_model
 from projections import output as output_model
 from projections import phases as phases_model
 from projections import projects as projects_model
+from projections import workers as workers_model
 
 
 def page(items: list[dict[str, Any]], total: int, limit: int, offset: int) -> dict[str, Any]:
@@ -101,9 +103,12 @@ class Queries:
             if row["latest_job_id"] is not None:
                 latest = await jobs_model.get(conn, row["latest_job_id"])
                 phases = await phases_model.of_job(conn, row["latest_job_id"])
+            waiting = await _waiting(conn, [latest] if latest is not None else [])
         view = project_view(row)
         view["current_phase"] = current_phase(latest, phases or [])
-        view["latest_job"] = job_view(latest) if latest is not None else None
+        view["latest_job"] = None
+        if latest is not None:
+            view["latest_job"] = job_view(latest, waiting.get(latest["job_id"]))
         return view
 
     async def project_status(self, caller: Caller, project_id: UUID) -> dict[str, Any]:
@@ -113,16 +118,15 @@ class Queries:
             if row["latest_job_id"] is not None:
                 latest = await jobs_model.get(conn, row["latest_job_id"])
                 phases = await phases_model.of_job(conn, row["latest_job_id"])
+            waiting = await _waiting(conn, [latest] if latest is not None else [])
         job: dict[str, Any] | None = None
         if latest is not None:
+            full = job_view(latest, waiting.get(latest["job_id"]))
             job = {
-                "id": str(latest["job_id"]),
-                "status": latest["status"],
-                "progress": latest["progress"],
-                "cancel_requested": latest["cancel_requested"],
-                "error": latest["error"],
-                "stream_url": job_view(latest)["stream_url"],
+                key: full[key]
+                for key in ("id", "status", "progress", "cancel_requested", "error", "waiting")
             }
+            job["stream_url"] = full["stream_url"]
         return {
             "project_id": str(row["project_id"]),
             "status": row["status"],
@@ -185,7 +189,8 @@ class Queries:
             rows, total = await jobs_model.page(
                 conn, owner=owner, project_id=project_id, status=status, limit=limit, offset=offset
             )
-        return page([job_view(r) for r in rows], total, limit, offset)
+            waiting = await _waiting(conn, rows)
+        return page([job_view(r, waiting.get(r["job_id"])) for r in rows], total, limit, offset)
 
     async def job(self, caller: Caller, job_id: UUID) -> dict[str, Any]:
         """The job with its phases (status, timings, cost) and the tail of its output."""
@@ -193,7 +198,8 @@ class Queries:
             row = await self._job_row(conn, caller, job_id)
             phases = await phases_model.of_job(conn, job_id)
             tail = await output_model.tail(conn, job_id, self.settings.output_tail_lines)
-        view = job_view(row)
+            waiting = await _waiting(conn, [row])
+        view = job_view(row, waiting.get(job_id))
         view["phases"] = [phase_view(p) for p in phases]
         view["current_phase"] = current_phase(row, phases)
         view["output_tail"] = [line_view(line) for line in tail]
@@ -254,6 +260,19 @@ class Queries:
             "has_more": len(lines) == limit,
             "total": total,
         }
+
+
+async def _waiting(
+    conn: asyncpg.Connection, rows: Sequence[asyncpg.Record]
+) -> dict[UUID, Waiting | None]:
+    """Why each queued job among `rows` can be claimed by no online worker, read now from the
+    workers registry (so it changes as soon as a capable worker comes online or goes away)."""
+    queued = [row["job_id"] for row in rows if row["status"] == "queued"]
+    if not queued:
+        return {}
+    needs = await jobs_model.needs(conn, queued)
+    offers = await workers_model.offers(conn, online=True)
+    return {key: job_domain.unmet(needs.get(key, []), offers, "online") for key in queued}
 
 
 def _visible(caller: Caller, row: asyncpg.Record | None, what: str, key: UUID) -> asyncpg.Record:

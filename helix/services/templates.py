@@ -1,10 +1,12 @@
 """Phase templates: named phase plans a project can be created from.
 
 The built-in `ai-development` template is the usual flow of AI development work: plan,
-implement, test, review, document. Its phases carry no command, so each waits for a worker
-offering the capability named after it (an agent that knows how to plan, review …). A
-deployment gives the phases commands — a coding agent's command line, a test runner — in a
-JSON file named by HELIX_PHASE_TEMPLATES, which may also add templates or replace this one:
+implement, test, review, document. Its phases carry a prompt and no command, so each waits for
+a worker offering the capability named after it (an agent that knows how to plan, review …):
+the in-process worker offers them all when HELIX_AGENT_COMMAND names an agent to run for a
+phase without a command (`agent_capabilities`). A deployment may instead give the phases
+commands of their own — a coding agent's command line, a test runner — in a JSON file named by
+HELIX_PHASE_TEMPLATES, which may also add templates or replace this one:
 
     {"templates": {"ai-development": [{"name": "plan",
                                        "command": ["sh", "-c", "agent -p \"$HELIX_PROMPT\""],
@@ -25,9 +27,18 @@ from helix.domain.project import PhaseSpec
 from helix.domain.project.decider import normalise_phases
 from helix.errors import ValidationError
 
+# The capability a phase without a command may name to run on any worker with an agent.
+AGENT_CAPABILITY = "agent"
+_AI_DEVELOPMENT = {
+    "plan": "Read the project in the context file and write a plan for it to PLAN.md.",
+    "implement": "Implement the plan in PLAN.md in this workspace.",
+    "test": "Write and run tests for what was implemented; fix what fails.",
+    "review": "Review the changes in this workspace against PLAN.md and fix what you find.",
+    "document": "Document what was built, and how to use it, in README.md.",
+}
 BUILTIN: dict[str, tuple[PhaseSpec, ...]] = {
     "ai-development": tuple(
-        PhaseSpec(name=name) for name in ("plan", "implement", "test", "review", "document")
+        PhaseSpec(name=name, prompt=prompt) for name, prompt in _AI_DEVELOPMENT.items()
     ),
 }
 _PHASE_FIELDS = frozenset({"name", "command", "timeout_s", "capabilities", "env", "prompt"})
@@ -90,6 +101,17 @@ def load(path: Path | None) -> dict[str, tuple[PhaseSpec, ...]]:
         except ValidationError as exc:
             raise TemplateError(f"{path}: template {name!r}: {exc.message}") from exc
     return templates
+
+
+def agent_capabilities(settings: Settings) -> tuple[str, ...]:
+    """What a worker with an agent command offers: `agent`, and the capabilities of every
+    configured template's phases without a command (a plan phase needs `plan`, and so on)."""
+    found = [AGENT_CAPABILITY]
+    for plan in load(settings.phase_templates_file).values():
+        for phase in normalise_phases(plan):
+            if phase.command is None:
+                found.extend(phase.capabilities)
+    return tuple(dict.fromkeys(found))
 
 
 def resolve(settings: Settings, name: str | None) -> tuple[PhaseSpec, ...]:

@@ -5,11 +5,12 @@ An event's JSON is not here: it is `helix.envelope`'s.
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from helix.domain.job import TERMINAL
+from helix.domain.job import TERMINAL, Artifact, Waiting
 from helix.envelope import rfc3339
 
 Row = Mapping[str, Any]
@@ -21,6 +22,29 @@ def ident(value: UUID | None) -> str | None:
 
 def stream_url(job_id: UUID) -> str:
     return f"/api/v1/stream/{job_id}"
+
+
+def file_url(job_id: UUID, path: str) -> str:
+    """Where a job's stored file is downloaded: its path, each part percent-encoded."""
+    return f"/api/v1/jobs/{job_id}/files/{urllib.parse.quote(path, safe='/')}"
+
+
+def artifact_view(job_id: UUID, artifact: Artifact) -> dict[str, Any]:
+    """One of a job's files: its current version, stored (with its download URL) or not (with
+    the reason)."""
+    return {
+        "path": artifact.path,
+        "phase": artifact.phase,
+        "attempt": artifact.attempt,
+        "size": artifact.size,
+        "sha256": artifact.sha256,
+        "change": artifact.change,
+        "stored": artifact.stored,
+        "reason": artifact.reason,
+        "download_url": file_url(job_id, artifact.path) if artifact.stored else None,
+        "created_at": rfc3339(artifact.created_at),
+        "updated_at": rfc3339(artifact.updated_at),
+    }
 
 
 def project_view(row: Row) -> dict[str, Any]:
@@ -42,7 +66,15 @@ def project_view(row: Row) -> dict[str, Any]:
     }
 
 
-def job_view(row: Row) -> dict[str, Any]:
+def waiting_view(waiting: Waiting | None) -> dict[str, Any] | None:
+    if waiting is None:
+        return None
+    return {"reason": waiting.reason, "capabilities": list(waiting.capabilities)}
+
+
+def job_view(row: Row, waiting: Waiting | None = None) -> dict[str, Any]:
+    """`waiting`: why the queued job can be claimed by no online worker (None: it can, or it
+    is not queued)."""
     return {
         "id": str(row["job_id"]),
         "project_id": str(row["project_id"]),
@@ -61,6 +93,7 @@ def job_view(row: Row) -> dict[str, Any]:
         "cancel_requested": row["cancel_requested"],
         "cancel_reason": row["cancel_reason"],
         "pause_requested": row["pause_requested"],
+        "waiting": waiting_view(waiting),
         "dead_lettered": row["dead_lettered"],
         "lease_expires_at": rfc3339(row["lease_expires_at"]),
         "not_before": rfc3339(row["not_before"]),

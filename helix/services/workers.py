@@ -224,7 +224,7 @@ class WorkerService:
                 and tx.at < state.lease_expires_at
             )
             if holds:
-                state = await self._renew(tx, current_job, state)
+                state = await self.renew(tx, current_job, state)
             return HeartbeatJob(
                 job_id=current_job,
                 status=state.status.value if state.status else None,
@@ -235,7 +235,7 @@ class WorkerService:
 
         return await self.writer.run(caller, work)
 
-    async def _renew(self, tx: Tx, job_id: UUID, state: JobState) -> JobState:
+    async def renew(self, tx: Tx, job_id: UUID, state: JobState) -> JobState:
         lease_s = state.lease_s or self.settings.worker_lease_s
         left = (state.lease_expires_at - tx.at).total_seconds() if state.lease_expires_at else 0
         if state.status is not JobStatus.RUNNING or left >= lease_s * RENEW_BELOW:
@@ -338,13 +338,13 @@ class WorkerService:
         lease. A stale token or an expired lease is a Conflict and nothing is appended."""
 
         async def work(tx: Tx) -> JobState:
-            state = await self._leased_job(tx, job_id, fencing_token)
+            state = await self.leased_job(tx, job_id, fencing_token)
             if reports:
                 stamped = [attrs.evolve(report, at=tx.at) for report in reports]
-                masked = self._masked(state, stamped)
+                masked = self.masked(state, stamped)
                 state = await tx.decide_job_all(job_id, masked)
                 await self._post_messages(tx, state, masked)
-            return await self._renew(tx, job_id, state)
+            return await self.renew(tx, job_id, state)
 
         return await self.writer.run(caller, work)
 
@@ -374,7 +374,7 @@ class WorkerService:
         """The job's context for the worker holding its live lease (fenced as a report is)."""
 
         async def work(tx: Tx) -> JobContext:
-            state = await self._leased_job(tx, job_id, fencing_token)
+            state = await self.leased_job(tx, job_id, fencing_token)
             expires = state.lease_expires_at
             if state.status is not JobStatus.RUNNING or expires is None or tx.at >= expires:
                 raise Conflict(
@@ -394,7 +394,7 @@ class WorkerService:
         would end it, so the job is retried after its backoff instead of after the lease."""
 
         async def work(tx: Tx) -> JobState:
-            await self._leased_job(tx, job_id, fencing_token)
+            await self.leased_job(tx, job_id, fencing_token)
             command = job.ExpireLease(
                 reason="handed back by its worker",
                 fencing_token=fencing_token,
@@ -407,7 +407,7 @@ class WorkerService:
 
         return await self.writer.run(caller, work)
 
-    async def _leased_job(self, tx: Tx, job_id: UUID, fencing_token: int) -> JobState:
+    async def leased_job(self, tx: Tx, job_id: UUID, fencing_token: int) -> JobState:
         """The job, leased under `fencing_token` to a worker of the caller's; else 404/409/403."""
         state = await tx.job(job_id)
         if not state.exists:
@@ -421,7 +421,8 @@ class WorkerService:
         await self._own_worker(tx, UUID(state.worker_id))
         return state
 
-    def _masked(self, state: JobState, reports: list[WorkerReport]) -> list[WorkerReport]:
+    def masked(self, state: JobState, reports: list[WorkerReport]) -> list[WorkerReport]:
+        """The reports with the job's secrets masked (`***`) wherever a phase could print one."""
         if not has_secrets(state):
             return reports
         try:

@@ -37,6 +37,19 @@ def _output_filter(
     OutputFilter.of(value)  # UnsafePattern (a ValueError) names the pattern refused
 
 
+def _argv(value: Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
+
+
+def _program(
+    instance: object,
+    attribute: attrs.Attribute[tuple[str, ...] | None],
+    value: tuple[str, ...] | None,
+) -> None:
+    if value is not None and not (value and value[0].strip()):
+        raise ValueError(f"{attribute.name} must name a program")
+
+
 def _without_trailing_slash(url: str) -> str:
     return url.rstrip("/")
 
@@ -65,6 +78,12 @@ class WorkerConfig:
     # Regular expressions of output lines to drop (`helix.worker.directives`).
     output_filter: tuple[str, ...] = attrs.field(
         default=(), converter=_patterns, validator=_output_filter
+    )
+    # Run for each phase without a command of its own (None: such a phase fails here): a coding
+    # agent's command line, which gets the phase's prompt, the job's model and the context file
+    # in HELIX_PROMPT, HELIX_MODEL and HELIX_CONTEXT_FILE as every phase does.
+    agent_command: tuple[str, ...] | None = attrs.field(
+        default=None, converter=_argv, validator=_program
     )
     once: bool = False
     max_jobs: int | None = attrs.field(default=None, validator=v.optional(v.ge(1)))

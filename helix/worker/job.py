@@ -2,12 +2,15 @@
 
 Every report carries the fencing token of the claim. Reports go out one request at a time, in
 the order they were made, so the server sees phase_started, then output and files, then the
-phase's outcome. When the lease is lost (a 409 for a stale token or an expired lease, or a
-heartbeat saying so) the job is no longer this worker's: its process group is killed at once
-and nothing more is reported. When the worker shuts down it reports nothing either; the lease
-expires and the job is retried elsewhere. When a pause is requested the next phase does not
-start (the server refuses it): the worker acknowledges the pause and is done with the job, which
-any worker takes up again once resumed; a pause `now` takes the lease away, as above.
+phase's outcome. A phase's files are uploaded (`PUT .../files/{path}`, streamed, within the
+limits the claim names) once its processes are gone and before its outcome is reported; each
+one not stored is reported with the reason. When the lease is lost (a 409 for a stale token or
+an expired lease, or a heartbeat saying so) the job is no longer this worker's: its process
+group is killed at once and nothing more is reported. When the worker shuts down it reports
+nothing either; the lease expires and the job is retried elsewhere. When a pause is requested
+the next phase does not start (the server refuses it): the worker acknowledges the pause and
+is done with the job, which any worker takes up again once resumed; a pause `now` takes the
+lease away, as above.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import re
 import shlex
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,11 +60,13 @@ from helix.worker.protocol import (
     Unavailable,
 )
 from helix.worker.workspace import (
+    CHUNK_BYTES,
     CONTEXT_FILE,
     FileRecord,
     Snapshot,
     changed_files,
     named_file,
+    open_for_upload,
     snapshot,
 )
 
@@ -138,6 +143,7 @@ class JobRun:
         self._outbox = Outbox(self._post)
         self._process: PhaseProcess | None = None
         self._completed: set[str] = set()  # phases this run completed
+        self._stored: dict[str, int] = {}  # the size of each file this run stored, by path
 
     @property
     def job_id(self) -> str:
@@ -231,8 +237,9 @@ class JobRun:
                 raise _Cancelled
             if phase.status == "failed":
                 return await self._fail(f"phase {phase.name!r} had already failed")
-            if phase.command is None:
-                error = f"phase {phase.name!r} has no command, and this worker only runs commands"
+            argv = phase.command or self._config.agent_command
+            if argv is None:
+                error = f"phase {phase.name!r} has no command, and this worker has no agent command"
                 await self._send(
                     [
                         reports.phase_started(phase.name),
@@ -249,7 +256,7 @@ class JobRun:
             # meanwhile makes the server cancel the job instead of completing it).
             last = phase.name == due[-1]
             then = [reports.job_completed()] if last else []
-            if not await self._run_phase(phase, phase.command, workspace, percent, then):
+            if not await self._run_phase(phase, argv, workspace, percent, then):
                 return Outcome.FAILED
             self._completed.add(phase.name)
             if last:
@@ -310,6 +317,7 @@ class JobRun:
         self._check_halted()
         files = await asyncio.to_thread(self._files, workspace, before, named)
         found = [reports.file(phase.name, record) for record in files]
+        found += await self._upload_all(phase.name, workspace, files)
         if finished.stopped is not None and self._cancel.is_set():
             await self._send(found)
             raise _Cancelled
@@ -336,6 +344,73 @@ class JobRun:
             [*found, failed, reports.job_failed(f"phase {phase.name!r} failed: {error}")]
         )
         return False
+
+    async def _upload_all(
+        self, phase: str, workspace: Path, files: list[FileRecord]
+    ) -> list[Report]:
+        """Upload the phase's files within the server's limits; a report for each one not
+        stored, saying why (over a limit, unreadable, refused by the server)."""
+        limits = self.claim.artifacts
+        if not limits.uploads:
+            return []
+        if files:
+            await self._outbox.flush()  # the phase's output before its files, as it was made
+        refused: list[Report] = []
+        for record in files:
+            reason = self._over_limit(record)
+            if reason is None:
+                reason = await self._upload(phase, workspace, record)
+            if reason is None:
+                self._stored[record.path] = record.size
+            else:
+                self._stored.pop(record.path, None)
+                log.info("job %s: %s not stored: %s", self.job_id, record.path, reason)
+                refused.append(reports.artifact_not_stored(phase, record, reason))
+        return refused
+
+    def _over_limit(self, record: FileRecord) -> str | None:
+        limits = self.claim.artifacts
+        if limits.max_bytes is not None and record.size > limits.max_bytes:
+            return (
+                f"the file is {record.size} bytes, more than the {limits.max_bytes} bytes "
+                "a file may have (HELIX_ARTIFACT_MAX_BYTES)"
+            )
+        if limits.job_max_bytes is not None:
+            total = sum(size for path, size in self._stored.items() if path != record.path)
+            if total + record.size > limits.job_max_bytes:
+                return (
+                    f"the job's stored files would take {total + record.size} bytes, more "
+                    f"than the {limits.job_max_bytes} bytes a job may store "
+                    "(HELIX_JOB_ARTIFACTS_MAX_BYTES)"
+                )
+        return None
+
+    async def _upload(self, phase: str, workspace: Path, record: FileRecord) -> str | None:
+        """Upload one file, streamed from the workspace; None once stored, or why not."""
+
+        async def attempt() -> str | None:
+            try:
+                fd = await asyncio.to_thread(open_for_upload, workspace, record.path)
+            except OSError as exc:
+                return f"not read: {exc}"
+            try:
+                await self._client.upload(
+                    self.job_id,
+                    self.fencing_token,
+                    phase=phase,
+                    path=record.path,
+                    size=record.size,
+                    sha256=record.sha256,
+                    change=record.change,
+                    body=read_chunks(fd),
+                )
+            except ProtocolError as exc:
+                if exc.status in (400, 413, 422):
+                    return f"refused by the server: {exc.message}"
+                raise
+            return None
+
+        return await self._reliably(attempt)
 
     def _write_context(self, path: Path, context: Mapping[str, Any]) -> None:
         write_for_phase(path, json.dumps(context, indent=1).encode(), self._user)
@@ -489,6 +564,16 @@ class JobRun:
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._halted.wait(), seconds)
+
+
+async def read_chunks(fd: int, chunk_bytes: int = CHUNK_BYTES) -> AsyncIterator[bytes]:
+    """The file's bytes, read `chunk_bytes` at a time off the event loop, so an upload holds
+    one chunk of the file at a time; the descriptor is closed at the end."""
+    try:
+        while chunk := await asyncio.to_thread(os.read, fd, chunk_bytes):
+            yield chunk
+    finally:
+        os.close(fd)
 
 
 def _failure(finished: Finished, timeout_s: float | None) -> str | None:

@@ -8,7 +8,8 @@ will not help), `ProtocolError` (any other refusal, with the server's error code
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+import urllib.parse
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
@@ -18,6 +19,8 @@ Report = dict[str, Any]
 T = TypeVar("T")
 
 REQUEST_TIMEOUT_S = 30.0
+# An upload may take long; only a stall this long (no byte moving either way) fails it.
+UPLOAD_STALL_S = 60.0
 RELEASE_TIMEOUT_S = 3.0  # a stopping worker waits no longer: the lease then expires instead
 
 # 409 reasons that mean the lease is gone: another worker may hold the job now, or the job
@@ -82,6 +85,16 @@ class Lease:
 
 
 @attrs.frozen(kw_only=True)
+class ArtifactLimits:
+    """What the server stores of the phases' files, in bytes (None: no limit); `uploads`
+    false for a server that takes no uploads."""
+
+    uploads: bool = False
+    max_bytes: int | None = None
+    job_max_bytes: int | None = None
+
+
+@attrs.frozen(kw_only=True)
 class Claim:
     job_id: str
     project_id: str
@@ -90,6 +103,7 @@ class Claim:
     phases: tuple[Phase, ...]
     lease: Lease
     job: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    artifacts: ArtifactLimits = ArtifactLimits()
 
 
 @attrs.frozen(kw_only=True)
@@ -209,6 +223,40 @@ class Client:
             raise Unavailable("the server's job context is not an object")
         return data
 
+    async def upload(
+        self,
+        job_id: str,
+        fencing_token: int,
+        *,
+        phase: str,
+        path: str,
+        size: int,
+        sha256: str,
+        change: str | None,
+        body: AsyncIterable[bytes],
+    ) -> Mapping[str, Any]:
+        """Upload a file of the running phase, streamed from `body`; the stored file."""
+        params = {
+            "fencing_token": str(fencing_token),
+            "phase": phase,
+            "size": str(size),
+            "sha256": sha256,
+            **({"change": change} if change else {}),
+        }
+        quoted = urllib.parse.quote(path, safe="/")
+        data = await self._request(
+            "PUT",
+            f"/api/v1/jobs/{job_id}/files/{quoted}",
+            None,
+            params=params,
+            headers={"Content-Type": "application/octet-stream"},
+            raw=body,
+            timeout=aiohttp.ClientTimeout(sock_read=UPLOAD_STALL_S, sock_connect=REQUEST_TIMEOUT_S),
+        )
+        if not isinstance(data, dict):
+            raise Unavailable("the server's answer to an upload is not an object")
+        return data
+
     async def release(self, job_id: str, fencing_token: int) -> None:
         """Hand the job back: this worker is stopping and will not finish it."""
         body = {"fencing_token": fencing_token}
@@ -235,16 +283,20 @@ class Client:
         *,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float = REQUEST_TIMEOUT_S,
+        timeout: float | aiohttp.ClientTimeout = REQUEST_TIMEOUT_S,
+        raw: AsyncIterable[bytes] | None = None,
     ) -> Any:
+        data: Any = raw if raw is not None else None if body is None else json.dumps(body)
+        if not isinstance(timeout, aiohttp.ClientTimeout):
+            timeout = aiohttp.ClientTimeout(total=timeout)
         try:
             async with self._session.request(
                 method,
                 self.server + path,
-                data=None if body is None else json.dumps(body),
+                data=data,
                 params=params,
                 headers={**self._headers, "Content-Type": "application/json", **(headers or {})},
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=timeout,
             ) as resp:
                 text = await resp.text()
                 status = resp.status
@@ -284,6 +336,7 @@ def _parsed(build: Callable[[], T]) -> T:
 
 def _claim(data: Mapping[str, Any]) -> Claim:
     job, lease = data["job"], data["lease"]
+    limits = data.get("artifacts")
     return Claim(
         job_id=str(job["id"]),
         project_id=str(job["project_id"]),
@@ -292,7 +345,18 @@ def _claim(data: Mapping[str, Any]) -> Claim:
         phases=tuple(sorted((_phase(p) for p in data["phases"]), key=lambda p: p.ordinal)),
         lease=Lease(fencing_token=int(lease["fencing_token"]), lease_s=float(lease["lease_s"])),
         job=job,
+        artifacts=ArtifactLimits()
+        if not isinstance(limits, dict)
+        else ArtifactLimits(
+            uploads=True,
+            max_bytes=_optional_int(limits.get("max_bytes")),
+            job_max_bytes=_optional_int(limits.get("job_max_bytes")),
+        ),
     )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _phase(data: Mapping[str, Any]) -> Phase:

@@ -6,6 +6,7 @@ import json
 import signal
 from collections.abc import Iterable, Iterator, Sequence
 
+from helix.domain.project.decider import MAX_REASON_CHARS
 from helix.worker.protocol import Report
 from helix.worker.workspace import FileRecord
 
@@ -35,6 +36,18 @@ def file(phase: str, record: FileRecord) -> Report:
         "size": record.size,
         "sha256": record.sha256,
         "change": record.change,
+    }
+
+
+def artifact_not_stored(phase: str, record: FileRecord, reason: str) -> Report:
+    return {
+        "type": "artifact_not_stored",
+        "phase": phase,
+        "path": record.path,
+        "size": record.size,
+        "sha256": record.sha256,
+        "change": record.change,
+        "reason": reason[:MAX_REASON_CHARS],
     }
 
 

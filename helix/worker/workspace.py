@@ -68,15 +68,10 @@ def named_file(root: Path, name: str, before: Snapshot) -> FileRecord | None:
     """The file a phase named (relative to `root`, or absolute), or None when it is not a
     regular file inside `root` once every link on its way is resolved. Called once the phase's
     processes are gone, so nothing swaps a link in between the check and the read."""
-    root = root.resolve()
-    try:
-        target = (root / name).resolve(strict=True)
-        relative = target.relative_to(root)
-    except (OSError, ValueError, RuntimeError):
+    found = confined(root, name)
+    if found is None:
         return None
-    path = relative.as_posix()
-    if path in (".", CONTEXT_FILE) or SKIPPED_DIRS & set(relative.parts):
-        return None
+    target, path = found
     try:
         size, digest = sha256_of(target)
     except OSError as exc:
@@ -86,10 +81,39 @@ def named_file(root: Path, name: str, before: Snapshot) -> FileRecord | None:
     return FileRecord(path=_printable(path), size=size, sha256=digest, change=change)
 
 
-def sha256_of(path: Path) -> tuple[int, str]:
-    """The size and SHA-256 of what was read, so the two always describe the same bytes."""
-    digest = hashlib.sha256()
-    size = 0
+def confined(root: Path, name: str) -> tuple[Path, str] | None:
+    """Where `name` (relative to `root`, or absolute) leads once every link on its way is
+    resolved, and its '/'-separated path relative to `root`; None when that is not inside
+    `root`, is `root` itself, the context file or inside `.git`: the one rule for which of
+    a workspace's files a phase may report and the worker may read."""
+    root = root.resolve()
+    try:
+        target = (root / name).resolve(strict=True)
+        relative = target.relative_to(root)
+    except (OSError, ValueError, RuntimeError):
+        return None
+    path = relative.as_posix()
+    if path in (".", CONTEXT_FILE) or SKIPPED_DIRS & set(relative.parts):
+        return None
+    return target, path
+
+
+def open_for_upload(root: Path, path: str) -> int:
+    """A file descriptor on the workspace's file at `path` (as a report names it), for its
+    upload; OSError saying why not when the path leads anywhere but to itself (a link on the
+    way, or out of the workspace), or to anything but a regular file with no other name (a
+    hard link may be another file's, say one only the worker may read)."""
+    found = confined(root, path)
+    if found is None or found[1] != path:
+        raise OSError(f"{path} is not a file inside the workspace")
+    fd = _open_regular(found[0])
+    if os.fstat(fd).st_nlink > 1:
+        os.close(fd)
+        raise OSError(f"{path} is a hard link: its content may be another file's")
+    return fd
+
+
+def _open_regular(path: Path) -> int:
     # Never through a link, nor from anything but a regular file: a phase's process may have
     # swapped the file since the walk, for a link to what only the worker (perhaps root) may
     # read, or for a FIFO that would block the worker for ever.
@@ -97,7 +121,14 @@ def sha256_of(path: Path) -> tuple[int, str]:
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise OSError(f"{path} is no longer a regular file")
-    with open(fd, "rb") as f:
+    return fd
+
+
+def sha256_of(path: Path) -> tuple[int, str]:
+    """The size and SHA-256 of what was read, so the two always describe the same bytes."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(_open_regular(path), "rb") as f:
         while chunk := f.read(CHUNK_BYTES):
             digest.update(chunk)
             size += len(chunk)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import http.server
-import os
-import shutil
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -25,26 +23,18 @@ import aiohttp
 import attrs
 import pytest
 from aiohttp.test_utils import TestServer
+from selenium import webdriver
 
 from helix.api.app import create_app
 from helix.bootstrap import LogNode
 from helix.config import Settings
 from helix.services import Services
+from tests.browser.conftest import in_thread
 from tests.integration.fixtures import Caller
 from tests.integration.streams.streams_support import run_job
 
 HERE = Path(__file__).parent
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
 WITHIN = 30.0  # seconds for the page to get somewhere
-
-if not (CHROMIUM and CHROMEDRIVER):
-    if os.environ.get("HELIX_REQUIRE_BROWSER"):
-        raise RuntimeError("HELIX_REQUIRE_BROWSER is set but chromium or chromedriver is missing")
-    pytest.skip("chromium and chromedriver are not installed", allow_module_level=True)
-
-from selenium import webdriver  # noqa: E402  (only with a browser to drive)
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 
 
 @pytest.fixture
@@ -80,24 +70,6 @@ async def api(node: LogNode, settings: Settings, page_port: int) -> Any:
         yield server
     finally:
         await server.close()
-
-
-@pytest.fixture
-def browser() -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-async def in_thread(call: Callable[..., Any], *args: Any) -> Any:
-    return await asyncio.to_thread(call, *args)
 
 
 async def open_page(

@@ -502,6 +502,10 @@ class DomainMachine(RuleBasedStateMachine):
     def resume_job(self, index: int, by: str) -> None:
         self.apply_job(index, job.ResumeJob(by=by, at=self.now))
 
+    @rule(index=job_index, reason=st.sampled_from(["no online worker offers llm", "", "x" * 20]))
+    def a_reaper_says_the_job_waits(self, index: int, reason: str) -> None:
+        self.apply_job(index, job.MarkWaiting(reason=reason, capabilities=("llm",), at=self.now))
+
     @rule(index=job_index, delta=token_delta)
     def acknowledge_pause(self, index: int, delta: int) -> None:
         self.apply_job(
@@ -643,6 +647,25 @@ class DomainMachine(RuleBasedStateMachine):
             if resumed.status is JobStatus.QUEUED:
                 claimed = job.decide(resumed, job.ClaimJob(worker_id="w2", at=self.now))
                 assert any(isinstance(e, job.JobClaimed) for e in claimed)
+
+    @invariant()
+    def a_job_says_it_waits_once_per_wait_and_only_while_queued(self) -> None:
+        for job_id, state in self.jobs.items():
+            if state.waiting is not None:
+                assert state.status is JobStatus.QUEUED
+            said = False
+            for event in self.job_histories[job_id]:
+                if isinstance(event, job.JobWaiting):
+                    assert not said, "job.waiting twice in one wait"
+                    said = True
+                elif isinstance(event, job.JobClaimed | job.JobPaused):
+                    said = False
+            if state.status is not JobStatus.QUEUED or state.cancel_requested:
+                continue
+            mark = job.MarkWaiting(reason="nobody offers llm", capabilities=("llm",), at=self.now)
+            events = job.decide(state, mark)
+            assert [type(e) for e in events] == ([] if said else [job.JobWaiting])
+            assert job.decide(job.fold(events, state), mark) == [], "said once, not again"
 
     @invariant()
     def a_paused_job_is_cancelled_at_once(self) -> None:

@@ -31,6 +31,8 @@ USERS = (
 PLANS = (
     (PhaseSpec(name="plan"),),
     (PhaseSpec(name="plan"), PhaseSpec(name="build", command=("make",)), PhaseSpec(name="test")),
+    # No worker of the model offers `review`: its jobs wait, and are said to.
+    (PhaseSpec(name="review"),),
 )
 READ_TABLES = [t for p in registry.DOMAIN for t in p.tables]
 RUNNING = job.JobStatus.RUNNING
@@ -60,13 +62,15 @@ job_commands = st.tuples(
             "ack",
             "expire",
             "skip",
+            "waiting",
+            "waiting",
         ]
     ),
 )
 BY_KIND: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
     "create": st.tuples(st.just("create"), slot, st.integers(0, 1), st.booleans()),
     # Create (if needed), make ready and execute: most programs get a job to drive.
-    "run": st.tuples(st.just("run"), slot, st.integers(0, 1)),
+    "run": st.tuples(st.just("run"), slot, st.integers(0, 2)),
     "message": st.tuples(
         st.just("message"), slot, st.sampled_from(list(MessageRole)), st.sampled_from(["hi", " "])
     ),
@@ -148,8 +152,8 @@ class Model:
         slot = op[1]
         if kind == "run":
             if slot not in self.slots:
-                who = USERS[op[2]]
-                plan = PLANS[op[2]]  # ann's runs have one phase, ben's three
+                who = USERS[op[2] % 2]
+                plan = PLANS[op[2]]  # ann's runs have one phase (one waits), ben's three
                 state = await self.projects.create(who, name=f"p{slot}", phases=plan)
                 assert state.id is not None
                 self.slots[slot], self.owner[slot] = state.id, who
@@ -222,6 +226,13 @@ class Model:
 
     async def _job_command(self, pick: int, name: str) -> None:
         assert self.worker is not None
+        if name == "waiting":
+            # A reaper's round: a queued job no online worker can take says so, once.
+            latest = await self._latest(pick % 2)
+            job_id = latest.id if latest is not None else None
+            if job_id is not None and await self.jobs.mark_waiting(REAPER, job_id):
+                self.saw.add("a job was said to be waiting")
+            return
         state = await self._target(pick, name)
         if name == "advance":
             name = "claim" if state is None or not self.held else self._next_step(state)
@@ -322,7 +333,7 @@ def project_row(state: ProjectState, version: int) -> dict[str, Any]:
     }
 
 
-def job_row(state: JobState, version: int) -> dict[str, Any]:
+def job_row(state: JobState, version: int, events: list[Any]) -> dict[str, Any]:
     names = [
         "project_id", "owner", "start_phase", "model", "requested_by", "worker_id",
         "fencing_token", "lease_expires_at", "attempt", "max_attempts", "max_duration_s",
@@ -333,6 +344,8 @@ def job_row(state: JobState, version: int) -> dict[str, Any]:
     row = {name: getattr(state, name) for name in names}
     row.update(job_id=state.id, status=state.status.value if state.status else None)
     row["version"] = version
+    said = [e.at for e in events if isinstance(e, job.JobWaiting)]
+    row["waiting_since"] = said[-1] if state.waiting is not None else None
     return row
 
 
@@ -394,7 +407,7 @@ async def assert_read_models_equal_the_fold(node: LogNode) -> None:
         elif stream_id.startswith("job-"):
             jstate = job.fold(events)
             stored = await rows(pool, "SELECT * FROM jobs WHERE job_id = $1", jstate.id)
-            assert stored == [job_row(jstate, version)]
+            assert stored == [job_row(jstate, version, events)]
             phases = await rows(
                 pool, "SELECT * FROM job_phases WHERE job_id = $1 ORDER BY ordinal", jstate.id
             )

@@ -76,11 +76,89 @@ def test_a_token_from_another_secret_or_expired_is_refused() -> None:
             verifier.verify(token)
 
 
-def test_an_external_issuer_needs_an_audience_and_a_key() -> None:
-    with pytest.raises(ValueError):
-        TokenVerifier(SECRET, Settings(external_jwt_issuer="chat", external_jwt_secret="s" * 32))
-    with pytest.raises(ValueError):
-        TokenVerifier(SECRET, Settings(external_jwt_issuer="chat", external_jwt_audience="h"))
+def test_an_external_issuer_needs_a_key_and_a_name_of_its_own() -> None:
+    for lacking_a_key in (
+        Settings(external_jwt_issuer="chat", external_jwt_audience="h"),
+        Settings(external_jwt_audience="h"),
+        Settings(external_jwt_subject_claim="id"),
+    ):
+        with pytest.raises(ValueError, match="SECRET or HELIX_EXTERNAL_JWT_PUBLIC_KEY"):
+            TokenVerifier(SECRET, lacking_a_key)
+    with pytest.raises(ValueError, match="must differ"):
+        TokenVerifier(SECRET, Settings(external_jwt_issuer="helix", external_jwt_secret="s" * 32))
+    # Neither iss nor aud is needed: a chat front end's tokens may carry neither.
+    TokenVerifier(SECRET, Settings(external_jwt_issuer="chat", external_jwt_secret="s" * 32))
+    TokenVerifier(SECRET, Settings(external_jwt_secret="s" * 32))
+
+
+CHAT_SECRET = "a-chat-front-ends-own-signing-secret-0123"
+
+
+def chat_token(claims: dict[str, object], key: str = CHAT_SECRET, alg: str = "HS256") -> str:
+    return jwt.encode({"exp": datetime.now(UTC) + timedelta(minutes=5), **claims}, key, alg)
+
+
+def test_a_front_ends_token_names_its_user_in_the_configured_claim_without_iss_or_aud() -> None:
+    settings = Settings(external_jwt_secret=CHAT_SECRET, external_jwt_subject_claim="id")
+    verifier = TokenVerifier(SECRET, settings)
+
+    claims = verifier.verify(chat_token({"id": "5f0c-user", "email": "a@example.org"}))
+
+    assert (claims.subject, claims.issuer, claims.external) == ("5f0c-user", "external", True)
+    own, _ = issue_token(SECRET, settings, user_id=uuid.uuid4(), username="a", role="user")
+    assert not verifier.verify(own).external  # Helix's own tokens are still its own
+
+
+@pytest.mark.parametrize(
+    ("claims", "complaint"),
+    [
+        ({"id": 42}, "must be a string"),
+        ({"id": ["a"]}, "must be a string"),
+        ({"id": ""}, "must name a subject"),
+        ({"id": "x" * 257}, "must name a subject"),
+        ({"sub": "someone"}, "id"),  # the configured claim is missing
+        ({"id": "a", "aud": "another-service"}, "audience"),  # an aud Helix was not told of
+        ({"id": "a", "exp": datetime.now(UTC) - timedelta(minutes=5)}, "expired"),
+    ],
+)
+def test_a_front_ends_token_without_a_usable_subject_or_expired_is_refused(
+    claims: dict[str, object], complaint: str
+) -> None:
+    verifier = TokenVerifier(
+        SECRET, Settings(external_jwt_secret=CHAT_SECRET, external_jwt_subject_claim="id")
+    )
+    with pytest.raises(Unauthorized, match=complaint):
+        verifier.verify(chat_token(claims))
+
+
+def test_a_front_ends_token_keeps_exp_required_and_its_algorithms_pinned() -> None:
+    verifier = TokenVerifier(
+        SECRET, Settings(external_jwt_secret=CHAT_SECRET, external_jwt_subject_claim="id")
+    )
+    no_exp = jwt.encode({"id": "a"}, CHAT_SECRET, "HS256")
+    unsigned = jwt.encode({"id": "a", "exp": 4_000_000_000}, None, "none")
+    forged = chat_token({"id": "a"}, key="another-secret-entirely-0123456789")
+    for token in (no_exp, unsigned, forged):
+        with pytest.raises(Unauthorized):
+            verifier.verify(token)
+
+
+def test_configured_iss_and_aud_are_required_and_checked() -> None:
+    settings = Settings(
+        external_jwt_secret=CHAT_SECRET,
+        external_jwt_issuer="https://chat.example",
+        external_jwt_audience="helix-api",
+        external_jwt_subject_claim="id",
+    )
+    verifier = TokenVerifier(SECRET, settings)
+    good = {"id": "a", "iss": "https://chat.example", "aud": "helix-api"}
+    assert verifier.verify(chat_token(good)).issuer == "https://chat.example"
+    for bad in ({**good, "aud": "other"}, {"id": "a", "iss": "https://chat.example"}):
+        with pytest.raises(Unauthorized):
+            verifier.verify(chat_token(bad))
+    # Without the configured iss the token is taken for one of Helix's own, and fails as one.
+    with pytest.raises(Unauthorized):
+        verifier.verify(chat_token({"id": "a", "aud": "helix-api"}))
 
 
 class FakeClock:

@@ -8,9 +8,11 @@ from pathlib import Path
 import attrs
 import pytest
 
-from helix.config import Settings
+from helix.cli import local_worker
+from helix.config import SettingError, Settings, agent_command
 from helix.errors import ValidationError
 from helix.services import templates
+from helix.worker import WorkerConfig
 
 
 def write(tmp_path: Path, document: object) -> Path:
@@ -83,3 +85,53 @@ def test_a_broken_templates_file_is_refused_with_the_reason(
         templates.load(path)
     assert complaint in str(refused.value)
     assert str(path) in str(refused.value)
+
+
+def test_an_agent_command_is_a_command_line_split_as_a_shell_would_but_run_as_argv() -> None:
+    line = 'sh -c \'claude -p "$HELIX_PROMPT" --model "${HELIX_MODEL:-sonnet}"\''
+    assert agent_command({"HELIX_AGENT_COMMAND": line}) == (
+        "sh",
+        "-c",
+        'claude -p "$HELIX_PROMPT" --model "${HELIX_MODEL:-sonnet}"',
+    )
+    assert agent_command({"HELIX_AGENT_COMMAND": "  "}) is None
+    assert agent_command({}) is None
+    with pytest.raises(SettingError, match="HELIX_AGENT_COMMAND"):
+        agent_command({"HELIX_AGENT_COMMAND": 'aider --message "unclosed'})
+    with pytest.raises(ValueError, match="agent_command"):
+        WorkerConfig(server="http://h", key="k", agent_command=(" ",))
+
+
+def test_with_an_agent_command_the_in_process_worker_offers_the_templates_agent_phases(
+    tmp_path: Path,
+) -> None:
+    assert local_worker.capabilities(Settings()) == ("shell",)
+    agent = attrs.evolve(Settings(), agent_command=("aider",))
+    assert local_worker.capabilities(agent) == (
+        "shell",
+        "agent",
+        "plan",
+        "implement",
+        "test",
+        "review",
+        "document",
+    )
+    path = write(
+        tmp_path,
+        {
+            "templates": {
+                "design": [
+                    {"name": "sketch"},
+                    {"name": "render", "command": ["make"], "capabilities": ["gpu"]},
+                ]
+            }
+        },
+    )
+    offered = local_worker.capabilities(attrs.evolve(agent, phase_templates_file=path))
+    assert "sketch" in offered and "gpu" not in offered  # a phase with a command: not the agent's
+
+
+def test_the_default_template_prompts_each_phase() -> None:
+    plan = templates.resolve(Settings(), None)
+    assert all(p.prompt for p in plan)
+    assert plan[0].prompt is not None and "PLAN.md" in plan[0].prompt

@@ -98,3 +98,22 @@ def test_credentials_are_refused_for_any_origin_but_allowed_for_named_ones() -> 
     assert Settings.from_env({"HELIX_CORS_ORIGINS": "*"}).cors_origins == ("*",)
     with pytest.raises(SettingError, match="HELIX_CORS_ALLOW_CREDENTIALS"):
         Settings.from_env({"HELIX_CORS_ALLOW_CREDENTIALS": "maybe"})
+
+
+def test_the_artifact_limits_default_to_10_and_100_mib_and_0_means_none() -> None:
+    defaults = Settings.from_env({})
+    assert (defaults.artifact_max_bytes, defaults.job_artifacts_max_bytes) == (
+        10 * 2**20,
+        100 * 2**20,
+    )
+    unlimited = Settings.from_env(
+        {"HELIX_ARTIFACT_MAX_BYTES": "0", "HELIX_JOB_ARTIFACTS_MAX_BYTES": "5000"}
+    )
+    assert (unlimited.artifact_max_bytes, unlimited.job_artifacts_max_bytes) == (0, 5000)
+
+
+@pytest.mark.parametrize("name", ["HELIX_ARTIFACT_MAX_BYTES", "HELIX_JOB_ARTIFACTS_MAX_BYTES"])
+@pytest.mark.parametrize("value", ["-1", "ten", "1.5"])
+def test_an_artifact_limit_that_is_not_a_number_of_bytes_is_refused(name: str, value: str) -> None:
+    with pytest.raises(SettingError, match=name):
+        Settings.from_env({name: value})

@@ -79,6 +79,37 @@ class RecordFile:
 
 
 @attrs.frozen(kw_only=True)
+class StoreArtifact:
+    """The running phase's file at `path`, uploaded and checked against `sha256`, is stored.
+    `max_bytes` and `job_max_bytes` are the deployment's limits (per file, and for the current
+    versions of all the job's files together); None: no limit."""
+
+    fencing_token: int
+    phase: str
+    path: str
+    size: int
+    sha256: str
+    change: FileChange | None = None
+    max_bytes: int | None = None
+    job_max_bytes: int | None = None
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class RecordArtifactNotStored:
+    """The running phase's file at `path` was not uploaded, for `reason`."""
+
+    fencing_token: int
+    phase: str
+    path: str
+    size: int
+    reason: str
+    sha256: str | None = None
+    change: FileChange | None = None
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
 class RecordMessage:
     """The running phase posts `content` to the project's discussion."""
 
@@ -209,6 +240,16 @@ class EnforceDurationLimit:
     at: datetime
 
 
+@attrs.frozen(kw_only=True)
+class MarkWaiting:
+    """Issued by a reaper: no online worker can claim the queued job (`helix.domain.job.waiting`
+    says why). A job already said to be waiting, or no longer queued, gives no event."""
+
+    reason: str
+    capabilities: tuple[str, ...]
+    at: datetime
+
+
 Command: TypeAlias = (
     QueueJob
     | ClaimJob
@@ -216,6 +257,8 @@ Command: TypeAlias = (
     | StartPhase
     | RecordOutput
     | RecordFile
+    | StoreArtifact
+    | RecordArtifactNotStored
     | RecordMessage
     | RecordCost
     | ReportProgress
@@ -231,6 +274,7 @@ Command: TypeAlias = (
     | AcknowledgePause
     | ExpireLease
     | EnforceDurationLimit
+    | MarkWaiting
 )
 
 WorkerReport: TypeAlias = (
@@ -238,6 +282,8 @@ WorkerReport: TypeAlias = (
     | StartPhase
     | RecordOutput
     | RecordFile
+    | StoreArtifact
+    | RecordArtifactNotStored
     | RecordMessage
     | RecordCost
     | ReportProgress

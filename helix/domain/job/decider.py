@@ -55,8 +55,10 @@ from helix.domain.job.commands import (
     ExpireLease,
     FailJob,
     FailPhase,
+    MarkWaiting,
     PauseJob,
     QueueJob,
+    RecordArtifactNotStored,
     RecordCost,
     RecordFile,
     RecordMessage,
@@ -67,6 +69,7 @@ from helix.domain.job.commands import (
     ResumeJob,
     SkipPhase,
     StartPhase,
+    StoreArtifact,
     WorkerReport,
 )
 from helix.domain.job.events import (
@@ -74,6 +77,8 @@ from helix.domain.job.events import (
     TERMINAL,
     Event,
     FileChange,
+    JobArtifactNotStored,
+    JobArtifactStored,
     JobCancelled,
     JobCancelRequested,
     JobClaimed,
@@ -97,10 +102,12 @@ from helix.domain.job.events import (
     JobStarted,
     JobStatus,
     JobStuck,
+    JobWaiting,
     OutputStream,
     PhaseStatus,
 )
 from helix.domain.job.state import JobState, PhaseState
+from helix.domain.job.waiting import Need
 from helix.domain.project.decider import (
     MAX_AUTHOR_CHARS,
     MAX_REASON_CHARS,
@@ -111,7 +118,7 @@ from helix.domain.project.decider import (
     normalise_phases,
 )
 from helix.domain.project.events import PhaseSpec
-from helix.errors import InvalidTransition, ValidationError
+from helix.errors import InvalidTransition, PayloadTooLarge, ValidationError
 
 RETRY_BASE_S = 5.0
 RETRY_CAP_S = 300.0
@@ -137,28 +144,60 @@ _TO_RUN = frozenset({PhaseStatus.PENDING, PhaseStatus.RUNNING})
 _SHA256 = re.compile(SHA256_PATTERN)
 
 
+def check_artifact_path(path: str) -> str:
+    """A stored file's path: relative to the workspace, '/'-separated, with no empty, `.` or
+    `..` part and no NUL, as the worker reports it; the key its download is found by."""
+    check_text(path, "path", max_chars=MAX_PATH_CHARS)
+    parts = path.split("/")
+    if "\x00" in path or any(part in ("", ".", "..") for part in parts):
+        raise ValidationError(
+            "path must be relative, with no empty, '.' or '..' part and no NUL", field="path"
+        )
+    return path
+
+
+def _check_sha256(value: str) -> str:
+    sha256 = value.lower()
+    if not _SHA256.fullmatch(sha256):
+        raise ValidationError("sha256 must be 64 hexadecimal digits", field="sha256")
+    return sha256
+
+
+def _check_change(value: FileChange | None) -> FileChange | None:
+    if value is None:
+        return None
+    try:
+        return FileChange(value)
+    except ValueError:
+        raise ValidationError("change must be created or modified", field="change") from None
+
+
 def backoff(attempt: int, *, base: float = RETRY_BASE_S, cap: float = RETRY_CAP_S) -> float:
     """Seconds to wait before the next claim after attempt number `attempt` (1-based) was lost."""
     return min(base * 2.0 ** min(max(attempt - 1, 0), 64), cap)
 
 
-def missing_capabilities(
-    worker_caps: Iterable[str], phases: Iterable[PhaseState | PhaseSpec]
-) -> frozenset[str]:
-    """The capabilities still-to-run phases need that the worker does not offer.
-
-    A PhaseSpec always still has to run; a PhaseState only while pending or running.
-    """
-    offered = frozenset(worker_caps)
-    needed: set[str] = set()
+def needs(phases: Iterable[PhaseState | PhaseSpec]) -> list[Need]:
+    """What each phase still to run needs: its capabilities (`shell` for a command that names
+    none), and whether it has a command. A PhaseSpec always still has to run; a PhaseState
+    only while pending or running."""
+    found = []
     for phase in phases:
         if isinstance(phase, PhaseState) and phase.status not in _TO_RUN:
             continue
         caps = phase.capabilities
         if not caps and phase.command is not None:
             caps = (SHELL_CAPABILITY,)
-        needed.update(caps)
-    return frozenset(needed - offered)
+        found.append(Need(capabilities=tuple(caps), has_command=phase.command is not None))
+    return found
+
+
+def missing_capabilities(
+    worker_caps: Iterable[str], phases: Iterable[PhaseState | PhaseSpec]
+) -> frozenset[str]:
+    """The capabilities still-to-run phases need that the worker does not offer."""
+    needed = {c for need in needs(phases) for c in need.capabilities}
+    return frozenset(needed - frozenset(worker_caps))
 
 
 def phase_capabilities_cover(
@@ -186,6 +225,8 @@ def decide(state: JobState, command: Command) -> list[Event]:
     at = as_utc(command.at)
     if isinstance(command, RequestCancel):
         return _request_cancel(state, status, command, at)
+    if isinstance(command, MarkWaiting):
+        return _mark_waiting(state, status, command, at)
     if status in TERMINAL:
         _refuse(state, f"job is {status.value}", "terminal")
     match command:
@@ -210,6 +251,20 @@ def decide(state: JobState, command: Command) -> list[Event]:
 def _id(state: JobState) -> UUID:
     assert state.id is not None
     return state.id
+
+
+def _mark_waiting(
+    state: JobState, status: JobStatus, command: MarkWaiting, at: datetime
+) -> list[Event]:
+    # Idempotent, not refused: reapers on several nodes may say it at once, and a job claimed
+    # meanwhile simply needs no word.
+    if status is not JobStatus.QUEUED or state.cancel_requested or state.waiting is not None:
+        return []
+    reason = check_text(command.reason, "reason", max_chars=MAX_ERROR_CHARS)
+    capabilities = tuple(
+        check_text(c, "capabilities", max_chars=MAX_ERROR_CHARS) for c in command.capabilities
+    )
+    return [JobWaiting(job_id=_id(state), reason=reason, capabilities=capabilities, at=at)]
 
 
 def _queue(state: JobState, command: QueueJob) -> list[Event]:
@@ -556,25 +611,51 @@ def _report(state: JobState, command: WorkerReport, at: datetime) -> list[Event]
                 raise ValidationError("path must not contain NUL", field="path")
             if command.size < 0:
                 raise ValidationError("size must not be negative", field="size")
-            sha256 = command.sha256.lower()
-            if not _SHA256.fullmatch(sha256):
-                raise ValidationError("sha256 must be 64 hexadecimal digits", field="sha256")
-            change = None
-            if command.change is not None:
-                try:
-                    change = FileChange(command.change)
-                except ValueError:
-                    raise ValidationError(
-                        "change must be created or modified", field="change"
-                    ) from None
             return [
                 JobPhaseFile(
                     job_id=job_id,
                     phase=command.phase,
                     path=command.path,
                     size=command.size,
-                    sha256=sha256,
-                    change=change,
+                    sha256=_check_sha256(command.sha256),
+                    change=_check_change(command.change),
+                    at=at,
+                )
+            ]
+        case StoreArtifact():
+            _check_running_phase(state, command.phase)
+            path = check_artifact_path(command.path)
+            _check_artifact_size(
+                state, path, command.size, command.max_bytes, command.job_max_bytes
+            )
+            return [
+                JobArtifactStored(
+                    job_id=job_id,
+                    phase=command.phase,
+                    path=path,
+                    size=command.size,
+                    sha256=_check_sha256(command.sha256),
+                    change=_check_change(command.change),
+                    attempt=state.attempt,
+                    at=at,
+                )
+            ]
+        case RecordArtifactNotStored():
+            _check_running_phase(state, command.phase)
+            path = check_artifact_path(command.path)
+            if command.size < 0:
+                raise ValidationError("size must not be negative", field="size")
+            reason = check_text(command.reason, "reason", max_chars=MAX_REASON_CHARS)
+            return [
+                JobArtifactNotStored(
+                    job_id=job_id,
+                    phase=command.phase,
+                    path=path,
+                    size=command.size,
+                    sha256=None if command.sha256 is None else _check_sha256(command.sha256),
+                    change=_check_change(command.change),
+                    attempt=state.attempt,
+                    reason=reason,
                     at=at,
                 )
             ]
@@ -666,6 +747,31 @@ def _report(state: JobState, command: WorkerReport, at: datetime) -> list[Event]
             return [JobPaused(job_id=job_id, reason="paused before the next phase", at=at)]
         case _:
             assert_never(command)
+
+
+def _check_artifact_size(
+    state: JobState, path: str, size: int, max_bytes: int | None, job_max_bytes: int | None
+) -> None:
+    """Refuses a file over the limit per file, or one whose storing would take the job's
+    current versions over the limit per job (the version it replaces does not count)."""
+    if size < 0:
+        raise ValidationError("size must not be negative", field="size")
+    if max_bytes is not None and size > max_bytes:
+        raise PayloadTooLarge(
+            f"the file is {size} bytes, more than the {max_bytes} bytes a file may have",
+            field="size",
+            max_bytes=max_bytes,
+        )
+    if job_max_bytes is not None:
+        stored = state.stored_bytes(besides=path)
+        if stored + size > job_max_bytes:
+            raise PayloadTooLarge(
+                f"the job's stored files would take {stored + size} bytes, more than the "
+                f"{job_max_bytes} bytes a job may store",
+                field="size",
+                job_max_bytes=job_max_bytes,
+                stored_bytes=stored,
+            )
 
 
 def _output_stream(value: OutputStream) -> OutputStream:

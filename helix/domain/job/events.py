@@ -124,6 +124,40 @@ class JobPhaseFile:
 
 
 @attrs.frozen(kw_only=True)
+class JobArtifactStored:
+    """A file of the running phase was uploaded, checked against its SHA-256 and stored: the
+    bytes live in the artifact store under that digest, the event says what they are. It is
+    the path's current version from now on (for downloads), whatever attempt or phase wrote
+    the one before."""
+
+    job_id: UUID
+    phase: str
+    path: str
+    size: int
+    sha256: str
+    change: FileChange | None = None
+    attempt: int
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class JobArtifactNotStored:
+    """A file of the running phase was not uploaded (over a size limit, unreadable, changed
+    while it was read); `reason` says why. The path's current version from now on, as for
+    JobArtifactStored: nothing is downloadable under it until a later attempt stores it."""
+
+    job_id: UUID
+    phase: str
+    path: str
+    size: int
+    sha256: str | None = None
+    change: FileChange | None = None
+    attempt: int
+    reason: str
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
 class JobPhaseMessage:
     """A running phase said something to the project's discussion (posted there as `agent`)."""
 
@@ -234,6 +268,18 @@ class JobStuck:
 
 
 @attrs.frozen(kw_only=True)
+class JobWaiting:
+    """The queued job can be claimed by no online worker: none offers `capabilities` (all of
+    them, together). Said once per episode: again only after the job was claimed, paused or
+    ended and queued once more."""
+
+    job_id: UUID
+    reason: str
+    capabilities: tuple[str, ...]
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
 class JobRetryScheduled:
     """The job is queued again; `attempt` is the number the next claim will get."""
 
@@ -267,6 +313,8 @@ Event: TypeAlias = (
     | JobPhaseStarted
     | JobPhaseOutput
     | JobPhaseFile
+    | JobArtifactStored
+    | JobArtifactNotStored
     | JobPhaseMessage
     | JobPhaseCost
     | JobPhaseCompleted
@@ -279,6 +327,7 @@ Event: TypeAlias = (
     | JobPaused
     | JobResumed
     | JobStuck
+    | JobWaiting
     | JobRetryScheduled
     | JobCompleted
     | JobFailed
@@ -292,6 +341,8 @@ EVENTS: dict[str, type] = {
     "job.phase_started": JobPhaseStarted,
     "job.phase_output": JobPhaseOutput,
     "job.phase_file": JobPhaseFile,
+    "job.artifact_stored": JobArtifactStored,
+    "job.artifact_not_stored": JobArtifactNotStored,
     "job.phase_message": JobPhaseMessage,
     "job.phase_cost": JobPhaseCost,
     "job.phase_completed": JobPhaseCompleted,
@@ -304,6 +355,7 @@ EVENTS: dict[str, type] = {
     "job.paused": JobPaused,
     "job.resumed": JobResumed,
     "job.stuck": JobStuck,
+    "job.waiting": JobWaiting,
     "job.retry_scheduled": JobRetryScheduled,
     "job.completed": JobCompleted,
     "job.failed": JobFailed,

@@ -12,6 +12,8 @@ import attrs
 from helix.domain.job.events import (
     TERMINAL,
     Event,
+    JobArtifactNotStored,
+    JobArtifactStored,
     JobCancelled,
     JobCancelRequested,
     JobClaimed,
@@ -35,8 +37,10 @@ from helix.domain.job.events import (
     JobStarted,
     JobStatus,
     JobStuck,
+    JobWaiting,
     PhaseStatus,
 )
+from helix.domain.job.waiting import Waiting
 from helix.domain.project.events import EnvValue, PhaseSpec
 
 
@@ -54,6 +58,24 @@ class FileRecord:
         if self.change is not None:
             found["change"] = self.change
         return found
+
+
+@attrs.frozen(kw_only=True)
+class Artifact:
+    """The current version of one of the job's files: stored (downloadable by its sha256) or
+    not, with the reason. A later attempt's (or phase's) record for the same path replaces it."""
+
+    path: str
+    phase: str
+    attempt: int
+    size: int
+    sha256: str | None
+    change: str | None
+    stored: bool
+    reason: str | None
+    # When the path was first recorded, and when its current version was.
+    created_at: datetime
+    updated_at: datetime
 
 
 @attrs.frozen(kw_only=True)
@@ -130,6 +152,11 @@ class JobState:
     # Claims that ended in a pause rather than being lost: they do not use up the attempts.
     paused_attempts: int = 0
     dead_lettered: bool = False
+    # Said by `job.waiting` while queued: no online worker could claim it; cleared once it is
+    # claimed, paused or over, so that a later wait is said again.
+    waiting: Waiting | None = None
+    # The current version of each file the job's phases reported for upload, by path.
+    artifacts: dict[str, Artifact] = attrs.field(factory=dict)
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -154,6 +181,10 @@ class JobState:
 
     def phase(self, name: str) -> PhaseState | None:
         return next((p for p in self.phases if p.name == name), None)
+
+    def stored_bytes(self, *, besides: str | None = None) -> int:
+        """The size of the current stored versions of the job's files (but `besides`)."""
+        return sum(a.size for a in self.artifacts.values() if a.stored and a.path != besides)
 
 
 INITIAL = JobState()
@@ -194,6 +225,27 @@ def _with_file(phase: PhaseState, record: FileRecord) -> PhaseState:
     return attrs.evolve(phase, files=files)
 
 
+def _with_artifact(
+    state: JobState, event: JobArtifactStored | JobArtifactNotStored, stored: bool
+) -> JobState:
+    earlier = state.artifacts.get(event.path)
+    artifact = Artifact(
+        path=event.path,
+        phase=event.phase,
+        attempt=event.attempt,
+        size=event.size,
+        sha256=event.sha256,
+        change=None if event.change is None else event.change.value,
+        stored=stored,
+        reason=None if stored or isinstance(event, JobArtifactStored) else event.reason,
+        created_at=earlier.created_at if earlier is not None else event.at,
+        updated_at=event.at,
+    )
+    return attrs.evolve(
+        state, artifacts={**state.artifacts, event.path: artifact}, updated_at=event.at
+    )
+
+
 def _reset_running(phase: PhaseState) -> PhaseState:
     # Output line numbers, files and cost of the lost attempt are kept: they happened.
     if phase.status is not PhaseStatus.RUNNING:
@@ -228,6 +280,7 @@ def evolve(state: JobState, event: Event) -> JobState:
                 lease_s=(event.lease_expires_at - event.at).total_seconds(),
                 attempt=event.attempt,
                 not_before=None,
+                waiting=None,
                 updated_at=at,
             )
         case JobLeaseRenewed():
@@ -261,6 +314,10 @@ def evolve(state: JobState, event: Event) -> JobState:
             )
             phases = _map_phase(state, event.phase, lambda p: _with_file(p, record))
             return attrs.evolve(state, phases=phases, updated_at=at)
+        case JobArtifactStored():
+            return _with_artifact(state, event, stored=True)
+        case JobArtifactNotStored():
+            return _with_artifact(state, event, stored=False)
         case JobPhaseMessage():
             return attrs.evolve(state, updated_at=at)
         case JobPhaseCost():
@@ -305,6 +362,7 @@ def evolve(state: JobState, event: Event) -> JobState:
                 state,
                 status=JobStatus.CANCELLED,
                 lease_expires_at=None,
+                waiting=None,
                 finished_at=at,
                 updated_at=at,
             )
@@ -315,6 +373,7 @@ def evolve(state: JobState, event: Event) -> JobState:
                 state,
                 status=JobStatus.PAUSED,
                 pause_requested=False,
+                waiting=None,
                 paused_attempts=state.paused_attempts + (state.worker_id is not None),
                 worker_id=None,
                 lease_expires_at=None,
@@ -327,6 +386,9 @@ def evolve(state: JobState, event: Event) -> JobState:
             return attrs.evolve(state, status=status, pause_requested=False, updated_at=at)
         case JobStuck():
             return attrs.evolve(state, worker_id=None, lease_expires_at=None, updated_at=at)
+        case JobWaiting():
+            waiting = Waiting(reason=event.reason, capabilities=tuple(event.capabilities))
+            return attrs.evolve(state, waiting=waiting, updated_at=at)
         case JobRetryScheduled():
             return attrs.evolve(
                 state,
@@ -341,6 +403,7 @@ def evolve(state: JobState, event: Event) -> JobState:
                 status=JobStatus.COMPLETED,
                 progress=100,
                 lease_expires_at=None,
+                waiting=None,
                 finished_at=at,
                 updated_at=at,
             )
@@ -351,6 +414,7 @@ def evolve(state: JobState, event: Event) -> JobState:
                 error=event.error,
                 dead_lettered=event.dead_lettered,
                 lease_expires_at=None,
+                waiting=None,
                 finished_at=at,
                 updated_at=at,
             )

@@ -425,3 +425,58 @@ async def test_external_issuer_tokens_signed_with_a_private_key_verify_with_its_
     forged = jwt.encode(claims, other, algorithm="RS256")
     resp = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {forged}"})
     assert resp.status == 401
+
+
+OPEN_WEBUI_SECRET = "open-webui-style-signing-secret-0123456789"
+
+
+def open_webui_token(claims: dict[str, Any], secret: str = OPEN_WEBUI_SECRET) -> str:
+    """A token as a chat front end like Open WebUI signs it: its user in `id`, no iss, no aud."""
+    return jwt.encode(
+        {"exp": datetime.now(UTC) + timedelta(minutes=5), **claims}, secret, algorithm="HS256"
+    )
+
+
+async def test_a_chat_front_ends_own_tokens_name_their_user_in_the_configured_claim(
+    make_client: Any,
+) -> None:
+    client = await make_client(
+        external_jwt_secret=OPEN_WEBUI_SECRET, external_jwt_subject_claim="id"
+    )
+    token = open_webui_token({"id": "8d1b7c2e-front-end-user"})
+    headers = {"Authorization": f"Bearer {token}"}
+
+    me = await client.get("/api/v1/users/me", headers=headers)
+    assert me.status == 200, await me.text()
+    first = await me.json()
+    again = await (await client.get("/api/v1/users/me", headers=headers)).json()
+
+    assert first["external"] is True and first["role"] == "user"
+    assert first["username"] == "8d1b7c2e-front-end-user" and again["id"] == first["id"]
+    made = await client.post("/api/v1/projects", json={"name": "from chat"}, headers=headers)
+    assert made.status == 201, await made.text()
+
+
+async def test_a_chat_front_ends_token_without_a_usable_subject_or_expired_is_401(
+    make_client: Any, admin: Any
+) -> None:
+    client = await make_client(
+        external_jwt_secret=OPEN_WEBUI_SECRET, external_jwt_subject_claim="id"
+    )
+    refused = {
+        "a number in the subject claim": open_webui_token({"id": 1234}),
+        "an object in the subject claim": open_webui_token({"id": {"user": "x"}}),
+        "no subject claim": open_webui_token({"sub": "x", "email": "x@example.org"}),
+        "expired": open_webui_token({"id": "u1", "exp": datetime.now(UTC) - timedelta(minutes=5)}),
+        "no exp": jwt.encode({"id": "u1"}, OPEN_WEBUI_SECRET, algorithm="HS256"),
+        "another service's audience": open_webui_token({"id": "u1", "aud": "elsewhere"}),
+        "another key": open_webui_token({"id": "u1"}, secret="not-the-front-ends-secret-0123456"),
+    }
+    for what, token in refused.items():
+        resp = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+        assert resp.status == 401, what
+        body = await resp.json()
+        assert body["error"]["code"] == "UNAUTHORIZED", what
+        assert body["request_id"] == resp.headers["X-Request-ID"], what
+    users = await (await client.get("/api/v1/users", headers=admin.headers)).json()
+    assert users["items"] and not [u for u in users["items"] if u["external"]]

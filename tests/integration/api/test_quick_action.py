@@ -51,7 +51,9 @@ async def test_a_quick_action_creates_a_project_from_its_prompt_and_runs_it(
     )
     assert resp.status == 202, await resp.text()
     run = await resp.json()
-    assert set(run) == {"project_id", "job_id", "status", "project_status", "stream_url"}
+    assert set(run) == {
+        "project_id", "job_id", "status", "project_status", "stream_url", "warnings"
+    }  # fmt: skip
     assert (run["status"], run["project_status"]) == ("queued", "running")
     assert run["stream_url"] == f"/api/v1/stream/{run['job_id']}"
     assert resp.headers["Location"] == f"/api/v1/jobs/{run['job_id']}"
