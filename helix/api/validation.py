@@ -44,9 +44,36 @@ def _pattern(
         yield SchemaError(f"does not match {pattern!r}")
 
 
+_ITEMS = Draft202012Validator.VALIDATORS["items"]
+_PLAIN_STRING_KEYS = frozenset({"type", "minLength", "maxLength"})
+
+
+def _items(
+    validator: Any, items: Any, instance: Any, schema: dict[str, Any]
+) -> Iterator[SchemaError]:
+    # An array of plain bounded strings (a worker's output lines: many thousands a request) is
+    # checked in one pass; the general rule, which builds a validator for every element, runs
+    # only when that pass finds an element wrong, to name it.
+    if (
+        isinstance(instance, list)
+        and isinstance(items, dict)
+        and items.get("type") == "string"
+        and items.keys() <= _PLAIN_STRING_KEYS
+        and "prefixItems" not in schema
+        and "unevaluatedItems" not in schema
+    ):
+        low, high = items.get("minLength", 0), items.get("maxLength")
+        if all(
+            isinstance(x, str) and low <= len(x) and (high is None or len(x) <= high)
+            for x in instance
+        ):
+            return
+    yield from _ITEMS(validator, items, instance, schema)
+
+
 _Validator = validators.extend(  # type: ignore[no-untyped-call]  # untyped in the stubs
     Draft202012Validator,
-    validators={"pattern": _pattern},
+    validators={"pattern": _pattern, "items": _items},
     type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _integer),
 )
 # Without a format checker, `format` only annotates; with it, `"format": "uuid"` is enforced.

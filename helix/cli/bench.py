@@ -7,7 +7,7 @@ import importlib.util
 import sys
 from typing import Any
 
-from helix.bench import append, jobs, rebuild, stream, webhooks
+from helix.bench import append, jobs, output, rebuild, stream, webhooks
 from helix.bench.common import scratch_database
 from helix.cli.context import database_url
 from helix.config import Settings
@@ -70,6 +70,10 @@ def register(commands: Any) -> None:
     j.add_argument("--latency-samples", type=int, default=50, help="jobs timed one by one")
     j.add_argument("--no-peer", action="store_true", help="leave procrastinate out")
     j.set_defaults(handler=run_jobs)
+    o = sub.add_parser("output", help="phase output lines per second, end to end into the log")
+    o.add_argument("--lines", type=int, default=100_000, help="lines the phase prints (100000)")
+    o.add_argument("--runs", type=int, default=2, help="jobs run one after another (default 2)")
+    o.set_defaults(handler=run_output)
 
 
 async def run_append(args: argparse.Namespace) -> int:
@@ -129,3 +133,9 @@ async def run_jobs(args: argparse.Namespace) -> int:
                 peer = await jobs.run_peer(url, jobs=count, samples=samples)
     jobs.report(ours, peer, count, samples)
     return 0
+
+
+async def run_output(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    async with database_url(settings) as server, scratch_database(server) as url:
+        return await output.run(url, settings, lines=args.lines, runs=args.runs)

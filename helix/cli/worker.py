@@ -69,7 +69,13 @@ def register(commands: Any) -> None:
         "nothing else, since the worker kills every process of it after each phase; as any "
         "other user, phases run as that user",
     )
-    p.add_argument("--lines-per-event", type=int, default=100, help="output lines per report")
+    p.add_argument(
+        "--lines-per-event",
+        type=int,
+        default=100,
+        help="output lines handed on at once (while a report is in flight, more are merged, up "
+        "to 1000 a report; default 100)",
+    )
     p.add_argument(
         "--flush-interval",
         type=float,

@@ -37,23 +37,26 @@ DELETE FROM webhook_secrets WHERE endpoint_id = $1
 -- Enabling starts the failure clock afresh, so an endpoint is not disabled again at once.
 UPDATE webhook_health SET failing_since = NULL WHERE endpoint_id = $1
 
--- name: endpoint_succeeded
--- Skipped while the endpoint is healthy and was marked so recently: a busy endpoint's row is
--- not rewritten (and locked) by every delivery.
-INSERT INTO webhook_health AS h (endpoint_id, last_success_at) VALUES ($1, now())
+-- name: endpoints_succeeded
+-- $1 the endpoints that answered 2xx, sorted (rows locked in one order, so batches of several
+-- workers never deadlock). Skipped while an endpoint is healthy and was marked so recently: a
+-- busy endpoint's row is not rewritten (and locked) by every batch.
+INSERT INTO webhook_health AS h (endpoint_id, last_success_at)
+SELECT e, now() FROM unnest($1::uuid[]) AS e ORDER BY e
 ON CONFLICT (endpoint_id) DO UPDATE
 SET last_success_at = now(), failing_since = NULL
 WHERE h.failing_since IS NOT NULL OR h.last_success_at IS NULL
       OR h.last_success_at < now() - interval '1 second'
 
--- name: endpoint_failed
--- $2 when the failed attempt started, $3 the disable period in seconds. `expired`: the endpoint
--- has failed without a success for the whole period and should be disabled.
+-- name: endpoints_failed
+-- $1 endpoints (sorted) whose last attempt of a batch failed, $2 when each one's first failure
+-- since its last success started, $3 the disable period in seconds. `expired`: the endpoint has
+-- failed without a success for the whole period and should be disabled.
 INSERT INTO webhook_health AS h (endpoint_id, failing_since, last_failure_at)
-VALUES ($1, $2, now())
+SELECT e, s, now() FROM unnest($1::uuid[], $2::timestamptz[]) AS f(e, s) ORDER BY e
 ON CONFLICT (endpoint_id) DO UPDATE
-SET failing_since = coalesce(h.failing_since, $2), last_failure_at = now()
-RETURNING now() - failing_since >= make_interval(secs => $3) AS expired
+SET failing_since = coalesce(h.failing_since, excluded.failing_since), last_failure_at = now()
+RETURNING endpoint_id, now() - failing_since >= make_interval(secs => $3) AS expired
 
 -- name: lock_checkpoint
 SELECT position FROM webhook_dispatcher WHERE id = 1 FOR UPDATE
@@ -118,22 +121,38 @@ JOIN webhook_secrets s ON s.endpoint_id = c.endpoint_id
 LEFT JOIN events e ON e.event_id = c.event_id
 
 -- name: finish
--- Fenced by the claim token ($2): a worker whose lease ran out changes nothing.
--- $4: seconds until the next attempt (NULL: none).
-UPDATE webhook_deliveries
-SET attempts = attempts + 1, status = $3,
-    next_attempt_at = now() + make_interval(secs => $4::float8), locked_until = NULL,
-    locked_by = NULL, last_status_code = $5, last_error = $6, updated_at = now(),
-    delivered_at = CASE WHEN $3 = 'succeeded' THEN now() END,
-    dead_at = CASE WHEN $3 = 'dead' THEN now() END
-WHERE delivery_id = $1 AND locked_by = $2
-RETURNING attempts, next_attempt_at
-
--- name: attempt_insert
-INSERT INTO webhook_attempts (delivery_id, attempt, endpoint_id, started_at, duration_ms,
-                              status_code, error_class, error, response_body,
-                              response_truncated, next_attempt_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+-- A batch of attempts, one per delivery: each outcome is recorded only if its claim token still
+-- holds the delivery (a worker whose lease ran out changes nothing), and the attempt rows are
+-- written in the same statement. $1 deliveries, $2 their claim tokens, $3 new statuses, $4
+-- seconds until the next attempt (NULL: none), $5 status codes, $6 errors, $7 when each attempt
+-- started, $8 durations, $9 error classes, $10 response bodies, $11 whether each was truncated.
+WITH outcome AS (
+    SELECT *
+    FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::float8[], $5::int[], $6::text[],
+                $7::timestamptz[], $8::float8[], $9::text[], $10::text[], $11::bool[])
+         AS o(delivery_id, token, status, delay, status_code, error, started_at, duration_ms,
+              error_class, response_body, response_truncated)
+), finished AS (
+    UPDATE webhook_deliveries d
+    SET attempts = d.attempts + 1, status = o.status,
+        next_attempt_at = now() + make_interval(secs => o.delay), locked_until = NULL,
+        locked_by = NULL, last_status_code = o.status_code, last_error = o.error,
+        updated_at = now(),
+        delivered_at = CASE WHEN o.status = 'succeeded' THEN now() END,
+        dead_at = CASE WHEN o.status = 'dead' THEN now() END
+    FROM outcome o
+    WHERE d.delivery_id = o.delivery_id AND d.locked_by = o.token
+    RETURNING d.delivery_id, d.attempts, d.endpoint_id, d.next_attempt_at
+), attempts AS (
+    INSERT INTO webhook_attempts (delivery_id, attempt, endpoint_id, started_at, duration_ms,
+                                  status_code, error_class, error, response_body,
+                                  response_truncated, next_attempt_at)
+    SELECT f.delivery_id, f.attempts, f.endpoint_id, o.started_at, o.duration_ms,
+           o.status_code, o.error_class, o.error, o.response_body, o.response_truncated,
+           f.next_attempt_at
+    FROM finished f JOIN outcome o USING (delivery_id)
+)
+SELECT delivery_id FROM finished
 
 -- name: release
 -- On shutdown: this worker's claims become claimable again at once.

@@ -22,6 +22,7 @@ from helix.webhooks.ssrf import AddressGuard, BlockedAddress
 
 USER_AGENT = f"Helix-Webhooks/{__version__}"
 RESPONSE_LIMIT = 20 * 1024
+URL_CACHE = 4096
 
 
 @attrs.frozen(kw_only=True)
@@ -65,6 +66,8 @@ async def _read_limited(response: aiohttp.ClientResponse) -> tuple[str, bool]:
             break
         chunks.append(chunk)
         size += len(chunk)
+        if response.content.at_eof():
+            break
     raw = b"".join(chunks)
     return raw[:RESPONSE_LIMIT].decode("utf-8", errors="replace"), len(raw) > RESPONSE_LIMIT
 
@@ -100,6 +103,9 @@ class Sender:
         self.settings = settings
         self.guard = guard or AddressGuard(settings.webhook_allowed_networks)
         self._session: aiohttp.ClientSession | None = None
+        # URL → why the guard refuses it ('' if it does not): the check reads only the URL and
+        # the configured networks, so an endpoint's URL is checked once, not per delivery.
+        self._checked: dict[str, str] = {}
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -117,6 +123,19 @@ class Sender:
             await self._session.close()
             self._session = None
 
+    def _refusal(self, url: str) -> str:
+        found = self._checked.get(url)
+        if found is None:
+            try:
+                self.guard.check_url(url)
+                found = ""
+            except ValueError as exc:
+                found = str(exc)
+            if len(self._checked) >= URL_CACHE:
+                self._checked.clear()
+            self._checked[url] = found
+        return found
+
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Outcome:
         assert self._session is not None, "Sender.start() first"
         started = time.perf_counter()
@@ -124,11 +143,10 @@ class Sender:
         def elapsed() -> float:
             return (time.perf_counter() - started) * 1000
 
-        try:
-            self.guard.check_url(url)
-        except ValueError as exc:
+        refused = self._refusal(url)
+        if refused:
             return Outcome(status=None, duration_ms=0.0, error_class="blocked_address",
-                           error=str(exc))  # fmt: skip
+                           error=refused)  # fmt: skip
         try:
             async with self._session.post(
                 url, data=body, headers=dict(headers), allow_redirects=False

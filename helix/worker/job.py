@@ -41,6 +41,7 @@ from helix.worker.isolation import (
     prepare_workspace,
     write_for_phase,
 )
+from helix.worker.outbox import Outbox
 from helix.worker.process import (
     Command,
     Finished,
@@ -139,7 +140,7 @@ class JobRun:
         self._lost = asyncio.Event()
         self._shutdown = asyncio.Event()
         self._halted = asyncio.Event()  # lost or shut down: report nothing more
-        self._send_lock = asyncio.Lock()
+        self._outbox = Outbox(self._post)
         self._process: PhaseProcess | None = None
         self._completed: set[str] = set()  # phases this run completed
         self._stored: dict[str, int] = {}  # the size of each file this run stored, by path
@@ -187,6 +188,12 @@ class JobRun:
             self.request_cancel()
 
     async def run(self) -> Outcome:
+        try:
+            return await self._steps()
+        finally:
+            self._outbox.close()
+
+    async def _steps(self) -> Outcome:
         step: Callable[[], Awaitable[Outcome]] = self._run_phases
         # At most: the phases, then acknowledging a cancel or pause or failing the job (a pause
         # withdrawn meanwhile: the phases again, and so on), then failing it.
@@ -221,8 +228,9 @@ class JobRun:
             log.error("job %s: no workspace: %s", self.job_id, exc)
             return await self._fail(f"the worker could not prepare the workspace: {exc}")
         total = len(self.claim.phases)
+        due = [p.name for p in self.claim.phases if not self._done(p)]
         for index, phase in enumerate(self.claim.phases):
-            if phase.status in DONE_PHASES or phase.name in self._completed:
+            if self._done(phase):
                 continue
             self._check_halted()
             if self._cancel.is_set():
@@ -244,19 +252,33 @@ class JobRun:
             if self._cancel.is_set():
                 raise _Cancelled
             percent = 100 * (index + 1) // total
-            if not await self._run_phase(phase, argv, workspace, percent):
+            # The last phase's end and the job's go in one request (a cancel requested
+            # meanwhile makes the server cancel the job instead of completing it).
+            last = phase.name == due[-1]
+            then = [reports.job_completed()] if last else []
+            if not await self._run_phase(phase, argv, workspace, percent, then):
                 return Outcome.FAILED
             self._completed.add(phase.name)
+            if last:
+                return Outcome.CANCELLED if self._cancel.is_set() else Outcome.COMPLETED
         if self._cancel.is_set():
             raise _Cancelled
         await self._send([reports.job_completed()])
         return Outcome.COMPLETED
 
+    def _done(self, phase: Phase) -> bool:
+        return phase.status in DONE_PHASES or phase.name in self._completed
+
     async def _run_phase(
-        self, phase: Phase, argv: tuple[str, ...], workspace: Path, percent: int
+        self,
+        phase: Phase,
+        argv: tuple[str, ...],
+        workspace: Path,
+        percent: int,
+        then: list[Report],
     ) -> bool:
         """Run the phase and report how it ended (and, when it completed, the job's progress
-        through its plan); True when it completed."""
+        through its plan, followed by `then`); True when it completed."""
         log.info("job %s: phase %r started: %s", self.job_id, phase.name, shlex.join(argv))
         context = await self._reliably(
             lambda: self._client.context(self.job_id, self.fencing_token)
@@ -309,7 +331,7 @@ class JobRun:
         )
         if error is None:
             await self._send(
-                [*found, reports.phase_completed(phase.name), reports.progress(percent)]
+                [*found, reports.phase_completed(phase.name), reports.progress(percent), *then]
             )
             return True
         failed = reports.phase_failed(
@@ -331,6 +353,8 @@ class JobRun:
         limits = self.claim.artifacts
         if not limits.uploads:
             return []
+        if files:
+            await self._outbox.flush()  # the phase's output before its files, as it was made
         refused: list[Report] = []
         for record in files:
             reason = self._over_limit(record)
@@ -409,8 +433,9 @@ class JobRun:
             return  # lost or shutting down: the output has nowhere to go
         batch = self._reports_of(phase, named, stream, lines)
         if batch:
+            # Queued, not awaited: the pump goes back to reading while the outbox sends.
             with contextlib.suppress(_Abandoned):
-                await self._send(batch)
+                await self._outbox.put(batch)
 
     def _reports_of(
         self, phase: str, named: list[str], stream: str, lines: list[str]
@@ -474,9 +499,8 @@ class JobRun:
             raise _Abandoned
 
     async def _send(self, batch: list[Report]) -> None:
-        async with self._send_lock:
-            for request in reports.batches(batch):
-                await self._post(request)
+        """`batch` after everything reported before it, sent and answered."""
+        await self._outbox.send(batch)
 
     async def _post(self, request: list[Report]) -> None:
         # One idempotency key for every try of this request: a retry after a lost answer is

@@ -277,20 +277,24 @@ class PhaseProcess:
         await child.exited.wait()
 
     async def _pump(self, reader: asyncio.StreamReader, stream: str) -> None:
-        """Read `stream` line by line; hand lines to the sink in batches of at most
+        """Read `stream` in chunks of whole lines; hand lines to the sink in batches of at most
         `lines_per_event`, or sooner once `flush_interval` has passed since a batch's first
-        line. A batch is sent before the next one is started, so they arrive in order."""
+        line. A batch is handed on before the next one is started, so they arrive in order;
+        the sink is expected to return at once (`helix.worker.outbox`), so the pipe is read
+        continuously and the phase never waits for its output to be reported."""
         loop = asyncio.get_running_loop()
+        size = self.options.lines_per_event
+        splitter = LineSplitter()
         batch: list[str] = []
         flush_at = 0.0
         last_read = loop.time()
-        # One read stays pending across flushes: cancelling it could lose part of a line.
-        read: asyncio.Task[str | None] | None = None
+        # The splitter holds a partial line, so a read cancelled at the end loses nothing.
+        read: asyncio.Task[list[str] | None] | None = None
         gone = asyncio.ensure_future(self._group_gone.wait())
         try:
             while True:
                 if read is None:
-                    read = asyncio.create_task(read_line(reader))
+                    read = asyncio.create_task(read_lines(reader, splitter))
                 give_up_at = self._give_up_reading_at(last_read)
                 deadlines = [t for t in (flush_at if batch else None, give_up_at) if t is not None]
                 timeout = max(0.0, min(deadlines) - loop.time()) if deadlines else None
@@ -300,18 +304,19 @@ class PhaseProcess:
                 )
                 now = loop.time()
                 if read in done:
-                    line = read.result()
+                    lines = read.result()
                     read, last_read = None, now
-                    if line is None:
+                    if lines is None:
                         break
                     if stream == "stderr":
-                        self._tail.append(line)
+                        self._tail.extend(lines)
                     if not batch:
                         flush_at = now + self.options.flush_interval
-                    batch.append(line)
-                    if len(batch) >= self.options.lines_per_event:
-                        await self._sink(stream, batch)
-                        batch = []
+                    batch += lines
+                    while len(batch) >= size:
+                        await self._sink(stream, batch[:size])
+                        del batch[:size]
+                        flush_at = now + self.options.flush_interval
                     continue
                 if batch and now >= flush_at:
                     await self._sink(stream, batch)
@@ -339,33 +344,61 @@ class PhaseProcess:
         return min(max(last_read, self._gone_at) + _DRAIN_IDLE_S, self._gone_at + _DRAIN_MAX_S)
 
 
-async def read_line(reader: asyncio.StreamReader, max_chars: int = MAX_LINE_CHARS) -> str | None:
-    """The next line without its line ending, at most `max_chars` characters (the rest of a
-    longer line is read and dropped); the last line may lack a newline. None at the end."""
-    kept = bytearray()
-    keep = max_chars * 4  # UTF-8 takes at most 4 bytes a character
+class LineSplitter:
+    """Bytes in, lines out: each line without its line ending, at most `max_chars` characters
+    (the rest of a longer line is dropped as it arrives, so memory stays bounded)."""
+
+    def __init__(self, max_chars: int = MAX_LINE_CHARS) -> None:
+        self._max_chars = max_chars
+        self._keep = max_chars * 4  # UTF-8 takes at most 4 bytes a character
+        self._partial = bytearray()
+        self._open = False  # a line has begun and not ended
+
+    def feed(self, data: bytes) -> list[str]:
+        *ended, rest = data.split(b"\n")
+        lines = []
+        for part in ended:
+            if self._partial:
+                self._add(part)
+                part = bytes(self._partial)
+                self._partial.clear()
+            lines.append(self._line(part, ended=True))
+        self._open = bool(rest) or (self._open and not ended)
+        self._add(rest)
+        return lines
+
+    def end(self) -> list[str]:
+        """The last line, if it lacked a newline."""
+        if not self._open:
+            return []
+        line = self._line(bytes(self._partial), ended=False)
+        self._partial.clear()
+        self._open = False
+        return [line]
+
+    def _add(self, part: bytes) -> None:
+        room = self._keep - len(self._partial)
+        if room > 0:
+            self._partial += part[:room]
+
+    def _line(self, raw: bytes, *, ended: bool) -> str:
+        if ended and raw.endswith(b"\r"):
+            raw = raw[:-1]
+        # NUL cannot be stored in PostgreSQL's jsonb, where the server keeps output.
+        text = raw[: self._keep].decode("utf-8", errors="replace")[: self._max_chars]
+        return text.replace("\x00", "\ufffd")
+
+
+async def read_lines(reader: asyncio.StreamReader, splitter: LineSplitter) -> list[str] | None:
+    """The next whole lines the reader has (at least one); at the end, the last line if it
+    lacked a newline, then None."""
     while True:
-        ended = True
-        try:
-            chunk = await reader.readuntil(b"\n")
-        except asyncio.IncompleteReadError as exc:
-            chunk = exc.partial
-            if not chunk and not kept:
-                return None
-        except asyncio.LimitOverrunError as exc:
-            # A line longer than the reader's buffer: take what is there and read on.
-            chunk = await reader.readexactly(exc.consumed)
-            ended = False
-        if len(kept) < keep:
-            kept += chunk[: keep - len(kept)]
-        if ended:
-            break
-    if kept.endswith(b"\n"):
-        del kept[-1:]
-        if kept.endswith(b"\r"):
-            del kept[-1:]
-    # NUL cannot be stored in PostgreSQL's jsonb, where the server keeps output.
-    return kept.decode("utf-8", errors="replace")[:max_chars].replace("\x00", "\ufffd")
+        chunk = await reader.read(_READ_LIMIT)
+        if not chunk:
+            return splitter.end() or None
+        lines = splitter.feed(chunk)
+        if lines:
+            return lines
 
 
 def group_alive(pgid: int) -> bool:

@@ -58,14 +58,15 @@ class Workers:
         self.logs = logs
         self.procs: list[asyncio.subprocess.Process] = []
 
-    async def start(self, **extra_env: str) -> asyncio.subprocess.Process:
+    async def start(self, *options: str, **extra_env: str) -> asyncio.subprocess.Process:
+        """A worker with the tests' quick options, then `options` (which override them)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("HELIX_")}
         env.update(extra_env, HELIX_WORKER_KEY=self.key)
         log = (self.logs / f"worker{len(self.procs)}.log").open("wb")
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "helix.cli", "worker", "--server", self.url,
             "--capabilities", "shell", "--workdir", str(self.workdir), "--flush-interval", "0.1",
-            "--lines-per-event", "2", "--claim-wait", "2", "--kill-grace", "1",
+            "--lines-per-event", "2", "--claim-wait", "2", "--kill-grace", "1", *options,
             env=env, stdout=log, stderr=log,
         )  # fmt: skip
         log.close()
@@ -187,6 +188,36 @@ async def test_a_project_runs_end_to_end_with_its_output_files_and_history(
     listed = await ok(await client.get("/api/v1/workers", headers=admin.headers))
     assert [w["capabilities"] for w in listed["items"]] == [["shell"]]
     assert shown["worker_id"] == listed["items"][0]["id"]
+
+
+async def test_a_phase_of_100000_lines_reaches_the_log_complete_in_order_and_numbered(
+    client: Client, node: LogNode, workers: Workers, user: Any
+) -> None:
+    total = 100_000
+    _, job_id = await execute(client, user, [{"name": "count", "command": ["seq", str(total)]}])
+    await workers.start("--lines-per-event", "100", "--flush-interval", "0.5")
+    shown = await finished(client, user, job_id, timeout=120)
+
+    assert shown["status"] == "completed", shown
+    output = [
+        e for e in await node.store.read_stream(f"job-{job_id}") if e.type == "job.phase_output"
+    ]
+    lines = [line for e in output for line in e.data["lines"]]
+    assert lines == [str(n) for n in range(1, total + 1)]
+    # Each event numbers its first line right after the previous event's last.
+    firsts = [e.data["first_line_no"] for e in output]
+    sizes = [len(e.data["lines"]) for e in output]
+    assert firsts == [1 + sum(sizes[:i]) for i in range(len(sizes))]
+    assert {(e.data["attempt"], e.data["stream"]) for e in output} == {(1, "stdout")}
+    # The read model holds the same lines, densely numbered in the order written.
+    page = await ok(
+        await client.get(
+            f"/api/v1/jobs/{job_id}/output", params={"after": str(total - 3)}, headers=user.headers
+        )
+    )
+    assert [(x["line_no"], x["line"]) for x in page["items"]] == [
+        (n, str(n)) for n in range(total - 2, total + 1)
+    ]
 
 
 async def test_a_failing_phase_fails_the_job_and_a_phase_past_its_timeout_is_killed(

@@ -70,6 +70,36 @@ async def test_every_delivery_verifies_with_standardwebhooks_also_during_a_secre
     assert first.body["type"] == "project.created"
 
 
+async def test_a_burst_to_one_endpoint_reuses_connections_and_records_every_attempt_once(
+    client: TestClient[Any, Any],
+    node: LogNode,
+    settings: Settings,
+    user: Caller,
+    receiver: Receiver,
+    webhooks: WebhookRoles,
+    make_projects: MakeProjects,
+) -> None:
+    endpoint = await _endpoint(client, user, receiver.url)
+    receiver.secrets = [endpoint["secret"]]
+    total = 60
+    await make_projects(user, total)
+    await receiver.wait_for(lambda got: len(got) >= total)
+
+    async def all_recorded() -> bool:
+        rows = await delivery_rows(node.store.pool, endpoint["id"])
+        return len(rows) == total and all(r["status"] == "succeeded" for r in rows)
+
+    await wait_until(all_recorded)
+    assert all(r.verified for r in receiver.received)
+    # Kept-alive connections, each opened past the guard: never one per delivery.
+    assert len({r.peer_port for r in receiver.received}) <= settings.webhook_concurrency
+    for row in await delivery_rows(node.store.pool, endpoint["id"]):
+        attempts = await attempt_rows(node.store.pool, row["delivery_id"])
+        assert row["attempts"] == 1 and [(a["attempt"], a["status_code"]) for a in attempts] == [
+            (1, 200)
+        ]
+
+
 async def test_a_receiver_that_was_down_gets_every_event_once_back_and_retries_follow_the_schedule(
     client: TestClient[Any, Any],
     node: LogNode,

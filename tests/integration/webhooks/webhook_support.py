@@ -29,6 +29,7 @@ class Received:
     body: dict[str, Any]
     headers: dict[str, str]
     verified: bool
+    peer_port: int = 0  # the sender's side of the connection it came on
 
 
 @attrs.define
@@ -66,6 +67,7 @@ class Receiver:
             body=json.loads(raw),
             headers=headers,
             verified=self._verified(raw, headers),
+            peer_port=request.transport.get_extra_info("peername")[1] if request.transport else 0,
         )
         self.received.append(got)
         async with self.arrived:
