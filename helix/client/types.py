@@ -83,6 +83,8 @@ class Job(TypedDict):
     attempt: int
     max_attempts: int
     max_duration_s: float | None
+    # low, normal, high or critical: the claim order (see the README's Priorities).
+    priority: str
     progress: int
     cost: Cost
     error: str | None
@@ -161,6 +163,7 @@ class Run(TypedDict):
     project_id: str
     job_id: str
     status: str
+    priority: NotRequired[str]
     project_status: str | None
     stream_url: str
     warnings: NotRequired[list[RunWarning]]

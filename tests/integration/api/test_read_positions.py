@@ -30,6 +30,7 @@ NOT_READS = {
     "/api/v1/stream/{job_id}": "a live stream",
     "/api/v1/ws": "a WebSocket",
     "/api/v1/jobs/{job_id}/context": "the leaseholder's read (test_workers_api), under a lease",
+    "/api/v1/jobs/{job_id}/files/{path}": "a stored file's bytes (test_artifacts), not a view",
 }
 PLAN = [{"name": "plan"}]
 
