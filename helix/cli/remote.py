@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
@@ -120,6 +120,22 @@ def register(commands: Any) -> None:
     p.add_argument("job_id", metavar="JOB_ID")
     p.add_argument("--reason")
     _action(p, cancel_job)
+    p = sub.add_parser("files", parents=[common], help="list the files a job's phases produced")
+    p.add_argument("job_id", metavar="JOB_ID")
+    _action(p, list_files)
+    p = sub.add_parser(
+        "download",
+        parents=[common],
+        help="save one of a job's files",
+        description="Save the stored file at PATH of the job (checked against its sha256) as "
+        "--output, by default its own name in the current directory; an existing file is "
+        "replaced only with --force.",
+    )
+    p.add_argument("job_id", metavar="JOB_ID")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("-o", "--output", help="where to save it")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    _action(p, download_file)
 
 
 def add_keys_list(keys: Any) -> None:
@@ -327,6 +343,33 @@ async def cancel_job(client: AsyncClient, args: argparse.Namespace, out: TextIO)
     job = await client.cancel_job(args.job_id, reason=args.reason)
     pending = " (cancel requested)" if job["cancel_requested"] else ""
     return Shown(job, f"{job['id']}  {job['status']}{pending}")
+
+
+async def list_files(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> Shown:
+    files = [f async for f in client.list_files(args.job_id)]
+    rows = [
+        [
+            f["path"],
+            str(f["size"]),
+            f"{f['phase']}#{f['attempt']}",
+            "stored" if f["stored"] else f"not stored: {f['reason']}",
+        ]
+        for f in files
+    ]
+    return Shown(files, _table(rows, ["PATH", "BYTES", "PHASE", "STATE"]))
+
+
+def _download_target(args: argparse.Namespace) -> Path:
+    target = Path(args.output or PurePosixPath(args.path).name)
+    if target.exists() and not args.force:
+        raise ValueError(f"{target} exists: --force replaces it")
+    return target
+
+
+async def download_file(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> Shown:
+    saved = await client.download_file(args.job_id, args.path, _download_target(args))
+    size = saved.stat().st_size
+    return Shown({"path": args.path, "saved": str(saved), "size": size}, f"{saved}  {size} bytes")
 
 
 async def watch_job(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> int:

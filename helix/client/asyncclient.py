@@ -16,11 +16,15 @@ with the same key and body returns the first call's answer and does nothing twic
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import math
+import os
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, cast
 
@@ -41,6 +45,7 @@ from helix.domain.job import TERMINAL
 log = logging.getLogger(__name__)
 TERMINAL_STATUSES = frozenset(status.value for status in TERMINAL)
 Id = str | uuid.UUID
+DOWNLOAD_CHUNK = 1024 * 1024
 
 
 class WaitTimeout(HelixClientError, TimeoutError):
@@ -154,6 +159,19 @@ class AsyncClient:
         answer: dict[str, Any] = await self._post("/api/v1/auth/login", body, None)
         self._http.api_key, self._http.token = None, answer["token"]
         return answer
+
+    async def refresh_token(self) -> dict[str, Any]:
+        """A fresh JWT for this client's credential (an API key, or a token not yet expired),
+        with no more scopes than it has; this client then uses it, as after `login`."""
+        answer: dict[str, Any] = await self._post("/api/v1/auth/token", None, None)
+        self._http.api_key, self._http.token = None, answer["token"]
+        return answer
+
+    async def logout(self) -> None:
+        """Revoke the JWT this client uses (streams opened with it end); the client then has
+        no credential. An API key is revoked with `revoke_key`."""
+        await self._post("/api/v1/auth/logout", None, None)
+        self._http.token = None
 
     async def me(self) -> t.User:
         return cast(t.User, await self.request("GET", "/api/v1/users/me"))
@@ -467,6 +485,36 @@ class AsyncClient:
         """A job's output lines (of one phase, if named) after the job-wide line `after`."""
         path = f"/api/v1/jobs/{ident(job_id)}/output"
         return self.pages(path, {"phase": phase, "after": after, "limit": page_size})
+
+    def list_files(self, job_id: Id, *, page_size: int = 100) -> AsyncIterator[t.File]:
+        """The files the job's phases produced, by path, each in its current version."""
+        return self.pages(f"/api/v1/jobs/{ident(job_id)}/files", {"limit": page_size})
+
+    async def download_file(self, job_id: Id, path: str, to: str | os.PathLike[str]) -> Path:
+        """Save the stored current version of the job's file at `path` as `to`: streamed to a
+        file beside it, checked against the sha256 the server gives (its ETag), and only then
+        renamed into place, so `to` is never a partial or altered copy."""
+        target = Path(to)
+        url = f"/api/v1/jobs/{ident(job_id)}/files/{urllib.parse.quote(path, safe='/')}"
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        try:
+            async with self._http.download(url) as resp:
+                if resp.status >= 300:
+                    raise await refused(resp)
+                expected = resp.headers.get("ETag", "").strip('"')
+                digest = hashlib.sha256()
+                with partial.open("wb") as out:
+                    async for chunk in resp.content.iter_chunked(DOWNLOAD_CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+            if digest.hexdigest() != expected:
+                raise ConnectionFailed(
+                    f"{url}: the bytes received do not have the sha256 the server gave"
+                )
+            partial.replace(target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return target
 
     # --- streams ------------------------------------------------------------------------------
 

@@ -133,6 +133,22 @@ class Transport:
         raise AssertionError("unreachable")  # pragma: no cover
 
     @asynccontextmanager
+    async def download(self, path: str) -> AsyncIterator[aiohttp.ClientResponse]:
+        """An open response of a file's bytes (status unchecked); a silent connection is a dead
+        one, a long download is not."""
+        headers = {**self.headers(), "Accept": "*/*"}
+        limit = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout)
+        try:
+            async with self.session().get(
+                self.base_url + path, headers=headers, timeout=limit, allow_redirects=False
+            ) as resp:
+                yield resp
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ConnectionFailed(
+                f"GET {self.base_url}{path}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    @asynccontextmanager
     async def stream(
         self, path: str, params: Params | None, last_id: int | None, read_timeout: float
     ) -> AsyncIterator[aiohttp.ClientResponse]:

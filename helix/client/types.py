@@ -64,6 +64,23 @@ class OutputLine(TypedDict):
     at: str
 
 
+class File(TypedDict):
+    """One of a job's files in its current version: stored (with its `download_url`) or not
+    (with the `reason`, e.g. over a size limit)."""
+
+    path: str
+    phase: str
+    attempt: int
+    size: int
+    sha256: str | None
+    change: str | None
+    stored: bool
+    reason: str | None
+    download_url: str | None
+    created_at: str
+    updated_at: str
+
+
 class Waiting(TypedDict):
     """Why a queued job can be claimed by no online worker: none offers `capabilities`."""
 

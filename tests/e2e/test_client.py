@@ -336,3 +336,35 @@ async def test_a_stream_refused_or_revoked_for_its_credentials_raises_the_envelo
                     pass
         assert revoked.value.code == "UNAUTHORIZED" and revoked.value.message
         await admin.cancel_job(run["job_id"])
+
+
+def test_a_jobs_files_are_listed_and_saved_byte_for_byte(served: Served, tmp_path: Any) -> None:
+    body = "".join(f"line {i} ü\n" for i in range(5000))
+    script = f"open('report.txt', 'w').write({body!r}); print('::helix file report.txt')"
+    phases = [{"name": "write", "command": ["python3", "-c", script]}]
+    saves = tmp_path / "saves"
+    saves.mkdir()
+    with Client(served.url, api_key=served.admin_key) as helix:
+        run = helix.quick_action("write a report", phases=phases)
+        assert helix.wait_job(run["job_id"], timeout=60)["status"] == "completed"
+        (listed,) = list(helix.list_files(run["job_id"]))
+        assert fits(listed, t.File) and listed["stored"] and listed["path"] == "report.txt"
+        saved = helix.download_file(run["job_id"], "report.txt", saves / "copy.txt")
+        assert saved.read_text() == body and listed["size"] == len(body.encode())
+        assert [p.name for p in saves.iterdir()] == ["copy.txt"]
+        with pytest.raises(NotFound):
+            helix.download_file(run["job_id"], "missing.txt", saves / "none.txt")
+        assert [p.name for p in saves.iterdir()] == ["copy.txt"]
+
+
+def test_a_key_is_exchanged_for_a_token_that_logout_revokes(served: Served) -> None:
+    with Client(served.url, api_key=served.admin_key) as helix:
+        answer = helix.refresh_token()
+        assert answer["token_type"].lower() == "bearer" and answer["expires_in"] > 0
+        assert helix.me()["authenticated_with"] != "api_key"
+        token = answer["token"]
+        helix.logout()
+    with Client(served.url, token=token) as revoked, pytest.raises(Unauthorized):
+        revoked.me()
+    with Client(served.url, api_key=served.admin_key) as keyed, pytest.raises(ValidationFailed):
+        keyed.logout()

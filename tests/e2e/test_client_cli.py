@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import aiohttp
 
@@ -134,3 +135,33 @@ async def test_refusals_are_messages_and_exit_codes_not_tracebacks(served: Serve
     env["HELIX_SERVER"] = "http://127.0.0.1:9"
     code, out = await run_helix(env, "projects", "list")
     assert code == 3 and "could not be reached" in out and "Traceback" not in out
+
+
+async def test_a_jobs_files_are_listed_and_downloaded(served: Served, tmp_path: Path) -> None:
+    write = "out=mkdir -p out; seq 1 3000 > out/numbers.txt; echo '::helix file out/numbers.txt'"
+    code, out = await _helix(served, "projects", "create", "files", "--phase", write, "--json")
+    assert code == 0, out
+    project = json.loads(out)
+    code, out = await _helix(served, "projects", "execute", project["id"], "--watch", "--json")
+    assert code == 0, out
+    job_id = json.loads(out.splitlines()[-1])["id"]
+
+    code, out = await _helix(served, "jobs", "files", job_id)
+    assert code == 0 and out.splitlines()[0].split() == ["PATH", "BYTES", "PHASE", "STATE"]
+    expected = "".join(f"{i}\n" for i in range(1, 3001))
+    assert out.splitlines()[1].split() == ["out/numbers.txt", str(len(expected)), "out#1", "stored"]
+    target = tmp_path / "saved" / "n.txt"
+    target.parent.mkdir()
+    args = ("jobs", "download", job_id, "out/numbers.txt", "-o", str(target))
+    code, out = await _helix(served, *args)
+    assert code == 0 and target.read_text() == expected, out
+    code, out = await _helix(served, *args)
+    assert code == 2 and "exists: --force replaces it" in out
+    target.write_text("stale")
+    code, out = await _helix(served, *args, "--force", "--json")
+    assert code == 0 and json.loads(out)["size"] == len(expected)
+    assert target.read_text() == expected
+    code, out = await _helix(
+        served, "jobs", "download", job_id, "nothing.txt", "-o", str(target), "--force"
+    )
+    assert code != 0 and "NOT_FOUND" in out and target.read_text() == expected
