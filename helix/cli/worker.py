@@ -35,8 +35,13 @@ def register(commands: Any) -> None:
     )
     p.add_argument(
         "--server",
-        default=os.environ.get("HELIX_SERVER_URL") or DEFAULT_SERVER,
-        help=f"the server's URL (env HELIX_SERVER_URL, default {DEFAULT_SERVER})",
+        default=(
+            os.environ.get("HELIX_SERVER")
+            or os.environ.get("HELIX_SERVER_URL")  # the name it had first, still read
+            or DEFAULT_SERVER
+        ),
+        help=f"the server's URL (env HELIX_SERVER, as for every client command; default "
+        f"{DEFAULT_SERVER})",
     )
     p.add_argument(
         "--key",

@@ -8,6 +8,16 @@ from collections.abc import AsyncIterable, AsyncIterator
 
 import attrs
 
+from helix.client.errors import HelixClientError
+
+# Far above any event Helix sends (a request body is 1 MiB by default), so only a stream that
+# is not Helix's, or is broken, reaches it.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
+class LineTooLong(HelixClientError):
+    """The stream sent a line longer than the client takes: it is not a Helix event stream."""
+
 
 @attrs.frozen
 class Message:
@@ -48,12 +58,24 @@ class Parser:
         return None
 
 
-async def lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[str]:
+async def lines(
+    chunks: AsyncIterable[bytes], max_line_bytes: int = MAX_LINE_BYTES
+) -> AsyncIterator[str]:
     """The lines of a byte stream (LF or CRLF), each decoded as UTF-8 once it is whole; a last
-    line the stream cut off is not a line."""
-    buffer = b""
+    line the stream cut off is not a line. A line over `max_line_bytes` is `LineTooLong`: the
+    part of a line not yet ended is kept as a list of pieces, joined once, and bounded."""
+    pending: list[bytes] = []
+    size = 0
     async for chunk in chunks:
-        buffer += chunk
-        *whole, buffer = buffer.split(b"\n")
+        *whole, rest = chunk.split(b"\n")
         for raw in whole:
+            if pending:
+                raw, pending, size = b"".join([*pending, raw]), [], 0
+            if len(raw) > max_line_bytes:
+                raise LineTooLong(f"a stream line over {max_line_bytes} bytes")
             yield raw.removesuffix(b"\r").decode("utf-8", "replace")
+        if rest:
+            size += len(rest)
+            if size > max_line_bytes:
+                raise LineTooLong(f"a stream line over {max_line_bytes} bytes")
+            pending.append(rest)

@@ -7,12 +7,13 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from helix.client.errors import STATUS_BY_CODE, RateLimited, api_error
 from helix.client.http import query
-from helix.client.sse import Message, Parser, lines
+from helix.client.sse import LineTooLong, Message, Parser, lines
 from helix.streams.sse import KEEPALIVE, named_message
 
 # JSON payloads as the server writes them: one line each (json.dumps escapes newlines).
@@ -40,10 +41,10 @@ async def _chunks(raw: bytes, cuts: list[int]) -> AsyncIterator[bytes]:
     yield raw[start:]
 
 
-async def _read(raw: bytes, cuts: list[int]) -> list[Message]:
+async def _read(raw: bytes, cuts: list[int], max_line: int = 2**20) -> list[Message]:
     parser = Parser()
     found = []
-    async for line in lines(_chunks(raw, cuts)):
+    async for line in lines(_chunks(raw, cuts), max_line):
         message = parser.feed_line(line)
         if message is not None:
             found.append(message)
@@ -59,6 +60,19 @@ def test_a_stream_split_anywhere_parses_to_the_messages_written(
     expected = [Message(kind, json.dumps(data), str(pos)) for pos, kind, data in events]
     assert got[:-1] == expected
     assert got[-1].event == "done" and got[-1].id is None
+
+
+@given(messages, st.lists(st.integers(min_value=0, max_value=4000), max_size=30))
+def test_a_line_over_the_limit_is_refused_however_it_is_split(
+    events: list[tuple[int, str, dict[str, object]]], cuts: list[int]
+) -> None:
+    raw = wire(events)
+    longest = max(len(line) for line in raw.split(b"\n"))
+    cuts = [c for c in cuts if c <= len(raw)]
+    # At the longest line's length everything is read; one byte less, it is refused.
+    assert asyncio.run(_read(raw, cuts, longest)) == asyncio.run(_read(raw, []))
+    with pytest.raises(LineTooLong):
+        asyncio.run(_read(raw, cuts, longest - 1))
 
 
 @given(messages, st.integers(min_value=1, max_value=400))
