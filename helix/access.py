@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import asyncpg
 import attrs
@@ -60,7 +60,18 @@ def may_see_owned(viewer: Viewer, owner: str | None) -> bool:
     return viewer.sees_everything or (owner is not None and owner == viewer.user_id)
 
 
-def may_see(viewer: Viewer, event: RecordedEvent, owner: str | None) -> bool:
+class Located(Protocol):
+    """Where an event is: all that the event form of the rule reads (a `RecordedEvent`, a
+    stream's frame)."""
+
+    @property
+    def stream_id(self) -> str: ...
+
+    @property
+    def project_id(self) -> uuid.UUID | None: ...
+
+
+def may_see(viewer: Viewer, event: Located, owner: str | None) -> bool:
     """The event form. `owner` is the owner of `event.project_id` (None if it has none)."""
     if viewer.sees_everything:
         return True

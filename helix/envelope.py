@@ -6,7 +6,8 @@
 - `export`: `chain` plus the event's hash, one line of `helix events export`. Same fields and
   forms as `chain`, so an import recomputes every link from the line alone.
 - `public`: what the REST API (`/events`, history), the SSE and WebSocket streams show: every
-  envelope field, times in RFC 3339 UTC with `Z` and six fraction digits (`rfc3339`).
+  envelope field, times in RFC 3339 UTC with `Z` and six fraction digits (`rfc3339`). The
+  streams have PostgreSQL render it (`PUBLIC_SQL`), the same document as text.
 - `webhook`: `public` plus the Standard Webhooks keys `id` (the event id) and `timestamp`
   (the same instant as `recorded_at`).
 
@@ -93,6 +94,17 @@ def public(event: RecordedEvent | Mapping[str, Any]) -> dict[str, Any]:
         **_common(field),
         "recorded_at": rfc3339(field("recorded_at")),
     }
+
+
+# `public` in SQL, over the columns of an `events` row: the streams write this text to clients
+# as PostgreSQL renders it, with no decoding and encoding per event. The same fields in the same
+# forms as `public` (tests compare the two for random events).
+PUBLIC_SQL = (
+    "json_build_object('position', position, 'event_id', event_id, 'stream_id', stream_id,"
+    " 'stream_type', stream_type, 'version', version, 'project_id', project_id, 'type', type,"
+    " 'schema_version', schema_version, 'data', data, 'metadata', metadata, 'recorded_at',"
+    " to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))"
+)
 
 
 def webhook(event: RecordedEvent | Mapping[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -13,18 +14,23 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import attrs
+from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, settings
 
+from helix import envelope
 from helix.bootstrap import LogNode
+from helix.client.sse import Parser
 from helix.config import Settings
 from helix.database import with_database
 from helix.domain.job import JobState
 from helix.domain.job.commands import WorkerReport
-from helix.eventstore import EventStore
+from helix.eventstore import EventStore, RecordedEvent
 from helix.services import Caller, system_caller
 from helix.services.workers import WorkerService
+from helix.streams import Frame
 
 # Enough for the phases the tests plan: a command needs `shell`, a phase without one its name.
 CAPABILITIES = ("shell", "plan", "build", "test", "deploy")
@@ -207,3 +213,57 @@ def bounded(*, examples: int) -> settings:
         database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
+
+
+def frame_of(event: RecordedEvent, owner: str | None) -> Frame:
+    """A stream frame of `event` without the database: its row as `EventStore.read_public`
+    returns it, the public JSON rendered by `helix.envelope.public`."""
+    row = {
+        "position": event.position,
+        "stream_id": event.stream_id,
+        "project_id": event.project_id,
+        "type": event.type,
+        "json": json.dumps(envelope.public(event), separators=(",", ":")),
+    }
+    return Frame(row, owner)
+
+
+async def first_sse_event(
+    client: TestClient[Any, Any], headers: dict[str, str], after: int
+) -> dict[str, Any]:
+    """The data of the first event `/events/stream` sends after position `after`."""
+    resp = await client.get(f"/api/v1/events/stream?after={after}", headers=headers)
+    assert resp.status == 200, await resp.text()
+    parser = Parser()
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                line = (await resp.content.readline()).decode().rstrip("\r\n")
+                message = parser.feed_line(line)
+                if message is not None and message.id is not None:
+                    found: dict[str, Any] = json.loads(message.data)
+                    return found
+    finally:
+        resp.close()
+
+
+async def first_websocket_event(
+    client: TestClient[Any, Any], headers: dict[str, str], after: int
+) -> dict[str, Any]:
+    """The payload of the first event a WebSocket subscription to everything after `after`
+    receives."""
+    ws = await client.ws_connect("/api/v1/ws", headers=headers)
+    try:
+        await ws.send_json(
+            {"type": "subscribe", "id": "s", "payload": {"stream": "all", "after": after}}
+        )
+        async with asyncio.timeout(20):
+            while True:
+                msg = await ws.receive()
+                assert msg.type is aiohttp.WSMsgType.TEXT, msg
+                got = json.loads(msg.data)
+                if got["type"] == "event":
+                    found: dict[str, Any] = got["payload"]
+                    return found
+    finally:
+        await ws.close()

@@ -140,7 +140,7 @@ def _shown(types: tuple[str, ...]) -> Callable[[Frame], bool] | None:
     if not types:
         return None
     wanted = TypeGlobs(types)
-    return lambda frame: wanted.matches(frame.event.type)
+    return lambda frame: wanted.matches(frame.type)
 
 
 @routes.get("/api/v1/stream/{job_id}")

@@ -25,9 +25,10 @@ import time
 from urllib.parse import urlsplit
 
 OK = b"HTTP/1.1 200"
-TICK = b'"data":{"t":'
+TICK = b'{"t":'  # a tick's payload, however its JSON is spaced (`{"t": 1.5}` as jsonb prints it)
 CAUGHT_UP = b"event: caught_up"
 NUMBER = frozenset(b"0123456789.e+-")
+SPACE = ord(" ")
 TAIL = max(len(TICK), len(CAUGHT_UP))
 
 
@@ -62,13 +63,16 @@ class Follower:
             self.caught_up = True
         start = 0
         while (found := buffer.find(TICK, start)) >= 0:
-            end = found + len(TICK)
+            begin = found + len(TICK)
+            while begin < len(buffer) and buffer[begin] == SPACE:
+                begin += 1
+            end = begin
             while end < len(buffer) and buffer[end] in NUMBER:
                 end += 1
             if end == len(buffer):  # the number goes on in the next read
                 start = found
                 break
-            self.latencies.append((arrived - float(buffer[found + len(TICK) : end])) * 1000)
+            self.latencies.append((arrived - float(buffer[begin:end])) * 1000)
             self.received += 1
             start = end
         else:

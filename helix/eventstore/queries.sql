@@ -61,19 +61,19 @@ SELECT pg_advisory_xact_lock(hashtextextended('helix.stream:' || $1, 0))
 SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1
 
 -- name: read_stream
-SELECT event_id, stream_id, stream_type, version, position, project_id, type, schema_version,
-       data, metadata, recorded_at
+SELECT {read_columns}
 FROM events
 WHERE stream_id = $1 AND version > $2
 ORDER BY version
 
 -- name: read_all
+-- Every read of events selects `{read_columns}`: the stored columns (`QUERIES`), or the
+-- columns the streams filter on and the event's public JSON text (`PUBLIC_QUERIES`).
 -- Sequenced events after a position, unfiltered: a range of the position index, in order.
 -- The filtered reads below each have a query of their own, with no `$n IS NULL OR ...`
 -- alternatives: a plan PostgreSQL caches for such a statement cannot use the index the filter
 -- needs, and falls back to scanning and sorting the whole log for every page.
-SELECT event_id, stream_id, stream_type, version, position, project_id, type, schema_version,
-       data, metadata, recorded_at
+SELECT {read_columns}
 FROM events
 WHERE position > $1
 ORDER BY position
@@ -82,8 +82,7 @@ LIMIT $2
 -- name: read_all_stream
 -- One stream's sequenced events after a position, optionally of some types ($4) and of one
 -- project ($5).
-SELECT event_id, stream_id, stream_type, version, position, project_id, type, schema_version,
-       data, metadata, recorded_at
+SELECT {read_columns}
 FROM events
 WHERE stream_id = $3
   AND position > $1
@@ -95,8 +94,7 @@ LIMIT $2
 -- name: read_all_project
 -- One project's sequenced events after a position through (project_id, position), optionally
 -- of some types ($4).
-SELECT event_id, stream_id, stream_type, version, position, project_id, type, schema_version,
-       data, metadata, recorded_at
+SELECT {read_columns}
 FROM events
 WHERE project_id = $3
   AND position > $1
@@ -108,8 +106,7 @@ LIMIT $2
 -- Sequenced events of some types ($4) in the positions ($1, $3]. No index leads to a type, so
 -- the store reads the log in bounded stretches of the position index (`read_windows`): each
 -- query's work is bounded by its stretch, not by the size of the log.
-SELECT event_id, stream_id, stream_type, version, position, project_id, type, schema_version,
-       data, metadata, recorded_at
+SELECT {read_columns}
 FROM events
 WHERE position > $1
   AND position <= $3
@@ -380,16 +377,14 @@ WHERE position = $1
 
 -- name: stream_up_to_position
 -- Time travel: a stream's sequenced events up to a log position, in version order.
-SELECT event_id, stream_id, stream_type, version, position, project_id, type, schema_version,
-       data, metadata, recorded_at
+SELECT {read_columns}
 FROM events
 WHERE stream_id = $1 AND position IS NOT NULL AND position <= $2
 ORDER BY version
 
 -- name: stream_up_to_time
 -- Time travel: a stream's sequenced events recorded at or before an instant, in version order.
-SELECT event_id, stream_id, stream_type, version, position, project_id, type, schema_version,
-       data, metadata, recorded_at
+SELECT {read_columns}
 FROM events
 WHERE stream_id = $1 AND position IS NOT NULL AND recorded_at <= $2
 ORDER BY version

@@ -18,7 +18,7 @@ from helix.eventstore.records import (
     RecordedEvent,
     stream_type_of,
 )
-from helix.eventstore.sql import QUERIES
+from helix.eventstore.sql import PUBLIC_QUERIES, QUERIES
 from helix.eventstore.wakeups import HeadWatcher, WakeUps
 from helix.globs import like_patterns
 
@@ -295,24 +295,56 @@ class EventStore:
 
         Fewer than `limit` events means every matching event up to the head (as it was when
         the call began, or later) is in the result."""
+        rows = await self._read_rows(
+            QUERIES, after_position, limit, stream_id, project_id, types, on
+        )
+        return [RecordedEvent.from_row(r) for r in rows]
+
+    async def read_public(
+        self,
+        after_position: int = 0,
+        limit: int = 1000,
+        *,
+        stream_id: str | None = None,
+        project_id: uuid.UUID | None = None,
+        types: Sequence[str] | None = None,
+    ) -> list[asyncpg.Record]:
+        """`read_all`'s events as the streams send them: rows of `position`, `stream_id`,
+        `project_id`, `type` and `json`, the event's public envelope as PostgreSQL renders it
+        (`helix.envelope.PUBLIC_SQL`), never decoded here."""
+        return await self._read_rows(
+            PUBLIC_QUERIES, after_position, limit, stream_id, project_id, types, None
+        )
+
+    async def _read_rows(
+        self,
+        queries: dict[str, str],
+        after_position: int,
+        limit: int,
+        stream_id: str | None,
+        project_id: uuid.UUID | None,
+        types: Sequence[str] | None,
+        on: asyncpg.Connection | None,
+    ) -> list[asyncpg.Record]:
         db = self.pool if on is None else on
         patterns = like_patterns(types)
+        rows: list[asyncpg.Record]
         if stream_id is not None:
             rows = await db.fetch(
-                QUERIES["read_all_stream"], after_position, limit, stream_id, patterns, project_id
+                queries["read_all_stream"], after_position, limit, stream_id, patterns, project_id
             )
         elif project_id is not None:
             rows = await db.fetch(
-                QUERIES["read_all_project"], after_position, limit, project_id, patterns
+                queries["read_all_project"], after_position, limit, project_id, patterns
             )
         elif patterns is not None:
             head = await self.head(on)
             rows = await read_windows(
-                db, QUERIES["read_window"], after_position, head, limit, patterns
+                db, queries["read_window"], after_position, head, limit, patterns
             )
         else:
-            rows = await db.fetch(QUERIES["read_all"], after_position, limit)
-        return [RecordedEvent.from_row(r) for r in rows]
+            rows = await db.fetch(queries["read_all"], after_position, limit)
+        return rows
 
     async def head(self, on: asyncpg.Connection | None = None) -> int:
         value = await (self.pool if on is None else on).fetchval(QUERIES["head"])

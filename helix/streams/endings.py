@@ -20,7 +20,7 @@ class JobEnd:
         self.stream_id = f"job-{job_id}"
 
     def is_end(self, frame: Frame) -> bool:
-        return frame.event.stream_id == self.stream_id and frame.event.type in TERMINAL_EVENT_TYPES
+        return frame.stream_id == self.stream_id and frame.type in TERMINAL_EVENT_TYPES
 
     async def ended_by(self, position: int) -> int | None:
         """The terminal event's position if the job ended at or before `position` (a client

@@ -87,20 +87,19 @@ class Filter:
         return self._types.matches(event_type)
 
     def in_scope(self, frame: Frame) -> bool:
-        event = frame.event
         match self.scope.kind:
             case ScopeKind.JOB:
-                return event.stream_id == self.scope.stream_id
+                return frame.stream_id == self.scope.stream_id
             case ScopeKind.PROJECT:
-                return event.project_id == self.scope.id
+                return frame.project_id == self.scope.id
         return True
 
     def matches(self, frame: Frame) -> bool:
         # The cheap checks first: a stream's globs cost nothing for the events it may not see.
         return (
             self.in_scope(frame)
-            and may_see(self.viewer, frame.event, frame.owner)
-            and self.wants_type(frame.event.type)
+            and may_see(self.viewer, frame, frame.owner)
+            and self.wants_type(frame.type)
         )
 
     def read_args(self) -> dict[str, Any]:

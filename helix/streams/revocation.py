@@ -131,15 +131,14 @@ class Revocations:
         if not self._by_stream:
             return
         for frame in frames:
-            event = frame.event
-            watches = self._by_stream.get(event.stream_id)
-            if not watches or event.type not in WATCHED_TYPES:
+            watches = self._by_stream.get(frame.stream_id)
+            if not watches or frame.type not in WATCHED_TYPES:
                 continue
             try:
-                decoded = self._decode(event)
+                decoded = self._decode(frame.event)
             except Exception:
                 # Fail closed: a stream is easier to reopen than a leak to take back.
-                log.exception("cannot decode %s at %s", event.type, frame.position)
+                log.exception("cannot decode %s at %s", frame.type, frame.position)
                 decoded = None
             for found in list(watches):
                 revoked = UNREADABLE if decoded is None else revoked_by(decoded, found.principal)

@@ -22,9 +22,11 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
-from helix.access import Ownership
+import asyncpg
+
+from helix.access import PROJECT_CREATED, Ownership
 from helix.database import database_unavailable
-from helix.eventstore import EventStore, HeadWatcher, RecordedEvent
+from helix.eventstore import EventStore, HeadWatcher
 from helix.streams.filters import Filter, ScopeKind
 from helix.streams.frames import Frame
 from helix.streams.revocation import Revocations
@@ -137,9 +139,8 @@ class Tailer:
         return sum(sub.buffered for sub in self.subscriptions())
 
     def _candidates(self, frame: Frame) -> Iterable[Subscription]:
-        event = frame.event
-        by_stream = self._by_stream.get(event.stream_id, ())
-        by_project = self._by_project.get(event.project_id, ()) if event.project_id else ()
+        by_stream = self._by_stream.get(frame.stream_id, ())
+        by_project = self._by_project.get(frame.project_id, ()) if frame.project_id else ()
         return itertools.chain(self._everything, by_stream, by_project)
 
     # --- following the log --------------------------------------------------------------------
@@ -172,7 +173,7 @@ class Tailer:
     async def _drain(self) -> None:
         while True:
             self.reads += 1
-            events = await self.store.read_all(self.position, self.batch_size)
+            events = await self.store.read_public(self.position, self.batch_size)
             if not events:
                 return
             frames = await self.frames(events)
@@ -180,13 +181,15 @@ class Tailer:
             if len(events) < self.batch_size:
                 return
 
-    async def frames(self, events: Sequence[RecordedEvent]) -> list[Frame]:
-        """Events with their project's owner (owners learnt from the events themselves first)."""
-        for event in events:
-            self.ownership.observe(event)
-        ids = {e.project_id for e in events if e.project_id is not None}
+    async def frames(self, rows: Sequence[asyncpg.Record]) -> list[Frame]:
+        """`read_public` rows as frames with their project's owner (owners learnt from the
+        events themselves first)."""
+        for row in rows:
+            if row["type"] == PROJECT_CREATED:
+                self.ownership.observe(Frame(row, None).event)
+        ids = {r["project_id"] for r in rows if r["project_id"] is not None}
         owners = await self.ownership.owners(ids) if ids else {}
-        return [Frame(e, owners.get(e.project_id) if e.project_id else None) for e in events]
+        return [Frame(r, owners.get(r["project_id"]) if r["project_id"] else None) for r in rows]
 
     def _publish(self, frames: list[Frame]) -> None:
         """Synchronous from the first frame to the new position: no subscriber can join or
@@ -223,8 +226,8 @@ class Tailer:
         target = self.position
         limit = min(sub.capacity, self.batch_size)
         self.catch_up_reads += 1
-        events = await self.store.read_all(sub.position, limit, **sub.filter.read_args())
-        kept = [e for e in events if e.position is not None and e.position <= target]
+        events = await self.store.read_public(sub.position, limit, **sub.filter.read_args())
+        kept = [e for e in events if e["position"] <= target]
         for frame in await self.frames(kept):
             if sub.closed or sub.position >= frame.position:
                 continue
@@ -235,7 +238,7 @@ class Tailer:
             # events come from the tailer (`target` is at most its position).
             sub.position = max(sub.position, target)
         elif kept:
-            sub.position = max(sub.position, kept[-1].position or 0)
+            sub.position = max(sub.position, kept[-1]["position"])
 
     def _replay_recent(self, sub: Subscription) -> bool:
         if not self._recent or self._recent[0].position > sub.position + 1:

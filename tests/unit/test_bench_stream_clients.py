@@ -80,3 +80,12 @@ def test_a_replay_counts_each_message_once_up_to_the_caught_up_marker(
 
     assert counter.caught_up
     assert counter.received == count
+
+
+def test_a_tick_is_found_in_json_spaced_as_postgresql_prints_it() -> None:
+    latencies: list[float] = []
+    follower = Follower(None, latencies)
+    follower.feed(HEAD + CAUGHT_UP + b'data: {"data" : {"t": 12', 100.0)
+    follower.feed(b"3.5}}\n\n", 200.0)
+
+    assert latencies == [pytest.approx((200.0 - 123.5) * 1000)]

@@ -12,7 +12,6 @@ from helix.audit.export import export_line
 from helix.audit.importer import parse_line
 from helix.eventstore import RecordedEvent
 from helix.eventstore.chain import GENESIS, link
-from helix.streams import Frame
 
 JOB = "6a1d0c8e-3b2f-4f5a-8e9d-1c2b3a4d5e6f"
 PROJECT = "9f8e7d6c-5b4a-4c3d-8e2f-1a0b9c8d7e6f"
@@ -145,12 +144,6 @@ def test_an_export_line_written_before_the_envelope_module_still_parses_and_link
     assert export_line(ROW) == old_line
     parsed = parse_line(old_line, 1)
     assert link(GENESIS, 42, parsed) == link(GENESIS, 42, ROW)
-
-
-def test_a_stream_frame_carries_the_public_envelope() -> None:
-    frame = Frame(recorded(ROW), None)
-
-    assert json.loads(frame.json) == envelope.public(ROW)
 
 
 def test_rfc3339_renders_any_zone_as_utc_with_z_and_microseconds() -> None:

@@ -13,7 +13,8 @@ from helix.access import Viewer, may_see, may_see_owned, sees_everything
 from helix.domain.user import Role
 from helix.errors import ValidationError
 from helix.globs import MAX_GLOBS
-from helix.streams import Filter, Frame, Scope, parse_types
+from helix.streams import Filter, Scope, parse_types
+from tests.support import frame_of
 
 ALICE = Viewer(user_id="alice")
 ADMIN = Viewer(user_id="root", sees_everything=True)
@@ -58,9 +59,11 @@ def test_a_user_sees_their_projects_and_their_own_user_stream_and_nothing_else()
 def test_a_filter_combines_scope_types_and_visibility() -> None:
     job = Filter(Scope.job(uuid.UUID(int=1)), ALICE, ("job.*",))
     project = Filter(Scope.project(PROJECT), ALICE)
-    mine = Frame(event(stream_id=f"job-{uuid.UUID(int=1)}"), "alice")
-    theirs = Frame(event(stream_id=f"job-{uuid.UUID(int=1)}"), "bob")
-    other_type = Frame(event(type="project.updated", stream_id=f"job-{uuid.UUID(int=1)}"), "alice")
+    mine = frame_of(event(stream_id=f"job-{uuid.UUID(int=1)}"), "alice")
+    theirs = frame_of(event(stream_id=f"job-{uuid.UUID(int=1)}"), "bob")
+    other_type = frame_of(
+        event(type="project.updated", stream_id=f"job-{uuid.UUID(int=1)}"), "alice"
+    )
 
     assert job.matches(mine) and project.matches(mine)
     assert not job.matches(theirs) and not project.matches(theirs)
@@ -71,13 +74,6 @@ def test_a_filter_combines_scope_types_and_visibility() -> None:
         "types": ["job.*"],
     }
     assert project.read_args()["project_id"] == PROJECT
-
-
-def test_a_frame_renders_the_envelope_once() -> None:
-    frame = Frame(event(position=7), "alice")
-
-    assert frame.json is frame.json
-    assert '"position":7' in frame.json and '"project_id":"' in frame.json
 
 
 class RecordingFilter(Filter):
@@ -96,8 +92,8 @@ def test_a_filter_matches_types_only_of_the_events_its_viewer_may_see() -> None:
     stalling = tuple("*?" * 48 + f"*A{i:02d}" for i in range(MAX_GLOBS))
     f = RecordingFilter(Scope.everything(), ALICE, stalling)
     long_type = "x" * 250 + "A01"
-    theirs = Frame(event(type=long_type, stream_id=f"project-{PROJECT}"), "bob")
-    mine = Frame(event(type=long_type, stream_id=f"project-{PROJECT}"), "alice")
+    theirs = frame_of(event(type=long_type, stream_id=f"project-{PROJECT}"), "bob")
+    mine = frame_of(event(type=long_type, stream_id=f"project-{PROJECT}"), "alice")
 
     assert not f.matches(theirs)
     assert f.asked == []

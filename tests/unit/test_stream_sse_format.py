@@ -10,10 +10,11 @@ from helix.client.sse import Message, Parser
 from helix.eventstore import RecordedEvent
 from helix.streams import Frame
 from helix.streams.sse import KEEPALIVE, named_message
+from tests.support import frame_of
 
 
 def frame(position: int) -> Frame:
-    return Frame(
+    return frame_of(
         RecordedEvent(
             event_id=uuid.uuid4(),
             stream_id="job-1",

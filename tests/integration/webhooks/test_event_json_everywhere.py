@@ -3,7 +3,6 @@ carry the same envelope fields, with the same timestamp form where the form is p
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import re
@@ -12,14 +11,13 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-import aiohttp
 from aiohttp.test_utils import TestClient
 from webhook_support import Caller, Receiver
 
 from helix.audit.export import export_events
 from helix.bootstrap import LogNode
-from helix.client.sse import Parser
 from helix.webhooks import WebhookRoles
+from tests.support import first_sse_event, first_websocket_event
 
 MakeProjects = Callable[..., Awaitable[list[uuid.UUID]]]
 PUBLIC = (
@@ -28,40 +26,6 @@ PUBLIC = (
 )  # fmt: skip
 # RFC 3339 in UTC with `Z` and six fraction digits: the one public form of an instant.
 PUBLIC_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
-
-
-async def _sse_event(client: TestClient[Any, Any], caller: Caller, after: int) -> dict[str, Any]:
-    resp = await client.get(f"/api/v1/events/stream?after={after}", headers=caller.headers)
-    assert resp.status == 200, await resp.text()
-    parser = Parser()
-    try:
-        async with asyncio.timeout(20):
-            while True:
-                line = (await resp.content.readline()).decode().rstrip("\r\n")
-                message = parser.feed_line(line)
-                if message is not None and message.id is not None:
-                    found: dict[str, Any] = json.loads(message.data)
-                    return found
-    finally:
-        resp.close()
-
-
-async def _ws_event(client: TestClient[Any, Any], caller: Caller, after: int) -> dict[str, Any]:
-    ws = await client.ws_connect("/api/v1/ws", headers=caller.headers)
-    try:
-        await ws.send_json(
-            {"type": "subscribe", "id": "s", "payload": {"stream": "all", "after": after}}
-        )
-        async with asyncio.timeout(20):
-            while True:
-                msg = await ws.receive()
-                assert msg.type is aiohttp.WSMsgType.TEXT, msg
-                got = json.loads(msg.data)
-                if got["type"] == "event":
-                    found: dict[str, Any] = got["payload"]
-                    return found
-    finally:
-        await ws.close()
 
 
 async def _exported(node: LogNode, position: int) -> dict[str, Any]:
@@ -91,8 +55,8 @@ async def test_every_reader_of_an_event_sees_the_same_envelope_and_time_form(
     resp = await client.get(f"/api/v1/events/{position}", headers=user.headers)
     assert resp.status == 200, await resp.text()
     audit = await resp.json()
-    sse = await _sse_event(client, user, position - 1)
-    ws = await _ws_event(client, user, position - 1)
+    sse = await first_sse_event(client, user.headers, position - 1)
+    ws = await first_websocket_event(client, user.headers, position - 1)
     exported = await _exported(node, position)
 
     expected = {name: audit[name] for name in PUBLIC}
