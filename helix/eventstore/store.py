@@ -288,10 +288,11 @@ class EventStore:
         project_id: uuid.UUID | None = None,
         types: Sequence[str] | None = None,
         on: asyncpg.Connection | None = None,
+        head: int | None = None,
     ) -> list[RecordedEvent]:
         """Sequenced events after a position, in position order, optionally filtered; `on` a
         connection the caller holds (one that holds a connection must not wait for a second
-        from the same pool), else on the pool.
+        from the same pool), else on the pool; `head` the head the caller read already.
 
         Fewer than `limit` events means every matching event up to the head (as it was when
         the call began, or later) is in the result."""
@@ -306,7 +307,8 @@ class EventStore:
                 QUERIES["read_all_project"], after_position, limit, project_id, patterns
             )
         elif patterns is not None:
-            head = await self.head(on)
+            if head is None:
+                head = await self.head(on)
             rows = await read_windows(
                 db, QUERIES["read_window"], after_position, head, limit, patterns
             )
