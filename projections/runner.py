@@ -5,11 +5,12 @@ events after it, and stores the new checkpoint, so a batch's effect happens exac
 with runners on several nodes. What the append transactions already applied inline is known from
 the read models' own versions, read for the whole batch in one query (`pending`), and skipped
 with no further statement and no write. Between batches the runner waits for the head to pass
-its checkpoint (woken by the sequencer's NOTIFY, with a polling fallback), and a batch that
-follows a small one waits out `min_interval` first: under load the sequencer advances many times a
+its checkpoint (woken by the sequencer's NOTIFY, with a polling fallback), and after a small
+batch it waits `min_interval` more: under load the sequencer advances many times a
 second, and one batch per advance would cost each projection a checkpoint lock, a read and a
 checkpoint write each time for an event or two that the append transactions applied inline
-already. What the REST API reads is applied inline, so only background read models lag by it.
+already. Every read model the REST API reads is applied inline, so only the checkpoint (and a
+read model a non-inline projection keeps) lags by it.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ class ProjectionRunner:
         *,
         batch_size: int = 500,
         poll_interval: float = 1.0,
-        min_interval: float = 0.05,
+        min_interval: float = 0.25,
         supervisor: Supervisor | None = None,
     ) -> None:
         self.store = store
