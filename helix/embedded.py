@@ -63,6 +63,7 @@ MAX_SOCKET_PATH = 107
 # Tests and throwaway servers trade durability for speed; `helix serve` never does.
 NON_DURABLE_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 IDENT_MAP = "helix"
+STATEMENT_STATS = "pg_stat_statements"
 ACCESS_HEADER = "# Written by Helix at every start of the server; edits here are lost.\n"
 
 
@@ -223,6 +224,9 @@ class EmbeddedPostgres:
         }
         if not self.durable:
             settings.update(NON_DURABLE_SETTINGS)
+        if (_bin_path().parent / "lib" / f"{STATEMENT_STATS}.so").exists():
+            # Per-query counts and WAL for operators and `helix bench`; loaded only at start.
+            settings["shared_preload_libraries"] = STATEMENT_STATS
         options = " ".join(f"-c {shlex.quote(f'{k}={v}')}" for k, v in settings.items())
         self._pg_ctl(
             "start", "-w", "-t", "60", "-l", str(self.pgdata / "server.log"), "-o", options

@@ -1,8 +1,9 @@
 """`helix bench jobs`: the job path end to end over real HTTP, beside procrastinate.
 
 A job here is what a user and a worker do with one: the user executes a project (one no-op
-phase), a worker claims it, reports the phase's start, its end with the progress, and the job's
-completion, the requests the reference worker makes, each with its idempotency key. Measured:
+phase), a worker claims it, reports the phase's start, then its end with the progress and the
+job's completion in one request, the requests the reference worker makes, each with its
+idempotency key. Measured:
 
 - jobs/s with 1 and 8 workers: N jobs executed by as many concurrent clients as there are
   workers while the workers run them, until the last one completed;
@@ -11,8 +12,9 @@ completion, the requests the reference worker makes, each with its idempotency k
 - database statements per job at 8 workers: every statement the Helix process sends (API,
   sequencer, projection runner, reaper, webhook roles), counted by an asyncpg query logger on
   each of its connections, transaction control (BEGIN, COMMIT, savepoints) apart, and its
-  transactions (COMMITs) per job. The pg_stat_statements extension would count on the server,
-  but it needs `shared_preload_libraries`, which the embedded server does not load.
+  transactions (COMMITs) per job; and, for Helix and the peer alike, what the server counted in
+  each one's database: pg_stat_statements calls and the WAL records they wrote (the embedded
+  server loads the extension; another server shows them where it does too).
 
 The peer, procrastinate (the optional `bench` extra), runs the same number of no-op jobs with
 the same worker counts on the same PostgreSQL server in the same run; `--no-peer` leaves it out.
@@ -35,7 +37,7 @@ from aiohttp import web
 from asyncpg.connection import LoggedQuery
 
 from helix.api.app import create_app
-from helix.bench.common import percentile
+from helix.bench.common import percentile, server_counts
 from helix.bootstrap import Components, LogNode
 from helix.cli.serve import background_roles
 from helix.config import Settings
@@ -76,6 +78,8 @@ class Figures:
     p99_ms: float
     statements: float = float("nan")
     transactions: float = float("nan")
+    server_statements: float = float("nan")
+    wal_records: float = float("nan")
 
 
 class Bench:
@@ -129,10 +133,10 @@ class Bench:
             if claim is None:
                 continue
             token = claim.lease.fencing_token
+            # As the reference worker does: the last phase's end and the job's in one request.
             for batch in (
                 [reports.phase_started(PHASE)],
-                [reports.phase_completed(PHASE), reports.progress(100)],
-                [reports.job_completed()],
+                [reports.phase_completed(PHASE), reports.progress(100), reports.job_completed()],
             ):
                 key = str(uuid.uuid4())
                 await client.report(claim.job_id, token, batch, idempotency_key=key)
@@ -217,11 +221,13 @@ async def run_helix(url: str, settings: Settings, *, jobs: int, samples: int) ->
             ready = await bench.projects(2 * jobs + samples)
             rate_k1 = await bench.throughput(ready[:jobs], 1)
             statements, commits = counter.statements, counter.commits
+            before = await server_counts(url)
             rate_k8 = await bench.throughput(ready[jobs : 2 * jobs], 8)
+            server, wal = (await server_counts(url)).per(before, jobs)
             per_job = (counter.statements - statements) / jobs
             transactions = (counter.commits - commits) / jobs
             p50, p99 = await bench.latency(ready[2 * jobs :])
-        return Figures(rate_k1, rate_k8, p50, p99, per_job, transactions)
+        return Figures(rate_k1, rate_k8, p50, p99, per_job, transactions, server, wal)
     finally:
         if runner is not None:
             components.services.workers.stop_waiting()
@@ -237,9 +243,11 @@ async def run_peer(url: str, *, jobs: int, samples: int) -> Figures:
 
     async with Peer(url) as peer:
         rate_k1, _ = await peer.throughput(jobs, 1)
+        before = await server_counts(url)
         rate_k8, statements = await peer.throughput(jobs, 8)
+        server, wal = (await server_counts(url)).per(before, jobs)
         p50, p99 = await peer.latency(samples)
-    return Figures(rate_k1, rate_k8, p50, p99, statements)
+    return Figures(rate_k1, rate_k8, p50, p99, statements, statements, server, wal)
 
 
 def report(helix: Figures, peer: Figures | None, jobs: int, samples: int) -> None:
@@ -267,11 +275,19 @@ def report(helix: Figures, peer: Figures | None, jobs: int, samples: int) -> Non
         " (x slower)",
     )
     row("statements per job, k8", helix.statements, None if peer is None else peer.statements)
-    row("transactions per job, k8", helix.transactions, None if peer is None else peer.statements)
+    row("transactions per job, k8", helix.transactions, None if peer is None else peer.transactions)
+    row(
+        "server statements/job, k8",
+        helix.server_statements,
+        None if peer is None else peer.server_statements,
+    )
+    row("WAL records per job, k8", helix.wal_records, None if peer is None else peer.wal_records)
     print(
         "statements: every one the Helix process sent, counted by an asyncpg query logger, and "
         "every query procrastinate's connector sent, each in a transaction of its own; "
-        "BEGIN/COMMIT not counted as statements"
+        "BEGIN/COMMIT not counted as statements. Server statements and WAL records: "
+        "pg_stat_statements in each one's database over the 8-worker run (nan where the server "
+        "does not load it), the probes and transaction control apart"
     )
     if peer is None:
         print("jobs ratio k8: - (no peer)")

@@ -288,15 +288,16 @@ class EventStore:
         project_id: uuid.UUID | None = None,
         types: Sequence[str] | None = None,
         on: asyncpg.Connection | None = None,
+        head: int | None = None,
     ) -> list[RecordedEvent]:
         """Sequenced events after a position, in position order, optionally filtered; `on` a
         connection the caller holds (one that holds a connection must not wait for a second
-        from the same pool), else on the pool.
+        from the same pool), else on the pool; `head` the head the caller read already.
 
         Fewer than `limit` events means every matching event up to the head (as it was when
         the call began, or later) is in the result."""
         rows = await self._read_rows(
-            QUERIES, after_position, limit, stream_id, project_id, types, on
+            QUERIES, after_position, limit, stream_id, project_id, types, on, head
         )
         return [RecordedEvent.from_row(r) for r in rows]
 
@@ -325,6 +326,7 @@ class EventStore:
         project_id: uuid.UUID | None,
         types: Sequence[str] | None,
         on: asyncpg.Connection | None,
+        head: int | None = None,
     ) -> list[asyncpg.Record]:
         db = self.pool if on is None else on
         patterns = like_patterns(types)
@@ -338,7 +340,8 @@ class EventStore:
                 queries["read_all_project"], after_position, limit, project_id, patterns
             )
         elif patterns is not None:
-            head = await self.head(on)
+            if head is None:
+                head = await self.head(on)
             rows = await read_windows(
                 db, queries["read_window"], after_position, head, limit, patterns
             )

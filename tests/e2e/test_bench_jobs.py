@@ -17,6 +17,8 @@ ROWS = (
     "execute -> completed p99 ms",
     "statements per job, k8",
     "transactions per job, k8",
+    "server statements/job, k8",
+    "WAL records per job, k8",
 )
 NUMBER = r"\d+\.\d"
 
