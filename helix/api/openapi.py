@@ -115,10 +115,15 @@ def summary(handler: Any) -> str:
 
 
 def _media(path: str) -> dict[str, Any]:
+    text = {"schema": {"type": "string"}}
     if path == "/metrics":
-        return {"text/plain": {"schema": {"type": "string"}}}
+        return {"text/plain": text}
+    if path == "/":
+        return {"text/html": text}
+    if path.startswith("/ui/"):
+        return {kind: text for kind in ("text/html", "text/javascript", "text/css")}
     if path.endswith("/stream") or "/stream/" in path:
-        return {"text/event-stream": {"schema": {"type": "string"}}}
+        return {"text/event-stream": text}
     return {"application/json": {"schema": JSON_OBJECT}}
 
 

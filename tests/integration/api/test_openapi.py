@@ -114,5 +114,6 @@ async def test_every_operation_has_parameter_and_response_schemas_and_whole_summ
         p for p in stream["parameters"] if p["in"] == "header"
     ).items()
     assert "text/plain" in doc["paths"]["/metrics"]["get"]["responses"]["2XX"]["content"]
+    assert "text/html" in doc["paths"]["/"]["get"]["responses"]["2XX"]["content"]
     login = doc["paths"]["/api/v1/auth/login"]["post"]
     assert any(p["name"] == "Idempotency-Key" for p in login["parameters"])
