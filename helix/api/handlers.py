@@ -38,7 +38,12 @@ PAGING = ("limit", "offset")
 def documented(request: RequestSchema | None = None, **responses: str) -> Callable[[F], F]:
     """OpenAPI for a handler: its body schema and its responses by status (`_201="created"`)."""
     described: dict[str, Any] = {
-        status.lstrip("_"): {"description": text, "content": {"application/json": {}}}
+        status.lstrip("_"): {
+            "description": text,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+        if status != "_204"
+        else {"description": text}
         for status, text in responses.items()
     }
     described["default"] = {"$ref": "#/components/responses/Error"}

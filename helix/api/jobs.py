@@ -152,7 +152,7 @@ def _disposition(path: str) -> str:
 DOWNLOAD: dict[str, Any] = {
     "200": {
         "description": "the file's bytes (ETag: its sha256), as an attachment",
-        "content": {"application/octet-stream": {}},
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
     },
     "304": {"description": "the file is the one `If-None-Match` names"},
     "default": {"$ref": "#/components/responses/Error"},

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from helix import __version__ as helix_version
-from helix.api.requests import is_public, public
+from helix.api.requests import QUERY, is_public, public, query_rule
 from helix.api.scopes import PLACEHOLDER, ROUTE_SCOPES, template
 from helix.api.validation import RequestSchema
 from helix.domain.user.scopes import SCOPES
@@ -89,27 +89,77 @@ def served_routes(app: web.Application) -> list[tuple[str, str, Any]]:
     return found
 
 
+# Headers some operations read: every POST takes an `Idempotency-Key`; a stream resumes after
+# the `Last-Event-ID` an EventSource sends when it reconnects.
+IDEMPOTENCY_KEY: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "the same key and body get the stored response back",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+LAST_EVENT_ID: dict[str, Any] = {
+    "name": "Last-Event-ID",
+    "in": "header",
+    "required": False,
+    "description": "resume after this log position (wins over `after`)",
+    "schema": {"type": "string"},
+}
+JSON_OBJECT: dict[str, Any] = {"type": "object"}
+
+
+def summary(handler: Any) -> str:
+    """The docstring's first paragraph on one line (a first line may end mid-sentence)."""
+    paragraph = (handler.__doc__ or "").strip().split("\n\n", 1)[0]
+    return " ".join(paragraph.split()) or handler.__name__.replace("_", " ").capitalize() + "."
+
+
+def _media(path: str) -> dict[str, Any]:
+    text = {"schema": {"type": "string"}}
+    if path == "/metrics":
+        return {"text/plain": text}
+    if path == "/":
+        return {"text/html": text}
+    if path.startswith("/ui/"):
+        return {kind: text for kind in ("text/html", "text/javascript", "text/css")}
+    if path.endswith("/stream") or "/stream/" in path:
+        return {"text/event-stream": text}
+    return {"application/json": {"schema": JSON_OBJECT}}
+
+
+def _parameters(method: str, path: str, handler: Any) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = [
+        {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+        for p in PLACEHOLDER.findall(path)
+    ]
+    found += [
+        {"name": name, "in": "query", "required": False, "schema": QUERY[name]}
+        for name in sorted(query_rule(handler).names)
+    ]
+    if method == "POST":
+        found.append(IDEMPOTENCY_KEY)
+    if "text/event-stream" in _media(path):
+        found.append(LAST_EVENT_ID)
+    return found
+
+
 def _operation(method: str, path: str, handler: Any) -> dict[str, Any]:
-    doc = (handler.__doc__ or "").strip().splitlines()
     extra: dict[str, Any] = getattr(handler, "__openapi__", {})
     segments = [s for s in path.split("/") if s and not s.startswith("{")]
     tag = segments[2] if segments[:2] == ["api", "v1"] and len(segments) > 2 else "operations"
     operation: dict[str, Any] = {
         "operationId": f"{handler.__module__.rsplit('.', 1)[-1]}.{handler.__name__}",
-        "summary": doc[0] if doc else handler.__name__.replace("_", " "),
+        "summary": summary(handler),
         "tags": [tag],
         "responses": extra.get("responses")
         or {
-            "2XX": {"description": "success", "content": {"application/json": {}}},
+            "2XX": {"description": "success", "content": _media(path)},
             "default": {"$ref": "#/components/responses/Error"},
         },
     }
-    params = PLACEHOLDER.findall(path)
+    params = _parameters(method, path, handler)
     if params:
-        operation["parameters"] = [
-            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-            for p in params
-        ]
+        operation["parameters"] = params
     if "request" in extra:
         operation["requestBody"] = {
             "required": extra.get("request_required", True),

@@ -30,6 +30,40 @@ class QueryRule:
 
 
 NO_QUERY = QueryRule(frozenset(), {})
+_TEXT: dict[str, Any] = {"type": "string", "minLength": 1}
+_COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
+_FLAG: dict[str, Any] = {"type": "string", "enum": ["true", "false", "1", "0"]}
+_TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
+# Each query parameter's JSON schema, said once: the OpenAPI document shows it for every route
+# that declares the name (a route's handler narrows bounds such as a page size's maximum).
+QUERY: Mapping[str, dict[str, Any]] = {
+    "access_token": _TEXT,
+    "actor": _TEXT,
+    "after": _COUNT,
+    "archived": _FLAG,
+    "as_of": {"anyOf": [_COUNT, _TIME]},
+    "change": _TEXT,
+    "fencing_token": _COUNT,
+    "follow": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]},
+    "include_revoked": _FLAG,
+    "limit": {"type": "integer", "minimum": 1},
+    "offset": _COUNT,
+    "online": _FLAG,
+    "phase": _TEXT,
+    "priority": _TEXT,
+    "project_id": _TEXT,
+    "project_type": _TEXT,
+    "role": _TEXT,
+    "sha256": _TEXT,
+    "since": _TIME,
+    "size": _COUNT,
+    "status": _TEXT,
+    "stream_id": _TEXT,
+    "type": _TEXT,
+    "until": _TIME,
+    "user_id": _TEXT,
+    "wait": _COUNT,
+}
 # Names clients bring from elsewhere, and the one Helix reads instead (said in the refusal).
 MISNAMED = {"types": "type", "page": "offset", "page_size": "limit", "per_page": "limit"}
 
@@ -40,6 +74,7 @@ def query_params(*names: str, aliases: Mapping[str, str] | None = None) -> Calla
     runs (`checked_query`), and a handler that declares none takes none."""
     rule = QueryRule(frozenset(names), dict(aliases or {}))
     assert set(rule.aliases.values()) <= rule.names, "an alias names a declared parameter"
+    assert rule.names <= set(QUERY), "every query parameter has a schema in QUERY"
 
     def mark(handler: F) -> F:
         handler.__helix_query__ = rule  # type: ignore[attr-defined]

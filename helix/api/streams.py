@@ -19,8 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from helix.api.handlers import documented
 from helix.api.health import SUPERVISOR
-from helix.api.openapi import describe
 from helix.api.requests import public, query_params
 from helix.appkeys import SETTINGS, STORE, VERIFIER
 from helix.audit.filters import parse_types as query_types
@@ -184,12 +184,7 @@ async def stream_websocket(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/api/v1/stream-tokens")
-@describe(
-    responses={
-        "201": {"description": "a stream token: token, expires_at, expires_in"},
-        "default": {"$ref": "#/components/responses/Error"},
-    }
-)
+@documented(_201="a stream token: token, expires_at, expires_in")
 async def create_stream_token(request: web.Request) -> web.Response:
     """A short-lived token for the caller, accepted only by the stream endpoints (in
     `?access_token=` or a WebSocket `auth` message)."""

@@ -7,6 +7,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from helix.api.openapi import served_routes
+from helix.api.requests import query_rule
 from helix.api.scopes import ROUTE_SCOPES
 from helix.domain.user.scopes import SCOPES
 
@@ -81,3 +83,37 @@ async def test_every_operation_names_the_scope_it_needs_and_the_schemes_list_eve
             needed = ROUTE_SCOPES[(method.upper(), path)]
             expected = [] if needed is None else [{"bearer": [needed]}, {"apiKey": [needed]}]
             assert operation["security"] == expected, (method, path)
+
+
+async def test_every_operation_has_parameter_and_response_schemas_and_whole_summaries(
+    client: TestClient[Any, Any], app: web.Application
+) -> None:
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            where = f"{method} {path}"
+            assert operation["summary"].endswith("."), where
+            for parameter in operation.get("parameters", []):
+                assert parameter["schema"], where
+            for status, response in operation["responses"].items():
+                if "$ref" in response or status in ("204", "304"):  # no body
+                    continue
+                assert response.get("content"), where
+                assert all(media["schema"] for media in response["content"].values()), where
+    for method, path, handler in served_routes(app):
+        declared = {
+            p["name"]
+            for p in doc["paths"][path][method.lower()].get("parameters", [])
+            if p["in"] == "query"
+        }
+        assert declared == set(query_rule(handler).names), f"{method} {path}"
+    stream = doc["paths"]["/api/v1/events/stream"]["get"]
+    assert "text/event-stream" in stream["responses"]["2XX"]["content"]
+    assert {"name": "Last-Event-ID", "in": "header"}.items() <= next(
+        p for p in stream["parameters"] if p["in"] == "header"
+    ).items()
+    assert "text/plain" in doc["paths"]["/metrics"]["get"]["responses"]["2XX"]["content"]
+    assert "text/html" in doc["paths"]["/"]["get"]["responses"]["2XX"]["content"]
+    login = doc["paths"]["/api/v1/auth/login"]["post"]
+    assert any(p["name"] == "Idempotency-Key" for p in login["parameters"])
