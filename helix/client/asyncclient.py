@@ -303,6 +303,11 @@ class AsyncClient:
         path = f"/api/v1/projects/{ident(project_id)}"
         return cast(t.Project, await self.request("DELETE", path))
 
+    async def unarchive_project(self, project_id: Id) -> t.Project:
+        """Bring an archived project back."""
+        path = f"/api/v1/projects/{ident(project_id)}/unarchive"
+        return cast(t.Project, await self.request("POST", path))
+
     async def project_status(self, project_id: Id) -> t.ProjectStatus:
         path = f"/api/v1/projects/{ident(project_id)}/status"
         return cast(t.ProjectStatus, await self.request("GET", path))
