@@ -124,8 +124,10 @@ async def page(
     limit: int,
     offset: int,
     priority: JobPriority | None = None,
+    dead_lettered: bool | None = None,
 ) -> tuple[list[asyncpg.Record], int]:
-    filters = (owner, project_id, status, None if priority is None else priority.rank)
+    rank = None if priority is None else priority.rank
+    filters = (owner, project_id, status, rank, dead_lettered)
     rows = await conn.fetch(sql(SQL, "list", LIVE), *filters, limit, offset)
     total: int = await conn.fetchval(sql(SQL, "count", LIVE), *filters)
     return list(rows), total

@@ -150,14 +150,15 @@ SELECT * FROM {jobs} WHERE job_id = $1
 
 -- name: list
 -- $1 owner (NULL: everyone's; `Viewer.owner_filter`, spliced in by `helix.access`), $2 project_id, $3 status,
--- $4 priority (its rank).
+-- $4 priority (its rank), $5 dead_lettered (NULL: both).
 SELECT * FROM {jobs}
 WHERE {owner_visible}
   AND ($2::uuid IS NULL OR project_id = $2)
   AND ($3::text IS NULL OR status = $3)
   AND ($4::smallint IS NULL OR priority = $4)
+  AND ($5::boolean IS NULL OR dead_lettered = $5)
 ORDER BY created_at DESC, job_id
-LIMIT $5 OFFSET $6
+LIMIT $6 OFFSET $7
 
 -- name: count
 SELECT count(*) FROM {jobs}
@@ -165,6 +166,7 @@ WHERE {owner_visible}
   AND ($2::uuid IS NULL OR project_id = $2)
   AND ($3::text IS NULL OR status = $3)
   AND ($4::smallint IS NULL OR priority = $4)
+  AND ($5::boolean IS NULL OR dead_lettered = $5)
 
 -- name: claim_filter
 -- A job a worker offering capabilities $1 (a jsonb array) may take at time $2: queued and not

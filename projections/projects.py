@@ -15,6 +15,7 @@ from helix.domain.project import (
     ProjectMessagePosted,
     ProjectPhasesPlanned,
     ProjectStatusChanged,
+    ProjectUnarchived,
     ProjectUpdated,
 )
 from helix.eventstore import RecordedEvent
@@ -62,6 +63,8 @@ class ProjectsProjection(StreamProjection):
                 return [(sql(SQL, "message_posted", t), (decoded.project_id, decoded.at, v))]
             case ProjectArchived():
                 return [(sql(SQL, "archived", t), (decoded.project_id, decoded.at, v))]
+            case ProjectUnarchived():
+                return [(sql(SQL, "unarchived", t), (decoded.project_id, decoded.at, v))]
         return []
 
 

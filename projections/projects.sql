@@ -36,6 +36,10 @@ WHERE project_id = $1 AND version = $3 - 1
 UPDATE {projects} SET archived = true, updated_at = $2, version = $3
 WHERE project_id = $1 AND version = $3 - 1
 
+-- name: unarchived
+UPDATE {projects} SET archived = false, updated_at = $2, version = $3
+WHERE project_id = $1 AND version = $3 - 1
+
 -- name: applied
 -- The version each project in $1 reflects (see projections/seen.py).
 SELECT project_id AS id, version FROM {projects} WHERE project_id = ANY ($1::uuid[])

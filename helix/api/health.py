@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from aiohttp import web
 
+from helix import __version__
 from helix.api.requests import probe
 from helix.appkeys import POOL, SETTINGS
 from helix.errors import Unavailable
@@ -18,6 +20,8 @@ routes = web.RouteTableDef()
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 
 CHECK_TIMEOUT = 5.0
+# When this process started serving (its module is loaded once, by the app that serves it).
+STARTED = time.monotonic()
 
 
 def failed_checks(checks: dict[str, Any]) -> list[str]:
@@ -32,8 +36,10 @@ def failed_checks(checks: dict[str, Any]) -> list[str]:
 @routes.get("/healthz")
 @probe
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process is up and serving (the database is not asked)."""
-    return web.json_response({"status": "ok"})
+    """Liveness: the process is up and serving (the database is not asked), with the
+    version it runs and the seconds since it started."""
+    uptime_s = round(time.monotonic() - STARTED, 3)
+    return web.json_response({"status": "ok", "version": __version__, "uptime_s": uptime_s})
 
 
 @routes.get("/readyz")

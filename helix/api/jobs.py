@@ -33,6 +33,7 @@ from helix.appkeys import SETTINGS, STORE
 from helix.audit import time_travel
 from helix.domain.job import JobPriority, JobStatus
 from helix.domain.project.decider import MAX_REASON_CHARS
+from helix.errors import ValidationError
 from helix.services.views import artifact_view
 
 routes = web.RouteTableDef()
@@ -42,14 +43,18 @@ CANCEL = object_body({"reason": strings(max_length=MAX_REASON_CHARS)})
 
 
 @routes.get("/api/v1/jobs")
-@query_params(*PAGING, "project_id", "status", "priority")
+@query_params(*PAGING, "project_id", "status", "priority", "dead_lettered")
 @documented(_200="a page of jobs, newest first: items, next, has_more")
 async def list_jobs(request: web.Request) -> web.Response:
-    """List jobs, newest first, filtered by project_id, status and priority."""
+    """List jobs, newest first, filtered by project_id, status, priority and dead_lettered
+    (`true`: only the jobs that failed out of attempts, `false`: the others)."""
     who = caller(request)
     project_id = query_id(request, "project_id")
     status = query_choice(request, "status", JobStatus)
     priority = query_choice(request, "priority", JobPriority)
+    dead_lettered = request.query.get("dead_lettered")
+    if dead_lettered not in (None, "true", "false"):
+        raise ValidationError("'dead_lettered' must be one of: true, false", field="dead_lettered")
     limit, offset = paging(request)
     at = position(request)
     result = await services(request).queries.jobs(
@@ -57,6 +62,7 @@ async def list_jobs(request: web.Request) -> web.Response:
         project_id=project_id,
         status=status,
         priority=None if priority is None else JobPriority(priority),
+        dead_lettered=None if dead_lettered is None else dead_lettered == "true",
         limit=limit,
         offset=offset,
     )

@@ -1,4 +1,4 @@
-"""Projects: create, list, show, update, archive, and drive their runs."""
+"""Projects: create, list, show, update, archive, unarchive, and drive their runs."""
 
 from __future__ import annotations
 
@@ -269,6 +269,21 @@ async def archive_project(request: web.Request) -> web.Response:
     who = caller(request, write=True)
     project_id = path_id(request, "project_id", "project")
     await services(request).projects.archive(who, project_id)
+    return await _show(request, project_id)
+
+
+@routes.post("/api/v1/projects/{project_id}/unarchive")
+@documented(
+    _200="the project, back in the default listing",
+    _409="the project is not archived",
+    _429="the project limit is reached",
+)
+async def unarchive_project(request: web.Request) -> web.Response:
+    """Bring an archived project back (its owner or an admin); it counts toward the owner's
+    project limit again."""
+    who = caller(request, write=True)
+    project_id = path_id(request, "project_id", "project")
+    await services(request).projects.unarchive(who, project_id)
     return await _show(request, project_id)
 
 

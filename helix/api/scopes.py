@@ -64,6 +64,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", PROJECT): PROJECTS_READ,
     ("PATCH", PROJECT): PROJECTS_WRITE,
     ("DELETE", PROJECT): PROJECTS_WRITE,
+    ("POST", PROJECT + "/unarchive"): PROJECTS_WRITE,
     ("POST", PROJECT + "/ready"): PROJECTS_WRITE,
     ("POST", PROJECT + "/execute"): JOBS_RUN,
     # Creates a project and runs it: the handler also needs `jobs:run` (as a message with

@@ -303,6 +303,11 @@ class AsyncClient:
         path = f"/api/v1/projects/{ident(project_id)}"
         return cast(t.Project, await self.request("DELETE", path))
 
+    async def unarchive_project(self, project_id: Id) -> t.Project:
+        """Bring an archived project back."""
+        path = f"/api/v1/projects/{ident(project_id)}/unarchive"
+        return cast(t.Project, await self.request("POST", path))
+
     async def project_status(self, project_id: Id) -> t.ProjectStatus:
         path = f"/api/v1/projects/{ident(project_id)}/status"
         return cast(t.ProjectStatus, await self.request("GET", path))
@@ -435,12 +440,19 @@ class AsyncClient:
     # --- jobs ---------------------------------------------------------------------------------
 
     def list_jobs(
-        self, *, project_id: Id | None = None, status: str | None = None, page_size: int = 50
+        self,
+        *,
+        project_id: Id | None = None,
+        status: str | None = None,
+        dead_lettered: bool | None = None,
+        page_size: int = 50,
     ) -> AsyncIterator[t.Job]:
-        """Every job the caller may see, newest first."""
+        """Every job the caller may see, newest first (`dead_lettered`: only those, or only the
+        others)."""
         params = {
             "project_id": ident(project_id) if project_id is not None else None,
             "status": status,
+            "dead_lettered": dead_lettered,
             "limit": page_size,
         }
         return self.pages("/api/v1/jobs", params)

@@ -125,6 +125,7 @@ class Client:
     get_project = _blocking(AsyncClient.get_project)
     update_project = _blocking(AsyncClient.update_project)
     archive_project = _blocking(AsyncClient.archive_project)
+    unarchive_project = _blocking(AsyncClient.unarchive_project)
     project_status = _blocking(AsyncClient.project_status)
     project_history = _iterating(AsyncClient.project_history)
     ready = _blocking(AsyncClient.ready)

@@ -1,4 +1,5 @@
-"""Commands on projects: create, update, discuss, ready, execute, pause, resume, cancel, archive."""
+"""Commands on projects: create, update, discuss, ready, execute, pause, resume, cancel, archive,
+unarchive."""
 
 from __future__ import annotations
 
@@ -73,14 +74,7 @@ class ProjectService:
         owner = tx.caller.user_id
         await projects_model.lock_owner(tx.conn, owner)
         active = await projects_model.count_active(tx.conn, owner)
-        limit = self.settings.max_projects_per_user
-        if active >= limit:
-            raise RateLimited(
-                f"project limit reached: a user may have at most {limit} projects "
-                "(archive one to make room)",
-                limit=limit,
-                current=active,
-            )
+        self._check_room(active)
         command = project.CreateProject(
             project_id=project_id,
             name=name,
@@ -165,6 +159,28 @@ class ProjectService:
 
     async def archive(self, caller: Caller, project_id: UUID) -> ProjectState:
         return await self._simple(caller, project_id, project.ArchiveProject(at=self.writer.now()))
+
+    async def unarchive(self, caller: Caller, project_id: UUID) -> ProjectState:
+        """Bring an archived project back; it counts against its owner's project limit again."""
+
+        async def work(tx: Tx) -> ProjectState:
+            state = await tx.visible_project(project_id)
+            if state.archived:
+                await projects_model.lock_owner(tx.conn, state.owner)
+                self._check_room(await projects_model.count_active(tx.conn, state.owner))
+            return await tx.decide_project(project_id, project.UnarchiveProject(at=tx.at))
+
+        return await self.writer.run(caller, work)
+
+    def _check_room(self, active: int) -> None:
+        limit = self.settings.max_projects_per_user
+        if active >= limit:
+            raise RateLimited(
+                f"project limit reached: a user may have at most {limit} projects "
+                "(archive one to make room)",
+                limit=limit,
+                current=active,
+            )
 
     async def mark_ready(self, caller: Caller, project_id: UUID) -> ProjectState:
         return await self._simple(caller, project_id, project.MarkReady(at=self.writer.now()))

@@ -182,6 +182,7 @@ class Queries:
         project_id: UUID | None = None,
         status: str | None = None,
         priority: JobPriority | None = None,
+        dead_lettered: bool | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> dict[str, Any]:
@@ -193,6 +194,7 @@ class Queries:
                 project_id=project_id,
                 status=status,
                 priority=priority,
+                dead_lettered=dead_lettered,
                 limit=limit,
                 offset=offset,
             )

@@ -122,6 +122,9 @@ async def test_async_client_drives_a_project_from_creation_to_its_completed_job(
         assert archived["archived"] is True
         assert project["id"] not in [p["id"] async for p in helix.list_projects()]
         assert project["id"] in [p["id"] async for p in helix.list_projects(archived=True)]
+        unarchived = await helix.unarchive_project(project["id"])
+        assert unarchived["archived"] is False
+        assert project["id"] in [p["id"] async for p in helix.list_projects()]
 
         quick = await helix.quick_action("say hi", phases=HELLO)
         assert (await helix.wait_job(quick["job_id"], timeout=60))["status"] == "completed"

@@ -98,7 +98,6 @@ class DomainMachine(RuleBasedStateMachine):
         self.now = T0
         self.project = project.initial_state()
         self.project_history: list[project.Event] = []
-        self.was_archived = False
         self.jobs = {job_id: job.initial_state() for job_id in JOB_IDS}
         self.job_histories: dict[UUID, list[job.Event]] = {job_id: [] for job_id in JOB_IDS}
         self.job_tokens: dict[UUID, list[int]] = {job_id: [] for job_id in JOB_IDS}
@@ -118,10 +117,17 @@ class DomainMachine(RuleBasedStateMachine):
             return
         assert project.decide(before, command) == events, "decide is deterministic"
         if before.archived:
-            assert events == []
+            assert len(events) == isinstance(command, project.UnarchiveProject)
         state = before
         for event in events:
             state = project.evolve(state, event)
+        match command:
+            case project.ArchiveProject():
+                assert state.archived
+            case project.UnarchiveProject():
+                assert not state.archived and state.status is before.status
+            case _:
+                assert state.archived == before.archived, "only (un)archiving moves the flag"
         self.project = state
         self.project_history.extend(events)
 
@@ -280,6 +286,10 @@ class DomainMachine(RuleBasedStateMachine):
     @rule()
     def archive_project(self) -> None:
         self.apply_project(project.ArchiveProject(at=self.now))
+
+    @rule()
+    def unarchive_project(self) -> None:
+        self.apply_project(project.UnarchiveProject(at=self.now))
 
     # --- job rules ------------------------------------------------------------------------------
 
@@ -595,9 +605,6 @@ class DomainMachine(RuleBasedStateMachine):
     @invariant()
     def the_project_is_its_folded_history(self) -> None:
         assert project.fold(self.project_history) == self.project
-        if self.was_archived:
-            assert self.project.archived, "archiving is final"
-        self.was_archived = self.project.archived
 
     @invariant()
     def every_job_is_its_folded_history(self) -> None:

@@ -81,7 +81,7 @@ BY_KIND: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
     "plan": st.tuples(st.just("plan"), slot, st.integers(0, 1)),
     "project": st.tuples(st.just("project"), slot, st.sampled_from(
         ["ready", "execute", "execute_from", "pause", "pause_now", "resume", "cancel",
-         "archive"])),
+         "archive", "unarchive"])),
     "job": job_commands,
     "tick": st.tuples(st.just("tick"), st.integers(1, 60)),
 }  # fmt: skip
@@ -211,6 +211,8 @@ class Model:
                 await service.cancel(who, pid)
             case "archive":
                 await service.archive(who, pid)
+            case "unarchive":
+                await service.unarchive(who, pid)
 
     async def _target(self, pick: int, name: str) -> JobState | None:
         """The job a job command acts on. A worker's steps follow the jobs it holds (a claim

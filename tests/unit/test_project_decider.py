@@ -30,9 +30,11 @@ from helix.domain.project import (
     ProjectState,
     ProjectStatus,
     ProjectStatusChanged,
+    ProjectUnarchived,
     ProjectUpdated,
     ResumeProject,
     StartRun,
+    UnarchiveProject,
     UpdateProject,
     decide,
     fold,
@@ -246,6 +248,7 @@ EVERY_LATER_COMMAND: list[Command] = [
     ResumeProject(at=at(9)),
     FinishRun(job_id=JOB_2, succeeded=True, at=at(9)),
     CancelRun(job_id=JOB_2, at=at(9)),
+    UnarchiveProject(at=at(9)),
     ArchiveProject(at=at(9)),
 ]
 
@@ -534,7 +537,7 @@ def test_archiving_a_project_marks_it_archived(state: ProjectState) -> None:
     assert after.status is state.status
 
 
-@pytest.mark.parametrize("command", EVERY_LATER_COMMAND[:-1], ids=lambda c: type(c).__name__)
+@pytest.mark.parametrize("command", EVERY_LATER_COMMAND[:-2], ids=lambda c: type(c).__name__)
 def test_an_archived_project_refuses_every_command(command: Command) -> None:
     archived = given(ArchiveProject(at=at(8)), state=ready())
 
@@ -547,6 +550,24 @@ def test_archiving_twice_records_nothing() -> None:
     archived = given(ArchiveProject(at=at(8)), state=ready())
 
     assert decide(archived, ArchiveProject(at=at(9))) == []
+
+
+@pytest.mark.parametrize("state", [draft(), ready(), finished(False)])
+def test_unarchiving_clears_the_flag_and_keeps_the_status(state: ProjectState) -> None:
+    archived = given(ArchiveProject(at=at(8)), state=state)
+
+    events = decide(archived, UnarchiveProject(at=at(9)))
+
+    assert events == [ProjectUnarchived(project_id=PROJECT_ID, at=at(9))]
+    after = fold(events, archived)
+    assert not after.archived
+    assert after.status is state.status
+
+
+def test_unarchiving_a_project_that_is_not_archived_is_refused() -> None:
+    error = refused(ready(), UnarchiveProject(at=at(9)))
+
+    assert error.details["reason"] == "not_archived"
 
 
 @pytest.mark.parametrize("state", [running(), paused()], ids=["running", "paused"])

@@ -16,6 +16,7 @@ from helix.domain.project.commands import (
     PostMessage,
     ResumeProject,
     StartRun,
+    UnarchiveProject,
     UpdateProject,
 )
 from helix.domain.project.decider import (
@@ -40,6 +41,7 @@ from helix.domain.project.events import (
     ProjectPhasesPlanned,
     ProjectStatus,
     ProjectStatusChanged,
+    ProjectUnarchived,
     ProjectUpdated,
     SealedSecret,
 )
@@ -76,10 +78,12 @@ __all__ = [
     "ProjectState",
     "ProjectStatus",
     "ProjectStatusChanged",
+    "ProjectUnarchived",
     "ProjectUpdated",
     "ResumeProject",
     "SealedSecret",
     "StartRun",
+    "UnarchiveProject",
     "UpdateProject",
     "decide",
     "evolve",

@@ -99,6 +99,11 @@ class ArchiveProject:
     at: datetime
 
 
+@attrs.frozen(kw_only=True)
+class UnarchiveProject:
+    at: datetime
+
+
 Command: TypeAlias = (
     CreateProject
     | UpdateProject
@@ -111,4 +116,5 @@ Command: TypeAlias = (
     | FinishRun
     | CancelRun
     | ArchiveProject
+    | UnarchiveProject
 )

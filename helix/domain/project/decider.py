@@ -1,6 +1,6 @@
 """The project aggregate as a decider: `decide(state, command) -> events`, `evolve(state, event)`.
 
-Status machine (`archived` is a flag beside it, and final):
+Status machine (`archived` is a flag beside it; UnarchiveProject clears it):
 
     draft ──message──▶ discussing
     draft | discussing ──MarkReady (needs ≥ 1 phase)──▶ ready
@@ -13,7 +13,8 @@ A project runs one job at a time: StartRun is refused while running or paused. T
 name their job, and repeating one for the same job returns no events, so a process manager
 that follows job events may deliver them more than once. Archiving is refused while a run is in
 progress (cancel it first); an archived project refuses every command except ArchiveProject,
-which returns no events.
+which returns no events, and UnarchiveProject, which brings it back with its status unchanged
+(refused on a project that is not archived).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from helix.domain.project.commands import (
     PostMessage,
     ResumeProject,
     StartRun,
+    UnarchiveProject,
     UpdateProject,
 )
 from helix.domain.project.events import (
@@ -53,6 +55,7 @@ from helix.domain.project.events import (
     ProjectPhasesPlanned,
     ProjectStatus,
     ProjectStatusChanged,
+    ProjectUnarchived,
     ProjectUpdated,
     SealedSecret,
 )
@@ -271,6 +274,8 @@ def decide(state: ProjectState, command: Command) -> list[Event]:
     if state.archived:
         if isinstance(command, ArchiveProject):
             return []
+        if isinstance(command, UnarchiveProject):
+            return [ProjectUnarchived(project_id=_id(state), at=as_utc(command.at))]
         _refuse(state, "project is archived", "archived")
     at = as_utc(command.at)
     match command:
@@ -296,6 +301,8 @@ def decide(state: ProjectState, command: Command) -> list[Event]:
             if status in _IN_RUN:
                 _refuse(state, f"cannot archive a {status.value} project", "run_in_progress")
             return [ProjectArchived(project_id=_id(state), at=at)]
+        case UnarchiveProject():
+            _refuse(state, "project is not archived", "not_archived")
         case _:
             assert_never(command)
 
@@ -547,5 +554,7 @@ def evolve(state: ProjectState, event: Event) -> ProjectState:
             return attrs.evolve(state, messages=(*state.messages, message), updated_at=event.at)
         case ProjectArchived():
             return attrs.evolve(state, archived=True, updated_at=event.at)
+        case ProjectUnarchived():
+            return attrs.evolve(state, archived=False, updated_at=event.at)
         case _:
             assert_never(event)

@@ -121,6 +121,12 @@ class ProjectArchived:
     at: datetime
 
 
+@attrs.frozen(kw_only=True)
+class ProjectUnarchived:
+    project_id: UUID
+    at: datetime
+
+
 Event: TypeAlias = (
     ProjectCreated
     | ProjectUpdated
@@ -128,6 +134,7 @@ Event: TypeAlias = (
     | ProjectStatusChanged
     | ProjectMessagePosted
     | ProjectArchived
+    | ProjectUnarchived
 )
 
 EVENTS: dict[str, type] = {
@@ -137,4 +144,5 @@ EVENTS: dict[str, type] = {
     "project.status_changed": ProjectStatusChanged,
     "project.message_posted": ProjectMessagePosted,
     "project.archived": ProjectArchived,
+    "project.unarchived": ProjectUnarchived,
 }

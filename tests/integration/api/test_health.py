@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
+import helix
 from helix.api.app import create_app, create_probe_app
 from helix.bootstrap import LogNode
 from helix.eventstore import EncodedEvent
@@ -18,7 +19,10 @@ async def test_healthz_answers_without_credentials(client: TestClient[Any, Any])
     resp = await client.get("/healthz")
 
     assert resp.status == 200
-    assert (await resp.json())["status"] == "ok"
+    body = await resp.json()
+    assert body["status"] == "ok"
+    assert body["version"] == helix.__version__
+    assert isinstance(body["uptime_s"], float) and body["uptime_s"] >= 0
 
 
 async def test_readyz_reports_the_database_migrations_and_sequencer(

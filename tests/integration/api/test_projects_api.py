@@ -190,6 +190,7 @@ async def test_another_users_project_is_not_found_on_every_route(
         ("GET", base), ("PATCH", base), ("DELETE", base), ("POST", f"{base}/ready"),
         ("POST", f"{base}/execute"), ("POST", f"{base}/pause"), ("POST", f"{base}/resume"),
         ("POST", f"{base}/cancel"), ("GET", f"{base}/status"), ("GET", f"{base}/history"),
+        ("POST", f"{base}/unarchive"),
     ]:  # fmt: skip
         body = {"name": "mine now"} if method == "PATCH" else None
         resp = await client.request(method, path, json=body, headers=other_user.headers)
@@ -266,6 +267,66 @@ async def test_archiving_hides_a_project_from_the_listing_but_keeps_it(
     )
     error = await error_of(resp, 409)
     assert error["details"]["reason"] == "archived"
+
+
+async def test_unarchiving_brings_a_project_back_as_it_was(
+    client: Client, user: Any, node: LogNode
+) -> None:
+    project_id = await ready(client, user)
+    base = f"/api/v1/projects/{project_id}"
+    await client.delete(base, headers=user.headers)
+
+    resp = await client.post(f"{base}/unarchive", headers=user.headers)
+
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert (body["archived"], body["status"]) == (False, "ready")
+    listing = await (await client.get("/api/v1/projects", headers=user.headers)).json()
+    assert [p["id"] for p in listing["items"]] == [project_id]
+    assert await node.store.wait_for_position(await event_count(node), 10)
+    history = await (await client.get(f"{base}/history", headers=user.headers)).json()
+    assert [e["type"] for e in history["items"]][-2:] == ["project.archived", "project.unarchived"]
+    resp = await client.post(f"{base}/execute", headers=user.headers)
+    assert resp.status in (200, 201, 202), await resp.text()
+
+
+async def test_unarchiving_a_project_that_is_not_archived_is_a_409_and_appends_nothing(
+    client: Client, user: Any, node: LogNode
+) -> None:
+    project = await create(client, user)
+    before = await event_count(node)
+
+    resp = await client.post(f"/api/v1/projects/{project['id']}/unarchive", headers=user.headers)
+
+    error = await error_of(resp, 409)
+    assert error["details"]["reason"] == "not_archived"
+    assert await event_count(node) == before
+
+
+async def test_an_admin_may_unarchive_another_users_project(
+    client: Client, user: Any, admin: Any
+) -> None:
+    project = await create(client, user)
+    await client.delete(f"/api/v1/projects/{project['id']}", headers=user.headers)
+
+    resp = await client.post(f"/api/v1/projects/{project['id']}/unarchive", headers=admin.headers)
+
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["archived"] is False
+
+
+async def test_unarchiving_beyond_the_project_limit_is_a_429(
+    make_client: Any, make_caller: Any
+) -> None:
+    client = await make_client(max_projects_per_user=1)
+    alice = await make_caller("user")
+    first = await create(client, alice)
+    await client.delete(f"/api/v1/projects/{first['id']}", headers=alice.headers)
+    await create(client, alice, name="second")
+
+    resp = await client.post(f"/api/v1/projects/{first['id']}/unarchive", headers=alice.headers)
+
+    assert (await error_of(resp, 429))["details"]["limit"] == 1
 
 
 async def test_a_running_project_cannot_be_archived(client: Client, user: Any) -> None:

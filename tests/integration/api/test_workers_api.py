@@ -343,6 +343,15 @@ async def test_a_job_that_keeps_losing_its_lease_is_dead_lettered(
     shown = await job_of(client, user, job_id)
     assert (shown["status"], shown["dead_lettered"], shown["attempt"]) == ("failed", True, 2)
     assert "gave up after 2 of 2 attempts" in shown["error"]
+    listed = {}
+    for flag in ("true", "false"):
+        resp = await client.get(f"/api/v1/jobs?dead_lettered={flag}", headers=user.headers)
+        assert resp.status == 200, await resp.text()
+        listed[flag] = [j["id"] for j in (await resp.json())["items"]]
+    assert (listed["true"], listed["false"]) == ([job_id], [])
+    resp = await client.get("/api/v1/jobs?dead_lettered=maybe", headers=user.headers)
+    assert resp.status == 422
+    assert (await resp.json())["error"]["details"]["field"] == "dead_lettered"
 
 
 async def test_heartbeats_renew_the_lease_and_carry_cancellation(
