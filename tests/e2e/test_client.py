@@ -106,6 +106,10 @@ async def test_async_client_drives_a_project_from_creation_to_its_completed_job(
         # The stream ends once the job's end is in the log: every read after it sees it all.
         streamed = [e async for e in helix.stream(job["id"])]
         assert streamed[-1]["type"] == "job.completed"
+        ended = streamed[-1]["data"]
+        assert ended["duration_s"] >= 0 and ended["result"] == {
+            "phases_completed": 1, "phases": 1, "files": 0, "cost_tokens": 0, "cost_usd": 0.0,
+        }  # fmt: skip
         history = [e async for e in helix.project_history(project["id"], page_size=3)]
         types = [e["type"] for e in history]
         assert types[0] == "project.created" and "job.completed" in types

@@ -13,12 +13,19 @@ from hypothesis import strategies as st
 
 from helix.domain.job import (
     ClaimJob,
+    CompleteJob,
+    CompletePhase,
     ExpireLease,
+    FailJob,
     JobArtifactNotStored,
     JobArtifactStored,
+    JobCompleted,
+    JobFailed,
+    JobResult,
     JobState,
     QueueJob,
     RecordArtifactNotStored,
+    RecordCost,
     StartPhase,
     StoreArtifact,
     check_artifact_path,
@@ -203,3 +210,42 @@ def test_each_path_shows_its_last_accepted_version_and_the_job_stays_within_its_
         assert state.stored_bytes() <= JOB_LIMIT
     assert {p: (a.size, a.stored, a.attempt) for p, a in state.artifacts.items()} == last
     assert state.stored_bytes() == sum(size for size, stored, _ in last.values() if stored)
+
+
+def test_a_jobs_end_says_how_long_it_ran_and_what_it_came_to() -> None:
+    state = applied(
+        running(),
+        store("out/a.txt", 5),
+        store("out/b.txt", 7),
+        RecordArtifactNotStored(
+            fencing_token=1, phase="plan", path="huge.bin", size=10**9, sha256=None,
+            reason="too_large", at=at(3),
+        ),
+        RecordCost(fencing_token=1, phase="plan", tokens=120, usd=0.25, at=at(3)),
+        CompletePhase(fencing_token=1, phase="plan", at=at(4)),
+        StartPhase(fencing_token=1, phase="build", at=at(4)),
+    )  # fmt: skip
+    [*_closing, failure] = decide(state, FailJob(fencing_token=1, error="boom", at=at(9.5)))
+    assert isinstance(failure, JobFailed) and failure.duration_s == 8.5  # from its start at t=1
+    assert failure.result == JobResult(
+        phases_completed=1, phases=2, files=2, cost_tokens=120, cost_usd=0.25
+    )
+    done = applied(state, CompletePhase(fencing_token=1, phase="build", at=at(5)))
+    [completion] = decide(done, CompleteJob(fencing_token=1, at=at(6)))
+    assert isinstance(completion, JobCompleted) and completion.duration_s == 5.0
+    assert completion.result == JobResult(
+        phases_completed=2, phases=2, files=2, cost_tokens=120, cost_usd=0.25
+    )
+
+
+def test_a_job_that_never_started_counts_its_duration_from_its_queueing() -> None:
+    queue = QueueJob(
+        job_id=JOB_ID, project_id=UUID(int=1), owner="alice", phases=PLAN, requested_by="alice",
+        max_attempts=1, at=at(0),
+    )  # fmt: skip
+    state = applied(initial_state(), queue, ClaimJob(worker_id="w1", lease_s=1, at=at(1)))
+    # Its one attempt's lease lapsed before any phase ran: dead-lettered.
+    events = decide(state, ExpireLease(at=at(30)))
+    [failure] = [e for e in events if isinstance(e, JobFailed)]
+    assert failure.dead_lettered and failure.result is not None
+    assert failure.result.phases_completed == 0 and failure.duration_s is not None

@@ -37,6 +37,7 @@ from helix.domain.job import (
     JobPhaseStarted,
     JobProgressReported,
     JobQueued,
+    JobResult,
     JobRetryScheduled,
     JobStarted,
     JobState,
@@ -614,7 +615,9 @@ def test_completing_the_last_phase_does_not_complete_the_job() -> None:
 def test_the_worker_completes_a_job_whose_phases_all_finished() -> None:
     events = decide(all_done(), CompleteJob(fencing_token=1, at=at(4)))
 
-    assert events == [JobCompleted(job_id=JOB_ID, at=at(4))]
+    # Claimed at t=1, ended at t=4: all three phases completed, nothing stored, no cost.
+    result = JobResult(phases_completed=3, phases=3, files=0, cost_tokens=0, cost_usd=0.0)
+    assert events == [JobCompleted(job_id=JOB_ID, duration_s=3.0, result=result, at=at(4))]
     state = fold(events, all_done())
     assert state.status is JobStatus.COMPLETED
     assert (state.progress, state.finished_at, state.lease_expires_at) == (100, at(4), None)
@@ -656,7 +659,10 @@ def test_failing_a_job_closes_its_open_phases() -> None:
     events = decide(in_phase("build"), FailJob(fencing_token=1, error="out of disk", at=at(4)))
 
     assert [type(e) for e in events] == [JobPhaseFailed, JobPhaseSkipped, JobFailed]
-    assert events[-1] == JobFailed(job_id=JOB_ID, error="out of disk", at=at(4))
+    result = JobResult(phases_completed=1, phases=3, files=0, cost_tokens=0, cost_usd=0.0)
+    assert events[-1] == JobFailed(
+        job_id=JOB_ID, error="out of disk", duration_s=3.0, result=result, at=at(4)
+    )
     state = fold(events, in_phase("build"))
     assert state.status is JobStatus.FAILED
     assert state.error == "out of disk"

@@ -97,6 +97,7 @@ from helix.domain.job.events import (
     JobPhaseStarted,
     JobProgressReported,
     JobQueued,
+    JobResult,
     JobResumed,
     JobRetryScheduled,
     JobStarted,
@@ -335,8 +336,43 @@ def _enforce_duration(
         return _cancel_now(state, at)
     return [
         *_close_phases(state, error, at),
-        JobFailed(job_id=_id(state), error=error, reason=DURATION_LIMIT, at=at),
+        _failed(state, error, at, reason=DURATION_LIMIT),
     ]
+
+
+def _duration(state: JobState, at: datetime) -> float | None:
+    began = state.started_at or state.created_at
+    return None if began is None else max(0.0, (at - began).total_seconds())
+
+
+def _result(state: JobState) -> JobResult:
+    return JobResult(
+        phases_completed=sum(p.status is PhaseStatus.COMPLETED for p in state.phases),
+        phases=len(state.phases),
+        files=sum(a.stored for a in state.artifacts.values()),
+        cost_tokens=state.cost_tokens,
+        cost_usd=state.cost_usd,
+    )
+
+
+def _failed(
+    state: JobState,
+    error: str,
+    at: datetime,
+    *,
+    dead_lettered: bool = False,
+    reason: str | None = None,
+) -> JobFailed:
+    """The job's failure, with how long it ran and what it came to (its state before it)."""
+    return JobFailed(
+        job_id=_id(state),
+        error=error,
+        dead_lettered=dead_lettered,
+        reason=reason,
+        duration_s=_duration(state, at),
+        result=_result(state),
+        at=at,
+    )
 
 
 def _check_lease_s(lease_s: float) -> None:
@@ -426,7 +462,7 @@ def _expire(state: JobState, status: JobStatus, command: ExpireLease, at: dateti
         events += _cancel_now(state, at)
     elif failed is not None:
         error = f"phase {failed.name!r} failed: {failed.error}"
-        events += [*_close_phases(state, error, at), JobFailed(job_id=job_id, error=error, at=at)]
+        events += [*_close_phases(state, error, at), _failed(state, error, at)]
     elif state.pause_requested:
         running = state.running_phase
         events.append(
@@ -453,7 +489,7 @@ def _expire(state: JobState, status: JobStatus, command: ExpireLease, at: dateti
         error = f"{reason}; gave up after {state.attempt} of {state.max_attempts} attempts"
         events += [
             *_close_phases(state, error, at),
-            JobFailed(job_id=job_id, error=error, dead_lettered=True, at=at),
+            _failed(state, error, at, dead_lettered=True),
         ]
     return events
 
@@ -727,12 +763,16 @@ def _report(state: JobState, command: WorkerReport, at: datetime) -> list[Event]
                     "phases_unfinished",
                     phases=unfinished,
                 )
-            return [JobCompleted(job_id=job_id, at=at)]
+            return [
+                JobCompleted(
+                    job_id=job_id, duration_s=_duration(state, at), result=_result(state), at=at
+                )
+            ]
         case FailJob():
             error = check_text(command.error, "error", max_chars=MAX_ERROR_CHARS)
             if state.cancel_requested:
                 return _cancel_now(state, at)
-            return [*_close_phases(state, error, at), JobFailed(job_id=job_id, error=error, at=at)]
+            return [*_close_phases(state, error, at), _failed(state, error, at)]
         case AcknowledgeCancel():
             if not state.cancel_requested:
                 _refuse(state, "no cancellation was requested", "cancel_not_requested")

@@ -311,8 +311,24 @@ class JobRetryScheduled:
 
 
 @attrs.frozen(kw_only=True)
+class JobResult:
+    """What a job came to when it ended: its phases that completed (of all it has), the files
+    stored for it, and its cost."""
+
+    phases_completed: int
+    phases: int
+    files: int
+    cost_tokens: int
+    cost_usd: float
+
+
+@attrs.frozen(kw_only=True)
 class JobCompleted:
     job_id: UUID
+    # Seconds from its first start (its queueing, if it never started) to its end, and what
+    # it came to; None in events written before they were recorded.
+    duration_s: float | None = None
+    result: JobResult | None = None
     at: datetime
 
 
@@ -323,6 +339,8 @@ class JobFailed:
     dead_lettered: bool = False
     # Why, where it is one of a few known causes (DURATION_LIMIT); None otherwise.
     reason: str | None = None
+    duration_s: float | None = None
+    result: JobResult | None = None
     at: datetime
 
 

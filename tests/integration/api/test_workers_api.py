@@ -343,6 +343,14 @@ async def test_a_job_that_keeps_losing_its_lease_is_dead_lettered(
     shown = await job_of(client, user, job_id)
     assert (shown["status"], shown["dead_lettered"], shown["attempt"]) == ("failed", True, 2)
     assert "gave up after 2 of 2 attempts" in shown["error"]
+    resp = await client.get("/api/v1/events?type=job.failed", headers=user.headers)
+    assert resp.status == 200, await resp.text()
+    [failure] = [e["data"] for e in (await resp.json())["items"] if e["data"]["job_id"] == job_id]
+    # No phase ever ran: it came to nothing, over the time from its first claim to its end.
+    assert failure["dead_lettered"] is True and failure["duration_s"] > 0
+    assert failure["result"] == {
+        "phases_completed": 0, "phases": 2, "files": 0, "cost_tokens": 0, "cost_usd": 0.0,
+    }  # fmt: skip
     listed = {}
     for flag in ("true", "false"):
         resp = await client.get(f"/api/v1/jobs?dead_lettered={flag}", headers=user.headers)
