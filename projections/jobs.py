@@ -24,6 +24,7 @@ from helix.domain.job import (
     JobPriority,
     JobProgressReported,
     JobQueued,
+    JobRequeued,
     JobResumed,
     JobRetryScheduled,
     JobStarted,
@@ -100,6 +101,8 @@ class JobsProjection(StreamProjection):
                 return [(sql(SQL, "completed", t), key)]
             case JobFailed():
                 return [(sql(SQL, "failed", t), (*key, decoded.error, decoded.dead_lettered))]
+            case JobRequeued():
+                return [(sql(SQL, "requeued", t), (*key, decoded.max_attempts))]
             case _:  # the phase events: only the job's clock and version move
                 return [(sql(SQL, "touched", t), key)]
 

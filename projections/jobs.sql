@@ -141,6 +141,16 @@ WITH before AS ({before}), after AS (
     RETURNING owner, status)
 {running_follows}
 
+-- name: requeued
+WITH before AS ({before}), after AS (
+    UPDATE {jobs}
+    SET status = 'queued', max_attempts = $4, dead_lettered = false, error = NULL,
+        not_before = NULL, worker_id = NULL, lease_expires_at = NULL, waiting_since = NULL,
+        finished_at = NULL, updated_at = $2, version = $3
+    WHERE job_id = $1 AND version = $3 - 1
+    RETURNING owner, status)
+{running_follows}
+
 -- name: applied
 -- The version each job in $1 reflects (see projections/seen.py).
 SELECT job_id AS id, version FROM {jobs} WHERE job_id = ANY ($1::uuid[])

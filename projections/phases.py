@@ -18,6 +18,7 @@ from helix.domain.job import (
     JobPhaseSkipped,
     JobPhaseStarted,
     JobQueued,
+    JobRequeued,
     JobRetryScheduled,
 )
 from helix.eventstore import RecordedEvent
@@ -45,6 +46,7 @@ class PhasesProjection(StreamProjection):
             "job.phase_skipped",
             "job.retry_scheduled",
             "job.paused",
+            "job.requeued",
         }
     )
     tables = TABLES
@@ -94,6 +96,8 @@ class PhasesProjection(StreamProjection):
                 ))]  # fmt: skip
             case JobRetryScheduled() | JobPaused():
                 return [(sql(SQL, "retry_scheduled", t), (decoded.job_id, v))]
+            case JobRequeued():
+                return [(sql(SQL, "requeued", t), (decoded.job_id, v, list(decoded.phases)))]
         return []
 
 

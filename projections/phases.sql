@@ -58,6 +58,19 @@ SET status = CASE WHEN status = 'running' THEN 'pending' ELSE status END,
     version = $2
 WHERE job_id = $1 AND (status = 'running' OR ordinal = 1)
 
+-- name: requeued
+-- The phases its failure left undone ($3) are pending again (their output, files and cost
+-- stay); the first phase takes the version too, as for a retry.
+UPDATE {job_phases}
+SET status = CASE WHEN name = ANY ($3::text[]) THEN 'pending' ELSE status END,
+    started_at = CASE WHEN name = ANY ($3::text[]) THEN NULL ELSE started_at END,
+    finished_at = CASE WHEN name = ANY ($3::text[]) THEN NULL ELSE finished_at END,
+    exit_code = CASE WHEN name = ANY ($3::text[]) THEN NULL ELSE exit_code END,
+    error = CASE WHEN name = ANY ($3::text[]) THEN NULL ELSE error END,
+    skip_reason = CASE WHEN name = ANY ($3::text[]) THEN NULL ELSE skip_reason END,
+    version = $2
+WHERE job_id = $1 AND (name = ANY ($3::text[]) OR ordinal = 1)
+
 -- name: applied
 -- The version each job in $1 reflects (see projections/seen.py).
 SELECT k.id, (SELECT max(p.version) FROM {job_phases} p WHERE p.job_id = k.id) AS version

@@ -126,6 +126,25 @@ async def cancel_job(request: web.Request) -> web.Response:
     return reply(await service.queries.job(who, job_id), at=position(request))
 
 
+# Nothing to say: the attempts are the configured ones (HELIX_JOB_MAX_ATTEMPTS), afresh.
+REQUEUE = object_body({})
+
+
+@routes.post("/api/v1/jobs/{job_id}/requeue")
+@documented(REQUEUE, _200="the job, queued again")
+async def requeue_job(request: web.Request) -> web.Response:
+    """Run a failed job again (dead-lettered or not), for its owner or an admin, as the event
+    job.requeued: the phases its failure left undone are pending, with fresh attempts, and
+    its project runs it again. 409 if the job did not fail or its project has run another job
+    since."""
+    who = caller(request, write=True)
+    job_id = path_id(request, "job_id", "job")
+    await optional_body(request, REQUEUE)
+    service = services(request)
+    await service.jobs.requeue(who, job_id)
+    return reply(await service.queries.job(who, job_id), at=position(request))
+
+
 @routes.get("/api/v1/jobs/{job_id}/files")
 @query_params(*PAGING)
 @documented(_200="a page of the job's files, by path: items, next, has_more")

@@ -84,6 +84,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/api/v1/jobs/{job_id}/files"): PROJECTS_READ,
     ("GET", "/api/v1/jobs/{job_id}/files/{path}"): PROJECTS_READ,
     ("POST", "/api/v1/jobs/{job_id}/cancel"): JOBS_RUN,
+    ("POST", "/api/v1/jobs/{job_id}/requeue"): JOBS_RUN,
     ("GET", "/api/v1/stream/{job_id}"): EVENTS_READ,
     ("GET", PROJECT + "/stream"): EVENTS_READ,
     ("GET", "/api/v1/events/stream"): EVENTS_READ,

@@ -491,6 +491,11 @@ class AsyncClient:
         path = f"/api/v1/jobs/{ident(job_id)}/cancel"
         return cast(t.Job, await self._post(path, fields(reason=reason), idempotency_key))
 
+    async def requeue_job(self, job_id: Id, *, idempotency_key: str | None = None) -> t.Job:
+        """Run a failed job again: the phases its failure left undone, with fresh attempts."""
+        path = f"/api/v1/jobs/{ident(job_id)}/requeue"
+        return cast(t.Job, await self._post(path, None, idempotency_key))
+
     def output(
         self, job_id: Id, *, phase: str | None = None, after: int = 0, page_size: int = 500
     ) -> AsyncIterator[t.OutputLine]:

@@ -143,6 +143,7 @@ class Client:
     download_file = _blocking(AsyncClient.download_file)
     wait_job = _blocking(AsyncClient.wait_job)
     cancel_job = _blocking(AsyncClient.cancel_job)
+    requeue_job = _blocking(AsyncClient.requeue_job)
     output = _iterating(AsyncClient.output)
     stream = _iterating(AsyncClient.stream)
     stream_project = _iterating(AsyncClient.stream_project)

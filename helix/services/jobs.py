@@ -1,4 +1,5 @@
-"""Commands on jobs: cancel (users); lease expiry, duration limits and waiting (the reaper).
+"""Commands on jobs: cancel and requeue (users); lease expiry, duration limits and waiting
+(the reaper).
 
 Workers claim jobs and report on them through the worker service (`services/workers.py`).
 """
@@ -10,6 +11,8 @@ from uuid import UUID
 from helix.config import Settings
 from helix.domain import job
 from helix.domain.job import JobState
+from helix.domain.project import StartRun
+from helix.errors import InvalidTransition
 from helix.services.caller import Caller
 from helix.services.unit import Tx, Writer
 from projections import workers as workers_model
@@ -30,6 +33,31 @@ class JobService:
                 by=tx.caller.actor, reason=reason or "cancelled by request", at=tx.at
             )
             return await tx.decide_job(job_id, command)
+
+        return await self.writer.run(caller, work)
+
+    async def requeue(self, caller: Caller, job_id: UUID) -> JobState:
+        """Run a failed job again (its owner or an admin: whoever may see it and write): the
+        phases its failure left undone are pending, with the configured attempts afresh, and
+        its project, whose run it failed, is running it again, in the same transaction. 409 if
+        the job did not fail, or its project has moved on to another run since."""
+
+        async def work(tx: Tx) -> JobState:
+            state = await tx.visible_job(job_id)
+            assert state.project_id is not None
+            requeue = job.RequeueJob(
+                by=tx.caller.actor, max_attempts=self.settings.job_max_attempts, at=tx.at
+            )
+            after = await tx.decide_job(job_id, requeue)
+            project = await tx.project(state.project_id)
+            if project.latest_job_id != job_id:
+                raise InvalidTransition(
+                    "the job's project has run another job since; run the project again",
+                    current=state.status.value if state.status else None,
+                    reason="not_the_latest_run",
+                )
+            await tx.decide_project(state.project_id, StartRun(job_id=job_id, at=tx.at))
+            return after
 
         return await self.writer.run(caller, work)
 

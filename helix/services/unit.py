@@ -80,7 +80,7 @@ def utcnow() -> datetime:
 # retry or was resumed; a job ended or paused (its owner has a running slot free); a paused
 # project resumed.
 _CLAIM_EVENTS = (
-    frozenset({"job.queued", "job.retry_scheduled", "job.resumed", "job.paused"})
+    frozenset({"job.queued", "job.retry_scheduled", "job.resumed", "job.paused", "job.requeued"})
     | TERMINAL_EVENT_TYPES
 )
 

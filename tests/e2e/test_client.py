@@ -375,3 +375,19 @@ def test_a_key_is_exchanged_for_a_token_that_logout_revokes(served: Served) -> N
         revoked.me()
     with Client(served.url, api_key=served.admin_key) as keyed, pytest.raises(ValidationFailed):
         keyed.logout()
+
+
+def test_a_failed_job_is_requeued_and_runs_again(served: Served) -> None:
+    flaky = [{"name": "flaky", "command": ["sh", "-c", "echo trying; exit 3"]}]
+    with Client(served.url, api_key=served.admin_key) as helix:
+        run = helix.quick_action("try once", phases=flaky)
+        first = helix.wait_job(run["job_id"], timeout=60)
+        assert first["status"] == "failed"
+        requeued = helix.requeue_job(run["job_id"])
+        assert fits(requeued, t.Job) and requeued["status"] in ("queued", "running", "failed")
+        again = helix.wait_job(run["job_id"], timeout=60)
+        assert again["status"] == "failed" and again["attempt"] > first["attempt"]
+        lines = [line["line"] for line in helix.output(run["job_id"])]
+        assert lines == ["trying", "trying"]
+        with pytest.raises(Conflict):
+            helix.requeue_job(helix.quick_action("fine", phases=HELLO)["job_id"])

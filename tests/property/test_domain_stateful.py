@@ -144,8 +144,8 @@ class DomainMachine(RuleBasedStateMachine):
             assert self.jobs[job_id] is before
             return
         assert job.decide(before, command) == events, "decide is deterministic"
-        if before.is_terminal:
-            assert events == [], "a finished job records nothing more"
+        if before.is_terminal and not isinstance(command, job.RequeueJob):
+            assert events == [], "a finished job records nothing more (unless requeued)"
         state = before
         for event in events:
             after = job.evolve(state, event)
@@ -157,7 +157,18 @@ class DomainMachine(RuleBasedStateMachine):
     def check_job_step(
         self, job_id: UUID, before: job.JobState, after: job.JobState, event: job.Event
     ) -> None:
-        if before.is_terminal:
+        if isinstance(event, job.JobRequeued):
+            assert before.status is JobStatus.FAILED, "only a failed job is requeued"
+            assert after.status is JobStatus.QUEUED and not after.dead_lettered
+            assert event.phases and all(
+                after.phase(name).status is PhaseStatus.PENDING  # type: ignore[union-attr]
+                for name in event.phases
+            ), "what the failure left undone is pending again"
+            assert [p for p in after.phases if p.name not in event.phases] == [
+                p for p in before.phases if p.name not in event.phases
+            ], "the rest of the phases are as they were"
+            assert after.attempt - after.paused_attempts < after.max_attempts, "fresh attempts"
+        elif before.is_terminal:
             raise AssertionError(f"{event!r} recorded on a {before.status} job")
         if isinstance(event, job.JobClaimed):
             tokens = self.job_tokens[job_id]
@@ -485,6 +496,10 @@ class DomainMachine(RuleBasedStateMachine):
         self.apply_job(
             index, job.FailJob(fencing_token=self.token(index, delta), error=error, at=self.now)
         )
+
+    @rule(index=job_index, by=st.sampled_from(["alice", ""]), attempts=st.integers(0, 2))
+    def requeue_job(self, index: int, by: str, attempts: int) -> None:
+        self.apply_job(index, job.RequeueJob(by=by, max_attempts=attempts, at=self.now))
 
     @rule(index=job_index, by=st.sampled_from(["alice", ""]))
     def request_cancel(self, index: int, by: str) -> None:

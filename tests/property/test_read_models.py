@@ -60,6 +60,8 @@ job_commands = st.tuples(
             "fail",
             "cancel",
             "cancel",
+            "requeue",
+            "requeue",
             "ack",
             "expire",
             "skip",
@@ -235,6 +237,14 @@ class Model:
             job_id = latest.id if latest is not None else None
             if job_id is not None and await self.jobs.mark_waiting(REAPER, job_id):
                 self.saw.add("a job was said to be waiting")
+            return
+        if name == "requeue":
+            # Its owner runs a failed job again: a slot's latest job, if it failed.
+            failed = [s for s in [await self._latest(n % 2) for n in (pick, pick + 1)] if s]
+            failed = [s for s in failed if s.status is job.JobStatus.FAILED]
+            if failed and failed[0].id is not None:
+                await self.jobs.requeue(OWNERS[failed[0].owner], failed[0].id)
+                self.saw.add("a failed job was requeued")
             return
         state = await self._target(pick, name)
         if name == "advance":

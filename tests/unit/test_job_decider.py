@@ -37,6 +37,7 @@ from helix.domain.job import (
     JobPhaseStarted,
     JobProgressReported,
     JobQueued,
+    JobRequeued,
     JobResult,
     JobRetryScheduled,
     JobStarted,
@@ -53,6 +54,7 @@ from helix.domain.job import (
     RenewLease,
     ReportProgress,
     RequestCancel,
+    RequeueJob,
     SkipPhase,
     StartPhase,
     WorkerReport,
@@ -991,3 +993,40 @@ def test_the_terminal_statuses_and_the_events_that_end_a_job_are_one_definition(
 
     assert {s.value for s in TERMINAL} == {"completed", "failed", "cancelled"}
     assert {f"job.{s.value}" for s in TERMINAL} == TERMINAL_EVENT_TYPES
+
+
+def test_a_failed_job_is_requeued_with_the_phases_its_failure_left_undone() -> None:
+    state = failed()  # plan completed, build failed while running, test skipped with the job
+    [event] = decide(state, RequeueJob(by="alice", max_attempts=3, at=at(5)))
+    assert event == JobRequeued(
+        job_id=JOB_ID, by="alice", phases=("build", "test"), max_attempts=4, at=at(5)
+    )
+    again = fold([event], state)
+    assert (again.status, again.error, again.finished_at) == (JobStatus.QUEUED, None, None)
+    assert statuses(again) == [PhaseStatus.COMPLETED, PhaseStatus.PENDING, PhaseStatus.PENDING]
+    assert phase(again, "build").exit_code is None and phase(again, "test").skip_reason is None
+    claim = decide(again, ClaimJob(worker_id="w2", lease_s=LEASE_S, at=at(6)))
+    claimed_again = fold(claim, again)
+    assert (claimed_again.attempt, claimed_again.fencing_token) == (2, 2)
+
+
+def test_phases_skipped_before_the_start_phase_stay_skipped_when_requeued() -> None:
+    state = given(
+        ClaimJob(worker_id="w1", lease_s=LEASE_S, at=at(1)),
+        FailJob(fencing_token=1, error="no disk", at=at(2)),
+        state=queued(start_phase="build"),
+    )
+    [event] = decide(state, RequeueJob(by="alice", max_attempts=1, at=at(3)))
+    assert isinstance(event, JobRequeued) and event.phases == ("build", "test")
+    assert statuses(fold([event], state))[0] is PhaseStatus.SKIPPED
+
+
+@pytest.mark.parametrize("state", [queued, claimed, in_phase, completed, cancelled])
+def test_only_a_failed_job_can_be_requeued(state: Callable[[], JobState]) -> None:
+    error = refused(state(), RequeueJob(by="alice", max_attempts=3, at=at(9)))
+    assert error.details["reason"] == "not_failed"
+
+
+def test_a_requeue_needs_at_least_one_attempt() -> None:
+    with pytest.raises(ValidationError):
+        decide(failed(), RequeueJob(by="alice", max_attempts=0, at=at(9)))

@@ -251,6 +251,16 @@ class MarkWaiting:
     at: datetime
 
 
+@attrs.frozen(kw_only=True)
+class RequeueJob:
+    """Run a failed job again (an operator's or its owner's call): the phases its failure left
+    undone are pending again, and it gets `max_attempts` more claims."""
+
+    by: str
+    max_attempts: int
+    at: datetime
+
+
 Command: TypeAlias = (
     QueueJob
     | ClaimJob
@@ -276,6 +286,7 @@ Command: TypeAlias = (
     | ExpireLease
     | EnforceDurationLimit
     | MarkWaiting
+    | RequeueJob
 )
 
 WorkerReport: TypeAlias = (

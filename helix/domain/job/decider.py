@@ -66,6 +66,7 @@ from helix.domain.job.commands import (
     RenewLease,
     ReportProgress,
     RequestCancel,
+    RequeueJob,
     ResumeJob,
     SkipPhase,
     StartPhase,
@@ -97,6 +98,7 @@ from helix.domain.job.events import (
     JobPhaseStarted,
     JobProgressReported,
     JobQueued,
+    JobRequeued,
     JobResult,
     JobResumed,
     JobRetryScheduled,
@@ -228,6 +230,8 @@ def decide(state: JobState, command: Command) -> list[Event]:
         return _request_cancel(state, status, command, at)
     if isinstance(command, MarkWaiting):
         return _mark_waiting(state, status, command, at)
+    if isinstance(command, RequeueJob):
+        return _requeue(state, status, command, at)
     if status in TERMINAL:
         _refuse(state, f"job is {status.value}", "terminal")
     match command:
@@ -252,6 +256,34 @@ def decide(state: JobState, command: Command) -> list[Event]:
 def _id(state: JobState) -> UUID:
     assert state.id is not None
     return state.id
+
+
+def _requeue(state: JobState, status: JobStatus, command: RequeueJob, at: datetime) -> list[Event]:
+    by = check_text(command.by, "by", max_chars=MAX_AUTHOR_CHARS)
+    if command.max_attempts < 1:
+        raise ValidationError("max_attempts must be at least 1", field="max_attempts")
+    if status is not JobStatus.FAILED:
+        _refuse(state, f"a {status.value} job cannot be requeued; only a failed one", "not_failed")
+    # What its failure left undone: the phase that failed, and those skipped as the job failed
+    # (they ended with it); phases that completed, or were skipped before, stay as they are.
+    undone = tuple(
+        p.name
+        for p in state.phases
+        if p.status is PhaseStatus.FAILED
+        or (p.status is PhaseStatus.SKIPPED and p.finished_at == state.finished_at)
+    )
+    if not undone:
+        _refuse(state, "the failed job has no phase left to run", "no_phase_to_run")
+    used = state.attempt - state.paused_attempts
+    return [
+        JobRequeued(
+            job_id=_id(state),
+            by=by,
+            phases=undone,
+            max_attempts=used + command.max_attempts,
+            at=at,
+        )
+    ]
 
 
 def _mark_waiting(

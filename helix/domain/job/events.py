@@ -311,6 +311,18 @@ class JobRetryScheduled:
 
 
 @attrs.frozen(kw_only=True)
+class JobRequeued:
+    """A failed job is queued again by `by`: `phases` (the ones its failure left undone) are
+    pending again, and it may be claimed until its attempts reach `max_attempts`."""
+
+    job_id: UUID
+    by: str
+    phases: tuple[str, ...]
+    max_attempts: int
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
 class JobResult:
     """What a job came to when it ended: its phases that completed (of all it has), the files
     stored for it, and its cost."""
@@ -370,6 +382,7 @@ Event: TypeAlias = (
     | JobRetryScheduled
     | JobCompleted
     | JobFailed
+    | JobRequeued
 )
 
 EVENTS: dict[str, type] = {
@@ -398,6 +411,7 @@ EVENTS: dict[str, type] = {
     "job.retry_scheduled": JobRetryScheduled,
     "job.completed": JobCompleted,
     "job.failed": JobFailed,
+    "job.requeued": JobRequeued,
 }
 
 # The event that puts a job in each terminal status: the one definition of "the job is over",

@@ -33,6 +33,7 @@ from helix.domain.job.events import (
     JobPriority,
     JobProgressReported,
     JobQueued,
+    JobRequeued,
     JobResumed,
     JobRetryScheduled,
     JobStarted,
@@ -255,6 +256,19 @@ def _reset_running(phase: PhaseState) -> PhaseState:
     return attrs.evolve(phase, status=PhaseStatus.PENDING, started_at=None)
 
 
+def _pending(phase: PhaseState) -> PhaseState:
+    # To be run again: its end is undone; its output, files and cost are kept (they happened).
+    return attrs.evolve(
+        phase,
+        status=PhaseStatus.PENDING,
+        started_at=None,
+        finished_at=None,
+        exit_code=None,
+        error=None,
+        skip_reason=None,
+    )
+
+
 def evolve(state: JobState, event: Event) -> JobState:
     at = event.at
     match event:
@@ -398,6 +412,22 @@ def evolve(state: JobState, event: Event) -> JobState:
                 status=JobStatus.QUEUED,
                 not_before=event.not_before,
                 phases=tuple(_reset_running(p) for p in state.phases),
+                updated_at=at,
+            )
+        case JobRequeued():
+            undone = frozenset(event.phases)
+            return attrs.evolve(
+                state,
+                status=JobStatus.QUEUED,
+                max_attempts=event.max_attempts,
+                dead_lettered=False,
+                error=None,
+                not_before=None,
+                worker_id=None,
+                lease_expires_at=None,
+                waiting=None,
+                finished_at=None,
+                phases=tuple(_pending(p) if p.name in undone else p for p in state.phases),
                 updated_at=at,
             )
         case JobCompleted():

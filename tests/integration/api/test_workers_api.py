@@ -326,6 +326,7 @@ async def test_a_job_that_keeps_losing_its_lease_is_dead_lettered(
     make_client: Callable[..., Awaitable[Client]],
     worker: Any,
     user: Any,
+    admin: Any,
     node: LogNode,
     settings: Settings,
 ) -> None:
@@ -360,6 +361,15 @@ async def test_a_job_that_keeps_losing_its_lease_is_dead_lettered(
     resp = await client.get("/api/v1/jobs?dead_lettered=maybe", headers=user.headers)
     assert resp.status == 422
     assert (await resp.json())["error"]["details"]["field"] == "dead_lettered"
+
+    # An admin runs it again: fresh attempts, no longer dead-lettered, every phase pending.
+    again = await ok(await client.post(f"/api/v1/jobs/{job_id}/requeue", headers=admin.headers))
+    assert (again["status"], again["dead_lettered"], again["max_attempts"]) == ("queued", False, 4)
+    assert [p["status"] for p in again["phases"]] == ["pending", "pending"]
+    resp = await client.get("/api/v1/jobs?dead_lettered=true", headers=user.headers)
+    assert (await ok(resp))["items"] == []
+    claimed = await claim(client, worker, worker_id)
+    assert (claimed["job"]["id"], claimed["job"]["attempt"]) == (job_id, 3)
 
 
 async def test_heartbeats_renew_the_lease_and_carry_cancellation(
@@ -677,3 +687,61 @@ async def test_a_phases_message_report_joins_the_discussion_as_the_agent(
     assert shown["phases"][0]["files"] == [
         {"path": "a.out", "size": 1, "sha256": sha, "change": "modified"}
     ]
+
+
+async def test_a_failed_job_is_requeued_by_its_owner_and_runs_its_undone_phases_again(
+    wclient: Client, worker: Any, user: Any, other_user: Any, auditor: Any, admin: Any
+) -> None:
+    worker_id = await register(wclient, worker)
+    job_id = await execute(wclient, user)
+    project_id = (await job_of(wclient, user, job_id))["project_id"]
+    requeue = f"/api/v1/jobs/{job_id}/requeue"
+    # Not failed (queued): refused, and nothing is written.
+    before = await event_count(wclient, admin, job_id)
+    error = await error_of(await wclient.post(requeue, headers=user.headers), 409)
+    assert error["details"]["reason"] == "not_failed"
+    assert await event_count(wclient, admin, job_id) == before
+
+    first = await claim(wclient, worker, worker_id)
+    token = first["lease"]["fencing_token"]
+    started = {"type": "phase_started", "phase": "build"}
+    done = {"type": "phase_completed", "phase": "build", "exit_code": 0}
+    await ok(await report(wclient, worker, job_id, token, started, done))
+    await ok(
+        await report(wclient, worker, job_id, token, {"type": "phase_started", "phase": "test"})
+    )
+    failed = {"type": "phase_failed", "phase": "test", "exit_code": 2, "error": "tests failed"}
+    await ok(
+        await report(wclient, worker, job_id, token, failed, {"type": "job_failed", "error": "x"})
+    )
+    project = await ok(await wclient.get(f"/api/v1/projects/{project_id}", headers=user.headers))
+    assert project["status"] == "failed"
+
+    # Another user does not see it; an auditor may not write; unknown body fields are refused.
+    await error_of(await wclient.post(requeue, headers=other_user.headers), 404)
+    await error_of(await wclient.post(requeue, headers=auditor.headers), 403)
+    await error_of(await wclient.post(requeue, json={"attempts": 9}, headers=user.headers), 422)
+    assert (await job_of(wclient, user, job_id))["status"] == "failed"
+
+    again = await ok(await wclient.post(requeue, headers=user.headers))
+    assert (again["status"], again["error"], again["dead_lettered"]) == ("queued", None, False)
+    assert [p["status"] for p in again["phases"]] == ["completed", "pending"]
+    project = await ok(await wclient.get(f"/api/v1/projects/{project_id}", headers=user.headers))
+    assert project["status"] == "running"
+    second = await claim(wclient, worker, worker_id)
+    assert second["job"]["id"] == job_id and second["lease"]["fencing_token"] > token
+    assert [p["name"] for p in second["phases"] if p["status"] == "pending"] == ["test"]
+    token = second["lease"]["fencing_token"]
+    test_done = {"type": "phase_completed", "phase": "test", "exit_code": 0}
+    await ok(
+        await report(wclient, worker, job_id, token, {"type": "phase_started", "phase": "test"})
+    )
+    await ok(await report(wclient, worker, job_id, token, test_done, {"type": "job_completed"}))
+    assert (await job_of(wclient, user, job_id))["status"] == "completed"
+    project = await ok(await wclient.get(f"/api/v1/projects/{project_id}", headers=user.headers))
+    assert project["status"] == "completed"
+    types = await event_types(wclient, admin, f"job-{job_id}")
+    assert types.count("job.requeued") == 1 and types[-1] == "job.completed"
+    # Completed now: not failed, so refused.
+    error = await error_of(await wclient.post(requeue, headers=admin.headers), 409)
+    assert error["details"]["reason"] == "not_failed"
