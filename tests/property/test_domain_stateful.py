@@ -491,11 +491,14 @@ class DomainMachine(RuleBasedStateMachine):
     def complete_job(self, index: int, delta: int) -> None:
         self.apply_job(index, job.CompleteJob(fencing_token=self.token(index, delta), at=self.now))
 
-    @rule(index=job_index, delta=token_delta, error=texts)
-    def fail_job(self, index: int, delta: int, error: str) -> None:
+    @rule(index=job_index, delta=token_delta, error=texts, requeue=st.booleans())
+    def fail_job(self, index: int, delta: int, error: str, requeue: bool) -> None:
         self.apply_job(
             index, job.FailJob(fencing_token=self.token(index, delta), error=error, at=self.now)
         )
+        if requeue and self.jobs[JOB_IDS[index]].status is JobStatus.FAILED:
+            # Its owner runs it again at once (failed jobs are rare: this is how most are).
+            self.apply_job(index, job.RequeueJob(by="alice", max_attempts=1, at=self.now))
 
     @rule(index=job_index, by=st.sampled_from(["alice", ""]), attempts=st.integers(0, 2))
     def requeue_job(self, index: int, by: str, attempts: int) -> None:
