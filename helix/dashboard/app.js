@@ -447,14 +447,26 @@ function projectPage([id], query) {
   const asOf = query.get("as_of");
   const root = h("section", {}, h("p", { class: "muted", text: "Loading…" }));
   let stream = null;
+  // The log position the page shows the project at: a stream event at or before it is already
+  // on the page (an action re-renders with its own result), so it does not render again and
+  // take the form a person is about to use from under them.
+  let shown = 0;
+  let drawn = null;
 
   const render = async () => {
     const path = `/projects/${id}` + (asOf ? `?as_of=${encodeURIComponent(asOf)}` : "");
-    const [project, messages, jobs] = await Promise.all([
-      call("GET", path),
+    const [read, messages, jobs] = await Promise.all([
+      call("GET", path, undefined, { full: true }),
       asOf ? Promise.resolve({ items: [] }) : pages(`/projects/${id}/messages?limit=200`),
       asOf ? Promise.resolve({ items: [] }) : pages(`/jobs?project_id=${id}&limit=100`, 100),
     ]);
+    const project = read.body;
+    shown = Math.max(shown, Number(read.headers.get("X-Helix-Position")) || 0);
+    // The same project, thread and jobs as on the page already: nothing to redraw (an event
+    // the page had shown, its position not yet known when it was read).
+    const model = JSON.stringify([project, messages.items, jobs.items]);
+    if (model === drawn) return;
+    drawn = model;
     root.replaceChildren(
       h("h1", {}, project.name, " ", badge(project.status), project.archived ? [" ", badge("archived")] : ""),
       asOf ? h("p", { class: "notice-inline", role: "note" }, `As it was at log position ${asOf}. `,
@@ -480,8 +492,8 @@ function projectPage([id], query) {
   render().then(() => {
     if (asOf) return;
     const again = debounce(() => render().catch((e) => notify(describe(e))), 300);
-    stream = follow(`/projects/${id}/stream`, PROJECT_EVENTS, null, (type) => {
-      if (type !== "job.phase_output") again();
+    stream = follow(`/projects/${id}/stream`, PROJECT_EVENTS, shown || null, (type, event) => {
+      if (type !== "job.phase_output" && event.position > shown) again();
     }, () => {});
   }).catch((e) => root.replaceChildren(h("p", { class: "error-text", role: "alert", text: describe(e) })));
   root.cleanup = () => stream && stream.stop();
