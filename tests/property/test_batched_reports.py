@@ -21,7 +21,9 @@ PHASE = "build"
 # Events whose number follows the number of requests, not what was reported.
 PER_REQUEST = frozenset({"job.lease_renewed"})
 # Fields that differ between any two jobs.
-OF_THE_JOB = frozenset({"at", "job_id", "lease_expires_at"})
+# What differs between two jobs however they were reported: their ids and clocks (a job's end
+# says how long it ran).
+OF_THE_JOB = frozenset({"at", "job_id", "lease_expires_at", "duration_s"})
 
 line = st.text(st.characters(codec="utf-8", exclude_characters="\x00\n\r"), max_size=12)
 output = st.tuples(
