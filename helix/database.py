@@ -101,10 +101,22 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def _no_session_reset(conn: asyncpg.Connection) -> None:
-    """Pool connections never LISTEN, hold advisory locks, keep cursors or SET session state
-    (those live on dedicated connections), so the default reset query, a round trip on every
-    release, is skipped. An open transaction is still rolled back by asyncpg itself."""
+SYNC = "SELECT 1"
+
+
+async def _end_the_exchange(conn: asyncpg.Connection) -> None:
+    """Finish whatever the last holder left half done on the server, in one round trip.
+
+    asyncpg prepares a statement (Parse, Describe) before it binds it, and ends the exchange
+    with a Sync only at the bind. A holder interrupted in between (a cancellation, or an
+    argument its codec refuses) leaves the server in an implicit transaction that holds the
+    prepared statement's table locks and refuses a following `BEGIN ISOLATION LEVEL ...`,
+    and asyncpg, which has had no ReadyForQuery since, believes the connection idle. One simple
+    query commits that transaction. An open explicit transaction asyncpg knows of it rolls back
+    itself, before this. Pool connections never LISTEN, hold session advisory locks, keep
+    cursors or SET session state (those live on dedicated connections), so the rest of
+    asyncpg's default reset is not needed."""
+    await conn.execute(SYNC)
 
 
 QueryLogger = Callable[[LoggedQuery], object]
@@ -138,7 +150,7 @@ async def create_pool(
         min_size=min(2, size),
         max_size=size,
         init=_initializer(query_logger),
-        reset=_no_session_reset,
+        reset=_end_the_exchange,
         # Idle connections are not closed on a timer: the timer costs a call_later per release.
         max_inactive_connection_lifetime=0,
         server_settings=server_settings(settings, application_name),
