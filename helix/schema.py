@@ -306,6 +306,11 @@ job_phases = sa.Table(
     sa.Column("skip_reason", sa.Text),
     # Added later (migration 0014), so last, as the migrated table has it.
     sa.Column("version", sa.Integer, nullable=False),
+    # Added by migration 0018: the latest run's resource usage (NULL: none reported).
+    sa.Column("cpu_s", sa.Float),
+    sa.Column("max_rss_bytes", sa.BigInteger),
+    sa.Column("read_bytes", sa.BigInteger),
+    sa.Column("write_bytes", sa.BigInteger),
     sa.UniqueConstraint("job_id", "name", name="job_phases_job_name_key"),
 )
 

@@ -15,6 +15,7 @@ from helix.domain.job import (
     JobPhaseFailed,
     JobPhaseFile,
     JobPhaseOutput,
+    JobPhaseResources,
     JobPhaseSkipped,
     JobPhaseStarted,
     JobQueued,
@@ -41,6 +42,7 @@ class PhasesProjection(StreamProjection):
             "job.phase_output",
             "job.phase_file",
             "job.phase_cost",
+            "job.phase_resources",
             "job.phase_completed",
             "job.phase_failed",
             "job.phase_skipped",
@@ -80,6 +82,11 @@ class PhasesProjection(StreamProjection):
             case JobPhaseCost():
                 return [(sql(SQL, "cost", t), (
                     decoded.job_id, decoded.phase, v, decoded.tokens, decoded.usd,
+                ))]  # fmt: skip
+            case JobPhaseResources():
+                return [(sql(SQL, "resources", t), (
+                    decoded.job_id, decoded.phase, v, decoded.cpu_s, decoded.max_rss_bytes,
+                    decoded.read_bytes, decoded.write_bytes,
                 ))]  # fmt: skip
             case JobPhaseCompleted():
                 return [(sql(SQL, "completed", t), (

@@ -11,7 +11,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', NULL, NULL, 0, '[]'::jsonb, 0, 0,
 ON CONFLICT DO NOTHING
 
 -- name: started
-UPDATE {job_phases} SET status = 'running', started_at = $4, finished_at = NULL, version = $3
+-- A run begins: the resources it reports are its own.
+UPDATE {job_phases}
+SET status = 'running', started_at = $4, finished_at = NULL, cpu_s = NULL, max_rss_bytes = NULL,
+    read_bytes = NULL, write_bytes = NULL, version = $3
 WHERE job_id = $1 AND name = $2
 
 -- name: output
@@ -33,6 +36,12 @@ WHERE job_id = $1 AND name = $2
 
 -- name: cost
 UPDATE {job_phases} SET cost_tokens = cost_tokens + $4, cost_usd = cost_usd + $5, version = $3
+WHERE job_id = $1 AND name = $2
+
+-- name: resources
+-- The run's figures so far replace the previous report's.
+UPDATE {job_phases}
+SET cpu_s = $4, max_rss_bytes = $5, read_bytes = $6, write_bytes = $7, version = $3
 WHERE job_id = $1 AND name = $2
 
 -- name: completed

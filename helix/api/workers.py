@@ -41,12 +41,14 @@ from helix.domain.job.commands import WorkerReport
 from helix.domain.job.decider import (
     MAX_AGENT_MESSAGE_CHARS,
     MAX_COST_TOKENS,
+    MAX_CPU_S,
     MAX_ERROR_CHARS,
     MAX_LEASE_S,
     MAX_LINE_CHARS,
     MAX_LINES_PER_BATCH,
     MAX_PATH_CHARS,
     MAX_PERCENT,
+    MAX_RESOURCE_BYTES,
     MAX_STDERR_TAIL_LINES,
     SHA256_PATTERN,
 )
@@ -145,6 +147,14 @@ REPORTS: dict[str, dict[str, Any]] = {
         "phase": PHASE,
         "tokens": {"type": "integer", "minimum": 0, "maximum": MAX_COST_TOKENS},
         "usd": {"type": "number", "minimum": 0},
+    },
+    "phase_resources": {
+        "phase": PHASE,
+        "cpu_s": {"type": "number", "minimum": 0, "maximum": MAX_CPU_S},
+        **{
+            name: {"type": "integer", "minimum": 0, "maximum": MAX_RESOURCE_BYTES}
+            for name in ("max_rss_bytes", "read_bytes", "write_bytes")
+        },
     },
     "progress": {"percent": {"type": "integer", "minimum": 0, "maximum": MAX_PERCENT}},
     "phase_completed": {"phase": PHASE, "exit_code": EXIT_CODE},
@@ -426,6 +436,17 @@ def _report_command(raw: dict[str, Any], token: int, at: datetime) -> WorkerRepo
             phase=raw["phase"],
             tokens=raw.get("tokens", 0),
             usd=float(raw.get("usd", 0.0)),
+            at=at,
+        ),
+        "phase_resources": lambda: job.RecordResources(
+            fencing_token=token,
+            phase=raw["phase"],
+            used=job.Resources(
+                cpu_s=float(raw["cpu_s"]),
+                max_rss_bytes=raw["max_rss_bytes"],
+                read_bytes=raw["read_bytes"],
+                write_bytes=raw["write_bytes"],
+            ),
             at=at,
         ),
         "progress": lambda: job.ReportProgress(fencing_token=token, percent=raw["percent"], at=at),

@@ -17,7 +17,7 @@ from uuid import UUID
 import attrs
 
 from helix.domain import job, project
-from helix.domain.job import JobPhaseOutput, JobState, JobStatus, PhaseState
+from helix.domain.job import JobPhaseOutput, JobState, JobStatus, PhaseState, Resources
 from helix.domain.project import ProjectState
 from helix.envelope import rfc3339
 from helix.errors import NotFound, ValidationError
@@ -25,7 +25,13 @@ from helix.eventstore import EventStore, RecordedEvent
 from helix.eventstore.sql import QUERIES
 from helix.inputs import parse_time
 from helix.services.caller import Caller
-from helix.services.views import current_phase, ident, stream_url, waiting_view
+from helix.services.views import (
+    current_phase,
+    ident,
+    resources_view,
+    stream_url,
+    waiting_view,
+)
 from projections.seen import to_json
 
 S = TypeVar("S")
@@ -214,6 +220,7 @@ def render_job(folded: Folded[JobState], as_of: AsOf, *, tail_lines: int = 20) -
     view["phases"] = [
         phase_json(p, ordinal) for ordinal, p in enumerate(folded.state.phases, start=1)
     ]
+    view["resources"] = resources_view(Resources.total(p.resources for p in folded.state.phases))
     view["current_phase"] = _current_phase(folded.state)
     view["output_tail"] = output_tail(folded.events, tail_lines)
     view["as_of"] = {**as_of.json(), "last_position": folded.position}
@@ -235,6 +242,7 @@ def phase_json(phase: PhaseState, ordinal: int) -> dict[str, Any]:
         "output_lines": phase.output_lines,
         "files": [f.fields() for f in phase.files],
         "cost": {"tokens": phase.cost_tokens, "usd": phase.cost_usd},
+        "resources": resources_view(phase.resources),
         "exit_code": phase.exit_code,
         "error": phase.error,
         "skip_reason": phase.skip_reason,

@@ -24,7 +24,7 @@ import attrs
 
 if TYPE_CHECKING:
     from helix.client import AsyncClient
-    from helix.client.types import Event
+    from helix.client.types import Event, Resources
 
 DEFAULT_SERVER = "http://127.0.0.1:8100"
 FAILED, USAGE, UNREACHABLE, REFUSED = 1, 2, 3, 4
@@ -333,10 +333,23 @@ async def show_job(client: AsyncClient, args: argparse.Namespace, out: TextIO) -
     if job["error"]:
         text.append(f"error: {job['error']}")
     text.append(f"attempt: {job['attempt']}/{job['max_attempts']}   worker: {job['worker_id']}")
+    total = job.get("resources")
+    if total is not None:
+        text.append(f"resources: {_resources(total)}")
     for phase in job.get("phases", []):
         exit_code = "" if phase["exit_code"] is None else f"  exit {phase['exit_code']}"
-        text.append(f"  {phase['ordinal']}. {phase['name']}: {phase['status']}{exit_code}")
+        used = "" if phase["resources"] is None else f"  ({_resources(phase['resources'])})"
+        text.append(f"  {phase['ordinal']}. {phase['name']}: {phase['status']}{exit_code}{used}")
     return Shown(job, "\n".join(text))
+
+
+def _resources(used: Resources) -> str:
+    """CPU seconds, peak memory and bytes read and written, in MiB."""
+    mib = 2**20
+    return (
+        f"cpu {used['cpu_s']:.2f}s, peak {used['max_rss_bytes'] / mib:.1f} MiB, "
+        f"read {used['read_bytes'] / mib:.1f} MiB, written {used['write_bytes'] / mib:.1f} MiB"
+    )
 
 
 async def cancel_job(client: AsyncClient, args: argparse.Namespace, out: TextIO) -> Shown:

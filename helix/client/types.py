@@ -23,6 +23,15 @@ class Cost(TypedDict):
     usd: float
 
 
+class Resources(TypedDict):
+    """What a phase's processes used (a job's: summed over its phases, the largest peak)."""
+
+    cpu_s: float
+    max_rss_bytes: int
+    read_bytes: int
+    write_bytes: int
+
+
 class PhasePlan(TypedDict):
     """One step of a project's phase plan (what a job snapshots when it is queued)."""
 
@@ -49,6 +58,8 @@ class Phase(TypedDict):
     output_lines: int
     files: list[Any]
     cost: Cost
+    # Its latest run's, as its worker last reported (None: nothing reported).
+    resources: Resources | None
     exit_code: int | None
     error: str | None
     skip_reason: str | None
@@ -120,6 +131,7 @@ class Job(TypedDict):
     stream_url: str
     # A single job (not a list's item) also has these; `waited_seconds` after `?wait=`.
     phases: NotRequired[list[Phase]]
+    resources: NotRequired[Resources | None]
     current_phase: NotRequired[str | None]
     output_tail: NotRequired[list[OutputLine]]
     waited_seconds: NotRequired[float]

@@ -16,7 +16,7 @@ import asyncpg
 from helix import envelope
 from helix.config import Settings
 from helix.domain import job as job_domain
-from helix.domain.job import TERMINAL, JobPriority, Waiting
+from helix.domain.job import TERMINAL, JobPriority, Resources, Waiting
 from helix.errors import NotFound
 from helix.eventstore import EventStore
 from helix.services.caller import Caller
@@ -25,8 +25,10 @@ from helix.services.views import (
     job_view,
     line_view,
     message_view,
+    phase_resources,
     phase_view,
     project_view,
+    resources_view,
 )
 from helix.tasks import cancel_and_wait
 from projections import jobs as jobs_model
@@ -210,6 +212,7 @@ class Queries:
             waiting = await _waiting(conn, [row])
         view = job_view(row, waiting.get(job_id))
         view["phases"] = [phase_view(p) for p in phases]
+        view["resources"] = resources_view(Resources.total(phase_resources(p) for p in phases))
         view["current_phase"] = current_phase(row, phases)
         view["output_tail"] = [line_view(line) for line in tail]
         return view

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from helix.domain.job import TERMINAL, Artifact, JobPriority, Waiting
+from helix.domain.job import TERMINAL, Artifact, JobPriority, Resources, Waiting
 from helix.envelope import rfc3339
 
 Row = Mapping[str, Any]
@@ -107,6 +107,22 @@ def job_view(row: Row, waiting: Waiting | None = None) -> dict[str, Any]:
     }
 
 
+def phase_resources(row: Row) -> Resources | None:
+    """The phase's latest run's resource usage (NULL columns: none reported)."""
+    if row["cpu_s"] is None:
+        return None
+    return Resources(
+        cpu_s=row["cpu_s"],
+        max_rss_bytes=row["max_rss_bytes"],
+        read_bytes=row["read_bytes"],
+        write_bytes=row["write_bytes"],
+    )
+
+
+def resources_view(resources: Resources | None) -> dict[str, float | int] | None:
+    return None if resources is None else resources.fields()
+
+
 def phase_view(row: Row) -> dict[str, Any]:
     started, finished = row["started_at"], row["finished_at"]
     duration = (finished - started).total_seconds() if started and finished else None
@@ -123,6 +139,7 @@ def phase_view(row: Row) -> dict[str, Any]:
         "output_lines": row["output_lines"],
         "files": row["files"],
         "cost": {"tokens": row["cost_tokens"], "usd": row["cost_usd"]},
+        "resources": resources_view(phase_resources(row)),
         "exit_code": row["exit_code"],
         "error": row["error"],
         "skip_reason": row["skip_reason"],

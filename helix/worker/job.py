@@ -59,6 +59,7 @@ from helix.worker.protocol import (
     Report,
     Unavailable,
 )
+from helix.worker.usage import Usage
 from helix.worker.workspace import (
     CHUNK_BYTES,
     CONTEXT_FILE,
@@ -142,6 +143,8 @@ class JobRun:
         self._halted = asyncio.Event()  # lost or shut down: report nothing more
         self._outbox = Outbox(self._post)
         self._process: PhaseProcess | None = None
+        self._phase: str | None = None  # the phase whose process runs
+        self._reported: Usage | None = None  # its resource usage as last reported
         self._completed: set[str] = set()  # phases this run completed
         self._stored: dict[str, int] = {}  # the size of each file this run stored, by path
 
@@ -176,6 +179,18 @@ class JobRun:
         self._halted.set()
         if self._process is not None:
             self._process.stop(Stop.TERMINATE)
+
+    def report_resources(self) -> None:
+        """Queue what the running phase has used so far, when it changed since the last report
+        (the worker calls it at each heartbeat)."""
+        process, phase = self._process, self._phase
+        if process is None or phase is None or not self.holds_lease:
+            return
+        used = process.used
+        if used == self._reported or used == Usage():
+            return
+        self._reported = used
+        self._outbox.offer([reports.phase_resources(phase, used)])
 
     def heartbeat_answered(self, status: JobStatus) -> None:
         if status.job_id != self.job_id:
@@ -309,14 +324,16 @@ class JobRun:
             self._options,
             self._running,
         )
-        self._process = process
+        self._process, self._phase, self._reported = process, phase.name, None
         try:
             finished = await process.run()
         finally:
-            self._process = None
+            self._process = self._phase = None
         self._check_halted()
         files = await asyncio.to_thread(self._files, workspace, before, named)
         found = [reports.file(phase.name, record) for record in files]
+        if finished.used is not None:
+            found.append(reports.phase_resources(phase.name, finished.used))
         found += await self._upload_all(phase.name, workspace, files)
         if finished.stopped is not None and self._cancel.is_set():
             await self._send(found)

@@ -71,6 +71,7 @@ class Outbox:
         self._sender: asyncio.Task[None] | None = None
         self._sent = asyncio.Event()  # set after each request is answered (or sending ends)
         self._error: BaseException | None = None
+        self._closed = False
 
     async def put(self, batch: Sequence[Report]) -> None:
         """Queue `batch` to be sent; waits only while the outbox is over its memory bound."""
@@ -79,6 +80,16 @@ class Outbox:
             self._sent.clear()
             await self._sent.wait()
             self._raise_error()
+        self._queue(batch)
+
+    def offer(self, batch: Sequence[Report]) -> None:
+        """Queue `batch` at once, beyond the memory bound: for a few small reports that must
+        not wait behind output (resource samples). Dropped once the sending has failed or the
+        outbox is closed; the job run hears of a failure at its next `put` or `flush`."""
+        if self._error is None and not self._closed:
+            self._queue(batch)
+
+    def _queue(self, batch: Sequence[Report]) -> None:
         for report in batch:
             coalesced(self._pending, report)
             self._bytes += _weight(report)
@@ -99,6 +110,7 @@ class Outbox:
 
     def close(self) -> None:
         """Stop sending (the job run is over): what waits is dropped."""
+        self._closed = True
         if self._sender is not None:
             self._sender.cancel()
         self._pending.clear()

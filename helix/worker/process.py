@@ -16,10 +16,12 @@ import asyncio
 import collections
 import contextlib
 import enum
+import functools
 import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import Any
 
 import attrs
 
-from helix.worker import leftovers, procfs
+from helix.worker import leftovers, procfs, usage
 from helix.worker.isolation import PhaseUser
 from helix.worker.reports import MAX_LINE_CHARS
 from helix.worker.sweep import sweep
@@ -38,6 +40,10 @@ log = logging.getLogger(__name__)
 OutputSink = Callable[[str, list[str]], Awaitable[None]]
 
 _POLL_S = 0.05
+# How often the phase's process group is sampled for its resource usage (the first sample
+# comes sooner, for short phases).
+SAMPLE_INTERVAL_S = 1.0
+_FIRST_SAMPLE_S = 0.2
 _READ_LIMIT = 2**16
 # How long a pipe may stay open and quiet once the process group is gone, and at most.
 _DRAIN_IDLE_S = 0.5
@@ -76,38 +82,66 @@ class Finished:
     timed_out: bool = False
     stopped: Stop | None = None  # stopped on request (cancel, lost lease, shutdown)
     start_error: str | None = None
+    used: usage.Usage | None = None  # None: never started
 
 
-class _Child(asyncio.SubprocessProtocol):
-    """The child's two output pipes as stream readers, and when it exits. (Not
-    asyncio.subprocess.Process: before Python 3.12 its wait() also waits for the pipes to
-    close, which a process that left the group can hold open for ever.)"""
+class _Child:
+    """The phase's leader: its two output pipes as stream readers, and its end.
 
-    def __init__(self) -> None:
+    Not asyncio's subprocess transport: its child watcher reaps the leader with waitpid, which
+    loses what the kernel knows of the leader's resource usage. Here a thread waits for the
+    leader to exit without reaping it (waitid with WNOWAIT); the event loop then reads the
+    zombie's figures from /proc and reaps it with wait4, which gives its rusage. (Not
+    asyncio.subprocess.Process either: before Python 3.12 its wait() also waits for the pipes
+    to close, which a process that left the group can hold open for ever.)"""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
         self.stdout = asyncio.StreamReader(limit=_READ_LIMIT)
         self.stderr = asyncio.StreamReader(limit=_READ_LIMIT)
         self.exited = asyncio.Event()
+        self.returncode: int | None = None
+        self.usage: usage.Usage | None = None  # the leader's last figures, once reaped
+        self._pipes: list[asyncio.BaseTransport] = []
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.SubprocessTransport)
-        for fd, reader in ((1, self.stdout), (2, self.stderr)):
-            pipe = transport.get_pipe_transport(fd)
-            if pipe is not None:
-                reader.set_transport(pipe)  # lets the reader pause the pipe when it is full
+    async def connect(self) -> None:
+        """Read the pipes and watch for the leader's exit."""
+        loop = asyncio.get_running_loop()
+        for pipe, reader in ((self.popen.stdout, self.stdout), (self.popen.stderr, self.stderr)):
+            assert pipe is not None
+            transport, _ = await loop.connect_read_pipe(
+                functools.partial(asyncio.StreamReaderProtocol, reader), pipe
+            )
+            self._pipes.append(transport)
+        threading.Thread(
+            target=self._wait, args=(loop,), name=f"phase-{self.pid}-exit", daemon=True
+        ).start()
 
-    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
-        assert isinstance(data, bytes)
-        (self.stdout if fd == 1 else self.stderr).feed_data(data)
+    def _wait(self, loop: asyncio.AbstractEventLoop) -> None:
+        with contextlib.suppress(ChildProcessError):
+            os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the worker is gone
+            loop.call_soon_threadsafe(self._reap)
 
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        reader = self.stdout if fd == 1 else self.stderr
-        if exc is None:
-            reader.feed_eof()
+    def _reap(self) -> None:
+        """The leader has exited: its figures while it is a zombie, then its end."""
+        last = usage.of_process(self.pid)
+        try:
+            _, status, used = os.wait4(self.pid, 0)
+        except ChildProcessError:  # reaped by someone else: its exit status is unknown
+            log.warning("the phase's process %d was reaped by another", self.pid)
+            self.returncode = 255
         else:
-            reader.set_exception(exc)
-
-    def process_exited(self) -> None:
+            self.returncode = os.waitstatus_to_exitcode(status)
+            leader = usage.of_rusage(used)
+            self.usage = leader if last is None else leader.most(last)
+        self.popen.returncode = self.returncode  # nothing else is to wait for it
         self.exited.set()
+
+    def close(self) -> None:
+        for pipe in self._pipes:
+            pipe.close()
 
 
 class PhaseProcess:
@@ -131,6 +165,7 @@ class PhaseProcess:
         self._group_gone = asyncio.Event()
         self._gone_at = 0.0
         self._tail: collections.deque[str] = collections.deque(maxlen=options.stderr_tail)
+        self._meter = usage.Meter()
 
     def stop(self, how: Stop = Stop.TERMINATE) -> None:
         if how is Stop.KILL or not self._stop_requested.is_set():
@@ -141,11 +176,11 @@ class PhaseProcess:
         started = time.monotonic()
         if self._stop_requested.is_set():
             return Finished(exit_code=None, duration_s=0.0, stopped=self._how)
-        loop = asyncio.get_running_loop()
         try:
-            transport, child = await loop.subprocess_exec(
-                _Child,
-                *self.command.argv,
+            # Started in the loop, as asyncio's own subprocess_exec does (a fork and exec take
+            # a few milliseconds); from a thread, a cancellation could leave it unknown.
+            popen = subprocess.Popen(  # noqa: ASYNC220
+                self.command.argv,
                 cwd=self.command.cwd,
                 env=dict(self.command.env),
                 stdin=subprocess.DEVNULL,
@@ -154,14 +189,24 @@ class PhaseProcess:
                 start_new_session=True,
                 **(self.command.user.process_options() if self.command.user else {}),
             )
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
             return Finished(
                 exit_code=None,
                 duration_s=time.monotonic() - started,
                 start_error=f"could not start {self.command.argv[0]!r}: {exc}",
             )
-        pid = transport.get_pid()
+        child = _Child(popen)
+        try:
+            await child.connect()
+        except BaseException:
+            _signal_group(popen.pid, signal.SIGKILL)
+            popen.wait()
+            child.close()
+            raise
+        loop = asyncio.get_running_loop()
+        pid = child.pid
         held = self._record(pid)
+        sampler = asyncio.create_task(self._sample(pid, child))
         pumps = [
             asyncio.create_task(self._pump(child.stdout, "stdout")),
             asyncio.create_task(self._pump(child.stderr, "stderr")),
@@ -184,13 +229,16 @@ class PhaseProcess:
                 pump.cancel()
             await asyncio.gather(*pumps, return_exceptions=True)
             await asyncio.shield(child.exited.wait())
-            transport.close()
+            sampler.cancel()
+            child.close()
             if not swept:
                 await asyncio.shield(self._sweep())
             if held is not None:
                 held.remove()
-        exit_code = transport.get_returncode()
+        exit_code = child.returncode
         assert exit_code is not None
+        if child.usage is not None:
+            self._meter.add(child.usage)
         stopped = self._how if self._stop_requested.is_set() and not timed_out else None
         return Finished(
             exit_code=exit_code,
@@ -198,7 +246,21 @@ class PhaseProcess:
             stderr_tail=tuple(self._tail),
             timed_out=timed_out,
             stopped=stopped,
+            used=self._meter.usage,
         )
+
+    @property
+    def used(self) -> usage.Usage:
+        """What the phase's processes have used so far, as last sampled."""
+        return self._meter.usage
+
+    async def _sample(self, pgid: int, child: _Child) -> None:
+        wait = _FIRST_SAMPLE_S
+        while not child.exited.is_set():
+            await asyncio.sleep(wait)
+            wait = SAMPLE_INTERVAL_S
+            # In a thread: a scan of /proc takes milliseconds the output pumps should not wait.
+            self._meter.add(await asyncio.to_thread(usage.sample, pgid))
 
     def _record(self, pgid: int) -> leftovers.Held | None:
         if self._running is None:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from helix.domain.project.decider import MAX_REASON_CHARS
 from helix.worker.protocol import Report
+from helix.worker.usage import Usage
 from helix.worker.workspace import FileRecord
 
 MAX_REPORTS_PER_REQUEST = 1000
@@ -57,6 +58,12 @@ def cost(phase: str, tokens: int, usd: float) -> Report:
 
 def message(phase: str, content: str) -> Report:
     return {"type": "message", "phase": phase, "content": content}
+
+
+def phase_resources(phase: str, used: Usage) -> Report:
+    """What the phase's processes have used so far in this run (each figure a running total
+    or peak, so a later report replaces an earlier one)."""
+    return {"type": "phase_resources", "phase": phase, **used.fields()}
 
 
 def progress(percent: int) -> Report:

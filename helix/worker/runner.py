@@ -282,6 +282,8 @@ class Worker:
     async def _beat(self, client: Client) -> None:
         assert self.worker_id is not None
         job = self._job
+        if job is not None:
+            job.report_resources()
         current = (job.job_id, job.fencing_token) if job is not None and job.holds_lease else None
         status = "busy" if job is not None else "idle"
         if self._stopping.is_set():

@@ -298,7 +298,11 @@ async def test_a_stream_resumed_after_the_jobs_end_is_over_at_once(served: Serve
             e["position"] async for e in helix.stream(job["id"], after=events[-3]["position"])
         ] == [e["position"] for e in events[-2:]]
         only = [e["type"] async for e in helix.stream(job["id"], types=["job.phase_*"])]
-        assert only == ["job.phase_started", "job.phase_output", "job.phase_completed"]
+        # Resource reports come at heartbeats while the phase runs, and with its end.
+        assert only[-2:] == ["job.phase_resources", "job.phase_completed"]
+        assert [kind for kind in only if kind != "job.phase_resources"] == [
+            "job.phase_started", "job.phase_output", "job.phase_completed",
+        ]  # fmt: skip
 
 
 def test_wait_job_gives_up_at_its_timeout_and_returns_the_terminal_job(served: Served) -> None:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.e2e.processes import run_helix
 from tests.e2e.served import Served, served
@@ -70,9 +71,18 @@ async def test_a_person_creates_runs_and_watches_a_shell_project_to_its_end(
     code, out = await _helix(served, "jobs", "logs", run["job_id"], "--follow")
     assert code == 0 and out.splitlines() == ["hello from the cli", "bye"]
     code, out = await _helix(served, "jobs", "show", run["job_id"], "--json")
-    assert code == 0 and json.loads(out)["status"] == "completed"
+    shown = json.loads(out)
+    assert code == 0 and shown["status"] == "completed"
+    # The local worker measured each phase's process: some memory, and the bytes it printed.
+    for phase in shown["phases"]:
+        assert phase["resources"]["max_rss_bytes"] > 0, phase
+        assert phase["resources"]["write_bytes"] > 0, phase
+    assert shown["resources"]["cpu_s"] == pytest.approx(
+        sum(p["resources"]["cpu_s"] for p in shown["phases"])
+    )
     code, out = await _helix(served, "jobs", "show", run["job_id"])
-    assert code == 0 and "status: completed" in out and "2. bye: completed  exit 0" in out
+    assert code == 0 and "status: completed" in out and "2. bye: completed  exit 0  (cpu " in out
+    assert "resources: cpu " in out
 
     code, out = await _helix(served, "keys", "list", "--json")
     assert code == 0, out

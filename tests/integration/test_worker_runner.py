@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import os
 import pwd
@@ -123,7 +124,7 @@ class FakeServer:
         return [
             r["type"]
             for r in self.reports()
-            if not (without_output and r["type"] in ("output", "progress"))
+            if not (without_output and r["type"] in ("output", "progress", "phase_resources"))
         ]
 
     def output(self, phase: str, stream: str) -> list[str]:
@@ -278,6 +279,48 @@ async def test_a_two_phase_job_is_reported_in_order_under_its_fencing_token(
     assert max(build_output) == build_done
     assert (tmp_path / "workspaces" / "proj-1" / "out.txt").read_text() == "made\n"
     assert all(h["Authorization"] == f"Bearer {KEY}" for _, _, h in server.requests)
+
+
+# Reads and writes 8 MB through a file, holds 64 MB in memory (sort keeps its one line), spins
+# the CPU, then idles while heartbeats report what was sampled.
+HEAVY = """
+head -c 8000000 /dev/zero > big && cat big > /dev/null
+head -c 64000000 /dev/zero | sort > /dev/null
+i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done
+sleep 1
+"""
+FIGURES = ("cpu_s", "max_rss_bytes", "read_bytes", "write_bytes")
+
+
+async def test_a_phase_s_resource_usage_is_reported_while_it_runs_and_at_its_end(
+    fake: tuple[FakeServer, str], tmp_path: Path
+) -> None:
+    server, url = fake
+    server.claims.append(claim(phase("build", sh(HEAVY))))
+
+    await run_once(url, tmp_path)
+
+    assert server.types() == ["phase_started", "file", "phase_completed", "job_completed"]
+    reports = server.reports()
+    used = [(i, r) for i, r in enumerate(reports) if r["type"] == "phase_resources"]
+    assert all(r["phase"] == "build" and set(r) == {"type", "phase", *FIGURES} for _, r in used)
+    *during, (last_at, last) = used
+    # Sampled while the phase ran and reported at heartbeats, each report only when it changed.
+    assert during, "no report while the phase ran"
+    assert all(reports[i + 1]["type"] != "phase_completed" for i, _ in during)
+    assert all(a != b for (_, a), (_, b) in itertools.pairwise(during))
+    # The last comes with the phase's end, in the request that completes it.
+    assert reports[last_at + 1]["type"] == "phase_completed"
+    body = next(b for b in server.report_bodies() if last in b["reports"])
+    assert {"type": "phase_completed", "phase": "build", "exit_code": 0} in body["reports"]
+    # Every figure only grows, and the end holds what the phase's processes did.
+    for figure in FIGURES:
+        values = [r[figure] for _, r in used]
+        assert values == sorted(values), figure
+    assert last["cpu_s"] >= 0.1
+    assert last["max_rss_bytes"] >= 64_000_000
+    assert last["read_bytes"] >= 8_000_000 + 64_000_000  # the file, then the pipe into sort
+    assert last["write_bytes"] >= 8_000_000 + 64_000_000
 
 
 async def test_a_failing_phase_fails_the_job_and_the_next_phase_never_starts(

@@ -52,6 +52,7 @@ job_commands = st.tuples(
             "start",
             "output",
             "cost",
+            "resources",
             "file",
             "complete_phase",
             "complete_phase",
@@ -288,6 +289,15 @@ class Model:
                 command = job.RecordCost(
                     fencing_token=token, phase=phase_name, tokens=7, usd=0.1, at=at
                 )
+            case "resources":
+                # Figures that differ from report to report: each replaces the one before.
+                n = int(at.timestamp()) % 1000
+                used = job.Resources(
+                    cpu_s=n / 8, max_rss_bytes=n * 4096, read_bytes=n, write_bytes=2 * n
+                )
+                command = job.RecordResources(
+                    fencing_token=token, phase=phase_name, used=used, at=at
+                )
             case "file":
                 command = job.RecordFile(
                     fencing_token=token, phase=phase_name, path="f.txt", size=1, sha256="a" * 64,
@@ -382,6 +392,11 @@ def phase_rows(state: JobState) -> list[dict[str, Any]]:
             "exit_code": p.exit_code,
             "error": p.error,
             "skip_reason": p.skip_reason,
+            **(
+                p.resources.fields()
+                if p.resources is not None
+                else dict.fromkeys(("cpu_s", "max_rss_bytes", "read_bytes", "write_bytes"))
+            ),
         }
         for n, p in enumerate(state.phases, start=1)
     ]

@@ -26,7 +26,9 @@ from tests.support import REAPER, RegisteredWorker, settled
 
 AUDITOR = Caller(user_id="auditor", name="auditor", actor="user:auditor", sees_everything=True)
 PROJECT_OPS = ["message", "update", "plan", "ready", "execute", "pause", "resume", "cancel"]
-JOB_OPS = ["claim", "start", "output", "cost", "complete_phase", "fail_phase", "complete"]
+JOB_OPS = [
+    "claim", "start", "output", "cost", "resources", "complete_phase", "fail_phase", "complete",
+]  # fmt: skip
 OPS = [*PROJECT_OPS, *JOB_OPS * 3, "fail", "job_cancel", "ack", "expire", "tick", "archive"]
 
 
@@ -133,6 +135,12 @@ class Driver:
                 )
             case "cost":
                 command = job.RecordCost(fencing_token=token, phase=name, tokens=3, usd=0.5, at=at)
+            case "resources":
+                n = int(at.timestamp()) % 1000
+                used = job.Resources(
+                    cpu_s=n / 4, max_rss_bytes=n * 4096, read_bytes=n, write_bytes=n + 1
+                )
+                command = job.RecordResources(fencing_token=token, phase=name, used=used, at=at)
             case "complete_phase":
                 command = job.CompletePhase(fencing_token=token, phase=name, at=at)
             case "fail_phase":

@@ -33,6 +33,7 @@ from helix.domain.job import (
     JobPhaseFailed,
     JobPhaseFile,
     JobPhaseOutput,
+    JobPhaseResources,
     JobPhaseSkipped,
     JobPhaseStarted,
     JobProgressReported,
@@ -51,10 +52,12 @@ from helix.domain.job import (
     RecordCost,
     RecordFile,
     RecordOutput,
+    RecordResources,
     RenewLease,
     ReportProgress,
     RequestCancel,
     RequeueJob,
+    Resources,
     SkipPhase,
     StartPhase,
     WorkerReport,
@@ -231,6 +234,12 @@ EVERY_LATER_COMMAND: list[Command] = [
     ),
     RecordFile(fencing_token=1, phase="plan", path="a.py", size=1, sha256=SHA, at=at(50)),
     RecordCost(fencing_token=1, phase="plan", tokens=1, usd=0.1, at=at(50)),
+    RecordResources(
+        fencing_token=1,
+        phase="plan",
+        used=Resources(cpu_s=1.0, max_rss_bytes=1, read_bytes=1, write_bytes=1),
+        at=at(50),
+    ),
     ReportProgress(fencing_token=1, percent=50, at=at(50)),
     CompletePhase(fencing_token=1, phase="plan", at=at(50)),
     FailPhase(fencing_token=1, phase="plan", error="e", at=at(50)),
@@ -464,6 +473,12 @@ def test_an_unreasonable_output_batch_is_refused(lines: tuple[str, ...]) -> None
         ),
         RecordFile(fencing_token=1, phase="build", path="a", size=1, sha256=SHA, at=at(3)),
         RecordCost(fencing_token=1, phase="build", tokens=1, usd=0.0, at=at(3)),
+        RecordResources(
+            fencing_token=1,
+            phase="build",
+            used=Resources(cpu_s=0.5, max_rss_bytes=2**20, read_bytes=0, write_bytes=0),
+            at=at(3),
+        ),
         CompletePhase(fencing_token=1, phase="build", at=at(3)),
         FailPhase(fencing_token=1, phase="build", error="e", at=at(3)),
     ],
@@ -544,6 +559,64 @@ def test_cost_that_would_overflow_the_job_totals_is_refused(
     with pytest.raises(ValidationError) as info:
         decide(state, RecordCost(fencing_token=1, phase="plan", tokens=tokens, usd=usd, at=at(4)))
     assert info.value.details["field"] == field
+
+
+def resources(phase: str = "plan", **changes: typing.Any) -> RecordResources:
+    fields: dict[str, typing.Any] = {
+        "cpu_s": 1.5, "max_rss_bytes": 50 * 2**20, "read_bytes": 4096, "write_bytes": 8192,
+    }  # fmt: skip
+    fields.update(changes)
+    return RecordResources(fencing_token=1, phase=phase, used=Resources(**fields), at=at(3))
+
+
+def test_a_phase_s_latest_resources_replace_the_earlier_ones_and_a_new_run_starts_afresh() -> None:
+    state = in_phase("plan")
+    for cpu in (0.5, 2.25):
+        events = decide(state, resources(cpu_s=cpu))
+        assert isinstance(events[0], JobPhaseResources)
+        state = fold(events, state)
+    assert phase(state, "plan").resources == Resources(
+        cpu_s=2.25, max_rss_bytes=50 * 2**20, read_bytes=4096, write_bytes=8192
+    )
+    assert phase(state, "build").resources is None
+
+    # The lease runs out and the phase runs again: its figures are of the new run.
+    lost = given(ExpireLease(at=at(LEASE_S + 10)), state=state)
+    due = 3600  # after any retry back-off
+    again = given(ClaimJob(worker_id="w2", lease_s=LEASE_S, at=at(due)), state=lost)
+    token = again.fencing_token
+    rerun = given(StartPhase(fencing_token=token, phase="plan", at=at(due + 1)), state=again)
+    assert phase(rerun, "plan").resources is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"cpu_s": -0.1}, "cpu_s"),
+        ({"cpu_s": float("nan")}, "cpu_s"),
+        ({"cpu_s": float("inf")}, "cpu_s"),
+        ({"cpu_s": 1e13}, "cpu_s"),
+        ({"max_rss_bytes": -1}, "max_rss_bytes"),
+        ({"read_bytes": 2**63}, "read_bytes"),
+        ({"write_bytes": -5}, "write_bytes"),
+    ],
+)
+def test_resources_out_of_range_are_refused(changes: dict[str, typing.Any], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        decide(in_phase("plan"), resources(**changes))
+    assert info.value.details["field"] == field
+
+
+def test_a_job_s_resources_add_up_its_phases_with_the_largest_peak() -> None:
+    runs = [
+        Resources(cpu_s=1.0, max_rss_bytes=100, read_bytes=1, write_bytes=10),
+        None,
+        Resources(cpu_s=0.5, max_rss_bytes=300, read_bytes=2, write_bytes=20),
+    ]
+    assert Resources.total(runs) == Resources(
+        cpu_s=1.5, max_rss_bytes=300, read_bytes=3, write_bytes=30
+    )
+    assert Resources.total([None, None]) is None
 
 
 @pytest.mark.parametrize("percent", [0, 42, 100])

@@ -13,7 +13,7 @@ from uuid import UUID
 
 import attrs
 
-from helix.domain.job.events import FileChange, JobPriority, OutputStream
+from helix.domain.job.events import FileChange, JobPriority, OutputStream, Resources
 from helix.domain.project.events import PhaseSpec
 
 DEFAULT_MAX_ATTEMPTS = 3
@@ -126,6 +126,18 @@ class RecordCost:
     phase: str
     tokens: int = 0
     usd: float = 0.0
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class RecordResources:
+    """What the running phase's processes have used so far in this run: CPU seconds, peak
+    resident memory and bytes read and written (each a running total or peak: it replaces the
+    previous report)."""
+
+    fencing_token: int
+    phase: str
+    used: Resources
     at: datetime
 
 
@@ -272,6 +284,7 @@ Command: TypeAlias = (
     | RecordArtifactNotStored
     | RecordMessage
     | RecordCost
+    | RecordResources
     | ReportProgress
     | CompletePhase
     | FailPhase
@@ -298,6 +311,7 @@ WorkerReport: TypeAlias = (
     | RecordArtifactNotStored
     | RecordMessage
     | RecordCost
+    | RecordResources
     | ReportProgress
     | CompletePhase
     | FailPhase

@@ -63,6 +63,7 @@ from helix.domain.job.commands import (
     RecordFile,
     RecordMessage,
     RecordOutput,
+    RecordResources,
     RenewLease,
     ReportProgress,
     RequestCancel,
@@ -94,6 +95,7 @@ from helix.domain.job.events import (
     JobPhaseFile,
     JobPhaseMessage,
     JobPhaseOutput,
+    JobPhaseResources,
     JobPhaseSkipped,
     JobPhaseStarted,
     JobProgressReported,
@@ -140,6 +142,10 @@ SHA256_PATTERN = "^[0-9a-fA-F]{64}$"
 # The job's cost totals are kept in a bigint and a float8: a report that would overflow them
 # is refused rather than failing the write.
 MAX_COST_TOKENS = 2**63 - 1
+# A phase's resource figures are kept in bigints and a float8 (CPU seconds: a century of one
+# core would be 3.2e9).
+MAX_RESOURCE_BYTES = 2**63 - 1
+MAX_CPU_S = 1e12
 
 _DONE = frozenset({PhaseStatus.COMPLETED, PhaseStatus.SKIPPED})
 _UNLEASED = frozenset({JobStatus.QUEUED, JobStatus.PAUSED})
@@ -753,6 +759,20 @@ def _report(state: JobState, command: WorkerReport, at: datetime) -> list[Event]
                     at=at,
                 )
             ]
+        case RecordResources():
+            _check_running_phase(state, command.phase)
+            used = command.used
+            if not (math.isfinite(used.cpu_s) and 0 <= used.cpu_s <= MAX_CPU_S):
+                raise ValidationError(
+                    f"cpu_s must be a number from 0 to {MAX_CPU_S:g}", field="cpu_s"
+                )
+            for name in ("max_rss_bytes", "read_bytes", "write_bytes"):
+                if not 0 <= getattr(used, name) <= MAX_RESOURCE_BYTES:
+                    raise ValidationError(
+                        f"{name} must be a whole number from 0 to {MAX_RESOURCE_BYTES}",
+                        field=name,
+                    )
+            return [JobPhaseResources.of(job_id, command.phase, used, at)]
         case ReportProgress():
             if not 0 <= command.percent <= MAX_PERCENT:
                 raise ValidationError(

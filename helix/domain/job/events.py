@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TypeAlias
 from uuid import UUID
@@ -198,6 +199,74 @@ class JobPhaseCost:
 
 
 @attrs.frozen(kw_only=True)
+class Resources:
+    """What a phase's processes used in one run: CPU seconds (user and system), the peak
+    resident memory, and the bytes they read and wrote through system calls."""
+
+    cpu_s: float
+    max_rss_bytes: int
+    read_bytes: int
+    write_bytes: int
+
+    def fields(self) -> dict[str, float | int]:
+        return {
+            "cpu_s": self.cpu_s,
+            "max_rss_bytes": self.max_rss_bytes,
+            "read_bytes": self.read_bytes,
+            "write_bytes": self.write_bytes,
+        }
+
+    @classmethod
+    def total(cls, phases: Iterable[Resources | None]) -> Resources | None:
+        """A job's, from its phases' (None: no phase reported any): CPU and bytes summed, the
+        peak memory the largest phase's, since phases run one after another."""
+        known = [r for r in phases if r is not None]
+        if not known:
+            return None
+        return cls(
+            cpu_s=sum(r.cpu_s for r in known),
+            max_rss_bytes=max(r.max_rss_bytes for r in known),
+            read_bytes=sum(r.read_bytes for r in known),
+            write_bytes=sum(r.write_bytes for r in known),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class JobPhaseResources:
+    """The running phase's resource usage so far in this run, as its worker sampled it (at
+    each heartbeat and at the phase's end); it replaces the phase's previous figures."""
+
+    job_id: UUID
+    phase: str
+    cpu_s: float
+    max_rss_bytes: int
+    read_bytes: int
+    write_bytes: int
+    at: datetime
+
+    @classmethod
+    def of(cls, job_id: UUID, phase: str, used: Resources, at: datetime) -> JobPhaseResources:
+        return cls(
+            job_id=job_id,
+            phase=phase,
+            cpu_s=float(used.cpu_s),
+            max_rss_bytes=used.max_rss_bytes,
+            read_bytes=used.read_bytes,
+            write_bytes=used.write_bytes,
+            at=at,
+        )
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(
+            cpu_s=self.cpu_s,
+            max_rss_bytes=self.max_rss_bytes,
+            read_bytes=self.read_bytes,
+            write_bytes=self.write_bytes,
+        )
+
+
+@attrs.frozen(kw_only=True)
 class JobPhaseCompleted:
     job_id: UUID
     phase: str
@@ -368,6 +437,7 @@ Event: TypeAlias = (
     | JobArtifactNotStored
     | JobPhaseMessage
     | JobPhaseCost
+    | JobPhaseResources
     | JobPhaseCompleted
     | JobPhaseFailed
     | JobPhaseSkipped
@@ -397,6 +467,7 @@ EVENTS: dict[str, type] = {
     "job.artifact_not_stored": JobArtifactNotStored,
     "job.phase_message": JobPhaseMessage,
     "job.phase_cost": JobPhaseCost,
+    "job.phase_resources": JobPhaseResources,
     "job.phase_completed": JobPhaseCompleted,
     "job.phase_failed": JobPhaseFailed,
     "job.phase_skipped": JobPhaseSkipped,

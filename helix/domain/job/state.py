@@ -28,6 +28,7 @@ from helix.domain.job.events import (
     JobPhaseFile,
     JobPhaseMessage,
     JobPhaseOutput,
+    JobPhaseResources,
     JobPhaseSkipped,
     JobPhaseStarted,
     JobPriority,
@@ -41,6 +42,7 @@ from helix.domain.job.events import (
     JobStuck,
     JobWaiting,
     PhaseStatus,
+    Resources,
 )
 from helix.domain.job.waiting import Waiting
 from helix.domain.project.events import EnvValue, PhaseSpec
@@ -95,6 +97,8 @@ class PhaseState:
     files: tuple[FileRecord, ...] = ()
     cost_tokens: int = 0
     cost_usd: float = 0.0
+    # What its processes used in its latest run, as last reported (None: nothing yet).
+    resources: Resources | None = None
     exit_code: int | None = None
     error: str | None = None
     skip_reason: str | None = None
@@ -314,7 +318,7 @@ def evolve(state: JobState, event: Event) -> JobState:
                 state,
                 event.phase,
                 lambda p: attrs.evolve(
-                    p, status=PhaseStatus.RUNNING, started_at=at, finished_at=None
+                    p, status=PhaseStatus.RUNNING, started_at=at, finished_at=None, resources=None
                 ),
             )
             return attrs.evolve(state, phases=phases, updated_at=at)
@@ -353,6 +357,10 @@ def evolve(state: JobState, event: Event) -> JobState:
                 cost_usd=state.cost_usd + usd,
                 updated_at=at,
             )
+        case JobPhaseResources():
+            resources = event.resources
+            phases = _map_phase(state, event.phase, lambda p: attrs.evolve(p, resources=resources))
+            return attrs.evolve(state, phases=phases, updated_at=at)
         case JobPhaseCompleted():
             return _end_phase(
                 state, event.phase, at, PhaseStatus.COMPLETED, exit_code=event.exit_code

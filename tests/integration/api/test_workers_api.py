@@ -155,7 +155,15 @@ async def test_bad_registrations_and_reports_are_refused_and_change_nothing(
         {"type": "output", "phase": "build", "stream": "stdout"},
         {"type": "file", "phase": "build", "path": "a", "size": -1, "sha256": "0" * 64},
         {"type": "output", "phase": "build", "stream": "stdout", "lines": ["a\x00b"]},
-    ):
+        {"type": "phase_resources", "phase": "build", "cpu_s": 1.0, "max_rss_bytes": 1,
+         "read_bytes": -1, "write_bytes": 0},
+        {"type": "phase_resources", "phase": "build", "cpu_s": 1.0, "max_rss_bytes": 1,
+         "read_bytes": 2**63, "write_bytes": 0},
+        {"type": "phase_resources", "phase": "build", "cpu_s": 1.0, "max_rss_bytes": 1,
+         "read_bytes": 0},
+        {"type": "phase_resources", "phase": "build", "cpu_s": 1.0, "max_rss_bytes": 1.5,
+         "read_bytes": 0, "write_bytes": 0},
+    ):  # fmt: skip
         good = {"type": "phase_started", "phase": "build"}
         await error_of(await report(wclient, worker, job_id, token, good, bad), 422)
     # Out of order: the whole batch is refused, the first (valid) report included.
@@ -188,17 +196,29 @@ async def test_a_job_runs_through_reports_and_the_read_models_show_it(
     assert [p["ordinal"] for p in listed["phases"]] == [p["ordinal"] for p in claimed["phases"]]
     token = claimed["lease"]["fencing_token"]
     digest = hashlib.sha256(b"x").hexdigest()
+    # What each phase's processes used: a sample while it ran, then its figures at its end.
+    used = {
+        "build": [(0.5, 10_000_000, 100, 200), (1.25, 30_000_000, 4096, 8192)],
+        "test": [(0.25, 20_000_000, 1, 2), (2.5, 70_000_000, 5000, 6000)],
+    }
     for phase in ("build", "test"):
+        samples = [
+            {"type": "phase_resources", "phase": phase, "cpu_s": cpu, "max_rss_bytes": rss,
+             "read_bytes": read, "write_bytes": written}
+            for cpu, rss, read, written in used[phase]
+        ]  # fmt: skip
         body = await ok(
             await report(
                 wclient, worker, job_id, token,
                 {"type": "phase_started", "phase": phase},
                 {"type": "output", "phase": phase, "stream": "stdout", "lines": ["a", "b"]},
+                samples[0],
                 {"type": "output", "phase": phase, "stream": "stderr", "lines": ["c"]},
                 {"type": "file", "phase": phase, "path": f"{phase}.txt", "size": 1,
                  "sha256": digest},
                 {"type": "cost", "phase": phase, "tokens": 10, "usd": 0.25},
                 {"type": "progress", "percent": 50},
+                samples[1],
                 {"type": "phase_completed", "phase": phase, "exit_code": 0},
             )
         )  # fmt: skip
@@ -215,6 +235,16 @@ async def test_a_job_runs_through_reports_and_the_read_models_show_it(
         ("test", "completed", 3),
     ]
     assert [f["path"] for p in shown["phases"] for f in p["files"]] == ["build.txt", "test.txt"]
+    # Each phase shows its last figures; the job, CPU and bytes summed and the larger peak.
+    assert [p["resources"] for p in shown["phases"]] == [
+        {"cpu_s": 1.25, "max_rss_bytes": 30_000_000, "read_bytes": 4096, "write_bytes": 8192},
+        {"cpu_s": 2.5, "max_rss_bytes": 70_000_000, "read_bytes": 5000, "write_bytes": 6000},
+    ]
+    assert shown["resources"] == {
+        "cpu_s": 3.75, "max_rss_bytes": 70_000_000, "read_bytes": 9096, "write_bytes": 14192,
+    }  # fmt: skip
+    types = await event_types(wclient, admin, f"job-{job_id}")
+    assert types.count("job.phase_resources") == 4
     output = await ok(await wclient.get(f"/api/v1/jobs/{job_id}/output", headers=user.headers))
     assert [line["line"] for line in output["items"]] == ["a", "b", "c", "a", "b", "c"]
     project = await ok(
