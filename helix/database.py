@@ -7,8 +7,10 @@ server in `HELIX_DATA_DIR` (started, or joined if it already runs).
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 from asyncpg.connection import LoggedQuery
@@ -102,21 +104,53 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 
 SYNC = "SELECT 1"
+# The Connection methods that run a statement; each records whether it may have left the
+# exchange with the server half done.
+_STATEMENTS = ("execute", "executemany", "fetch", "fetchrow", "fetchval", "fetchmany", "prepare")
 
 
-async def _end_the_exchange(conn: asyncpg.Connection) -> None:
-    """Finish whatever the last holder left half done on the server, in one round trip.
+class PoolConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pool connection that knows whether its last statement may have left the server in
+    the middle of an exchange.
 
     asyncpg prepares a statement (Parse, Describe) before it binds it, and ends the exchange
-    with a Sync only at the bind. A holder interrupted in between (a cancellation, or an
-    argument its codec refuses) leaves the server in an implicit transaction that holds the
-    prepared statement's table locks and refuses a following `BEGIN ISOLATION LEVEL ...`,
-    and asyncpg, which has had no ReadyForQuery since, believes the connection idle. One simple
-    query commits that transaction. An open explicit transaction asyncpg knows of it rolls back
-    itself, before this. Pool connections never LISTEN, hold session advisory locks, keep
-    cursors or SET session state (those live on dedicated connections), so the rest of
-    asyncpg's default reset is not needed."""
-    await conn.execute(SYNC)
+    with a Sync only at the bind. A statement interrupted in between (a cancellation, or an
+    argument its codec refuses) or prepared and never run leaves the server in an implicit
+    transaction that holds the statement's table locks and refuses a following
+    `BEGIN ISOLATION LEVEL ...`, while asyncpg, which has had no ReadyForQuery since, believes
+    the connection idle. A statement that returns normally ended its exchange."""
+
+    unsynced = False
+
+
+def _tracked(name: str) -> Callable[..., Awaitable[Any]]:
+    method = getattr(asyncpg.Connection, name)
+
+    @functools.wraps(method)
+    async def run(self: PoolConnection, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = await method(self, *args, **kwargs)
+        except BaseException:
+            self.unsynced = True
+            raise
+        self.unsynced = name == "prepare"
+        return result
+
+    return run
+
+
+for _name in _STATEMENTS:
+    setattr(PoolConnection, _name, _tracked(_name))
+
+
+async def _end_the_exchange(conn: PoolConnection) -> None:
+    """On release: one simple query, which commits that implicit transaction, after a
+    statement that may have left one; nothing (no round trip) otherwise. An open explicit
+    transaction asyncpg knows of it rolls back itself, before this. Pool connections never
+    LISTEN, hold session advisory locks, keep cursors or SET session state (those live on
+    dedicated connections), so the rest of asyncpg's default reset is not needed."""
+    if conn.unsynced:
+        await conn.execute(SYNC)
 
 
 QueryLogger = Callable[[LoggedQuery], object]
@@ -150,6 +184,7 @@ async def create_pool(
         min_size=min(2, size),
         max_size=size,
         init=_initializer(query_logger),
+        connection_class=PoolConnection,
         reset=_end_the_exchange,
         # Idle connections are not closed on a timer: the timer costs a call_later per release.
         max_inactive_connection_lifetime=0,

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from helix.config import Settings
-from helix.database import create_pool
+from helix.database import SYNC, create_pool
 
 Holder = Callable[[asyncpg.Connection], Awaitable[None]]
 
@@ -51,3 +51,28 @@ async def test_the_next_holder_gets_a_connection_the_server_sees_idle(
     finally:
         await observer.close()
         await pool.close()
+
+
+async def test_a_holder_whose_statements_all_ended_costs_no_round_trip_on_release(
+    database_url: str,
+) -> None:
+    logged: list[str] = []
+    pool = await create_pool(
+        database_url, Settings(), max_size=1, query_logger=lambda q: logged.append(q.query)
+    )
+    try:
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT $1::int + 1", 1) == 2
+            async with conn.transaction():
+                await conn.execute("SELECT 3")
+        async with pool.acquire() as conn:
+            await refused_argument(conn)
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT 4") == 4
+    finally:
+        await pool.close()
+    # The exchange is ended only after the refused argument.
+    assert [q for q in logged if q == SYNC] == [SYNC]
+    assert logged.index(SYNC) > logged.index(
+        "SELECT count(*) FROM pg_class WHERE relpages > $1::int"
+    )
