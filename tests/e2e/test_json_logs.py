@@ -24,12 +24,18 @@ def json_lines(stderr: bytes) -> list[dict[str, Any]]:
     return parsed
 
 
-async def stop(proc: asyncio.subprocess.Process) -> bytes:
+def drain(proc: asyncio.subprocess.Process) -> asyncio.Task[bytes]:
+    """Its stderr read to the end in the background, and its stdout read and dropped: a pipe
+    nobody reads fills, and the process then blocks on its next log line."""
+    assert proc.stdout is not None and proc.stderr is not None
+    asyncio.get_running_loop().create_task(proc.stdout.read())
+    return asyncio.get_running_loop().create_task(proc.stderr.read())
+
+
+async def stop(proc: asyncio.subprocess.Process, stderr: asyncio.Task[bytes]) -> bytes:
     proc.send_signal(signal.SIGTERM)
-    assert proc.stderr is not None
-    stderr = await asyncio.wait_for(proc.stderr.read(), STARTUP_TIMEOUT)
     await asyncio.wait_for(proc.wait(), STARTUP_TIMEOUT)
-    return stderr
+    return await asyncio.wait_for(stderr, STARTUP_TIMEOUT)
 
 
 async def test_json_logs_have_one_access_line_per_request_and_no_secret(
@@ -45,6 +51,7 @@ async def test_json_logs_have_one_access_line_per_request_and_no_secret(
     worker_proc: asyncio.subprocess.Process | None = None
     try:
         admin_key = (await server.read_until("admin API key:")).split(":", 1)[1].strip()
+        serve_stderr_read = drain(proc)
         admin = {"Authorization": f"Bearer {admin_key}"}
         # request id: route, principal kind (its role, or anonymous), credential, status
         request_ids: dict[str, tuple[str, str, str | None, int]] = {}
@@ -107,6 +114,7 @@ async def test_json_logs_have_one_access_line_per_request_and_no_secret(
                 "--workdir", str(tmp_path / "ws"), "--claim-wait", "1",
                 env=worker_env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
+            worker_stderr_read = drain(worker_proc)
 
             async def registered() -> None:
                 while True:
@@ -116,13 +124,13 @@ async def test_json_logs_have_one_access_line_per_request_and_no_secret(
                     await asyncio.sleep(0.1)
 
             await asyncio.wait_for(registered(), STARTUP_TIMEOUT)
-        worker_stderr = await stop(worker_proc)
-        serve_stderr = await stop(proc)
+        worker_stderr = await stop(worker_proc, worker_stderr_read)
+        serve_stderr = await stop(proc, serve_stderr_read)
     finally:
         for running in (worker_proc, proc):
             if running is not None and running.returncode is None:
                 running.kill()
-                await running.wait()
+                await asyncio.wait_for(running.wait(), STARTUP_TIMEOUT)
 
     secrets = (admin_key, PASSWORD, jwt, stream_token, worker_key, "hx_not_a_real_key_at_all")
     for stderr in (serve_stderr, worker_stderr):
