@@ -35,7 +35,7 @@ def _selection(request: web.Request, who: Caller) -> EventFilter:
     check_range(since, until)
     project = query.get("project_id")
     return EventFilter(
-        after=int_query(request, "after", 0, low=0, high=MAX_POSITION),
+        after=int_query(request, "after", 0),
         stream_id=query.get("stream_id") or None,
         project_id=parse_uuid(project, "project_id") if project else None,
         types=parse_types(query.getall("type", [])),
@@ -57,6 +57,7 @@ def _selection(request: web.Request, who: Caller) -> EventFilter:
     "since",
     "until",
     aliases=SEED_NAMES,
+    bounds={"after": (0, MAX_POSITION), "limit": (1, log.MAX_LIMIT)},
 )
 @documented(_200="a page of events in log order: items, next, has_more")
 async def list_events(request: web.Request) -> web.Response:
@@ -65,7 +66,7 @@ async def list_events(request: web.Request) -> web.Response:
     RFC 3339). Users see their projects' events and their own user stream's."""
     who = caller(request)
     selection = _selection(request, who)
-    limit = int_query(request, "limit", log.DEFAULT_LIMIT, low=1, high=log.MAX_LIMIT)
+    limit = int_query(request, "limit", log.DEFAULT_LIMIT)
     # Taken before the read, so every event up to it is sequenced and visible to the read.
     head = position(request)
     result = await log.page(request.app[POOL], selection, limit)

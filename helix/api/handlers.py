@@ -30,7 +30,6 @@ from helix.streams.position import HEADER as POSITION_HEADER
 F = TypeVar("F", bound=Callable[..., Any])
 READERS = (Role.ADMIN, Role.USER, Role.AUDITOR)
 WRITERS = (Role.ADMIN, Role.USER)
-MAX_PAGE = 200
 # The query parameters of a list paged by offset (`paging`).
 PAGING = ("limit", "offset")
 
@@ -145,8 +144,8 @@ def query_choice(request: web.Request, name: str, values: Iterable[enum.Enum]) -
 
 
 def paging(request: web.Request, default: int = 50) -> tuple[int, int]:
-    limit = int_query(request, "limit", default, low=1, high=MAX_PAGE)
-    offset = int_query(request, "offset", 0, low=0, high=2**31 - 1)
+    limit = int_query(request, "limit", default)
+    offset = int_query(request, "offset", 0)
     return limit, offset
 
 

@@ -96,14 +96,16 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/jobs/{job_id}/output")
-@query_params("after", "limit", "phase")
+@query_params(
+    "after", "limit", "phase", bounds={"after": (0, 2**31 - 1), "limit": (1, MAX_OUTPUT_PAGE)}
+)
 @documented(_200="output lines after the job-wide line number `after`: items, next, has_more")
 async def job_output(request: web.Request) -> web.Response:
     """A job's output lines, optionally of one phase, after a line number (each line's n)."""
     who = caller(request)
     job_id = path_id(request, "job_id", "job")
-    after = int_query(request, "after", 0, low=0, high=2**31 - 1)
-    limit = int_query(request, "limit", 500, low=1, high=MAX_OUTPUT_PAGE)
+    after = int_query(request, "after", 0)
+    limit = int_query(request, "limit", 500)
     phase = request.query.get("phase") or None
     at = position(request)
     result = await services(request).queries.output(

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from helix import __version__ as helix_version
-from helix.api.requests import QUERY, is_public, public, query_rule
+from helix.api.requests import is_public, public, query_rule
 from helix.api.scopes import PLACEHOLDER, ROUTE_SCOPES, template
 from helix.api.validation import RequestSchema
 from helix.domain.user.scopes import SCOPES
@@ -133,8 +133,8 @@ def _parameters(method: str, path: str, handler: Any) -> list[dict[str, Any]]:
         for p in PLACEHOLDER.findall(path)
     ]
     found += [
-        {"name": name, "in": "query", "required": False, "schema": QUERY[name]}
-        for name in sorted(query_rule(handler).names)
+        {"name": name, "in": "query", "required": False, "schema": schema}
+        for name, schema in sorted(query_rule(handler).schemas.items())
     ]
     if method == "POST":
         found.append(IDEMPOTENCY_KEY)

@@ -448,14 +448,14 @@ async def project_status(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/projects/{project_id}/history")
-@query_params("after", "limit")
+@query_params("after", "limit", bounds={"limit": (1, 1000)})
 @documented(_200="the project's events in log order: items, next, has_more")
 async def project_history(request: web.Request) -> web.Response:
     """The events of a project and of its jobs, in log order, after a position."""
     who = caller(request)
     project_id = path_id(request, "project_id", "project")
-    after = int_query(request, "after", 0, low=0, high=2**62)
-    limit = int_query(request, "limit", 100, low=1, high=1000)
+    after = int_query(request, "after", 0)
+    limit = int_query(request, "limit", 100)
     history = await services(request).queries.history(who, project_id, after=after, limit=limit)
     last = history["next_after"]
     return reply(listing(request, history["items"], more=history["has_more"], after=last), at=last)

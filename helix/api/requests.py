@@ -23,23 +23,31 @@ def public(handler: F) -> F:
 
 @attrs.frozen
 class QueryRule:
-    """The query parameters a handler reads, and other names it takes for one of them."""
+    """The query parameters a handler reads, each with its schema (what the OpenAPI document
+    shows and `int_query` enforces), and other names it takes for one of them."""
 
-    names: frozenset[str]
+    schemas: Mapping[str, Mapping[str, Any]]
     aliases: Mapping[str, str]
 
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self.schemas)
 
-NO_QUERY = QueryRule(frozenset(), {})
+
+NO_QUERY = QueryRule({}, {})
+# A page of a list: at most MAX_PAGE items unless a route says otherwise.
+MAX_PAGE = 200
+MAX_OFFSET = 2**31 - 1
 _TEXT: dict[str, Any] = {"type": "string", "minLength": 1}
 _COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
 _FLAG: dict[str, Any] = {"type": "string", "enum": ["true", "false", "1", "0"]}
 _TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
 # Each query parameter's JSON schema, said once: the OpenAPI document shows it for every route
-# that declares the name (a route's handler narrows bounds such as a page size's maximum).
+# that declares the name, with the bounds the route gives it (`query_params(bounds=...)`).
 QUERY: Mapping[str, dict[str, Any]] = {
     "access_token": _TEXT,
     "actor": _TEXT,
-    "after": _COUNT,
+    "after": {"type": "integer", "minimum": 0, "maximum": 2**62},
     "archived": {"type": "string", "enum": ["true", "false", "all"]},
     "as_of": {"anyOf": [_COUNT, _TIME]},
     "change": _TEXT,
@@ -47,12 +55,12 @@ QUERY: Mapping[str, dict[str, Any]] = {
     "fencing_token": _COUNT,
     "follow": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]},
     "include_revoked": _FLAG,
-    "limit": {"type": "integer", "minimum": 1},
-    "offset": _COUNT,
+    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+    "offset": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
     "online": _FLAG,
     "phase": _TEXT,
     "priority": _TEXT,
-    "project_id": _TEXT,
+    "project_id": {"type": "string", "format": "uuid"},
     "project_type": _TEXT,
     "role": _TEXT,
     "sha256": _TEXT,
@@ -62,26 +70,42 @@ QUERY: Mapping[str, dict[str, Any]] = {
     "stream_id": _TEXT,
     "type": _TEXT,
     "until": _TIME,
-    "user_id": _TEXT,
+    "user_id": {"type": "string", "format": "uuid"},
     "wait": _COUNT,
 }
 # Names clients bring from elsewhere, and the one Helix reads instead (said in the refusal).
 MISNAMED = {"types": "type", "page": "offset", "page_size": "limit", "per_page": "limit"}
 
 
-def query_params(*names: str, aliases: Mapping[str, str] | None = None) -> Callable[[F], F]:
+def query_params(
+    *names: str,
+    aliases: Mapping[str, str] | None = None,
+    bounds: Mapping[str, tuple[int, int]] | None = None,
+) -> Callable[[F], F]:
     """Declares the query parameters a handler reads; `aliases` maps another name to one of
-    them (`event_type` for `type`). Any other name is refused with 422 before the handler
-    runs (`checked_query`), and a handler that declares none takes none."""
-    rule = QueryRule(frozenset(names), dict(aliases or {}))
+    them (`event_type` for `type`); `bounds` gives an integer parameter this route's range
+    (`{"limit": (1, 1000)}`) in place of QUERY's. Any other name is refused with 422 before the
+    handler runs (`checked_query`), and a handler that declares none takes none."""
+    assert set(names) <= set(QUERY), "every query parameter has a schema in QUERY"
+    ranges = dict(bounds or {})
+    assert set(ranges) <= set(names), "bounds are given to declared parameters"
+    schemas = {
+        name: {**QUERY[name], **_range(ranges[name])} if name in ranges else QUERY[name]
+        for name in names
+    }
+    rule = QueryRule(schemas, dict(aliases or {}))
     assert set(rule.aliases.values()) <= rule.names, "an alias names a declared parameter"
-    assert rule.names <= set(QUERY), "every query parameter has a schema in QUERY"
 
     def mark(handler: F) -> F:
         handler.__helix_query__ = rule  # type: ignore[attr-defined]
         return handler
 
     return mark
+
+
+def _range(bounds: tuple[int, int]) -> dict[str, int]:
+    low, high = bounds
+    return {"minimum": low, "maximum": high}
 
 
 def query_rule(handler: object) -> QueryRule:
@@ -167,7 +191,19 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def int_query(request: web.Request, name: str, default: int, *, low: int, high: int) -> int:
+def int_query(
+    request: web.Request,
+    name: str,
+    default: int,
+    *,
+    low: int | None = None,
+    high: int | None = None,
+) -> int:
+    """The integer query parameter `name` (`default` when absent), within the range its route
+    declares for it (`query_params`), or within `low`..`high` for one that depends on settings."""
+    schema = query_rule(request.match_info.handler).schemas[name]
+    low = schema["minimum"] if low is None else low
+    high = schema["maximum"] if high is None else high
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default

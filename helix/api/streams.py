@@ -33,11 +33,13 @@ from helix.streams.credentials import carried_by, check_scope, stream_principal,
 from helix.streams.endings import JobEnd
 from helix.streams.filters import Filter, Scope, ScopeKind
 from helix.streams.frames import Frame
-from helix.streams.position import parse_resume_position
+from helix.streams.position import MAX_POSITION, parse_resume_position
 from helix.streams.tailer import Heartbeat, Tailer
 
 TAILER = web.AppKey("stream_tailer", Tailer)
 HEARTBEAT = web.AppKey("stream_heartbeat", Heartbeat)
+# A stream resumes after any log position (Last-Event-ID or `after`).
+AFTER = {"after": (0, MAX_POSITION)}
 
 routes = web.RouteTableDef()
 
@@ -145,7 +147,7 @@ def _shown(types: tuple[str, ...]) -> Callable[[Frame], bool] | None:
 
 @routes.get("/api/v1/stream/{job_id}")
 @public
-@query_params("after", "type", "follow", "access_token")
+@query_params("after", "type", "follow", "access_token", bounds=AFTER)
 async def stream_job(request: web.Request) -> web.StreamResponse:
     """Server-sent events of one job; ends with `event: done` after the job's terminal event
     unless `follow=true`. Without `after` it replays the job from its first event; resumed at
@@ -155,7 +157,7 @@ async def stream_job(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/api/v1/projects/{project_id}/stream")
 @public
-@query_params("after", "type", "access_token")
+@query_params("after", "type", "access_token", bounds=AFTER)
 async def stream_project(request: web.Request) -> web.StreamResponse:
     """Server-sent events of one project and its jobs, live from now or after a position."""
     return await _serve_sse(request, Scope.project(_scope_id(request, "project_id", "project")))
@@ -163,7 +165,7 @@ async def stream_project(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/api/v1/events/stream")
 @public
-@query_params("after", "type", "access_token")
+@query_params("after", "type", "access_token", bounds=AFTER)
 async def stream_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events of everything the caller may see, live from now or after a
     position."""

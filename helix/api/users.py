@@ -63,12 +63,12 @@ async def me(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/users")
-@query_params(*PAGING, "role")
+@query_params(*PAGING, "role", bounds={"limit": (1, 500), "offset": (0, 10**9)})
 async def list_users(request: web.Request) -> web.Response:
     """List users (admins only), optionally by role."""
     require_role(request, Role.ADMIN)
-    limit = int_query(request, "limit", 50, low=1, high=500)
-    offset = int_query(request, "offset", 0, low=0, high=10**9)
+    limit = int_query(request, "limit", 50)
+    offset = int_query(request, "offset", 0)
     role = _role(request.query.get("role"))
     at = position(request)
     found, total = await request.app[ACCOUNTS].list_users(role=role, limit=limit, offset=offset)

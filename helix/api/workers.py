@@ -570,7 +570,9 @@ MAX_UPLOAD_BYTES = 2**62
 
 
 @routes.put("/api/v1/jobs/{job_id}/files/{path:.+}")
-@query_params("fencing_token", "phase", "size", "sha256", "change")
+@query_params(
+    "fencing_token", "phase", "size", "sha256", "change", bounds={"size": (0, MAX_UPLOAD_BYTES)}
+)
 @streamed_body
 @documented(_201="the file, stored: path, phase, attempt, size, sha256, download_url")
 async def upload_file(request: web.Request) -> web.Response:
@@ -596,7 +598,7 @@ async def upload_file(request: web.Request) -> web.Response:
         fencing_token=_fencing_token(request),
         phase=phase,
         path=request.match_info["path"],
-        size=int_query(request, "size", 0, low=0, high=MAX_UPLOAD_BYTES),
+        size=int_query(request, "size", 0),
         sha256=request.query["sha256"],
         change=FileChange(change) if change else None,
     )

@@ -117,3 +117,36 @@ async def test_every_operation_has_parameter_and_response_schemas_and_whole_summ
     assert "text/html" in doc["paths"]["/"]["get"]["responses"]["2XX"]["content"]
     login = doc["paths"]["/api/v1/auth/login"]["post"]
     assert any(p["name"] == "Idempotency-Key" for p in login["parameters"])
+
+
+async def test_every_integer_query_parameter_s_range_is_the_one_the_server_enforces(
+    client: TestClient[Any, Any], admin: Any
+) -> None:
+    """For each list route without path parameters: its documented bounds of `limit`,
+    `offset` and `after` are accepted, one past either end is a 422 naming the parameter."""
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+    checked = []
+    for path, ops in doc["paths"].items():
+        get = ops.get("get")
+        if get is None or "{" in path or path.endswith("/stream"):
+            continue
+        for param in get.get("parameters", []):
+            if param["in"] != "query" or param["name"] not in ("limit", "offset", "after"):
+                continue
+            schema = param["schema"]
+            assert schema["type"] == "integer", (path, param)
+            low, high = schema["minimum"], schema["maximum"]
+            for value, status in ((low, 200), (high, 200), (low - 1, 422), (high + 1, 422)):
+                resp = await client.get(
+                    path, params={param["name"]: str(value)}, headers=admin.headers
+                )
+                assert resp.status == status, (path, param["name"], value, await resp.text())
+                if status == 422:
+                    body = await resp.json()
+                    assert body["error"]["details"]["field"] == param["name"]
+            checked.append((path, param["name"], high))
+    # The routes whose pages differ from the default are among them, each with its own bound.
+    assert ("/api/v1/users", "limit", 500) in checked
+    assert ("/api/v1/events", "limit", 1000) in checked
+    assert ("/api/v1/projects", "limit", 200) in checked
+    assert len(checked) >= 10, checked
