@@ -95,8 +95,10 @@ class _Child:
     asyncio.subprocess.Process either: before Python 3.12 its wait() also waits for the pipes
     to close, which a process that left the group can hold open for ever.)"""
 
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], ceiling: int) -> None:
         self.popen = popen
+        # The worker's peak memory once the leader started: what its exit figure must pass.
+        self.ceiling = ceiling
         self.pid = popen.pid
         self.stdout = asyncio.StreamReader(limit=_READ_LIMIT)
         self.stderr = asyncio.StreamReader(limit=_READ_LIMIT)
@@ -134,7 +136,7 @@ class _Child:
             self.returncode = 255
         else:
             self.returncode = os.waitstatus_to_exitcode(status)
-            leader = usage.of_rusage(used)
+            leader = usage.of_rusage(used, self.ceiling)
             self.usage = leader if last is None else leader.most(last)
         self.popen.returncode = self.returncode  # nothing else is to wait for it
         self.exited.set()
@@ -195,7 +197,7 @@ class PhaseProcess:
                 duration_s=time.monotonic() - started,
                 start_error=f"could not start {self.command.argv[0]!r}: {exc}",
             )
-        child = _Child(popen)
+        child = _Child(popen, usage.own_high_water())
         try:
             await child.connect()
         except BaseException:

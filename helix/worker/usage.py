@@ -5,12 +5,16 @@ there include those of the children it has waited for, so the sum over the group
 processes grows steadily as processes end and are reaped by their parents in the group. When
 the group's leader exits, its figures are read once more while it is a zombie (`/proc` still
 holds them; nothing has reaped it) and its `wait4` resource usage is taken as it is reaped: CPU
-time and peak memory exactly, for the leader and every descendant waited for.
+time exactly, for the leader and every descendant waited for, and peak memory when it is
+above the worker's own (at exec a process keeps its forker's peak, so a smaller figure may be
+the worker's and is not used).
 
 What each figure is:
 - `cpu_s`: user and system CPU seconds.
-- `max_rss_bytes`: the largest resident memory seen: of one process (its high-water mark,
-  between samples too), or of the group's processes together at a sample.
+- `max_rss_bytes`: the largest resident memory seen: of one process alive at a sample (its
+  high-water mark, so also between samples), of the group's processes together at a sample,
+  or the leader's exit figure when it is above the worker's own. A phase shorter than the
+  first sample and smaller than the worker shows 0: not measured.
 - `read_bytes`, `write_bytes`: bytes passed through read and write system calls (files,
   pipes, sockets; `rchar` and `wchar` of /proc/<pid>/io), whether or not they reached a disk.
 
@@ -24,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-from collections.abc import Iterable
 
 import attrs
 
@@ -59,8 +62,16 @@ class Usage:
         }
 
 
-def of_process(pid: int) -> Usage | None:
-    """One process's figures (with the children it waited for); None once it is gone."""
+@attrs.frozen
+class _Process:
+    cpu_s: float
+    rss: int  # resident now
+    peak: int  # its high-water mark
+    read: int
+    written: int
+
+
+def _read(pid: int) -> _Process | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             fields = f.read().rpartition(b")")[2].split()
@@ -69,12 +80,6 @@ def of_process(pid: int) -> Usage | None:
         rss = int(fields[21]) * _PAGE
     except (OSError, IndexError, ValueError):
         return None
-    high = 0
-    with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/status", "rb") as f:
-        for line in f:
-            if line.startswith(b"VmHWM:"):
-                high = int(line.split()[1]) * 1024
-                break
     read = written = 0
     with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/io", "rb") as f:
         for line in f:
@@ -83,33 +88,50 @@ def of_process(pid: int) -> Usage | None:
                 read = int(value)
             elif name == b"wchar":
                 written = int(value)
-    return Usage(
-        cpu_s=ticks / _TICKS, max_rss_bytes=max(rss, high), read_bytes=read, write_bytes=written
-    )
+    return _Process(ticks / _TICKS, rss, _high_water(pid), read, written)
 
 
-def _together(members: Iterable[Usage]) -> Usage:
-    cpu = 0.0
-    rss = high = read = written = 0
-    for usage in members:
-        cpu += usage.cpu_s
-        rss += usage.max_rss_bytes
-        high = max(high, usage.max_rss_bytes)
-        read += usage.read_bytes
-        written += usage.write_bytes
-    return Usage(cpu_s=cpu, max_rss_bytes=max(rss, high), read_bytes=read, write_bytes=written)
+def _high_water(pid: int | str) -> int:
+    """VmHWM: the peak resident memory of the process's current program (0: unknown, as for a
+    zombie)."""
+    with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def own_high_water() -> int:
+    return _high_water("self")
+
+
+def of_process(pid: int) -> Usage | None:
+    """One process's figures (with the children it waited for); None once it is gone."""
+    found = _read(pid)
+    if found is None:
+        return None
+    return Usage(found.cpu_s, max(found.rss, found.peak), found.read, found.written)
 
 
 def sample(pgid: int) -> Usage:
-    """The process group's figures now (its processes' own, summed)."""
-    found = (of_process(stat.pid) for stat in procfs.group_members(pgid))
-    return _together(usage for usage in found if usage is not None)
+    """The process group's figures now: CPU and bytes summed over its processes; memory the
+    larger of their resident memory together and the highest peak of one of them."""
+    found = [p for p in (_read(s.pid) for s in procfs.group_members(pgid)) if p is not None]
+    return Usage(
+        cpu_s=sum(p.cpu_s for p in found),
+        max_rss_bytes=max([sum(p.rss for p in found), *(p.peak for p in found)]),
+        read_bytes=sum(p.read for p in found),
+        write_bytes=sum(p.written for p in found),
+    )
 
 
-def of_rusage(used: resource.struct_rusage) -> Usage:
-    """What `wait4` says of a reaped process and the descendants it waited for (Linux gives
-    the peak in KiB)."""
-    return Usage(cpu_s=used.ru_utime + used.ru_stime, max_rss_bytes=used.ru_maxrss * 1024)
+def of_rusage(used: resource.struct_rusage, ceiling: int) -> Usage:
+    """What `wait4` says of a reaped leader and the descendants it waited for. CPU time is
+    exact. The peak (Linux gives KiB) is the leader's own only above `ceiling`, the worker's
+    peak when it started the leader: at exec the kernel keeps the forking process's peak as
+    the new program's, so below that the figure may be the worker's, and says nothing."""
+    peak = used.ru_maxrss * 1024
+    return Usage(cpu_s=used.ru_utime + used.ru_stime, max_rss_bytes=peak if peak > ceiling else 0)
 
 
 class Meter:

@@ -281,11 +281,11 @@ async def test_a_two_phase_job_is_reported_in_order_under_its_fencing_token(
     assert all(h["Authorization"] == f"Bearer {KEY}" for _, _, h in server.requests)
 
 
-# Reads and writes 8 MB through a file, holds 64 MB in memory (sort keeps its one line), spins
-# the CPU, then idles while heartbeats report what was sampled.
+# Reads and writes 8 MB through a file, holds 64 MB in memory for a sample to see (sort keeps
+# its one line while its input stays open), spins the CPU, then idles while heartbeats report.
 HEAVY = """
 head -c 8000000 /dev/zero > big && cat big > /dev/null
-head -c 64000000 /dev/zero | sort > /dev/null
+(head -c 64000000 /dev/zero; sleep 1.5) | sort > /dev/null
 i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done
 sleep 1
 """
