@@ -90,8 +90,8 @@ class _Child:
 
     Not asyncio's subprocess transport: its child watcher reaps the leader with waitpid, which
     loses what the kernel knows of the leader's resource usage. Here a thread waits for the
-    leader to exit without reaping it (waitid with WNOWAIT); the event loop then reads the
-    zombie's figures from /proc and reaps it with wait4, which gives its rusage. (Not
+    leader to exit without reaping it (waitid with WNOWAIT), reads the zombie's figures from
+    /proc and reaps it with wait4, which gives its rusage. (Not
     asyncio.subprocess.Process either: before Python 3.12 its wait() also waits for the pipes
     to close, which a process that left the group can hold open for ever.)"""
 
@@ -121,22 +121,27 @@ class _Child:
         ).start()
 
     def _wait(self, loop: asyncio.AbstractEventLoop) -> None:
-        with contextlib.suppress(ChildProcessError):
-            os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
-        with contextlib.suppress(RuntimeError):  # the loop is closed: the worker is gone
-            loop.call_soon_threadsafe(self._reap)
-
-    def _reap(self) -> None:
-        """The leader has exited: its figures while it is a zombie, then its end."""
-        last = usage.of_process(self.pid)
+        """In the thread: wait for the leader's exit, read its zombie's figures, reap it with
+        wait4; then hand the outcome to the loop (whatever happened, so `exited` is set)."""
+        last: usage.Usage | None = None
+        ended: tuple[int, usage.Usage] | None = None
         try:
+            with contextlib.suppress(OSError):  # without waitid: reaped below, unread
+                os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+                last = usage.of_process(self.pid)
             _, status, used = os.wait4(self.pid, 0)
+            ended = (os.waitstatus_to_exitcode(status), usage.of_rusage(used, self.ceiling))
         except ChildProcessError:  # reaped by someone else: its exit status is unknown
             log.warning("the phase's process %d was reaped by another", self.pid)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the worker is gone
+                loop.call_soon_threadsafe(self._reaped, last, ended)
+
+    def _reaped(self, last: usage.Usage | None, ended: tuple[int, usage.Usage] | None) -> None:
+        if ended is None:
             self.returncode = 255
         else:
-            self.returncode = os.waitstatus_to_exitcode(status)
-            leader = usage.of_rusage(used, self.ceiling)
+            self.returncode, leader = ended
             self.usage = leader if last is None else leader.most(last)
         self.popen.returncode = self.returncode  # nothing else is to wait for it
         self.exited.set()
