@@ -25,7 +25,14 @@ from helix.api.handlers import (
 from helix.api.idempotency import checked_first
 from helix.api.openapi import describe
 from helix.api.ratelimit import LIMITER, VERDICT
-from helix.api.requests import has_own_credentials, is_probe, is_public, public, query_params
+from helix.api.requests import (
+    flag_query,
+    has_own_credentials,
+    is_probe,
+    is_public,
+    public,
+    query_params,
+)
 from helix.api.scopes import require_route_scope
 from helix.api.validation import RequestSchema, object_body
 from helix.appkeys import ACCOUNTS, VERIFIER
@@ -234,7 +241,7 @@ async def list_api_keys(request: web.Request) -> web.Response:
     """List the caller's API keys by prefix, with their last use."""
     principal = principal_of(request)
     user_id = _target_user(request, principal, request.query.get("user_id"))
-    include_revoked = request.query.get("include_revoked", "false").lower() in ("1", "true")
+    include_revoked = bool(flag_query(request, "include_revoked"))
     at = position(request)  # the api_keys read model is inline: the head before the read
     found = await request.app[ACCOUNTS].list_keys(user_id, include_revoked=include_revoked)
     return reply(listing(request, [k.to_json() for k in found], more=False), at=at)

@@ -191,6 +191,23 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     return body
 
 
+TRUE, FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
+
+
+def flag_query(request: web.Request, name: str) -> bool | None:
+    """The yes-or-no query parameter `name` (None when absent): one of the values its schema
+    lists (`true`, `1`, `false`, `0`), or a 422 naming them."""
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if raw in TRUE or raw in FALSE:
+        return raw in TRUE
+    allowed = QUERY[name]["enum"]
+    raise ValidationError(
+        f"'{name}' must be one of: {', '.join(allowed)}", field=name, allowed_values=allowed
+    )
+
+
 def int_query(
     request: web.Request,
     name: str,

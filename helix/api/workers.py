@@ -28,7 +28,7 @@ from helix.api.handlers import (
     strings,
     validated_body,
 )
-from helix.api.requests import int_query, query_params, streamed_body
+from helix.api.requests import flag_query, int_query, query_params, streamed_body
 from helix.api.validation import object_body
 from helix.appkeys import SERVICES, SETTINGS, VERIFIER
 from helix.audit.time_travel import phase_json
@@ -371,13 +371,11 @@ def _claim_view(claimed: Claim, settings: Settings) -> dict[str, Any]:
 @query_params(*PAGING, "online")
 @documented(_200="a page of workers: items, next, has_more")
 async def list_workers(request: web.Request) -> web.Response:
-    """Workers with their status, capabilities and last heartbeat (`?online=true|false`);
+    """Workers with their status, capabilities and last heartbeat (`?online=true|false`, or
+    1|0);
     a worker's user sees its own workers, admins and auditors all."""
     who = caller(request, roles=LIST_ROLES)
-    raw = request.query.get("online")
-    if raw not in (None, "true", "false"):
-        raise ValidationError("'online' must be true or false", field="online")
-    online = None if raw is None else raw == "true"
+    online = flag_query(request, "online")
     limit, offset = paging(request)
     at = position(request)
     rows, total = await _service(request).page(who, online=online, limit=limit, offset=offset)

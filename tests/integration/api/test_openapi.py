@@ -150,3 +150,32 @@ async def test_every_integer_query_parameter_s_range_is_the_one_the_server_enfor
     assert ("/api/v1/events", "limit", 1000) in checked
     assert ("/api/v1/projects", "limit", 200) in checked
     assert len(checked) >= 10, checked
+
+
+async def test_every_yes_or_no_query_parameter_takes_exactly_its_documented_values(
+    client: TestClient[Any, Any], admin: Any
+) -> None:
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+    checked = []
+    for path, ops in doc["paths"].items():
+        get = ops.get("get")
+        if get is None or "{" in path:
+            continue
+        for param in get.get("parameters", []):
+            if param["in"] != "query" or set(param["schema"].get("enum", ())) != {
+                "true", "false", "1", "0",
+            }:  # fmt: skip
+                continue
+            name = param["name"]
+            answers = {}
+            for value in param["schema"]["enum"]:
+                resp = await client.get(path, params={name: value}, headers=admin.headers)
+                assert resp.status == 200, (path, name, value, await resp.text())
+                answers[value] = (await resp.json())["items"]
+            assert answers["1"] == answers["true"] and answers["0"] == answers["false"], path
+            resp = await client.get(path, params={name: "maybe"}, headers=admin.headers)
+            assert resp.status == 422, (path, name)
+            assert (await resp.json())["error"]["details"]["field"] == name
+            checked.append((path, name))
+    assert ("/api/v1/workers", "online") in checked
+    assert ("/api/v1/auth/api-keys", "include_revoked") in checked
