@@ -27,18 +27,22 @@ MAX_GLOBS = 32
 ALPHABET = frozenset(string.ascii_letters + string.digits + "._-*?")
 # The same alphabet as a JSON-schema `pattern`, for the OpenAPI document.
 PATTERN = r"^[A-Za-z0-9._*?-]+$"
+# A filter as one text (a query parameter): globs separated by commas, each with spaces or tabs
+# around it if it likes, blank items skipped (what `split` reads).
+_ITEM = f"[ \\t]*([A-Za-z0-9._*?-]{{1,{MAX_LENGTH}}}[ \\t]*)?"
+LIST_PATTERN = f"^{_ITEM}(,{_ITEM})*$"
 # A filter's decisions are remembered per type: the log's types are few (the event registry's).
 _REMEMBERED = 1024
 
 
 def split(values: Iterable[object], field: str) -> tuple[str, ...]:
     """Checked globs from repeated and/or comma-separated values (`job.*,project.created`);
-    blank items are skipped."""
+    spaces and tabs around an item are dropped and blank items skipped."""
     found: list[str] = []
     for value in values:
         if not isinstance(value, str):
             raise ValidationError(f"'{field}' must hold strings", field=field)
-        found.extend(part.strip() for part in value.split(",") if part.strip())
+        found.extend(part.strip(" \t") for part in value.split(",") if part.strip(" \t"))
         if len(found) > MAX_GLOBS:
             break  # refused by `check`; no need to read the rest
     return check(found, field)

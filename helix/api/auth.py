@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 
 from helix.api.handlers import (
     caller,
+    documented,
     listing,
     optional_body,
     position,
@@ -23,7 +24,6 @@ from helix.api.handlers import (
     validated_body,
 )
 from helix.api.idempotency import checked_first
-from helix.api.openapi import describe
 from helix.api.ratelimit import LIMITER, VERDICT
 from helix.api.requests import (
     flag_query,
@@ -50,7 +50,7 @@ from helix.auth.tokens import issue_token
 from helix.domain.user import MAX_KEY_NAME_CHARS, Role
 from helix.domain.user.scopes import SCOPES, USERS_ADMIN
 from helix.envelope import rfc3339
-from helix.errors import RateLimited, Unauthorized, ValidationError
+from helix.errors import Forbidden, RateLimited, Unauthorized, ValidationError
 from helix.inputs import parse_time
 
 routes = web.RouteTableDef()
@@ -123,6 +123,7 @@ LOGIN_BODY = RequestSchema(
     {
         "type": "object",
         "required": ["username", "password"],
+        "additionalProperties": False,
         "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
     }
 )
@@ -131,7 +132,7 @@ LOGIN_BODY = RequestSchema(
 @routes.post("/api/v1/auth/login")
 @public
 @checked_first
-@describe(request=LOGIN_BODY)
+@documented(LOGIN_BODY, _200="the JWT, its lifetime and the user")
 async def login(request: web.Request) -> web.Response:
     """Exchange a username and password for a JWT."""
     body = await validated_body(request, LOGIN_BODY)
@@ -156,7 +157,7 @@ async def logout(request: web.Request) -> web.Response:
     and the streams opened with it close. An API key is revoked with DELETE api-keys/{id}."""
     principal = principal_of(request)
     if not principal.token_id:
-        raise ValidationError(
+        raise Forbidden(
             "logout ends a JWT; revoke an API key with DELETE /api/v1/auth/api-keys/{key_id}"
         )
     # Kept until the token's own `exp` (Helix's tokens always have one: it is required).
@@ -207,7 +208,9 @@ CREATE_API_KEY_BODY = object_body(
 
 
 @routes.post("/api/v1/auth/api-keys")
-@describe(request=CREATE_API_KEY_BODY, body_required=False)
+@documented(
+    CREATE_API_KEY_BODY, body_required=False, _201="the key's record and the key, shown once"
+)
 async def create_api_key(request: web.Request) -> web.Response:
     """Create an API key; the key itself is in this response only."""
     principal = principal_of(request)

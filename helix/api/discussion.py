@@ -16,14 +16,13 @@ from helix.api.handlers import (
     paging,
     path_id,
     position,
-    query_choice,
     reply,
     services,
     strings,
     validated_body,
 )
 from helix.api.projects import PRIORITY, priority_of, run_view
-from helix.api.requests import query_params
+from helix.api.requests import choice_query, query_params
 from helix.api.scopes import require_run_scope
 from helix.api.validation import object_body
 from helix.domain.job.decider import MAX_MODEL_CHARS
@@ -108,13 +107,13 @@ async def discuss(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/projects/{project_id}/messages")
-@query_params(*PAGING, "role")
+@query_params(*PAGING, "role", choices={"role": MessageRole})
 @documented(_200="a page of the thread in posting order: items, next, has_more")
 async def list_messages(request: web.Request) -> web.Response:
     """A project's discussion in posting order, optionally of one role."""
     who = caller(request)
     project_id = path_id(request, "project_id", "project")
-    role = query_choice(request, "role", MessageRole)
+    role = choice_query(request, "role")
     limit, offset = paging(request)
     at = position(request)
     thread = await services(request).queries.messages(

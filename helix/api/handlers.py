@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from helix.api.idempotency import IDEMPOTENCY
-from helix.api.openapi import describe
+from helix.api.openapi import JSON_OBJECT, describe
 from helix.api.requests import int_query, read_json
-from helix.api.validation import RequestSchema
-from helix.appkeys import SERVICES, STORE
+from helix.api.validation import NOT_BLANK, RequestSchema
+from helix.appkeys import SERVICES, SETTINGS, STORE
 from helix.audit import time_travel
 from helix.auth.principal import client_address, request_id, require_role
 from helix.domain.user import Role
@@ -34,23 +34,38 @@ WRITERS = (Role.ADMIN, Role.USER)
 PAGING = ("limit", "offset")
 
 
-def documented(request: RequestSchema | None = None, **responses: str) -> Callable[[F], F]:
-    """OpenAPI for a handler: its body schema and its responses by status (`_201="created"`)."""
-    described: dict[str, Any] = {
-        status.lstrip("_"): {
-            "description": text,
-            "content": {"application/json": {"schema": {"type": "object"}}},
-        }
-        if status != "_204"
-        else {"description": text}
-        for status, text in responses.items()
-    }
-    described["default"] = {"$ref": "#/components/responses/Error"}
-    return describe(request=request, responses=described)
+def documented(
+    request: RequestSchema | None = None,
+    *,
+    body_required: bool = True,
+    responses: dict[str, Any] | None = None,
+    yields: dict[str, str] | None = None,
+    **by_status: str,
+) -> Callable[[F], F]:
+    """OpenAPI for a handler: its body schema (optional unless `body_required`), and its
+    responses by status (`_201="created"`, a JSON body unless 204) or as OpenAPI `responses`;
+    any other status is an error in the envelope. `yields` names the ids its answer holds
+    (path parameter: body field), which the document links to the operations taking them."""
+    described: dict[str, Any] = dict(responses or {})
+    for status, text in by_status.items():
+        code = status.lstrip("_")
+        described[code] = (
+            {"description": text}
+            if code in ("204", "304")
+            else {"description": text, "content": {"application/json": {"schema": JSON_OBJECT}}}
+        )
+    described.setdefault("default", {"$ref": "#/components/responses/Error"})
+    return describe(
+        request=request, responses=described, body_required=body_required, yields=yields
+    )
 
 
 def strings(*, max_length: int, min_length: int = 0) -> dict[str, Any]:
-    return {"type": "string", "minLength": min_length, "maxLength": max_length}
+    """A text of these lengths; one that may not be empty may not be blank either."""
+    schema: dict[str, Any] = {"type": "string", "minLength": min_length, "maxLength": max_length}
+    if min_length > 0:
+        schema["pattern"] = NOT_BLANK
+    return schema
 
 
 def choice(values: Iterable[enum.Enum]) -> dict[str, Any]:
@@ -62,7 +77,7 @@ def choice(values: Iterable[enum.Enum]) -> dict[str, Any]:
 
 async def validated_body(request: web.Request, schema: RequestSchema) -> dict[str, Any]:
     """The body, decoded by the one JSON decoder and then validated against `schema`."""
-    return schema.validated(await read_json(request))
+    return schema.validated(await read_json(request), request.app[SETTINGS])
 
 
 async def optional_body(request: web.Request, schema: RequestSchema) -> dict[str, Any]:
@@ -133,16 +148,6 @@ def query_id(request: web.Request, name: str) -> uuid.UUID | None:
         raise ValidationError(f"'{name}' must be a UUID", field=name) from None
 
 
-def query_choice(request: web.Request, name: str, values: Iterable[enum.Enum]) -> str | None:
-    raw = request.query.get(name)
-    if not raw:
-        return None
-    allowed = [v.value for v in values]
-    if raw not in allowed:
-        raise ValidationError(f"'{name}' must be one of: {', '.join(allowed)}", field=name)
-    return raw
-
-
 def paging(request: web.Request, default: int = 50) -> tuple[int, int]:
     limit = int_query(request, "limit", default)
     offset = int_query(request, "offset", 0)
@@ -168,13 +173,13 @@ def offset_listing(
 
 async def as_of(request: web.Request) -> time_travel.AsOf:
     """`?as_of=`, a log position or an RFC 3339 time; a position past the log's head names a
-    state that does not exist (yet), refused with 422 rather than echoed."""
+    state that does not exist (yet): a 404 naming the head, never an echo of it."""
     found = time_travel.parse_as_of(request.query["as_of"])
     if found.position is not None:
         head = await request.app[STORE].head()
         if found.position > head:
-            raise ValidationError(
-                f"'as_of' {found.position} is past the log's head ({head})",
+            raise NotFound(
+                f"no state at 'as_of' {found.position} yet: the log's head is {head}",
                 field="as_of",
                 head=head,
             )

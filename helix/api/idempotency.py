@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_KEY_CHARS = 255
+# A key: 1 to 255 printable ASCII characters, no space at either end (HTTP would drop it).
+KEY_PATTERN = "^[\\x21-\\x7e]([\\x20-\\x7e]{0,253}[\\x21-\\x7e])?$"
+_KEY = re.compile(KEY_PATTERN.removesuffix("$") + "\\Z")
 STORED_HEADERS = ("Content-Type", "Location", "X-Helix-Position", "ETag")
 PURGE_INTERVAL = 600.0
 
@@ -89,8 +93,11 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
     key = request.headers.get(HEADER)
     if request.method != "POST" or key is None:
         return await handler(request)
-    if not 1 <= len(key) <= MAX_KEY_CHARS or not key.isprintable():
-        raise BadRequest(f"{HEADER} must be 1 to {MAX_KEY_CHARS} printable characters")
+    if not _KEY.match(key):
+        raise BadRequest(
+            f"{HEADER} must be 1 to {MAX_KEY_CHARS} printable ASCII characters, no space at"
+            " either end"
+        )
     idempotency = Idempotency(
         request.app[POOL],
         request.app[SEALER],

@@ -20,20 +20,17 @@ from helix.api.handlers import (
     paging,
     path_id,
     position,
-    query_choice,
     query_id,
     reply,
     services,
     strings,
 )
-from helix.api.openapi import describe
-from helix.api.requests import int_query, query_params
-from helix.api.validation import object_body
+from helix.api.requests import choice_query, int_query, query_params
+from helix.api.validation import Setting, object_body
 from helix.appkeys import SETTINGS, STORE
 from helix.audit import time_travel
 from helix.domain.job import JobPriority, JobStatus
 from helix.domain.project.decider import MAX_REASON_CHARS
-from helix.errors import ValidationError
 from helix.services.views import artifact_view
 
 routes = web.RouteTableDef()
@@ -43,18 +40,23 @@ CANCEL = object_body({"reason": strings(max_length=MAX_REASON_CHARS)})
 
 
 @routes.get("/api/v1/jobs")
-@query_params(*PAGING, "project_id", "status", "priority", "dead_lettered")
+@query_params(
+    *PAGING,
+    "project_id",
+    "status",
+    "priority",
+    "dead_lettered",
+    choices={"status": JobStatus, "priority": JobPriority},
+)
 @documented(_200="a page of jobs, newest first: items, next, has_more")
 async def list_jobs(request: web.Request) -> web.Response:
     """List jobs, newest first, filtered by project_id, status, priority and dead_lettered
     (`true`: only the jobs that failed out of attempts, `false`: the others)."""
     who = caller(request)
     project_id = query_id(request, "project_id")
-    status = query_choice(request, "status", JobStatus)
-    priority = query_choice(request, "priority", JobPriority)
-    dead_lettered = request.query.get("dead_lettered")
-    if dead_lettered not in (None, "true", "false"):
-        raise ValidationError("'dead_lettered' must be one of: true, false", field="dead_lettered")
+    status = choice_query(request, "status")
+    priority = choice_query(request, "priority")
+    dead_lettered = choice_query(request, "dead_lettered")
     limit, offset = paging(request)
     at = position(request)
     result = await services(request).queries.jobs(
@@ -71,7 +73,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/jobs/{job_id}")
-@query_params("as_of", "wait")
+@query_params("as_of", "wait", bounds={"wait": (0, Setting("max_wait_seconds"))})
 @documented(_200="the job with its phases (status, timings, cost) and output tail")
 async def get_job(request: web.Request) -> web.Response:
     """Show a job with its phases, timings, cost totals and the tail of its output; with
@@ -87,8 +89,7 @@ async def get_job(request: web.Request) -> web.Response:
         return reply(view, at=when.position)
     queries = services(request).queries
     if "wait" in request.query:
-        limit = request.app[SETTINGS].max_wait_seconds
-        wait = int_query(request, "wait", 0, low=0, high=int(limit))
+        wait = int_query(request, "wait", 0)
         view, at = await queries.wait_for_job(who, job_id, wait)
         return reply(view, at=at)
     at = position(request)
@@ -187,7 +188,7 @@ DOWNLOAD: dict[str, Any] = {
 
 
 @routes.get("/api/v1/jobs/{job_id}/files/{path:.+}")
-@describe(responses=DOWNLOAD)
+@documented(responses=DOWNLOAD)
 async def download_file(request: web.Request) -> web.StreamResponse:
     """Download the stored current version of the job's file at `path` (which may hold
     slashes), streamed, as an attachment, with its sha256 as ETag. A path with nothing stored

@@ -14,9 +14,11 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from helix import __version__ as helix_version
+from helix.api.idempotency import KEY_PATTERN
 from helix.api.requests import is_public, public, query_rule
 from helix.api.scopes import PLACEHOLDER, ROUTE_SCOPES, template
-from helix.api.validation import RequestSchema
+from helix.api.validation import RequestSchema, settled
+from helix.appkeys import SETTINGS
 from helix.domain.user.scopes import SCOPES
 
 routes = web.RouteTableDef()
@@ -28,17 +30,20 @@ def describe(
     request: RequestSchema | None = None,
     responses: dict[str, Any] | None = None,
     body_required: bool = True,
+    yields: dict[str, str] | None = None,
 ) -> Callable[[F], F]:
     """Adds a request body schema and/or responses to a handler's OpenAPI operation: the
-    document shows `request.document`, the very schema the handler validates with."""
+    document shows `request.document(settings)`, the very schema the handler validates with."""
 
     def decorate(handler: F) -> F:
         extra: dict[str, Any] = {}
         if request is not None:
-            extra["request"] = request.document
+            extra["request"] = request
             extra["request_required"] = body_required
         if responses is not None:
             extra["responses"] = responses
+        if yields:
+            extra["yields"] = yields
         handler.__openapi__ = extra  # type: ignore[attr-defined]
         return handler
 
@@ -96,16 +101,31 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
     "in": "header",
     "required": False,
     "description": "the same key and body get the stored response back",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "schema": {"type": "string", "pattern": KEY_PATTERN},
 }
 LAST_EVENT_ID: dict[str, Any] = {
     "name": "Last-Event-ID",
     "in": "header",
     "required": False,
     "description": "resume after this log position (wins over `after`)",
-    "schema": {"type": "string"},
+    "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+}
+# One message of an event stream as an EventSource reads it (OpenAPI 3.1 has a
+# `text/event-stream` schema describe each event): a log event (`id` its position, `data`
+# its JSON), or a control message (`caught_up`, `heartbeat`, `done`, `error`).
+SERVER_SENT_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "event": {"type": "string", "minLength": 1},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
 }
 JSON_OBJECT: dict[str, Any] = {"type": "object"}
+ID: dict[str, Any] = {"type": "string", "format": "uuid"}
+TEXT: dict[str, Any] = {"type": "string"}
 
 
 def summary(handler: Any) -> str:
@@ -123,18 +143,32 @@ def _media(path: str) -> dict[str, Any]:
     if path.startswith("/ui/"):
         return {kind: text for kind in ("text/html", "text/javascript", "text/css")}
     if path.endswith("/stream") or "/stream/" in path:
-        return {"text/event-stream": text}
+        return {"text/event-stream": {"schema": {"$ref": "#/components/schemas/ServerSentEvent"}}}
     return {"application/json": {"schema": JSON_OBJECT}}
 
 
-def _parameters(method: str, path: str, handler: Any) -> list[dict[str, Any]]:
+def _given(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema: a text one is never empty (`checked_query` refuses that)."""
+    if schema.get("type") == "string" and "minLength" not in schema and "enum" not in schema:
+        return {**schema, "minLength": 1}
+    return schema
+
+
+def _parameters(method: str, path: str, handler: Any, settings: object) -> list[dict[str, Any]]:
+    # An `…_id` segment matches only a UUID (`helix.api.handlers.uuid_ids`).
     found: list[dict[str, Any]] = [
-        {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": p, "in": "path", "required": True, "schema": ID if p.endswith("_id") else TEXT}
         for p in PLACEHOLDER.findall(path)
     ]
+    rule = query_rule(handler)
     found += [
-        {"name": name, "in": "query", "required": False, "schema": schema}
-        for name, schema in sorted(query_rule(handler).schemas.items())
+        {
+            "name": name,
+            "in": "query",
+            "required": name in rule.required,
+            "schema": _given(settled(schema, settings)),
+        }
+        for name, schema in sorted(rule.schemas.items())
     ]
     if method == "POST":
         found.append(IDEMPOTENCY_KEY)
@@ -143,7 +177,7 @@ def _parameters(method: str, path: str, handler: Any) -> list[dict[str, Any]]:
     return found
 
 
-def _operation(method: str, path: str, handler: Any) -> dict[str, Any]:
+def _operation(method: str, path: str, handler: Any, settings: object) -> dict[str, Any]:
     extra: dict[str, Any] = getattr(handler, "__openapi__", {})
     segments = [s for s in path.split("/") if s and not s.startswith("{")]
     tag = segments[2] if segments[:2] == ["api", "v1"] and len(segments) > 2 else "operations"
@@ -157,13 +191,13 @@ def _operation(method: str, path: str, handler: Any) -> dict[str, Any]:
             "default": {"$ref": "#/components/responses/Error"},
         },
     }
-    params = _parameters(method, path, handler)
+    params = _parameters(method, path, handler, settings)
     if params:
         operation["parameters"] = params
     if "request" in extra:
         operation["requestBody"] = {
             "required": extra.get("request_required", True),
-            "content": {"application/json": {"schema": extra["request"]}},
+            "content": {"application/json": {"schema": extra["request"].document(settings)}},
         }
     scope = ROUTE_SCOPES.get((method, path))
     if is_public(handler) and scope is None:
@@ -174,6 +208,40 @@ def _operation(method: str, path: str, handler: Any) -> dict[str, Any]:
     return operation
 
 
+def _link(
+    paths: dict[str, dict[str, Any]], path: str, operation: dict[str, Any], extra: dict[str, Any]
+) -> None:
+    """OpenAPI links from an operation that makes a resource to the operations on it, so a
+    client (or a test tool) can follow them: a POST answering 201 to the item under its path
+    (the body's `id`), and an operation's `yields` (path parameter: the body's field) to every
+    operation whose path parameters it then knows (with the request's own)."""
+    own = PLACEHOLDER.findall(path)
+    status = next((s for s in ("201", "202", "200") if s in operation["responses"]), None)
+    if status is None:
+        return
+    fields = {name: f"$response.body#/{field}" for name, field in extra.get("yields", {}).items()}
+    if operation is paths[path].get("post") and status == "201":
+        for other in paths:
+            found = PLACEHOLDER.findall(other)
+            if other.startswith(path + "/{") and len(found) == len(own) + 1:
+                fields.setdefault(found[-1], "$response.body#/id")
+    if not fields:
+        return
+    known = {**{name: f"$request.path.{name}" for name in own}, **fields}
+    links: dict[str, Any] = {}
+    for other, operations in paths.items():
+        needed = PLACEHOLDER.findall(other)
+        if other == path or not set(needed) & set(fields) or not set(needed) <= set(known):
+            continue
+        for target in operations.values():
+            links[target["operationId"]] = {
+                "operationId": target["operationId"],
+                "parameters": {name: known[name] for name in needed},
+            }
+    if links:
+        operation["responses"][status] = {**operation["responses"][status], "links": links}
+
+
 SCOPE_TEXT = (
     "Each operation lists the scope it needs; a credential may use its role's scopes, "
     "narrowed to the scopes an API key was created with: "
@@ -182,10 +250,48 @@ SCOPE_TEXT = (
 )
 
 
+# `helix.inputs` refuses NUL in any string a client sends (PostgreSQL cannot store it): said in
+# the document by a pattern on each string without a stricter rule, and on each map's keys.
+NUL_FREE = "^[^\\x00]*$"
+_STRICT = ("pattern", "enum", "const", "format")
+
+
+def _nul_free(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_nul_free(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    found = {k: _nul_free(v) if k not in ("enum", "const", "examples") else v
+             for k, v in schema.items()}  # fmt: skip
+    kinds = found.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else kinds or []
+    if "string" in kinds and not any(k in found for k in _STRICT):
+        found["pattern"] = NUL_FREE
+    if "object" in kinds and found.get("additionalProperties") is not False:
+        found.setdefault("propertyNames", {"pattern": NUL_FREE})
+    return found
+
+
+def text_rule(operation: dict[str, Any]) -> dict[str, Any]:
+    """The operation with the rule for client text in its parameters' and body's schemas."""
+    if "parameters" in operation:
+        operation["parameters"] = [
+            {**param, "schema": _nul_free(param["schema"])} for param in operation["parameters"]
+        ]
+    body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+    if body is not None:
+        body["schema"] = _nul_free(body["schema"])
+    return operation
+
+
 def build_document(app: web.Application) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
+    settings = app[SETTINGS]
     for method, path, handler in served_routes(app):
-        paths.setdefault(path, {})[method.lower()] = _operation(method, path, handler)
+        operation = _operation(method, path, handler, settings)
+        paths.setdefault(path, {})[method.lower()] = text_rule(operation)
+    for method, path, handler in served_routes(app):
+        _link(paths, path, paths[path][method.lower()], getattr(handler, "__openapi__", {}))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -209,7 +315,7 @@ def build_document(app: web.Application) -> dict[str, Any]:
                     "description": SCOPE_TEXT,
                 },
             },
-            "schemas": {"Error": ERROR_SCHEMA},
+            "schemas": {"Error": ERROR_SCHEMA, "ServerSentEvent": SERVER_SENT_EVENT},
             "responses": {
                 "Error": {
                     "description": "an error, in the error envelope",

@@ -20,15 +20,14 @@ from helix.api.handlers import (
     paging,
     path_id,
     position,
-    query_choice,
     reply,
     services,
     strings,
     validated_body,
 )
-from helix.api.requests import int_query, query_params
+from helix.api.requests import choice_query, int_query, query_params
 from helix.api.scopes import require_run_scope
-from helix.api.validation import object_body
+from helix.api.validation import NOT_BLANK, Setting, object_body
 from helix.appkeys import STORE
 from helix.audit import time_travel
 from helix.domain.job import JobPriority
@@ -50,13 +49,11 @@ from helix.domain.project.decider import (
     MAX_SEALED_CHARS,
 )
 from helix.errors import ValidationError
-from helix.services import Execution
+from helix.services import Execution, templates
 from helix.services.phase_secrets import MAX_SECRET_CHARS, PhaseDraft
 from helix.services.views import stream_url
 
 routes = web.RouteTableDef()
-# Only the edge bounds a template's name: it is looked up, never stored.
-MAX_TEMPLATE_NAME_CHARS = 100
 OR_NULL = ["string", "null"]
 # A quick action's `metadata`, recorded with its events: a small JSON object.
 MAX_METADATA_KEYS = 50
@@ -64,15 +61,27 @@ MAX_METADATA_CHARS = 8_192
 
 # An env value: plain text; `{"secret": "…"}`, a value to seal for the project (never shown
 # again); or `{"sealed": "…"}`, a secret sealed earlier, sent back as the project shows it.
+# An env value: a string, a secret to seal ({"secret": …}) or one sealed already
+# ({"sealed": …}, as a view shows it), never both.
 ENV_VALUE: dict[str, Any] = {
-    "type": ["string", "object"],
-    "additionalProperties": False,
-    "properties": {
-        "secret": strings(min_length=1, max_length=MAX_SECRET_CHARS),
-        "sealed": strings(min_length=1, max_length=MAX_SEALED_CHARS),
-        "redacted": {"type": "boolean"},
-    },
+    "anyOf": [
+        {"type": "string"},
+        *(
+            {
+                "type": "object",
+                "required": [kind],
+                "additionalProperties": False,
+                "properties": {
+                    kind: strings(min_length=1, max_length=limit),
+                    "redacted": {"type": "boolean"},
+                },
+            }
+            for kind, limit in (("secret", MAX_SECRET_CHARS), ("sealed", MAX_SEALED_CHARS))
+        ),
+    ],
+    "description": 'a string, {"secret": …} or {"sealed": …}',
 }
+# A command's first word names its program: it may not be blank.
 PHASE: dict[str, Any] = {
     "type": "object",
     "required": ["name"],
@@ -81,6 +90,7 @@ PHASE: dict[str, Any] = {
         "name": strings(min_length=1, max_length=MAX_PHASE_NAME_CHARS),
         "command": {
             "type": ["array", "null"],
+            "prefixItems": [{"type": "string", "pattern": NOT_BLANK}],
             "items": {"type": "string"},
             "minItems": 1,
             "maxItems": MAX_COMMAND_ARGS,
@@ -107,12 +117,18 @@ PROJECT_FIELDS: dict[str, Any] = {
     # Seconds a job may run before it is failed; on update, 0 clears it.
     "max_job_duration": {"type": "number", "minimum": 0, "maximum": MAX_DURATION_S},
 }
-TEMPLATE_NAME = strings(min_length=1, max_length=MAX_TEMPLATE_NAME_CHARS)
+# A configured template's name (HELIX_PHASE_TEMPLATES, or the built-in ones).
+TEMPLATE_NAME = {
+    "type": "string",
+    "enum": Setting("phase_templates", read=templates.names),
+}
 CREATE = object_body(
     {**PROJECT_FIELDS, "template": TEMPLATE_NAME},
     required=["name"],
+    exclusive=["phases", "template"],
 )
-UPDATE = object_body(PROJECT_FIELDS)
+# A plan, once changed, has a phase (a project is created without one, or with a template's).
+UPDATE = object_body({**PROJECT_FIELDS, "phases": {**PROJECT_FIELDS["phases"], "minItems": 1}})
 # How soon the run's job is claimed (default normal; see the claim order in the README).
 PRIORITY = choice(JobPriority)
 EXECUTE = object_body(
@@ -133,10 +149,10 @@ QUICK_ACTION = object_body(
         "metadata": {"type": "object", "maxProperties": MAX_METADATA_KEYS},
     },
     required=["prompt"],
+    exclusive=["phases", "template"],
 )
 REASON = object_body({"reason": strings(max_length=MAX_REASON_CHARS)})
 PAUSE = object_body({"reason": strings(max_length=MAX_REASON_CHARS), "now": {"type": "boolean"}})
-ARCHIVED = ("true", "false", "all")
 PHASE_COMMANDS_REFUSED = "a phase command that HELIX_PHASE_COMMANDS does not allow the caller"
 
 
@@ -146,11 +162,6 @@ def _draft(raw: dict[str, Any], index: int) -> PhaseDraft:
     for name, value in raw.get("env", {}).items():
         if isinstance(value, str):
             env[name] = value
-        elif ("secret" in value) == ("sealed" in value):
-            raise ValidationError(
-                'an env value is a string, {"secret": …} or {"sealed": …}',
-                field=f"phases[{index}].env.{name}",
-            )
         elif "secret" in value:
             secrets[name] = value["secret"]
         else:
@@ -206,15 +217,13 @@ async def create_project(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/projects")
-@query_params(*PAGING, "status", "archived", "project_type")
+@query_params(*PAGING, "status", "archived", "project_type", choices={"status": ProjectStatus})
 @documented(_200="a page of projects, newest first: items, next, has_more")
 async def list_projects(request: web.Request) -> web.Response:
     """List projects, newest first, filtered by status, project_type and archived."""
     who = caller(request)
-    status = query_choice(request, "status", ProjectStatus)
-    archived_raw = request.query.get("archived", "false")
-    if archived_raw not in ARCHIVED:
-        raise ValidationError("'archived' must be one of: true, false, all", field="archived")
+    status = choice_query(request, "status")
+    archived_raw = choice_query(request, "archived") or "false"
     archived = None if archived_raw == "all" else archived_raw == "true"
     limit, offset = paging(request)
     at = position(request)
@@ -301,6 +310,7 @@ async def mark_ready(request: web.Request) -> web.Response:
 @documented(
     EXECUTE,
     _202="the queued job: project_id, job_id, status, stream_url, warnings",
+    yields={"job_id": "job_id"},
     _403=PHASE_COMMANDS_REFUSED,
 )
 async def execute_project(request: web.Request) -> web.Response:
@@ -358,6 +368,7 @@ def run_reply(request: web.Request, run: Execution) -> web.Response:
 @documented(
     QUICK_ACTION,
     _202="the run: project_id, job_id, status, project_status, stream_url, warnings",
+    yields={"job_id": "job_id", "project_id": "project_id"},
     _403=PHASE_COMMANDS_REFUSED,
     _429="the project limit is reached",
 )

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import enum
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import attrs
 from aiohttp import web
 from multidict import MultiDict
 
+from helix import globs
+from helix.api.validation import Setting, settled
+from helix.appkeys import SETTINGS
 from helix.errors import BadRequest, ValidationError
 from helix.inputs import decode_json
 
@@ -24,10 +29,12 @@ def public(handler: F) -> F:
 @attrs.frozen
 class QueryRule:
     """The query parameters a handler reads, each with its schema (what the OpenAPI document
-    shows and `int_query` enforces), and other names it takes for one of them."""
+    shows and the readers below enforce; a bound may be a `Setting`), and other names it takes
+    for one of them."""
 
     schemas: Mapping[str, Mapping[str, Any]]
     aliases: Mapping[str, str]
+    required: frozenset[str] = frozenset()
 
     @property
     def names(self) -> frozenset[str]:
@@ -49,10 +56,10 @@ QUERY: Mapping[str, dict[str, Any]] = {
     "actor": _TEXT,
     "after": {"type": "integer", "minimum": 0, "maximum": 2**62},
     "archived": {"type": "string", "enum": ["true", "false", "all"]},
-    "as_of": {"anyOf": [_COUNT, _TIME]},
+    "as_of": {"anyOf": [{**_COUNT, "maximum": 2**62}, _TIME]},
     "change": _TEXT,
     "dead_lettered": {"type": "string", "enum": ["true", "false"]},
-    "fencing_token": _COUNT,
+    "fencing_token": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
     "follow": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]},
     "include_revoked": _FLAG,
     "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
@@ -68,7 +75,7 @@ QUERY: Mapping[str, dict[str, Any]] = {
     "size": _COUNT,
     "status": _TEXT,
     "stream_id": _TEXT,
-    "type": _TEXT,
+    "type": {"type": "string", "pattern": globs.LIST_PATTERN},
     "until": _TIME,
     "user_id": {"type": "string", "format": "uuid"},
     "wait": _COUNT,
@@ -80,20 +87,32 @@ MISNAMED = {"types": "type", "page": "offset", "page_size": "limit", "per_page":
 def query_params(
     *names: str,
     aliases: Mapping[str, str] | None = None,
-    bounds: Mapping[str, tuple[int, int]] | None = None,
+    bounds: Mapping[str, tuple[int | Setting, int | Setting]] | None = None,
+    choices: Mapping[str, Iterable[enum.Enum]] | None = None,
+    schemas: Mapping[str, Mapping[str, Any]] | None = None,
+    required: Iterable[str] = (),
 ) -> Callable[[F], F]:
     """Declares the query parameters a handler reads; `aliases` maps another name to one of
-    them (`event_type` for `type`); `bounds` gives an integer parameter this route's range
-    (`{"limit": (1, 1000)}`) in place of QUERY's. Any other name is refused with 422 before the
+    them (`event_type` for `type`). This route's schema of a parameter is QUERY's, with the
+    range `bounds` gives it (`{"limit": (1, 1000)}`), the values of the enum `choices` gives
+    it, or the keywords `schemas` gives it; the `required` ones must be given. Any other name
+    is refused with 422 before the
     handler runs (`checked_query`), and a handler that declares none takes none."""
     assert set(names) <= set(QUERY), "every query parameter has a schema in QUERY"
-    ranges = dict(bounds or {})
-    assert set(ranges) <= set(names), "bounds are given to declared parameters"
-    schemas = {
-        name: {**QUERY[name], **_range(ranges[name])} if name in ranges else QUERY[name]
-        for name in names
-    }
-    rule = QueryRule(schemas, dict(aliases or {}))
+    given: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for name, (low, high) in (bounds or {}).items():
+        given[name].update(minimum=low, maximum=high)
+    for name, values in (choices or {}).items():
+        given[name].update(type="string", enum=[v.value for v in values])
+    for name, schema in (schemas or {}).items():
+        given[name].update(schema)
+    assert set(given) == set(names), "bounds, choices and schemas are of declared parameters"
+    rule = QueryRule(
+        {name: {**QUERY[name], **given[name]} for name in names},
+        dict(aliases or {}),
+        frozenset(required),
+    )
+    assert rule.required <= rule.names, "a required parameter is declared"
     assert set(rule.aliases.values()) <= rule.names, "an alias names a declared parameter"
 
     def mark(handler: F) -> F:
@@ -101,11 +120,6 @@ def query_params(
         return handler
 
     return mark
-
-
-def _range(bounds: tuple[int, int]) -> dict[str, int]:
-    low, high = bounds
-    return {"minimum": low, "maximum": high}
 
 
 def query_rule(handler: object) -> QueryRule:
@@ -129,6 +143,14 @@ def checked_query(request: web.Request, rule: QueryRule) -> web.Request:
         raise ValidationError(
             f"unknown query parameter '{name}'{hint} (known: {listed})", field=name, known=known
         )
+    for name, value in request.query.items():
+        if value == "":
+            raise ValidationError(
+                f"query parameter '{name}' is empty; leave it out for no filter", field=name
+            )
+    missing = sorted(rule.required - given)
+    if missing:
+        raise ValidationError(f"query parameter '{missing[0]}' is required", field=missing[0])
     used = {alias: name for alias, name in rule.aliases.items() if alias in given}
     if not used:
         return request
@@ -191,6 +213,14 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     return body
 
 
+def _schema(request: web.Request, name: str) -> Mapping[str, Any]:
+    """This route's schema of the query parameter `name`, its settings filled in."""
+    schema = query_rule(request.match_info.handler).schemas[name]
+    return settled(schema, request.app[SETTINGS])  # type: ignore[no-any-return]
+
+
+# An integer as JSON writes one (Python's int() would also take "+1", " 1" and "1_0").
+INTEGER = re.compile(r"-?(0|[1-9][0-9]{0,18})")
 TRUE, FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
 
 
@@ -208,26 +238,52 @@ def flag_query(request: web.Request, name: str) -> bool | None:
     )
 
 
-def int_query(
-    request: web.Request,
-    name: str,
-    default: int,
-    *,
-    low: int | None = None,
-    high: int | None = None,
-) -> int:
-    """The integer query parameter `name` (`default` when absent), within the range its route
-    declares for it (`query_params`), or within `low`..`high` for one that depends on settings."""
-    schema = query_rule(request.match_info.handler).schemas[name]
-    low = schema["minimum"] if low is None else low
-    high = schema["maximum"] if high is None else high
+def choice_query(request: web.Request, name: str) -> str | None:
+    """The query parameter `name` (None when absent), one of the values its route's schema
+    lists (`query_params(choices=...)`), or a 422 naming them."""
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
+        return None
+    allowed = _schema(request, name)["enum"]
+    if raw not in allowed:
+        raise ValidationError(
+            f"'{name}' must be one of: {', '.join(allowed)}", field=name, allowed_values=allowed
+        )
+    return raw
+
+
+def int_query(request: web.Request, name: str, default: int) -> int:
+    """The integer query parameter `name` (`default` when absent), within the range its route
+    declares for it (`query_params`)."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not INTEGER.fullmatch(raw):
+        raise ValidationError(f"'{name}' must be an integer", field=name)
+    value = int(raw)
+    _within(request, name, value)
+    return value
+
+
+def number_query(request: web.Request, name: str, default: float) -> float:
+    """Like `int_query`, for a number that may have a fraction (`?wait=0.5`)."""
+    raw = request.query.get(name)
+    if raw is None:
         return default
     try:
-        value = int(raw)
+        value = float(raw)
     except ValueError:
-        raise ValidationError(f"'{name}' must be an integer", field=name) from None
-    if not low <= value <= high:
-        raise ValidationError(f"'{name}' must be between {low} and {high}", field=name)
+        raise ValidationError(f"'{name}' must be a number", field=name) from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValidationError(f"'{name}' must be a finite number", field=name)
+    _within(request, name, value)
     return value
+
+
+def _within(request: web.Request, name: str, value: float) -> None:
+    schema = _schema(request, name)
+    low, high = schema.get("minimum", 0), schema.get("maximum", 2**63 - 1)
+    if not low <= value <= high:
+        raise ValidationError(
+            f"'{name}' must be between {low} and {high}", field=name, minimum=low, maximum=high
+        )

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from helix.api.handlers import documented
 from helix.api.health import SUPERVISOR
-from helix.api.requests import public, query_params
+from helix.api.requests import choice_query, public, query_params
 from helix.appkeys import SETTINGS, STORE, VERIFIER
 from helix.audit.filters import parse_types as query_types
 from helix.auth.principal import PRINCIPAL, Principal, principal_of
@@ -118,7 +118,7 @@ async def _serve_sse(request: web.Request, scope: Scope) -> web.StreamResponse:
         resumed = after is not None
         if after is None:
             after = 0  # a job stream replays the job from its start unless told otherwise
-        if request.query.get("follow", "false").lower() not in ("1", "true", "yes"):
+        if choice_query(request, "follow") not in ("1", "true", "yes"):
             end = JobEnd(tailer.store.pool, scope.id)
             if resumed and await end.ended_by(after) is not None:
                 # The client has seen the job's end: 204 is how the WHATWG HTML standard has

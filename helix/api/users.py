@@ -14,15 +14,15 @@ from helix.api.auth import token_response
 from helix.api.handlers import (
     PAGING,
     caller,
+    documented,
     offset_listing,
     position,
     reply,
     strings,
     validated_body,
 )
-from helix.api.openapi import describe
-from helix.api.requests import int_query, query_params
-from helix.api.validation import object_body
+from helix.api.requests import choice_query, int_query, query_params
+from helix.api.validation import Setting, object_body
 from helix.appkeys import ACCOUNTS
 from helix.auth import passwords
 from helix.auth.principal import principal_of, require_role
@@ -30,18 +30,13 @@ from helix.domain.user import USERNAME_PATTERN, Role
 from helix.errors import ValidationError
 
 routes = web.RouteTableDef()
+# A new password: its minimum is a setting, which the accounts service enforces as well.
+NEW_PASSWORD = {
+    "type": "string",
+    "minLength": Setting("password_min_length"),
+    "maxLength": passwords.MAX_LENGTH,
+}
 ROLES = [r.value for r in Role]
-
-
-def _role(raw: str | None, name: str = "role") -> Role | None:
-    if raw is None:
-        return None
-    try:
-        return Role(raw)
-    except ValueError:
-        raise ValidationError(
-            f"'{name}' must be one of {', '.join(ROLES)}", field=name, allowed_values=ROLES
-        ) from None
 
 
 def _user_id(request: web.Request) -> uuid.UUID:
@@ -63,13 +58,16 @@ async def me(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/users")
-@query_params(*PAGING, "role", bounds={"limit": (1, 500), "offset": (0, 10**9)})
+@query_params(
+    *PAGING, "role", bounds={"limit": (1, 500), "offset": (0, 10**9)}, choices={"role": Role}
+)
 async def list_users(request: web.Request) -> web.Response:
     """List users (admins only), optionally by role."""
     require_role(request, Role.ADMIN)
     limit = int_query(request, "limit", 50)
     offset = int_query(request, "offset", 0)
-    role = _role(request.query.get("role"))
+    chosen = choice_query(request, "role")
+    role = None if chosen is None else Role(chosen)
     at = position(request)
     found, total = await request.app[ACCOUNTS].list_users(role=role, limit=limit, offset=offset)
     return reply(offset_listing(request, [u.to_json() for u in found], total, offset), at=at)
@@ -78,8 +76,7 @@ async def list_users(request: web.Request) -> web.Response:
 CREATE_USER_BODY = object_body(
     {
         "username": {"type": "string", "pattern": USERNAME_PATTERN},
-        # The minimum is a setting (`password_min_length`), checked by the accounts service.
-        "password": strings(max_length=passwords.MAX_LENGTH),
+        "password": NEW_PASSWORD,
         "role": {"type": "string", "enum": ROLES, "default": "user"},
     },
     required=["username"],
@@ -87,7 +84,7 @@ CREATE_USER_BODY = object_body(
 
 
 @routes.post("/api/v1/users")
-@describe(request=CREATE_USER_BODY)
+@documented(CREATE_USER_BODY, _201="the user (a generated password, if none was given, once)")
 async def create_user(request: web.Request) -> web.Response:
     """Create a user (admins only)."""
     who = caller(request, roles=(Role.ADMIN,))
@@ -115,7 +112,7 @@ UPDATE_USER_BODY = object_body(
 
 
 @routes.patch("/api/v1/users/{user_id}")
-@describe(request=UPDATE_USER_BODY)
+@documented(UPDATE_USER_BODY, _200="the updated user")
 async def update_user(request: web.Request) -> web.Response:
     """Change a user's role, or disable or re-enable them (admins only)."""
     who = caller(request, roles=(Role.ADMIN,))
@@ -130,13 +127,15 @@ async def update_user(request: web.Request) -> web.Response:
     return reply(user.to_json(), at=at)
 
 
-PASSWORD = strings(max_length=passwords.MAX_LENGTH)
-OWN_PASSWORD_BODY = object_body({"current": PASSWORD, "new": PASSWORD}, required=["current", "new"])
-SET_PASSWORD_BODY = object_body({"new": PASSWORD}, required=["new"])
+OWN_PASSWORD_BODY = object_body(
+    {"current": strings(max_length=passwords.MAX_LENGTH), "new": NEW_PASSWORD},
+    required=["current", "new"],
+)
+SET_PASSWORD_BODY = object_body({"new": NEW_PASSWORD}, required=["new"])
 
 
 @routes.post("/api/v1/users/me/password")
-@describe(request=OWN_PASSWORD_BODY)
+@documented(OWN_PASSWORD_BODY, _200="a fresh JWT, as a login answers")
 async def change_own_password(request: web.Request) -> web.Response:
     """Change the caller's password (the current one is needed): every JWT issued before is
     revoked, and the answer carries a fresh one, as a login does."""
@@ -150,7 +149,7 @@ async def change_own_password(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/users/{user_id}/password")
-@describe(request=SET_PASSWORD_BODY)
+@documented(SET_PASSWORD_BODY, _204="the password is set")
 async def set_password(request: web.Request) -> web.Response:
     """Set a user's password (admins only): every JWT of theirs issued before is revoked."""
     who = caller(request, roles=(Role.ADMIN,))

@@ -12,20 +12,58 @@ from __future__ import annotations
 import copy
 import functools
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+import attrs
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError as SchemaError
 from jsonschema.exceptions import best_match
 
 from helix.errors import ValidationError
+from helix.inputs import MAX_INT, MIN_INT
 
 
 def _integer(_: Any, value: Any) -> bool:
-    # JSON Schema counts 1.0 as an integer; the handlers and the database want an int, and the
-    # one JSON decoder (helix.inputs) keeps "1.0" a float, so only an int is an integer here.
+    # JSON Schema counts 1.0 as an integer, as a client's JSON library may write one; the
+    # handlers get an int all the same (`_whole`).
+    # An int beyond int64 is refused by the decoder already; a float must stay within it too.
+    if isinstance(value, float):
+        return value.is_integer() and MIN_INT <= value <= MAX_INT
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _has_whole_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return value.is_integer()
+    if isinstance(value, dict):
+        return any(_has_whole_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_whole_float(v) for v in value)
+    return False
+
+
+def _whole(value: Any, schema: Any, validator: Any) -> Any:
+    """`value` (valid under `schema`) with each float the schema calls an integer an int."""
+    if not isinstance(schema, dict):
+        return value
+    kinds = schema.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else kinds or []
+    if isinstance(value, float) and "integer" in kinds and "number" not in kinds:
+        return int(value)
+    if isinstance(value, dict):
+        properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        value = {k: _whole(v, properties.get(k, extra), validator) for k, v in value.items()}
+    elif isinstance(value, list):
+        value = [_whole(v, schema.get("items"), validator) for v in value]
+    for sub in schema.get("allOf", ()):
+        value = _whole(value, sub, validator)
+    if "if" in schema and validator.evolve(schema=schema["if"]).is_valid(value):
+        value = _whole(value, schema.get("then"), validator)
+    for sub in (*schema.get("anyOf", ()), *schema.get("oneOf", ())):
+        if validator.evolve(schema=sub).is_valid(value):
+            return _whole(value, sub, validator)
+    return value
 
 
 @functools.cache
@@ -43,6 +81,14 @@ def _pattern(
     if validator.is_type(instance, "string") and not _regex(pattern).search(instance):
         yield SchemaError(f"does not match {pattern!r}")
 
+
+# A text that must say something: a character that is neither white space (as Python's
+# str.strip(), which the deciders check with, reads it) nor NUL (which no string may hold).
+_SPACE = (
+    "\\t\\n\\x0b\\x0c\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a"
+    "\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+NOT_BLANK = f"^[^\\x00]*[^\\x00{_SPACE}][^\\x00]*$"
 
 _ITEMS = Draft202012Validator.VALIDATORS["items"]
 _PLAIN_STRING_KEYS = frozenset({"type", "minLength", "maxLength"})
@@ -94,23 +140,70 @@ _LIMITS = frozenset(
 )
 
 
+@attrs.frozen
+class Setting:
+    """A value of a schema that is a setting of the serving process (`{"minLength":
+    Setting("password_min_length")}`), or that `read` derives from the settings: the document
+    shows, and the validator enforces, its value (`settled`)."""
+
+    name: str
+    read: Callable[[Any], Any] | None = attrs.field(default=None, eq=False)
+
+
+def settled(schema: Any, settings: object) -> Any:
+    """`schema` with each `Setting` replaced by its value in `settings`."""
+    if isinstance(schema, Setting):
+        return schema.read(settings) if schema.read else getattr(settings, schema.name)
+    if isinstance(schema, dict):
+        return {k: settled(v, settings) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [settled(v, settings) for v in schema]
+    return schema
+
+
+def _has_setting(schema: Any) -> bool:
+    if isinstance(schema, Setting):
+        return True
+    if isinstance(schema, dict):
+        return any(_has_setting(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(_has_setting(v) for v in schema)
+    return False
+
+
 class RequestSchema:
     """One request body's JSON schema and the validator compiled from it, and the other names
-    (`aliases`: other name → property) the body may give a property by."""
+    (`aliases`: other name → property) the body may give a property by. A schema holding a
+    `Setting` is compiled once per settings it is used with."""
 
     def __init__(self, document: dict[str, Any], aliases: Mapping[str, str] | None = None) -> None:
-        self.document: dict[str, Any] = copy.deepcopy(document)
+        self.template: dict[str, Any] = copy.deepcopy(document)
         self.aliases = dict(aliases or {})
-        _Validator.check_schema(self.document)
-        self._validator = _Validator(self.document, format_checker=_FORMATS)
+        self._fixed = not _has_setting(self.template)
+        self._compiled: dict[object, Any] = {}
+        if self._fixed:
+            self._validator(None)
 
-    def validate(self, value: Any) -> None:
+    def document(self, settings: object) -> dict[str, Any]:
+        """The schema as the serving process with `settings` enforces it."""
+        return self.template if self._fixed else settled(self.template, settings)
+
+    def _validator(self, settings: object) -> Any:
+        key = None if self._fixed else settings
+        found = self._compiled.get(key)
+        if found is None:
+            schema = self.document(settings)
+            _Validator.check_schema(schema)
+            found = self._compiled[key] = _Validator(schema, format_checker=_FORMATS)
+        return found
+
+    def validate(self, value: Any, settings: object = None) -> None:
         """Raise ValidationError (422) naming the field and the rule unless `value` matches."""
-        error = best_match(self._validator.iter_errors(value))
+        error = best_match(self._validator(settings).iter_errors(value))
         if error is not None:
             raise refusal(error)
 
-    def validated(self, value: dict[str, Any]) -> dict[str, Any]:
+    def validated(self, value: dict[str, Any], settings: object = None) -> dict[str, Any]:
         """The body, each alias renamed to the property it stands for, once it matches."""
         for alias, name in self.aliases.items():
             if alias in value and name in value:
@@ -118,7 +211,11 @@ class RequestSchema:
                     f"give {name} or its alias {alias}, not both", field=alias, alias_of=name
                 )
         renamed = {self.aliases.get(k, k): v for k, v in value.items()}
-        self.validate(renamed)
+        self.validate(renamed, settings)
+        if _has_whole_float(renamed):
+            validator = self._validator(settings)
+            whole: dict[str, Any] = _whole(renamed, validator.schema, validator)
+            return whole
         return renamed
 
 
@@ -127,13 +224,19 @@ def object_body(
     *,
     required: Iterable[str] = (),
     aliases: Mapping[str, str] | None = None,
+    exclusive: Iterable[str] = (),
+    keywords: Mapping[str, Any] | None = None,
 ) -> RequestSchema:
-    """A body that is a JSON object of these properties and no others. A body may give a
-    property by one of its `aliases` (other name -> property) instead, never by both names:
-    the alias is renamed before the schema is checked, so its rules are the property's."""
+    """A body that is a JSON object of these properties and no others, giving at most one of
+    the `exclusive` ones. A body may give a property by one of its `aliases` (other name ->
+    property) instead, never by both names: the alias is renamed before the schema is checked,
+    so its rules are the property's. Other JSON Schema `keywords` apply to the whole body."""
     document: dict[str, Any] = {"type": "object"}
     if required:
         document["required"] = list(required)
+    if exclusive:
+        document["not"] = {"required": list(exclusive)}
+    document.update(keywords or {})
     document.update(additionalProperties=False, properties=properties)
     return RequestSchema(document, aliases)
 
@@ -190,6 +293,14 @@ def refusal(error: SchemaError) -> ValidationError:
         case "const":
             field = where
             message = f"{field} must be {limit!r}"
+        case "not" if isinstance(limit, dict) and set(limit) == {"required"}:
+            # `{"not": {"required": [a, b]}}`: one or the other, never both.
+            field = _join(where, limit["required"][-1])
+            message = f"give either {' or '.join(limit['required'])}, not both"
+        case "anyOf" | "oneOf" | "pattern" if "description" in schema:
+            # A choice of shapes says what it takes in its description.
+            field = where
+            message = f"{field} must be {schema['description']}"
         case _:
             field = where
             message = f"{field} {_broken_bound(rule, limit)}"
@@ -202,6 +313,8 @@ def _broken_bound(rule: str, limit: Any) -> str:
             return "must not be empty" if limit == 1 else f"needs at least {limit} characters"
         case "maxLength":
             return f"must be at most {limit} characters"
+        case "pattern" if limit == NOT_BLANK:
+            return "must not be empty"
         case "pattern":
             return f"must match the pattern {limit}"
         case "format":

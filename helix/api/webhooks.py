@@ -27,12 +27,11 @@ from helix.api.handlers import (
     paging,
     path_id,
     position,
-    query_choice,
     reply,
     strings,
     validated_body,
 )
-from helix.api.requests import query_params
+from helix.api.requests import choice_query, query_params
 from helix.api.validation import object_body
 from helix.appkeys import ENDPOINTS, POOL
 from helix.domain import webhook
@@ -46,6 +45,8 @@ from helix.webhooks.replay import (
     replay,
     retry,
 )
+from helix.webhooks.signatures import SECRET_PATTERN
+from helix.webhooks.ssrf import URL_PATTERN
 
 routes = web.RouteTableDef()
 
@@ -59,9 +60,15 @@ GLOBS: dict[str, Any] = {
     "maxItems": globs.MAX_GLOBS,
 }
 # Only the edge bounds a time: it is parsed at once (helix.inputs.parse_time), never stored.
-TIME = strings(min_length=1, max_length=64)
+TIME = {**strings(min_length=1, max_length=64), "format": "date-time"}
 ENDPOINT_FIELDS: dict[str, Any] = {
-    "url": strings(min_length=1, max_length=webhook.MAX_URL_CHARS),
+    "url": {
+        **strings(min_length=1, max_length=webhook.MAX_URL_CHARS),
+        "pattern": URL_PATTERN,
+        "description": "an http(s) URL: a host name (labels of 1 to 63 letters, digits and"
+        " hyphens), an IPv4 or a bracketed IPv6 address, an optional port, path and query,"
+        " no user info, no fragment",
+    },
     "event_types": GLOBS,
     "description": strings(max_length=webhook.MAX_DESCRIPTION_CHARS),
     "enabled": {"type": "boolean"},
@@ -71,6 +78,7 @@ SEED_NAMES = {"events": "event_types"}
 # `whsec_…`, or a plain secret whose bytes become the signing key (`signing_secret`).
 SECRET = {
     **strings(min_length=1, max_length=webhook.MAX_SECRET_CHARS),
+    "pattern": SECRET_PATTERN,
     "description": "whsec_ and base64, or 24 to 64 printable ASCII characters used as the key",
 }
 CREATE = object_body({**ENDPOINT_FIELDS, "secret": SECRET}, required=["url"], aliases=SEED_NAMES)
@@ -239,12 +247,12 @@ async def recover_failed(request: web.Request) -> web.Response:
 
 
 @routes.get(ONE + "/deliveries")
-@query_params(*PAGING, "status")
+@query_params(*PAGING, "status", choices={"status": DeliveryStatus})
 @documented(_200="a page of deliveries, newest first: items, next, has_more")
 async def list_deliveries(request: web.Request) -> web.Response:
     """List an endpoint's deliveries, optionally by status (pending, succeeded, dead)."""
     endpoint_id = await _endpoint(request, write=False)
-    status = query_choice(request, "status", DeliveryStatus)
+    status = choice_query(request, "status")
     limit, offset = paging(request)
     at, items, total = await delivery_page(request.app[POOL], endpoint_id, status, limit, offset)
     return reply(offset_listing(request, items, total, offset), at=at)

@@ -23,13 +23,19 @@ from helix.api.handlers import (
     paging,
     path_id,
     position,
-    query_choice,
     reply,
     strings,
     validated_body,
 )
-from helix.api.requests import flag_query, int_query, query_params, streamed_body
-from helix.api.validation import object_body
+from helix.api.requests import (
+    choice_query,
+    flag_query,
+    int_query,
+    number_query,
+    query_params,
+    streamed_body,
+)
+from helix.api.validation import Setting, object_body
 from helix.appkeys import SERVICES, SETTINGS, VERIFIER
 from helix.audit.time_travel import phase_json
 from helix.auth.principal import principal_of
@@ -61,7 +67,6 @@ from helix.domain.project.decider import (
 from helix.domain.user import Role
 from helix.domain.worker import MAX_HOSTNAME_CHARS, MAX_WORKER_NAME_CHARS
 from helix.envelope import rfc3339
-from helix.errors import ValidationError
 from helix.services import WorkerService
 from helix.services.artifacts import CHUNK_BYTES
 from helix.services.views import artifact_view, file_url
@@ -295,24 +300,17 @@ async def heartbeat(request: web.Request) -> web.Response:
     return reply(body, at=position(request))
 
 
-def _wait(request: web.Request) -> float:
-    raw = request.query.get("wait", "0")
-    try:
-        wait = float(raw)
-    except ValueError:
-        raise ValidationError("wait must be a number of seconds", field="wait") from None
-    return wait
-
-
 @routes.post("/api/v1/workers/{worker_id}/claim")
-@query_params("wait")
+@query_params(
+    "wait", schemas={"wait": {"type": "number", "minimum": 0, "maximum": Setting("claim_max_wait")}}
+)
 @documented(CLAIM, _200="the job, its phase plan and the lease", _204="no job within `wait`")
 async def claim(request: web.Request) -> web.Response:
     """Claim the oldest queued job whose phases this worker's capabilities cover, waiting up
     to `?wait=` seconds for one (woken as soon as one is queued)."""
     who = caller(request, roles=WORKER_ROLES)
     worker_id = path_id(request, "worker_id", "worker")
-    wait = _wait(request)
+    wait = number_query(request, "wait", 0.0)
     body = await optional_body(request, CLAIM)
     service = _service(request)
     claimed = await service.claim(who, worker_id, wait=wait, lease_s=body.get("lease_s"))
@@ -502,10 +500,7 @@ async def report(request: web.Request) -> web.Response:
 
 
 def _fencing_token(request: web.Request) -> int:
-    raw = request.query.get("fencing_token", "")
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise ValidationError("fencing_token must be a whole number", field="fencing_token")
-    return int(raw)
+    return int_query(request, "fencing_token", 0)
 
 
 def _context_view(found: JobContext, tail_lines: int) -> dict[str, Any]:
@@ -545,7 +540,7 @@ def _context_view(found: JobContext, tail_lines: int) -> dict[str, Any]:
 
 
 @routes.get("/api/v1/jobs/{job_id}/context")
-@query_params("fencing_token")
+@query_params("fencing_token", required=("fencing_token",))
 @documented(_200="the project, its discussion and the job's phases so far, for its phases")
 async def job_context(request: web.Request) -> web.Response:
     """What the phases of a job may know, for the worker holding its lease
@@ -569,7 +564,18 @@ MAX_UPLOAD_BYTES = 2**62
 
 @routes.put("/api/v1/jobs/{job_id}/files/{path:.+}")
 @query_params(
-    "fencing_token", "phase", "size", "sha256", "change", bounds={"size": (0, MAX_UPLOAD_BYTES)}
+    "fencing_token",
+    "phase",
+    "size",
+    "sha256",
+    "change",
+    bounds={"size": (0, MAX_UPLOAD_BYTES)},
+    choices={"change": FileChange},
+    required=("fencing_token", "phase", "size", "sha256"),
+    schemas={
+        "phase": strings(min_length=1, max_length=MAX_PHASE_NAME_CHARS),
+        "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+    },
 )
 @streamed_body
 @documented(_201="the file, stored: path, phase, attempt, size, sha256, download_url")
@@ -583,14 +589,8 @@ async def upload_file(request: web.Request) -> web.Response:
     Recorded as `job.artifact_stored`; it is the path's current version from now on."""
     who = caller(request, roles=WORKER_ROLES)
     job_id = path_id(request, "job_id", "job")
-    phase = request.query.get("phase", "")
-    if not 1 <= len(phase) <= MAX_PHASE_NAME_CHARS:
-        raise ValidationError(
-            f"phase must be 1 to {MAX_PHASE_NAME_CHARS} characters", field="phase"
-        )
-    if "size" not in request.query or "sha256" not in request.query:
-        raise ValidationError("an upload needs its size and sha256", field="size")
-    change = query_choice(request, "change", FileChange)
+    phase = request.query["phase"]
+    change = choice_query(request, "change")
     service = request.app[SERVICES].artifacts
     command = service.command(
         fencing_token=_fencing_token(request),

@@ -51,8 +51,8 @@ class AsOf:
 
 def parse_as_of(raw: str) -> AsOf:
     """`as_of` is a log position (a non-negative integer) or an RFC 3339 date-time."""
-    text = raw.strip()
-    if text.isdigit():
+    text = raw
+    if text.isascii() and text.isdigit():
         value = int(text)
         if value > MAX_POSITION:
             raise ValidationError(f"'as_of' must be at most {MAX_POSITION}", field="as_of")

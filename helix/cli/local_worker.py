@@ -29,6 +29,7 @@ from helix.errors import NotFound
 from helix.services import system_caller, templates
 from helix.system_users import private_file
 from helix.worker import Worker, WorkerConfig
+from helix.worker.config import CLAIM_WAIT_S
 from helix.worker.isolation import PhaseUser
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ class LocalWorker:
             phase_user=self._settings.phase_user,
             output_filter=self._settings.output_filter_patterns,
             agent_command=self._settings.agent_command,
+            # A long-poll no longer than this server allows (HELIX_CLAIM_MAX_WAIT).
+            claim_wait=min(CLAIM_WAIT_S, int(self._settings.claim_max_wait)),
         )
         self._worker = Worker(config)
         await self._worker.start()

@@ -114,6 +114,11 @@ def agent_capabilities(settings: Settings) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
+def names(settings: Settings) -> list[str]:
+    """The configured templates' names, sorted."""
+    return sorted(load(settings.phase_templates_file))
+
+
 def resolve(settings: Settings, name: str | None) -> tuple[PhaseSpec, ...]:
     """The phases of template `name` (None: the configured default); 422 if unknown."""
     templates = load(settings.phase_templates_file)

@@ -21,6 +21,16 @@ MIN_SECRET_BYTES = 24
 MAX_SECRET_BYTES = 64
 
 
+# The secrets `signing_secret` takes, as a JSON-schema pattern for the OpenAPI document:
+# `whsec_` and the base64 of 24 to 64 bytes, or a plain secret of 24 to 64 printable ASCII
+# characters without spaces that does not start with `whsec_`.
+_B64 = "[A-Za-z0-9+/]"
+SECRET_PATTERN = (
+    f"^(whsec_(({_B64}{{4}}){{8,21}}({_B64}{{2}}==)?|({_B64}{{4}}){{8,20}}{_B64}{{3}}=)"
+    f"|(?!whsec_)[!-~]{{{MIN_SECRET_BYTES},{MAX_SECRET_BYTES}}})$"
+)
+
+
 def new_secret() -> str:
     return PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
 

@@ -32,6 +32,38 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 SCHEMES = frozenset({"http", "https"})
+# The URLs a webhook may be registered with, as a JSON-schema pattern the OpenAPI document
+# shows and `vet_url` enforces: http(s), a host name or IPv4 address (labels of 1 to 63
+# letters, digits and hyphens) or a bracketed IPv6 address, an optional port, path and query,
+# no user info, no fragment.
+_PORT = "6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}"
+_PATH_CHARS = "-A-Za-z0-9._~!$&'()*+,;=:@%/"
+_H = "[0-9A-Fa-f]{1,4}"
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_V4 = f"({_OCTET}\\.){{3}}{_OCTET}"
+_IPV6 = "|".join(
+    [
+        f"({_H}:){{7}}{_H}",
+        f"({_H}:){{1,7}}:",
+        *(f"({_H}:){{1,{7 - n}}}(:{_H}){{{n}}}" for n in range(1, 7)),
+        f":(:{_H}){{1,7}}",
+        "::",
+        f"({_H}:){{6}}{_V4}",
+        *(
+            f"{f'({_H}:){{{head - 1}}}{_H}' if head else ''}::({_H}:){{{tail}}}{_V4}"
+            for head in range(6)
+            for tail in range(6 - head)
+        ),
+    ]
+)
+URL_PATTERN = (
+    "^[Hh][Tt][Tt][Pp][Ss]?://"
+    f"([A-Za-z0-9-]{{1,63}}(\\.[A-Za-z0-9-]{{1,63}})*\\.?|\\[({_IPV6})\\])"
+    f"(:({_PORT}))?"
+    f"(/[{_PATH_CHARS}]*)?"
+    f"(\\?[{_PATH_CHARS}?]*)?$"
+)
+_URL = re.compile(URL_PATTERN.removesuffix("$") + "\\Z")
 SETTING = "HELIX_WEBHOOK_ALLOWED_NETWORKS"
 # The lookup at registration only reports a mistake early (the connect-time guard is the one
 # that holds), so a slow resolver must not hold the request for long.
@@ -236,7 +268,16 @@ class AddressGuard:
 
     async def vet_url(self, raw: str) -> URL:
         """`check_url`, then the host name resolved now: refused if any address it resolves to
-        is. A name that does not resolve (in time) passes; the connect-time guard decides."""
+        is. A name that does not resolve (in time) passes; the connect-time guard decides.
+        This is the check of a URL being registered, so it must also be one `URL_PATTERN`
+        takes (an endpoint registered before that rule keeps its URL)."""
+        if not raw.lower().startswith(("http://", "https://")):
+            raise ValueError("only http and https URLs are allowed")
+        if not _URL.match(raw):
+            raise ValueError(
+                "not a URL Helix delivers to: http(s)://, a host name or an IP address, and an"
+                " optional port, path and query (no user info, no fragment)"
+            )
         url = self.check_url(raw)
         host = url.raw_host
         assert host is not None

@@ -14,6 +14,7 @@ from helix.worker.directives import OutputFilter
 from helix.worker.reports import MAX_LINES_PER_REPORT, MAX_STDERR_TAIL_LINES
 
 MAX_CLAIM_WAIT_S = 60
+CLAIM_WAIT_S = 20  # the default long-poll of a claim
 
 
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -72,7 +73,7 @@ class WorkerConfig:
     flush_interval: float = attrs.field(default=0.5, validator=_positive)
     # None: the interval the server asks for when the worker registers.
     heartbeat_interval: float | None = attrs.field(default=None, validator=v.optional(_positive))
-    claim_wait: int = attrs.field(default=20, validator=[v.ge(0), v.le(MAX_CLAIM_WAIT_S)])
+    claim_wait: int = attrs.field(default=CLAIM_WAIT_S, validator=[v.ge(0), v.le(MAX_CLAIM_WAIT_S)])
     stderr_tail: int = attrs.field(default=20, validator=[v.ge(0), v.le(MAX_STDERR_TAIL_LINES)])
     kill_grace: float = attrs.field(default=5.0, validator=v.ge(0))
     # Regular expressions of output lines to drop (`helix.worker.directives`).

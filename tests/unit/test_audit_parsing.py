@@ -15,7 +15,10 @@ from helix.inputs import parse_time
 
 def test_an_as_of_of_digits_is_a_log_position() -> None:
     assert parse_as_of("0") == AsOf(position=0)
-    assert parse_as_of(" 42 ") == AsOf(position=42)
+    assert parse_as_of("42") == AsOf(position=42)
+    for spaced in (" 42 ", "4 2", "\u0664\u0662"):  # nor spaces, nor other scripts' digits
+        with pytest.raises(ValidationError):
+            parse_as_of(spaced)
 
 
 def test_an_as_of_with_an_offset_is_an_instant() -> None:

@@ -52,7 +52,7 @@ from helix.domain.user.events import (
     UserRoleChanged,
 )
 from helix.domain.user.scopes import ROLE_SCOPES, SCOPES
-from helix.errors import InvalidTransition, NotFound, ValidationError
+from helix.errors import Forbidden, InvalidTransition, NotFound, ValidationError
 
 # A username: 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit.
 USERNAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
@@ -244,7 +244,7 @@ def _scopes(role: Role, requested: tuple[str, ...]) -> tuple[str, ...]:
         )
     beyond = sorted(set(requested) - ROLE_SCOPES[role])
     if beyond:
-        raise ValidationError(
+        raise Forbidden(
             f"the role {role.value} does not grant: {', '.join(beyond)}",
             field="scopes",
             allowed_values=sorted(ROLE_SCOPES[role]),

@@ -233,7 +233,7 @@ async def test_as_of_past_the_head_is_refused_not_echoed(
     assert at_head.status == 200 and position_of(at_head) == head
     past = await client.get(path, params={"as_of": str(head + 1)}, headers=user.headers)
 
-    error = await error_of(past, 422)
+    error = await error_of(past, 404)
     assert (error["details"]["field"], error["details"]["head"]) == ("as_of", head)
     assert "X-Helix-Position" not in past.headers
 

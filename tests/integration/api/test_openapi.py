@@ -42,7 +42,12 @@ async def test_operations_have_summaries_path_parameters_and_request_bodies(
     patch = doc["paths"]["/api/v1/users/{user_id}"]["patch"]
     assert patch["summary"].startswith("Change a user's role")
     assert patch["parameters"] == [
-        {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}
+        {
+            "name": "user_id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "format": "uuid"},
+        }
     ]
     body = patch["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["properties"]) == {"role", "disabled"}

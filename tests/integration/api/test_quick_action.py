@@ -107,7 +107,7 @@ async def test_a_quick_action_is_idempotent_with_a_key(client: Client, user: Any
     [
         ({"phases": PHASES}, "prompt"),
         ({"prompt": "", "phases": PHASES}, "prompt"),
-        ({"prompt": "   ", "phases": PHASES}, "content"),
+        ({"prompt": "   ", "phases": PHASES}, "prompt"),
         ({"prompt": "x", "phases": []}, "phases"),
         ({"prompt": "x", "phases": PHASES, "template": "ai-development"}, "template"),
         ({"prompt": "x", "phases": PHASES, "metadata": ["not", "an", "object"]}, "metadata"),
