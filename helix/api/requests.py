@@ -96,8 +96,8 @@ def query_params(
     them (`event_type` for `type`). This route's schema of a parameter is QUERY's, with the
     range `bounds` gives it (`{"limit": (1, 1000)}`), the values of the enum `choices` gives
     it, or the keywords `schemas` gives it; the `required` ones must be given. Any other name
-    is refused with 422 before the
-    handler runs (`checked_query`), and a handler that declares none takes none."""
+    is refused with 422 before the handler runs (`checked_query`), and a handler that declares
+    none takes none."""
     assert set(names) <= set(QUERY), "every query parameter has a schema in QUERY"
     given: dict[str, dict[str, Any]] = {name: {} for name in names}
     for name, (low, high) in (bounds or {}).items():
@@ -221,6 +221,9 @@ def _schema(request: web.Request, name: str) -> Mapping[str, Any]:
 
 # An integer as JSON writes one (Python's int() would also take "+1", " 1" and "1_0").
 INTEGER = re.compile(r"-?(0|[1-9][0-9]{0,18})")
+# A number as JSON writes one, at most 32 characters (float() would also take "1_0", " 1",
+# "inf" and "nan").
+NUMBER = re.compile(r"(?=.{1,32}\Z)-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 TRUE, FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
 
 
@@ -270,12 +273,9 @@ def number_query(request: web.Request, name: str, default: float) -> float:
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValidationError(f"'{name}' must be a number", field=name) from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValidationError(f"'{name}' must be a finite number", field=name)
+    if not NUMBER.fullmatch(raw):
+        raise ValidationError(f"'{name}' must be a number", field=name)
+    value = float(raw)
     _within(request, name, value)
     return value
 

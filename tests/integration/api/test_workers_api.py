@@ -174,10 +174,11 @@ async def test_bad_registrations_and_reports_are_refused_and_change_nothing(
     )  # fmt: skip
     await error_of(resp, 409)
     assert await event_count(wclient, admin, job_id) == before
-    resp = await wclient.post(f"/api/v1/workers/{worker_id}/claim?wait=x", headers=worker.headers)
-    await error_of(resp, 422)
-    resp = await wclient.post(f"/api/v1/workers/{worker_id}/claim?wait=999", headers=worker.headers)
-    await error_of(resp, 422)
+    # `wait` is a number as JSON writes one, within the server's HELIX_CLAIM_MAX_WAIT.
+    for wait in ("x", "999", "1_0", "%201", "nan", "inf", "1e999", "-1"):
+        url = f"/api/v1/workers/{worker_id}/claim?wait={wait}"
+        resp = await wclient.post(url, headers=worker.headers)
+        assert (await error_of(resp, 422))["details"]["field"] == "wait", wait
 
 
 async def test_a_job_runs_through_reports_and_the_read_models_show_it(
