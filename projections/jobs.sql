@@ -118,7 +118,9 @@ WHERE job_id = $1 AND version = $3 - 1
 
 -- name: retry_scheduled
 WITH before AS ({before}), after AS (
-    UPDATE {jobs} SET status = 'queued', not_before = $4, updated_at = $2, version = $3
+    UPDATE {jobs}
+    SET status = 'queued', not_before = $4, pause_requested = false, updated_at = $2,
+        version = $3
     WHERE job_id = $1 AND version = $3 - 1
     RETURNING owner, status)
 {running_follows}
@@ -146,7 +148,7 @@ WITH before AS ({before}), after AS (
     UPDATE {jobs}
     SET status = 'queued', max_attempts = $4, dead_lettered = false, error = NULL,
         not_before = NULL, worker_id = NULL, lease_expires_at = NULL, waiting_since = NULL,
-        finished_at = NULL, updated_at = $2, version = $3
+        finished_at = NULL, pause_requested = false, updated_at = $2, version = $3
     WHERE job_id = $1 AND version = $3 - 1
     RETURNING owner, status)
 {running_follows}

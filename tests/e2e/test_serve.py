@@ -172,7 +172,8 @@ async def test_a_users_phase_in_a_default_serve_as_root_cannot_reach_the_servers
         mallory = {"username": "mallory", "password": "a long password", "role": "user"}
         async with session.post(f"{server.url}/api/v1/users", json=mallory, headers=admin) as r:
             assert r.status == 201, await r.text()
-        async with session.post(f"{server.url}/api/v1/auth/login", json=mallory) as r:
+        login = {"username": mallory["username"], "password": mallory["password"]}
+        async with session.post(f"{server.url}/api/v1/auth/login", json=login) as r:
             assert r.status == 200, await r.text()
             token = (await r.json())["token"]
         user = {"Authorization": f"Bearer {token}"}

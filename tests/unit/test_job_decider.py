@@ -46,6 +46,7 @@ from helix.domain.job import (
     JobStatus,
     JobStuck,
     OutputStream,
+    PauseJob,
     PhaseState,
     PhaseStatus,
     QueueJob,
@@ -1103,3 +1104,13 @@ def test_only_a_failed_job_can_be_requeued(state: Callable[[], JobState]) -> Non
 def test_a_requeue_needs_at_least_one_attempt() -> None:
     with pytest.raises(ValidationError):
         decide(failed(), RequeueJob(by="alice", max_attempts=0, at=at(9)))
+
+
+def test_a_pause_asked_of_an_attempt_that_failed_ends_with_it_when_the_job_is_requeued() -> None:
+    state = given(PauseJob(by="alice", at=at(3)), state=in_phase("plan"))
+    assert state.pause_requested and state.status is JobStatus.RUNNING
+    state = given(FailJob(fencing_token=1, error="flaky", at=at(4)), state=state)
+
+    state = given(RequeueJob(by="alice", max_attempts=1, at=at(5)), state=state)
+
+    assert state.status is JobStatus.QUEUED and not state.pause_requested

@@ -414,10 +414,12 @@ def evolve(state: JobState, event: Event) -> JobState:
         case JobWaiting():
             waiting = Waiting(reason=event.reason, capabilities=tuple(event.capabilities))
             return attrs.evolve(state, waiting=waiting, updated_at=at)
+        # A pause asked of the attempt that ended goes with it: the job is queued again.
         case JobRetryScheduled():
             return attrs.evolve(
                 state,
                 status=JobStatus.QUEUED,
+                pause_requested=False,
                 not_before=event.not_before,
                 phases=tuple(_reset_running(p) for p in state.phases),
                 updated_at=at,
@@ -427,6 +429,7 @@ def evolve(state: JobState, event: Event) -> JobState:
             return attrs.evolve(
                 state,
                 status=JobStatus.QUEUED,
+                pause_requested=False,
                 max_attempts=event.max_attempts,
                 dead_lettered=False,
                 error=None,
